@@ -1,0 +1,74 @@
+"""`DataStore` on Azure Blob Storage (azure-storage-blob)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
+from azure.storage.blob import BlobServiceClient
+
+from aztrain.errors import NotFound
+from aztrain.ports import BlobInfo
+
+
+class BlobDataStore:
+    """Manifests, data, logs and outputs as blobs of one storage account."""
+
+    def __init__(self, service: BlobServiceClient) -> None:
+        self._service = service
+
+    def create_containers(self, names: tuple[str, ...]) -> None:
+        """Create containers if missing (the dev host and tests; `infra/` does it in Azure)."""
+        for name in names:
+            try:
+                self._service.create_container(name)
+            except ResourceExistsError:
+                pass
+
+    def read(self, container: str, name: str, *, max_bytes: int | None = None) -> bytes:
+        blob = self._service.get_blob_client(container, name)
+        try:
+            # Read one byte past the limit: enough for the caller to say "too large" without fetching it all.
+            length = None if max_bytes is None else max_bytes + 1
+            return blob.download_blob(offset=0 if length else None, length=length).readall()
+        except ResourceNotFoundError:
+            raise NotFound("blob", f"{container}/{name}") from None
+
+    def write(self, container: str, name: str, data: bytes) -> None:
+        self._service.get_blob_client(container, name).upload_blob(data, overwrite=True)
+
+    def append(self, container: str, name: str, data: bytes) -> None:
+        blob = self._service.get_blob_client(container, name)
+        try:
+            blob.append_block(data)
+        except ResourceNotFoundError:
+            blob.create_append_blob()
+            blob.append_block(data)
+
+    def list(self, container: str, prefix: str = "") -> list[BlobInfo]:
+        client = self._service.get_container_client(container)
+        try:
+            return [
+                BlobInfo(name=b.name, size=b.size, etag=b.etag)
+                for b in client.list_blobs(name_starts_with=prefix or None)
+            ]
+        except ResourceNotFoundError:
+            return []
+
+    def download_prefix(self, container: str, prefix: str, dest: Path) -> int:
+        blobs = self.list(container, prefix)
+        client = self._service.get_container_client(container)
+        for blob in blobs:
+            target = dest / blob.name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            with target.open("wb") as handle:
+                client.download_blob(blob.name).readinto(handle)
+        return len(blobs)
+
+    def upload_folder(self, folder: Path, container: str, prefix: str) -> int:
+        files = [p for p in sorted(folder.rglob("*")) if p.is_file()]
+        client = self._service.get_container_client(container)
+        for path in files:
+            with path.open("rb") as handle:
+                client.upload_blob(prefix + path.relative_to(folder).as_posix(), handle, overwrite=True)
+        return len(files)

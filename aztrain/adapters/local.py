@@ -1,0 +1,205 @@
+"""`ComputeBackend` on this machine: a simulated GPU cluster that runs real `horovodrun`.
+
+Nodes are simulated (they "provision" after a configurable delay and count
+down to zero when released); the training is not: each job is a supervisor
+process (`aztrain.adapters.local_job`) that downloads the data prefix, runs
+`horovodrun --gloo`, streams logs to blob storage, uploads outputs and writes
+Azure ML-style statuses to `status.json`. Job folders live under the state
+dir, so the backend survives a restart of the host.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+from aztrain.errors import ManifestError
+from aztrain.ports import ClusterSpec, JobSubmission
+from aztrain.settings import PROJECT_ROOT, Settings
+
+log = logging.getLogger(__name__)
+
+#: Statuses after which the supervisor has exited for good.
+FINAL_STATUSES = frozenset({"Completed", "Failed", "Canceled"})
+#: Environment marker on every process of a job: how cancel finds stragglers and tests prove none are left.
+JOB_ENV_MARKER = "AZTRAIN_LOCAL_JOB"
+LOCAL_MAX_NODES = 8
+_SPAWN_GRACE_SECONDS = 30.0
+
+
+def write_json_atomic(path: Path, value: dict[str, Any]) -> None:
+    """Write JSON so readers never see half a file."""
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(value, indent=2))
+    os.replace(tmp, path)
+
+
+def read_json(path: Path) -> dict[str, Any]:
+    try:
+        value = json.loads(path.read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+def job_processes(job_name: str) -> list[psutil.Process]:
+    """Every live process carrying the job's environment marker."""
+    found = []
+    for proc in psutil.process_iter():
+        try:
+            if proc.environ().get(JOB_ENV_MARKER) == job_name and proc.status() != psutil.STATUS_ZOMBIE:
+                found.append(proc)
+        except (psutil.AccessDenied, psutil.NoSuchProcess, psutil.ZombieProcess):
+            continue
+    return found
+
+
+class LocalBackend:
+    """A simulated cluster per compute profile; jobs run as real Horovod processes."""
+
+    name = "local"
+
+    def __init__(self, settings: Settings, *, child_env: dict[str, str] | None = None) -> None:
+        self._settings = settings
+        self._root = settings.local_state_dir
+        self._clusters_dir = self._root / "clusters"
+        self._jobs_dir = self._root / "jobs"
+        self._clusters_dir.mkdir(parents=True, exist_ok=True)
+        self._jobs_dir.mkdir(parents=True, exist_ok=True)
+        self._child_env = child_env if child_env is not None else dict(os.environ)
+        self._lock = threading.Lock()
+        self._children: dict[str, subprocess.Popen[bytes]] = {}
+
+    # ------------------------------------------------------------ clusters
+    def cluster_for(self, compute: dict[str, Any]) -> ClusterSpec:
+        if compute["nodes"] > LOCAL_MAX_NODES:
+            raise ManifestError(
+                [f"compute.nodes: the local backend simulates at most {LOCAL_MAX_NODES} nodes, got {compute['nodes']}"]
+            )
+        return ClusterSpec(
+            name=f"local-{compute['profile']}",
+            nodes=compute["nodes"],
+            processes_per_node=compute["processes_per_node"],
+            vm_size=compute.get("vm_size") or "Local_CPU",
+            priority=compute["priority"],
+        )
+
+    def ensure_cluster(self, spec: ClusterSpec) -> int:
+        with self._lock:
+            state = self._cluster_state(spec.name)
+            if state["target"] < spec.nodes:
+                state.update(target=spec.nodes, change_at=time.time() + self._settings.local_provision_seconds)
+                write_json_atomic(self._cluster_file(spec.name), state)
+                log.info("local cluster %s: provisioning %d node(s)", spec.name, spec.nodes)
+            return self._settle(spec.name, state)
+
+    def cluster_nodes(self, cluster: str) -> int:
+        with self._lock:
+            return self._settle(cluster, self._cluster_state(cluster))
+
+    def scale_to_zero(self, cluster: str) -> None:
+        with self._lock:
+            state = self._cluster_state(cluster)
+            if state["target"] == 0:
+                return
+            # Releasing nodes takes a moment too, so the reconciler has a real scale-down to observe.
+            state.update(target=0, change_at=time.time() + self._settings.local_provision_seconds / 4)
+            write_json_atomic(self._cluster_file(cluster), state)
+            log.info("local cluster %s: scaling to zero", cluster)
+
+    def _cluster_file(self, name: str) -> Path:
+        return self._clusters_dir / f"{name}.json"
+
+    def _cluster_state(self, name: str) -> dict[str, Any]:
+        return {"nodes": 0, "target": 0, "change_at": 0.0, **read_json(self._cluster_file(name))}
+
+    def _settle(self, name: str, state: dict[str, Any]) -> int:
+        """Nodes in place now: the target once its change time has passed."""
+        if state["nodes"] != state["target"] and time.time() >= state["change_at"]:
+            state["nodes"] = state["target"]
+            write_json_atomic(self._cluster_file(name), state)
+        return int(state["nodes"])
+
+    # ---------------------------------------------------------------- jobs
+    def submit(self, job: JobSubmission) -> str:
+        folder = self._jobs_dir / job.name
+        try:
+            folder.mkdir()
+        except FileExistsError:  # repeated submit: the job already exists
+            return job.name
+        write_json_atomic(folder / "submission.json", asdict(job))
+        write_json_atomic(folder / "status.json", {"status": "NotStarted", "error": ""})
+        env = {
+            **self._child_env,
+            JOB_ENV_MARKER: job.name,
+            "AZTRAIN_LOCAL_MAX_SLOTS": str(self._settings.local_max_slots),
+            "PYTHONUNBUFFERED": "1",
+        }
+        with (folder / "supervisor.log").open("ab") as out:
+            child = subprocess.Popen(
+                [sys.executable, "-m", "aztrain.adapters.local_job", str(folder)],
+                cwd=PROJECT_ROOT,
+                env=env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # its own process group: cancel signals the whole job
+            )
+        self._children[job.name] = child
+        (folder / "supervisor.pid").write_text(str(child.pid))
+        log.info("local job %s: started supervisor pid %d", job.name, child.pid)
+        return job.name
+
+    def job_status(self, backend_job_id: str) -> str:
+        status = self._status(backend_job_id)
+        if status.get("status") in FINAL_STATUSES or self._supervisor_alive(backend_job_id):
+            return str(status.get("status", "NotStarted"))
+        return "Failed"  # the supervisor died without saying how the job ended
+
+    def job_error(self, backend_job_id: str) -> str:
+        status = self._status(backend_job_id)
+        if status.get("status") not in FINAL_STATUSES and not self._supervisor_alive(backend_job_id):
+            return "the local job supervisor exited unexpectedly; see supervisor.log in the job folder"
+        return str(status.get("error", ""))
+
+    def cancel(self, backend_job_id: str) -> None:
+        folder = self._jobs_dir / backend_job_id
+        (folder / "cancel").touch()
+        pid = self._pid(backend_job_id)
+        if pid and self._supervisor_alive(backend_job_id):
+            try:
+                os.killpg(pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+
+    def _status(self, job_name: str) -> dict[str, Any]:
+        return read_json(self._jobs_dir / job_name / "status.json")
+
+    def _pid(self, job_name: str) -> int | None:
+        try:
+            return int((self._jobs_dir / job_name / "supervisor.pid").read_text())
+        except (FileNotFoundError, ValueError):
+            return None
+
+    def _supervisor_alive(self, job_name: str) -> bool:
+        child = self._children.get(job_name)
+        if child is not None:
+            return child.poll() is None  # poll() also reaps it, so no zombie is left behind
+        pid = self._pid(job_name)
+        if pid is None:  # between mkdir and spawn in another thread: give it a moment
+            status_file = self._jobs_dir / job_name / "status.json"
+            return status_file.exists() and time.time() - status_file.stat().st_mtime < _SPAWN_GRACE_SECONDS
+        try:
+            return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+        except psutil.NoSuchProcess:
+            return False

@@ -1,0 +1,205 @@
+"""Supervisor of one local job: `python -m aztrain.adapters.local_job <job folder>`.
+
+Plays the part of Azure ML's job runtime on this machine: mounts the data
+(downloads the prefix), runs `horovodrun --gloo`, streams the log to blob
+storage, enforces `max_runtime`, uploads outputs, and reports the statuses
+Azure ML would (Preparing → Running → Finalizing → Completed | Failed | Canceled).
+On SIGTERM (cancel) it stops the whole Horovod process tree, leaving nothing behind.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from types import FrameType
+
+import psutil
+
+from aztrain.adapters.local import job_processes, write_json_atomic
+from aztrain.bootstrap import build_data_store
+from aztrain.ports import DataStore
+from aztrain.settings import Settings
+
+log = logging.getLogger("aztrain.local_job")
+
+_LOG_FLUSH_SECONDS = 2.0
+_LOG_FLUSH_BYTES = 64 * 1024
+_STOP_GRACE_SECONDS = 10.0
+_ERROR_TAIL_LINES = 20
+
+
+class LogStreamer:
+    """Tee a child's output to a local file and, in batches, to an append blob."""
+
+    def __init__(self, data: DataStore, container: str, blob: str, local: Path) -> None:
+        self._data, self._container, self._blob = data, container, blob
+        self._local = local.open("ab")
+        self._pending = bytearray()
+        self._last_flush = time.monotonic()
+        self.tail: list[str] = []
+
+    def write(self, line: bytes) -> None:
+        self._local.write(line)
+        self._local.flush()
+        self._pending += line
+        self.tail = [*self.tail[-(_ERROR_TAIL_LINES - 1) :], line.decode(errors="replace").rstrip()]
+        if len(self._pending) >= _LOG_FLUSH_BYTES or time.monotonic() - self._last_flush >= _LOG_FLUSH_SECONDS:
+            self.flush()
+
+    def flush(self) -> None:
+        if self._pending:
+            try:
+                self._data.append(self._container, self._blob, bytes(self._pending))
+                self._pending.clear()
+            except Exception:  # storage hiccup: keep the bytes and try again at the next flush
+                log.warning("could not stream log to %s/%s; will retry", self._container, self._blob, exc_info=True)
+        self._last_flush = time.monotonic()
+
+    def close(self) -> None:
+        self.flush()
+        self._local.close()
+
+
+class Supervisor:
+    """Runs one submission to the end and records its status."""
+
+    def __init__(self, folder: Path, data: DataStore) -> None:
+        self.folder = folder
+        self.data = data
+        self.submission = json.loads((folder / "submission.json").read_text())
+        self.name: str = self.submission["name"]
+        self.canceled = threading.Event()
+        self.child: subprocess.Popen[bytes] | None = None
+
+    def set_status(self, status: str, error: str = "") -> None:
+        write_json_atomic(self.folder / "status.json", {"status": status, "error": error, "at": time.time()})
+        log.info("%s: %s %s", self.name, status, error)
+
+    def on_sigterm(self, signum: int, frame: FrameType | None) -> None:
+        self.canceled.set()
+        if self.child is not None:
+            stop_tree(self.child.pid)
+
+    def run(self) -> int:
+        sub = self.submission
+        prefix = sub["output_prefix"]
+        streamer = LogStreamer(self.data, sub["output_container"], prefix + "logs/driver.log", self.folder / "driver.log")
+        try:
+            if (self.folder / "cancel").exists():
+                self.set_status("Canceled")
+                return 0
+            self.set_status("Preparing")
+            data_dir, out_dir = self.folder / "data", self.folder / "outputs"
+            shutil.rmtree(data_dir, ignore_errors=True)
+            out_dir.mkdir(exist_ok=True)
+            count = self.data.download_prefix(sub["data_container"], sub["data_prefix"], data_dir)
+            streamer.write(f"aztrain: mounted {count} blob(s) from {sub['data_container']}/{sub['data_prefix']}\n".encode())
+            if self.canceled.is_set():
+                self.set_status("Canceled")
+                return 0
+            self.set_status("Running")
+            rc, timed_out = self._train(data_dir, out_dir, streamer)
+            self.set_status("Finalizing")
+            streamer.flush()
+            self.data.upload_folder(out_dir, sub["output_container"], prefix + "outputs/")
+            if self.canceled.is_set():
+                self.set_status("Canceled")
+            elif timed_out:
+                self.set_status("Failed", f"exceeded max_runtime of {sub['max_runtime_seconds']} s")
+            elif rc == 0:
+                self.set_status("Completed")
+            else:
+                self.set_status("Failed", f"trainer exited with code {rc}: " + " | ".join(streamer.tail[-5:]))
+            return 0
+        except Exception as exc:
+            log.exception("%s: supervisor failed", self.name)
+            self.set_status("Failed", f"local job supervisor error: {exc}")
+            return 1
+        finally:
+            streamer.close()
+
+    def _train(self, data_dir: Path, out_dir: Path, streamer: LogStreamer) -> tuple[int, bool]:
+        sub = self.submission
+        slots = max(1, int(os.environ.get("AZTRAIN_LOCAL_MAX_SLOTS", "2")))
+        requested = sub["cluster"]["nodes"] * sub["cluster"]["processes_per_node"]
+        processes = min(requested, slots)
+        if processes < requested:
+            streamer.write(
+                f"aztrain: local backend runs {processes} of {requested} requested Horovod processes "
+                f"(AZTRAIN_LOCAL_MAX_SLOTS={slots})\n".encode()
+            )
+        python = os.environ.get("AZTRAIN_LOCAL_PYTHON") or sys.executable
+        horovodrun = str(Path(python).parent / "horovodrun")
+        command = [
+            horovodrun, "--gloo", "-np", str(processes), "-H", f"localhost:{processes}",
+            python, "-m", sub["entrypoint"],
+            "--data-dir", str(data_dir), "--output-dir", str(out_dir),
+            "--args-json", json.dumps(sub["args"]),
+        ]  # fmt: skip
+        streamer.write(f"aztrain: {' '.join(command[:6])} ... -m {sub['entrypoint']}\n".encode())
+        self.child = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, cwd=Path.cwd())
+        if self.canceled.is_set():  # SIGTERM arrived while we were starting it
+            stop_tree(self.child.pid)
+        timed_out = threading.Event()
+
+        def on_timeout(child: subprocess.Popen[bytes]) -> None:
+            timed_out.set()
+            stop_tree(child.pid)
+
+        watchdog = threading.Timer(sub["max_runtime_seconds"], on_timeout, args=(self.child,))
+        watchdog.daemon = True
+        watchdog.start()
+        try:
+            assert self.child.stdout is not None  # we asked for a pipe
+            for line in iter(self.child.stdout.readline, b""):
+                streamer.write(line)
+            rc = self.child.wait()
+        finally:
+            watchdog.cancel()
+        return rc, timed_out.is_set()
+
+
+def stop_tree(pid: int) -> None:
+    """SIGTERM a process and all its descendants, then SIGKILL what is left after a grace period."""
+    try:
+        root = psutil.Process(pid)
+        tree = [root, *root.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return
+    for proc in tree:
+        try:
+            proc.terminate()
+        except psutil.NoSuchProcess:
+            pass
+    _, alive = psutil.wait_procs(tree, timeout=_STOP_GRACE_SECONDS)
+    for proc in alive:
+        try:
+            proc.kill()
+        except psutil.NoSuchProcess:
+            pass
+
+
+def main(argv: list[str]) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    folder = Path(argv[1])
+    supervisor = Supervisor(folder, build_data_store(Settings.from_env()))
+    signal.signal(signal.SIGTERM, supervisor.on_sigterm)
+    try:
+        return supervisor.run()
+    finally:
+        # Backstop: nothing of this job may outlive its supervisor (a worker that escaped the tree).
+        for proc in job_processes(supervisor.name):
+            if proc.pid != os.getpid():
+                proc.kill()
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))

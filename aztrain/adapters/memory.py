@@ -1,0 +1,205 @@
+"""In-memory fakes of every port, for unit tests.
+
+Each passes the same contract tests as its real adapter (tests/contract), so
+a unit test against a fake says something true about production.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterable
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from aztrain.errors import ConcurrencyError, ManifestError, NotFound
+from aztrain.ports import BlobInfo, ClusterRecord, ClusterSpec, JobRecord, JobSubmission
+from aztrain.runs import Run, RunState, Transition
+
+_etags = itertools.count(1)
+
+
+def _etag() -> str:
+    return f'W/"{next(_etags)}"'
+
+
+class InMemoryRunStore:
+    """`RunStore` in dictionaries, with the same ETag rules as Table Storage."""
+
+    def __init__(self) -> None:
+        self._jobs: dict[str, JobRecord] = {}
+        self._runs: dict[str, Run] = {}
+        self._history: dict[str, dict[int, Transition]] = {}
+        self._claims: dict[tuple[str, str], str] = {}
+        self._clusters: dict[tuple[str, str], ClusterRecord] = {}
+
+    def get_job(self, name: str) -> JobRecord | None:
+        return self._jobs.get(name)
+
+    def put_job(self, job: JobRecord) -> JobRecord:
+        current = self._jobs.get(job.name)
+        if (current.etag if current else None) != job.etag:
+            raise ConcurrencyError(f"job {job.name}")
+        stored = replace(job, etag=_etag())
+        self._jobs[job.name] = stored
+        return stored
+
+    def list_jobs(self) -> list[JobRecord]:
+        return sorted(self._jobs.values(), key=lambda j: j.name)
+
+    def add_run(self, run: Run) -> Run:
+        if run.id in self._runs:
+            raise ConcurrencyError(f"run {run.id}")
+        return self._store(run)
+
+    def save_run(self, run: Run) -> Run:
+        current = self._runs.get(run.id)
+        if current is None or current.etag != run.etag:
+            raise ConcurrencyError(f"run {run.id}")
+        return self._store(run)
+
+    def _store(self, run: Run) -> Run:
+        stored = replace(run, etag=_etag())
+        self._runs[run.id] = stored
+        if run.last:
+            self._history.setdefault(run.id, {})[run.last.seq] = run.last
+        return stored
+
+    def get_run(self, run_id: str) -> Run | None:
+        return self._runs.get(run_id)
+
+    def find_runs(
+        self, *, job: str | None = None, states: Iterable[RunState] | None = None, limit: int | None = None
+    ) -> list[Run]:
+        wanted = set(states) if states is not None else None
+        runs = [
+            r
+            for r in sorted(self._runs.values(), key=lambda r: r.id)  # ids sort newest first
+            if (job is None or r.job == job) and (wanted is None or r.state in wanted)
+        ]
+        return runs[:limit] if limit is not None else runs
+
+    def history(self, run_id: str) -> list[Transition]:
+        rows = self._history.get(run_id, {})
+        return [rows[seq] for seq in sorted(rows)]
+
+    def claim(self, scope: str, key: str, value: str) -> str:
+        return self._claims.setdefault((scope, key), value)
+
+    def get_cluster(self, backend: str, name: str) -> ClusterRecord | None:
+        return self._clusters.get((backend, name))
+
+    def put_cluster(self, cluster: ClusterRecord) -> ClusterRecord:
+        stored = replace(cluster, etag=_etag())
+        self._clusters[(cluster.backend, cluster.name)] = stored
+        return stored
+
+    def list_clusters(self) -> list[ClusterRecord]:
+        return list(self._clusters.values())
+
+
+class InMemoryDataStore:
+    """`DataStore` over a dictionary of (container, name) → bytes."""
+
+    def __init__(self) -> None:
+        self.blobs: dict[tuple[str, str], bytes] = {}
+
+    def read(self, container: str, name: str, *, max_bytes: int | None = None) -> bytes:
+        try:
+            data = self.blobs[(container, name)]
+        except KeyError:
+            raise NotFound("blob", f"{container}/{name}") from None
+        return data if max_bytes is None else data[: max_bytes + 1]
+
+    def write(self, container: str, name: str, data: bytes) -> None:
+        self.blobs[(container, name)] = data
+
+    def append(self, container: str, name: str, data: bytes) -> None:
+        self.blobs[(container, name)] = self.blobs.get((container, name), b"") + data
+
+    def list(self, container: str, prefix: str = "") -> list[BlobInfo]:
+        return [
+            BlobInfo(name=name, size=len(data), etag=f'"{hash(data) & 0xFFFFFFFF:x}"')
+            for (c, name), data in sorted(self.blobs.items())
+            if c == container and name.startswith(prefix)
+        ]
+
+    def download_prefix(self, container: str, prefix: str, dest: Path) -> int:
+        blobs = self.list(container, prefix)
+        for blob in blobs:
+            target = dest / blob.name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(self.blobs[(container, blob.name)])
+        return len(blobs)
+
+    def upload_folder(self, folder: Path, container: str, prefix: str) -> int:
+        files = [p for p in sorted(folder.rglob("*")) if p.is_file()]
+        for path in files:
+            self.write(container, prefix + path.relative_to(folder).as_posix(), path.read_bytes())
+        return len(files)
+
+
+@dataclass
+class FakeJob:
+    submission: JobSubmission
+    statuses: list[str]  # scripted progression; the last one sticks
+    canceled: bool = False
+
+    @property
+    def status(self) -> str:
+        return "Canceled" if self.canceled else self.statuses[0]
+
+
+class FakeComputeBackend:
+    """A scripted `ComputeBackend`: clusters grow after `provision_polls` calls, jobs step through `script`."""
+
+    name = "fake"
+
+    def __init__(self, *, max_nodes: int = 4, provision_polls: int = 1, script: tuple[str, ...] = ("Queued", "Running", "Completed")) -> None:
+        self.max_nodes = max_nodes
+        self.provision_polls = provision_polls
+        self.script = script
+        self.nodes: dict[str, int] = {}
+        self.jobs: dict[str, FakeJob] = {}
+        self._polls: dict[str, int] = {}
+
+    def cluster_for(self, compute: dict[str, Any]) -> ClusterSpec:
+        if compute["nodes"] > self.max_nodes:
+            raise ManifestError([f"compute.nodes: {compute['nodes']} exceeds this backend's {self.max_nodes} nodes"])
+        return ClusterSpec(
+            name=f"fake-{compute['profile']}",
+            nodes=compute["nodes"],
+            processes_per_node=compute["processes_per_node"],
+            vm_size=compute.get("vm_size") or "Fake_GPU",
+            priority=compute["priority"],
+        )
+
+    def ensure_cluster(self, spec: ClusterSpec) -> int:
+        polls = self._polls[spec.name] = self._polls.get(spec.name, 0) + 1
+        if polls > self.provision_polls:
+            self.nodes[spec.name] = max(self.nodes.get(spec.name, 0), spec.nodes)
+        return self.nodes.get(spec.name, 0)
+
+    def submit(self, job: JobSubmission) -> str:
+        self.jobs.setdefault(job.name, FakeJob(job, list(self.script)))
+        return job.name
+
+    def job_status(self, backend_job_id: str) -> str:
+        job = self.jobs[backend_job_id]
+        status = job.status
+        if len(job.statuses) > 1 and not job.canceled:
+            job.statuses.pop(0)  # each poll moves the scripted job one step on
+        return status
+
+    def job_error(self, backend_job_id: str) -> str:
+        return "scripted failure" if self.jobs[backend_job_id].status == "Failed" else ""
+
+    def cancel(self, backend_job_id: str) -> None:
+        self.jobs[backend_job_id].canceled = True
+
+    def scale_to_zero(self, cluster: str) -> None:
+        self.nodes[cluster] = 0
+        self._polls.pop(cluster, None)
+
+    def cluster_nodes(self, cluster: str) -> int:
+        return self.nodes.get(cluster, 0)

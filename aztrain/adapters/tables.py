@@ -1,0 +1,311 @@
+"""`RunStore` on Azure Table Storage (azure-data-tables), with ETag-conditional writes.
+
+| table      | PartitionKey | RowKey                    |
+| ---------- | ------------ | ------------------------- |
+| jobs       | job name     | `spec`                    |
+| runs       | job name     | run id (newest first)     |
+| runhistory | run id       | zero-padded sequence      |
+| claims     | scope        | event key                 |
+| clusters   | backend      | cluster name              |
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Iterable
+from dataclasses import replace
+from datetime import datetime, timezone
+from typing import Any
+
+from azure.core import MatchConditions
+from azure.core.exceptions import ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
+from azure.data.tables import TableClient, TableServiceClient, UpdateMode
+
+from aztrain.errors import ConcurrencyError
+from aztrain.ports import ClusterRecord, JobRecord
+from aztrain.runs import Run, RunState, Transition
+
+TABLES = ("jobs", "runs", "runhistory", "claims", "clusters")
+_SAFE_KEY = re.compile(r"^[A-Za-z0-9._:@=-]{1,512}$")
+
+
+class TableRunStore:
+    """Jobs, runs, history, claims and clusters in five tables of one storage account."""
+
+    def __init__(self, service: TableServiceClient, *, prefix: str = "") -> None:
+        self._service = service
+        self._prefix = prefix
+        self._jobs = self._table("jobs")
+        self._runs = self._table("runs")
+        self._history = self._table("runhistory")
+        self._claims = self._table("claims")
+        self._clusters = self._table("clusters")
+
+    def _table(self, name: str) -> TableClient:
+        return self._service.get_table_client(self._prefix + name)
+
+    def create_tables(self) -> None:
+        """Create the tables if missing (the dev host and tests; `infra/` does it in Azure)."""
+        for name in TABLES:
+            self._service.create_table_if_not_exists(self._prefix + name)
+
+    # ---------------------------------------------------------------- jobs
+    def get_job(self, name: str) -> JobRecord | None:
+        try:
+            return _job_from_entity(self._jobs.get_entity(name, "spec"))
+        except ResourceNotFoundError:
+            return None
+
+    def put_job(self, job: JobRecord) -> JobRecord:
+        entity = _job_to_entity(job)
+        return replace(job, etag=self._write(self._jobs, entity, job.etag, f"job {job.name}"))
+
+    def list_jobs(self) -> list[JobRecord]:
+        return sorted((_job_from_entity(e) for e in self._jobs.list_entities()), key=lambda j: j.name)
+
+    # ---------------------------------------------------------------- runs
+    def add_run(self, run: Run) -> Run:
+        stored = replace(run, etag=self._write(self._runs, _run_to_entity(run), None, f"run {run.id}"))
+        self._append_history(stored)
+        return stored
+
+    def save_run(self, run: Run) -> Run:
+        if run.etag is None:
+            raise ValueError("save_run needs a run read from the store (it has no ETag)")
+        stored = replace(run, etag=self._write(self._runs, _run_to_entity(run), run.etag, f"run {run.id}"))
+        self._append_history(stored)
+        return stored
+
+    def _append_history(self, run: Run) -> None:
+        # Upsert, not create: rewriting the same row after a crash is harmless.
+        if run.last:
+            self._history.upsert_entity(_transition_to_entity(run.id, run.last), mode=UpdateMode.REPLACE)
+
+    def get_run(self, run_id: str) -> Run | None:
+        found = list(self._runs.query_entities("RowKey eq @id", parameters={"id": run_id}))
+        return _run_from_entity(found[0]) if found else None
+
+    def find_runs(
+        self, *, job: str | None = None, states: Iterable[RunState] | None = None, limit: int | None = None
+    ) -> list[Run]:
+        clauses, params = [], {}
+        if job is not None:
+            clauses.append("PartitionKey eq @job")
+            params["job"] = job
+        if states is not None:
+            wanted = sorted(s.value for s in states)
+            if not wanted:
+                return []
+            clauses.append("(" + " or ".join(f"State eq @s{i}" for i in range(len(wanted))) + ")")
+            params.update({f"s{i}": state for i, state in enumerate(wanted)})
+        entities = (
+            self._runs.query_entities(" and ".join(clauses), parameters=params) if clauses else self._runs.list_entities()
+        )
+        runs = sorted((_run_from_entity(e) for e in entities), key=lambda r: r.id)
+        return runs[:limit] if limit is not None else runs
+
+    def history(self, run_id: str) -> list[Transition]:
+        rows = self._history.query_entities("PartitionKey eq @run", parameters={"run": run_id})
+        return sorted((_transition_from_entity(e) for e in rows), key=lambda t: t.seq)
+
+    # -------------------------------------------------------------- claims
+    def claim(self, scope: str, key: str, value: str) -> str:
+        row = key if _SAFE_KEY.match(key) else hashlib.sha256(key.encode()).hexdigest()
+        try:
+            self._claims.create_entity({"PartitionKey": scope, "RowKey": row, "Value": value, "Key": key})
+            return value
+        except ResourceExistsError:  # someone claimed first: theirs is the answer
+            return str(self._claims.get_entity(scope, row)["Value"])
+
+    # ------------------------------------------------------------ clusters
+    def get_cluster(self, backend: str, name: str) -> ClusterRecord | None:
+        try:
+            return _cluster_from_entity(self._clusters.get_entity(backend, name))
+        except ResourceNotFoundError:
+            return None
+
+    def put_cluster(self, cluster: ClusterRecord) -> ClusterRecord:
+        meta = self._clusters.upsert_entity(_cluster_to_entity(cluster), mode=UpdateMode.REPLACE)
+        return replace(cluster, etag=meta["etag"])
+
+    def list_clusters(self) -> list[ClusterRecord]:
+        return [_cluster_from_entity(e) for e in self._clusters.list_entities()]
+
+    # ------------------------------------------------------------- helpers
+    @staticmethod
+    def _write(table: TableClient, entity: dict[str, Any], etag: str | None, what: str) -> str:
+        """Create when `etag` is None, else replace only if unchanged. Returns the new ETag."""
+        try:
+            if etag is None:
+                meta = table.create_entity(entity)
+            else:
+                meta = table.update_entity(
+                    entity, mode=UpdateMode.REPLACE, etag=etag, match_condition=MatchConditions.IfNotModified
+                )
+        except (ResourceExistsError, ResourceModifiedError, ResourceNotFoundError):
+            raise ConcurrencyError(what) from None
+        return str(meta["etag"])
+
+
+# Entities are flat: nested values are stored as JSON strings; datetimes as Edm.DateTime.
+
+
+def _utc(value: Any) -> datetime | None:
+    if value is None:
+        return None
+    return datetime(*value.timetuple()[:6], value.microsecond, tzinfo=timezone.utc)
+
+
+def _job_to_entity(job: JobRecord) -> dict[str, Any]:
+    return {
+        "PartitionKey": job.name,
+        "RowKey": "spec",
+        "Manifest": json.dumps(job.manifest),
+        "ManifestHash": job.manifest_hash,
+        "UpdatedAt": job.updated_at,
+        "WatchContainer": job.watch_container,
+        "WatchPrefix": job.watch_prefix,
+        "LastRunId": job.last_run_id,
+        "LastTriggerAt": job.last_trigger_at,
+    }
+
+
+def _job_from_entity(e: Any) -> JobRecord:
+    return JobRecord(
+        name=e["PartitionKey"],
+        manifest=json.loads(e["Manifest"]),
+        manifest_hash=e["ManifestHash"],
+        updated_at=_utc(e["UpdatedAt"]) or datetime.now(timezone.utc),
+        watch_container=e.get("WatchContainer", ""),
+        watch_prefix=e.get("WatchPrefix", ""),
+        last_run_id=e.get("LastRunId", ""),
+        last_trigger_at=_utc(e.get("LastTriggerAt")),
+        etag=e.metadata["etag"],
+    )
+
+
+def _run_to_entity(run: Run) -> dict[str, Any]:
+    return {
+        "PartitionKey": run.job,
+        "RowKey": run.id,
+        "State": run.state.value,
+        "CreatedAt": run.created_at,
+        "UpdatedAt": run.updated_at,
+        "Trigger": run.trigger,
+        "Cause": run.cause,
+        "ManifestHash": run.manifest_hash,
+        "Manifest": json.dumps(run.manifest),
+        "Source": run.source,
+        "Cluster": run.cluster,
+        "BackendJobId": run.backend_job_id,
+        "Attempt": run.attempt,
+        "Error": run.error[:16000],
+        "Metrics": json.dumps(run.metrics),
+        "Outputs": run.outputs,
+        "Seq": run.seq,
+        "Last": json.dumps(_transition_json(run.last)) if run.last else "",
+    }
+
+
+def _run_from_entity(e: Any) -> Run:
+    return Run(
+        id=e["RowKey"],
+        job=e["PartitionKey"],
+        state=RunState(e["State"]),
+        created_at=_utc(e["CreatedAt"]) or datetime.now(timezone.utc),
+        updated_at=_utc(e["UpdatedAt"]) or datetime.now(timezone.utc),
+        trigger=e.get("Trigger", ""),
+        cause=e.get("Cause", ""),
+        manifest_hash=e.get("ManifestHash", ""),
+        manifest=json.loads(e.get("Manifest") or "{}"),
+        source=e.get("Source", ""),
+        cluster=e.get("Cluster", ""),
+        backend_job_id=e.get("BackendJobId", ""),
+        attempt=int(e.get("Attempt", 1)),
+        error=e.get("Error", ""),
+        metrics=json.loads(e.get("Metrics") or "{}"),
+        outputs=e.get("Outputs", ""),
+        seq=int(e.get("Seq", 0)),
+        last=_transition_from_json(json.loads(e["Last"])) if e.get("Last") else None,
+        etag=e.metadata["etag"],
+    )
+
+
+def _transition_json(t: Transition) -> dict[str, Any]:
+    return {
+        "seq": t.seq,
+        "from": t.from_state.value if t.from_state else None,
+        "to": t.to_state.value,
+        "cause": t.cause,
+        "at": t.at.isoformat(),
+        "applied": t.applied,
+        "detail": t.detail,
+    }
+
+
+def _transition_from_json(d: dict[str, Any]) -> Transition:
+    return Transition(
+        seq=int(d["seq"]),
+        from_state=RunState(d["from"]) if d.get("from") else None,
+        to_state=RunState(d["to"]),
+        cause=d.get("cause", ""),
+        at=datetime.fromisoformat(d["at"]),
+        applied=bool(d.get("applied", True)),
+        detail=d.get("detail", ""),
+    )
+
+
+def _transition_to_entity(run_id: str, t: Transition) -> dict[str, Any]:
+    return {
+        "PartitionKey": run_id,
+        "RowKey": f"{t.seq:06d}",
+        "From": t.from_state.value if t.from_state else "",
+        "To": t.to_state.value,
+        "Cause": t.cause,
+        "At": t.at,
+        "Applied": t.applied,
+        "Detail": t.detail[:16000],
+    }
+
+
+def _transition_from_entity(e: Any) -> Transition:
+    return Transition(
+        seq=int(e["RowKey"]),
+        from_state=RunState(e["From"]) if e.get("From") else None,
+        to_state=RunState(e["To"]),
+        cause=e.get("Cause", ""),
+        at=_utc(e["At"]) or datetime.now(timezone.utc),
+        applied=bool(e.get("Applied", True)),
+        detail=e.get("Detail", ""),
+    )
+
+
+def _cluster_to_entity(c: ClusterRecord) -> dict[str, Any]:
+    return {
+        "PartitionKey": c.backend,
+        "RowKey": c.name,
+        "DesiredNodes": c.desired_nodes,
+        "ObservedNodes": c.observed_nodes,
+        "ActiveRuns": json.dumps(list(c.active_runs)),
+        "LastScaleAction": c.last_scale_action,
+        "LastScaleAt": c.last_scale_at,
+        "ZeroAt": c.zero_at,
+        "SecondsToZero": c.seconds_to_zero,
+    }
+
+
+def _cluster_from_entity(e: Any) -> ClusterRecord:
+    return ClusterRecord(
+        backend=e["PartitionKey"],
+        name=e["RowKey"],
+        desired_nodes=int(e.get("DesiredNodes", 0)),
+        observed_nodes=int(e.get("ObservedNodes", 0)),
+        active_runs=tuple(json.loads(e.get("ActiveRuns") or "[]")),
+        last_scale_action=e.get("LastScaleAction", ""),
+        last_scale_at=_utc(e.get("LastScaleAt")),
+        zero_at=_utc(e.get("ZeroAt")),
+        seconds_to_zero=e.get("SecondsToZero"),
+        etag=e.metadata["etag"],
+    )

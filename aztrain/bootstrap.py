@@ -1,0 +1,67 @@
+"""Composition root: settings → adapters → service. The only module that chooses adapters."""
+
+from __future__ import annotations
+
+import functools
+from datetime import datetime, timezone
+from typing import Any
+
+from azure.data.tables import TableServiceClient
+from azure.storage.blob import BlobServiceClient
+
+from aztrain.adapters.blobs import BlobDataStore
+from aztrain.adapters.local import LocalBackend
+from aztrain.adapters.tables import TableRunStore
+from aztrain.service import ControlPlane
+from aztrain.settings import Settings
+
+
+def utc_now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def _credential() -> Any:
+    # Managed identity in Azure, developer login elsewhere; imported only when no key is configured.
+    from azure.identity import DefaultAzureCredential
+
+    return DefaultAzureCredential()
+
+
+def build_data_store(settings: Settings) -> BlobDataStore:
+    if settings.storage_connection_string:
+        service = BlobServiceClient.from_connection_string(settings.storage_connection_string)
+    else:
+        service = BlobServiceClient(f"https://{settings.storage_account}.blob.core.windows.net", _credential())
+    return BlobDataStore(service)
+
+
+def build_run_store(settings: Settings) -> TableRunStore:
+    if settings.storage_connection_string:
+        service = TableServiceClient.from_connection_string(settings.storage_connection_string)
+    else:
+        service = TableServiceClient(f"https://{settings.storage_account}.table.core.windows.net", credential=_credential())
+    return TableRunStore(service, prefix=settings.table_prefix)
+
+
+def build_control_plane(settings: Settings) -> ControlPlane:
+    return ControlPlane(
+        settings=settings,
+        store=build_run_store(settings),
+        data=build_data_store(settings),
+        backend=LocalBackend(settings),
+        now=utc_now,
+    )
+
+
+def ensure_storage(settings: Settings) -> None:
+    """Create the containers and tables the control plane uses (locally; `infra/` does it in Azure)."""
+    build_data_store(settings).create_containers(
+        (settings.jobs_container, settings.runs_container, *settings.data_containers)
+    )
+    build_run_store(settings).create_tables()
+
+
+@functools.cache
+def control_plane() -> ControlPlane:
+    """The process-wide service used by the Functions triggers, built on first use."""
+    return build_control_plane(Settings.from_env())

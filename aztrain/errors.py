@@ -1,0 +1,56 @@
+"""Exceptions that carry the data a caller needs to act on them."""
+
+from __future__ import annotations
+
+
+class AztrainError(Exception):
+    """Base of every error the control plane raises on purpose."""
+
+
+class ConfigError(AztrainError):
+    """A setting is missing or invalid."""
+
+    def __init__(self, message: str, *, setting: str) -> None:
+        super().__init__(message)
+        self.setting = setting
+
+
+class ManifestError(AztrainError):
+    """A manifest was rejected. `problems` lists each field and how to fix it."""
+
+    def __init__(self, problems: list[str], *, source: str = "") -> None:
+        self.problems = problems
+        self.source = source
+        where = f" ({source})" if source else ""
+        super().__init__(f"invalid manifest{where}: " + "; ".join(problems))
+
+
+class NotFound(AztrainError):
+    """A run or job the caller named does not exist."""
+
+    def __init__(self, kind: str, key: str) -> None:
+        super().__init__(f"{kind} {key!r} not found")
+        self.kind = kind
+        self.key = key
+
+
+class ConcurrencyError(AztrainError):
+    """An ETag-conditional write lost a race; re-read and re-decide."""
+
+    def __init__(self, entity: str) -> None:
+        super().__init__(f"{entity} was modified concurrently")
+        self.entity = entity
+
+
+class InvalidTransition(AztrainError):
+    """A user asked for something the run's current state does not allow (e.g. cancel a finished run)."""
+
+    def __init__(self, run_id: str, state: str, action: str) -> None:
+        super().__init__(f"run {run_id} is {state}; cannot {action}")
+        self.run_id = run_id
+        self.state = state
+        self.action = action
+
+
+class BackendError(AztrainError):
+    """The compute backend failed in a way that retrying later may fix."""

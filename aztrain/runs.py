@@ -1,0 +1,167 @@
+"""Runs and their state machine: the one table every other module asks.
+
+```
+REJECTED (terminal: the manifest never became a job)
+ACCEPTED → PROVISIONING → SUBMITTED → QUEUED → RUNNING → COMPLETED
+     any non-terminal state → FAILED | CANCEL_REQUESTED → CANCELED
+```
+A transition the table does not allow (a late "Running" after "Completed") is
+recorded in the run's history as ignored and never applied.
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from enum import Enum
+from typing import Any
+
+
+class RunState(str, Enum):
+    """Lifecycle of a run. `is_terminal` states never change again."""
+
+    REJECTED = "REJECTED"
+    ACCEPTED = "ACCEPTED"
+    PROVISIONING = "PROVISIONING"
+    SUBMITTED = "SUBMITTED"
+    QUEUED = "QUEUED"
+    RUNNING = "RUNNING"
+    CANCEL_REQUESTED = "CANCEL_REQUESTED"
+    COMPLETED = "COMPLETED"
+    FAILED = "FAILED"
+    CANCELED = "CANCELED"
+
+    @property
+    def is_terminal(self) -> bool:
+        return self in TERMINAL_STATES
+
+
+TERMINAL_STATES = frozenset({RunState.REJECTED, RunState.COMPLETED, RunState.FAILED, RunState.CANCELED})
+#: States in which a run holds (or is about to hold) cluster nodes.
+ACTIVE_STATES = frozenset(RunState) - TERMINAL_STATES
+
+_ENDINGS = {RunState.FAILED, RunState.CANCEL_REQUESTED}
+TRANSITIONS: dict[RunState, frozenset[RunState]] = {
+    RunState.REJECTED: frozenset(),
+    RunState.ACCEPTED: frozenset({RunState.PROVISIONING, *_ENDINGS}),
+    RunState.PROVISIONING: frozenset({RunState.SUBMITTED, *_ENDINGS}),
+    # A backend may skip states we never observed (a short job goes Queued→Completed between polls).
+    RunState.SUBMITTED: frozenset({RunState.QUEUED, RunState.RUNNING, RunState.COMPLETED, *_ENDINGS}),
+    RunState.QUEUED: frozenset({RunState.RUNNING, RunState.COMPLETED, *_ENDINGS}),
+    RunState.RUNNING: frozenset({RunState.COMPLETED, *_ENDINGS}),
+    RunState.CANCEL_REQUESTED: frozenset({RunState.CANCELED, RunState.COMPLETED, RunState.FAILED}),
+    RunState.COMPLETED: frozenset(),
+    RunState.FAILED: frozenset(),
+    RunState.CANCELED: frozenset(),
+}
+
+
+def can_transition(current: RunState, target: RunState) -> bool:
+    """True when the table allows moving from `current` to `target`."""
+    return target in TRANSITIONS[current]
+
+
+#: Azure ML job statuses (the local backend reports the same) → run states.
+#: `None` means "no change": the status says nothing new about the run's life.
+BACKEND_STATUS: dict[str, RunState | None] = {
+    "notstarted": RunState.QUEUED,
+    "queued": RunState.QUEUED,
+    "preparing": RunState.QUEUED,
+    "provisioning": RunState.QUEUED,
+    "starting": RunState.QUEUED,
+    "running": RunState.RUNNING,
+    "finalizing": RunState.RUNNING,
+    "cancelrequested": RunState.CANCEL_REQUESTED,
+    "completed": RunState.COMPLETED,
+    "failed": RunState.FAILED,
+    "canceled": RunState.CANCELED,
+    "notresponding": None,
+    "paused": None,
+}
+
+
+def state_for_backend_status(status: str) -> RunState | None:
+    """Map a backend status (case-insensitive) onto a run state; unknown statuses raise `KeyError`."""
+    return BACKEND_STATUS[status.strip().lower()]
+
+
+def new_run_id(now: datetime) -> str:
+    """A run id that sorts newest-first as a Table Storage RowKey: inverted epoch millis + randomness."""
+    inverted = 10**13 - int(now.timestamp() * 1000)
+    return f"{inverted:013d}-{secrets.token_hex(3)}"
+
+
+@dataclass(frozen=True)
+class Transition:
+    """One history row. `applied=False` records a transition the table refused."""
+
+    seq: int
+    from_state: RunState | None  # None for the row that records the run's creation
+    to_state: RunState
+    cause: str
+    at: datetime
+    applied: bool = True
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class Run:
+    """One execution of a job. Stored in the `runs` table (PartitionKey=job, RowKey=id)."""
+
+    id: str
+    job: str
+    state: RunState
+    created_at: datetime
+    updated_at: datetime
+    trigger: str  # "manifest" | "http" | "data"
+    cause: str  # event id or request id that created it
+    manifest_hash: str = ""
+    manifest: dict[str, Any] = field(default_factory=dict)
+    source: str = ""  # blob path or "http"
+    cluster: str = ""
+    backend_job_id: str = ""
+    attempt: int = 1
+    error: str = ""
+    metrics: dict[str, Any] = field(default_factory=dict)
+    outputs: str = ""
+    seq: int = 0
+    last: Transition | None = None
+    etag: str | None = None  # set by the store; None means "not stored yet"
+
+    @classmethod
+    def create(cls, *, job: str, state: RunState, at: datetime, trigger: str, cause: str, **fields: Any) -> Run:
+        """A new run whose history starts with its creation."""
+        first = Transition(seq=1, from_state=None, to_state=state, cause=cause, at=at, detail=fields.get("error", ""))
+        return cls(
+            id=fields.pop("id", None) or new_run_id(at),
+            job=job,
+            state=state,
+            created_at=at,
+            updated_at=at,
+            trigger=trigger,
+            cause=cause,
+            seq=1,
+            last=first,
+            **fields,
+        )
+
+    @property
+    def is_terminal(self) -> bool:
+        return self.state.is_terminal
+
+    def moved(self, target: RunState, *, cause: str, at: datetime, detail: str = "", **changes: Any) -> Run:
+        """The run after an attempted transition. Refused transitions only add a history row."""
+        allowed = can_transition(self.state, target)
+        step = Transition(
+            seq=self.seq + 1,
+            from_state=self.state,
+            to_state=target,
+            cause=cause,
+            at=at,
+            applied=allowed,
+            detail=detail if allowed else (detail or f"ignored: {self.state.value} → {target.value} not allowed"),
+        )
+        if not allowed:
+            return replace(self, seq=step.seq, last=step, updated_at=at)
+        return replace(self, state=target, seq=step.seq, last=step, updated_at=at, **changes)

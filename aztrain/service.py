@@ -1,0 +1,374 @@
+"""Use cases of the control plane. Framework-free: triggers and the CLI call these.
+
+Every use case is idempotent and quick. Handlers record intent and take one
+cheap step; the reconciler (`reconcile`) drives runs forward from backend
+state and is the backstop for every lost or late event.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from datetime import datetime
+from pathlib import PurePosixPath
+from typing import Any
+
+import yaml
+
+from aztrain.errors import ConcurrencyError, InvalidTransition, ManifestError, NotFound
+from aztrain.manifest import JobManifest, parse_manifest
+from aztrain.ports import (
+    ClusterRecord,
+    ClusterSpec,
+    ComputeBackend,
+    DataStore,
+    JobRecord,
+    JobSubmission,
+    RunStore,
+)
+from aztrain.runs import ACTIVE_STATES, Run, RunState, new_run_id, state_for_backend_status
+from aztrain.settings import Settings
+
+log = logging.getLogger(__name__)
+
+_SAVE_ATTEMPTS = 5
+#: Backend job names are derived from run ids, so status events name their run.
+BACKEND_JOB_PREFIX = "aztrain-"
+
+
+@dataclass(frozen=True)
+class BlobEvent:
+    """The parts of a `Microsoft.Storage.BlobCreated` event the service uses."""
+
+    id: str
+    container: str
+    name: str
+    etag: str = ""
+
+    @classmethod
+    def from_subject(cls, event_id: str, subject: str, etag: str = "") -> BlobEvent:
+        """Parse `/blobServices/default/containers/<c>/blobs/<name>`; `ValueError` if it is not a blob subject."""
+        head, sep, name = subject.partition("/blobs/")
+        prefix = "/blobServices/default/containers/"
+        if not sep or not head.startswith(prefix) or not name:
+            raise ValueError(f"not a blob event subject: {subject!r}")
+        return cls(id=event_id, container=head.removeprefix(prefix), name=name, etag=etag)
+
+
+@dataclass(frozen=True)
+class Submitted:
+    """What a submission led to. `created` is False when an existing run was returned."""
+
+    run: Run
+    created: bool
+    reason: str = ""
+
+
+class ControlPlane:
+    """The service layer: jobs in, runs out, clusters back to zero."""
+
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        store: RunStore,
+        data: DataStore,
+        backend: ComputeBackend,
+        now: Callable[[], datetime],
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.data = data
+        self.backend = backend
+        self.now = now
+
+    # ----------------------------------------------------------------- submit
+    def submit(
+        self,
+        manifest_text: str | bytes,
+        *,
+        trigger: str,
+        cause: str,
+        source: str,
+        force: bool = False,
+        run_id: str | None = None,
+    ) -> Submitted:
+        """Accept a manifest and start a run of it.
+
+        The same manifest content (by hash) maps to one run: resubmitting it
+        returns that run unless `force` is set. A malformed manifest becomes a
+        REJECTED run carrying the error, so it is visible and never retried.
+        """
+        try:
+            manifest = parse_manifest(manifest_text, source=source, max_bytes=self.settings.max_manifest_bytes)
+            self.backend.cluster_for(manifest.compute.model_dump())
+        except ManifestError as exc:
+            return Submitted(self._reject(exc, manifest_text, trigger, cause, source, run_id), created=True)
+        run_id = run_id or new_run_id(self.now())
+        existing = self.store.get_run(run_id)
+        if existing:  # a redelivered event that already made its run
+            return Submitted(existing, created=False, reason="already processed")
+        job = self.store.get_job(manifest.name)
+        if job and job.manifest_hash == manifest.content_hash and job.last_run_id and not force:
+            last = self.store.get_run(job.last_run_id)
+            if last and last.id != run_id:
+                return Submitted(last, created=False, reason="identical manifest already submitted; use force to rerun")
+        self._save_job(manifest, job, run_id)
+        run = Run.create(
+            id=run_id,
+            job=manifest.name,
+            state=RunState.ACCEPTED,
+            at=self.now(),
+            trigger=trigger,
+            cause=cause,
+            source=source,
+            manifest=manifest.normalised(),
+            manifest_hash=manifest.content_hash,
+        )
+        return Submitted(self._add_and_advance(run), created=True)
+
+    def _reject(
+        self, exc: ManifestError, text: str | bytes, trigger: str, cause: str, source: str, run_id: str | None
+    ) -> Run:
+        log.warning("rejected manifest from %s: %s", source, exc)
+        run = Run.create(
+            id=run_id,
+            job=_job_name_hint(text, source),
+            state=RunState.REJECTED,
+            at=self.now(),
+            trigger=trigger,
+            cause=cause,
+            source=source,
+            error=str(exc),
+        )
+        try:
+            return self.store.add_run(run)
+        except ConcurrencyError:  # redelivered: the rejection is already recorded
+            return self.store.get_run(run.id) or run
+
+    def _save_job(self, manifest: JobManifest, job: JobRecord | None, run_id: str) -> None:
+        watching = manifest.watches_data
+        record = JobRecord(
+            name=manifest.name,
+            manifest=manifest.normalised(),
+            manifest_hash=manifest.content_hash,
+            updated_at=self.now(),
+            watch_container=manifest.data.container if watching else "",
+            watch_prefix=manifest.data.prefix if watching else "",
+            last_run_id=run_id,
+            last_trigger_at=self.now(),
+            etag=job.etag if job else None,
+        )
+        self.store.put_job(record)
+
+    def _add_and_advance(self, run: Run) -> Run:
+        try:
+            run = self.store.add_run(run)
+        except ConcurrencyError:
+            return self.store.get_run(run.id) or run
+        # One cheap step now so users see progress at once; the reconciler does the rest.
+        return self.advance(run.id)
+
+    # ------------------------------------------------------------ blob events
+    def on_blob_created(self, event: BlobEvent) -> list[Run]:
+        """A blob landed: a manifest starts its job, data starts a retraining run of each job watching it."""
+        if event.container == self.settings.jobs_container and event.name.startswith(self.settings.manifests_prefix):
+            return [self._on_manifest_blob(event)]
+        if event.container in (self.settings.jobs_container, self.settings.runs_container):
+            return []  # the control plane's own writes never trigger anything
+        return self._on_data_blob(event)
+
+    def _on_manifest_blob(self, event: BlobEvent) -> Run:
+        run_id = self.store.claim("blobcreated", event.id, new_run_id(self.now()))
+        source = f"{event.container}/{event.name}"
+        try:
+            text = self.data.read(event.container, event.name, max_bytes=self.settings.max_manifest_bytes)
+        except NotFound:
+            text = b""  # deleted before we read it: recorded as rejected, not retried forever
+        return self.submit(text, trigger="manifest", cause=event.id, source=source, run_id=run_id).run
+
+    def _on_data_blob(self, event: BlobEvent) -> list[Run]:
+        started = []
+        for job in self.store.list_jobs():
+            if job.watch_container != event.container or not event.name.startswith(job.watch_prefix):
+                continue
+            pending = self.store.find_runs(job=job.name, states=[RunState.ACCEPTED])
+            if pending:  # not started yet: it will read this blob too, so one run serves the burst
+                continue
+            run_id = self.store.claim("blobcreated", f"{event.id}:{job.name}", new_run_id(self.now()))
+            if self.store.get_run(run_id):
+                continue
+            run = Run.create(
+                id=run_id,
+                job=job.name,
+                state=RunState.ACCEPTED,
+                at=self.now(),
+                trigger="data",
+                cause=event.id,
+                source=f"{event.container}/{event.name}",
+                manifest=job.manifest,
+                manifest_hash=job.manifest_hash,
+            )
+            started.append(self._add_and_advance(run))
+        return started
+
+    # -------------------------------------------------------- status & cancel
+    def on_run_status(self, backend_job_id: str, status: str, *, cause: str) -> Run | None:
+        """A backend status event. Late or duplicated events are recorded as ignored, never applied."""
+        target = state_for_backend_status(status)
+        run = self.store.get_run(backend_job_id.removeprefix(BACKEND_JOB_PREFIX))
+        if run is None or target is None or target is run.state:
+            return run
+        return self._update(run.id, lambda current: self._moved_to(current, target, cause=cause))
+
+    def cancel(self, run_id: str, *, cause: str) -> Run:
+        """Ask a run to stop. Idempotent for runs already stopping; `InvalidTransition` for finished ones."""
+
+        def decide(run: Run) -> Run | None:
+            if run.state in (RunState.CANCEL_REQUESTED, RunState.CANCELED):
+                return None
+            if run.is_terminal:
+                raise InvalidTransition(run.id, run.state.value, "cancel")
+            return run.moved(RunState.CANCEL_REQUESTED, cause=cause, at=self.now())
+
+        run = self._update(run_id, decide)
+        if run.backend_job_id:
+            self.backend.cancel(run.backend_job_id)
+        return self.advance(run.id)
+
+    def get_run(self, run_id: str) -> Run:
+        run = self.store.get_run(run_id)
+        if run is None:
+            raise NotFound("run", run_id)
+        return run
+
+    # ---------------------------------------------------------------- advance
+    def advance(self, run_id: str) -> Run:
+        """Take one step for a run from what the backend says now. Safe to call any time, from anywhere."""
+        return self._update(run_id, self._next_step)
+
+    def _next_step(self, run: Run) -> Run | None:
+        now = self.now()
+        if run.is_terminal:
+            return None
+        spec = self.backend.cluster_for(run.manifest["compute"])
+        if run.state is RunState.ACCEPTED:
+            self.backend.ensure_cluster(spec)
+            return run.moved(RunState.PROVISIONING, cause="reconciler", at=now, cluster=spec.name)
+        if run.state is RunState.PROVISIONING:
+            ready = self.backend.ensure_cluster(spec)
+            if ready < spec.nodes:
+                return None
+            job_id = self.backend.submit(self._submission(run, spec))
+            return run.moved(RunState.SUBMITTED, cause="reconciler", at=now, backend_job_id=job_id)
+        if run.state is RunState.CANCEL_REQUESTED and not run.backend_job_id:
+            return run.moved(RunState.CANCELED, cause="reconciler", at=now)
+        status = self.backend.job_status(run.backend_job_id)
+        target = state_for_backend_status(status)
+        if target is None or target is run.state:
+            return None
+        return self._moved_to(run, target, cause=f"backend:{status}")
+
+    def _moved_to(self, run: Run, target: RunState, *, cause: str) -> Run:
+        changes: dict[str, Any] = {}
+        if target is RunState.COMPLETED:
+            changes["metrics"] = self._read_metrics(run)
+        if target is RunState.FAILED and run.backend_job_id:
+            changes["error"] = self.backend.job_error(run.backend_job_id)
+        return run.moved(target, cause=cause, at=self.now(), **changes)
+
+    def _submission(self, run: Run, spec: ClusterSpec) -> JobSubmission:
+        manifest = run.manifest
+        return JobSubmission(
+            name=BACKEND_JOB_PREFIX + run.id,
+            run_id=run.id,
+            job=run.job,
+            cluster=spec,
+            entrypoint=manifest["trainer"]["entrypoint"],
+            args=manifest["trainer"]["args"],
+            data_container=manifest["data"]["container"],
+            data_prefix=manifest["data"]["prefix"],
+            output_container=self.settings.runs_container,
+            output_prefix=run_output_prefix(run),
+            max_runtime_seconds=manifest["compute"]["max_runtime"],
+            tags={"aztrain.run": run.id, "aztrain.job": run.job, "aztrain.manifest": run.manifest_hash},
+        )
+
+    def _read_metrics(self, run: Run) -> dict[str, Any]:
+        try:
+            raw = self.data.read(self.settings.runs_container, run_output_prefix(run) + "outputs/metrics.json")
+            metrics = json.loads(raw)
+        except (NotFound, ValueError):
+            log.warning("run %s completed without a readable metrics.json", run.id)
+            return {}
+        return metrics if isinstance(metrics, dict) else {}
+
+    def _update(self, run_id: str, decide: Callable[[Run], Run | None]) -> Run:
+        """Read, decide, write conditionally; on a lost race re-read and decide again."""
+        for _ in range(_SAVE_ATTEMPTS):
+            run = self.get_run(run_id)
+            changed = decide(run)
+            if changed is None:
+                return run
+            try:
+                saved = self.store.save_run(changed)
+            except ConcurrencyError:
+                continue
+            if saved.cluster and saved.last and saved.last.applied:
+                self._sync_cluster(saved)
+            return saved
+        raise ConcurrencyError(f"run {run_id}")
+
+    # -------------------------------------------------------------- reconcile
+    def reconcile(self) -> None:
+        """Advance every active run, then make sure idle clusters are scaling (and reach) zero."""
+        for run in self.store.find_runs(states=ACTIVE_STATES):
+            try:
+                self.advance(run.id)
+            except Exception:  # one bad run must not stall the others
+                log.exception("reconcile: run %s could not advance", run.id)
+        for cluster in self.store.list_clusters():
+            if cluster.backend == self.backend.name:
+                self._reconcile_cluster(cluster)
+
+    def _sync_cluster(self, run: Run) -> None:
+        """A run changed state on a cluster: update the cluster's record, scaling to zero if it was the last."""
+        record = self.store.get_cluster(self.backend.name, run.cluster)
+        self._reconcile_cluster(record or ClusterRecord(backend=self.backend.name, name=run.cluster))
+
+    def _reconcile_cluster(self, cluster: ClusterRecord) -> None:
+        now = self.now()
+        active = [r for r in self.store.find_runs(states=ACTIVE_STATES) if r.cluster == cluster.name]
+        desired = max((self.backend.cluster_for(r.manifest["compute"]).nodes for r in active), default=0)
+        if desired != cluster.desired_nodes or (desired == 0 and cluster.observed_nodes > 0):
+            if desired == 0:
+                self.backend.scale_to_zero(cluster.name)
+            cluster = replace(
+                cluster, desired_nodes=desired, last_scale_action=f"scale-to-{desired}", last_scale_at=now, zero_at=None
+            )
+        observed = self.backend.cluster_nodes(cluster.name)
+        cluster = replace(cluster, observed_nodes=observed, active_runs=tuple(r.id for r in active))
+        if observed == 0 and desired == 0 and cluster.zero_at is None and cluster.last_scale_at:
+            cluster = replace(cluster, zero_at=now, seconds_to_zero=(now - cluster.last_scale_at).total_seconds())
+        self.store.put_cluster(cluster)
+
+
+def run_output_prefix(run: Run) -> str:
+    """Where a run's logs and outputs live in the runs container."""
+    return f"{run.job}/{run.id}/"
+
+
+def _job_name_hint(text: str | bytes, source: str) -> str:
+    """Best-effort job name for a rejected manifest: its `name` if readable, else the file's stem."""
+    try:
+        document = yaml.safe_load(text)
+    except yaml.YAMLError:
+        document = None
+    name = document.get("name") if isinstance(document, dict) else None
+    candidate = name if isinstance(name, str) else PurePosixPath(source).stem
+    # Table Storage keys must not contain /, \, #, ? or control characters.
+    cleaned = re.sub(r"[^A-Za-z0-9._-]", "-", candidate)[:63]
+    return cleaned or "unknown"

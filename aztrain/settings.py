@@ -1,0 +1,106 @@
+"""Typed settings, read once from the environment (and `local.settings.json` locally).
+
+The Functions host exposes app settings as environment variables; the dev host
+loads `local.settings.json` the same way Core Tools does, so one code path
+serves Azure and this machine.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from aztrain.errors import ConfigError
+
+#: Azurite's well-known development account (public, documented by Microsoft).
+AZURITE_CONNECTION_STRING = (
+    "DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;"
+    "AccountKey=Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==;"
+    "BlobEndpoint=http://127.0.0.1:10000/devstoreaccount1;"
+    "QueueEndpoint=http://127.0.0.1:10001/devstoreaccount1;"
+    "TableEndpoint=http://127.0.0.1:10002/devstoreaccount1;"
+)
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the control plane is configured with. Defaults suit local development."""
+
+    #: Connection string (local / tests) — in Azure leave empty and set `storage_account`
+    #: so the managed identity is used instead of a key.
+    storage_connection_string: str = ""
+    storage_account: str = ""
+    jobs_container: str = "jobs"
+    manifests_prefix: str = "manifests/"
+    runs_container: str = "runs"
+    #: Containers whose uploads count as data arrival (Event Grid data subscription).
+    data_containers: tuple[str, ...] = ("datasets",)
+    table_prefix: str = ""
+    backend: str = "local"
+    #: Local backend: where job working folders and the simulated cluster live.
+    local_state_dir: Path = field(default_factory=lambda: PROJECT_ROOT / ".aztrain" / "local")
+    local_provision_seconds: float = 2.0
+    local_max_slots: int = 2
+    local_python: str = ""
+    max_manifest_bytes: int = 64 * 1024
+
+    @classmethod
+    def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
+        """Build settings from `AZTRAIN_*` variables (and `AzureWebJobsStorage`)."""
+        env = dict(os.environ if environ is None else environ)
+        conn = env.get("AZTRAIN_STORAGE_CONNECTION_STRING") or env.get("AzureWebJobsStorage", "")
+        if conn == "UseDevelopmentStorage=true":
+            conn = AZURITE_CONNECTION_STRING
+        account = env.get("AZTRAIN_STORAGE_ACCOUNT", "")
+        if not conn and not account:
+            conn = AZURITE_CONNECTION_STRING
+        backend = env.get("AZTRAIN_BACKEND", "local")
+        if backend != "local":
+            raise ConfigError(
+                f"AZTRAIN_BACKEND={backend!r} is not supported; use 'local'",
+                setting="AZTRAIN_BACKEND",
+            )
+        defaults = cls()
+        return cls(
+            storage_connection_string=conn,
+            storage_account=account,
+            jobs_container=env.get("AZTRAIN_JOBS_CONTAINER", defaults.jobs_container),
+            manifests_prefix=env.get("AZTRAIN_MANIFESTS_PREFIX", defaults.manifests_prefix),
+            runs_container=env.get("AZTRAIN_RUNS_CONTAINER", defaults.runs_container),
+            data_containers=tuple(
+                c.strip() for c in env.get("AZTRAIN_DATA_CONTAINERS", ",".join(defaults.data_containers)).split(",") if c.strip()
+            ),
+            table_prefix=env.get("AZTRAIN_TABLE_PREFIX", defaults.table_prefix),
+            backend=backend,
+            local_state_dir=Path(env.get("AZTRAIN_LOCAL_STATE_DIR", str(defaults.local_state_dir))),
+            local_provision_seconds=_number(env, "AZTRAIN_LOCAL_PROVISION_SECONDS", defaults.local_provision_seconds),
+            local_max_slots=int(_number(env, "AZTRAIN_LOCAL_MAX_SLOTS", defaults.local_max_slots)),
+            local_python=env.get("AZTRAIN_LOCAL_PYTHON", ""),
+            max_manifest_bytes=int(_number(env, "AZTRAIN_MAX_MANIFEST_BYTES", defaults.max_manifest_bytes)),
+        )
+
+
+def _number(env: dict[str, str], name: str, default: float) -> float:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return float(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a number, got {raw!r}", setting=name) from None
+
+
+def load_local_settings(path: Path) -> None:
+    """Copy `Values` of a Core Tools style `local.settings.json` into the environment.
+
+    Variables already set win, as with Core Tools.
+    """
+    if not path.is_file():
+        return
+    values = json.loads(path.read_text()).get("Values", {})
+    for key, value in values.items():
+        os.environ.setdefault(key, str(value))

@@ -1,0 +1,71 @@
+"""JSON views of domain objects, shared by the HTTP API and the CLI."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aztrain.ports import ClusterRecord, JobRecord
+from aztrain.runs import Run, Transition
+
+
+def _iso(value: Any) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+def transition_view(t: Transition) -> dict[str, Any]:
+    return {
+        "seq": t.seq,
+        "from": t.from_state.value if t.from_state else None,
+        "to": t.to_state.value,
+        "applied": t.applied,
+        "cause": t.cause,
+        "at": _iso(t.at),
+        "detail": t.detail,
+    }
+
+
+def run_view(run: Run, history: list[Transition] | None = None) -> dict[str, Any]:
+    view: dict[str, Any] = {
+        "id": run.id,
+        "job": run.job,
+        "state": run.state.value,
+        "terminal": run.is_terminal,
+        "trigger": run.trigger,
+        "source": run.source,
+        "cause": run.cause,
+        "created_at": _iso(run.created_at),
+        "updated_at": _iso(run.updated_at),
+        "cluster": run.cluster,
+        "backend_job_id": run.backend_job_id,
+        "attempt": run.attempt,
+        "manifest_hash": run.manifest_hash,
+        "error": run.error,
+        "metrics": run.metrics,
+    }
+    if history is not None:
+        view["history"] = [transition_view(t) for t in history]
+    return view
+
+
+def job_view(job: JobRecord) -> dict[str, Any]:
+    return {
+        "name": job.name,
+        "manifest_hash": job.manifest_hash,
+        "updated_at": _iso(job.updated_at),
+        "watch": f"{job.watch_container}/{job.watch_prefix}" if job.watch_prefix else None,
+        "last_run_id": job.last_run_id,
+        "manifest": job.manifest,
+    }
+
+
+def cluster_view(cluster: ClusterRecord) -> dict[str, Any]:
+    return {
+        "backend": cluster.backend,
+        "name": cluster.name,
+        "desired_nodes": cluster.desired_nodes,
+        "observed_nodes": cluster.observed_nodes,
+        "active_runs": list(cluster.active_runs),
+        "last_scale_action": cluster.last_scale_action,
+        "last_scale_at": _iso(cluster.last_scale_at),
+        "seconds_to_zero": cluster.seconds_to_zero,
+    }

@@ -1,0 +1,1 @@
+"""Azure Functions blueprints: thin adapters from triggers to `aztrain.service`."""
