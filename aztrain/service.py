@@ -37,6 +37,8 @@ log = logging.getLogger(__name__)
 _SAVE_ATTEMPTS = 5
 #: Backend job names are derived from run ids, so status events name their run.
 BACKEND_JOB_PREFIX = "aztrain-"
+#: A run in these states has not read its data yet, so a burst of uploads is served by it.
+_NOT_YET_READING = (RunState.ACCEPTED, RunState.PROVISIONING, RunState.SUBMITTED)
 
 
 @dataclass(frozen=True)
@@ -195,9 +197,9 @@ class ControlPlane:
         for job in self.store.list_jobs():
             if job.watch_container != event.container or not event.name.startswith(job.watch_prefix):
                 continue
-            pending = self.store.find_runs(job=job.name, states=[RunState.ACCEPTED])
-            if pending:  # not started yet: it will read this blob too, so one run serves the burst
-                continue
+            if self.store.find_runs(job=job.name, states=_NOT_YET_READING):
+                continue  # that run has not read its data yet: it will see this blob too
+
             run_id = self.store.claim("blobcreated", f"{event.id}:{job.name}", new_run_id(self.now()))
             if self.store.get_run(run_id):
                 continue

@@ -1,0 +1,93 @@
+import json
+
+import pytest
+
+from aztrain.errors import ManifestError
+from aztrain.manifest import manifest_schema, parse_duration, parse_manifest
+from aztrain.settings import PROJECT_ROOT
+
+VALID = """
+apiVersion: aztrain/v1
+kind: TrainingJob
+name: digits-classifier
+data: {container: datasets, prefix: digits}
+"""
+
+
+def problems(text: str, **kwargs: int) -> list[str]:
+    with pytest.raises(ManifestError) as err:
+        parse_manifest(text, source="manifests/x.yaml", **kwargs)
+    return err.value.problems
+
+
+def test_example_manifest_parses_with_defaults_filled_in():
+    manifest = parse_manifest((PROJECT_ROOT / "examples" / "digits.yaml").read_text())
+    assert manifest.name == "digits-classifier"
+    assert manifest.compute.max_runtime == 1800
+    assert manifest.retrain is not None and manifest.retrain.debounce == 600
+    assert manifest.watches_data
+
+
+def test_prefix_is_normalised_to_a_folder_and_hash_ignores_formatting():
+    a = parse_manifest(VALID)
+    b = parse_manifest(json.dumps({"apiVersion": "aztrain/v1", "kind": "TrainingJob", "name": "digits-classifier",
+                                   "data": {"prefix": "digits/", "container": "datasets"}}))
+    assert a.data.prefix == "digits/"
+    assert a.content_hash == b.content_hash
+    assert parse_manifest(VALID.replace("digits}", "other}")).content_hash != a.content_hash
+
+
+def test_unknown_fields_are_named_with_the_fix():
+    found = problems(VALID + "compute: {gpus: 4}\nretrian: {}\n")
+    assert "compute.gpus: unknown field; remove it or check its spelling against `aztrain schema`" in found
+    assert any(p.startswith("retrian: unknown field") for p in found)
+
+
+def test_wrong_types_and_ranges_name_the_field():
+    found = problems(VALID + "compute: {nodes: 0, processes_per_node: '4', max_runtime: soon}\n")
+    assert any(p.startswith("compute.nodes: input should be greater than or equal to 1") for p in found)
+    assert any(p.startswith("compute.processes_per_node:") for p in found)
+    assert any("compute.max_runtime: 'soon' is not a duration" in p for p in found)
+
+
+def test_missing_fields_bad_name_and_entrypoint():
+    found = problems("apiVersion: aztrain/v1\nkind: TrainingJob\nname: Bad_Name\ntrainer: {entrypoint: 'rm -rf /'}\n")
+    assert "data: required field is missing" in found
+    assert any(p.startswith("name: use 3-63 lowercase letters") for p in found)
+    assert any(p.startswith("trainer.entrypoint: 'rm -rf /' is not allowed") for p in found)
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("a: [", "not valid YAML or JSON at line 1"),
+    ("- just\n- a list\n", "expected a mapping"),
+    ("", "expected a mapping"),
+])
+def test_malformed_documents(text, expected):
+    assert expected in problems(text)[0]
+
+
+def test_oversize_documents_are_rejected_before_parsing():
+    assert problems(VALID + "#" * 2000, max_bytes=1024) == [f"document is {len(VALID) + 2000} bytes; the limit is 1024 bytes"]
+
+
+def test_retrain_needs_a_prefix():
+    text = VALID.replace("prefix: digits", "prefix: ''") + "retrain: {on_data_arrival: true}\n"
+    assert any("needs data.prefix" in p for p in problems(text))
+
+
+@pytest.mark.parametrize("raw, seconds", [("90s", 90), ("10m", 600), ("2h", 7200), ("1h30m", 5400), (45, 45)])
+def test_durations(raw, seconds):
+    assert parse_duration(raw) == seconds
+
+
+@pytest.mark.parametrize("raw", ["", "0s", "ten minutes", True, -5, 1.5])
+def test_bad_durations(raw):
+    with pytest.raises(ValueError):
+        parse_duration(raw)
+
+
+def test_schema_is_generated_from_the_model_and_forbids_extras():
+    schema = manifest_schema()
+    assert schema["additionalProperties"] is False
+    assert set(schema["required"]) == {"apiVersion", "kind", "name", "data"}
+    assert schema["$defs"]["ComputeSpec"]["properties"]["nodes"]["maximum"] == 64

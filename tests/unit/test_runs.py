@@ -1,0 +1,59 @@
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from aztrain.runs import BACKEND_STATUS, TERMINAL_STATES, TRANSITIONS, Run, RunState, new_run_id, state_for_backend_status
+
+T0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
+
+
+def a_run(state: RunState = RunState.ACCEPTED) -> Run:
+    return Run.create(job="digits", state=state, at=T0, trigger="http", cause="test")
+
+
+def test_terminal_states_have_no_way_out():
+    for state in TERMINAL_STATES:
+        assert TRANSITIONS[state] == frozenset()
+        assert state.is_terminal
+
+
+def test_every_non_terminal_state_can_fail_or_be_canceled():
+    for state in set(RunState) - TERMINAL_STATES:
+        assert RunState.FAILED in TRANSITIONS[state]
+        assert state is RunState.CANCEL_REQUESTED or RunState.CANCEL_REQUESTED in TRANSITIONS[state]
+
+
+def test_allowed_transition_is_applied_and_recorded():
+    run = a_run().moved(RunState.PROVISIONING, cause="reconciler", at=T0 + timedelta(seconds=1), cluster="c")
+    assert run.state is RunState.PROVISIONING and run.cluster == "c"
+    assert run.seq == 2 and run.last is not None and run.last.applied
+    assert (run.last.from_state, run.last.to_state) == (RunState.ACCEPTED, RunState.PROVISIONING)
+
+
+def test_late_event_after_completion_is_recorded_as_ignored_not_applied():
+    done = a_run(RunState.RUNNING).moved(RunState.COMPLETED, cause="backend", at=T0)
+    late = done.moved(RunState.RUNNING, cause="event-42", at=T0, metrics={"x": 1})
+    assert late.state is RunState.COMPLETED and late.metrics == {}
+    assert late.last is not None and not late.last.applied
+    assert late.last.detail == "ignored: COMPLETED → RUNNING not allowed"
+
+
+def test_creation_is_the_first_history_row():
+    run = a_run()
+    assert run.seq == 1 and run.last is not None and run.last.from_state is None
+
+
+@pytest.mark.parametrize("status", ["Running", "RUNNING", "running ", "Completed", "CancelRequested", "NotStarted"])
+def test_backend_statuses_map_case_insensitively(status):
+    assert state_for_backend_status(status) is BACKEND_STATUS[status.strip().lower()]
+
+
+def test_every_azure_ml_status_is_mapped():
+    aml = ["NotStarted", "Queued", "Preparing", "Provisioning", "Starting", "Running", "Finalizing",
+           "CancelRequested", "Completed", "Failed", "Canceled", "NotResponding", "Paused"]
+    assert {s.lower() for s in aml} == set(BACKEND_STATUS)
+
+
+def test_run_ids_sort_newest_first():
+    older, newer = new_run_id(T0), new_run_id(T0 + timedelta(milliseconds=5))
+    assert newer < older

@@ -1,0 +1,194 @@
+"""Service use cases against the in-memory fakes: behaviour, not wiring."""
+
+from dataclasses import replace
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from aztrain.adapters.memory import FakeComputeBackend, InMemoryDataStore, InMemoryRunStore
+from aztrain.errors import ConcurrencyError, InvalidTransition
+from aztrain.runs import Run, RunState
+from aztrain.service import BlobEvent, ControlPlane
+from aztrain.settings import Settings
+
+MANIFEST = b"""
+apiVersion: aztrain/v1
+kind: TrainingJob
+name: digits
+data: {container: datasets, prefix: digits/}
+compute: {nodes: 2, processes_per_node: 2}
+retrain: {on_data_arrival: true}
+"""
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.t = datetime(2026, 1, 1, tzinfo=timezone.utc)
+
+    def __call__(self) -> datetime:
+        self.t += timedelta(milliseconds=10)
+        return self.t
+
+
+@pytest.fixture
+def plane() -> ControlPlane:
+    return ControlPlane(settings=Settings(), store=InMemoryRunStore(), data=InMemoryDataStore(),
+                        backend=FakeComputeBackend(), now=Clock())
+
+
+def states(plane: ControlPlane, run: Run) -> list[str]:
+    return [t.to_state.value for t in plane.store.history(run.id) if t.applied]
+
+
+def drive(plane: ControlPlane, times: int = 6) -> None:
+    for _ in range(times):
+        plane.reconcile()
+
+
+def test_submitted_job_runs_to_completion_and_cluster_scales_to_zero(plane):
+    run = plane.submit(MANIFEST, trigger="http", cause="req-1", source="http").run
+    assert run.state is RunState.PROVISIONING
+    plane.data.write("runs", f"digits/{run.id}/outputs/metrics.json", b'{"accuracy": 0.97}')
+    drive(plane)
+    run = plane.get_run(run.id)
+    assert run.state is RunState.COMPLETED
+    assert run.metrics == {"accuracy": 0.97}
+    assert states(plane, run) == ["ACCEPTED", "PROVISIONING", "SUBMITTED", "QUEUED", "RUNNING", "COMPLETED"]
+    cluster = plane.store.get_cluster("fake", "fake-gpu-small")
+    assert cluster is not None
+    assert (cluster.desired_nodes, cluster.observed_nodes, cluster.active_runs) == (0, 0, ())
+    assert cluster.seconds_to_zero is not None
+
+
+def test_identical_manifest_returns_the_existing_run_unless_forced(plane):
+    first = plane.submit(MANIFEST, trigger="http", cause="a", source="http")
+    again = plane.submit(MANIFEST.replace(b"nodes: 2", b"nodes:   2"), trigger="http", cause="b", source="http")
+    assert again.run.id == first.run.id and not again.created
+    assert "identical manifest" in again.reason
+    forced = plane.submit(MANIFEST, trigger="http", cause="c", source="http", force=True)
+    assert forced.created and forced.run.id != first.run.id
+    changed = plane.submit(MANIFEST.replace(b"nodes: 2", b"nodes: 1"), trigger="http", cause="d", source="http")
+    assert changed.created
+
+
+def test_malformed_manifest_is_recorded_as_rejected_with_the_field_named(plane):
+    result = plane.submit(MANIFEST + b"compute: {gpus: 1}\n", trigger="http", cause="x", source="http")
+    assert result.run.state is RunState.REJECTED
+    assert "compute.gpus: unknown field" in result.run.error
+    assert plane.store.list_jobs() == []
+    assert plane.store.find_runs(states=[RunState.REJECTED]) == [result.run]
+
+
+def test_backend_limits_reject_the_manifest(plane):
+    result = plane.submit(MANIFEST.replace(b"nodes: 2", b"nodes: 9"), trigger="http", cause="x", source="http")
+    assert result.run.state is RunState.REJECTED
+    assert "compute.nodes: 9 exceeds" in result.run.error
+
+
+def manifest_event(event_id: str) -> BlobEvent:
+    return BlobEvent(id=event_id, container="jobs", name="manifests/digits.yaml")
+
+
+def test_same_event_delivered_twice_creates_one_run(plane):
+    plane.data.write("jobs", "manifests/digits.yaml", MANIFEST)
+    first = plane.on_blob_created(manifest_event("ev-1"))
+    second = plane.on_blob_created(manifest_event("ev-1"))
+    assert [r.id for r in first] == [r.id for r in second]
+    assert len(plane.store.find_runs()) == 1
+
+
+def test_reupload_with_identical_content_starts_nothing_new(plane):
+    plane.data.write("jobs", "manifests/digits.yaml", MANIFEST)
+    plane.on_blob_created(manifest_event("ev-1"))
+    plane.on_blob_created(manifest_event("ev-2"))
+    assert len(plane.store.find_runs()) == 1
+
+
+def test_malformed_manifest_blob_is_rejected_and_not_retried(plane):
+    plane.data.write("jobs", "manifests/broken.yaml", b"apiVersion: [")
+    (run,) = plane.on_blob_created(BlobEvent(id="ev-9", container="jobs", name="manifests/broken.yaml"))
+    assert run.state is RunState.REJECTED and run.job == "broken"
+    assert "not valid YAML" in run.error
+    plane.on_blob_created(BlobEvent(id="ev-9", container="jobs", name="manifests/broken.yaml"))
+    assert len(plane.store.find_runs()) == 1
+
+
+def test_data_under_a_watched_prefix_starts_one_retraining_run(plane):
+    first = plane.submit(MANIFEST, trigger="http", cause="a", source="http").run
+    drive(plane)
+    assert plane.get_run(first.id).is_terminal
+    started = plane.on_blob_created(BlobEvent(id="d-1", container="datasets", name="digits/new.npz"))
+    assert [r.trigger for r in started] == ["data"]
+    assert plane.on_blob_created(BlobEvent(id="d-1", container="datasets", name="digits/new.npz")) == []
+    assert plane.on_blob_created(BlobEvent(id="d-2", container="datasets", name="other/x.npz")) == []
+    assert plane.on_blob_created(BlobEvent(id="d-3", container="runs", name=f"digits/{first.id}/outputs/m.pt")) == []
+    assert len(plane.store.find_runs(job="digits", states=[RunState.PROVISIONING])) == 1
+
+
+def test_a_burst_of_data_before_the_run_starts_training_is_served_by_one_run(plane):
+    plane.submit(MANIFEST, trigger="http", cause="a", source="http")
+    drive(plane)
+    plane.backend.provision_polls = 10**6  # the retraining run waits for its cluster
+    runs = [plane.on_blob_created(BlobEvent(id=f"d-{i}", container="datasets", name=f"digits/{i}.npz")) for i in range(5)]
+    assert [len(r) for r in runs] == [1, 0, 0, 0, 0]
+
+
+def test_cancel_stops_the_backend_job_and_ends_canceled(plane):
+    run = plane.submit(MANIFEST, trigger="http", cause="a", source="http").run
+    plane.reconcile()
+    plane.reconcile()
+    assert plane.get_run(run.id).state in (RunState.SUBMITTED, RunState.QUEUED, RunState.RUNNING)
+    plane.cancel(run.id, cause="user")
+    plane.cancel(run.id, cause="user again")  # idempotent
+    drive(plane, 2)
+    run = plane.get_run(run.id)
+    assert run.state is RunState.CANCELED
+    assert plane.backend.jobs[run.backend_job_id].canceled
+    assert plane.backend.cluster_nodes(run.cluster) == 0
+    assert plane.cancel(run.id, cause="again, after the end").state is RunState.CANCELED
+
+
+def test_cancel_of_a_finished_run_is_refused(plane):
+    run = plane.submit(MANIFEST, trigger="http", cause="a", source="http").run
+    drive(plane)
+    with pytest.raises(InvalidTransition, match="is COMPLETED; cannot cancel"):
+        plane.cancel(run.id, cause="too late")
+
+
+def test_cancel_before_submission_needs_no_backend_job(plane):
+    plane.backend.provision_polls = 10**6
+    run = plane.submit(MANIFEST, trigger="http", cause="a", source="http").run
+    assert plane.cancel(run.id, cause="user").state is RunState.CANCELED
+
+
+def test_late_and_duplicate_status_events_never_move_a_run_backwards(plane):
+    run = plane.submit(MANIFEST, trigger="http", cause="a", source="http").run
+    drive(plane)
+    run = plane.get_run(run.id)
+    assert run.state is RunState.COMPLETED
+    plane.on_run_status(run.backend_job_id, "Running", cause="late-event")
+    assert plane.get_run(run.id).state is RunState.COMPLETED
+    ignored = [t for t in plane.store.history(run.id) if not t.applied]
+    assert [(t.to_state, t.cause) for t in ignored] == [(RunState.RUNNING, "late-event")]
+
+
+def test_a_lost_write_race_is_re_read_and_re_decided(plane):
+    run = plane.submit(MANIFEST, trigger="http", cause="a", source="http").run
+    store = plane.store
+    real_save = store.save_run
+    calls = {"n": 0}
+
+    def racing_save(candidate: Run) -> Run:
+        calls["n"] += 1
+        if calls["n"] == 1:  # another worker writes the same run first, changing its ETag
+            current = store.get_run(candidate.id)
+            assert current is not None
+            real_save(current)
+        return real_save(candidate)
+
+    store.save_run = racing_save  # type: ignore[method-assign]
+    plane.advance(run.id)
+    assert calls["n"] == 2
+    store.save_run = real_save  # type: ignore[method-assign]
+    with pytest.raises(ConcurrencyError):
+        real_save(replace(plane.get_run(run.id), etag='W/"stale"'))
