@@ -98,7 +98,7 @@ class TableRunStore:
             wanted = sorted(s.value for s in states)
             if not wanted:
                 return []
-            clauses.append("(" + " or ".join(f"State eq @s{i}" for i in range(len(wanted))) + ")")
+            clauses.append("(" + " or ".join(f"State eq @s{i}" for i in range(len(wanted))) + " )")  # the SDK needs a space before ")"
             params.update({f"s{i}": state for i, state in enumerate(wanted)})
         entities = (
             self._runs.query_entities(" and ".join(clauses), parameters=params) if clauses else self._runs.list_entities()

@@ -1,0 +1,201 @@
+"""`aztrain` command line: run the local stack, submit and watch jobs, inspect runs, check manifests."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from aztrain.client import DEFAULT_URL, ApiError, Client
+from aztrain.errors import AztrainError, ManifestError
+from aztrain.manifest import manifest_schema, parse_manifest
+
+
+def _client(args: argparse.Namespace) -> Client:
+    return Client(args.url, key=os.environ.get("AZTRAIN_FUNCTION_KEY", ""))
+
+
+def _print(value: Any) -> None:
+    print(json.dumps(value, indent=2))
+
+
+def print_transition(row: dict[str, Any]) -> None:
+    """One history row, as the CLI and the demo show it."""
+    mark = "" if row["applied"] else "  (ignored)"
+    before = row["from"] or "·"
+    detail = f"  {row['detail']}" if row.get("detail") and row["applied"] else ""
+    print(f"  {row['at'][11:23]}  {before:>16} → {row['to']:<16} {row['cause']}{mark}{detail}", flush=True)
+
+
+def print_runs(runs: list[dict[str, Any]]) -> None:
+    if not runs:
+        print("no runs")
+        return
+    print(f"{'RUN':<22} {'JOB':<24} {'STATE':<17} {'TRIGGER':<9} {'CREATED':<20} ERROR / METRICS")
+    for run in runs:
+        extra = run["error"].splitlines()[0][:80] if run["error"] else json.dumps(run["metrics"])[:80]
+        print(f"{run['id']:<22} {run['job'][:24]:<24} {run['state']:<17} {run['trigger']:<9} {run['created_at'][:19]:<20} {extra}")
+
+
+def cmd_submit(args: argparse.Namespace) -> int:
+    client = _client(args)
+    try:
+        result = client.submit(Path(args.manifest).read_bytes(), force=args.force)
+    except ApiError as exc:
+        print(f"rejected: {exc.body.get('error')}", file=sys.stderr)
+        return 1
+    run = result["run"]
+    note = "created" if result["created"] else f"existing run ({result['reason']})"
+    print(f"run {run['id']} of job {run['job']}: {run['state']} — {note}")
+    if not args.wait:
+        return 0
+    final = client.watch(run["id"], on_change=print_transition, timeout=args.timeout)
+    print(f"{final['state']}: {json.dumps(final['metrics']) if final['metrics'] else final['error']}")
+    return 0 if final["state"] == "COMPLETED" else 1
+
+
+def cmd_runs(args: argparse.Namespace) -> int:
+    runs = _client(args).runs(job=args.job, state=args.state, limit=args.limit)
+    _print(runs) if args.json else print_runs(runs)
+    return 0
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    run = _client(args).run(args.run_id)
+    if args.json:
+        _print(run)
+        return 0
+    print(f"run {run['id']}  job {run['job']}  {run['state']}  ({run['trigger']} from {run['source']})")
+    if run["error"]:
+        print(f"error: {run['error']}")
+    if run["metrics"]:
+        print(f"metrics: {json.dumps(run['metrics'])}")
+    for row in run["history"]:
+        print_transition(row)
+    return 0
+
+
+def cmd_cancel(args: argparse.Namespace) -> int:
+    run = _client(args).cancel(args.run_id)
+    print(f"run {run['id']}: {run['state']}")
+    return 0
+
+
+def cmd_jobs(args: argparse.Namespace) -> int:
+    _print(_client(args).jobs())
+    return 0
+
+
+def cmd_clusters(args: argparse.Namespace) -> int:
+    _print(_client(args).clusters())
+    return 0
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    path = Path(args.manifest)
+    try:
+        manifest = parse_manifest(path.read_bytes(), source=str(path))
+    except ManifestError as exc:
+        print(f"{path}: invalid", file=sys.stderr)
+        for problem in exc.problems:
+            print(f"  - {problem}", file=sys.stderr)
+        return 1
+    print(f"{path}: valid (job {manifest.name}, hash {manifest.content_hash[:12]})")
+    if args.normalised:
+        _print(manifest.normalised())
+    return 0
+
+
+def cmd_schema(args: argparse.Namespace) -> int:
+    _print(manifest_schema())
+    return 0
+
+
+def cmd_dev(args: argparse.Namespace) -> int:
+    from aztrain.localstack import LocalStack
+
+    with LocalStack(
+        state_dir=Path(args.state_dir), port=args.port, azurite_port=args.azurite_port, timer_interval=args.timer_interval
+    ) as stack:
+        print(f"aztrain dev host on {stack.url} (Azurite on 127.0.0.1:{args.azurite_port}); Ctrl-C to stop", flush=True)
+        stack.serve_forever()
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from aztrain.demo import run_demo
+
+    return run_demo(port=args.port, azurite_port=args.azurite_port)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="aztrain", description=__doc__)
+    parser.add_argument("--url", default=os.environ.get("AZTRAIN_URL", DEFAULT_URL), help="API base URL (env AZTRAIN_URL)")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("dev", help="run Azurite + the Functions dev host (HTTP, Event Grid, timers)")
+    p.add_argument("--port", type=int, default=7071)
+    p.add_argument("--azurite-port", type=int, default=10000, help="blob port; queue and table use the next two")
+    p.add_argument("--state-dir", default=".aztrain/dev")
+    p.add_argument("--timer-interval", type=float, default=2.0, help="seconds between reconciler runs")
+    p.set_defaults(func=cmd_dev)
+
+    p = sub.add_parser("demo", help="end-to-end demo: data + manifest in, trained model out, cluster back to zero")
+    p.add_argument("--port", type=int, default=7072)
+    p.add_argument("--azurite-port", type=int, default=10010)
+    p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("submit", help="POST a manifest to /api/jobs")
+    p.add_argument("manifest")
+    p.add_argument("--force", action="store_true", help="run again even if an identical manifest already ran")
+    p.add_argument("--wait", action="store_true", help="follow the run until it ends")
+    p.add_argument("--timeout", type=float, default=3600)
+    p.set_defaults(func=cmd_submit)
+
+    p = sub.add_parser("runs", help="list runs, newest first (rejected manifests show as REJECTED)")
+    p.add_argument("--job", default="")
+    p.add_argument("--state", default="", help="e.g. RUNNING or REJECTED,FAILED")
+    p.add_argument("--limit", type=int, default=20)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_runs)
+
+    p = sub.add_parser("show", help="one run with its full history")
+    p.add_argument("run_id")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_show)
+
+    p = sub.add_parser("cancel", help="cancel a run")
+    p.add_argument("run_id")
+    p.set_defaults(func=cmd_cancel)
+
+    sub.add_parser("jobs", help="registered jobs and what they watch").set_defaults(func=cmd_jobs)
+    sub.add_parser("clusters", help="clusters: desired vs observed nodes").set_defaults(func=cmd_clusters)
+
+    p = sub.add_parser("validate", help="check a manifest offline")
+    p.add_argument("manifest")
+    p.add_argument("--normalised", action="store_true", help="print the normalised manifest")
+    p.set_defaults(func=cmd_validate)
+
+    sub.add_parser("schema", help="print the manifest JSON Schema").set_defaults(func=cmd_schema)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except ApiError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except (AztrainError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

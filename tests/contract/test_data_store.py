@@ -1,0 +1,33 @@
+"""The DataStore contract: the in-memory fake and Blob Storage (on Azurite) behave the same."""
+
+import pytest
+
+from aztrain.errors import NotFound
+from aztrain.ports import DataStore
+
+
+def test_write_read_and_limits(data_store: DataStore):
+    data_store.write("jobs", "manifests/a.yaml", b"0123456789")
+    assert data_store.read("jobs", "manifests/a.yaml") == b"0123456789"
+    assert data_store.read("jobs", "manifests/a.yaml", max_bytes=4) == b"01234"  # one past the limit
+    with pytest.raises(NotFound):
+        data_store.read("jobs", "manifests/missing.yaml")
+
+
+def test_append_builds_a_log(data_store: DataStore):
+    data_store.append("runs", "j/r/logs/driver.log", b"line 1\n")
+    data_store.append("runs", "j/r/logs/driver.log", b"line 2\n")
+    assert data_store.read("runs", "j/r/logs/driver.log") == b"line 1\nline 2\n"
+
+
+def test_list_download_and_upload_folders(data_store: DataStore, tmp_path):
+    for name in ("digits/a.npz", "digits/sub/b.npz", "other/c.npz"):
+        data_store.write("datasets", name, name.encode())
+    listed = data_store.list("datasets", "digits/")
+    assert [(b.name, b.size) for b in listed] == [("digits/a.npz", 12), ("digits/sub/b.npz", 16)]
+    assert all(b.etag for b in listed)
+    assert data_store.download_prefix("datasets", "digits/", tmp_path / "in") == 2
+    assert (tmp_path / "in" / "digits" / "sub" / "b.npz").read_bytes() == b"digits/sub/b.npz"
+    assert data_store.upload_folder(tmp_path / "in" / "digits", "runs", "j/r/outputs/") == 2
+    assert data_store.read("runs", "j/r/outputs/sub/b.npz") == b"digits/sub/b.npz"
+    assert data_store.list("no-such-container") == []

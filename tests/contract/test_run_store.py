@@ -1,0 +1,85 @@
+"""The RunStore contract: the in-memory fake and Table Storage (on Azurite) behave the same."""
+
+from dataclasses import replace
+from datetime import datetime, timezone
+
+import pytest
+
+from aztrain.errors import ConcurrencyError
+from aztrain.ports import ClusterRecord, JobRecord, RunStore
+from aztrain.runs import Run, RunState
+
+T0 = datetime(2026, 3, 1, 12, 0, 0, 123000, tzinfo=timezone.utc)
+
+
+def a_run(job: str = "digits", run_id: str | None = None) -> Run:
+    return Run.create(id=run_id, job=job, state=RunState.ACCEPTED, at=T0, trigger="http", cause="c-1",
+                      manifest={"compute": {"nodes": 1}}, manifest_hash="abc")
+
+
+def test_run_round_trips_with_history(run_store: RunStore):
+    run = run_store.add_run(a_run())
+    assert run.etag
+    moved = run_store.save_run(run.moved(RunState.PROVISIONING, cause="r", at=T0, cluster="c1"))
+    got = run_store.get_run(run.id)
+    assert got == moved
+    assert got.manifest == {"compute": {"nodes": 1}} and got.created_at == T0
+    history = run_store.history(run.id)
+    assert [(t.seq, t.from_state, t.to_state) for t in history] == [
+        (1, None, RunState.ACCEPTED), (2, RunState.ACCEPTED, RunState.PROVISIONING)]
+
+
+def test_stale_writes_lose(run_store: RunStore):
+    run = run_store.add_run(a_run())
+    run_store.save_run(run.moved(RunState.PROVISIONING, cause="first", at=T0))
+    with pytest.raises(ConcurrencyError):
+        run_store.save_run(run.moved(RunState.FAILED, cause="second, stale", at=T0))
+    with pytest.raises(ConcurrencyError):
+        run_store.add_run(replace(run, etag=None))
+    assert run_store.get_run(run.id).state is RunState.PROVISIONING
+
+
+def test_find_runs_filters_and_sorts_newest_first(run_store: RunStore):
+    ids = ["0000000000003-aaaaaa", "0000000000001-aaaaaa", "0000000000002-aaaaaa"]
+    for i, run_id in enumerate(ids):
+        run_store.add_run(a_run(job="a" if i < 2 else "b", run_id=run_id))
+    failed = run_store.get_run(ids[2])
+    run_store.save_run(failed.moved(RunState.FAILED, cause="x", at=T0))
+    assert [r.id for r in run_store.find_runs()] == sorted(ids)
+    assert [r.id for r in run_store.find_runs(job="a")] == sorted(ids[:2])
+    assert [r.id for r in run_store.find_runs(states=[RunState.FAILED, RunState.COMPLETED])] == [ids[2]]
+    assert run_store.find_runs(states=[]) == []
+    assert len(run_store.find_runs(limit=1)) == 1
+    assert run_store.get_run("nope") is None
+
+
+def test_jobs_are_conditional_too(run_store: RunStore):
+    job = JobRecord(name="digits", manifest={"a": 1}, manifest_hash="h1", updated_at=T0, watch_container="datasets",
+                    watch_prefix="digits/", last_run_id="r1")
+    stored = run_store.put_job(job)
+    assert run_store.get_job("digits") == stored
+    with pytest.raises(ConcurrencyError):
+        run_store.put_job(job)  # create again
+    updated = run_store.put_job(replace(stored, manifest_hash="h2"))
+    with pytest.raises(ConcurrencyError):
+        run_store.put_job(replace(stored, manifest_hash="h3"))  # stale ETag
+    assert [j.manifest_hash for j in run_store.list_jobs()] == [updated.manifest_hash] == ["h2"]
+    assert run_store.get_job("other") is None
+
+
+def test_first_claim_wins(run_store: RunStore):
+    assert run_store.claim("blobcreated", "ev-1", "run-a") == "run-a"
+    assert run_store.claim("blobcreated", "ev-1", "run-b") == "run-a"
+    assert run_store.claim("blobcreated", "ev-2:job/with?odd#chars", "run-c") == "run-c"
+    assert run_store.claim("blobcreated", "ev-2:job/with?odd#chars", "run-d") == "run-c"
+
+
+def test_clusters_upsert(run_store: RunStore):
+    record = ClusterRecord(backend="local", name="local-gpu", desired_nodes=2, observed_nodes=1,
+                           active_runs=("r1",), last_scale_at=T0)
+    run_store.put_cluster(record)
+    run_store.put_cluster(replace(record, observed_nodes=2))
+    got = run_store.get_cluster("local", "local-gpu")
+    assert got is not None and (got.observed_nodes, got.active_runs, got.last_scale_at) == (2, ("r1",), T0)
+    assert [c.name for c in run_store.list_clusters()] == ["local-gpu"]
+    assert run_store.get_cluster("local", "missing") is None
