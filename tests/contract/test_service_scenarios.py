@@ -1,4 +1,4 @@
-"""Service use cases against the in-memory fakes: behaviour, not wiring."""
+"""Service scenarios, run twice: on the in-memory fakes and on real Table and Blob Storage (Azurite)."""
 
 from dataclasses import replace
 from datetime import datetime, timedelta, timezone
@@ -30,10 +30,15 @@ class Clock:
         return self.t
 
 
-@pytest.fixture
-def plane() -> ControlPlane:
-    return ControlPlane(settings=Settings(), store=InMemoryRunStore(), data=InMemoryDataStore(),
-                        backend=FakeComputeBackend(), now=Clock())
+@pytest.fixture(params=["memory", "azurite"])
+def plane(request: pytest.FixtureRequest) -> ControlPlane:
+    if request.param == "memory":
+        return ControlPlane(settings=Settings(), store=InMemoryRunStore(), data=InMemoryDataStore(),
+                            backend=FakeComputeBackend(), now=Clock())
+    settings: Settings = request.getfixturevalue("azurite_settings")
+    store = request.getfixturevalue("run_store_on_azurite")
+    data = request.getfixturevalue("data_store_on_azurite")
+    return ControlPlane(settings=settings, store=store, data=data, backend=FakeComputeBackend(), now=Clock())
 
 
 def states(plane: ControlPlane, run: Run) -> list[str]:

@@ -1,0 +1,220 @@
+"""The whole loop on this machine: events and HTTP in, real Horovod runs, Table Storage state, zero nodes out.
+
+Tests run in file order and share one stack; each uses its own job name.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from aztrain.adapters.local import job_processes
+from aztrain.settings import PROJECT_ROOT
+from tests.e2e.conftest import Stack, wait_for
+
+TRAINING_TIMEOUT = 240.0
+
+
+def manifest(name: str, *, epochs: int = 3, retrain: bool = False, extra: str = "") -> bytes:
+    text = f"""
+apiVersion: aztrain/v1
+kind: TrainingJob
+name: {name}
+data: {{container: datasets, prefix: {name}/}}
+trainer: {{args: {{epochs: {epochs}}}}}
+compute: {{profile: e2e, nodes: 1, processes_per_node: 2, max_runtime: 10m}}
+""" + (f"retrain: {{on_data_arrival: true}}\n" if retrain else "") + extra
+    return text.encode()
+
+
+@pytest.fixture(scope="module")
+def digits_blob(tmp_path_factory: pytest.TempPathFactory) -> bytes:
+    from trainer.data import export_digits
+
+    return export_digits(tmp_path_factory.mktemp("digits")).read_bytes()
+
+
+def upload_data(stack: Stack, job: str, blob: bytes) -> None:
+    stack.data.write("datasets", f"{job}/digits.npz", blob)
+
+
+def runs_of(stack: Stack, job: str) -> list[dict[str, Any]]:
+    return stack.client.runs(job=job)
+
+
+def wait_terminal(stack: Stack, run_id: str) -> dict[str, Any]:
+    return wait_for(lambda: (r := stack.client.run(run_id))["terminal"] and r, timeout=TRAINING_TIMEOUT,
+                    what=f"run {run_id} to end")
+
+
+def wait_cluster_zero(stack: Stack, name: str) -> dict[str, Any]:
+    def at_zero() -> dict[str, Any] | None:
+        cluster = next((c for c in stack.client.clusters() if c["name"] == name), None)
+        return cluster if cluster and cluster["observed_nodes"] == 0 and cluster["desired_nodes"] == 0 else None
+
+    return wait_for(at_zero, timeout=30, what=f"cluster {name} at zero nodes")
+
+
+def post_event(stack: Stack, events: list[dict[str, Any]] | dict[str, Any], *, kind: str | None = "Notification",
+               function: str = "on_blob_created") -> tuple[int, bytes]:
+    import urllib.error
+    import urllib.request
+
+    headers = {"content-type": "application/json"}
+    if kind:
+        headers["aeg-event-type"] = kind
+    request = urllib.request.Request(f"{stack.url}/runtime/webhooks/EventGrid?functionName={function}",
+                                     data=json.dumps(events).encode(), headers=headers, method="POST")
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.status, response.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read()
+
+
+def blob_created(container: str, name: str, event_id: str) -> dict[str, Any]:
+    return {
+        "id": event_id,
+        "topic": "/subscriptions/0/resourceGroups/local/providers/Microsoft.Storage/storageAccounts/devstoreaccount1",
+        "subject": f"/blobServices/default/containers/{container}/blobs/{name}",
+        "eventType": "Microsoft.Storage.BlobCreated",
+        "eventTime": "2026-11-22T10:00:00Z",
+        "data": {"api": "PutBlob", "eTag": "0x1", "contentLength": 1, "blobType": "BlockBlob",
+                 "url": f"http://127.0.0.1/devstoreaccount1/{container}/{name}"},
+        "dataVersion": "",
+        "metadataVersion": "1",
+    }
+
+
+def test_manifest_drop_runs_horovod_to_completion_and_scales_to_zero(stack: Stack, digits_blob: bytes):
+    upload_data(stack, "drop-job", digits_blob)
+    stack.data.write("jobs", "manifests/drop-job.yaml", manifest("drop-job"))
+    run = wait_for(lambda: runs_of(stack, "drop-job"), timeout=30, what="the BlobCreated event to create a run")[0]
+    assert run["trigger"] == "manifest" and run["source"] == "jobs/manifests/drop-job.yaml"
+    final = wait_terminal(stack, run["id"])
+    assert final["state"] == "COMPLETED", final["error"]
+    assert final["metrics"]["world_size"] == 2  # real horovodrun -np 2
+    assert final["metrics"]["accuracy"] > 0.8
+
+    history = stack.tables.history(run["id"])  # straight from Table Storage
+    assert [t.to_state.value for t in history if t.applied] == [
+        "ACCEPTED", "PROVISIONING", "SUBMITTED", "QUEUED", "RUNNING", "COMPLETED"]
+    times = [t.at for t in history]
+    assert times == sorted(times) and all(t.tzinfo is not None for t in times)
+
+    log = stack.data.read("runs", f"drop-job/{run['id']}/logs/driver.log").decode()
+    assert "epoch 3/3" in log
+    assert stack.data.read("runs", f"drop-job/{run['id']}/outputs/model.pt")
+    assert wait_cluster_zero(stack, final["cluster"])["seconds_to_zero"] is not None
+
+
+def test_http_submit_runs_to_completion_and_identical_resubmit_is_deduplicated(stack: Stack, digits_blob: bytes):
+    upload_data(stack, "http-job", digits_blob)
+    submitted = stack.client.submit(manifest("http-job"))
+    assert submitted["created"] and submitted["run"]["trigger"] == "http"
+    final = wait_terminal(stack, submitted["run"]["id"])
+    assert final["state"] == "COMPLETED", final["error"]
+
+    again = stack.client.submit(manifest("http-job"))
+    assert not again["created"] and again["run"]["id"] == final["id"]
+    assert "force" in again["reason"]
+    forced = stack.client.submit(manifest("http-job"), force=True)
+    assert forced["created"] and forced["run"]["id"] != final["id"]
+    stack.client.cancel(forced["run"]["id"])
+    assert wait_terminal(stack, forced["run"]["id"])["state"] == "CANCELED"
+
+
+def test_cancel_of_a_running_run_leaves_no_process_and_zero_nodes(stack: Stack, digits_blob: bytes):
+    upload_data(stack, "cancel-job", digits_blob)
+    run = stack.client.submit(manifest("cancel-job", epochs=2000))["run"]
+    log_name = f"cancel-job/{run['id']}/logs/driver.log"
+
+    def training() -> bool:
+        try:
+            return b"epoch 1/" in stack.data.read("runs", log_name)
+        except Exception:
+            return False
+
+    wait_for(training, timeout=TRAINING_TIMEOUT, what="the trainer to finish its first epoch")
+    assert stack.client.run(run["id"])["state"] == "RUNNING"
+    assert job_processes(f"aztrain-{run['id']}")  # the trainer really is running
+    stack.client.cancel(run["id"])
+    final = wait_terminal(stack, run["id"])
+    assert final["state"] == "CANCELED"
+    assert wait_for(lambda: not job_processes(f"aztrain-{run['id']}"), timeout=30, what="no process of the job")
+    wait_cluster_zero(stack, final["cluster"])
+    assert stack.client.request("POST", f"runs/{run['id']}/cancel")["state"] == "CANCELED"  # idempotent
+
+
+def test_new_data_under_a_watched_prefix_starts_one_retraining_run(stack: Stack, digits_blob: bytes):
+    upload_data(stack, "watch-job", digits_blob)
+    first = stack.client.submit(manifest("watch-job", epochs=1, retrain=True))["run"]
+    wait_terminal(stack, first["id"])
+    stack.data.write("datasets", "watch-job/more/digits-2.npz", digits_blob)
+    stack.data.write("datasets", "elsewhere/unwatched.npz", digits_blob)
+    retrain = wait_for(lambda: [r for r in runs_of(stack, "watch-job") if r["trigger"] == "data"], timeout=30,
+                       what="a retraining run")
+    assert len(retrain) == 1 and retrain[0]["source"] == "datasets/watch-job/more/digits-2.npz"
+    assert wait_terminal(stack, retrain[0]["id"])["state"] == "COMPLETED"
+    # Its own outputs and logs never trigger it again.
+    assert len(runs_of(stack, "watch-job")) == 2
+
+
+def test_the_same_event_delivered_twice_creates_one_run(stack: Stack, digits_blob: bytes):
+    job = "dup-job"
+    upload_data(stack, job, digits_blob)
+    stack.data.write("jobs", f"manifests/{job}.yaml", manifest(job, epochs=1))
+    event = blob_created("jobs", f"manifests/{job}.yaml", "dup-event-1")
+    assert post_event(stack, [event])[0] == 202
+    assert post_event(stack, [event])[0] == 202
+    # The dev host also delivers its own BlobCreated (another id): identical content, so still one run.
+    (run,) = wait_for(lambda: runs_of(stack, job), timeout=30, what="the run")
+    wait_terminal(stack, run["id"])
+    assert [r["id"] for r in runs_of(stack, job)] == [run["id"]]
+
+
+def test_malformed_manifest_is_rejected_visibly_and_never_retried(stack: Stack):
+    stack.data.write("jobs", "manifests/broken-job.yaml", b"apiVersion: aztrain/v1\nkind: TrainingJob\nname: broken-job\n"
+                                                            b"data: {container: datasets}\ncompute: {gpus: 8}\n")
+    rejected = wait_for(lambda: stack.client.runs(job="broken-job", state="REJECTED"), timeout=30,
+                        what="the rejection to show in GET /api/runs")
+    assert "compute.gpus: unknown field" in rejected[0]["error"]
+    status, _ = post_event(stack, [blob_created("jobs", "manifests/broken-job.yaml", "broken-again")])
+    assert status == 202  # not 500: a bad manifest is not worth a retry
+    out = subprocess.run([sys.executable, "-m", "aztrain.cli", "--url", stack.url, "runs", "--state", "REJECTED"],
+                         capture_output=True, text=True, timeout=60, check=True).stdout
+    assert "broken-job" in out and "compute.gpus: unknown field" in out
+
+
+def test_webhook_contract_status_codes(stack: Stack):
+    validation = [{"id": "v1", "eventType": "Microsoft.EventGrid.SubscriptionValidationEvent", "subject": "",
+                   "data": {"validationCode": "code-123"}, "eventTime": "2026-11-22T10:00:00Z", "dataVersion": "1"}]
+    status, body = post_event(stack, validation, kind="SubscriptionValidation")
+    assert (status, json.loads(body)) == (200, {"validationResponse": "code-123"})
+    ignored = blob_created("runs", "x/y/outputs/model.pt", "contract-1")
+    assert post_event(stack, [ignored])[0] == 202
+    assert post_event(stack, [ignored], kind=None)[0] == 400
+    assert post_event(stack, [ignored], function="no_such_function")[0] == 404
+
+
+def test_importing_function_app_does_not_import_azure_ml():
+    code = "import sys, function_app; print('azure.ai.ml' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=PROJECT_ROOT, check=True)
+    assert out.stdout.strip() == "False"
+
+
+def test_cli_validates_manifests_offline(tmp_path: Path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_bytes(manifest("cli-job", extra="compute: {nodes: 0}\n"))
+    result = subprocess.run([sys.executable, "-m", "aztrain.cli", "validate", str(bad)], capture_output=True, text=True)
+    assert result.returncode == 1
+    assert "compute.nodes: input should be greater than or equal to 1" in result.stderr
+    good = subprocess.run([sys.executable, "-m", "aztrain.cli", "validate", str(PROJECT_ROOT / "examples" / "digits.yaml")],
+                          capture_output=True, text=True)
+    assert good.returncode == 0 and "valid" in good.stdout
