@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import functools
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from azure.data.tables import TableServiceClient
@@ -17,7 +17,7 @@ from aztrain.settings import Settings
 
 
 def utc_now() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 def _credential() -> Any:
@@ -39,7 +39,9 @@ def build_run_store(settings: Settings) -> TableRunStore:
     if settings.storage_connection_string:
         service = TableServiceClient.from_connection_string(settings.storage_connection_string)
     else:
-        service = TableServiceClient(f"https://{settings.storage_account}.table.core.windows.net", credential=_credential())
+        service = TableServiceClient(
+            f"https://{settings.storage_account}.table.core.windows.net", credential=_credential()
+        )
     return TableRunStore(service, prefix=settings.table_prefix)
 
 

@@ -37,7 +37,8 @@ def print_runs(runs: list[dict[str, Any]]) -> None:
     print(f"{'RUN':<22} {'JOB':<24} {'STATE':<17} {'TRIGGER':<9} {'CREATED':<20} ERROR / METRICS")
     for run in runs:
         extra = run["error"].splitlines()[0][:80] if run["error"] else json.dumps(run["metrics"])[:80]
-        print(f"{run['id']:<22} {run['job'][:24]:<24} {run['state']:<17} {run['trigger']:<9} {run['created_at'][:19]:<20} {extra}")
+        created = run["created_at"][:19]
+        print(f"{run['id']:<22} {run['job'][:24]:<24} {run['state']:<17} {run['trigger']:<9} {created:<20} {extra}")
 
 
 def cmd_submit(args: argparse.Namespace) -> int:
@@ -118,7 +119,10 @@ def cmd_dev(args: argparse.Namespace) -> int:
     from aztrain.localstack import LocalStack
 
     with LocalStack(
-        state_dir=Path(args.state_dir), port=args.port, azurite_port=args.azurite_port, timer_interval=args.timer_interval
+        state_dir=Path(args.state_dir),
+        port=args.port,
+        azurite_port=args.azurite_port,
+        timer_interval=args.timer_interval,
     ) as stack:
         print(f"aztrain dev host on {stack.url} (Azurite on 127.0.0.1:{args.azurite_port}); Ctrl-C to stop", flush=True)
         stack.serve_forever()
@@ -133,7 +137,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="aztrain", description=__doc__)
-    parser.add_argument("--url", default=os.environ.get("AZTRAIN_URL", DEFAULT_URL), help="API base URL (env AZTRAIN_URL)")
+    parser.add_argument(
+        "--url", default=os.environ.get("AZTRAIN_URL", DEFAULT_URL), help="API base URL (env AZTRAIN_URL)"
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("dev", help="run Azurite + the Functions dev host (HTTP, Event Grid, timers)")

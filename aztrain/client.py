@@ -38,9 +38,9 @@ class Client:
         headers = {"content-type": "application/json"}
         if self.key:
             headers["x-functions-key"] = self.key
-        request = urllib.request.Request(url, data=body, method=method, headers=headers)  # noqa: S310 - http(s) only
+        request = urllib.request.Request(url, data=body, method=method, headers=headers)
         try:
-            with urllib.request.urlopen(request, timeout=self.timeout) as response:  # noqa: S310
+            with urllib.request.urlopen(request, timeout=self.timeout) as response:
                 return dict(json.loads(response.read() or b"{}"))
         except urllib.error.HTTPError as exc:
             payload = exc.read()
@@ -74,7 +74,12 @@ class Client:
         return self.request("GET", "health")
 
     def watch(
-        self, run_id: str, *, timeout: float = 900.0, interval: float = 0.5, on_change: Callable[[dict[str, Any]], None] | None = None
+        self,
+        run_id: str,
+        *,
+        timeout: float = 900.0,
+        interval: float = 0.5,
+        on_change: Callable[[dict[str, Any]], None] | None = None,
     ) -> dict[str, Any]:
         """Poll a run until it is terminal, calling `on_change` with each new history row. Returns the run."""
         deadline = time.monotonic() + timeout

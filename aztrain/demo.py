@@ -61,11 +61,15 @@ def run_demo(*, port: int, azurite_port: int) -> int:
 
         _step("result")
         accuracy = final["metrics"].get("accuracy")
-        print(f"    test accuracy: {accuracy:.4f}" if isinstance(accuracy, float) else f"    metrics: {final['metrics']}")
+        print(
+            f"    test accuracy: {accuracy:.4f}" if isinstance(accuracy, float) else f"    metrics: {final['metrics']}"
+        )
         print(f"    model: runs/{final['job']}/{final['id']}/outputs/model.pt")
         cluster = _wait_for_zero(client, final["cluster"])
-        print(f"    cluster {cluster['name']}: {cluster['observed_nodes']} nodes "
-              f"(scaled to zero {cluster['seconds_to_zero'] or 0:.1f} s after the run ended)")
+        print(
+            f"    cluster {cluster['name']}: {cluster['observed_nodes']} nodes "
+            f"(scaled to zero {cluster['seconds_to_zero'] or 0:.1f} s after the run ended)"
+        )
         _step(f"done in {time.monotonic() - started:.0f} s; stopping the local stack")
     return 0
 

@@ -131,7 +131,9 @@ class JobManifest(_Strict):
     @model_validator(mode="after")
     def _retrain_needs_prefix(self) -> JobManifest:
         if self.retrain and self.retrain.on_data_arrival and not self.data.prefix:
-            raise ValueError("retrain.on_data_arrival needs data.prefix, so the job watches a folder, not a whole container")
+            raise ValueError(
+                "retrain.on_data_arrival needs data.prefix, so the job watches a folder, not a whole container"
+            )
         return self
 
     def normalised(self) -> dict[str, Any]:

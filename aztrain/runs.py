@@ -14,11 +14,11 @@ from __future__ import annotations
 import secrets
 from dataclasses import dataclass, field, replace
 from datetime import datetime
-from enum import Enum
+from enum import StrEnum
 from typing import Any
 
 
-class RunState(str, Enum):
+class RunState(StrEnum):
     """Lifecycle of a run. `is_terminal` states never change again."""
 
     REJECTED = "REJECTED"

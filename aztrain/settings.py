@@ -72,7 +72,9 @@ class Settings:
             manifests_prefix=env.get("AZTRAIN_MANIFESTS_PREFIX", defaults.manifests_prefix),
             runs_container=env.get("AZTRAIN_RUNS_CONTAINER", defaults.runs_container),
             data_containers=tuple(
-                c.strip() for c in env.get("AZTRAIN_DATA_CONTAINERS", ",".join(defaults.data_containers)).split(",") if c.strip()
+                c.strip()
+                for c in env.get("AZTRAIN_DATA_CONTAINERS", ",".join(defaults.data_containers)).split(",")
+                if c.strip()
             ),
             table_prefix=env.get("AZTRAIN_TABLE_PREFIX", defaults.table_prefix),
             backend=backend,

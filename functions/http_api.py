@@ -33,7 +33,9 @@ def submit_job(req: func.HttpRequest) -> func.HttpResponse:
     """Submit a manifest (JSON or YAML body). `?force=true` reruns an identical manifest."""
     request_id = req.headers.get("x-request-id") or str(uuid.uuid4())
     force = req.params.get("force", "").lower() in ("1", "true", "yes")
-    result = control_plane().submit(req.get_body(), trigger="http", cause=f"http:{request_id}", source="http", force=force)
+    result = control_plane().submit(
+        req.get_body(), trigger="http", cause=f"http:{request_id}", source="http", force=force
+    )
     run = result.run
     if run.state is RunState.REJECTED:
         return _error(400, run.error, run=run_view(run))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
@@ -20,10 +21,8 @@ class BlobDataStore:
     def create_containers(self, names: tuple[str, ...]) -> None:
         """Create containers if missing (the dev host and tests; `infra/` does it in Azure)."""
         for name in names:
-            try:
+            with contextlib.suppress(ResourceExistsError):
                 self._service.create_container(name)
-            except ResourceExistsError:
-                pass
 
     def read(self, container: str, name: str, *, max_bytes: int | None = None) -> bytes:
         blob = self._service.get_blob_client(container, name)

@@ -10,6 +10,7 @@ dir, so the backend survives a restart of the host.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -177,10 +178,8 @@ class LocalBackend:
         (folder / "cancel").touch()
         pid = self._pid(backend_job_id)
         if pid and self._supervisor_alive(backend_job_id):
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.killpg(pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
 
     def _status(self, job_name: str) -> dict[str, Any]:
         return read_json(self._jobs_dir / job_name / "status.json")

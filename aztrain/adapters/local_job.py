@@ -9,6 +9,7 @@ On SIGTERM (cancel) it stops the whole Horovod process tree, leaving nothing beh
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -91,7 +92,9 @@ class Supervisor:
     def run(self) -> int:
         sub = self.submission
         prefix = sub["output_prefix"]
-        streamer = LogStreamer(self.data, sub["output_container"], prefix + "logs/driver.log", self.folder / "driver.log")
+        streamer = LogStreamer(
+            self.data, sub["output_container"], prefix + "logs/driver.log", self.folder / "driver.log"
+        )
         try:
             if (self.folder / "cancel").exists():
                 self.set_status("Canceled")
@@ -101,7 +104,9 @@ class Supervisor:
             shutil.rmtree(data_dir, ignore_errors=True)
             out_dir.mkdir(exist_ok=True)
             count = self.data.download_prefix(sub["data_container"], sub["data_prefix"], data_dir)
-            streamer.write(f"aztrain: mounted {count} blob(s) from {sub['data_container']}/{sub['data_prefix']}\n".encode())
+            streamer.write(
+                f"aztrain: mounted {count} blob(s) from {sub['data_container']}/{sub['data_prefix']}\n".encode()
+            )
             if self.canceled.is_set():
                 self.set_status("Canceled")
                 return 0
@@ -175,16 +180,12 @@ def stop_tree(pid: int) -> None:
     except psutil.NoSuchProcess:
         return
     for proc in tree:
-        try:
+        with contextlib.suppress(psutil.NoSuchProcess):
             proc.terminate()
-        except psutil.NoSuchProcess:
-            pass
     _, alive = psutil.wait_procs(tree, timeout=_STOP_GRACE_SECONDS)
     for proc in alive:
-        try:
+        with contextlib.suppress(psutil.NoSuchProcess):
             proc.kill()
-        except psutil.NoSuchProcess:
-            pass
 
 
 def main(argv: list[str]) -> int:

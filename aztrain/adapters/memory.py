@@ -155,7 +155,13 @@ class FakeComputeBackend:
 
     name = "fake"
 
-    def __init__(self, *, max_nodes: int = 4, provision_polls: int = 1, script: tuple[str, ...] = ("Queued", "Running", "Completed")) -> None:
+    def __init__(
+        self,
+        *,
+        max_nodes: int = 4,
+        provision_polls: int = 1,
+        script: tuple[str, ...] = ("Queued", "Running", "Completed"),
+    ) -> None:
         self.max_nodes = max_nodes
         self.provision_polls = provision_polls
         self.script = script

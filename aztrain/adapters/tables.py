@@ -16,7 +16,7 @@ import json
 import re
 from collections.abc import Iterable
 from dataclasses import replace
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from azure.core import MatchConditions
@@ -98,10 +98,14 @@ class TableRunStore:
             wanted = sorted(s.value for s in states)
             if not wanted:
                 return []
-            clauses.append("(" + " or ".join(f"State eq @s{i}" for i in range(len(wanted))) + " )")  # the SDK needs a space before ")"
+            clauses.append(
+                "(" + " or ".join(f"State eq @s{i}" for i in range(len(wanted))) + " )"
+            )  # the SDK needs a space before ")"
             params.update({f"s{i}": state for i, state in enumerate(wanted)})
         entities = (
-            self._runs.query_entities(" and ".join(clauses), parameters=params) if clauses else self._runs.list_entities()
+            self._runs.query_entities(" and ".join(clauses), parameters=params)
+            if clauses
+            else self._runs.list_entities()
         )
         runs = sorted((_run_from_entity(e) for e in entities), key=lambda r: r.id)
         return runs[:limit] if limit is not None else runs
@@ -152,10 +156,12 @@ class TableRunStore:
 # Entities are flat: nested values are stored as JSON strings; datetimes as Edm.DateTime.
 
 
-def _utc(value: Any) -> datetime | None:
+def _utc(value: datetime | None) -> datetime | None:
+    """A plain, UTC-aware datetime (the SDK returns its own subclass, naive or aware)."""
     if value is None:
         return None
-    return datetime(*value.timetuple()[:6], value.microsecond, tzinfo=timezone.utc)
+    utc = (value if value.tzinfo else value.replace(tzinfo=UTC)).astimezone(UTC)
+    return datetime.combine(utc.date(), utc.time(), tzinfo=UTC)
 
 
 def _job_to_entity(job: JobRecord) -> dict[str, Any]:
@@ -177,7 +183,7 @@ def _job_from_entity(e: Any) -> JobRecord:
         name=e["PartitionKey"],
         manifest=json.loads(e["Manifest"]),
         manifest_hash=e["ManifestHash"],
-        updated_at=_utc(e["UpdatedAt"]) or datetime.now(timezone.utc),
+        updated_at=_utc(e["UpdatedAt"]) or datetime.now(UTC),
         watch_container=e.get("WatchContainer", ""),
         watch_prefix=e.get("WatchPrefix", ""),
         last_run_id=e.get("LastRunId", ""),
@@ -214,8 +220,8 @@ def _run_from_entity(e: Any) -> Run:
         id=e["RowKey"],
         job=e["PartitionKey"],
         state=RunState(e["State"]),
-        created_at=_utc(e["CreatedAt"]) or datetime.now(timezone.utc),
-        updated_at=_utc(e["UpdatedAt"]) or datetime.now(timezone.utc),
+        created_at=_utc(e["CreatedAt"]) or datetime.now(UTC),
+        updated_at=_utc(e["UpdatedAt"]) or datetime.now(UTC),
         trigger=e.get("Trigger", ""),
         cause=e.get("Cause", ""),
         manifest_hash=e.get("ManifestHash", ""),
@@ -276,7 +282,7 @@ def _transition_from_entity(e: Any) -> Transition:
         from_state=RunState(e["From"]) if e.get("From") else None,
         to_state=RunState(e["To"]),
         cause=e.get("Cause", ""),
-        at=_utc(e["At"]) or datetime.now(timezone.utc),
+        at=_utc(e["At"]) or datetime.now(UTC),
         applied=bool(e.get("Applied", True)),
         detail=e.get("Detail", ""),
     )

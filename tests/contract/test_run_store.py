@@ -1,7 +1,7 @@
 """The RunStore contract: the in-memory fake and Table Storage (on Azurite) behave the same."""
 
 from dataclasses import replace
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 
@@ -9,12 +9,20 @@ from aztrain.errors import ConcurrencyError
 from aztrain.ports import ClusterRecord, JobRecord, RunStore
 from aztrain.runs import Run, RunState
 
-T0 = datetime(2026, 3, 1, 12, 0, 0, 123000, tzinfo=timezone.utc)
+T0 = datetime(2026, 3, 1, 12, 0, 0, 123000, tzinfo=UTC)
 
 
 def a_run(job: str = "digits", run_id: str | None = None) -> Run:
-    return Run.create(id=run_id, job=job, state=RunState.ACCEPTED, at=T0, trigger="http", cause="c-1",
-                      manifest={"compute": {"nodes": 1}}, manifest_hash="abc")
+    return Run.create(
+        id=run_id,
+        job=job,
+        state=RunState.ACCEPTED,
+        at=T0,
+        trigger="http",
+        cause="c-1",
+        manifest={"compute": {"nodes": 1}},
+        manifest_hash="abc",
+    )
 
 
 def test_run_round_trips_with_history(run_store: RunStore):
@@ -26,7 +34,9 @@ def test_run_round_trips_with_history(run_store: RunStore):
     assert got.manifest == {"compute": {"nodes": 1}} and got.created_at == T0
     history = run_store.history(run.id)
     assert [(t.seq, t.from_state, t.to_state) for t in history] == [
-        (1, None, RunState.ACCEPTED), (2, RunState.ACCEPTED, RunState.PROVISIONING)]
+        (1, None, RunState.ACCEPTED),
+        (2, RunState.ACCEPTED, RunState.PROVISIONING),
+    ]
 
 
 def test_stale_writes_lose(run_store: RunStore):
@@ -54,8 +64,15 @@ def test_find_runs_filters_and_sorts_newest_first(run_store: RunStore):
 
 
 def test_jobs_are_conditional_too(run_store: RunStore):
-    job = JobRecord(name="digits", manifest={"a": 1}, manifest_hash="h1", updated_at=T0, watch_container="datasets",
-                    watch_prefix="digits/", last_run_id="r1")
+    job = JobRecord(
+        name="digits",
+        manifest={"a": 1},
+        manifest_hash="h1",
+        updated_at=T0,
+        watch_container="datasets",
+        watch_prefix="digits/",
+        last_run_id="r1",
+    )
     stored = run_store.put_job(job)
     assert run_store.get_job("digits") == stored
     with pytest.raises(ConcurrencyError):
@@ -75,8 +92,9 @@ def test_first_claim_wins(run_store: RunStore):
 
 
 def test_clusters_upsert(run_store: RunStore):
-    record = ClusterRecord(backend="local", name="local-gpu", desired_nodes=2, observed_nodes=1,
-                           active_runs=("r1",), last_scale_at=T0)
+    record = ClusterRecord(
+        backend="local", name="local-gpu", desired_nodes=2, observed_nodes=1, active_runs=("r1",), last_scale_at=T0
+    )
     run_store.put_cluster(record)
     run_store.put_cluster(replace(record, observed_nodes=2))
     got = run_store.get_cluster("local", "local-gpu")

@@ -1,7 +1,7 @@
 """Service scenarios, run twice: on the in-memory fakes and on real Table and Blob Storage (Azurite)."""
 
 from dataclasses import replace
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -23,7 +23,7 @@ retrain: {on_data_arrival: true}
 
 class Clock:
     def __init__(self) -> None:
-        self.t = datetime(2026, 1, 1, tzinfo=timezone.utc)
+        self.t = datetime(2026, 1, 1, tzinfo=UTC)
 
     def __call__(self) -> datetime:
         self.t += timedelta(milliseconds=10)
@@ -33,8 +33,13 @@ class Clock:
 @pytest.fixture(params=["memory", "azurite"])
 def plane(request: pytest.FixtureRequest) -> ControlPlane:
     if request.param == "memory":
-        return ControlPlane(settings=Settings(), store=InMemoryRunStore(), data=InMemoryDataStore(),
-                            backend=FakeComputeBackend(), now=Clock())
+        return ControlPlane(
+            settings=Settings(),
+            store=InMemoryRunStore(),
+            data=InMemoryDataStore(),
+            backend=FakeComputeBackend(),
+            now=Clock(),
+        )
     settings: Settings = request.getfixturevalue("azurite_settings")
     store = request.getfixturevalue("run_store_on_azurite")
     data = request.getfixturevalue("data_store_on_azurite")
@@ -134,7 +139,9 @@ def test_a_burst_of_data_before_the_run_starts_training_is_served_by_one_run(pla
     plane.submit(MANIFEST, trigger="http", cause="a", source="http")
     drive(plane)
     plane.backend.provision_polls = 10**6  # the retraining run waits for its cluster
-    runs = [plane.on_blob_created(BlobEvent(id=f"d-{i}", container="datasets", name=f"digits/{i}.npz")) for i in range(5)]
+    runs = [
+        plane.on_blob_created(BlobEvent(id=f"d-{i}", container="datasets", name=f"digits/{i}.npz")) for i in range(5)
+    ]
     assert [len(r) for r in runs] == [1, 0, 0, 0, 0]
 
 

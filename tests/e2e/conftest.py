@@ -60,8 +60,20 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         "AZTRAIN_LOCAL_MAX_SLOTS": "2",
         "PYTHONUNBUFFERED": "1",
     }
-    command = [sys.executable, "-m", "aztrain.cli", "dev", "--port", str(host_port),
-               "--azurite-port", str(azurite_port), "--state-dir", str(state_dir), "--timer-interval", "0.5"]
+    command = [
+        sys.executable,
+        "-m",
+        "aztrain.cli",
+        "dev",
+        "--port",
+        str(host_port),
+        "--azurite-port",
+        str(azurite_port),
+        "--state-dir",
+        str(state_dir),
+        "--timer-interval",
+        "0.5",
+    ]
     with log.open("wb") as out:
         process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True)
     url = f"http://127.0.0.1:{host_port}"
@@ -77,10 +89,19 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
 
     try:
         wait_for(healthy, timeout=STARTUP_TIMEOUT, what="the dev host to report healthy")
-        settings = Settings(storage_connection_string=azurite_connection_string(
-            blob_port=azurite_port, queue_port=azurite_port + 1, table_port=azurite_port + 2))
-        yield Stack(url=url, client=client, data=build_data_store(settings), tables=build_run_store(settings),
-                    local_state=state_dir / "local", log=log)
+        settings = Settings(
+            storage_connection_string=azurite_connection_string(
+                blob_port=azurite_port, queue_port=azurite_port + 1, table_port=azurite_port + 2
+            )
+        )
+        yield Stack(
+            url=url,
+            client=client,
+            data=build_data_store(settings),
+            tables=build_run_store(settings),
+            local_state=state_dir / "local",
+            log=log,
+        )
     finally:
         os.killpg(process.pid, signal.SIGTERM)
         try:

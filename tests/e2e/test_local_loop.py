@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import uuid
 from pathlib import Path
 from typing import Any
 
@@ -22,14 +21,18 @@ TRAINING_TIMEOUT = 240.0
 
 
 def manifest(name: str, *, epochs: int = 3, retrain: bool = False, extra: str = "") -> bytes:
-    text = f"""
+    text = (
+        f"""
 apiVersion: aztrain/v1
 kind: TrainingJob
 name: {name}
 data: {{container: datasets, prefix: {name}/}}
 trainer: {{args: {{epochs: {epochs}}}}}
 compute: {{profile: e2e, nodes: 1, processes_per_node: 2, max_runtime: 10m}}
-""" + (f"retrain: {{on_data_arrival: true}}\n" if retrain else "") + extra
+"""
+        + ("retrain: {on_data_arrival: true}\n" if retrain else "")
+        + extra
+    )
     return text.encode()
 
 
@@ -49,8 +52,9 @@ def runs_of(stack: Stack, job: str) -> list[dict[str, Any]]:
 
 
 def wait_terminal(stack: Stack, run_id: str) -> dict[str, Any]:
-    return wait_for(lambda: (r := stack.client.run(run_id))["terminal"] and r, timeout=TRAINING_TIMEOUT,
-                    what=f"run {run_id} to end")
+    return wait_for(
+        lambda: (r := stack.client.run(run_id))["terminal"] and r, timeout=TRAINING_TIMEOUT, what=f"run {run_id} to end"
+    )
 
 
 def wait_cluster_zero(stack: Stack, name: str) -> dict[str, Any]:
@@ -61,16 +65,25 @@ def wait_cluster_zero(stack: Stack, name: str) -> dict[str, Any]:
     return wait_for(at_zero, timeout=30, what=f"cluster {name} at zero nodes")
 
 
-def post_event(stack: Stack, events: list[dict[str, Any]] | dict[str, Any], *, kind: str | None = "Notification",
-               function: str = "on_blob_created") -> tuple[int, bytes]:
+def post_event(
+    stack: Stack,
+    events: list[dict[str, Any]] | dict[str, Any],
+    *,
+    kind: str | None = "Notification",
+    function: str = "on_blob_created",
+) -> tuple[int, bytes]:
     import urllib.error
     import urllib.request
 
     headers = {"content-type": "application/json"}
     if kind:
         headers["aeg-event-type"] = kind
-    request = urllib.request.Request(f"{stack.url}/runtime/webhooks/EventGrid?functionName={function}",
-                                     data=json.dumps(events).encode(), headers=headers, method="POST")
+    request = urllib.request.Request(
+        f"{stack.url}/runtime/webhooks/EventGrid?functionName={function}",
+        data=json.dumps(events).encode(),
+        headers=headers,
+        method="POST",
+    )
     try:
         with urllib.request.urlopen(request, timeout=30) as response:
             return response.status, response.read()
@@ -85,8 +98,13 @@ def blob_created(container: str, name: str, event_id: str) -> dict[str, Any]:
         "subject": f"/blobServices/default/containers/{container}/blobs/{name}",
         "eventType": "Microsoft.Storage.BlobCreated",
         "eventTime": "2026-11-22T10:00:00Z",
-        "data": {"api": "PutBlob", "eTag": "0x1", "contentLength": 1, "blobType": "BlockBlob",
-                 "url": f"http://127.0.0.1/devstoreaccount1/{container}/{name}"},
+        "data": {
+            "api": "PutBlob",
+            "eTag": "0x1",
+            "contentLength": 1,
+            "blobType": "BlockBlob",
+            "url": f"http://127.0.0.1/devstoreaccount1/{container}/{name}",
+        },
         "dataVersion": "",
         "metadataVersion": "1",
     }
@@ -104,7 +122,13 @@ def test_manifest_drop_runs_horovod_to_completion_and_scales_to_zero(stack: Stac
 
     history = stack.tables.history(run["id"])  # straight from Table Storage
     assert [t.to_state.value for t in history if t.applied] == [
-        "ACCEPTED", "PROVISIONING", "SUBMITTED", "QUEUED", "RUNNING", "COMPLETED"]
+        "ACCEPTED",
+        "PROVISIONING",
+        "SUBMITTED",
+        "QUEUED",
+        "RUNNING",
+        "COMPLETED",
+    ]
     times = [t.at for t in history]
     assert times == sorted(times) and all(t.tzinfo is not None for t in times)
 
@@ -158,8 +182,9 @@ def test_new_data_under_a_watched_prefix_starts_one_retraining_run(stack: Stack,
     wait_terminal(stack, first["id"])
     stack.data.write("datasets", "watch-job/more/digits-2.npz", digits_blob)
     stack.data.write("datasets", "elsewhere/unwatched.npz", digits_blob)
-    retrain = wait_for(lambda: [r for r in runs_of(stack, "watch-job") if r["trigger"] == "data"], timeout=30,
-                       what="a retraining run")
+    retrain = wait_for(
+        lambda: [r for r in runs_of(stack, "watch-job") if r["trigger"] == "data"], timeout=30, what="a retraining run"
+    )
     assert len(retrain) == 1 and retrain[0]["source"] == "datasets/watch-job/more/digits-2.npz"
     assert wait_terminal(stack, retrain[0]["id"])["state"] == "COMPLETED"
     # Its own outputs and logs never trigger it again.
@@ -180,21 +205,41 @@ def test_the_same_event_delivered_twice_creates_one_run(stack: Stack, digits_blo
 
 
 def test_malformed_manifest_is_rejected_visibly_and_never_retried(stack: Stack):
-    stack.data.write("jobs", "manifests/broken-job.yaml", b"apiVersion: aztrain/v1\nkind: TrainingJob\nname: broken-job\n"
-                                                            b"data: {container: datasets}\ncompute: {gpus: 8}\n")
-    rejected = wait_for(lambda: stack.client.runs(job="broken-job", state="REJECTED"), timeout=30,
-                        what="the rejection to show in GET /api/runs")
+    stack.data.write(
+        "jobs",
+        "manifests/broken-job.yaml",
+        b"apiVersion: aztrain/v1\nkind: TrainingJob\nname: broken-job\n"
+        b"data: {container: datasets}\ncompute: {gpus: 8}\n",
+    )
+    rejected = wait_for(
+        lambda: stack.client.runs(job="broken-job", state="REJECTED"),
+        timeout=30,
+        what="the rejection to show in GET /api/runs",
+    )
     assert "compute.gpus: unknown field" in rejected[0]["error"]
     status, _ = post_event(stack, [blob_created("jobs", "manifests/broken-job.yaml", "broken-again")])
     assert status == 202  # not 500: a bad manifest is not worth a retry
-    out = subprocess.run([sys.executable, "-m", "aztrain.cli", "--url", stack.url, "runs", "--state", "REJECTED"],
-                         capture_output=True, text=True, timeout=60, check=True).stdout
+    out = subprocess.run(
+        [sys.executable, "-m", "aztrain.cli", "--url", stack.url, "runs", "--state", "REJECTED"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    ).stdout
     assert "broken-job" in out and "compute.gpus: unknown field" in out
 
 
 def test_webhook_contract_status_codes(stack: Stack):
-    validation = [{"id": "v1", "eventType": "Microsoft.EventGrid.SubscriptionValidationEvent", "subject": "",
-                   "data": {"validationCode": "code-123"}, "eventTime": "2026-11-22T10:00:00Z", "dataVersion": "1"}]
+    validation = [
+        {
+            "id": "v1",
+            "eventType": "Microsoft.EventGrid.SubscriptionValidationEvent",
+            "subject": "",
+            "data": {"validationCode": "code-123"},
+            "eventTime": "2026-11-22T10:00:00Z",
+            "dataVersion": "1",
+        }
+    ]
     status, body = post_event(stack, validation, kind="SubscriptionValidation")
     assert (status, json.loads(body)) == (200, {"validationResponse": "code-123"})
     ignored = blob_created("runs", "x/y/outputs/model.pt", "contract-1")
@@ -215,6 +260,9 @@ def test_cli_validates_manifests_offline(tmp_path: Path):
     result = subprocess.run([sys.executable, "-m", "aztrain.cli", "validate", str(bad)], capture_output=True, text=True)
     assert result.returncode == 1
     assert "compute.nodes: input should be greater than or equal to 1" in result.stderr
-    good = subprocess.run([sys.executable, "-m", "aztrain.cli", "validate", str(PROJECT_ROOT / "examples" / "digits.yaml")],
-                          capture_output=True, text=True)
+    good = subprocess.run(
+        [sys.executable, "-m", "aztrain.cli", "validate", str(PROJECT_ROOT / "examples" / "digits.yaml")],
+        capture_output=True,
+        text=True,
+    )
     assert good.returncode == 0 and "valid" in good.stdout

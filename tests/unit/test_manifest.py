@@ -30,8 +30,16 @@ def test_example_manifest_parses_with_defaults_filled_in():
 
 def test_prefix_is_normalised_to_a_folder_and_hash_ignores_formatting():
     a = parse_manifest(VALID)
-    b = parse_manifest(json.dumps({"apiVersion": "aztrain/v1", "kind": "TrainingJob", "name": "digits-classifier",
-                                   "data": {"prefix": "digits/", "container": "datasets"}}))
+    b = parse_manifest(
+        json.dumps(
+            {
+                "apiVersion": "aztrain/v1",
+                "kind": "TrainingJob",
+                "name": "digits-classifier",
+                "data": {"prefix": "digits/", "container": "datasets"},
+            }
+        )
+    )
     assert a.data.prefix == "digits/"
     assert a.content_hash == b.content_hash
     assert parse_manifest(VALID.replace("digits}", "other}")).content_hash != a.content_hash
@@ -57,17 +65,22 @@ def test_missing_fields_bad_name_and_entrypoint():
     assert any(p.startswith("trainer.entrypoint: 'rm -rf /' is not allowed") for p in found)
 
 
-@pytest.mark.parametrize("text, expected", [
-    ("a: [", "not valid YAML or JSON at line 1"),
-    ("- just\n- a list\n", "expected a mapping"),
-    ("", "expected a mapping"),
-])
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("a: [", "not valid YAML or JSON at line 1"),
+        ("- just\n- a list\n", "expected a mapping"),
+        ("", "expected a mapping"),
+    ],
+)
 def test_malformed_documents(text, expected):
     assert expected in problems(text)[0]
 
 
 def test_oversize_documents_are_rejected_before_parsing():
-    assert problems(VALID + "#" * 2000, max_bytes=1024) == [f"document is {len(VALID) + 2000} bytes; the limit is 1024 bytes"]
+    assert problems(VALID + "#" * 2000, max_bytes=1024) == [
+        f"document is {len(VALID) + 2000} bytes; the limit is 1024 bytes"
+    ]
 
 
 def test_retrain_needs_a_prefix():

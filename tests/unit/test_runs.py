@@ -1,10 +1,18 @@
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from aztrain.runs import BACKEND_STATUS, TERMINAL_STATES, TRANSITIONS, Run, RunState, new_run_id, state_for_backend_status
+from aztrain.runs import (
+    BACKEND_STATUS,
+    TERMINAL_STATES,
+    TRANSITIONS,
+    Run,
+    RunState,
+    new_run_id,
+    state_for_backend_status,
+)
 
-T0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
 
 def a_run(state: RunState = RunState.ACCEPTED) -> Run:
@@ -49,8 +57,21 @@ def test_backend_statuses_map_case_insensitively(status):
 
 
 def test_every_azure_ml_status_is_mapped():
-    aml = ["NotStarted", "Queued", "Preparing", "Provisioning", "Starting", "Running", "Finalizing",
-           "CancelRequested", "Completed", "Failed", "Canceled", "NotResponding", "Paused"]
+    aml = [
+        "NotStarted",
+        "Queued",
+        "Preparing",
+        "Provisioning",
+        "Starting",
+        "Running",
+        "Finalizing",
+        "CancelRequested",
+        "Completed",
+        "Failed",
+        "Canceled",
+        "NotResponding",
+        "Paused",
+    ]
     assert {s.lower() for s in aml} == set(BACKEND_STATUS)
 
 
