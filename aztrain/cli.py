@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import sys
 from pathlib import Path
@@ -115,8 +116,15 @@ def cmd_schema(args: argparse.Namespace) -> int:
     return 0
 
 
+def configure_logging(level: int) -> None:
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)-7s %(name)s: %(message)s")
+    logging.getLogger("azure").setLevel(logging.WARNING)  # the SDKs log every HTTP request at INFO
+
+
 def cmd_dev(args: argparse.Namespace) -> int:
     from aztrain.localstack import LocalStack
+
+    configure_logging(logging.INFO)
 
     with LocalStack(
         state_dir=Path(args.state_dir),
@@ -132,6 +140,7 @@ def cmd_dev(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from aztrain.demo import run_demo
 
+    configure_logging(logging.WARNING)  # the demo narrates; only problems should interrupt it
     return run_demo(port=args.port, azurite_port=args.azurite_port)
 
 

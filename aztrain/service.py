@@ -345,11 +345,16 @@ class ControlPlane:
         now = self.now()
         active = [r for r in self.store.find_runs(states=ACTIVE_STATES) if r.cluster == cluster.name]
         desired = max((self.backend.cluster_for(r.manifest["compute"]).nodes for r in active), default=0)
-        if desired != cluster.desired_nodes or (desired == 0 and cluster.observed_nodes > 0):
-            if desired == 0:
-                self.backend.scale_to_zero(cluster.name)
+        if desired == 0 and (cluster.desired_nodes or cluster.observed_nodes):
+            self.backend.scale_to_zero(cluster.name)  # idempotent: repeated until nodes are seen at zero
+        if desired != cluster.desired_nodes:
             cluster = replace(
-                cluster, desired_nodes=desired, last_scale_action=f"scale-to-{desired}", last_scale_at=now, zero_at=None
+                cluster,
+                desired_nodes=desired,
+                last_scale_action=f"scale-to-{desired}",
+                last_scale_at=now,
+                zero_at=None,
+                seconds_to_zero=None,
             )
         observed = self.backend.cluster_nodes(cluster.name)
         cluster = replace(cluster, observed_nodes=observed, active_runs=tuple(r.id for r in active))

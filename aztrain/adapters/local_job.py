@@ -190,6 +190,7 @@ def stop_tree(pid: int) -> None:
 
 def main(argv: list[str]) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("azure").setLevel(logging.WARNING)  # the SDKs log every HTTP request at INFO
     folder = Path(argv[1])
     supervisor = Supervisor(folder, build_data_store(Settings.from_env()))
     signal.signal(signal.SIGTERM, supervisor.on_sigterm)
