@@ -13,6 +13,7 @@ import contextlib
 import json
 import logging
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -35,6 +36,8 @@ _LOG_FLUSH_SECONDS = 2.0
 _LOG_FLUSH_BYTES = 64 * 1024
 _STOP_GRACE_SECONDS = 10.0
 _ERROR_TAIL_LINES = 20
+#: The trainer reports bad input as one "error: ..." line (horovodrun prefixes it with "[0]<stderr>:").
+_TRAINER_ERROR = re.compile(r"^(?:\[\d+\]<stderr>:)?error: ")
 
 
 class LogStreamer:
@@ -46,12 +49,16 @@ class LogStreamer:
         self._pending = bytearray()
         self._last_flush = time.monotonic()
         self.tail: list[str] = []
+        self.first_error = ""  # the trainer's own "error: ..." line, which names the problem
 
     def write(self, line: bytes) -> None:
         self._local.write(line)
         self._local.flush()
         self._pending += line
-        self.tail = [*self.tail[-(_ERROR_TAIL_LINES - 1) :], line.decode(errors="replace").rstrip()]
+        text = line.decode(errors="replace").rstrip()
+        self.tail = [*self.tail[-(_ERROR_TAIL_LINES - 1) :], text]
+        if not self.first_error and _TRAINER_ERROR.search(text):
+            self.first_error = _TRAINER_ERROR.split(text, maxsplit=1)[-1]
         if len(self._pending) >= _LOG_FLUSH_BYTES or time.monotonic() - self._last_flush >= _LOG_FLUSH_SECONDS:
             self.flush()
 
@@ -122,7 +129,8 @@ class Supervisor:
             elif rc == 0:
                 self.set_status("Completed")
             else:
-                self.set_status("Failed", f"trainer exited with code {rc}: " + " | ".join(streamer.tail[-5:]))
+                reason = streamer.first_error or " | ".join(streamer.tail[-5:])
+                self.set_status("Failed", f"trainer exited with code {rc}: {reason}")
             return 0
         except Exception as exc:
             log.exception("%s: supervisor failed", self.name)

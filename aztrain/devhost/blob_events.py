@@ -24,6 +24,10 @@ from azure.core.exceptions import AzureError, ResourceNotFoundError
 from azure.storage.blob import BlobProperties, BlobServiceClient, ContainerClient
 
 log = logging.getLogger(__name__)
+#: The Azure SDK logs every request at INFO; polling several times a second would drown the
+#: dev host's own lines, so the watcher's client logs here, at WARNING unless raised.
+storage_log = logging.getLogger(__name__ + ".storage")
+storage_log.setLevel(logging.WARNING)
 
 BLOB_CREATED = "Microsoft.Storage.BlobCreated"
 #: The resource id Event Grid would give a storage account in a subscription; zeros, since there is none.
@@ -61,8 +65,7 @@ class Subscription:
         if self.subject_begins_with and not self.subject_begins_with.casefold().startswith(own.casefold()):
             # It would never match: the watcher only reads this subscription's container.
             raise ValueError(
-                f"subscription {self.name}: subject_begins_with {self.subject_begins_with!r} "
-                f"must start with {own!r}"
+                f"subscription {self.name}: subject_begins_with {self.subject_begins_with!r} must start with {own!r}"
             )
         if isinstance(self.subject_ends_with, str):
             raise TypeError(f"subscription {self.name}: subject_ends_with must be a tuple of suffixes")
@@ -144,8 +147,12 @@ class BlobWatcher:
         *,
         poll_interval: float = 0.3,
     ) -> BlobWatcher:
+        # No SDK retries and a short connect timeout: the next poll is the retry, and stop() stays prompt.
+        client = BlobServiceClient.from_connection_string(
+            connection_string, logger=storage_log, retry_total=0, connection_timeout=5
+        )
         return cls(
-            BlobServiceClient.from_connection_string(connection_string),
+            client,
             subscriptions,
             deliver,
             poll_interval=poll_interval,
@@ -242,4 +249,3 @@ def _sequencer(modified: datetime) -> str:
 
 def _derived_uuid(event_id: str, role: str) -> str:
     return str(uuid.uuid5(uuid.NAMESPACE_OID, f"{event_id}/{role}"))
-

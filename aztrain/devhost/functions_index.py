@@ -136,6 +136,12 @@ class FunctionIndex:
     @classmethod
     def from_app(cls, app: func.FunctionRegister) -> FunctionIndex:
         """Index `app`. Calls `app.get_functions()`, which azure-functions allows only once per app."""
+        if getattr(app, "functions_bindings", None):
+            # A second get_functions() fails with a misleading "not a unique function name".
+            raise ValueError(
+                "this FunctionApp was already indexed (azure-functions allows get_functions() once per app); "
+                "give each DevHost a new app object"
+            )
         return cls.from_functions(app.get_functions())
 
     @classmethod

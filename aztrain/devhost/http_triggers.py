@@ -73,7 +73,9 @@ def to_reply(result: Any) -> Reply:
         headers = [(k, v) for k, v in result.headers.items() if k.lower() not in _HOP_HEADERS]
         if not any(k.lower() == "content-type" for k, _ in headers):
             mimetype, charset = result.mimetype, result.charset
-            headers.append(("Content-Type", f"{mimetype}; charset={charset}" if mimetype.startswith("text/") else mimetype))
+            headers.append(
+                ("Content-Type", f"{mimetype}; charset={charset}" if mimetype.startswith("text/") else mimetype)
+            )
         return Reply(int(result.status_code), result.get_body(), tuple(headers))
     if isinstance(result, str):
         return Reply(200, result.encode(), (("Content-Type", "text/plain; charset=utf-8"),))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
@@ -142,7 +142,7 @@ class _Handler(BaseHTTPRequestHandler):
         return self.rfile.read(size)
 
     def _read_chunked(self) -> bytes:
-        chunks = []
+        chunks: list[bytes] = []
         while True:
             line = self.rfile.readline(65537)
             try:
@@ -175,7 +175,7 @@ class _Handler(BaseHTTPRequestHandler):
         log.debug("%s - %s", self.address_string(), format % args)
 
 
-def _merge_headers(items: Any) -> dict[str, str]:
+def _merge_headers(items: Iterable[tuple[str, str]]) -> dict[str, str]:
     # Repeated headers are joined with ", " as HTTP allows, like the host does.
     merged: dict[str, str] = {}
     for name, value in items:

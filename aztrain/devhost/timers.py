@@ -80,7 +80,11 @@ class TimerRunner:
             step = timedelta(seconds=self._interval or 0)
             request = TimerRequest(
                 past_due=False,
-                schedule_status={"Last": last.isoformat(), "Next": (now + step).isoformat(), "LastUpdated": now.isoformat()},
+                schedule_status={
+                    "Last": last.isoformat(),
+                    "Next": (now + step).isoformat(),
+                    "LastUpdated": now.isoformat(),
+                },
                 schedule={"AdjustForDST": True},
             )
             started = time.monotonic()
