@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from collections.abc import Callable
 from typing import Annotated, Any, Literal
 
 import yaml
@@ -26,10 +27,14 @@ from pydantic import (
 )
 
 from aztrain.errors import ManifestError
+from trainer.args import ArgsError
+from trainer.args import parse_args as parse_trainer_args
 
 API_VERSION = "aztrain/v1"
-#: Entry points a manifest may name. Never a shell string: the backend runs `python -m <entrypoint>`.
-ALLOWED_ENTRYPOINTS = ("trainer.train",)
+#: Entry points a manifest may name, each with its argument validator. Never a shell string: the
+#: backend runs `python -m <entrypoint>`. Validating here rejects bad arguments before any GPU is paid for.
+ARGS_VALIDATORS: dict[str, Callable[[dict[str, Any]], object]] = {"trainer.train": parse_trainer_args}
+ALLOWED_ENTRYPOINTS = tuple(ARGS_VALIDATORS)
 _DURATION = re.compile(r"^(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
 _NAME = r"^[a-z0-9]([a-z0-9-]{1,61}[a-z0-9])$"
 
@@ -172,9 +177,14 @@ def manifest_from_dict(document: object, *, source: str = "") -> JobManifest:
             [f"expected a mapping with apiVersion, kind, name, data; got {type(document).__name__}"], source=source
         )
     try:
-        return JobManifest.model_validate(document)
+        manifest = JobManifest.model_validate(document)
     except ValidationError as exc:
         raise ManifestError([_describe(err) for err in exc.errors()], source=source) from None
+    try:
+        ARGS_VALIDATORS[manifest.trainer.entrypoint](dict(manifest.trainer.args))
+    except ArgsError as exc:  # each problem already names its trainer.args.<name>
+        raise ManifestError(exc.problems, source=source) from None
+    return manifest
 
 
 def _describe(error: Any) -> str:

@@ -109,6 +109,7 @@ class Supervisor:
             self.set_status("Preparing")
             data_dir, out_dir = self.folder / "data", self.folder / "outputs"
             shutil.rmtree(data_dir, ignore_errors=True)
+            data_dir.mkdir()  # like an Azure ML mount: present even when the prefix is empty
             out_dir.mkdir(exist_ok=True)
             count = self.data.download_prefix(sub["data_container"], sub["data_prefix"], data_dir)
             streamer.write(

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from aztrain.adapters.local import job_processes
+from aztrain.client import ApiError
 from aztrain.settings import PROJECT_ROOT
 from tests.e2e.conftest import Stack, wait_for
 
@@ -266,3 +267,19 @@ def test_cli_validates_manifests_offline(tmp_path: Path):
         text=True,
     )
     assert good.returncode == 0 and "valid" in good.stdout
+
+
+def test_a_trainer_failure_ends_the_run_failed_with_the_trainers_reason(stack: Stack):
+    run = stack.client.submit(manifest("no-data-job"))["run"]  # nothing uploaded under no-data-job/
+    final = wait_terminal(stack, run["id"])
+    assert final["state"] == "FAILED"
+    assert "trainer exited with code" in final["error"] and "digits.npz" in final["error"]
+    wait_cluster_zero(stack, final["cluster"])
+
+
+def test_ill_typed_trainer_arguments_are_rejected_before_any_compute(stack: Stack):
+    with pytest.raises(ApiError) as err:
+        stack.client.submit(manifest("typo-job").replace(b"epochs: 3", b"epochs: three"))
+    assert err.value.status == 400
+    assert "trainer.args.epochs: expected int, got str 'three'" in err.value.body["error"]
+    assert err.value.body["run"]["state"] == "REJECTED" and not err.value.body["run"]["cluster"]

@@ -104,3 +104,9 @@ def test_schema_is_generated_from_the_model_and_forbids_extras():
     assert schema["additionalProperties"] is False
     assert set(schema["required"]) == {"apiVersion", "kind", "name", "data"}
     assert schema["$defs"]["ComputeSpec"]["properties"]["nodes"]["maximum"] == 64
+
+
+def test_trainer_arguments_are_checked_at_submit_by_the_entrypoint():
+    found = problems(VALID + "trainer: {args: {epochs: five, lr: 0.1, dropout: 0.5}}\n")
+    assert any(p.startswith("trainer.args.epochs: expected int, got str 'five'") for p in found)
+    assert any(p.startswith("trainer.args.dropout: unknown argument; known: batch_size, epochs") for p in found)
