@@ -78,12 +78,19 @@ class RunStore(Protocol):
         """Replace a run if unchanged since read, then append `run.last` to its history."""
         ...
 
-    def get_run(self, run_id: str) -> Run | None: ...
+    def get_run(self, run_id: str) -> Run | None:
+        """A run by id alone (point reads, not a table scan)."""
+        ...
 
     def find_runs(
-        self, *, job: str | None = None, states: Iterable[RunState] | None = None, limit: int | None = None
+        self,
+        *,
+        job: str | None = None,
+        states: Iterable[RunState] | None = None,
+        cluster: str | None = None,
+        limit: int | None = None,
     ) -> list[Run]:
-        """Runs, newest first, optionally of one job and in some states."""
+        """Runs, newest first, optionally of one job, in some states, on one cluster."""
         ...
 
     def history(self, run_id: str) -> list[Transition]:

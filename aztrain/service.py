@@ -343,7 +343,7 @@ class ControlPlane:
 
     def _reconcile_cluster(self, cluster: ClusterRecord) -> None:
         now = self.now()
-        active = [r for r in self.store.find_runs(states=ACTIVE_STATES) if r.cluster == cluster.name]
+        active = self.store.find_runs(states=ACTIVE_STATES, cluster=cluster.name)
         desired = max((self.backend.cluster_for(r.manifest["compute"]).nodes for r in active), default=0)
         if desired == 0 and (cluster.desired_nodes or cluster.observed_nodes):
             self.backend.scale_to_zero(cluster.name)  # idempotent: repeated until nodes are seen at zero

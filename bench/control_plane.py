@@ -33,7 +33,9 @@ data: {{container: datasets, prefix: bench/}}
 
 
 def measure(settings: Settings, store: RunStore, data: DataStore, events: int) -> dict[str, float]:
-    plane = ControlPlane(settings=settings, store=store, data=data, backend=FakeComputeBackend(), now=lambda: datetime.now(UTC))
+    plane = ControlPlane(
+        settings=settings, store=store, data=data, backend=FakeComputeBackend(), now=lambda: datetime.now(UTC)
+    )
     for i in range(events):
         data.write("jobs", f"manifests/bench-{i}.yaml", MANIFEST.format(i=i).encode())
 
@@ -62,14 +64,21 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=200)
     parser.add_argument("--azurite-port", type=int, default=10020)
     args = parser.parse_args()
-    result: dict[str, object] = {"events": args.events, "machine": platform.machine(), "python": platform.python_version()}
+    result: dict[str, object] = {
+        "events": args.events,
+        "machine": platform.machine(),
+        "python": platform.python_version(),
+    }
     result["memory"] = measure(Settings(), InMemoryRunStore(), InMemoryDataStore(), args.events)
     location = Path(tempfile.mkdtemp(prefix="aztrain-bench-"))
     port = args.azurite_port
     try:
         with Azurite(location=location, blob_port=port, queue_port=port + 1, table_port=port + 2):
-            settings = Settings(storage_connection_string=azurite_connection_string(
-                blob_port=port, queue_port=port + 1, table_port=port + 2))
+            settings = Settings(
+                storage_connection_string=azurite_connection_string(
+                    blob_port=port, queue_port=port + 1, table_port=port + 2
+                )
+            )
             ensure_storage(settings)
             result["azurite"] = measure(settings, build_run_store(settings), build_data_store(settings), args.events)
     finally:

@@ -69,13 +69,20 @@ class InMemoryRunStore:
         return self._runs.get(run_id)
 
     def find_runs(
-        self, *, job: str | None = None, states: Iterable[RunState] | None = None, limit: int | None = None
+        self,
+        *,
+        job: str | None = None,
+        states: Iterable[RunState] | None = None,
+        cluster: str | None = None,
+        limit: int | None = None,
     ) -> list[Run]:
         wanted = set(states) if states is not None else None
         runs = [
             r
             for r in sorted(self._runs.values(), key=lambda r: r.id)  # ids sort newest first
-            if (job is None or r.job == job) and (wanted is None or r.state in wanted)
+            if (job is None or r.job == job)
+            and (wanted is None or r.state in wanted)
+            and (cluster is None or r.cluster == cluster)
         ]
         return runs[:limit] if limit is not None else runs
 

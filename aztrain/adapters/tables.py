@@ -67,9 +67,9 @@ class TableRunStore:
 
     # ---------------------------------------------------------------- runs
     def add_run(self, run: Run) -> Run:
-        stored = replace(run, etag=self._write(self._runs, _run_to_entity(run), None, f"run {run.id}"))
-        self._append_history(stored)
-        return stored
+        # The creation row goes first: it is also the index from run id to job (see get_run).
+        self._append_history(run)
+        return replace(run, etag=self._write(self._runs, _run_to_entity(run), None, f"run {run.id}"))
 
     def save_run(self, run: Run) -> Run:
         if run.etag is None:
@@ -81,19 +81,31 @@ class TableRunStore:
     def _append_history(self, run: Run) -> None:
         # Upsert, not create: rewriting the same row after a crash is harmless.
         if run.last:
-            self._history.upsert_entity(_transition_to_entity(run.id, run.last), mode=UpdateMode.REPLACE)
+            self._history.upsert_entity(_transition_to_entity(run, run.last), mode=UpdateMode.REPLACE)
 
     def get_run(self, run_id: str) -> Run | None:
-        found = list(self._runs.query_entities("RowKey eq @id", parameters={"id": run_id}))
-        return _run_from_entity(found[0]) if found else None
+        # Two point reads: the history's first row names the job, which is the run's PartitionKey.
+        try:
+            job = self._history.get_entity(run_id, _seq_key(1))["Job"]
+            return _run_from_entity(self._runs.get_entity(job, run_id))
+        except ResourceNotFoundError:
+            return None
 
     def find_runs(
-        self, *, job: str | None = None, states: Iterable[RunState] | None = None, limit: int | None = None
+        self,
+        *,
+        job: str | None = None,
+        states: Iterable[RunState] | None = None,
+        cluster: str | None = None,
+        limit: int | None = None,
     ) -> list[Run]:
         clauses, params = [], {}
         if job is not None:
             clauses.append("PartitionKey eq @job")
             params["job"] = job
+        if cluster is not None:
+            clauses.append("Cluster eq @cluster")
+            params["cluster"] = cluster
         if states is not None:
             wanted = sorted(s.value for s in states)
             if not wanted:
@@ -263,10 +275,15 @@ def _transition_from_json(d: dict[str, Any]) -> Transition:
     )
 
 
-def _transition_to_entity(run_id: str, t: Transition) -> dict[str, Any]:
+def _seq_key(seq: int) -> str:
+    return f"{seq:06d}"
+
+
+def _transition_to_entity(run: Run, t: Transition) -> dict[str, Any]:
     return {
-        "PartitionKey": run_id,
-        "RowKey": f"{t.seq:06d}",
+        "PartitionKey": run.id,
+        "RowKey": _seq_key(t.seq),
+        "Job": run.job,
         "From": t.from_state.value if t.from_state else "",
         "To": t.to_state.value,
         "Cause": t.cause,
