@@ -96,6 +96,46 @@ def cmd_clusters(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_window(args: argparse.Namespace) -> int:
+    window = _client(args).window(args.job)
+    when = f", fires at {window['fires_at'][:19]}" if window["fires_at"] and window["action"] == "wait" else ""
+    print(f"{window['job']}: {window['arrivals']} new blob(s) pending — {window['reason']}{when}")
+    return 0
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    models = _client(args).models(args.name)
+    if args.json or not models:
+        _print(models) if args.json else print("no models registered")
+        return 0
+    print(f"{'MODEL':<24} {'VER':>4} {'PROMOTED':<8} {'RUN':<22} METRICS / GATE")
+    for m in models:
+        flag = "yes" if m["promoted"] else ""
+        metrics = json.dumps(m["metrics"])[:60]
+        print(f"{m['name'][:24]:<24} {m['version']:>4} {flag:<8} {m['run_id']:<22} {metrics}  {m['gate']}")
+    return 0
+
+
+def cmd_lineage(args: argparse.Namespace) -> int:
+    name, sep, version = args.model.rpartition("@")
+    if not sep or not version.isdigit():
+        print("error: name the model as NAME@VERSION, e.g. digits-classifier@3", file=sys.stderr)
+        return 2
+    lineage = _client(args).lineage(name, int(version))
+    if args.json:
+        _print(lineage)
+        return 0
+    model, run, snap = lineage["model"], lineage["run"], lineage["snapshot"]
+    promoted = "(promoted) " if model["promoted"] else ""
+    print(f"model    {model['name']}@{model['version']}  {promoted}{model['artifact']}")
+    print(f"  run    {run['id']}  {run['state']}  {run['trigger']} from {run['source']}")
+    print(f"         manifest {run['manifest_hash'][:12]}  metrics {json.dumps(model['metrics'])}")
+    print(f"  data   {snap['id']}  {len(snap['blobs'])} blob(s) in {snap['container']}/{snap['prefix']}")
+    for blob in snap["blobs"]:
+        print(f"    {blob['name']}  {blob['size']} B  etag {blob['etag']}")
+    return 0
+
+
 def cmd_validate(args: argparse.Namespace) -> int:
     path = Path(args.manifest)
     try:
@@ -187,6 +227,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_cancel)
 
     sub.add_parser("jobs", help="registered jobs and what they watch").set_defaults(func=cmd_jobs)
+
+    p = sub.add_parser("window", help="a watched job's pending retraining window: arrivals, when it fires, why not")
+    p.add_argument("job")
+    p.set_defaults(func=cmd_window)
+
+    p = sub.add_parser("models", help="registered model versions (all, or of one model)")
+    p.add_argument("name", nargs="?", default="")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_models)
+
+    p = sub.add_parser("lineage", help="model → run → snapshot → blobs, for NAME@VERSION")
+    p.add_argument("model")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_lineage)
     sub.add_parser("clusters", help="clusters: desired vs observed nodes").set_defaults(func=cmd_clusters)
 
     p = sub.add_parser("validate", help="check a manifest offline")

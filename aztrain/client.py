@@ -70,6 +70,17 @@ class Client:
     def clusters(self) -> list[dict[str, Any]]:
         return list(self.request("GET", "clusters")["clusters"])
 
+    def window(self, job: str) -> dict[str, Any]:
+        return self.request("GET", f"jobs/{urllib.parse.quote(job)}/window")
+
+    def models(self, name: str = "") -> list[dict[str, Any]]:
+        if name:
+            return list(self.request("GET", f"models/{urllib.parse.quote(name)}")["versions"])
+        return list(self.request("GET", "models")["models"])
+
+    def lineage(self, name: str, version: int) -> dict[str, Any]:
+        return self.request("GET", f"models/{urllib.parse.quote(name)}/versions/{version}")
+
     def health(self) -> dict[str, Any]:
         return self.request("GET", "health")
 

@@ -34,6 +34,15 @@ class NotFound(AztrainError):
         self.key = key
 
 
+class DataChanged(AztrainError):
+    """A blob in a run's snapshot was rewritten or deleted before the run read it."""
+
+    def __init__(self, container: str, name: str) -> None:
+        super().__init__(f"{container}/{name} changed after the run's data snapshot was taken")
+        self.container = container
+        self.name = name
+
+
 class ConcurrencyError(AztrainError):
     """An ETag-conditional write lost a race; re-read and re-decide."""
 

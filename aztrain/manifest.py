@@ -39,7 +39,7 @@ _DURATION = re.compile(r"^(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
 _NAME = r"^[a-z0-9]([a-z0-9-]{1,61}[a-z0-9])$"
 
 
-def parse_duration(value: object) -> int:
+def parse_duration(value: object, *, allow_zero: bool = False) -> int:
     """Turn `90s`, `10m`, `2h`, `1h30m` or a number of seconds into seconds."""
     if isinstance(value, bool) or not isinstance(value, (int, str)):
         raise ValueError("expected a duration like '10m' or '2h'")
@@ -51,20 +51,23 @@ def parse_duration(value: object) -> int:
             raise ValueError(f"{value!r} is not a duration; use e.g. '90s', '10m', '2h' or '1h30m'")
         hours, minutes, secs = (int(g) if g else 0 for g in match.groups())
         seconds = hours * 3600 + minutes * 60 + secs
-    if seconds <= 0:
-        raise ValueError("duration must be positive")
+    if seconds < 0 or (seconds == 0 and not allow_zero):
+        raise ValueError("duration must be positive" if not allow_zero else "duration must not be negative")
     return seconds
+
+
+_DURATION_SCHEMA = {"anyOf": [{"type": "string", "pattern": _DURATION.pattern}, {"type": "integer", "minimum": 0}]}
 
 
 Seconds = Annotated[
     int,
     BeforeValidator(parse_duration),
-    WithJsonSchema(
-        {
-            "anyOf": [{"type": "string", "pattern": _DURATION.pattern}, {"type": "integer", "minimum": 1}],
-            "description": "A duration: '90s', '10m', '2h', '1h30m', or seconds",
-        }
-    ),
+    WithJsonSchema({**_DURATION_SCHEMA, "description": "A positive duration: '90s', '10m', '2h', '1h30m', or seconds"}),
+]
+SecondsOrZero = Annotated[
+    int,
+    BeforeValidator(lambda value: parse_duration(value, allow_zero=True)),
+    WithJsonSchema({**_DURATION_SCHEMA, "description": "A duration ('0s' for none): '90s', '10m', '2h', or seconds"}),
 ]
 
 
@@ -112,12 +115,47 @@ class ComputeSpec(_Strict):
 
 
 class RetrainSpec(_Strict):
-    """Optional: retrain the job when new data lands under its data prefix."""
+    """Optional: retrain the job when new data lands under its data prefix.
+
+    A burst of uploads is one window: it closes once no blob has arrived for `debounce`,
+    and launches a run if it holds at least `min_new_blobs` and the last run ended more
+    than `cooldown` ago. `concurrency` says what happens when a run is already active.
+    """
 
     on_data_arrival: bool = False
-    debounce: Seconds = 600
+    include: list[str] = Field(default_factory=list, description="Globs relative to data.prefix; empty: all")
+    exclude: list[str] = Field(default_factory=list, description="Globs relative to data.prefix")
+    debounce: SecondsOrZero = 600
     min_new_blobs: int = Field(default=1, ge=1)
-    cooldown: Seconds = 3600
+    cooldown: SecondsOrZero = 3600
+    concurrency: Literal["queue", "skip", "replace"] = "queue"
+
+
+_GATE = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_]*)\s*(>=|>|<=|<)\s*(best|[-+]?\d+(?:\.\d+)?)\s*$")
+
+
+class RegistrySpec(_Strict):
+    """Optional: how completed runs' models are registered and promoted."""
+
+    promote_if: str | None = Field(
+        default=None,
+        description="'<metric> <op> <number>' or '<metric> <op> best', e.g. 'accuracy >= 0.95' or 'loss < best'",
+    )
+
+    @field_validator("promote_if")
+    @classmethod
+    def _gate(cls, value: str | None) -> str | None:
+        if value is not None and not _GATE.match(value):
+            raise ValueError(f"{value!r} is not a gate; write e.g. 'accuracy >= 0.95' or 'accuracy > best'")
+        return value
+
+    def gate(self) -> tuple[str, str, float | None] | None:
+        """(metric, operator, threshold); threshold None means "the current best version"."""
+        match = _GATE.match(self.promote_if or "")
+        if not match:
+            return None
+        metric, op, bound = match.groups()
+        return metric, op, None if bound == "best" else float(bound)
 
 
 class JobManifest(_Strict):
@@ -130,6 +168,7 @@ class JobManifest(_Strict):
     trainer: TrainerSpec = Field(default_factory=TrainerSpec)
     compute: ComputeSpec = Field(default_factory=ComputeSpec)
     retrain: RetrainSpec | None = None
+    registry: RegistrySpec = Field(default_factory=RegistrySpec)
 
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True, populate_by_name=True)
 

@@ -6,7 +6,7 @@ or in memory for unit tests; `bootstrap` picks which.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -53,6 +53,38 @@ class BlobInfo:
     name: str
     size: int
     etag: str
+    version_id: str = ""  # set where blob versioning is on
+
+
+@dataclass(frozen=True)
+class Arrival:
+    """A data blob that landed under a watched prefix (`arrivals` table).
+
+    `key` identifies the upload (blob name + ETag), so however often Event Grid
+    delivers it, it is one row. `consumed_by` is the run that served it, or why none did.
+    """
+
+    job: str
+    key: str
+    blob: str
+    at: datetime
+    consumed_by: str = ""
+
+
+@dataclass(frozen=True)
+class ModelVersion:
+    """A registered model (`models` table): what a completed run produced, and its lineage."""
+
+    name: str
+    version: int
+    run_id: str
+    snapshot_id: str
+    manifest_hash: str
+    artifact: str  # container/path of model.pt
+    metrics: dict[str, Any]
+    registered_at: datetime
+    promoted: bool = False
+    gate: str = ""  # the promotion rule and how it was judged
 
 
 class RunStore(Protocol):
@@ -101,6 +133,26 @@ class RunStore(Protocol):
         """Record `value` for `key` once. Returns the value stored by whoever claimed first."""
         ...
 
+    def record_arrival(self, arrival: Arrival) -> None:
+        """Insert the arrival unless its key is already recorded (duplicates change nothing)."""
+        ...
+
+    def pending_arrivals(self, job: str) -> list[Arrival]:
+        """Arrivals of a job not yet consumed, oldest first."""
+        ...
+
+    def consume_arrivals(self, job: str, keys: Iterable[str], by: str) -> None:
+        """Mark arrivals as served by a run (or skipped, with the reason)."""
+        ...
+
+    def add_model_version(self, model: ModelVersion) -> ModelVersion:
+        """Insert a version; `ConcurrencyError` if that version number is taken."""
+        ...
+
+    def model_versions(self, name: str | None = None) -> list[ModelVersion]:
+        """Versions of one model (or all), oldest first."""
+        ...
+
     def get_cluster(self, backend: str, name: str) -> ClusterRecord | None: ...
 
     def put_cluster(self, cluster: ClusterRecord) -> ClusterRecord:
@@ -125,8 +177,11 @@ class DataStore(Protocol):
 
     def list(self, container: str, prefix: str = "") -> list[BlobInfo]: ...
 
-    def download_prefix(self, container: str, prefix: str, dest: Path) -> int:
-        """Download every blob under `prefix` into `dest`, keeping relative paths. Returns the count."""
+    def download(self, container: str, blobs: Sequence[BlobInfo], dest: Path) -> None:
+        """Download exactly these blobs into `dest`, keeping their paths.
+
+        `DataChanged` if one was rewritten or deleted since it was listed: a run trains on its snapshot or not at all.
+        """
         ...
 
     def upload_folder(self, folder: Path, container: str, prefix: str) -> int:
@@ -157,6 +212,7 @@ class JobSubmission:
     args: dict[str, Any]
     data_container: str
     data_prefix: str
+    snapshot: str  # blob (in output_container) listing exactly the data blobs to read
     output_container: str
     output_prefix: str
     max_runtime_seconds: int

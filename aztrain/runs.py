@@ -121,6 +121,7 @@ class Run:
     source: str = ""  # blob path or "http"
     cluster: str = ""
     backend_job_id: str = ""
+    snapshot_id: str = ""  # the immutable list of blobs this run reads (taken when it leaves ACCEPTED)
     attempt: int = 1
     error: str = ""
     metrics: dict[str, Any] = field(default_factory=dict)

@@ -7,6 +7,7 @@ state and is the backstop for every lost or late event.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import re
@@ -19,16 +20,19 @@ from typing import Any
 import yaml
 
 from aztrain.errors import ConcurrencyError, InvalidTransition, ManifestError, NotFound
-from aztrain.manifest import JobManifest, parse_manifest
+from aztrain.manifest import JobManifest, RegistrySpec, parse_manifest
 from aztrain.ports import (
+    Arrival,
     ClusterRecord,
     ClusterSpec,
     ComputeBackend,
     DataStore,
     JobRecord,
     JobSubmission,
+    ModelVersion,
     RunStore,
 )
+from aztrain.retrain import Snapshot, Window, decide_window, judge_promotion, snapshot_of, watches
 from aztrain.runs import ACTIVE_STATES, Run, RunState, new_run_id, state_for_backend_status
 from aztrain.settings import Settings
 
@@ -37,8 +41,9 @@ log = logging.getLogger(__name__)
 _SAVE_ATTEMPTS = 5
 #: Backend job names are derived from run ids, so status events name their run.
 BACKEND_JOB_PREFIX = "aztrain-"
-#: A run in these states has not read its data yet, so a burst of uploads is served by it.
-_NOT_YET_READING = (RunState.ACCEPTED, RunState.PROVISIONING, RunState.SUBMITTED)
+#: Runs that used a cluster; the newest end of these starts a retraining cooldown.
+_RAN = (RunState.COMPLETED, RunState.FAILED, RunState.CANCELED)
+_RECENT = 5
 
 
 @dataclass(frozen=True)
@@ -193,29 +198,61 @@ class ControlPlane:
         return self.submit(text, trigger="manifest", cause=event.id, source=source, run_id=run_id).run
 
     def _on_data_blob(self, event: BlobEvent) -> list[Run]:
-        started = []
+        """Record the upload for every job watching it. Launching is the reconciler's call (`_reconcile_window`)."""
+        key = hashlib.sha256(f"{event.container}/{event.name}\n{event.etag or event.id}".encode()).hexdigest()[:32]
         for job in self.store.list_jobs():
-            if job.watch_container != event.container or not event.name.startswith(job.watch_prefix):
-                continue
-            if self.store.find_runs(job=job.name, states=_NOT_YET_READING):
-                continue  # that run has not read its data yet: it will see this blob too
+            if job.watch_prefix and watches(job.manifest, event.container, event.name):
+                self.store.record_arrival(Arrival(job=job.name, key=key, blob=event.name, at=self.now()))
+                log.info("data %s/%s recorded for job %s", event.container, event.name, job.name)
+        return []
 
-            run_id = self.store.claim("blobcreated", f"{event.id}:{job.name}", new_run_id(self.now()))
-            if self.store.get_run(run_id):
-                continue
-            run = Run.create(
+    def window(self, job_name: str) -> Window:
+        """The pending retraining window of a job: arrivals so far, when it fires, or why not."""
+        job = self.store.get_job(job_name)
+        if job is None:
+            raise NotFound("job", job_name)
+        if not job.watch_prefix:
+            return Window("idle", "the job does not retrain on data arrival")
+        return self._decide_window(job)
+
+    def _decide_window(self, job: JobRecord) -> Window:
+        ended = self.store.find_runs(job=job.name, states=_RAN, limit=_RECENT)
+        return decide_window(
+            job.manifest["retrain"],
+            self.store.pending_arrivals(job.name),
+            self.store.find_runs(job=job.name, states=ACTIVE_STATES),
+            max((r.updated_at for r in ended), default=None),
+            self.now(),
+        )
+
+    def _reconcile_window(self, job: JobRecord) -> None:
+        window = self._decide_window(job)
+        if window.action not in ("launch", "skip"):
+            return
+        pending = self.store.pending_arrivals(job.name)
+        if window.action == "skip":
+            self.store.consume_arrivals(job.name, [a.key for a in pending], by=window.reason)
+            return
+        for run_id in window.replace:
+            self.cancel(run_id, cause="retrain:replace")
+        # The window is named by its oldest arrival: a crash before the arrivals are consumed
+        # finds the same run id here next time instead of launching a second run.
+        run_id = self.store.claim("window", f"{job.name}:{pending[0].key}", new_run_id(self.now()))
+        run = self.store.get_run(run_id) or self._add_and_advance(
+            Run.create(
                 id=run_id,
                 job=job.name,
                 state=RunState.ACCEPTED,
                 at=self.now(),
                 trigger="data",
-                cause=event.id,
-                source=f"{event.container}/{event.name}",
+                cause=f"window:{pending[0].key}",
+                source=f"{job.watch_container}/{pending[-1].blob} (+{len(pending) - 1} more)",
                 manifest=job.manifest,
                 manifest_hash=job.manifest_hash,
             )
-            started.append(self._add_and_advance(run))
-        return started
+        )
+        self.store.consume_arrivals(job.name, [a.key for a in pending], by=run.id)
+        log.info("job %s: retraining run %s for %d new blob(s)", job.name, run.id, len(pending))
 
     # -------------------------------------------------------- status & cancel
     def on_run_status(self, backend_job_id: str, status: str, *, cause: str) -> Run | None:
@@ -258,8 +295,16 @@ class ControlPlane:
             return None
         spec = self.backend.cluster_for(run.manifest["compute"])
         if run.state is RunState.ACCEPTED:
+            snapshot = self._take_snapshot(run)
             self.backend.ensure_cluster(spec)
-            return run.moved(RunState.PROVISIONING, cause="reconciler", at=now, cluster=spec.name)
+            return run.moved(
+                RunState.PROVISIONING,
+                cause="reconciler",
+                at=now,
+                cluster=spec.name,
+                snapshot_id=snapshot.id,
+                detail=f"snapshot {snapshot.id}: {len(snapshot.blobs)} blob(s)",
+            )
         if run.state is RunState.PROVISIONING:
             ready = self.backend.ensure_cluster(spec)
             if ready < spec.nodes:
@@ -274,10 +319,26 @@ class ControlPlane:
             return None
         return self._moved_to(run, target, cause=f"backend:{status}")
 
+    def _take_snapshot(self, run: Run) -> Snapshot:
+        """List the data now and store the list, immutably, under its content hash."""
+        data = run.manifest["data"]
+        snapshot = snapshot_of(run.manifest, self.data.list(data["container"], data["prefix"]))
+        document = json.dumps(snapshot.to_json()).encode()
+        self.data.write(self.settings.runs_container, snapshot_blob(snapshot.id), document)
+        return snapshot
+
+    def snapshot(self, snapshot_id: str) -> Snapshot:
+        try:
+            raw = self.data.read(self.settings.runs_container, snapshot_blob(snapshot_id))
+        except NotFound:
+            raise NotFound("snapshot", snapshot_id) from None
+        return Snapshot.from_json(json.loads(raw))
+
     def _moved_to(self, run: Run, target: RunState, *, cause: str) -> Run:
         changes: dict[str, Any] = {}
         if target is RunState.COMPLETED:
             changes["metrics"] = self._read_metrics(run)
+            self._register_model(run, changes["metrics"])
         if target is RunState.FAILED and run.backend_job_id:
             changes["error"] = self.backend.job_error(run.backend_job_id)
         return run.moved(target, cause=cause, at=self.now(), **changes)
@@ -293,11 +354,51 @@ class ControlPlane:
             args=manifest["trainer"]["args"],
             data_container=manifest["data"]["container"],
             data_prefix=manifest["data"]["prefix"],
+            snapshot=snapshot_blob(run.snapshot_id),
             output_container=self.settings.runs_container,
             output_prefix=run_output_prefix(run),
             max_runtime_seconds=manifest["compute"]["max_runtime"],
             tags={"aztrain.run": run.id, "aztrain.job": run.job, "aztrain.manifest": run.manifest_hash},
         )
+
+    def _register_model(self, run: Run, metrics: dict[str, Any]) -> ModelVersion:
+        """Register the run's model as the job's next version (once per run) and judge its promotion."""
+        for _ in range(_SAVE_ATTEMPTS):
+            versions = self.store.model_versions(run.job)
+            mine = next((v for v in versions if v.run_id == run.id), None)
+            if mine:  # registered already (a repeated completion): nothing to do
+                return mine
+            current = next((v for v in reversed(versions) if v.promoted), None)
+            gate = RegistrySpec.model_validate(run.manifest.get("registry") or {}).gate()
+            promoted, verdict = judge_promotion(gate, metrics, current)
+            version = ModelVersion(
+                name=run.job,
+                version=(versions[-1].version if versions else 0) + 1,
+                run_id=run.id,
+                snapshot_id=run.snapshot_id,
+                manifest_hash=run.manifest_hash,
+                artifact=f"{self.settings.runs_container}/{run_output_prefix(run)}outputs/model.pt",
+                metrics=metrics,
+                registered_at=self.now(),
+                promoted=promoted,
+                gate=verdict,
+            )
+            try:
+                return self.store.add_model_version(version)
+            except ConcurrencyError:  # another run took that version number: count again
+                continue
+        raise ConcurrencyError(f"model {run.job}")
+
+    def lineage(self, name: str, version: int) -> tuple[ModelVersion, Run, Snapshot]:
+        """model → the run that trained it → the snapshot it read (whose blobs are listed)."""
+        model = next((v for v in self.store.model_versions(name) if v.version == version), None)
+        if model is None:
+            raise NotFound("model version", f"{name}@{version}")
+        return model, self.get_run(model.run_id), self.snapshot(model.snapshot_id)
+
+    def current_model(self, name: str) -> ModelVersion | None:
+        """The latest promoted version."""
+        return next((v for v in reversed(self.store.model_versions(name)) if v.promoted), None)
 
     def _read_metrics(self, run: Run) -> dict[str, Any]:
         try:
@@ -332,6 +433,12 @@ class ControlPlane:
                 self.advance(run.id)
             except Exception:  # one bad run must not stall the others
                 log.exception("reconcile: run %s could not advance", run.id)
+        for job in self.store.list_jobs():
+            if job.watch_prefix:
+                try:
+                    self._reconcile_window(job)
+                except Exception:  # one job's window must not stall the others
+                    log.exception("reconcile: retraining window of job %s failed", job.name)
         for cluster in self.store.list_clusters():
             if cluster.backend == self.backend.name:
                 self._reconcile_cluster(cluster)
@@ -361,6 +468,11 @@ class ControlPlane:
         if observed == 0 and desired == 0 and cluster.zero_at is None and cluster.last_scale_at:
             cluster = replace(cluster, zero_at=now, seconds_to_zero=(now - cluster.last_scale_at).total_seconds())
         self.store.put_cluster(cluster)
+
+
+def snapshot_blob(snapshot_id: str) -> str:
+    """Where a snapshot's blob list is kept in the runs container (never a trigger)."""
+    return f"_snapshots/{snapshot_id}.json"
 
 
 def run_output_prefix(run: Run) -> str:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from aztrain.ports import ClusterRecord, JobRecord
+from aztrain.ports import ClusterRecord, JobRecord, ModelVersion
+from aztrain.retrain import Snapshot, Window
 from aztrain.runs import Run, Transition
 
 
@@ -37,6 +38,7 @@ def run_view(run: Run, history: list[Transition] | None = None) -> dict[str, Any
         "updated_at": _iso(run.updated_at),
         "cluster": run.cluster,
         "backend_job_id": run.backend_job_id,
+        "snapshot_id": run.snapshot_id,
         "attempt": run.attempt,
         "manifest_hash": run.manifest_hash,
         "error": run.error,
@@ -69,3 +71,33 @@ def cluster_view(cluster: ClusterRecord) -> dict[str, Any]:
         "last_scale_at": _iso(cluster.last_scale_at),
         "seconds_to_zero": cluster.seconds_to_zero,
     }
+
+
+def window_view(job: str, window: Window) -> dict[str, Any]:
+    return {
+        "job": job,
+        "action": window.action,
+        "reason": window.reason,
+        "arrivals": window.arrivals,
+        "fires_at": _iso(window.fires_at),
+    }
+
+
+def model_view(model: ModelVersion) -> dict[str, Any]:
+    return {
+        "name": model.name,
+        "version": model.version,
+        "run_id": model.run_id,
+        "snapshot_id": model.snapshot_id,
+        "manifest_hash": model.manifest_hash,
+        "artifact": model.artifact,
+        "metrics": model.metrics,
+        "registered_at": _iso(model.registered_at),
+        "promoted": model.promoted,
+        "gate": model.gate,
+    }
+
+
+def lineage_view(model: ModelVersion, run: Run, snapshot: Snapshot) -> dict[str, Any]:
+    """model → run → snapshot → blobs."""
+    return {"model": model_view(model), "run": run_view(run), "snapshot": snapshot.to_json()}

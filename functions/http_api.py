@@ -12,7 +12,7 @@ import azure.functions as func
 from aztrain.bootstrap import control_plane
 from aztrain.errors import InvalidTransition, NotFound
 from aztrain.runs import RunState
-from aztrain.views import cluster_view, job_view, run_view
+from aztrain.views import cluster_view, job_view, lineage_view, model_view, run_view, window_view
 
 bp = func.Blueprint()
 log = logging.getLogger(__name__)
@@ -46,6 +46,50 @@ def submit_job(req: func.HttpRequest) -> func.HttpResponse:
 @bp.route(route="jobs", methods=["GET"])
 def list_jobs(req: func.HttpRequest) -> func.HttpResponse:
     return _json({"jobs": [job_view(j) for j in control_plane().store.list_jobs()]})
+
+
+@bp.route(route="jobs/{name}/window", methods=["GET"])
+def job_window(req: func.HttpRequest) -> func.HttpResponse:
+    """A watched job's pending retraining window: arrivals so far, when it fires, or why it does not."""
+    name = req.route_params["name"]
+    try:
+        window = control_plane().window(name)
+    except NotFound as exc:
+        return _error(404, str(exc))
+    return _json(window_view(name, window))
+
+
+@bp.route(route="models", methods=["GET"])
+def list_models(req: func.HttpRequest) -> func.HttpResponse:
+    versions = control_plane().store.model_versions()
+    return _json({"models": [model_view(v) for v in versions]})
+
+
+@bp.route(route="models/{name}", methods=["GET"])
+def model_versions(req: func.HttpRequest) -> func.HttpResponse:
+    service = control_plane()
+    name = req.route_params["name"]
+    versions = service.store.model_versions(name)
+    if not versions:
+        return _error(404, f"model {name!r} has no versions")
+    current = service.current_model(name)
+    return _json(
+        {"name": name, "current": current.version if current else None, "versions": [model_view(v) for v in versions]}
+    )
+
+
+@bp.route(route="models/{name}/versions/{version}", methods=["GET"])
+def model_lineage(req: func.HttpRequest) -> func.HttpResponse:
+    """Lineage of one version: model → run → snapshot → blobs."""
+    try:
+        name, version = req.route_params["name"], int(req.route_params["version"])
+        service = control_plane()
+        lineage = service.lineage(name, version)
+    except ValueError:
+        return _error(400, "version must be a whole number")
+    except NotFound as exc:
+        return _error(404, str(exc))
+    return _json(lineage_view(*lineage))
 
 
 @bp.route(route="runs", methods=["GET"])

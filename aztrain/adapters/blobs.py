@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Sequence
 from pathlib import Path
 
-from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
+from azure.core import MatchConditions
+from azure.core.exceptions import ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
 from azure.storage.blob import BlobServiceClient
 
-from aztrain.errors import NotFound
+from aztrain.errors import DataChanged, NotFound
 from aztrain.ports import BlobInfo
 
 
@@ -48,21 +50,24 @@ class BlobDataStore:
         client = self._service.get_container_client(container)
         try:
             return [
-                BlobInfo(name=b.name, size=b.size, etag=b.etag)
+                BlobInfo(name=b.name, size=b.size, etag=b.etag, version_id=b.version_id or "")
                 for b in client.list_blobs(name_starts_with=prefix or None)
             ]
         except ResourceNotFoundError:
             return []
 
-    def download_prefix(self, container: str, prefix: str, dest: Path) -> int:
-        blobs = self.list(container, prefix)
+    def download(self, container: str, blobs: Sequence[BlobInfo], dest: Path) -> None:
         client = self._service.get_container_client(container)
         for blob in blobs:
             target = dest / blob.name
             target.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                # The ETag condition makes the download fail rather than read a newer blob than the snapshot.
+                stream = client.download_blob(blob.name, etag=blob.etag, match_condition=MatchConditions.IfNotModified)
+            except (ResourceModifiedError, ResourceNotFoundError):
+                raise DataChanged(container, blob.name) from None
             with target.open("wb") as handle:
-                client.download_blob(blob.name).readinto(handle)
-        return len(blobs)
+                stream.readinto(handle)
 
     def upload_folder(self, folder: Path, container: str, prefix: str) -> int:
         files = [p for p in sorted(folder.rglob("*")) if p.is_file()]

@@ -27,7 +27,9 @@ import psutil
 
 from aztrain.adapters.local import job_processes, write_json_atomic
 from aztrain.bootstrap import build_data_store
+from aztrain.errors import DataChanged
 from aztrain.ports import DataStore
+from aztrain.retrain import Snapshot
 from aztrain.settings import Settings
 
 log = logging.getLogger("aztrain.local_job")
@@ -111,9 +113,11 @@ class Supervisor:
             shutil.rmtree(data_dir, ignore_errors=True)
             data_dir.mkdir()  # like an Azure ML mount: present even when the prefix is empty
             out_dir.mkdir(exist_ok=True)
-            count = self.data.download_prefix(sub["data_container"], sub["data_prefix"], data_dir)
+            snapshot = Snapshot.from_json(json.loads(self.data.read(sub["output_container"], sub["snapshot"])))
+            self.data.download(snapshot.container, snapshot.blobs, data_dir)
             streamer.write(
-                f"aztrain: mounted {count} blob(s) from {sub['data_container']}/{sub['data_prefix']}\n".encode()
+                f"aztrain: mounted snapshot {snapshot.id}: {len(snapshot.blobs)} blob(s) "
+                f"from {snapshot.container}/{snapshot.prefix}\n".encode()
             )
             if self.canceled.is_set():
                 self.set_status("Canceled")
@@ -132,6 +136,9 @@ class Supervisor:
             else:
                 reason = streamer.first_error or " | ".join(streamer.tail[-5:])
                 self.set_status("Failed", f"trainer exited with code {rc}: {reason}")
+            return 0
+        except DataChanged as exc:
+            self.set_status("Failed", str(exc))
             return 0
         except Exception as exc:
             log.exception("%s: supervisor failed", self.name)

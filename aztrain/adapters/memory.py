@@ -7,13 +7,13 @@ a unit test against a fake says something true about production.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from aztrain.errors import ConcurrencyError, ManifestError, NotFound
-from aztrain.ports import BlobInfo, ClusterRecord, ClusterSpec, JobRecord, JobSubmission
+from aztrain.errors import ConcurrencyError, DataChanged, ManifestError, NotFound
+from aztrain.ports import Arrival, BlobInfo, ClusterRecord, ClusterSpec, JobRecord, JobSubmission, ModelVersion
 from aztrain.runs import Run, RunState, Transition
 
 _etags = itertools.count(1)
@@ -32,6 +32,8 @@ class InMemoryRunStore:
         self._history: dict[str, dict[int, Transition]] = {}
         self._claims: dict[tuple[str, str], str] = {}
         self._clusters: dict[tuple[str, str], ClusterRecord] = {}
+        self._arrivals: dict[tuple[str, str], Arrival] = {}
+        self._models: dict[tuple[str, int], ModelVersion] = {}
 
     def get_job(self, name: str) -> JobRecord | None:
         return self._jobs.get(name)
@@ -93,6 +95,26 @@ class InMemoryRunStore:
     def claim(self, scope: str, key: str, value: str) -> str:
         return self._claims.setdefault((scope, key), value)
 
+    def record_arrival(self, arrival: Arrival) -> None:
+        self._arrivals.setdefault((arrival.job, arrival.key), arrival)
+
+    def pending_arrivals(self, job: str) -> list[Arrival]:
+        pending = [a for (j, _), a in self._arrivals.items() if j == job and not a.consumed_by]
+        return sorted(pending, key=lambda a: (a.at, a.key))
+
+    def consume_arrivals(self, job: str, keys: Iterable[str], by: str) -> None:
+        for key in keys:
+            self._arrivals[(job, key)] = replace(self._arrivals[(job, key)], consumed_by=by)
+
+    def add_model_version(self, model: ModelVersion) -> ModelVersion:
+        if (model.name, model.version) in self._models:
+            raise ConcurrencyError(f"model {model.name} version {model.version}")
+        self._models[(model.name, model.version)] = model
+        return model
+
+    def model_versions(self, name: str | None = None) -> list[ModelVersion]:
+        return [m for key, m in sorted(self._models.items()) if name is None or key[0] == name]
+
     def get_cluster(self, backend: str, name: str) -> ClusterRecord | None:
         return self._clusters.get((backend, name))
 
@@ -131,13 +153,14 @@ class InMemoryDataStore:
             if c == container and name.startswith(prefix)
         ]
 
-    def download_prefix(self, container: str, prefix: str, dest: Path) -> int:
-        blobs = self.list(container, prefix)
+    def download(self, container: str, blobs: Sequence[BlobInfo], dest: Path) -> None:
+        current = {b.name: b.etag for b in self.list(container)}
         for blob in blobs:
+            if current.get(blob.name) != blob.etag:
+                raise DataChanged(container, blob.name)
             target = dest / blob.name
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_bytes(self.blobs[(container, blob.name)])
-        return len(blobs)
 
     def upload_folder(self, folder: Path, container: str, prefix: str) -> int:
         files = [p for p in sorted(folder.rglob("*")) if p.is_file()]

@@ -7,10 +7,13 @@
 | runhistory | run id       | zero-padded sequence      |
 | claims     | scope        | event key                 |
 | clusters   | backend      | cluster name              |
+| arrivals   | job name     | upload key (blob + ETag)  |
+| models     | model name   | zero-padded version       |
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import re
@@ -24,11 +27,12 @@ from azure.core.exceptions import ResourceExistsError, ResourceModifiedError, Re
 from azure.data.tables import TableClient, TableServiceClient, UpdateMode
 
 from aztrain.errors import ConcurrencyError
-from aztrain.ports import ClusterRecord, JobRecord
+from aztrain.ports import Arrival, ClusterRecord, JobRecord, ModelVersion
 from aztrain.runs import Run, RunState, Transition
 
-TABLES = ("jobs", "runs", "runhistory", "claims", "clusters")
+TABLES = ("jobs", "runs", "runhistory", "claims", "clusters", "arrivals", "models")
 _SAFE_KEY = re.compile(r"^[A-Za-z0-9._:@=-]{1,512}$")
+_BATCH = 100  # Table Storage's limit on operations in one transaction
 
 
 class TableRunStore:
@@ -42,6 +46,8 @@ class TableRunStore:
         self._history = self._table("runhistory")
         self._claims = self._table("claims")
         self._clusters = self._table("clusters")
+        self._arrivals = self._table("arrivals")
+        self._models = self._table("models")
 
     def _table(self, name: str) -> TableClient:
         return self._service.get_table_client(self._prefix + name)
@@ -135,6 +141,44 @@ class TableRunStore:
         except ResourceExistsError:  # someone claimed first: theirs is the answer
             return str(self._claims.get_entity(scope, row)["Value"])
 
+    # ------------------------------------------------------------ arrivals
+    def record_arrival(self, arrival: Arrival) -> None:
+        entity = {
+            "PartitionKey": arrival.job,
+            "RowKey": arrival.key,
+            "Blob": arrival.blob,
+            "At": arrival.at,
+            "ConsumedBy": arrival.consumed_by,
+        }
+        with contextlib.suppress(ResourceExistsError):  # a redelivery of an upload we already know
+            self._arrivals.create_entity(entity)
+
+    def pending_arrivals(self, job: str) -> list[Arrival]:
+        rows = self._arrivals.query_entities("PartitionKey eq @job and ConsumedBy eq ''", parameters={"job": job})
+        return sorted((_arrival_from_entity(e) for e in rows), key=lambda a: (a.at, a.key))
+
+    def consume_arrivals(self, job: str, keys: Iterable[str], by: str) -> None:
+        # One partition: up to 100 updates per entity-group transaction.
+        operations = [
+            ("update", {"PartitionKey": job, "RowKey": key, "ConsumedBy": by}, {"mode": UpdateMode.MERGE})
+            for key in keys
+        ]
+        for start in range(0, len(operations), _BATCH):
+            self._arrivals.submit_transaction(operations[start : start + _BATCH])
+
+    # -------------------------------------------------------------- models
+    def add_model_version(self, model: ModelVersion) -> ModelVersion:
+        self._write(self._models, _model_to_entity(model), None, f"model {model.name} version {model.version}")
+        return model
+
+    def model_versions(self, name: str | None = None) -> list[ModelVersion]:
+        rows = (
+            self._models.query_entities("PartitionKey eq @name", parameters={"name": name})
+            if name is not None
+            else self._models.list_entities()
+        )
+        return sorted((_model_from_entity(e) for e in rows), key=lambda m: (m.name, m.version))
+
     # ------------------------------------------------------------ clusters
     def get_cluster(self, backend: str, name: str) -> ClusterRecord | None:
         try:
@@ -218,6 +262,7 @@ def _run_to_entity(run: Run) -> dict[str, Any]:
         "Source": run.source,
         "Cluster": run.cluster,
         "BackendJobId": run.backend_job_id,
+        "SnapshotId": run.snapshot_id,
         "Attempt": run.attempt,
         "Error": run.error[:16000],
         "Metrics": json.dumps(run.metrics),
@@ -241,6 +286,7 @@ def _run_from_entity(e: Any) -> Run:
         source=e.get("Source", ""),
         cluster=e.get("Cluster", ""),
         backend_job_id=e.get("BackendJobId", ""),
+        snapshot_id=e.get("SnapshotId", ""),
         attempt=int(e.get("Attempt", 1)),
         error=e.get("Error", ""),
         metrics=json.loads(e.get("Metrics") or "{}"),
@@ -331,4 +377,44 @@ def _cluster_from_entity(e: Any) -> ClusterRecord:
         zero_at=_utc(e.get("ZeroAt")),
         seconds_to_zero=e.get("SecondsToZero"),
         etag=e.metadata["etag"],
+    )
+
+
+def _arrival_from_entity(e: Any) -> Arrival:
+    return Arrival(
+        job=e["PartitionKey"],
+        key=e["RowKey"],
+        blob=e.get("Blob", ""),
+        at=_utc(e["At"]) or datetime.now(UTC),
+        consumed_by=e.get("ConsumedBy", ""),
+    )
+
+
+def _model_to_entity(m: ModelVersion) -> dict[str, Any]:
+    return {
+        "PartitionKey": m.name,
+        "RowKey": _seq_key(m.version),
+        "RunId": m.run_id,
+        "SnapshotId": m.snapshot_id,
+        "ManifestHash": m.manifest_hash,
+        "Artifact": m.artifact,
+        "Metrics": json.dumps(m.metrics),
+        "RegisteredAt": m.registered_at,
+        "Promoted": m.promoted,
+        "Gate": m.gate,
+    }
+
+
+def _model_from_entity(e: Any) -> ModelVersion:
+    return ModelVersion(
+        name=e["PartitionKey"],
+        version=int(e["RowKey"]),
+        run_id=e.get("RunId", ""),
+        snapshot_id=e.get("SnapshotId", ""),
+        manifest_hash=e.get("ManifestHash", ""),
+        artifact=e.get("Artifact", ""),
+        metrics=json.loads(e.get("Metrics") or "{}"),
+        registered_at=_utc(e["RegisteredAt"]) or datetime.now(UTC),
+        promoted=bool(e.get("Promoted", False)),
+        gate=e.get("Gate", ""),
     )

@@ -2,7 +2,7 @@
 
 import pytest
 
-from aztrain.errors import NotFound
+from aztrain.errors import DataChanged, NotFound
 from aztrain.ports import DataStore
 
 
@@ -26,8 +26,16 @@ def test_list_download_and_upload_folders(data_store: DataStore, tmp_path):
     listed = data_store.list("datasets", "digits/")
     assert [(b.name, b.size) for b in listed] == [("digits/a.npz", 12), ("digits/sub/b.npz", 16)]
     assert all(b.etag for b in listed)
-    assert data_store.download_prefix("datasets", "digits/", tmp_path / "in") == 2
+    data_store.download("datasets", listed, tmp_path / "in")
     assert (tmp_path / "in" / "digits" / "sub" / "b.npz").read_bytes() == b"digits/sub/b.npz"
     assert data_store.upload_folder(tmp_path / "in" / "digits", "runs", "j/r/outputs/") == 2
     assert data_store.read("runs", "j/r/outputs/sub/b.npz") == b"digits/sub/b.npz"
     assert data_store.list("no-such-container") == []
+
+
+def test_download_refuses_blobs_changed_since_listing(data_store: DataStore, tmp_path):
+    data_store.write("datasets", "snap/a.npz", b"v1")
+    listed = data_store.list("datasets", "snap/")
+    data_store.write("datasets", "snap/a.npz", b"v2")
+    with pytest.raises(DataChanged, match=r"datasets/snap/a\.npz changed after the run's data snapshot"):
+        data_store.download("datasets", listed, tmp_path)

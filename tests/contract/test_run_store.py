@@ -101,3 +101,55 @@ def test_clusters_upsert(run_store: RunStore):
     assert got is not None and (got.observed_nodes, got.active_runs, got.last_scale_at) == (2, ("r1",), T0)
     assert [c.name for c in run_store.list_clusters()] == ["local-gpu"]
     assert run_store.get_cluster("local", "missing") is None
+
+
+def test_arrivals_are_recorded_once_and_consumed(run_store: RunStore):
+    from aztrain.ports import Arrival
+
+    later = T0.replace(second=5)
+    run_store.record_arrival(Arrival(job="digits", key="b-etag2", blob="digits/b.npz", at=later))
+    run_store.record_arrival(Arrival(job="digits", key="a-etag1", blob="digits/a.npz", at=T0))
+    run_store.record_arrival(Arrival(job="digits", key="a-etag1", blob="digits/a.npz", at=later))  # redelivered
+    run_store.record_arrival(Arrival(job="other", key="c", blob="other/c.npz", at=T0))
+    pending = run_store.pending_arrivals("digits")
+    assert [(a.key, a.at) for a in pending] == [("a-etag1", T0), ("b-etag2", later)]
+    run_store.consume_arrivals("digits", ["a-etag1"], by="run-1")
+    assert [a.key for a in run_store.pending_arrivals("digits")] == ["b-etag2"]
+    run_store.record_arrival(Arrival(job="digits", key="a-etag1", blob="digits/a.npz", at=later))
+    assert [a.key for a in run_store.pending_arrivals("digits")] == ["b-etag2"]  # consumed stays consumed
+
+
+def test_many_arrivals_are_consumed_across_transaction_batches(run_store: RunStore):
+    from aztrain.ports import Arrival
+
+    keys = [f"k{i:03d}" for i in range(230)]
+    for key in keys:
+        run_store.record_arrival(Arrival(job="burst", key=key, blob=f"d/{key}", at=T0))
+    run_store.consume_arrivals("burst", keys, by="run-9")
+    assert run_store.pending_arrivals("burst") == []
+
+
+def test_model_versions_are_unique_and_ordered(run_store: RunStore):
+    from aztrain.ports import ModelVersion
+
+    def version(n: int) -> ModelVersion:
+        return ModelVersion(
+            name="digits",
+            version=n,
+            run_id=f"r{n}",
+            snapshot_id="s",
+            manifest_hash="h",
+            artifact="runs/digits/r/outputs/model.pt",
+            metrics={"accuracy": 0.9 + n / 100},
+            registered_at=T0,
+            promoted=n == 2,
+            gate="accuracy >= 0.9: passed",
+        )
+
+    run_store.add_model_version(version(2))
+    run_store.add_model_version(version(1))
+    with pytest.raises(ConcurrencyError):
+        run_store.add_model_version(version(1))
+    assert run_store.model_versions("digits") == [version(1), version(2)]
+    assert run_store.model_versions() == [version(1), version(2)]
+    assert run_store.model_versions("nope") == []

@@ -1,15 +1,13 @@
 """Service scenarios, run twice: on the in-memory fakes and on real Table and Blob Storage (Azurite)."""
 
 from dataclasses import replace
-from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from aztrain.adapters.memory import FakeComputeBackend, InMemoryDataStore, InMemoryRunStore
 from aztrain.errors import ConcurrencyError, InvalidTransition
 from aztrain.runs import Run, RunState
 from aztrain.service import BlobEvent, ControlPlane
-from aztrain.settings import Settings
+from tests.contract.conftest import drive
 
 MANIFEST = b"""
 apiVersion: aztrain/v1
@@ -21,38 +19,8 @@ retrain: {on_data_arrival: true}
 """
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.t = datetime(2026, 1, 1, tzinfo=UTC)
-
-    def __call__(self) -> datetime:
-        self.t += timedelta(milliseconds=10)
-        return self.t
-
-
-@pytest.fixture(params=["memory", "azurite"])
-def plane(request: pytest.FixtureRequest) -> ControlPlane:
-    if request.param == "memory":
-        return ControlPlane(
-            settings=Settings(),
-            store=InMemoryRunStore(),
-            data=InMemoryDataStore(),
-            backend=FakeComputeBackend(),
-            now=Clock(),
-        )
-    settings: Settings = request.getfixturevalue("azurite_settings")
-    store = request.getfixturevalue("run_store_on_azurite")
-    data = request.getfixturevalue("data_store_on_azurite")
-    return ControlPlane(settings=settings, store=store, data=data, backend=FakeComputeBackend(), now=Clock())
-
-
 def states(plane: ControlPlane, run: Run) -> list[str]:
     return [t.to_state.value for t in plane.store.history(run.id) if t.applied]
-
-
-def drive(plane: ControlPlane, times: int = 6) -> None:
-    for _ in range(times):
-        plane.reconcile()
 
 
 def test_submitted_job_runs_to_completion_and_cluster_scales_to_zero(plane):
@@ -121,28 +89,6 @@ def test_malformed_manifest_blob_is_rejected_and_not_retried(plane):
     assert "not valid YAML" in run.error
     plane.on_blob_created(BlobEvent(id="ev-9", container="jobs", name="manifests/broken.yaml"))
     assert len(plane.store.find_runs()) == 1
-
-
-def test_data_under_a_watched_prefix_starts_one_retraining_run(plane):
-    first = plane.submit(MANIFEST, trigger="http", cause="a", source="http").run
-    drive(plane)
-    assert plane.get_run(first.id).is_terminal
-    started = plane.on_blob_created(BlobEvent(id="d-1", container="datasets", name="digits/new.npz"))
-    assert [r.trigger for r in started] == ["data"]
-    assert plane.on_blob_created(BlobEvent(id="d-1", container="datasets", name="digits/new.npz")) == []
-    assert plane.on_blob_created(BlobEvent(id="d-2", container="datasets", name="other/x.npz")) == []
-    assert plane.on_blob_created(BlobEvent(id="d-3", container="runs", name=f"digits/{first.id}/outputs/m.pt")) == []
-    assert len(plane.store.find_runs(job="digits", states=[RunState.PROVISIONING])) == 1
-
-
-def test_a_burst_of_data_before_the_run_starts_training_is_served_by_one_run(plane):
-    plane.submit(MANIFEST, trigger="http", cause="a", source="http")
-    drive(plane)
-    plane.backend.provision_polls = 10**6  # the retraining run waits for its cluster
-    runs = [
-        plane.on_blob_created(BlobEvent(id=f"d-{i}", container="datasets", name=f"digits/{i}.npz")) for i in range(5)
-    ]
-    assert [len(r) for r in runs] == [1, 0, 0, 0, 0]
 
 
 def test_cancel_stops_the_backend_job_and_ends_canceled(plane):

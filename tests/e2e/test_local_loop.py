@@ -31,7 +31,7 @@ data: {{container: datasets, prefix: {name}/}}
 trainer: {{args: {{epochs: {epochs}}}}}
 compute: {{profile: e2e, nodes: 1, processes_per_node: 2, max_runtime: 10m}}
 """
-        + ("retrain: {on_data_arrival: true}\n" if retrain else "")
+        + ("retrain: {on_data_arrival: true, debounce: 1s, cooldown: 0s}\n" if retrain else "")
         + extra
     )
     return text.encode()
@@ -186,10 +186,15 @@ def test_new_data_under_a_watched_prefix_starts_one_retraining_run(stack: Stack,
     retrain = wait_for(
         lambda: [r for r in runs_of(stack, "watch-job") if r["trigger"] == "data"], timeout=30, what="a retraining run"
     )
-    assert len(retrain) == 1 and retrain[0]["source"] == "datasets/watch-job/more/digits-2.npz"
+    assert len(retrain) == 1 and retrain[0]["source"].startswith("datasets/watch-job/more/digits-2.npz")
     assert wait_terminal(stack, retrain[0]["id"])["state"] == "COMPLETED"
-    # Its own outputs and logs never trigger it again.
+    # Its own outputs and logs (written by now) were never recorded as new data.
+    assert stack.client.request("GET", "jobs/watch-job/window")["reason"] == "no new data"
     assert len(runs_of(stack, "watch-job")) == 2
+    models = stack.client.request("GET", "models/watch-job")["versions"]
+    assert [m["run_id"] for m in models] == [first["id"], retrain[0]["id"]]
+    lineage = stack.client.request("GET", f"models/watch-job/versions/{models[-1]['version']}")
+    assert {b["name"] for b in lineage["snapshot"]["blobs"]} == {"watch-job/digits.npz", "watch-job/more/digits-2.npz"}
 
 
 def test_the_same_event_delivered_twice_creates_one_run(stack: Stack, digits_blob: bytes):

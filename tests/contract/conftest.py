@@ -1,0 +1,47 @@
+"""The service under test, twice: on the in-memory fakes and on real Table and Blob Storage (Azurite)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from aztrain.adapters.memory import FakeComputeBackend, InMemoryDataStore, InMemoryRunStore
+from aztrain.service import ControlPlane
+from aztrain.settings import Settings
+
+
+class Clock:
+    """Test time: moves 10 ms per reading, and jumps when told."""
+
+    def __init__(self) -> None:
+        self.t = datetime(2026, 1, 1, tzinfo=UTC)
+
+    def __call__(self) -> datetime:
+        self.t += timedelta(milliseconds=10)
+        return self.t
+
+    def advance(self, seconds: float) -> None:
+        self.t += timedelta(seconds=seconds)
+
+
+@pytest.fixture(params=["memory", "azurite"])
+def plane(request: pytest.FixtureRequest) -> ControlPlane:
+    if request.param == "memory":
+        return ControlPlane(
+            settings=Settings(),
+            store=InMemoryRunStore(),
+            data=InMemoryDataStore(),
+            backend=FakeComputeBackend(),
+            now=Clock(),
+        )
+    settings: Settings = request.getfixturevalue("azurite_settings")
+    store = request.getfixturevalue("run_store_on_azurite")
+    data = request.getfixturevalue("data_store_on_azurite")
+    return ControlPlane(settings=settings, store=store, data=data, backend=FakeComputeBackend(), now=Clock())
+
+
+def drive(plane: ControlPlane, times: int = 6) -> None:
+    """Run the reconciler a few times: enough for the scripted backend to finish a run."""
+    for _ in range(times):
+        plane.reconcile()

@@ -1,0 +1,187 @@
+"""Retraining on data arrival: windows, policies, snapshots, registry and lineage (fakes and Azurite)."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from aztrain.runs import RunState
+from aztrain.service import BlobEvent, ControlPlane
+from tests.contract.conftest import drive
+
+
+def manifest(*, concurrency: str = "queue", cooldown: str = "0s", min_new_blobs: int = 1, gate: str = "") -> bytes:
+    registry = f"registry: {{promote_if: '{gate}'}}\n" if gate else ""
+    return f"""
+apiVersion: aztrain/v1
+kind: TrainingJob
+name: digits
+data: {{container: datasets, prefix: digits/}}
+retrain:
+  on_data_arrival: true
+  debounce: 60s
+  cooldown: {cooldown}
+  min_new_blobs: {min_new_blobs}
+  concurrency: {concurrency}
+  exclude: ['*.tmp']
+{registry}""".encode()
+
+
+def upload(plane: ControlPlane, name: str, body: bytes = b"x", event_id: str | None = None) -> BlobEvent:
+    plane.data.write("datasets", name, body)
+    etag = next(b.etag for b in plane.data.list("datasets", name) if b.name == name)
+    event = BlobEvent(id=event_id or f"ev-{name}-{etag}", container="datasets", name=name, etag=etag)
+    assert plane.on_blob_created(event) == []  # handlers only record; the reconciler decides
+    return event
+
+
+def data_runs(plane: ControlPlane) -> list:
+    return [r for r in plane.store.find_runs(job="digits") if r.trigger == "data"]
+
+
+def first_run_done(plane: ControlPlane, **kwargs) -> None:
+    plane.submit(manifest(**kwargs), trigger="http", cause="setup", source="http")
+    drive(plane)
+
+
+def quiet(plane: ControlPlane) -> None:
+    plane.now.advance(61)  # type: ignore[attr-defined]  # the test Clock
+    plane.reconcile()
+
+
+def test_a_burst_of_200_uploads_starts_exactly_one_run_over_all_of_them(plane):
+    first_run_done(plane)
+    events = [upload(plane, f"digits/batch/{i:03d}.npz") for i in range(200)]
+    shuffled = events * 2
+    random.Random(7).shuffle(shuffled)
+    for event in shuffled:  # every event redelivered, out of order
+        plane.on_blob_created(event)
+    plane.reconcile()
+    assert data_runs(plane) == []  # the window is still open
+    window = plane.window("digits")
+    assert (window.action, window.arrivals) == ("wait", 200) and "debouncing" in window.reason
+    quiet(plane)
+    (run,) = data_runs(plane)
+    snapshot = plane.snapshot(run.snapshot_id)
+    assert sum(b.name.startswith("digits/batch/") for b in snapshot.blobs) == 200
+    quiet(plane)
+    assert len(data_runs(plane)) == 1
+
+
+def test_uploads_during_an_active_run_queue_one_follow_up(plane):
+    first_run_done(plane, concurrency="queue")
+    plane.backend.script = ("Running",)  # the next runs stay running until told otherwise
+    upload(plane, "digits/a.npz")
+    quiet(plane)
+    (active,) = data_runs(plane)
+    upload(plane, "digits/b.npz")
+    upload(plane, "digits/c.npz")
+    quiet(plane)
+    assert len(data_runs(plane)) == 1
+    assert "queued behind active run" in plane.window("digits").reason
+    plane.backend.jobs[plane.get_run(active.id).backend_job_id].statuses = ["Completed"]
+    plane.reconcile()
+    plane.reconcile()
+    assert plane.get_run(active.id).state is RunState.COMPLETED
+    runs = data_runs(plane)
+    assert len(runs) == 2
+    follow_up = runs[0]
+    assert {b.name for b in plane.snapshot(follow_up.snapshot_id).blobs} >= {"digits/b.npz", "digits/c.npz"}
+
+
+def test_uploads_during_an_active_run_are_skipped(plane):
+    first_run_done(plane, concurrency="skip")
+    plane.backend.script = ("Running",)
+    upload(plane, "digits/a.npz")
+    quiet(plane)
+    (active,) = data_runs(plane)
+    upload(plane, "digits/b.npz")
+    quiet(plane)
+    plane.backend.jobs[plane.get_run(active.id).backend_job_id].statuses = ["Completed"]
+    drive(plane)
+    quiet(plane)
+    assert len(data_runs(plane)) == 1
+    assert plane.window("digits").reason == "no new data"
+
+
+def test_uploads_during_an_active_run_replace_it(plane):
+    first_run_done(plane, concurrency="replace")
+    plane.backend.script = ("Running",)
+    upload(plane, "digits/a.npz")
+    quiet(plane)
+    (old,) = data_runs(plane)
+    upload(plane, "digits/b.npz")
+    quiet(plane)
+    plane.reconcile()
+    assert plane.get_run(old.id).state is RunState.CANCELED
+    new = data_runs(plane)[0]
+    assert new.id != old.id and not new.is_terminal
+
+
+def test_cooldown_and_min_new_blobs_hold_the_window(plane):
+    first_run_done(plane, cooldown="1h", min_new_blobs=3)
+    upload(plane, "digits/a.npz")
+    upload(plane, "digits/b.npz")
+    quiet(plane)
+    assert plane.window("digits").reason == "2 of min_new_blobs=3 arrived"
+    upload(plane, "digits/ignored.tmp")  # excluded by the glob: not an arrival
+    upload(plane, "digits/c.npz")
+    quiet(plane)
+    window = plane.window("digits")
+    assert window.action == "wait" and window.reason.startswith("cooldown") and window.arrivals == 3
+    plane.now.advance(3600)  # type: ignore[attr-defined]
+    plane.reconcile()
+    assert len(data_runs(plane)) == 1
+
+
+def test_the_jobs_own_outputs_and_logs_start_nothing(plane):
+    first_run_done(plane)
+    (done,) = plane.store.find_runs(job="digits")
+    for name in (f"digits/{done.id}/outputs/model.pt", f"digits/{done.id}/logs/driver.log"):
+        plane.data.write("runs", name, b"x")
+        assert plane.on_blob_created(BlobEvent(id=f"ev-{name}", container="runs", name=name)) == []
+    assert plane.on_blob_created(BlobEvent(id="m", container="jobs", name="other/notes.txt")) == []
+    quiet(plane)
+    assert plane.window("digits").reason == "no new data" and data_runs(plane) == []
+
+
+def test_snapshot_ids_follow_content(plane):
+    from aztrain.retrain import snapshot_of
+
+    spec = {"data": {"container": "datasets", "prefix": "digits/"}}
+    for name in ("digits/a.npz", "digits/b.npz"):
+        plane.data.write("datasets", name, name.encode())
+
+    def snap() -> str:
+        return snapshot_of(spec, plane.data.list("datasets", "digits/")).id
+
+    first = snap()
+    assert snap() == first
+    plane.data.write("datasets", "digits/c.npz", b"c")
+    added = snap()
+    plane.data.write("datasets", "digits/a.npz", b"rewritten")
+    rewritten = snap()
+    assert len({first, added, rewritten}) == 3
+
+
+@pytest.mark.parametrize("gate, promoted", [("accuracy >= 0.95", [True, False]), ("accuracy > best", [True, True])])
+def test_models_are_registered_with_lineage_and_promoted_by_the_gate(plane, gate, promoted):
+    plane.backend.script = ("Running",)
+    for i, accuracy in enumerate((0.96, 0.97 if "best" in gate else 0.90)):
+        upload(plane, f"digits/{i}.npz")
+        run = plane.submit(manifest(gate=gate), trigger="http", cause=f"c{i}", source="http", force=True).run
+        plane.reconcile()
+        plane.reconcile()
+        plane.data.write("runs", f"digits/{run.id}/outputs/metrics.json", f'{{"accuracy": {accuracy}}}'.encode())
+        plane.backend.jobs[plane.get_run(run.id).backend_job_id].statuses = ["Completed"]
+        plane.reconcile()
+    versions = plane.store.model_versions("digits")
+    assert [v.version for v in versions] == [1, 2]
+    assert [v.promoted for v in versions] == promoted
+    latest = versions[-1]
+    run = plane.get_run(latest.run_id)
+    assert latest.snapshot_id == run.snapshot_id and latest.manifest_hash == run.manifest_hash
+    assert latest.artifact == f"runs/digits/{run.id}/outputs/model.pt"
+    assert {b.name for b in plane.snapshot(latest.snapshot_id).blobs} == {"digits/0.npz", "digits/1.npz"}
+    assert plane.current_model("digits") == versions[1 if all(promoted) else 0]
