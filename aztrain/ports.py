@@ -25,6 +25,7 @@ class JobRecord:
     updated_at: datetime
     watch_container: str = ""
     watch_prefix: str = ""  # empty: the job does not retrain on data arrival
+    watch_since: datetime | None = None  # uploads before this belong to the first run, not to a window
     last_run_id: str = ""
     last_trigger_at: datetime | None = None
     etag: str | None = None

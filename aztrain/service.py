@@ -54,15 +54,16 @@ class BlobEvent:
     container: str
     name: str
     etag: str = ""
+    time: datetime | None = None  # when storage raised the event
 
     @classmethod
-    def from_subject(cls, event_id: str, subject: str, etag: str = "") -> BlobEvent:
+    def from_subject(cls, event_id: str, subject: str, etag: str = "", time: datetime | None = None) -> BlobEvent:
         """Parse `/blobServices/default/containers/<c>/blobs/<name>`; `ValueError` if it is not a blob subject."""
         head, sep, name = subject.partition("/blobs/")
         prefix = "/blobServices/default/containers/"
         if not sep or not head.startswith(prefix) or not name:
             raise ValueError(f"not a blob event subject: {subject!r}")
-        return cls(id=event_id, container=head.removeprefix(prefix), name=name, etag=etag)
+        return cls(id=event_id, container=head.removeprefix(prefix), name=name, etag=etag, time=time)
 
 
 @dataclass(frozen=True)
@@ -158,13 +159,16 @@ class ControlPlane:
 
     def _save_job(self, manifest: JobManifest, job: JobRecord | None, run_id: str) -> None:
         watching = manifest.watches_data
+        watch = (manifest.data.container, manifest.data.prefix) if watching else ("", "")
+        same_watch = job is not None and (job.watch_container, job.watch_prefix) == watch
         record = JobRecord(
             name=manifest.name,
             manifest=manifest.normalised(),
             manifest_hash=manifest.content_hash,
             updated_at=self.now(),
-            watch_container=manifest.data.container if watching else "",
-            watch_prefix=manifest.data.prefix if watching else "",
+            watch_container=watch[0],
+            watch_prefix=watch[1],
+            watch_since=job.watch_since if job and same_watch else self.now(),
             last_run_id=run_id,
             last_trigger_at=self.now(),
             etag=job.etag if job else None,
@@ -201,9 +205,12 @@ class ControlPlane:
         """Record the upload for every job watching it. Launching is the reconciler's call (`_reconcile_window`)."""
         key = hashlib.sha256(f"{event.container}/{event.name}\n{event.etag or event.id}".encode()).hexdigest()[:32]
         for job in self.store.list_jobs():
-            if job.watch_prefix and watches(job.manifest, event.container, event.name):
-                self.store.record_arrival(Arrival(job=job.name, key=key, blob=event.name, at=self.now()))
-                log.info("data %s/%s recorded for job %s", event.container, event.name, job.name)
+            if not job.watch_prefix or not watches(job.manifest, event.container, event.name):
+                continue
+            if event.time and job.watch_since and event.time < job.watch_since:
+                continue  # uploaded before the watch began: the job's first run reads it anyway
+            self.store.record_arrival(Arrival(job=job.name, key=key, blob=event.name, at=self.now()))
+            log.info("data %s/%s recorded for job %s", event.container, event.name, job.name)
         return []
 
     def window(self, job_name: str) -> Window:

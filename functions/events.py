@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from datetime import UTC, datetime
 
 import azure.functions as func
 
@@ -13,6 +14,10 @@ bp = func.Blueprint()
 log = logging.getLogger(__name__)
 
 BLOB_CREATED = "Microsoft.Storage.BlobCreated"
+
+
+def _utc(value: datetime | None) -> datetime | None:
+    return value.replace(tzinfo=UTC) if value is not None and value.tzinfo is None else value
 
 
 @bp.event_grid_trigger(arg_name="event")
@@ -27,7 +32,9 @@ def on_blob_created(event: func.EventGridEvent) -> None:
         return
     data = event.get_json() or {}
     try:
-        blob = BlobEvent.from_subject(event.id, event.subject, etag=str(data.get("eTag", "")))
+        blob = BlobEvent.from_subject(
+            event.id, event.subject, etag=str(data.get("eTag", "")), time=_utc(event.event_time)
+        )
     except ValueError as exc:
         log.warning("ignoring event %s: %s", event.id, exc)
         return

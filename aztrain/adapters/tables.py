@@ -229,6 +229,7 @@ def _job_to_entity(job: JobRecord) -> dict[str, Any]:
         "UpdatedAt": job.updated_at,
         "WatchContainer": job.watch_container,
         "WatchPrefix": job.watch_prefix,
+        "WatchSince": job.watch_since,
         "LastRunId": job.last_run_id,
         "LastTriggerAt": job.last_trigger_at,
     }
@@ -242,6 +243,7 @@ def _job_from_entity(e: Any) -> JobRecord:
         updated_at=_utc(e["UpdatedAt"]) or datetime.now(UTC),
         watch_container=e.get("WatchContainer", ""),
         watch_prefix=e.get("WatchPrefix", ""),
+        watch_since=_utc(e.get("WatchSince")),
         last_run_id=e.get("LastRunId", ""),
         last_trigger_at=_utc(e.get("LastTriggerAt")),
         etag=e.metadata["etag"],

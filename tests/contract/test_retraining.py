@@ -185,3 +185,16 @@ def test_models_are_registered_with_lineage_and_promoted_by_the_gate(plane, gate
     assert latest.artifact == f"runs/digits/{run.id}/outputs/model.pt"
     assert {b.name for b in plane.snapshot(latest.snapshot_id).blobs} == {"digits/0.npz", "digits/1.npz"}
     assert plane.current_model("digits") == versions[1 if all(promoted) else 0]
+
+
+def test_uploads_from_before_the_watch_began_are_not_new_data(plane):
+    from datetime import timedelta
+
+    early = plane.now() - timedelta(seconds=30)
+    plane.data.write("datasets", "digits/old.npz", b"old")
+    first_run_done(plane)
+    late_delivery = BlobEvent(id="late", container="datasets", name="digits/old.npz", etag="e", time=early)
+    assert plane.on_blob_created(late_delivery) == []
+    assert plane.window("digits").reason == "no new data"
+    (run,) = plane.store.find_runs(job="digits")
+    assert "digits/old.npz" in {b.name for b in plane.snapshot(run.snapshot_id).blobs}
