@@ -12,6 +12,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol
 
+from aztrain.errors import ManifestError
 from aztrain.runs import Run, RunState, Transition
 
 
@@ -199,6 +200,19 @@ class ClusterSpec:
     processes_per_node: int
     vm_size: str
     priority: str
+
+
+def cluster_spec(compute: dict[str, Any], *, name: str, default_vm_size: str, max_nodes: int) -> ClusterSpec:
+    """The `ClusterSpec` for a manifest's `compute`, or `ManifestError` if it asks for more than `max_nodes`."""
+    if compute["nodes"] > max_nodes:
+        raise ManifestError([f"compute.nodes: {compute['nodes']} is more than the {max_nodes} node(s) {name} allows"])
+    return ClusterSpec(
+        name=name,
+        nodes=compute["nodes"],
+        processes_per_node=compute["processes_per_node"],
+        vm_size=compute.get("vm_size") or default_vm_size,
+        priority=compute["priority"],
+    )
 
 
 @dataclass(frozen=True)

@@ -104,6 +104,29 @@ class Transition:
     applied: bool = True
     detail: str = ""
 
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "seq": self.seq,
+            "from": self.from_state.value if self.from_state else None,
+            "to": self.to_state.value,
+            "applied": self.applied,
+            "cause": self.cause,
+            "at": self.at.isoformat(),
+            "detail": self.detail,
+        }
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> Transition:
+        return cls(
+            seq=int(d["seq"]),
+            from_state=RunState(d["from"]) if d.get("from") else None,
+            to_state=RunState(d["to"]),
+            cause=d.get("cause", ""),
+            at=datetime.fromisoformat(d["at"]),
+            applied=bool(d.get("applied", True)),
+            detail=d.get("detail", ""),
+        )
+
 
 @dataclass(frozen=True)
 class Run:

@@ -13,18 +13,6 @@ def _iso(value: Any) -> str | None:
     return value.isoformat() if value is not None else None
 
 
-def transition_view(t: Transition) -> dict[str, Any]:
-    return {
-        "seq": t.seq,
-        "from": t.from_state.value if t.from_state else None,
-        "to": t.to_state.value,
-        "applied": t.applied,
-        "cause": t.cause,
-        "at": _iso(t.at),
-        "detail": t.detail,
-    }
-
-
 def run_view(run: Run, history: list[Transition] | None = None) -> dict[str, Any]:
     view: dict[str, Any] = {
         "id": run.id,
@@ -45,7 +33,7 @@ def run_view(run: Run, history: list[Transition] | None = None) -> dict[str, Any
         "metrics": run.metrics,
     }
     if history is not None:
-        view["history"] = [transition_view(t) for t in history]
+        view["history"] = [t.to_json() for t in history]
     return view
 
 

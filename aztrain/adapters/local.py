@@ -25,8 +25,7 @@ from typing import Any
 
 import psutil
 
-from aztrain.errors import ManifestError
-from aztrain.ports import ClusterSpec, JobSubmission
+from aztrain.ports import ClusterSpec, JobSubmission, cluster_spec
 from aztrain.settings import PROJECT_ROOT, Settings
 
 log = logging.getLogger(__name__)
@@ -84,16 +83,8 @@ class LocalBackend:
 
     # ------------------------------------------------------------ clusters
     def cluster_for(self, compute: dict[str, Any]) -> ClusterSpec:
-        if compute["nodes"] > LOCAL_MAX_NODES:
-            raise ManifestError(
-                [f"compute.nodes: the local backend simulates at most {LOCAL_MAX_NODES} nodes, got {compute['nodes']}"]
-            )
-        return ClusterSpec(
-            name=f"local-{compute['profile']}",
-            nodes=compute["nodes"],
-            processes_per_node=compute["processes_per_node"],
-            vm_size=compute.get("vm_size") or "Local_CPU",
-            priority=compute["priority"],
+        return cluster_spec(
+            compute, name=f"local-{compute['profile']}", default_vm_size="Local_CPU", max_nodes=LOCAL_MAX_NODES
         )
 
     def ensure_cluster(self, spec: ClusterSpec) -> int:

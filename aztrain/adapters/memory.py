@@ -12,8 +12,17 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from aztrain.errors import ConcurrencyError, DataChanged, ManifestError, NotFound
-from aztrain.ports import Arrival, BlobInfo, ClusterRecord, ClusterSpec, JobRecord, JobSubmission, ModelVersion
+from aztrain.errors import ConcurrencyError, DataChanged, NotFound
+from aztrain.ports import (
+    Arrival,
+    BlobInfo,
+    ClusterRecord,
+    ClusterSpec,
+    JobRecord,
+    JobSubmission,
+    ModelVersion,
+    cluster_spec,
+)
 from aztrain.runs import Run, RunState, Transition
 
 _etags = itertools.count(1)
@@ -200,14 +209,8 @@ class FakeComputeBackend:
         self._polls: dict[str, int] = {}
 
     def cluster_for(self, compute: dict[str, Any]) -> ClusterSpec:
-        if compute["nodes"] > self.max_nodes:
-            raise ManifestError([f"compute.nodes: {compute['nodes']} exceeds this backend's {self.max_nodes} nodes"])
-        return ClusterSpec(
-            name=f"fake-{compute['profile']}",
-            nodes=compute["nodes"],
-            processes_per_node=compute["processes_per_node"],
-            vm_size=compute.get("vm_size") or "Fake_GPU",
-            priority=compute["priority"],
+        return cluster_spec(
+            compute, name=f"fake-{compute['profile']}", default_vm_size="Fake_GPU", max_nodes=self.max_nodes
         )
 
     def ensure_cluster(self, spec: ClusterSpec) -> int:

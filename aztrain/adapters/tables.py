@@ -270,7 +270,7 @@ def _run_to_entity(run: Run) -> dict[str, Any]:
         "Metrics": json.dumps(run.metrics),
         "Outputs": run.outputs,
         "Seq": run.seq,
-        "Last": json.dumps(_transition_json(run.last)) if run.last else "",
+        "Last": json.dumps(run.last.to_json()) if run.last else "",
     }
 
 
@@ -294,32 +294,8 @@ def _run_from_entity(e: Any) -> Run:
         metrics=json.loads(e.get("Metrics") or "{}"),
         outputs=e.get("Outputs", ""),
         seq=int(e.get("Seq", 0)),
-        last=_transition_from_json(json.loads(e["Last"])) if e.get("Last") else None,
+        last=Transition.from_json(json.loads(e["Last"])) if e.get("Last") else None,
         etag=e.metadata["etag"],
-    )
-
-
-def _transition_json(t: Transition) -> dict[str, Any]:
-    return {
-        "seq": t.seq,
-        "from": t.from_state.value if t.from_state else None,
-        "to": t.to_state.value,
-        "cause": t.cause,
-        "at": t.at.isoformat(),
-        "applied": t.applied,
-        "detail": t.detail,
-    }
-
-
-def _transition_from_json(d: dict[str, Any]) -> Transition:
-    return Transition(
-        seq=int(d["seq"]),
-        from_state=RunState(d["from"]) if d.get("from") else None,
-        to_state=RunState(d["to"]),
-        cause=d.get("cause", ""),
-        at=datetime.fromisoformat(d["at"]),
-        applied=bool(d.get("applied", True)),
-        detail=d.get("detail", ""),
     )
 
 

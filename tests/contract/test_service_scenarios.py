@@ -60,7 +60,7 @@ def test_malformed_manifest_is_recorded_as_rejected_with_the_field_named(plane):
 def test_backend_limits_reject_the_manifest(plane):
     result = plane.submit(MANIFEST.replace(b"nodes: 2", b"nodes: 9"), trigger="http", cause="x", source="http")
     assert result.run.state is RunState.REJECTED
-    assert "compute.nodes: 9 exceeds" in result.run.error
+    assert "compute.nodes: 9 is more than the 4 node(s) fake-gpu-small allows" in result.run.error
 
 
 def manifest_event(event_id: str) -> BlobEvent:

@@ -1,0 +1,77 @@
+// The control plane's storage account: manifests, data, run logs/outputs (blobs) and its
+// state (tables). Also the Functions host's own storage and the Flex deployment package.
+// Keys are disabled: every caller (the app, the Functions host, Event Grid dead-lettering,
+// training jobs, you with `--auth-mode login`) authenticates with Entra ID.
+
+param location string
+param tags object
+param name string
+
+@description('Blob containers to create (jobs, runs, data containers, dead letters, deployment package).')
+param containers array
+
+@description('Tables to create; must equal aztrain.adapters.tables.TABLES.')
+param tables array
+
+resource account 'Microsoft.Storage/storageAccounts@2023-05-01' = {
+  name: name
+  location: location
+  tags: tags
+  kind: 'StorageV2'
+  sku: { name: 'Standard_LRS' }
+  properties: {
+    accessTier: 'Hot'
+    allowSharedKeyAccess: false // managed identity only; AzureWebJobsStorage__accountName uses it too
+    defaultToOAuthAuthentication: true
+    allowBlobPublicAccess: false
+    minimumTlsVersion: 'TLS1_2'
+    supportsHttpsTrafficOnly: true
+    networkAcls: {
+      defaultAction: 'Allow'
+      bypass: 'AzureServices'
+    }
+  }
+}
+
+resource blobService 'Microsoft.Storage/storageAccounts/blobServices@2023-05-01' = {
+  parent: account
+  name: 'default'
+  properties: {
+    // Every overwritten manifest stays recoverable as a previous version.
+    isVersioningEnabled: true
+    deleteRetentionPolicy: {
+      enabled: true
+      days: 7
+    }
+    containerDeleteRetentionPolicy: {
+      enabled: true
+      days: 7
+    }
+  }
+}
+
+resource blobContainers 'Microsoft.Storage/storageAccounts/blobServices/containers@2023-05-01' = [
+  for container in containers: {
+    parent: blobService
+    name: container
+    properties: {
+      publicAccess: 'None'
+    }
+  }
+]
+
+resource tableService 'Microsoft.Storage/storageAccounts/tableServices@2023-05-01' = {
+  parent: account
+  name: 'default'
+}
+
+resource tableResources 'Microsoft.Storage/storageAccounts/tableServices/tables@2023-05-01' = [
+  for table in tables: {
+    parent: tableService
+    name: table
+  }
+]
+
+output name string = account.name
+output id string = account.id
+output blobEndpoint string = account.properties.primaryEndpoints.blob
