@@ -162,7 +162,8 @@ def test_snapshot_ids_follow_content(plane):
     added = snap()
     plane.data.write("datasets", "digits/a.npz", b"rewritten")
     rewritten = snap()
-    assert len({first, added, rewritten}) == 3
+    removed = snapshot_of(spec, plane.data.list("datasets", "digits/")[1:]).id  # a listing without a.npz
+    assert len({first, added, rewritten, removed}) == 4
 
 
 @pytest.mark.parametrize("gate, promoted", [("accuracy >= 0.95", [True, False]), ("accuracy > best", [True, True])])
