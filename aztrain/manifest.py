@@ -195,13 +195,28 @@ class JobManifest(_Strict):
         return bool(self.retrain and self.retrain.on_data_arrival)
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """SafeLoader that refuses duplicate keys: PyYAML would silently keep the last one."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key {key!r}; each field may appear once", key_node.start_mark
+                )
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
 def parse_manifest(text: str | bytes, *, source: str = "", max_bytes: int = 64 * 1024) -> JobManifest:
     """Parse YAML or JSON text into a validated manifest, or raise `ManifestError`."""
     size = len(text.encode() if isinstance(text, str) else text)
     if size > max_bytes:
         raise ManifestError([f"document is {size} bytes; the limit is {max_bytes} bytes"], source=source)
     try:
-        document = yaml.safe_load(text)
+        document = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
     except yaml.YAMLError as exc:
         where = getattr(exc, "problem_mark", None)
         at = f" at line {where.line + 1}, column {where.column + 1}" if where else ""

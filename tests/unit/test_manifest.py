@@ -110,3 +110,8 @@ def test_trainer_arguments_are_checked_at_submit_by_the_entrypoint():
     found = problems(VALID + "trainer: {args: {epochs: five, lr: 0.1, dropout: 0.5}}\n")
     assert any(p.startswith("trainer.args.epochs: expected int, got str 'five'") for p in found)
     assert any(p.startswith("trainer.args.dropout: unknown argument; known: batch_size, epochs") for p in found)
+
+
+def test_duplicate_keys_are_rejected_not_silently_merged():
+    found = problems(VALID + "compute: {nodes: 1}\ncompute: {nodes: 8}\n")
+    assert found == ["not valid YAML or JSON at line 7, column 1: duplicate key 'compute'; each field may appear once"]
