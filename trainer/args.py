@@ -1,4 +1,7 @@
-"""The trainer's arguments: the manifest's `trainer.args`, checked strictly before any training starts."""
+"""The trainer's arguments: the manifest's `trainer.args`, checked strictly before any training starts.
+
+Pure Python (no torch): the Functions app imports this module to validate manifests at submit time.
+"""
 
 from __future__ import annotations
 
@@ -23,9 +26,14 @@ class TrainArgs:
     """Hyperparameters. `lr` is the single-process rate; the trainer scales it by the Horovod world size."""
 
     epochs: int = 5
-    batch_size: int = 64  # per Horovod process
+    batch_size: int = 64  # per Horovod process and backward pass
     lr: float = 0.05
     momentum: float = 0.9
+    warmup_epochs: int = 1  # the rate ramps linearly from lr to lr * world size over these epochs
+    gradient_accumulation_steps: int = 1  # backward passes per optimizer step (and per gradient allreduce)
+    fp16_allreduce: bool = False  # send gradients as float16: half the bytes on the wire
+    mixed_precision: bool = False  # float16 autocast with loss scaling on a GPU, bfloat16 autocast on a CPU
+    image_size: int = 32  # image-folder data is resized to image_size x image_size (digits stay 8 x 8)
     seed: int = 0
 
 
@@ -35,6 +43,9 @@ _RANGES: dict[str, tuple[Callable[[float], bool], str]] = {
     "batch_size": (lambda v: v > 0, "must be positive"),
     "lr": (lambda v: v > 0, "must be positive"),
     "momentum": (lambda v: 0 <= v < 1, "must be in [0, 1)"),
+    "warmup_epochs": (lambda v: v >= 0, "must be 0 or more"),
+    "gradient_accumulation_steps": (lambda v: v > 0, "must be positive"),
+    "image_size": (lambda v: 4 <= v <= 1024, "must be in [4, 1024]"),  # the model pools twice, halving each time
     "seed": (lambda v: 0 <= v < 2**32, "must be in [0, 2**32)"),  # what every RNG we seed accepts
 }
 
@@ -62,8 +73,12 @@ def parse_args(raw: dict[str, Any]) -> TrainArgs:
     return TrainArgs(**values)
 
 
-def _coerce(name: str, value: object, expected: type) -> int | float:
+def _coerce(name: str, value: object, expected: type) -> int | float | bool:
     """`value` as the argument `name` takes it; raises ValueError saying what is wrong with it."""
+    if expected is bool:
+        if not isinstance(value, bool):  # 0/1 or "true" would hide a typo in a manifest
+            raise ValueError(f"expected bool (true or false), got {type(value).__name__} {value!r}")
+        return value
     accepted = (int, float) if expected is float else (int,)
     # bool is a subclass of int, but `"epochs": true` is a mistake, not 1.
     if isinstance(value, bool) or not isinstance(value, accepted):

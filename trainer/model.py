@@ -1,20 +1,21 @@
-"""The classifier: a small CNN for 1x8x8 digit images."""
+"""The classifier: a small CNN for any (channels, height, width) input and number of classes."""
 
 from __future__ import annotations
 
 from torch import nn
 
-from trainer.data import IMAGE_SHAPE, NUM_CLASSES
 
+def build_model(input_shape: tuple[int, int, int], num_classes: int) -> nn.Sequential:
+    """Two conv-batchnorm-relu-pool blocks (each halves height and width) and a linear layer.
 
-def build_model() -> nn.Sequential:
-    """Two conv-batchnorm-relu-pool blocks (8x8 -> 4x4 -> 2x2) and a linear layer: about 21k parameters."""
-    channels, height, width = IMAGE_SHAPE
+    On 1x8x8 digits that is about 21k parameters.
+    """
+    channels, height, width = input_shape
     return nn.Sequential(
         *_block(channels, 32),
         *_block(32, 64),
         nn.Flatten(),
-        nn.Linear(64 * (height // 4) * (width // 4), NUM_CLASSES),
+        nn.Linear(64 * (height // 4) * (width // 4), num_classes),
     )
 
 

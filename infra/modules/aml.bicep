@@ -113,7 +113,7 @@ resource gpuCluster 'Microsoft.MachineLearningServices/workspaces/computes@2024-
     disableLocalAuth: true
     properties: {
       vmSize: gpuVmSize
-      vmPriority: gpuPriority // LowPriority: much cheaper, may be preempted (the reconciler notices)
+      vmPriority: gpuPriority // LowPriority: much cheaper, but nodes can be preempted
       osType: 'Linux'
       remoteLoginPortPublicAccess: 'Disabled' // no SSH into nodes
       scaleSettings: {
