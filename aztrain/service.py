@@ -264,8 +264,12 @@ class ControlPlane:
     # -------------------------------------------------------- status & cancel
     def on_run_status(self, backend_job_id: str, status: str, *, cause: str) -> Run | None:
         """A backend status event. Late or duplicated events are recorded as ignored, never applied."""
-        target = state_for_backend_status(status)
         run = self.store.get_run(backend_job_id.removeprefix(BACKEND_JOB_PREFIX))
+        try:
+            target = state_for_backend_status(status)
+        except KeyError:  # a status this version does not know: polling will tell the truth
+            log.warning("unknown backend status %r for %s; ignored", status, backend_job_id)
+            return run
         if run is None or target is None or target is run.state:
             return run
         return self._update(run.id, lambda current: self._moved_to(current, target, cause=cause))

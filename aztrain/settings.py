@@ -47,6 +47,15 @@ class Settings:
     local_max_slots: int = 2
     local_python: str = ""
     max_manifest_bytes: int = 64 * 1024
+    #: Azure ML backend (`AZTRAIN_BACKEND=azureml`): the workspace, and the registered environment jobs run in.
+    aml_subscription_id: str = ""
+    aml_resource_group: str = ""
+    aml_workspace: str = ""
+    aml_environment: str = "azureml:aztrain-horovod@latest"
+    #: JSON adding or overriding compute profiles (`aztrain.profiles`); empty: the defaults.
+    compute_profiles: str = ""
+    #: Attempts a run preempted on low-priority nodes gets before it fails.
+    max_preemption_attempts: int = 3
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
@@ -59,9 +68,9 @@ class Settings:
         if not conn and not account:
             conn = AZURITE_CONNECTION_STRING
         backend = env.get("AZTRAIN_BACKEND", "local")
-        if backend != "local":
+        if backend not in ("local", "azureml"):
             raise ConfigError(
-                f"AZTRAIN_BACKEND={backend!r} is not supported; use 'local'",
+                f"AZTRAIN_BACKEND={backend!r} is not supported; use 'local' or 'azureml'",
                 setting="AZTRAIN_BACKEND",
             )
         defaults = cls()
@@ -83,6 +92,14 @@ class Settings:
             local_max_slots=int(_number(env, "AZTRAIN_LOCAL_MAX_SLOTS", defaults.local_max_slots)),
             local_python=env.get("AZTRAIN_LOCAL_PYTHON", ""),
             max_manifest_bytes=int(_number(env, "AZTRAIN_MAX_MANIFEST_BYTES", defaults.max_manifest_bytes)),
+            aml_subscription_id=env.get("AZTRAIN_AML_SUBSCRIPTION_ID", ""),
+            aml_resource_group=env.get("AZTRAIN_AML_RESOURCE_GROUP", ""),
+            aml_workspace=env.get("AZTRAIN_AML_WORKSPACE", ""),
+            aml_environment=env.get("AZTRAIN_AML_ENVIRONMENT") or defaults.aml_environment,
+            compute_profiles=env.get("AZTRAIN_COMPUTE_PROFILES", ""),
+            max_preemption_attempts=int(
+                _number(env, "AZTRAIN_MAX_PREEMPTION_ATTEMPTS", defaults.max_preemption_attempts)
+            ),
         )
 
 

@@ -1,4 +1,4 @@
-"""Event Grid triggers: blobs created in the jobs container (manifests) and in data containers."""
+"""Event Grid triggers: blobs created (manifests, data) and Azure ML run status changes."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ bp = func.Blueprint()
 log = logging.getLogger(__name__)
 
 BLOB_CREATED = "Microsoft.Storage.BlobCreated"
+RUN_STATUS_CHANGED = "Microsoft.MachineLearningServices.RunStatusChanged"
 
 
 def _utc(value: datetime | None) -> datetime | None:
@@ -40,3 +41,23 @@ def on_blob_created(event: func.EventGridEvent) -> None:
         return
     runs = control_plane().on_blob_created(blob)
     log.info("event %s (%s/%s): %s", event.id, blob.container, blob.name, [f"{r.id}:{r.state.value}" for r in runs])
+
+
+@bp.event_grid_trigger(arg_name="event")
+def on_run_status_changed(event: func.EventGridEvent) -> None:
+    """An Azure ML job changed status. A hint, not the truth: late, duplicated or missing events
+    are expected, the run's transition table refuses backwards moves, and the reconciler polls anyway.
+    """
+    data = event.get_json() or {}
+    job_name, status = data.get("runId"), data.get("runStatus")
+    if event.event_type != RUN_STATUS_CHANGED or not isinstance(job_name, str) or not isinstance(status, str):
+        log.warning("ignoring event %s of type %s: no runId/runStatus", event.id, event.event_type)
+        return
+    run = control_plane().on_run_status(job_name, status, cause=f"event:{event.id}")
+    log.info(
+        "event %s: job %s is %s -> run %s",
+        event.id,
+        job_name,
+        status,
+        f"{run.id}:{run.state.value}" if run else "unknown",
+    )

@@ -50,7 +50,7 @@ def test_identical_manifest_returns_the_existing_run_unless_forced(plane):
 
 
 def test_malformed_manifest_is_recorded_as_rejected_with_the_field_named(plane):
-    result = plane.submit(MANIFEST + b"compute: {gpus: 1}\n", trigger="http", cause="x", source="http")
+    result = plane.submit(MANIFEST.replace(b"nodes: 2", b"nodes: 2, gpus: 1"), trigger="http", cause="x", source="http")
     assert result.run.state is RunState.REJECTED
     assert "compute.gpus: unknown field" in result.run.error
     assert plane.store.list_jobs() == []
@@ -150,3 +150,9 @@ def test_a_lost_write_race_is_re_read_and_re_decided(plane):
     store.save_run = real_save  # type: ignore[method-assign]
     with pytest.raises(ConcurrencyError):
         real_save(replace(plane.get_run(run.id), etag='W/"stale"'))
+
+
+def test_status_events_for_unknown_jobs_or_statuses_change_nothing(plane):
+    run = plane.submit(MANIFEST, trigger="http", cause="a", source="http").run
+    assert plane.on_run_status("aztrain-no-such-run", "Running", cause="e1") is None
+    assert plane.on_run_status(f"aztrain-{run.id}", "Teleporting", cause="e2").state is run.state

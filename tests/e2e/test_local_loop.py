@@ -262,7 +262,7 @@ def test_importing_function_app_does_not_import_azure_ml():
 
 def test_cli_validates_manifests_offline(tmp_path: Path):
     bad = tmp_path / "bad.yaml"
-    bad.write_bytes(manifest("cli-job", extra="compute: {nodes: 0}\n"))
+    bad.write_bytes(manifest("cli-job").replace(b"nodes: 1", b"nodes: 0"))
     result = subprocess.run([sys.executable, "-m", "aztrain.cli", "validate", str(bad)], capture_output=True, text=True)
     assert result.returncode == 1
     assert "compute.nodes: input should be greater than or equal to 1" in result.stderr
