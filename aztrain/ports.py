@@ -263,6 +263,10 @@ class ComputeBackend(Protocol):
         """A short reason for a failed job ('' when none is known)."""
         ...
 
+    def is_preempted(self, backend_job_id: str) -> bool:
+        """True when a failed job failed because its (low-priority) nodes were taken back."""
+        ...
+
     def cancel(self, backend_job_id: str) -> None:
         """Ask the job to stop; idempotent."""
         ...

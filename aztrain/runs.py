@@ -48,8 +48,9 @@ TRANSITIONS: dict[RunState, frozenset[RunState]] = {
     RunState.PROVISIONING: frozenset({RunState.SUBMITTED, *_ENDINGS}),
     # A backend may skip states we never observed (a short job goes Queued→Completed between polls).
     RunState.SUBMITTED: frozenset({RunState.QUEUED, RunState.RUNNING, RunState.COMPLETED, *_ENDINGS}),
-    RunState.QUEUED: frozenset({RunState.RUNNING, RunState.COMPLETED, *_ENDINGS}),
-    RunState.RUNNING: frozenset({RunState.COMPLETED, *_ENDINGS}),
+    RunState.QUEUED: frozenset({RunState.RUNNING, RunState.COMPLETED, RunState.SUBMITTED, *_ENDINGS}),
+    # Back to SUBMITTED only by resubmitting after preemption: no backend status maps to SUBMITTED.
+    RunState.RUNNING: frozenset({RunState.COMPLETED, RunState.SUBMITTED, *_ENDINGS}),
     RunState.CANCEL_REQUESTED: frozenset({RunState.CANCELED, RunState.COMPLETED, RunState.FAILED}),
     RunState.COMPLETED: frozenset(),
     RunState.FAILED: frozenset(),

@@ -264,14 +264,14 @@ class ControlPlane:
     # -------------------------------------------------------- status & cancel
     def on_run_status(self, backend_job_id: str, status: str, *, cause: str) -> Run | None:
         """A backend status event. Late or duplicated events are recorded as ignored, never applied."""
-        run = self.store.get_run(backend_job_id.removeprefix(BACKEND_JOB_PREFIX))
+        run = self.store.get_run(run_id_of(backend_job_id))
         try:
             target = state_for_backend_status(status)
         except KeyError:  # a status this version does not know: polling will tell the truth
             log.warning("unknown backend status %r for %s; ignored", status, backend_job_id)
             return run
-        if run is None or target is None or target is run.state:
-            return run
+        if run is None or target is None or target is run.state or backend_job_id != run.backend_job_id:
+            return run  # nothing new, or news of an attempt that has been superseded
         return self._update(run.id, lambda current: self._moved_to(current, target, cause=cause))
 
     def cancel(self, run_id: str, *, cause: str) -> Run:
@@ -320,7 +320,7 @@ class ControlPlane:
             ready = self.backend.ensure_cluster(spec)
             if ready < spec.nodes:
                 return None
-            job_id = self.backend.submit(self._submission(run, spec))
+            job_id = self.backend.submit(self._submission(run, spec, attempt=run.attempt))
             return run.moved(RunState.SUBMITTED, cause="reconciler", at=now, backend_job_id=job_id)
         if run.state is RunState.CANCEL_REQUESTED and not run.backend_job_id:
             return run.moved(RunState.CANCELED, cause="reconciler", at=now)
@@ -328,7 +328,21 @@ class ControlPlane:
         target = state_for_backend_status(status)
         if target is None or target is run.state:
             return None
+        if target is RunState.FAILED and self._resubmittable(run):
+            return self._resubmit(run, spec)
         return self._moved_to(run, target, cause=f"backend:{status}")
+
+    def _resubmittable(self, run: Run) -> bool:
+        return run.attempt < self.settings.max_preemption_attempts and self.backend.is_preempted(run.backend_job_id)
+
+    def _resubmit(self, run: Run, spec: ClusterSpec) -> Run:
+        """Preempted: submit the next attempt under its own job name; it resumes from the run's checkpoints."""
+        attempt = run.attempt + 1
+        job_id = self.backend.submit(self._submission(run, spec, attempt=attempt))
+        detail = f"attempt {run.attempt} preempted; attempt {attempt} resumes from checkpoints"
+        return run.moved(
+            RunState.SUBMITTED, cause="preempted", at=self.now(), detail=detail, attempt=attempt, backend_job_id=job_id
+        )
 
     def _take_snapshot(self, run: Run) -> Snapshot:
         """List the data now and store the list, immutably, under its content hash."""
@@ -354,10 +368,10 @@ class ControlPlane:
             changes["error"] = self.backend.job_error(run.backend_job_id)
         return run.moved(target, cause=cause, at=self.now(), **changes)
 
-    def _submission(self, run: Run, spec: ClusterSpec) -> JobSubmission:
+    def _submission(self, run: Run, spec: ClusterSpec, *, attempt: int) -> JobSubmission:
         manifest = run.manifest
         return JobSubmission(
-            name=BACKEND_JOB_PREFIX + run.id,
+            name=backend_job_name(run.id, attempt),
             run_id=run.id,
             job=run.job,
             cluster=spec,
@@ -479,6 +493,16 @@ class ControlPlane:
         if observed == 0 and desired == 0 and cluster.zero_at is None and cluster.last_scale_at:
             cluster = replace(cluster, zero_at=now, seconds_to_zero=(now - cluster.last_scale_at).total_seconds())
         self.store.put_cluster(cluster)
+
+
+def backend_job_name(run_id: str, attempt: int) -> str:
+    """The backend's job name for one attempt of a run: derived, so a repeated submit finds the same job."""
+    return f"{BACKEND_JOB_PREFIX}{run_id}" + (f"-a{attempt}" if attempt > 1 else "")
+
+
+def run_id_of(backend_job_id: str) -> str:
+    """The run a backend job name belongs to (inverse of `backend_job_name`)."""
+    return re.sub(r"-a\d+$", "", backend_job_id.removeprefix(BACKEND_JOB_PREFIX))
 
 
 def snapshot_blob(snapshot_id: str) -> str:

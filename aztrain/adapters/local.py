@@ -164,6 +164,9 @@ class LocalBackend:
             return "the local job supervisor exited unexpectedly; see supervisor.log in the job folder"
         return str(status.get("error", ""))
 
+    def is_preempted(self, backend_job_id: str) -> bool:
+        return bool(self._status(backend_job_id).get("preempted", False))
+
     def cancel(self, backend_job_id: str) -> None:
         folder = self._jobs_dir / backend_job_id
         (folder / "cancel").touch()

@@ -183,6 +183,7 @@ class FakeJob:
     submission: JobSubmission
     statuses: list[str]  # scripted progression; the last one sticks
     canceled: bool = False
+    preempted: bool = False
 
     @property
     def status(self) -> str:
@@ -232,6 +233,14 @@ class FakeComputeBackend:
 
     def job_error(self, backend_job_id: str) -> str:
         return "scripted failure" if self.jobs[backend_job_id].status == "Failed" else ""
+
+    def is_preempted(self, backend_job_id: str) -> bool:
+        return self.jobs[backend_job_id].preempted
+
+    def preempt(self, backend_job_id: str) -> None:
+        """Test hook: the job's low-priority nodes are taken back."""
+        job = self.jobs[backend_job_id]
+        job.statuses, job.preempted = ["Failed"], True
 
     def cancel(self, backend_job_id: str) -> None:
         self.jobs[backend_job_id].canceled = True

@@ -156,3 +156,33 @@ def test_status_events_for_unknown_jobs_or_statuses_change_nothing(plane):
     run = plane.submit(MANIFEST, trigger="http", cause="a", source="http").run
     assert plane.on_run_status("aztrain-no-such-run", "Running", cause="e1") is None
     assert plane.on_run_status(f"aztrain-{run.id}", "Teleporting", cause="e2").state is run.state
+
+
+def test_a_preempted_run_is_resubmitted_as_the_next_attempt_and_completes(plane):
+    plane.backend.script = ("Running",)
+    run = plane.submit(MANIFEST, trigger="http", cause="a", source="http").run
+    drive(plane, 3)
+    first_job = plane.get_run(run.id).backend_job_id
+    plane.backend.preempt(first_job)
+    plane.reconcile()
+    resumed = plane.get_run(run.id)
+    assert (resumed.state, resumed.attempt) == (RunState.SUBMITTED, 2)
+    assert resumed.backend_job_id == f"{first_job}-a2"
+    assert plane.on_run_status(first_job, "Failed", cause="late news of attempt 1").state is RunState.SUBMITTED
+    plane.backend.jobs[resumed.backend_job_id].statuses = ["Running", "Completed"]
+    drive(plane, 3)
+    final = plane.get_run(run.id)
+    assert final.state is RunState.COMPLETED
+    rows = [t for t in plane.store.history(run.id) if t.cause == "preempted"]
+    assert [r.detail for r in rows] == ["attempt 1 preempted; attempt 2 resumes from checkpoints"]
+
+
+def test_preemption_beyond_the_attempt_limit_fails_the_run(plane):
+    plane.backend.script = ("Running",)
+    run = plane.submit(MANIFEST, trigger="http", cause="a", source="http").run
+    for _ in range(plane.settings.max_preemption_attempts):
+        drive(plane, 2)
+        plane.backend.preempt(plane.get_run(run.id).backend_job_id)
+    drive(plane, 2)
+    final = plane.get_run(run.id)
+    assert (final.state, final.attempt) == (RunState.FAILED, plane.settings.max_preemption_attempts)
