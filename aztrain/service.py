@@ -185,7 +185,7 @@ class ControlPlane:
 
     # ------------------------------------------------------------ blob events
     def on_blob_created(self, event: BlobEvent) -> list[Run]:
-        """A blob landed: a manifest starts its job, data starts a retraining run of each job watching it."""
+        """A blob landed: a manifest starts its job; data is recorded as an arrival for each job watching it."""
         if event.container == self.settings.jobs_container and event.name.startswith(self.settings.manifests_prefix):
             return [self._on_manifest_blob(event)]
         if event.container in (self.settings.jobs_container, self.settings.runs_container):
