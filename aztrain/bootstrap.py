@@ -9,9 +9,11 @@ from typing import Any
 from azure.data.tables import TableServiceClient
 from azure.storage.blob import BlobServiceClient
 
+from aztrain.adapters.azureml import AzureMLBackend
 from aztrain.adapters.blobs import BlobDataStore
 from aztrain.adapters.local import LocalBackend
 from aztrain.adapters.tables import TableRunStore
+from aztrain.ports import ComputeBackend
 from aztrain.service import ControlPlane
 from aztrain.settings import Settings
 
@@ -45,12 +47,17 @@ def build_run_store(settings: Settings) -> TableRunStore:
     return TableRunStore(service, prefix=settings.table_prefix)
 
 
+def build_backend(settings: Settings) -> ComputeBackend:
+    # AzureMLBackend connects to the workspace on first use, so choosing it imports no azure.ai.ml.
+    return AzureMLBackend(settings) if settings.backend == "azureml" else LocalBackend(settings)
+
+
 def build_control_plane(settings: Settings) -> ControlPlane:
     return ControlPlane(
         settings=settings,
         store=build_run_store(settings),
         data=build_data_store(settings),
-        backend=LocalBackend(settings),
+        backend=build_backend(settings),
         now=utc_now,
     )
 

@@ -13,6 +13,7 @@ from typing import Any
 from aztrain.client import DEFAULT_URL, ApiError, Client
 from aztrain.errors import AztrainError, ManifestError
 from aztrain.manifest import manifest_schema, parse_manifest
+from aztrain.settings import PROJECT_ROOT, Settings, load_local_settings
 
 
 def _client(args: argparse.Namespace) -> Client:
@@ -151,6 +152,21 @@ def cmd_validate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_plan(args: argparse.Namespace) -> int:
+    from aztrain.plan import render_plan  # only this command loads azure.ai.ml
+
+    load_local_settings(PROJECT_ROOT / "local.settings.json")  # the same profiles and environment as the app
+    path = Path(args.manifest)
+    try:
+        sys.stdout.write(render_plan(path.read_bytes(), Settings.from_env()))
+    except ManifestError as exc:
+        print(f"{path}: cannot run on Azure ML", file=sys.stderr)
+        for problem in exc.problems:
+            print(f"  - {problem}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def cmd_schema(args: argparse.Namespace) -> int:
     _print(manifest_schema())
     return 0
@@ -247,6 +263,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("manifest")
     p.add_argument("--normalised", action="store_true", help="print the normalised manifest")
     p.set_defaults(func=cmd_validate)
+
+    p = sub.add_parser("plan", help="print the Azure ML compute and job definitions of a manifest (offline)")
+    p.add_argument("manifest")
+    p.set_defaults(func=cmd_plan)
 
     sub.add_parser("schema", help="print the manifest JSON Schema").set_defaults(func=cmd_schema)
     return parser

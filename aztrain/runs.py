@@ -47,7 +47,10 @@ TRANSITIONS: dict[RunState, frozenset[RunState]] = {
     RunState.ACCEPTED: frozenset({RunState.PROVISIONING, *_ENDINGS}),
     RunState.PROVISIONING: frozenset({RunState.SUBMITTED, *_ENDINGS}),
     # A backend may skip states we never observed (a short job goes Queued→Completed between polls).
-    RunState.SUBMITTED: frozenset({RunState.QUEUED, RunState.RUNNING, RunState.COMPLETED, *_ENDINGS}),
+    # SUBMITTED again: a preempted job is resubmitted, also one the reconciler never saw running.
+    RunState.SUBMITTED: frozenset(
+        {RunState.QUEUED, RunState.RUNNING, RunState.COMPLETED, RunState.SUBMITTED, *_ENDINGS}
+    ),
     RunState.QUEUED: frozenset({RunState.RUNNING, RunState.COMPLETED, RunState.SUBMITTED, *_ENDINGS}),
     # Back to SUBMITTED only by resubmitting after preemption: no backend status maps to SUBMITTED.
     RunState.RUNNING: frozenset({RunState.COMPLETED, RunState.SUBMITTED, *_ENDINGS}),

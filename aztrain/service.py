@@ -33,7 +33,7 @@ from aztrain.ports import (
     RunStore,
 )
 from aztrain.retrain import Snapshot, Window, decide_window, judge_promotion, snapshot_of, watches
-from aztrain.runs import ACTIVE_STATES, Run, RunState, new_run_id, state_for_backend_status
+from aztrain.runs import ACTIVE_STATES, Run, RunState, can_transition, new_run_id, state_for_backend_status
 from aztrain.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -272,7 +272,13 @@ class ControlPlane:
             return run
         if run is None or target is None or target is run.state or backend_job_id != run.backend_job_id:
             return run  # nothing new, or news of an attempt that has been superseded
-        return self._update(run.id, lambda current: self._moved_to(current, target, cause=cause))
+
+        def decide(current: Run) -> Run | None:
+            if current.backend_job_id != backend_job_id:  # resubmitted since the first read
+                return None
+            return self._follow(current, target, cause=cause)
+
+        return self._update(run.id, decide)
 
     def cancel(self, run_id: str, *, cause: str) -> Run:
         """Ask a run to stop. Idempotent for runs already stopping; `InvalidTransition` for finished ones."""
@@ -320,7 +326,9 @@ class ControlPlane:
             ready = self.backend.ensure_cluster(spec)
             if ready < spec.nodes:
                 return None
-            job_id = self.backend.submit(self._submission(run, spec, attempt=run.attempt))
+            job_id = self.backend.submit(
+                submission_for(run, spec, runs_container=self.settings.runs_container, attempt=run.attempt)
+            )
             return run.moved(RunState.SUBMITTED, cause="reconciler", at=now, backend_job_id=job_id)
         if run.state is RunState.CANCEL_REQUESTED and not run.backend_job_id:
             return run.moved(RunState.CANCELED, cause="reconciler", at=now)
@@ -328,17 +336,32 @@ class ControlPlane:
         target = state_for_backend_status(status)
         if target is None or target is run.state:
             return None
+        return self._follow(run, target, cause=f"backend:{status}")
+
+    def _submit(self, run: Run, spec: ClusterSpec, *, attempt: int) -> str:
+        submission = submission_for(run, spec, runs_container=self.settings.runs_container, attempt=attempt)
+        return self.backend.submit(submission)
+
+    def _follow(self, run: Run, target: RunState, *, cause: str) -> Run:
+        """Move a run to what its backend job reports; a preempted failure becomes the next attempt instead."""
         if target is RunState.FAILED and self._resubmittable(run):
-            return self._resubmit(run, spec)
-        return self._moved_to(run, target, cause=f"backend:{status}")
+            return self._resubmit(run, self.backend.cluster_for(run.manifest["compute"]))
+        return self._moved_to(run, target, cause=cause)
 
     def _resubmittable(self, run: Run) -> bool:
-        return run.attempt < self.settings.max_preemption_attempts and self.backend.is_preempted(run.backend_job_id)
+        # Checked before submitting: a refused move (e.g. from CANCEL_REQUESTED) must not leave a job running.
+        return (
+            can_transition(run.state, RunState.SUBMITTED)
+            and run.attempt < self.settings.max_preemption_attempts
+            and self.backend.is_preempted(run.backend_job_id)
+        )
 
     def _resubmit(self, run: Run, spec: ClusterSpec) -> Run:
         """Preempted: submit the next attempt under its own job name; it resumes from the run's checkpoints."""
         attempt = run.attempt + 1
-        job_id = self.backend.submit(self._submission(run, spec, attempt=attempt))
+        job_id = self.backend.submit(
+            submission_for(run, spec, runs_container=self.settings.runs_container, attempt=attempt)
+        )
         detail = f"attempt {run.attempt} preempted; attempt {attempt} resumes from checkpoints"
         return run.moved(
             RunState.SUBMITTED, cause="preempted", at=self.now(), detail=detail, attempt=attempt, backend_job_id=job_id
@@ -367,24 +390,6 @@ class ControlPlane:
         if target is RunState.FAILED and run.backend_job_id:
             changes["error"] = self.backend.job_error(run.backend_job_id)
         return run.moved(target, cause=cause, at=self.now(), **changes)
-
-    def _submission(self, run: Run, spec: ClusterSpec, *, attempt: int) -> JobSubmission:
-        manifest = run.manifest
-        return JobSubmission(
-            name=backend_job_name(run.id, attempt),
-            run_id=run.id,
-            job=run.job,
-            cluster=spec,
-            entrypoint=manifest["trainer"]["entrypoint"],
-            args=manifest["trainer"]["args"],
-            data_container=manifest["data"]["container"],
-            data_prefix=manifest["data"]["prefix"],
-            snapshot=snapshot_blob(run.snapshot_id),
-            output_container=self.settings.runs_container,
-            output_prefix=run_output_prefix(run),
-            max_runtime_seconds=manifest["compute"]["max_runtime"],
-            tags={"aztrain.run": run.id, "aztrain.job": run.job, "aztrain.manifest": run.manifest_hash},
-        )
 
     def _register_model(self, run: Run, metrics: dict[str, Any]) -> ModelVersion:
         """Register the run's model as the job's next version (once per run) and judge its promotion."""
@@ -493,6 +498,31 @@ class ControlPlane:
         if observed == 0 and desired == 0 and cluster.zero_at is None and cluster.last_scale_at:
             cluster = replace(cluster, zero_at=now, seconds_to_zero=(now - cluster.last_scale_at).total_seconds())
         self.store.put_cluster(cluster)
+
+
+def submission_for(run: Run, spec: ClusterSpec, *, runs_container: str, attempt: int) -> JobSubmission:
+    """What a backend is asked to run for one attempt of a run (also what `aztrain plan` shows)."""
+    manifest = run.manifest
+    return JobSubmission(
+        name=backend_job_name(run.id, attempt),
+        run_id=run.id,
+        job=run.job,
+        cluster=spec,
+        entrypoint=manifest["trainer"]["entrypoint"],
+        args=manifest["trainer"]["args"],
+        data_container=manifest["data"]["container"],
+        data_prefix=manifest["data"]["prefix"],
+        snapshot=snapshot_blob(run.snapshot_id),
+        output_container=runs_container,
+        output_prefix=run_output_prefix(run),
+        max_runtime_seconds=manifest["compute"]["max_runtime"],
+        tags={
+            "aztrain.run": run.id,
+            "aztrain.job": run.job,
+            "aztrain.manifest": run.manifest_hash,
+            "aztrain.snapshot": run.snapshot_id,
+        },
+    )
 
 
 def backend_job_name(run_id: str, attempt: int) -> str:

@@ -51,7 +51,9 @@ class Settings:
     aml_subscription_id: str = ""
     aml_resource_group: str = ""
     aml_workspace: str = ""
-    aml_environment: str = "azureml:aztrain-horovod@latest"
+    aml_environment: str = "aztrain-horovod@latest"
+    #: Resource id of the user-assigned identity clusters run as (their jobs read and write datastores with it).
+    aml_compute_identity_id: str = ""
     #: JSON adding or overriding compute profiles (`aztrain.profiles`); empty: the defaults.
     compute_profiles: str = ""
     #: Attempts a run preempted on low-priority nodes gets before it fails.
@@ -96,6 +98,7 @@ class Settings:
             aml_resource_group=env.get("AZTRAIN_AML_RESOURCE_GROUP", ""),
             aml_workspace=env.get("AZTRAIN_AML_WORKSPACE", ""),
             aml_environment=env.get("AZTRAIN_AML_ENVIRONMENT") or defaults.aml_environment,
+            aml_compute_identity_id=env.get("AZTRAIN_AML_COMPUTE_IDENTITY_ID", ""),
             compute_profiles=env.get("AZTRAIN_COMPUTE_PROFILES", ""),
             max_preemption_attempts=int(
                 _number(env, "AZTRAIN_MAX_PREEMPTION_ATTEMPTS", defaults.max_preemption_attempts)

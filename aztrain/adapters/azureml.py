@@ -1,0 +1,339 @@
+"""`ComputeBackend` on Azure Machine Learning: one AmlCompute cluster per compute profile, Horovod as MPI jobs.
+
+The local backend's Azure twin. Clusters are created on first need with `min_instances=0`, so
+Azure ML allocates nodes when a job is queued and releases them after the profile's idle time;
+every call here is one or two quick REST calls, and the reconciler polls the rest.
+
+`azure.ai.ml` takes seconds and ~100 MB to import, so it is imported inside the functions that
+use it, on first use: importing this module (as `bootstrap` does) stays cheap.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import logging
+import os
+import re
+import shlex
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from azure.core.exceptions import HttpResponseError, ResourceExistsError, ResourceNotFoundError
+
+from aztrain.errors import BackendError, ConfigError
+from aztrain.manifest import ALLOWED_ENTRYPOINTS
+from aztrain.ports import ClusterSpec, JobSubmission
+from aztrain.profiles import ComputeProfile, cluster_for, load_profiles
+from aztrain.settings import PROJECT_ROOT, Settings
+
+log = logging.getLogger(__name__)
+
+DATA_INPUT = "data"
+OUTPUT = "outputs"
+#: Azure ML job statuses after which nothing changes (compared lower-case, like `runs.BACKEND_STATUS`).
+FINAL_STATUSES = frozenset({"completed", "failed", "canceled"})
+#: How Azure ML reports low-priority nodes taken back mid-job, e.g. "AzureMLCompute job failed.
+#: PreemptionError: Nodes of this job got pre-empted."
+_PREEMPTED = re.compile(r"preemption|pre-?empted", re.IGNORECASE)
+
+
+def datastore_for(container: str) -> str:
+    """The Azure ML datastore that exposes a storage container: `aztrain_<container>` (see docs/azureml.md)."""
+    return "aztrain_" + container.replace("-", "_")
+
+
+def datastore_uri(container: str, path: str) -> str:
+    return f"azureml://datastores/{datastore_for(container)}/paths/{path}"
+
+
+def trainer_command(job: JobSubmission) -> str:
+    """`python -m <entrypoint>` on the mounted data and output folders; the arguments are one shell-quoted JSON word.
+
+    Never a free-form command: the entrypoint is allowlisted and the arguments cannot leave their quotes.
+    """
+    if job.entrypoint not in ALLOWED_ENTRYPOINTS:
+        raise ValueError(f"entrypoint {job.entrypoint!r} is not allowed; use one of: {', '.join(ALLOWED_ENTRYPOINTS)}")
+    args = shlex.quote(json.dumps(job.args, sort_keys=True))
+    return (
+        f"python -m {job.entrypoint} --data-dir ${{{{inputs.{DATA_INPUT}}}}} "
+        f"--output-dir ${{{{outputs.{OUTPUT}}}}} --args-json {args}"
+    )
+
+
+def build_compute(profile: ComputeProfile, *, identity: str = "") -> Any:
+    """The profile's `AmlCompute`: zero nodes at rest, up to `max_nodes` while jobs run.
+
+    `identity` (a user-assigned identity's resource id) is what the nodes mount identity-based
+    datastores with; without one, datastores need stored credentials.
+    """
+    from azure.ai.ml.entities import AmlCompute, IdentityConfiguration, ManagedIdentityConfiguration
+
+    return AmlCompute(
+        name=profile.cluster,
+        size=profile.vm_size,
+        tier=profile.tier,
+        min_instances=0,
+        max_instances=profile.max_nodes,
+        idle_time_before_scale_down=profile.idle_seconds_before_scale_down,
+        ssh_public_access_enabled=False,  # nobody logs into training nodes
+        identity=IdentityConfiguration(
+            type="user_assigned", user_assigned_identities=[ManagedIdentityConfiguration(resource_id=identity)]
+        )
+        if identity
+        else None,
+        tags={"aztrain.profile": profile.name},
+    )
+
+
+def build_job(job: JobSubmission, *, environment: str, code: Path) -> Any:
+    """The command job for a submission: Horovod over MPI, data mounted read-only, outputs read-write."""
+    from azure.ai.ml import Input, MpiDistribution, Output, command
+
+    return command(
+        name=job.name,
+        display_name=f"{job.job} {job.run_id}",
+        experiment_name=job.job,
+        code=str(code),
+        command=trainer_command(job),
+        # The SDK resolves `name@label` only without the YAML-style `azureml:` prefix.
+        environment=environment.removeprefix("azureml:"),
+        compute=job.cluster.name,
+        instance_count=job.cluster.nodes,
+        distribution=MpiDistribution(process_count_per_instance=job.cluster.processes_per_node),
+        inputs={
+            DATA_INPUT: Input(
+                type="uri_folder", path=datastore_uri(job.data_container, job.data_prefix), mode="ro_mount"
+            )
+        },
+        outputs={
+            # Checkpoints, model.pt and metrics.json land where the control plane reads them.
+            OUTPUT: Output(
+                type="uri_folder",
+                path=datastore_uri(job.output_container, job.output_prefix + "outputs/"),
+                mode="rw_mount",
+            )
+        },
+        timeout=job.max_runtime_seconds,
+        tags=job.tags,
+    )
+
+
+@functools.cache
+def trainer_code() -> Path:
+    """A folder holding only the `trainer` package: the job's code snapshot, where `python -m trainer.train` resolves.
+
+    Named by a hash of its content, so an unchanged trainer is the same folder, and Azure ML
+    (which names code snapshots by content hash too) uploads it once.
+    """
+    source = PROJECT_ROOT / "trainer"
+    # Python sources only: the environment's Dockerfile and caches are not the job's code.
+    files = sorted(p for p in source.rglob("*.py") if "__pycache__" not in p.parts)
+    digest = hashlib.sha256()
+    for path in files:
+        digest.update(path.relative_to(source).as_posix().encode() + b"\0" + path.read_bytes())
+    folder = Path(tempfile.gettempdir()) / "aztrain-code" / digest.hexdigest()[:16]
+    if not folder.is_dir():
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(dir=folder.parent))
+        for path in files:
+            target = staging / "trainer" / path.relative_to(source)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(path, target)
+        try:
+            os.replace(staging, folder)
+        except OSError:  # another process staged it first: same content
+            shutil.rmtree(staging, ignore_errors=True)
+    return folder
+
+
+def require_workspace(settings: Settings) -> None:
+    """`ConfigError` naming every workspace setting that is missing."""
+    missing = [
+        name
+        for name, value in (
+            ("AZTRAIN_AML_SUBSCRIPTION_ID", settings.aml_subscription_id),
+            ("AZTRAIN_AML_RESOURCE_GROUP", settings.aml_resource_group),
+            ("AZTRAIN_AML_WORKSPACE", settings.aml_workspace),
+        )
+        if not value
+    ]
+    if missing:
+        raise ConfigError(f"the azureml backend needs {', '.join(missing)}", setting=missing[0])
+
+
+def connect(settings: Settings, credential: Any = None, **client_kwargs: Any) -> Any:
+    """An `MLClient` on the configured workspace, as the function's managed identity unless told otherwise.
+
+    `client_kwargs` reach every REST client under it (tests pass `transport=`).
+    """
+    require_workspace(settings)
+    from azure.ai.ml import MLClient
+
+    if credential is None:
+        from azure.identity import DefaultAzureCredential
+
+        credential = DefaultAzureCredential()
+    return MLClient(
+        credential,
+        settings.aml_subscription_id,
+        settings.aml_resource_group,
+        settings.aml_workspace,
+        show_progress=False,
+        enable_telemetry=False,
+        **client_kwargs,
+    )
+
+
+class AzureMLBackend:
+    """Clusters and Horovod jobs in an Azure ML workspace."""
+
+    name = "azureml"
+
+    def __init__(self, settings: Settings, *, client: Any = None) -> None:
+        require_workspace(settings)  # at startup, not halfway through a run's first step
+        self._settings = settings
+        self._profiles = load_profiles(settings.compute_profiles)
+        self._by_cluster = {p.cluster: p for p in self._profiles.values()}
+        self._client = client
+
+    @property
+    def _ml(self) -> Any:
+        """The `MLClient`, connected on first use (never at import or construction)."""
+        if self._client is None:
+            self._client = connect(self._settings)
+        return self._client
+
+    # ------------------------------------------------------------ clusters
+    def cluster_for(self, compute: dict[str, Any]) -> ClusterSpec:
+        return cluster_for(self._profiles, compute)
+
+    def ensure_cluster(self, spec: ClusterSpec) -> int:
+        """Create the cluster on first need. Returns `spec.nodes` once it is provisioned, else 0.
+
+        With `min_instances=0` Azure ML allocates nodes when a job is queued, so a provisioned
+        cluster that can grow to `spec.nodes` is ready: waiting for idle nodes first would wait forever.
+        """
+        profile = self._by_cluster[spec.name]
+        cluster = self._get_cluster(spec.name)
+        if cluster is None:
+            log.info("azureml cluster %s: creating (%s, %s)", spec.name, profile.vm_size, profile.tier)
+            self._ml.compute.begin_create_or_update(self._compute(profile))
+            return 0
+        state = _text(cluster.provisioning_state)
+        if state == "Failed":
+            raise BackendError(f"cluster {spec.name} failed to provision: {cluster.provisioning_errors or 'unknown'}")
+        if state != "Succeeded":  # Creating, Updating, or Deleting after an idle delete: ask again later
+            return 0
+        if _scale_settings(cluster) != _scale_settings(self._compute(profile)):
+            log.info("azureml cluster %s: updating scale settings to the profile's", spec.name)
+            self._ml.compute.begin_create_or_update(self._compute(profile))
+        return spec.nodes if (cluster.max_instances or 0) >= spec.nodes else 0
+
+    def scale_to_zero(self, cluster: str) -> None:
+        """Make sure idle nodes go: min 0 and the profile's idle time, or delete the cluster if the profile says so."""
+        current = self._get_cluster(cluster)
+        profile = self._by_cluster.get(cluster)
+        if current is None or profile is None or _text(current.provisioning_state) == "Deleting":
+            return
+        if profile.delete_when_idle:
+            log.info("azureml cluster %s: deleting (the profile deletes idle clusters)", cluster)
+            self._ml.compute.begin_delete(cluster)
+        elif _scale_settings(current) != _scale_settings(self._compute(profile)):
+            log.info("azureml cluster %s: restoring min 0 nodes and the profile's idle time", cluster)
+            self._ml.compute.begin_create_or_update(self._compute(profile))
+
+    def cluster_nodes(self, cluster: str) -> int:
+        """Nodes Azure ML has allocated to the cluster now (0 when it does not exist)."""
+        try:
+            return len(list(self._ml.compute.list_nodes(cluster)))
+        except ResourceNotFoundError:
+            return 0
+
+    def _compute(self, profile: ComputeProfile) -> Any:
+        return build_compute(profile, identity=self._settings.aml_compute_identity_id)
+
+    def _get_cluster(self, name: str) -> Any:
+        try:
+            return self._ml.compute.get(name)
+        except ResourceNotFoundError:
+            return None
+
+    # ---------------------------------------------------------------- jobs
+    def submit(self, job: JobSubmission) -> str:
+        """Create the command job, or find it: the name comes from the run id, so a repeat finds the first."""
+        existing = self._get_job(job.name)
+        if existing is not None:
+            return str(existing.name)
+        definition = build_job(job, environment=self._settings.aml_environment, code=trainer_code())
+        try:
+            created = self._ml.jobs.create_or_update(definition)
+        except ResourceExistsError:  # a concurrent submit of the same run won
+            return job.name
+        log.info("azureml job %s: submitted to %s", job.name, job.cluster.name)
+        return str(created.name)
+
+    def job_status(self, backend_job_id: str) -> str:
+        job = self._get_job(backend_job_id)
+        return "Failed" if job is None else _text(job.status)
+
+    def job_error(self, backend_job_id: str) -> str:
+        """`<code>: <message>` of a failed job, from its run history ('' when none is recorded)."""
+        error = self._run_error(backend_job_id)
+        return " ".join(f"{error['code']}: {error['message']}".split())[:500] if error else ""
+
+    def is_preempted(self, backend_job_id: str) -> bool:
+        """True when the job failed because Azure took its low-priority nodes back (worth resubmitting)."""
+        error = self._run_error(backend_job_id)
+        return bool(error) and bool(_PREEMPTED.search(f"{error['code']} {error['message']}"))
+
+    def cancel(self, backend_job_id: str) -> None:
+        """Ask Azure ML to cancel; a job that is gone or already finished needs nothing."""
+        try:
+            # polling=False: the cancel is accepted at once; the reconciler watches the status.
+            self._ml.jobs.begin_cancel(backend_job_id, polling=False)
+        except ResourceNotFoundError:
+            return
+        except HttpResponseError:
+            if self.job_status(backend_job_id).lower() not in FINAL_STATUSES:
+                raise
+
+    def _get_job(self, name: str) -> Any:
+        try:
+            return self._ml.jobs.get(name)
+        except ResourceNotFoundError:
+            return None
+
+    def _run_error(self, backend_job_id: str) -> dict[str, str]:
+        """The run history's error of a job: code and message, the inner codes folded into the code."""
+        try:
+            # No public API returns a job's error; `jobs.stream` reads it from run history the same way.
+            run = self._ml.jobs._runs_operations.get_run(backend_job_id)
+        except ResourceNotFoundError:
+            return {"code": "NotFound", "message": f"Azure ML job {backend_job_id} no longer exists"}
+        root = run.error.error if run.error and run.error.error else None
+        if root is None:
+            return {}
+        codes = [root.code or "Error"]
+        inner = root.inner_error
+        while inner is not None:
+            codes.append(inner.code or "")
+            inner = inner.inner_error
+        return {"code": "/".join(c for c in codes if c), "message": root.message or ""}
+
+
+def _text(value: Any) -> str:
+    """A REST enum's wire value (`ProvisioningState.SUCCEEDED` → `Succeeded`), or the string itself."""
+    return str(getattr(value, "value", value) or "")
+
+
+def _scale_settings(cluster: Any) -> tuple[int, int, int]:
+    """What scale-to-zero depends on: min nodes, max nodes, idle seconds before scale-down."""
+    return (
+        int(cluster.min_instances or 0),
+        int(cluster.max_instances or 0),
+        int(cluster.idle_time_before_scale_down or 0),
+    )

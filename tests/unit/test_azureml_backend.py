@@ -1,0 +1,256 @@
+"""The Azure ML backend end to end: the real `MLClient` over a fake of the service at the HTTP transport."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import replace
+
+import pytest
+
+from aztrain.adapters.azureml import AzureMLBackend, connect
+from aztrain.errors import BackendError, ConfigError
+from aztrain.manifest import ComputeSpec
+from aztrain.ports import ClusterSpec, JobSubmission
+from aztrain.runs import RunState, state_for_backend_status
+from aztrain.settings import Settings
+from tests.fakes.aml_service import (
+    PROVISION_SECONDS,
+    RESOURCE_GROUP,
+    SUBSCRIPTION,
+    WORKSPACE,
+    FakeAzureML,
+    FakeCredential,
+)
+
+pytestmark = pytest.mark.filterwarnings("ignore::marshmallow.warnings.Marshmallow4Warning")  # azure-ai-ml's schemas
+
+#: A low-priority profile that deletes its cluster when idle, next to the defaults.
+SPOT = {"spot": {"vm_size": "Standard_NC6s_v3", "max_nodes": 2, "tier": "low_priority", "delete_when_idle": True}}
+WS = f"/workspaces/{WORKSPACE}"
+IDENTITY = (
+    f"/subscriptions/{SUBSCRIPTION}/resourceGroups/{RESOURCE_GROUP}"
+    "/providers/Microsoft.ManagedIdentity/userAssignedIdentities/id-aztrain-compute"
+)
+
+
+def workspace_settings(**fields: object) -> Settings:
+    return Settings(
+        aml_subscription_id=SUBSCRIPTION,
+        aml_resource_group=RESOURCE_GROUP,
+        aml_workspace=WORKSPACE,
+        aml_environment="aztrain-horovod@latest",
+        aml_compute_identity_id=IDENTITY,
+        compute_profiles=json.dumps(SPOT),
+        **fields,  # type: ignore[arg-type]
+    )
+
+
+@pytest.fixture
+def fake() -> Iterator[FakeAzureML]:
+    service = FakeAzureML()
+    with service.patch_blob_uploads():
+        yield service
+    assert service.unhandled == []  # every request the SDK sent was one the fake understood
+
+
+@pytest.fixture
+def backend(fake: FakeAzureML) -> AzureMLBackend:
+    settings = workspace_settings()
+    return AzureMLBackend(settings, client=connect(settings, credential=FakeCredential(), transport=fake.transport()))
+
+
+def provisioned(backend: AzureMLBackend, fake: FakeAzureML, **compute: object) -> ClusterSpec:
+    spec = backend.cluster_for(ComputeSpec.model_validate(compute).model_dump())
+    backend.ensure_cluster(spec)
+    fake.advance(PROVISION_SECONDS)
+    assert backend.ensure_cluster(spec) == spec.nodes
+    return spec
+
+
+def submission(spec: ClusterSpec, run_id: str = "8232054399990-a1b2c3") -> JobSubmission:
+    return JobSubmission(
+        name=f"aztrain-{run_id}",
+        run_id=run_id,
+        job="digits",
+        cluster=spec,
+        entrypoint="trainer.train",
+        args={"epochs": 2},
+        data_container="datasets",
+        data_prefix="digits/",
+        snapshot="_snapshots/3f1e2d4c5b6a7980.json",
+        output_container="runs",
+        output_prefix=f"digits/{run_id}/",
+        max_runtime_seconds=3600,
+        tags={"aztrain.run": run_id, "aztrain.job": "digits", "aztrain.manifest": "ab" * 32},
+    )
+
+
+def test_a_cluster_is_created_once_with_min_zero_and_is_ready_once_provisioned(backend, fake):
+    spec = backend.cluster_for(ComputeSpec(nodes=2, processes_per_node=2).model_dump())
+    assert backend.ensure_cluster(spec) == 0
+    assert backend.ensure_cluster(spec) == 0  # still Creating: asked again, not created again
+    assert fake.calls("PUT", f"{WS}/computes/") == 1
+    stored = fake.clusters["aztrain-gpu-small"].resource["properties"]["properties"]
+    assert stored["vmSize"] == "Standard_NC6s_v3" and stored["vmPriority"] == "Dedicated"
+    assert stored["scaleSettings"] == {"minNodeCount": 0, "maxNodeCount": 4, "nodeIdleTimeBeforeScaleDown": "PT2M"}
+    # The nodes mount identity-based datastores as this identity.
+    assert list(fake.clusters["aztrain-gpu-small"].resource["identity"]["userAssignedIdentities"]) == [IDENTITY]
+    fake.advance(PROVISION_SECONDS)
+    # Ready without any node: Azure ML allocates them when the job is queued.
+    assert backend.ensure_cluster(spec) == 2 and backend.cluster_nodes(spec.name) == 0
+    assert fake.calls("PUT", f"{WS}/computes/") == 1
+
+
+def test_submit_creates_the_job_once_and_a_repeat_finds_it(backend, fake):
+    spec = provisioned(backend, fake, nodes=2, processes_per_node=2)
+    job = submission(spec)
+    assert backend.submit(job) == job.name
+    assert backend.submit(job) == job.name  # a redelivered event or a crash before the run was saved
+    assert fake.calls("PUT", f"{WS}/jobs/") == 1
+    props = fake.jobs[job.name].resource["properties"]
+    assert props["computeId"].endswith("/computes/aztrain-gpu-small")
+    assert props["environmentId"].endswith("/environments/aztrain-horovod/versions/2")  # @latest, resolved
+    assert props["resources"]["instanceCount"] == 2 and props["distribution"]["processCountPerInstance"] == 2
+    assert (
+        props["inputs"]["data"]["mode"] == "ReadOnlyMount" and props["outputs"]["outputs"]["mode"] == "ReadWriteMount"
+    )
+    assert props["tags"]["aztrain.run"] == job.run_id and props["limits"]["timeout"] == "PT1H"
+
+
+def test_a_submit_that_loses_a_race_returns_the_winners_job(backend, fake, monkeypatch):
+    spec = provisioned(backend, fake)
+    job = submission(spec)
+    backend.submit(job)
+    # Another worker's job appears between this submit's look-up and its create.
+    monkeypatch.setattr(backend, "_get_job", lambda name: None)
+    assert backend.submit(job) == job.name
+    assert fake.calls("PUT", f"{WS}/jobs/") == 2 and len(fake.jobs) == 1  # the second create was refused
+
+
+def test_a_second_run_reuses_the_uploaded_code_snapshot(backend, fake):
+    spec = provisioned(backend, fake)
+    backend.submit(submission(spec, "8232054399990-a1b2c3"))
+    uploaded = fake.calls("PUT", "/azureml-blobstore-")
+    assert uploaded > 0 and any(blob.endswith("/trainer/train.py") for blob in fake.uploads)
+    backend.submit(submission(spec, "8232054399980-d4e5f6"))
+    assert fake.calls("PUT", "/azureml-blobstore-") == uploaded
+    assert len(fake.jobs) == 2
+
+
+@pytest.mark.parametrize("spelling", [str, str.lower, str.upper], ids=["as-sent", "lower", "upper"])
+def test_status_progression_maps_onto_run_states(backend, fake, spelling):
+    spec = provisioned(backend, fake, nodes=2)
+    job_id = backend.submit(submission(spec))
+    seen = []
+    for status in ("NotStarted", "Queued", "Preparing", "Running", "Finalizing", "Completed"):
+        fake.set_status(job_id, spelling(status))
+        reported = backend.job_status(job_id)
+        seen.append((state_for_backend_status(reported), backend.cluster_nodes(spec.name)))
+    assert seen == [
+        (RunState.QUEUED, 0),
+        (RunState.QUEUED, 0),
+        (RunState.QUEUED, 2),  # nodes are allocated while the job prepares and runs
+        (RunState.RUNNING, 2),
+        (RunState.RUNNING, 2),
+        (RunState.COMPLETED, 2),  # and kept until the idle time passes
+    ]
+    assert backend.job_error(job_id) == ""
+
+
+def test_cancel_is_idempotent(backend, fake):
+    job_id = backend.submit(submission(provisioned(backend, fake)))
+    fake.set_status(job_id, "Running")
+    backend.cancel(job_id)
+    backend.cancel(job_id)
+    assert backend.job_status(job_id) == "CancelRequested"
+    fake.advance(5)
+    assert backend.job_status(job_id) == "Canceled"
+    backend.cancel(job_id)  # the service refuses to cancel a finished job; nothing is left to do
+    backend.cancel("aztrain-no-such-job")
+    assert fake.calls("POST", "/cancel") == 4
+
+
+def test_a_preempted_low_priority_job_is_recognisable(backend, fake):
+    spec = provisioned(backend, fake, profile="gpu-small", priority="low", nodes=2)
+    assert spec.name == "aztrain-gpu-small-low"
+    assert fake.clusters[spec.name].resource["properties"]["properties"]["vmPriority"] == "LowPriority"
+    job_id = backend.submit(submission(spec))
+    fake.set_status(job_id, "Running")
+    fake.preempt(job_id)
+    assert backend.job_status(job_id) == "Failed"
+    assert backend.is_preempted(job_id)
+    assert "PreemptionError: Nodes of this job got pre-empted" in backend.job_error(job_id)
+    assert backend.cluster_nodes(spec.name) == 0
+
+
+def test_an_ordinary_failure_is_not_preemption(backend, fake):
+    job_id = backend.submit(submission(provisioned(backend, fake)))
+    fake.fail(job_id, "UserError", "Execution failed. User process 'python' exited with status code 2.")
+    assert backend.job_status(job_id) == "Failed"
+    assert not backend.is_preempted(job_id)
+    assert backend.job_error(job_id) == "UserError: Execution failed. User process 'python' exited with status code 2."
+
+
+def test_scale_to_zero_leaves_min_zero_and_the_nodes_go_after_the_idle_time(backend, fake):
+    spec = provisioned(backend, fake, nodes=2)
+    job_id = backend.submit(submission(spec))
+    fake.set_status(job_id, "Running")
+    fake.set_status(job_id, "Completed")
+    backend.scale_to_zero(spec.name)
+    assert fake.calls("PUT", f"{WS}/computes/") == 1  # min 0 and the short idle time are already set
+    fake.advance(60)
+    assert backend.cluster_nodes(spec.name) == 2
+    fake.advance(60)
+    assert backend.cluster_nodes(spec.name) == 0
+    assert "aztrain-gpu-small" in fake.clusters
+
+
+def test_scale_to_zero_restores_scale_settings_changed_behind_its_back(backend, fake):
+    spec = provisioned(backend, fake)
+    fake.clusters[spec.name].scale.update(minNodeCount=1, nodeIdleTimeBeforeScaleDown="PT30M")
+    backend.scale_to_zero(spec.name)
+    assert fake.clusters[spec.name].scale == {
+        "minNodeCount": 0,
+        "maxNodeCount": 4,
+        "nodeIdleTimeBeforeScaleDown": "PT2M",
+    }
+
+
+def test_a_profile_that_deletes_idle_clusters_deletes_once_and_recreates_on_next_need(backend, fake):
+    spec = provisioned(backend, fake, profile="spot", priority="low", nodes=2)
+    job_id = backend.submit(submission(spec))
+    fake.set_status(job_id, "Running")
+    fake.set_status(job_id, "Completed")
+    backend.scale_to_zero(spec.name)
+    backend.scale_to_zero(spec.name)  # the reconciler repeats it until it sees zero nodes
+    assert fake.calls("DELETE", f"{WS}/computes/aztrain-spot") == 1
+    assert backend.cluster_nodes(spec.name) == 0
+    assert backend.ensure_cluster(spec) == 0  # still deleting: a new run waits
+    fake.advance(PROVISION_SECONDS * 2)
+    assert "aztrain-spot" not in fake.clusters
+    assert backend.ensure_cluster(spec) == 0 and fake.calls("PUT", f"{WS}/computes/aztrain-spot") == 2
+
+
+def test_unknown_clusters_have_no_nodes_and_vanished_jobs_fail(backend, fake):
+    assert backend.cluster_nodes("aztrain-cpu-debug") == 0
+    backend.scale_to_zero("aztrain-cpu-debug")
+    assert backend.job_status("aztrain-8232054399990-ffffff") == "Failed"
+    assert "no longer exists" in backend.job_error("aztrain-8232054399990-ffffff")
+
+
+def test_a_cluster_that_failed_to_provision_is_reported(backend, fake):
+    spec = backend.cluster_for(ComputeSpec().model_dump())
+    backend.ensure_cluster(spec)
+    fake.clusters[spec.name].state = "Failed"
+    with pytest.raises(BackendError, match="aztrain-gpu-small failed to provision"):
+        backend.ensure_cluster(spec)
+
+
+def test_the_workspace_settings_are_required_up_front():
+    incomplete = replace(workspace_settings(), aml_workspace="", aml_resource_group="")
+    for build in (lambda: AzureMLBackend(incomplete), lambda: connect(incomplete, credential=FakeCredential())):
+        with pytest.raises(ConfigError) as caught:
+            build()
+        assert caught.value.setting == "AZTRAIN_AML_RESOURCE_GROUP"
+        assert "AZTRAIN_AML_WORKSPACE" in str(caught.value)

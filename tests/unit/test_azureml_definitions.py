@@ -1,0 +1,158 @@
+"""The AmlCompute and command-job definitions, checked offline by the SDK's own validation and REST serialization."""
+
+from __future__ import annotations
+
+import io
+import json
+import shlex
+from typing import Any
+
+import pytest
+import yaml
+
+from aztrain.adapters.azureml import build_compute, build_job, datastore_for, trainer_code, trainer_command
+from aztrain.manifest import ComputeSpec
+from aztrain.ports import JobSubmission
+from aztrain.profiles import DEFAULT_PROFILES, ComputeProfile, cluster_for, load_profiles
+
+pytestmark = pytest.mark.filterwarnings("ignore::marshmallow.warnings.Marshmallow4Warning")  # azure-ai-ml's schemas
+
+RUN_ID = "8232054399990-a1b2c3"
+TAGS = {
+    "aztrain.run": RUN_ID,
+    "aztrain.job": "digits",
+    "aztrain.manifest": "0f" * 32,
+    "aztrain.snapshot": "snap-3f1e2d4c",
+}
+
+
+def submission(profile: ComputeProfile, *, args: dict[str, Any] | None = None) -> JobSubmission:
+    """A multi-node run of `profile` at its maximum, two Horovod processes per node."""
+    priority = "low" if profile.tier == "low_priority" else "dedicated"
+    compute = ComputeSpec(
+        profile=profile.name, nodes=profile.max_nodes, processes_per_node=2, priority=priority, max_runtime="1h30m"
+    ).model_dump()
+    return JobSubmission(
+        name=f"aztrain-{RUN_ID}",
+        run_id=RUN_ID,
+        job="digits",
+        cluster=cluster_for(load_profiles(), compute),
+        entrypoint="trainer.train",
+        args=args if args is not None else {"epochs": 3, "lr": 0.01},
+        data_container="datasets",
+        data_prefix="digits/v2/",
+        snapshot="_snapshots/3f1e2d4c5b6a7980.json",
+        output_container="runs",
+        output_prefix=f"digits/{RUN_ID}/",
+        max_runtime_seconds=compute["max_runtime"],
+        tags=TAGS,
+    )
+
+
+def plain(value: Any) -> Any:
+    return json.loads(json.dumps(value, default=str))
+
+
+@pytest.mark.parametrize("profile", DEFAULT_PROFILES, ids=lambda p: p.name)
+def test_compute_rest_body_scales_from_zero(profile):
+    from azure.ai.ml import load_compute
+
+    compute = build_compute(profile)
+    body = compute._to_rest_object().as_dict()["properties"]
+    assert body["computeType"] == "AmlCompute"
+    assert body["properties"]["vmSize"] == profile.vm_size
+    assert body["properties"]["vmPriority"] == {"dedicated": "Dedicated", "low_priority": "LowPriority"}[profile.tier]
+    assert body["properties"]["scaleSettings"] == {
+        "minNodeCount": 0,
+        "maxNodeCount": profile.max_nodes,
+        "nodeIdleTimeBeforeScaleDown": "PT2M",
+    }
+    assert body["properties"]["remoteLoginPortPublicAccess"] == "Disabled"
+    # The SDK's own schema (what `az ml compute create -f` checks) accepts the definition.
+    reloaded = load_compute(source=io.StringIO(yaml.safe_dump(plain(compute._to_dict()))))
+    assert (reloaded.name, reloaded.size, reloaded.tier, reloaded.min_instances) == (
+        profile.cluster,
+        profile.vm_size,
+        profile.tier,
+        0,
+    )
+
+
+def test_compute_runs_as_the_configured_identity():
+    identity = (
+        "/subscriptions/s/resourceGroups/rg/providers/Microsoft.ManagedIdentity/userAssignedIdentities/id-compute"
+    )
+    body = build_compute(DEFAULT_PROFILES[0], identity=identity)._to_rest_object().as_dict()
+    assert body["identity"] == {"type": "UserAssigned", "userAssignedIdentities": {identity: {}}}
+    assert "identity" not in build_compute(DEFAULT_PROFILES[0])._to_rest_object().as_dict()
+
+
+@pytest.mark.parametrize("profile", DEFAULT_PROFILES, ids=lambda p: p.name)
+def test_job_passes_sdk_validation_and_its_rest_body_carries_the_run(profile):
+    from azure.ai.ml import load_job
+
+    job = build_job(submission(profile), environment="aztrain-horovod:3", code=trainer_code())
+    assert job._validate().passed
+    body = job._to_job()._to_rest_object().as_dict()["properties"]
+    assert body["jobType"] == "Command"
+    assert body["computeId"] == profile.cluster
+    assert body["experimentName"] == "digits"
+    assert body["resources"]["instanceCount"] == profile.max_nodes
+    assert body["distribution"] == {"distributionType": "Mpi", "processCountPerInstance": 2}
+    assert body["inputs"]["data"] == {
+        "jobInputType": "uri_folder",
+        "mode": "ReadOnlyMount",
+        "uri": "azureml://datastores/aztrain_datasets/paths/digits/v2/",
+    }
+    assert body["outputs"]["outputs"] == {
+        "jobOutputType": "uri_folder",
+        "mode": "ReadWriteMount",
+        "uri": f"azureml://datastores/aztrain_runs/paths/digits/{RUN_ID}/outputs/",
+    }
+    assert body["limits"] == {"jobLimitsType": "Command", "timeout": "PT1H30M"}
+    assert body["tags"] == TAGS
+    assert body["environmentId"] == "aztrain-horovod:3"
+    # And the CLI schema accepts the job as YAML (what `aztrain plan` prints).
+    reloaded = load_job(source=io.StringIO(yaml.safe_dump(plain(job._to_job()._to_dict()))))
+    assert reloaded.resources.instance_count == profile.max_nodes
+
+
+def test_the_yaml_style_environment_prefix_is_accepted():
+    job = build_job(submission(DEFAULT_PROFILES[0]), environment="azureml:aztrain-horovod@latest", code=trainer_code())
+    assert job._to_job()._to_rest_object().as_dict()["properties"]["environmentId"] == "aztrain-horovod@latest"
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        {"epochs": 3, "lr": 0.01, "augment": True},
+        {"note": 'it\'s; rm -rf / $(reboot) `id` "quoted" && echo pwned'},
+        {},
+    ],
+)
+def test_trainer_arguments_are_one_quoted_word_that_decodes_to_the_manifest_args(args):
+    command = trainer_command(submission(DEFAULT_PROFILES[0], args=args))
+    words = shlex.split(command)
+    assert words[:3] == ["python", "-m", "trainer.train"]
+    assert words[3:7] == ["--data-dir", "${{inputs.data}}", "--output-dir", "${{outputs.outputs}}"]
+    assert words[7] == "--args-json" and len(words) == 9
+    assert json.loads(words[8]) == args
+
+
+def test_only_allowlisted_entrypoints_become_commands():
+    job = submission(DEFAULT_PROFILES[0])
+    with pytest.raises(ValueError, match="not allowed"):
+        trainer_command(JobSubmission(**{**job.__dict__, "entrypoint": "os.system"}))
+
+
+def test_code_snapshot_is_the_trainer_package_alone():
+    folder = trainer_code()
+    files = {p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()}
+    assert {"trainer/__init__.py", "trainer/train.py"} <= files
+    assert all(f.startswith("trainer/") and f.endswith(".py") and "__pycache__" not in f for f in files)
+    assert trainer_code() == folder
+
+
+def test_datastores_are_named_after_their_containers():
+    assert datastore_for("datasets") == "aztrain_datasets"
+    assert datastore_for("my-data") == "aztrain_my_data"

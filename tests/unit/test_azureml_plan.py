@@ -1,0 +1,92 @@
+"""`aztrain plan`: the compute and job definitions as YAML, offline, in a form the SDK (and `az ml`) loads back."""
+
+from __future__ import annotations
+
+import io
+import json
+import shlex
+
+import pytest
+import yaml
+
+from aztrain.errors import ConfigError, ManifestError
+from aztrain.plan import COMPUTE_SCHEMA, JOB_SCHEMA, render_plan
+from aztrain.settings import Settings
+
+pytestmark = pytest.mark.filterwarnings("ignore::marshmallow.warnings.Marshmallow4Warning")  # azure-ai-ml's schemas
+
+MANIFEST = """
+apiVersion: aztrain/v1
+kind: TrainingJob
+name: digits
+data: {container: datasets, prefix: digits/}
+trainer: {args: {epochs: 3, lr: 0.1}}
+compute: {profile: gpu-a100, nodes: 2, processes_per_node: 1, max_runtime: 45m}
+"""
+
+
+def test_plan_prints_the_cluster_and_the_job():
+    text = render_plan(MANIFEST, Settings())
+    assert text.startswith("# aztrain plan for job digits")
+    compute, job = yaml.safe_load_all(text)
+    assert compute == {
+        "$schema": COMPUTE_SCHEMA,
+        "name": "aztrain-gpu-a100",
+        "type": "amlcompute",
+        "tags": {"aztrain.profile": "gpu-a100"},
+        "size": "Standard_NC24ads_A100_v4",
+        "tier": "dedicated",
+        "min_instances": 0,
+        "max_instances": 2,
+        "idle_time_before_scale_down": 120,
+        "ssh_public_access_enabled": False,
+        "enable_node_public_ip": True,
+    }
+    assert job["$schema"] == JOB_SCHEMA
+    assert (job["name"], job["type"], job["compute"]) == ("aztrain-<run-id>", "command", "azureml:aztrain-gpu-a100")
+    assert job["resources"]["instance_count"] == 2
+    assert job["distribution"] == {"type": "mpi", "process_count_per_instance": 1}
+    assert job["limits"] == {"timeout": 2700}
+    assert job["environment"] == "azureml:aztrain-horovod@latest"
+    assert job["inputs"]["data"] == {
+        "mode": "ro_mount",
+        "type": "uri_folder",
+        "path": "azureml://datastores/aztrain_datasets/paths/digits/",
+    }
+    assert job["outputs"]["outputs"]["path"] == "azureml://datastores/aztrain_runs/paths/digits/<run-id>/outputs/"
+    assert job["outputs"]["outputs"]["mode"] == "rw_mount"
+    assert set(job["tags"]) == {"aztrain.run", "aztrain.job", "aztrain.manifest", "aztrain.snapshot"}
+    assert json.loads(shlex.split(job["command"])[-1]) == {"epochs": 3, "lr": 0.1}
+
+
+def test_each_document_loads_back_with_the_sdk():
+    from azure.ai.ml import load_compute, load_job
+
+    compute, job = text_documents(render_plan(MANIFEST, Settings()))
+    assert load_compute(source=io.StringIO(compute)).max_instances == 2
+    assert load_job(source=io.StringIO(job)).resources.instance_count == 2
+
+
+def test_plan_follows_configured_profiles_environment_and_identity():
+    identity = "/subscriptions/s/resourceGroups/rg/providers/Microsoft.ManagedIdentity/userAssignedIdentities/id-train"
+    settings = Settings(
+        compute_profiles='{"gpu-a100": {"max_nodes": 8}}',
+        aml_environment="aztrain-horovod:4",
+        aml_compute_identity_id=identity,
+    )
+    compute, job = yaml.safe_load_all(render_plan(MANIFEST, settings))
+    assert compute["max_instances"] == 8 and job["environment"] == "azureml:aztrain-horovod:4"
+    assert compute["identity"] == {"type": "user_assigned", "user_assigned_identities": [{"resource_id": identity}]}
+
+
+def test_a_manifest_the_backend_cannot_run_is_refused():
+    with pytest.raises(ManifestError, match=r"compute\.nodes: 3 is more than the 2 node"):
+        render_plan(MANIFEST.replace("nodes: 2", "nodes: 3"), Settings())
+    with pytest.raises(ManifestError, match="name: required field is missing"):
+        render_plan("apiVersion: aztrain/v1\nkind: TrainingJob\ndata: {container: datasets}\n", Settings())
+    with pytest.raises(ConfigError, match="AZTRAIN_COMPUTE_PROFILES"):
+        render_plan(MANIFEST, Settings(compute_profiles="[]"))
+
+
+def text_documents(text: str) -> list[str]:
+    return text.split("---\n")[1:]

@@ -1,0 +1,169 @@
+"""Compute profiles: defaults, JSON overrides with errors that name the profile and field, and selection."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from aztrain.errors import ConfigError, ManifestError
+from aztrain.manifest import ComputeSpec
+from aztrain.profiles import DEFAULT_PROFILES, SETTING, cluster_for, load_profiles, select_profile
+from aztrain.settings import Settings
+
+
+def compute(**fields: object) -> dict[str, object]:
+    """A manifest's `compute` section, defaults filled in as the manifest model fills them."""
+    return ComputeSpec.model_validate(fields).model_dump()
+
+
+def problems(raw: object) -> str:
+    with pytest.raises(ConfigError) as caught:
+        load_profiles(raw if isinstance(raw, str) else json.dumps(raw))
+    assert caught.value.setting == SETTING
+    return str(caught.value)
+
+
+def test_default_profiles():
+    profiles = load_profiles()
+    assert {name: (p.vm_size, p.tier) for name, p in profiles.items()} == {
+        "gpu-small": ("Standard_NC6s_v3", "dedicated"),
+        "gpu-small-low": ("Standard_NC6s_v3", "low_priority"),
+        "gpu-a100": ("Standard_NC24ads_A100_v4", "dedicated"),
+        "cpu-debug": ("Standard_DS3_v2", "dedicated"),
+    }
+    for profile in DEFAULT_PROFILES:
+        assert profile.cluster == f"aztrain-{profile.name}"
+        assert 3 <= len(profile.cluster) <= 24  # Azure ML's limit on compute names
+        assert profile.idle_seconds_before_scale_down == 120 and not profile.delete_when_idle
+
+
+def test_override_changes_only_the_fields_given_and_adds_new_profiles():
+    profiles = load_profiles(
+        json.dumps(
+            {
+                "gpu-small": {"max_nodes": 8, "idle_seconds_before_scale_down": 60},
+                "a100-spot": {
+                    "vm_size": "Standard_NC24ads_A100_v4",
+                    "max_nodes": 2,
+                    "tier": "low_priority",
+                    "delete_when_idle": True,
+                },
+            }
+        )
+    )
+    small = profiles["gpu-small"]
+    assert (small.vm_size, small.tier, small.max_nodes, small.idle_seconds_before_scale_down) == (
+        "Standard_NC6s_v3",
+        "dedicated",
+        8,
+        60,
+    )
+    spot = profiles["a100-spot"]
+    assert spot.delete_when_idle and spot.idle_seconds_before_scale_down == 120 and spot.cluster == "aztrain-a100-spot"
+    assert set(profiles) == {p.name for p in DEFAULT_PROFILES} | {"a100-spot"}
+
+
+def test_blank_setting_means_the_defaults():
+    assert load_profiles("  ") == load_profiles()
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("{not json", "AZTRAIN_COMPUTE_PROFILES is not valid JSON"),
+        ([1, 2], "must be a JSON object of profile name → fields, got list"),
+        ({"gpu-small": 4}, "gpu-small: expected an object of fields, got int"),
+        ({"gpu-small": {"max_nodes": "8"}}, "gpu-small.max_nodes: input should be a valid integer (got '8')"),
+        ({"gpu-small": {"max_nodes": 0}}, "gpu-small.max_nodes: input should be greater than or equal to 1"),
+        ({"gpu-small": {"tier": "spot"}}, "gpu-small.tier: input should be 'low_priority' or 'dedicated'"),
+        ({"gpu-small": {"vm_size": "NC6"}}, "gpu-small.vm_size: string should match pattern"),
+        ({"gpu-small": {"maxnodes": 8}}, "gpu-small.maxnodes: unknown field; use vm_size, max_nodes, tier"),
+        ({"new-one": {"vm_size": "Standard_DS3_v2"}}, "new-one.max_nodes: required for a new profile"),
+        ({"Bad_Name": {"vm_size": "Standard_DS3_v2", "max_nodes": 1, "tier": "dedicated"}}, "Bad_Name: a profile name"),
+        ({"a-very-long-profile-name": {}}, "a-very-long-profile-name: a profile name is 2-16 lowercase letters"),
+    ],
+)
+def test_bad_profiles_are_rejected_naming_the_profile_and_field(raw, expected):
+    assert expected in problems(raw)
+
+
+def test_every_problem_is_reported_at_once():
+    message = problems({"gpu-small": {"max_nodes": -1}, "cpu-debug": {"tier": "cheap"}})
+    assert "gpu-small.max_nodes" in message and "cpu-debug.tier" in message
+
+
+def test_settings_read_the_azure_ml_variables():
+    settings = Settings.from_env(
+        {
+            "AZTRAIN_BACKEND": "azureml",
+            "AZTRAIN_AML_SUBSCRIPTION_ID": "sub",
+            "AZTRAIN_AML_RESOURCE_GROUP": "rg",
+            "AZTRAIN_AML_WORKSPACE": "ws",
+            "AZTRAIN_AML_ENVIRONMENT": "aztrain-horovod:7",
+            "AZTRAIN_AML_COMPUTE_IDENTITY_ID": "/subscriptions/s/resourceGroups/rg/providers/x/id-train",
+            "AZTRAIN_COMPUTE_PROFILES": '{"gpu-small": {"max_nodes": 2}}',
+            "AZTRAIN_MAX_PREEMPTION_ATTEMPTS": "5",
+        }
+    )
+    assert (settings.backend, settings.aml_subscription_id, settings.aml_resource_group, settings.aml_workspace) == (
+        "azureml",
+        "sub",
+        "rg",
+        "ws",
+    )
+    assert settings.aml_environment == "aztrain-horovod:7" and settings.max_preemption_attempts == 5
+    assert settings.aml_compute_identity_id.endswith("/id-train")
+    assert load_profiles(settings.compute_profiles)["gpu-small"].max_nodes == 2
+    assert Settings.from_env({}).aml_environment == "aztrain-horovod@latest"
+
+
+def test_a_manifest_runs_on_its_named_profile():
+    assert select_profile(load_profiles(), compute(profile="gpu-a100")).name == "gpu-a100"
+
+
+def test_low_priority_runs_on_the_profile_with_the_same_vm_size_and_that_tier():
+    assert select_profile(load_profiles(), compute(priority="low")).name == "gpu-small-low"
+
+
+def test_a_vm_size_maps_to_the_profile_offering_it():
+    chosen = select_profile(load_profiles(), compute(vm_size="Standard_NC24ads_A100_v4"))
+    assert chosen.name == "gpu-a100"
+
+
+@pytest.mark.parametrize(
+    ("fields", "expected"),
+    [
+        ({"profile": "gpu-huge"}, "compute.profile: 'gpu-huge' is not a compute profile; use one of: cpu-debug,"),
+        (
+            {"vm_size": "Standard_ND96asr_v4"},
+            "compute.vm_size: no compute profile runs Standard_ND96asr_v4 on dedicated",
+        ),
+        (
+            {"profile": "gpu-a100", "priority": "low"},
+            "compute.priority: no compute profile runs Standard_NC24ads_A100_v4",
+        ),
+    ],
+)
+def test_a_manifest_no_profile_fits_is_rejected_naming_the_field(fields, expected):
+    with pytest.raises(ManifestError) as caught:
+        select_profile(load_profiles(), compute(**fields))
+    assert expected in str(caught.value)
+
+
+def test_nodes_beyond_the_profile_maximum_are_rejected_naming_the_field_and_the_maximum():
+    with pytest.raises(ManifestError) as caught:
+        cluster_for(load_profiles(), compute(profile="gpu-a100", nodes=3))
+    (problem,) = caught.value.problems
+    assert problem.startswith("compute.nodes: 3 is more than the 2 node(s) compute profile gpu-a100 allows")
+
+
+def test_the_cluster_spec_of_a_multi_node_manifest():
+    spec = cluster_for(load_profiles(), compute(nodes=4, processes_per_node=2, priority="low"))
+    assert (spec.name, spec.nodes, spec.processes_per_node, spec.vm_size, spec.priority) == (
+        "aztrain-gpu-small-low",
+        4,
+        2,
+        "Standard_NC6s_v3",
+        "low",
+    )
