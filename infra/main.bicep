@@ -48,7 +48,8 @@ var dataContainers = ['datasets']
 var tables = ['jobs', 'runs', 'runhistory', 'claims', 'clusters', 'arrivals', 'models']
 var deadLetterContainer = 'deadletter'
 var deploymentContainer = 'app-package'
-var gpuClusterName = 'gpu-small'
+// The name the azureml backend gives the `gpu-small` profile's cluster (aztrain.profiles.CLUSTER_PREFIX).
+var gpuClusterName = 'aztrain-gpu-small'
 
 module monitoring 'modules/monitoring.bicep' = {
   name: 'monitoring'
@@ -83,6 +84,8 @@ module aml 'modules/aml.bicep' = {
     logAnalyticsId: monitoring.outputs.logAnalyticsId
     trainingIdentityName: 'id-train-${token}'
     gpuClusterName: gpuClusterName
+    dataStorageAccountName: storage.outputs.name
+    datastoreContainers: concat([runsContainer], dataContainers)
     gpuVmSize: gpuVmSize
     gpuMaxNodes: gpuMaxNodes
     gpuPriority: gpuPriority
@@ -112,6 +115,14 @@ module functionApp 'modules/functionapp.bicep' = {
       AZTRAIN_AML_RESOURCE_GROUP: resourceGroup().name
       AZTRAIN_AML_WORKSPACE: aml.outputs.workspaceName
       AZTRAIN_AML_COMPUTE_IDENTITY_ID: aml.outputs.trainingIdentityId // attach to clusters it creates
+      // The gpu-small profile as deployed here, so the backend adopts this cluster instead of resizing it.
+      AZTRAIN_COMPUTE_PROFILES: string({
+        'gpu-small': {
+          vm_size: gpuVmSize
+          max_nodes: gpuMaxNodes
+          tier: gpuPriority == 'LowPriority' ? 'low_priority' : 'dedicated'
+        }
+      })
     }
   }
 }
@@ -129,6 +140,8 @@ module eventGrid 'modules/eventgrid.bicep' = {
     manifestsPrefix: manifestsPrefix
     dataContainers: dataContainers
     deadLetterContainer: deadLetterContainer
+    workspaceName: aml.outputs.workspaceName
+    workspaceTopicName: 'evgt-ml-${token}'
   }
 }
 

@@ -18,6 +18,12 @@ param trainingIdentityName string
 @description('Name of the default compute cluster; the `gpu-small` manifest profile.')
 param gpuClusterName string
 
+@description('The control plane\'s storage account, whose containers jobs mount as datastores.')
+param dataStorageAccountName string
+
+@description('Containers registered as credential-less datastores `aztrain_<container>` (data in, outputs out).')
+param datastoreContainers array
+
 param gpuVmSize string
 param gpuMaxNodes int
 
@@ -124,6 +130,24 @@ resource gpuCluster 'Microsoft.MachineLearningServices/workspaces/computes@2024-
     }
   }
 }
+
+// Credential-less: jobs reach the blobs with the training identity, never with a key.
+// Names follow aztrain.adapters.azureml.datastore_for (Azure ML names allow no '-').
+resource datastores 'Microsoft.MachineLearningServices/workspaces/datastores@2024-04-01' = [
+  for container in datastoreContainers: {
+    parent: workspace
+    name: 'aztrain_${replace(container, '-', '_')}'
+    properties: {
+      datastoreType: 'AzureBlob'
+      accountName: dataStorageAccountName
+      containerName: container
+      endpoint: environment().suffixes.storage
+      protocol: 'https'
+      credentials: { credentialsType: 'None' }
+      serviceDataAccessAuthIdentity: 'WorkspaceSystemAssignedIdentity'
+    }
+  }
+]
 
 output workspaceName string = workspace.name
 output workspaceId string = workspace.id

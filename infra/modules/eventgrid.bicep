@@ -23,6 +23,12 @@ param dataContainers array
 @description('Container receiving events that could not be delivered.')
 param deadLetterContainer string
 
+@description('The Azure ML workspace whose RunStatusChanged events reach `on_run_status_changed`.')
+param workspaceName string
+
+@description('Name of the workspace\'s system topic.')
+param workspaceTopicName string
+
 resource storage 'Microsoft.Storage/storageAccounts@2023-05-01' existing = {
   name: storageAccountName
 }
@@ -107,6 +113,52 @@ resource data 'Microsoft.EventGrid/systemTopics/eventSubscriptions@2022-06-15' =
     }
   }
 ]
+
+// Azure ML job status -> `on_run_status_changed`: a hint that makes runs move at once. The
+// reconciler polls anyway, so a lost event costs a minute, not a run. Only aztrain's jobs.
+resource workspace 'Microsoft.MachineLearningServices/workspaces@2024-04-01' existing = {
+  name: workspaceName
+}
+
+resource workspaceTopic 'Microsoft.EventGrid/systemTopics@2022-06-15' = {
+  name: workspaceTopicName
+  location: location
+  tags: tags
+  identity: {
+    type: 'SystemAssigned'
+  }
+  properties: {
+    source: workspace.id
+    topicType: 'Microsoft.MachineLearningServices.Workspaces'
+  }
+}
+
+resource runStatus 'Microsoft.EventGrid/systemTopics/eventSubscriptions@2022-06-15' = if (deploySubscriptions) {
+  parent: workspaceTopic
+  name: 'run-status'
+  properties: {
+    destination: {
+      endpointType: 'AzureFunction'
+      properties: {
+        resourceId: '${functionAppId}/functions/on_run_status_changed'
+        maxEventsPerBatch: 1
+        preferredBatchSizeInKilobytes: 64
+      }
+    }
+    eventDeliverySchema: 'EventGridSchema'
+    filter: {
+      includedEventTypes: ['Microsoft.MachineLearningServices.RunStatusChanged']
+      advancedFilters: [
+        {
+          operatorType: 'StringBeginsWith'
+          key: 'data.runId'
+          values: ['aztrain-'] // aztrain.service.BACKEND_JOB_PREFIX
+        }
+      ]
+    }
+    retryPolicy: retryPolicy
+  }
+}
 
 output name string = topic.name
 output principalId string = topic.identity.principalId

@@ -11,8 +11,10 @@ import function_app
 from aztrain.adapters.tables import TABLES
 from aztrain.localstack import subscriptions
 from aztrain.manifest import ComputeSpec
+from aztrain.profiles import CLUSTER_PREFIX
+from aztrain.service import BACKEND_JOB_PREFIX
 from aztrain.settings import PROJECT_ROOT, Settings
-from functions.events import BLOB_CREATED
+from functions.events import BLOB_CREATED, RUN_STATUS_CHANGED
 
 INFRA = PROJECT_ROOT / "infra"
 
@@ -67,8 +69,8 @@ def test_event_subscriptions_match_the_dev_host_mirror() -> None:
     }
     deployed: dict[str, tuple[str, tuple[str, ...]]] = {}
     for block in grid.split("\nresource ")[1:]:
-        if "/eventSubscriptions@" not in block:
-            continue
+        if "/eventSubscriptions@" not in block or "subjectBeginsWith" not in block:
+            continue  # not a blob subscription (the workspace's run-status one)
         name = re.search(r"name: '([^']+)'", block)
         begins = re.search(r"subjectBeginsWith: '([^']+)'", block)
         assert name and begins
@@ -80,21 +82,23 @@ def test_event_subscriptions_match_the_dev_host_mirror() -> None:
     assert deployed == mirrored
 
 
-def test_subscriptions_deliver_blob_created_one_at_a_time_to_a_registered_function() -> None:
+def test_subscriptions_deliver_events_one_at_a_time_to_registered_functions() -> None:
     grid = bicep("modules/eventgrid.bicep")
     targets = re.findall(r"resourceId: '\$\{functionAppId\}/functions/(\w+)'", grid)
     registered = [f.get_function_name() for f in function_app.app.get_functions()]
-    assert targets == ["on_blob_created"]
-    assert "on_blob_created" in registered
+    assert targets == ["on_blob_created", "on_run_status_changed"]
+    assert set(targets) <= set(registered)
     assert grid.count(f"includedEventTypes: ['{BLOB_CREATED}']") == 2
-    assert "maxEventsPerBatch: 1\n" in grid
+    assert grid.count(f"includedEventTypes: ['{RUN_STATUS_CHANGED}']") == 1
+    assert f"values: ['{BACKEND_JOB_PREFIX}']" in grid  # only aztrain's own Azure ML jobs
+    assert grid.count("maxEventsPerBatch: 1\n") == 2
     # Two-phase: the function must exist before Event Grid accepts a subscription to it.
-    assert grid.count("= if (deploySubscriptions)") + grid.count(": if (deploySubscriptions)") == 2
+    assert grid.count("= if (deploySubscriptions)") + grid.count(": if (deploySubscriptions)") == 3
     assert "param deployEventSubscriptions bool = false" in bicep("main.bicep")
 
 
 def test_default_gpu_cluster_is_the_default_profile_and_scales_to_zero() -> None:
-    assert var(bicep("main.bicep"), "gpuClusterName") == ComputeSpec().profile
+    assert var(bicep("main.bicep"), "gpuClusterName") == CLUSTER_PREFIX + ComputeSpec().profile
     aml = bicep("modules/aml.bicep")
     assert "computeType: 'AmlCompute'" in aml
     assert re.search(r"minNodeCount: 0\b", aml)
