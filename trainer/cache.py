@@ -33,8 +33,7 @@ def cache_key(*, data_dir: Path, snapshot_id: str | None, image_size: int) -> st
     if snapshot_id:
         identity: object = ["snapshot", snapshot_id]
     else:
-        files = sorted(p for p in data_dir.rglob("*") if p.is_file())
-        identity = ["files", [[str(p.relative_to(data_dir)), *_size_and_time(p)] for p in files]]
+        identity = ["files", sorted(_listing(data_dir))]
     canonical = json.dumps([_FORMAT_VERSION, identity, image_size], separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()[:32]
 
@@ -93,9 +92,14 @@ class DataCache:
                 stale.unlink()
 
 
-def _size_and_time(path: Path) -> tuple[int, int]:
-    stat = path.stat()
-    return stat.st_size, stat.st_mtime_ns
+def _listing(data_dir: Path) -> list[tuple[str, int, int]]:
+    """(relative path, size, modification time) of every file: one stat each, as a mount's listing is slow."""
+    found = []
+    for folder, _, names in os.walk(data_dir):
+        for name in names:
+            stat = os.stat(os.path.join(folder, name))
+            found.append((os.path.relpath(os.path.join(folder, name), data_dir), stat.st_size, stat.st_mtime_ns))
+    return found
 
 
 def _mtime(path: Path) -> int:

@@ -33,7 +33,9 @@ def batch_count(samples: int, batch_size: int) -> int:
     return math.ceil(samples / batch_size)
 
 
-def batches(data: Split, order: torch.Tensor, *, batch_size: int, device: torch.device, skip: int = 0) -> Iterator[Batch]:
+def batches(
+    data: Split, order: torch.Tensor, *, batch_size: int, device: torch.device, skip: int = 0
+) -> Iterator[Batch]:
     """`data[order]` in batches from batch `skip` on, on `device`, with pixels as float32 in [0, 1].
 
     Batches are gathered from memory by index; for a GPU they go through page-locked

@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from trainer.args import TrainArgs
-from trainer.data import Split, Splits
+from trainer.data import Splits
 from trainer.loader import batch_count, batches, shard_order
 
 # Optimizer steps between checks for a preemption: each check is a small allreduce, and a
@@ -43,8 +43,11 @@ def learning_rate(args: TrainArgs, *, world_size: int, step: int, steps_per_epoc
     warm-up epochs, because a large rate straight away can diverge.
     """
     warmup_steps = args.warmup_epochs * steps_per_epoch
-    ramp = min(1.0, step / warmup_steps) if warmup_steps else 1.0
-    return args.lr * (1 + (world_size - 1) * ramp)
+    if step < warmup_steps:
+        return args.lr * (1 + (world_size - 1) * step / warmup_steps)
+    total = args.epochs * steps_per_epoch
+    decay = 0.5 * (1 + math.cos(math.pi * (step - warmup_steps) / max(1, total - warmup_steps)))
+    return args.lr * world_size * decay
 
 
 @dataclass
@@ -95,13 +98,13 @@ class Training:
                 progress.seconds += time.perf_counter() - started
                 return False
         # The shards are the same size, so the mean of the ranks' means is the mean over all samples.
-        loss = float(hvd.allreduce(loss_sum / len(order), op=hvd.Average, name="train_loss"))  # also waits for the GPU
+        mean_loss = float(hvd.allreduce(loss_sum / len(order), op=hvd.Average, name="train_loss"))  # waits for the GPU
         seconds = progress.seconds + time.perf_counter() - started
         self._average_buffers()
         progress.history.append(
             {
                 "epoch": epoch,
-                "loss": loss,
+                "loss": mean_loss,
                 "accuracy": self.evaluate(),
                 "lr": learning_rate(
                     args, world_size=size, step=first_step + steps_per_epoch - 1, steps_per_epoch=steps_per_epoch
@@ -150,7 +153,7 @@ class Training:
             progress.step, progress.loss_sum, progress.seconds = 0, 0.0, 0.0
         return progress
 
-    def broadcast(self, progress: Progress, rng: dict[str, torch.Tensor | None] | None) -> Progress:
+    def broadcast(self, progress: Progress, rng: dict[str, torch.Tensor] | None) -> Progress:
         """Make every rank start where rank 0 is: weights, optimizer, scaler, progress and random state."""
         hvd.broadcast_parameters(self.model.state_dict(), root_rank=0)
         hvd.broadcast_optimizer_state(self.optimizer, root_rank=0)
@@ -159,10 +162,10 @@ class Training:
         if scaler:
             self.scaler.load_state_dict(scaler)
         if rng is not None:
-            torch.set_rng_state(rng["torch"])
-            if rng["cuda"] is not None and self.device.type == "cuda":
+            torch.set_rng_state(rng["cpu"])
+            if "cuda" in rng and self.device.type == "cuda":
                 torch.cuda.set_rng_state(rng["cuda"])
-        return progress  # type: ignore[no-any-return]  # broadcast_object returns what rank 0 sent
+        return progress
 
     def _step(self, lr: float) -> None:
         for group in self.optimizer.param_groups:
@@ -198,8 +201,8 @@ class Training:
         }
 
 
-def _rng_state(device: torch.device) -> dict[str, torch.Tensor | None]:
-    return {
-        "torch": torch.get_rng_state(),
-        "cuda": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
-    }
+def _rng_state(device: torch.device) -> dict[str, torch.Tensor]:
+    state = {"cpu": torch.get_rng_state()}
+    if device.type == "cuda":
+        state["cuda"] = torch.cuda.get_rng_state(device)
+    return state

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
+from collections.abc import Mapping
+
+import torch
 from torch import nn
 
 
@@ -27,3 +31,12 @@ def _block(inputs: int, outputs: int) -> list[nn.Module]:
         nn.ReLU(),
         nn.MaxPool2d(2),
     ]
+
+
+def state_digest(state_dict: Mapping[str, torch.Tensor]) -> str:
+    """A short fingerprint of a model's weights and buffers: equal digests, bit-identical models."""
+    digest = hashlib.sha256()
+    for name, tensor in state_dict.items():
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()[:16]

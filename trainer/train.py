@@ -1,161 +1,266 @@
-"""Train the digits classifier with Horovod.
+"""Train an image classifier with Horovod.
 
     horovodrun --gloo -np N -H localhost:N python -m trainer.train --data-dir DIR --output-dir DIR [--args-json JSON]
+        [--checkpoint-dir DIR] [--cache-dir DIR] [--snapshot-id ID] [--manifest-hash HASH]
 
-One process per slot; run without horovodrun it trains as a single process.
-`--args-json` holds the manifest's `trainer.args` (see `trainer.args.TrainArgs`).
-Rank 0 prints one line per epoch, `epoch 1/5 loss=0.1234 accuracy=0.9650`, and writes
-`model.pt` and then `metrics.json` into the output folder.
+One process per slot (per GPU); run without horovodrun it trains as a single process.
+`--args-json` holds the manifest's `trainer.args` (see `trainer.args.TrainArgs`). Rank 0
+prints one line per epoch, `epoch 1/5 loss=0.1234 accuracy=0.9650 samples/s=...`, keeps
+a checkpoint after every epoch and writes `metrics.jsonl`, then `model.pt` and last
+`metrics.json` into the output folder. A run finds the newest checkpoint in its
+checkpoint folder and continues from there.
 
-Exit codes: 0 trained; 2 invalid arguments or data, with one line on stderr starting
-"error: ". Anything else is a crash. (`horovodrun` itself exits 1 when any process fails.)
+Exit codes: 0 trained; 2 invalid arguments, data or checkpoint, with one line on stderr
+starting "error: "; 75 preempted: SIGTERM arrived, a checkpoint was written, and running
+again with the same checkpoint folder resumes. Anything else is a crash. (`horovodrun`
+exits 1 when any process fails, and prints each one's "Exit code: N".)
 """
 
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import os
 import sys
-import time
-from dataclasses import dataclass
+import tempfile
+from collections.abc import Callable
+from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import horovod.torch as hvd
 import torch
-import torch.nn.functional as F
-from torch import nn
-from torch.utils.data import DataLoader, TensorDataset
 
 from trainer.args import ArgsError, TrainArgs, parse_args
-from trainer.data import IMAGE_SHAPE, NUM_CLASSES, Batch, DataError, Splits, eval_shard, load_dataset, train_shard
-from trainer.model import build_model
+from trainer.cache import DataCache
+from trainer.checkpoint import CheckpointError, load_newest, save_checkpoint
+from trainer.data import Loaded, Splits, load, split
+from trainer.dataset import DataError, Dataset
+from trainer.loop import Progress, Training
+from trainer.model import build_model, state_digest
+from trainer.outputs import save_model, write_history, write_metrics
+from trainer.preemption import Preemption
+from trainer.tracking import Tracker, start_tracking
 
 EXIT_INVALID = 2
+EXIT_PREEMPTED = 75  # sysexits.h's EX_TEMPFAIL: a temporary failure; retrying is expected to work
+DEFAULT_CACHE_DIR = Path(tempfile.gettempdir()) / "aztrain-cache"
+
+T = TypeVar("T")
 
 
-@dataclass(frozen=True)
-class Result:
-    """What training produced, as every rank sees it (the metrics are already averaged across ranks)."""
-
-    model: nn.Module
-    loss: float
-    accuracy: float
-    samples_per_second: float
+class _Invalid(ValueError):
+    """Bad data or checkpoint found on some rank: every rank stops with its message."""
 
 
 def main(argv: list[str] | None = None) -> int:
     """Parse, validate, train and (on rank 0) save; returns the exit code."""
     cli = _parse_cli(argv)
+    preemption = Preemption()  # first: a SIGTERM during start-up is then honoured at the first check
     hvd.init()
     try:
         args = parse_args(_decode(cli.args_json))
-        splits = load_dataset(cli.data_dir)
-    except (ArgsError, DataError) as exc:
-        if hvd.rank() == 0:  # every rank sees the same inputs; one report is enough
+        device = _device()
+        loaded, splits = _load_data(cli, args)
+        training = _build(args, splits, loaded.dataset, device)
+        progress, resumed_from = _resume(cli.checkpoint_dir, training, loaded.dataset)
+    except (ArgsError, _Invalid) as exc:
+        if hvd.rank() == 0:  # every rank stops with the same problem; one report is enough
             print(f"error: {exc}", file=sys.stderr, flush=True)
         return EXIT_INVALID
-    result = train(args, splits)
-    if hvd.rank() == 0:
-        _save(cli.output_dir, args, result)
+    reporter = _Reporter(cli, args, loaded) if hvd.rank() == 0 else None
+    if reporter is not None:
+        reporter.start(device, progress, resumed_from)
+    if not _fit(training, progress, preemption, reporter):
+        return EXIT_PREEMPTED
+    digests = hvd.allgather_object(state_digest(training.model.state_dict()), name="parameter_digests")
+    if reporter is not None:
+        reporter.finish(training, progress, digests)
     return 0
 
 
-def train(args: TrainArgs, splits: Splits) -> Result:
-    """Train on this rank's shard, in step with the other ranks, scoring the test set after each epoch."""
+def _fit(
+    training: Training,
+    progress: Progress,
+    preemption: Preemption,
+    reporter: _Reporter | None,
+) -> bool:
+    """Train the remaining epochs, checkpointing after each. False: preempted, with a checkpoint written."""
+    while progress.epoch < training.args.epochs:
+        completed = training.run_epoch(progress, preemption.agreed)
+        if reporter is not None:
+            reporter.checkpoint(training, progress)
+            if completed:
+                reporter.epoch(progress)
+        # `completed` is the same on every rank, so either all ranks take the collective or none does.
+        if not completed or preemption.agreed():
+            hvd.barrier()  # rank 0's checkpoint is on disk before any process exits (a launcher then kills the rest)
+            if reporter is not None:
+                reporter.preempted(progress)
+            return False
+    return True
+
+
+def _load_data(cli: argparse.Namespace, args: TrainArgs) -> tuple[Loaded, Splits]:
+    cache = DataCache(cli.cache_dir)
+
+    def load_and_split() -> tuple[Loaded, Splits]:
+        loaded = load(cli.data_dir, cache=cache, snapshot_id=cli.snapshot_id, image_size=args.image_size)
+        return loaded, split(loaded.dataset)
+
+    # One process per node decodes and fills the node's cache; the others then read it from there.
+    first = _agreed(load_and_split if hvd.local_rank() == 0 else lambda: None, name="data")
+    return _agreed(lambda: first if first is not None else load_and_split(), name="data_local")
+
+
+def _build(args: TrainArgs, splits: Splits, dataset: Dataset, device: torch.device) -> Training:
     torch.manual_seed(args.seed)
-    torch.set_num_threads(1)  # the processes share the machine's cores; more threads each only contend
-    rank, size = hvd.rank(), hvd.size()
-    loader, sampler = train_shard(splits.train, batch_size=args.batch_size, rank=rank, world_size=size, seed=args.seed)
-    test = eval_shard(splits.test, rank=rank, world_size=size)
-
-    model = build_model()
-    # The effective batch is size * batch_size, so the learning rate scales with it (Horovod's recipe).
-    optimizer = torch.optim.SGD(model.parameters(), lr=args.lr * size, momentum=args.momentum)
-    # Every rank starts from rank 0's weights and optimizer state, so they stay identical.
-    hvd.broadcast_parameters(model.state_dict(), root_rank=0)
-    hvd.broadcast_optimizer_state(optimizer, root_rank=0)
-    optimizer = hvd.DistributedOptimizer(optimizer, named_parameters=model.named_parameters())
-
-    loss = accuracy = 0.0
-    train_seconds = 0.0
-    for epoch in range(1, args.epochs + 1):
-        sampler.set_epoch(epoch)  # a new shuffle each epoch, the same on every rank
-        started = time.perf_counter()
-        loss = _train_epoch(model, loader, optimizer)
-        train_seconds += time.perf_counter() - started
-        _average_buffers(model)
-        accuracy = _evaluate(model, test)
-        if rank == 0:
-            print(f"epoch {epoch}/{args.epochs} loss={loss:.4f} accuracy={accuracy:.4f}", flush=True)
-    samples = args.epochs * len(sampler) * size  # all ranks, padding included: that is the work done
-    return Result(model=model, loss=loss, accuracy=accuracy, samples_per_second=samples / train_seconds)
+    model = build_model(dataset.input_shape, len(dataset.classes)).to(device)
+    optimizer = hvd.DistributedOptimizer(
+        torch.optim.SGD(model.parameters(), lr=args.lr, momentum=args.momentum),
+        named_parameters=model.named_parameters(),
+        compression=hvd.Compression.fp16 if args.fp16_allreduce else hvd.Compression.none,
+        backward_passes_per_step=args.gradient_accumulation_steps,
+        # One allreduce per step for all gradients: the model is small, so each collective costs
+        # mostly latency, and the per-cycle fusion would split one backward pass into several.
+        groups=1,
+    )
+    scaler = torch.amp.GradScaler(device.type, enabled=args.mixed_precision and device.type == "cuda")
+    return Training(args=args, splits=splits, device=device, model=model, optimizer=optimizer, scaler=scaler)
 
 
-def _train_epoch(model: nn.Module, loader: DataLoader[Batch], optimizer: torch.optim.Optimizer) -> float:
-    """One pass over this rank's shard; returns the mean training loss across all ranks."""
-    model.train()
-    total, count = 0.0, 0
-    for images, labels in loader:
-        optimizer.zero_grad()
-        loss = F.cross_entropy(model(images), labels)
-        loss.backward()  # type: ignore[no-untyped-call]  # torch leaves Tensor.backward unannotated
-        optimizer.step()  # Horovod averages the gradients across ranks here
-        total += loss.item() * len(labels)
-        count += len(labels)
-    # The shards are the same size, so the mean of the ranks' means is the mean over all samples.
-    return float(hvd.allreduce(torch.tensor(total / count), op=hvd.Average, name="train_loss"))
+def _resume(folder: Path, training: Training, dataset: Dataset) -> tuple[Progress, Path | None]:
+    """Rank 0 loads the newest checkpoint, if any, and every rank starts from its state; rank 0 gets its path."""
+
+    def read() -> tuple[Path, dict[str, Any]] | None:
+        found = load_newest(folder) if hvd.rank() == 0 else None
+        if found is not None:
+            _check_same_data(*found, dataset)
+        return found
+
+    found = _agreed(read, name="checkpoint")
+    if found is None:
+        return training.broadcast(Progress(), rng=None), None
+    path, state = found
+    return training.broadcast(training.restore(state), rng=state["rng"]), path
 
 
-def _average_buffers(model: nn.Module) -> None:
-    """Average the batch norms' running statistics across ranks.
+def _check_same_data(path: Path, state: dict[str, Any], dataset: Dataset) -> None:
+    identity = _data_identity(dataset)
+    stored = {key: state.get(key) for key in identity}
+    if stored != identity:
+        raise CheckpointError(
+            f"checkpoint {path} was trained on other data (classes {stored['classes']}, input shape "
+            f"{stored['input_shape']}); this data has {identity['classes']}, {identity['input_shape']}: "
+            "give it an empty --checkpoint-dir"
+        )
 
-    Horovod averages gradients, not buffers: without this each rank would evaluate, and
-    rank 0 save, statistics of its own shard only.
+
+def _agreed(action: Callable[[], T], *, name: str) -> T:
+    """Run `action` on every rank; if it finds bad input on any rank, raise `_Invalid` on all of them.
+
+    Without this a rank with a problem would exit while the others wait for it in the
+    next collective, forever.
     """
-    statistics = [buffer for buffer in model.buffers() if buffer.is_floating_point()]
-    hvd.grouped_allreduce_(statistics, op=hvd.Average, name="batch_norm_statistics")
+    try:
+        result, problem = action(), None
+    except (DataError, CheckpointError) as exc:
+        result, problem = None, str(exc)
+    found = [p for p in hvd.allgather_object(problem, name=name) if p is not None]
+    if found:
+        raise _Invalid(found[0])
+    return result  # type: ignore[return-value]  # no problem: action returned
 
 
-def _evaluate(model: nn.Module, test: TensorDataset) -> float:
-    """Accuracy on the whole test set: each rank scores its share, then the counts are summed."""
-    model.eval()
-    images, labels = test.tensors
-    with torch.no_grad():
-        correct = (model(images).argmax(dim=1) == labels).sum().item()
-    # Summed counts, not averaged accuracies: the ranks' shares can differ in size by one.
-    counts = hvd.allreduce(torch.tensor([correct, len(labels)], dtype=torch.float64), op=hvd.Sum, name="test_counts")
-    return float(counts[0] / counts[1])
+def _device() -> torch.device:
+    # The node's cores are shared by its processes; more threads than their share only contend.
+    torch.set_num_threads(max(1, len(os.sched_getaffinity(0)) // hvd.local_size()))
+    if not torch.cuda.is_available():
+        return torch.device("cpu")
+    torch.cuda.set_device(hvd.local_rank())  # one GPU per process: local rank i drives GPU i
+    torch.backends.cudnn.benchmark = True  # fixed input shapes: pick the fastest convolution kernels once
+    return torch.device("cuda", hvd.local_rank())
 
 
-def _save(output_dir: Path, args: TrainArgs, result: Result) -> None:
-    output_dir.mkdir(parents=True, exist_ok=True)
-    checkpoint = {
-        "state_dict": result.model.state_dict(),
-        "classes": list(range(NUM_CLASSES)),
-        "input_shape": list(IMAGE_SHAPE),
-    }
-    buffer = io.BytesIO()
-    torch.save(checkpoint, buffer)
-    _write_atomic(output_dir / "model.pt", buffer.getvalue())
-    metrics = {
-        "accuracy": result.accuracy,
-        "loss": result.loss,
-        "epochs": args.epochs,
-        "world_size": hvd.size(),
-        "samples_per_second": round(result.samples_per_second, 1),
-    }
-    # Written last: a metrics.json means the model beside it is complete.
-    _write_atomic(output_dir / "metrics.json", json.dumps(metrics, indent=2).encode())
+def _data_identity(dataset: Dataset) -> dict[str, Any]:
+    """What a checkpoint must share with the data to be resumed on it."""
+    return {"classes": list(dataset.classes), "input_shape": list(dataset.input_shape)}
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
-    """Readers (and an upload racing a crash) see the old file or the new one, never half of one."""
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
+class _Reporter:
+    """Rank 0's reporting: the log, metrics.jsonl, MLflow, and at the end model.pt and metrics.json."""
+
+    def __init__(self, cli: argparse.Namespace, args: TrainArgs, loaded: Loaded) -> None:
+        self.cli, self.args, self.loaded = cli, args, loaded
+        self.tracker: Tracker | None = start_tracking()
+        self.lineage = {"data_snapshot": cli.snapshot_id, "manifest_hash": cli.manifest_hash}
+        self.last_checkpoint: Path | None = None
+
+    def start(self, device: torch.device, progress: Progress, resumed_from: Path | None) -> None:
+        dataset, args, size = self.loaded.dataset, self.args, hvd.size()
+        channels, height, width = dataset.input_shape
+        print(
+            f"data: {len(dataset.labels)} images, {len(dataset.classes)} classes, {dataset.source} "
+            f"{channels}x{height}x{width}; {self.loaded.note}",
+            flush=True,
+        )
+        print(
+            f"training: {size} process(es) on {device.type}, batch {args.batch_size} x "
+            f"{args.gradient_accumulation_steps} pass(es) x {size}, lr {args.lr:g} -> {args.lr * size:g} "
+            f"over {args.warmup_epochs} warm-up epoch(s)",
+            flush=True,
+        )
+        if resumed_from is not None:
+            print(f"resuming from {resumed_from} at epoch {progress.epoch + 1}, batch {progress.step}", flush=True)
+        elif self.tracker is not None:  # a resumed run logged its parameters the first time
+            self.tracker.log_params({**asdict(args), "world_size": size, **self.lineage})
+
+    def epoch(self, progress: Progress) -> None:
+        entry = progress.history[-1]
+        write_history(self.cli.output_dir, progress.history)
+        print(
+            f"epoch {progress.epoch}/{self.args.epochs} loss={entry['loss']:.4f} accuracy={entry['accuracy']:.4f} "
+            f"samples/s={entry['samples_per_second']:.0f} seconds={entry['epoch_seconds']:.2f}",
+            flush=True,
+        )
+        if self.tracker is not None:
+            self.tracker.log_metrics({k: v for k, v in entry.items() if k != "epoch"}, step=progress.epoch)
+
+    def checkpoint(self, training: Training, progress: Progress) -> None:
+        state = {**training.state(progress), **_data_identity(self.loaded.dataset)}
+        self.last_checkpoint = save_checkpoint(self.cli.checkpoint_dir, state, epoch=progress.epoch, step=progress.step)
+
+    def preempted(self, progress: Progress) -> None:
+        print(
+            f"preempted: SIGTERM; checkpoint {self.last_checkpoint} holds epoch {progress.epoch} and {progress.step} "
+            f"batch(es) of the next; exiting with {EXIT_PREEMPTED}",
+            file=sys.stderr,
+            flush=True,
+        )
+
+    def finish(self, training: Training, progress: Progress, digests: list[str]) -> None:
+        dataset, last = self.loaded.dataset, progress.history[-1]
+        samples = sum(e["samples_per_second"] * e["epoch_seconds"] for e in progress.history)
+        metrics = {
+            "accuracy": last["accuracy"],
+            "loss": last["loss"],
+            "epochs": progress.epoch,
+            "world_size": hvd.size(),
+            "samples_per_second": round(samples / sum(e["epoch_seconds"] for e in progress.history), 1),
+            "data_from_cache": self.loaded.from_cache,
+            "data_seconds": round(self.loaded.seconds, 3),
+            "parameter_digest": digests[0],
+            "ranks_in_sync": len(set(digests)) == 1,  # Horovod kept every rank's copy identical
+            **self.lineage,
+        }
+        save_model(
+            self.cli.output_dir,
+            training.model.state_dict(),
+            {**_data_identity(dataset), "data_format": dataset.source, "args": asdict(self.args), **self.lineage},
+        )
+        write_metrics(self.cli.output_dir, metrics)
+        if self.tracker is not None:
+            self.tracker.log_metrics({k: float(v) for k, v in metrics.items() if isinstance(v, int | float)})
 
 
 def _decode(args_json: str) -> Any:
@@ -167,11 +272,27 @@ def _decode(args_json: str) -> Any:
 
 
 def _parse_cli(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m trainer.train", description="Train the digits classifier.")
-    parser.add_argument("--data-dir", type=Path, required=True, help="folder holding digits.npz, at any depth")
-    parser.add_argument("--output-dir", type=Path, required=True, help="where rank 0 writes model.pt, metrics.json")
+    parser = argparse.ArgumentParser(prog="python -m trainer.train", description="Train an image classifier.")
+    parser.add_argument("--data-dir", type=Path, required=True, help="digits.npz, or one folder per class of images")
+    parser.add_argument("--output-dir", type=Path, required=True, help="where rank 0 writes model.pt and metrics")
     parser.add_argument("--args-json", default="{}", help="the trainer arguments as a JSON object")
-    return parser.parse_args(argv)
+    parser.add_argument(
+        "--checkpoint-dir",
+        type=Path,
+        help="where checkpoints are kept and resumed from (default: OUTPUT_DIR/checkpoints)",
+    )
+    parser.add_argument(
+        "--cache-dir",
+        type=Path,
+        default=DEFAULT_CACHE_DIR,
+        help=f"node-local decoded-data cache (default: {DEFAULT_CACHE_DIR})",
+    )
+    parser.add_argument("--snapshot-id", help="the data snapshot's id: the cache key, and recorded in model.pt")
+    parser.add_argument("--manifest-hash", help="the job manifest's hash, recorded in model.pt and metrics.json")
+    cli = parser.parse_args(argv)
+    if cli.checkpoint_dir is None:
+        cli.checkpoint_dir = cli.output_dir / "checkpoints"
+    return cli
 
 
 if __name__ == "__main__":

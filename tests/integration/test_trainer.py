@@ -1,4 +1,7 @@
-"""The Horovod trainer: argument and data validation, and real `horovodrun --gloo -np 2` training runs."""
+"""The trainer program: real `horovodrun --gloo -np 2` training, its outputs, and bad input refused before training.
+
+Helpers here (`horovodrun`, `trainer`, `run`, ...) are shared by the other test_trainer_* modules.
+"""
 
 from __future__ import annotations
 
@@ -7,25 +10,26 @@ import re
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
-import numpy as np
 import pytest
 import torch
 
-from trainer.args import ArgsError, TrainArgs, parse_args
-from trainer.data import DataError, eval_shard, export_digits, load_dataset, train_shard
-from trainer.model import build_model
+from trainer.cache import DataCache
+from trainer.data import export_digits, load, split
+from trainer.model import build_model, state_digest
 
 HOROVODRUN = Path(sys.executable).parent / "horovodrun"
 TRAIN_TIMEOUT = 180.0
 INVALID_TIMEOUT = 60.0
-EPOCH_LINE = re.compile(r"^\[0\]<stdout>:epoch (\d+)/(\d+) loss=\d+\.\d{4} accuracy=[01]\.\d{4}$", re.MULTILINE)
+EPOCH_LINE = re.compile(
+    r"^\[0\]<stdout>:epoch (\d+)/(\d+) loss=\d+\.\d{4} accuracy=[01]\.\d{4} samples/s=\d+ seconds=\d+\.\d{2}$",
+    re.MULTILINE,
+)
 
 
-@pytest.fixture(scope="module")
-def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Digits as the job sees them: downloaded with their blob prefix, so one folder down."""
-    root = tmp_path_factory.mktemp("data")
+def write_digits(root: Path) -> Path:
+    """Digits as a job sees them: downloaded with their blob prefix, so one folder down; returns the data folder."""
     export_digits(root / "digits")
     return root
 
@@ -34,11 +38,11 @@ def horovodrun(processes: int) -> list[str]:
     return [str(HOROVODRUN), "--gloo", "-np", str(processes), "-H", f"localhost:{processes}"]
 
 
-def trainer(data_dir: Path, output_dir: Path, args_json: str) -> list[str]:
+def trainer(data_dir: Path, output_dir: Path, args_json: str, *flags: str) -> list[str]:
     """The trainer as one plain process (Horovod size 1); prefix `horovodrun(n)` for n processes."""
     return [
         sys.executable, "-m", "trainer.train",
-        "--data-dir", str(data_dir), "--output-dir", str(output_dir), "--args-json", args_json,
+        "--data-dir", str(data_dir), "--output-dir", str(output_dir), "--args-json", args_json, *flags,
     ]  # fmt: skip
 
 
@@ -46,138 +50,73 @@ def run(command: list[str], cwd: Path, timeout: float) -> subprocess.CompletedPr
     return subprocess.run(command, cwd=cwd, capture_output=True, text=True, timeout=timeout, check=False)
 
 
-# --- arguments ---------------------------------------------------------------------------------------------------
+def history(output_dir: Path) -> list[dict[str, Any]]:
+    """metrics.jsonl, one entry per completed epoch."""
+    return [json.loads(line) for line in (output_dir / "metrics.jsonl").read_text().splitlines()]
 
 
-def test_parse_args_fills_defaults_and_takes_ints_as_floats():
-    assert parse_args({}) == TrainArgs()
-    args = parse_args({"epochs": 3, "lr": 1, "momentum": 0})
-    assert (args.epochs, args.lr, args.momentum) == (3, 1.0, 0.0)
-    assert isinstance(args.lr, float)
-
-
-@pytest.mark.parametrize(
-    "raw, problem",
-    [
-        ({"epochs": "five"}, "trainer.args.epochs: expected int, got str 'five'"),
-        ({"epochs": True}, "trainer.args.epochs: expected int, got bool True"),
-        ({"batch_size": 8.0}, "trainer.args.batch_size: expected int, got float 8.0"),
-        ({"lr": "0.1"}, "trainer.args.lr: expected float, got str '0.1'"),
-        ({"lr": float("nan")}, "trainer.args.lr: expected a finite number, got nan"),
-        ({"foo": 1}, "trainer.args.foo: unknown argument; known: batch_size, epochs, lr, momentum, seed"),
-        ({"epochs": 0}, "trainer.args.epochs: must be positive, got 0"),
-        ({"batch_size": -1}, "trainer.args.batch_size: must be positive, got -1"),
-        ({"lr": 0.0}, "trainer.args.lr: must be positive, got 0.0"),
-        ({"momentum": 1}, "trainer.args.momentum: must be in [0, 1), got 1"),
-        ({"seed": -1}, "trainer.args.seed: must be in [0, 2**32), got -1"),
-    ],
-)
-def test_parse_args_names_the_argument_and_what_it_expects(raw, problem):
-    with pytest.raises(ArgsError) as err:
-        parse_args(raw)
-    assert err.value.problems == [problem]
-
-
-def test_parse_args_reports_every_problem_at_once():
-    with pytest.raises(ArgsError) as err:
-        parse_args({"epochs": "x", "gpus": 2, "lr": 0.1})
-    assert [p.split(":")[0] for p in err.value.problems] == ["trainer.args.epochs", "trainer.args.gpus"]
-
-
-def test_parse_args_rejects_a_value_that_is_not_an_object():
-    with pytest.raises(ArgsError, match="expected a JSON object, got list"):
-        parse_args([1, 2])  # type: ignore[arg-type]
-
-
-# --- data --------------------------------------------------------------------------------------------------------
-
-
-def test_export_digits_writes_one_npz_in_the_documented_format(tmp_path: Path):
-    path = export_digits(tmp_path)
-    assert path == tmp_path / "digits.npz" and list(tmp_path.iterdir()) == [path]
-    with np.load(path) as npz:
-        images, labels = npz["images"], npz["labels"]
-    assert images.dtype == np.float32 and images.shape[1:] == (8, 8) and 0 <= images.min() < images.max() <= 1
-    assert labels.dtype == np.int64 and labels.shape == (len(images),) and set(labels) == set(range(10))
-
-
-def test_load_dataset_finds_nested_data_and_splits_it_80_20_the_same_way_every_time(data_dir: Path):
-    first, second = load_dataset(data_dir), load_dataset(data_dir)
-    (train_x, train_y), (test_x, test_y) = first.train.tensors, first.test.tensors
-    assert train_x.shape[1:] == (1, 8, 8) and train_x.dtype == torch.float32 and train_y.dtype == torch.int64
-    assert len(test_y) == pytest.approx(0.2 * (len(train_y) + len(test_y)), abs=1)
-    assert torch.equal(test_x, second.test.tensors[0]) and torch.equal(test_y, second.test.tensors[1])
-    assert torch.bincount(test_y).min() >= 30  # stratified: every class is in the test set in proportion
-
-
-def test_shards_of_two_ranks_are_disjoint_and_cover_the_data(data_dir: Path):
-    splits = load_dataset(data_dir)
-    n_train = len(splits.train)
-    seen = []
-    for rank in (0, 1):
-        loader, sampler = train_shard(splits.train, batch_size=64, rank=rank, world_size=2, seed=0)
-        sampler.set_epoch(1)
-        seen.append(list(sampler))
-        assert sum(len(labels) for _, labels in loader) == len(sampler)
-    assert len(seen[0]) == len(seen[1])  # the same number of steps everywhere, or allreduce would hang
-    assert set(seen[0]) | set(seen[1]) == set(range(n_train))
-    assert len(set(seen[0]) & set(seen[1])) <= n_train % 2  # only padding repeats a sample
-    test_sizes = [len(eval_shard(splits.test, rank=rank, world_size=2)) for rank in (0, 1)]
-    assert sum(test_sizes) == len(splits.test)
-
-
-@pytest.mark.parametrize(
-    "arrays, problem",
-    [
-        ({"images": np.zeros((4, 8, 8), np.float32)}, "missing array(s) labels"),
-        ({"images": np.zeros((4, 8, 8), np.float32), "labels": np.zeros(3, np.int64)}, "expected images (N, 8, 8)"),
-        ({"images": np.full((4, 8, 8), 16.0), "labels": np.zeros(4, np.int64)}, "image values must be in [0, 1]"),
-        ({"images": np.zeros((4, 8, 8), np.float32), "labels": np.full(4, 10)}, "labels must be integers in 0..9"),
-    ],
-)
-def test_load_dataset_rejects_a_malformed_file_naming_it(tmp_path: Path, arrays, problem):
-    np.savez(tmp_path / "digits.npz", **arrays)
-    with pytest.raises(DataError) as err:
-        load_dataset(tmp_path)
-    assert str(tmp_path / "digits.npz") in str(err.value) and problem in str(err.value)
-
-
-def test_load_dataset_rejects_a_file_that_is_not_an_npz_archive(tmp_path: Path):
-    (tmp_path / "digits.npz").write_bytes(b"not a zip")
-    with pytest.raises(DataError, match=r"not an \.npz archive"):
-        load_dataset(tmp_path)
-
-
-# --- the program -------------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_digits(tmp_path_factory.mktemp("data"))
 
 
 @pytest.mark.horovod
-def test_two_horovod_processes_train_to_high_accuracy_and_rank_0_writes_the_outputs(
+def test_two_horovod_processes_train_to_high_accuracy_in_step_and_rank_0_writes_the_outputs(
     data_dir: Path, tmp_path: Path, project_root: Path
 ):
     out = tmp_path / "outputs"
-    result = run([*horovodrun(2), *trainer(data_dir, out, '{"epochs": 4}')], project_root, TRAIN_TIMEOUT)
+    lineage = ["--snapshot-id", "snap-0123", "--manifest-hash", "f00d"]
+    command = [
+        *horovodrun(2),
+        *trainer(data_dir, out, '{"epochs": 5}', "--cache-dir", str(tmp_path / "cache"), *lineage),
+    ]
+    result = run(command, project_root, TRAIN_TIMEOUT)
     assert result.returncode == 0, result.stdout + result.stderr
 
-    assert EPOCH_LINE.findall(result.stdout) == [(str(epoch), "4") for epoch in range(1, 5)]
-    assert "[1]<stdout>:epoch" not in result.stdout  # only rank 0 reports
+    assert EPOCH_LINE.findall(result.stdout) == [(str(epoch), "5") for epoch in range(1, 6)]
+    assert "[1]<stdout>:" not in result.stdout  # only rank 0 reports
+    assert "[0]<stdout>:training: 2 process(es) on cpu, batch 64 x 1 pass(es) x 2, lr 0.05 -> 0.1" in result.stdout
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["accuracy"] >= 0.95
-    assert (metrics["epochs"], metrics["world_size"]) == (4, 2)
+    assert (metrics["epochs"], metrics["world_size"]) == (5, 2)
     assert metrics["loss"] > 0 and metrics["samples_per_second"] > 0
-    assert sorted(p.name for p in out.iterdir()) == ["metrics.json", "model.pt"]  # no temporary files left
+    assert (metrics["data_snapshot"], metrics["manifest_hash"], metrics["data_from_cache"]) == (
+        "snap-0123",
+        "f00d",
+        False,
+    )
+    assert metrics["ranks_in_sync"] is True  # every rank's parameters hashed identically at the end
+    assert sorted(p.name for p in out.iterdir()) == ["checkpoints", "metrics.json", "metrics.jsonl", "model.pt"]
+    assert sorted(p.name for p in (out / "checkpoints").iterdir()) == [
+        "checkpoint-e0004-s000000.pt",
+        "checkpoint-e0005-s000000.pt",
+    ]
 
-    checkpoint = torch.load(out / "model.pt")
-    assert checkpoint.keys() == {"state_dict", "classes", "input_shape"}
-    assert (checkpoint["classes"], checkpoint["input_shape"]) == (list(range(10)), [1, 8, 8])
+    epochs = history(out)
+    assert [e["epoch"] for e in epochs] == [1, 2, 3, 4, 5]
+    assert all(e.keys() == {"epoch", "loss", "accuracy", "lr", "samples_per_second", "epoch_seconds"} for e in epochs)
+    assert epochs[-1]["accuracy"] == metrics["accuracy"]
+
+    model_file = torch.load(out / "model.pt")
+    assert model_file["classes"] == list("0123456789") and model_file["input_shape"] == [1, 8, 8]
+    assert (model_file["data_format"], model_file["data_snapshot"], model_file["manifest_hash"]) == (
+        "digits",
+        "snap-0123",
+        "f00d",
+    )
+    assert model_file["args"]["epochs"] == 5
+    # The saved weights are rank 0's, and rank 1's hashed the same.
+    assert state_digest(model_file["state_dict"]) == metrics["parameter_digest"]
     # The saved model is the one that was scored: its accuracy on the whole test set is the reported one.
-    model = build_model()
-    model.load_state_dict(checkpoint["state_dict"])
+    model = build_model((1, 8, 8), 10)
+    model.load_state_dict(model_file["state_dict"])
     model.eval()
-    images, labels = load_dataset(data_dir).test.tensors
+    test = split(
+        load(data_dir, cache=DataCache(tmp_path / "cache"), snapshot_id="snap-0123", image_size=32).dataset
+    ).test
     with torch.no_grad():
-        accuracy = (model(images).argmax(dim=1) == labels).float().mean().item()
-    assert accuracy == pytest.approx(metrics["accuracy"], abs=1.5 / len(labels))
+        accuracy = (model(test.images.float() / 255).argmax(dim=1) == test.labels).float().mean().item()
+    assert accuracy == pytest.approx(metrics["accuracy"], abs=1.5 / len(test))
 
 
 @pytest.mark.parametrize(
@@ -204,7 +143,9 @@ def test_missing_data_exits_2_naming_the_folder(tmp_path: Path, project_root: Pa
     data = tmp_path / "data"
     if layout == "empty folder":
         data.mkdir()
-    result = run(trainer(data, tmp_path / "out", "{}"), project_root, INVALID_TIMEOUT)
+    result = run(
+        trainer(data, tmp_path / "out", "{}", "--cache-dir", str(tmp_path / "cache")), project_root, INVALID_TIMEOUT
+    )
     assert result.returncode == 2, result.stdout + result.stderr
     assert result.stderr.startswith("error: ") and str(data) in result.stderr
     assert "epoch" not in result.stdout

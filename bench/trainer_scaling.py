@@ -1,0 +1,304 @@
+"""Trainer benchmark: Horovod scaling on the CPU, the node-local cache, and the trainer against a plain loop.
+
+    python bench/trainer_scaling.py [--epochs N] [--batch-size B] [--sections cpu_scaling,cache,trainer_vs_plain]
+
+Prints one JSON object:
+
+- `cpu_scaling`: samples/s of `horovodrun -np 1` (pinned to one core) and `-np 2` (two
+  cores) on the digits, and the efficiency samples/s(2) / (2 x samples/s(1)). For
+  context, also one process given every core.
+- `cache`: loading a generated image folder the first time (decode with Pillow, write
+  the cache) against every later time (read the cache), and the speedup.
+- `trainer_vs_plain`: the trainer's training step at world size 1 (its `main()`, in this
+  process) against a plain PyTorch loop over the same model and data, on the GPU when
+  there is one, else the CPU; the ratio of their samples/s. Without Horovod installed (a
+  GPU box may lack it), the trainer runs on a world-size-1 stand-in for `horovod.torch`,
+  which is what Horovod itself reduces to at world size 1: DistributedOptimizer then
+  registers no allreduce hooks.
+
+Throughputs are medians over the epochs after the first (warm-up) epoch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import types
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))  # run as a script from anywhere: the trainer package lives beside bench/
+
+SECTIONS = ("cpu_scaling", "cache", "trainer_vs_plain")
+_CACHE_IMAGES = 3000
+# The digits repeated: enough steps per epoch at large batches for an epoch's time to mean something.
+_DIGITS_REPEAT = 8
+_IMAGE_SIZE = 32
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--epochs", type=int, default=6, help="epochs per measured run (the first is warm-up)")
+    parser.add_argument(
+        "--batch-sizes", default="64,512", help="per-process batch sizes for cpu_scaling, comma-separated"
+    )
+    parser.add_argument("--sections", default=",".join(SECTIONS), help=f"comma-separated, of {', '.join(SECTIONS)}")
+    cli = parser.parse_args(argv)
+    hvd_version = _horovod_version()  # before anything imports the trainer: it may install the stand-in
+    report: dict[str, Any] = {
+        "machine": {
+            "cpus": len(os.sched_getaffinity(0)),
+            "processor": platform.processor() or platform.machine(),
+            "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
+            "torch": torch.__version__,
+            "horovod": hvd_version,
+        }
+    }
+    with tempfile.TemporaryDirectory(prefix="trainer-bench-") as tmp:
+        work = Path(tmp)
+        for section in cli.sections.split(","):
+            if section == "cpu_scaling":
+                batch_sizes = [int(b) for b in cli.batch_sizes.split(",")]
+                report[section] = cpu_scaling(work, epochs=cli.epochs, batch_sizes=batch_sizes)
+            elif section == "cache":
+                report[section] = cache_speedup(work)
+            elif section == "trainer_vs_plain":
+                report[section] = trainer_vs_plain(work, epochs=cli.epochs)
+            else:
+                parser.error(f"unknown section {section!r}")
+    print(json.dumps(report, indent=2))
+    return 0
+
+
+def cpu_scaling(work: Path, *, epochs: int, batch_sizes: list[int]) -> dict[str, Any]:
+    """horovodrun with 1 process on 1 core and 2 processes on 2 cores (and 1 on all cores), per batch size."""
+    data = write_digits(work / "digits-data", repeat=_DIGITS_REPEAT)
+    runs = {}
+    for batch_size in batch_sizes:
+        args = {"epochs": epochs, "batch_size": batch_size}
+        one = _horovodrun(1, data, work / f"np1-b{batch_size}", args, cores=[0])
+        two = _horovodrun(2, data, work / f"np2-b{batch_size}", args, cores=[0, 1])
+        whole = _horovodrun(1, data, work / f"np1all-b{batch_size}", args, cores=None)
+        runs[str(batch_size)] = {
+            "samples_per_second": {"1": round(one), "2": round(two), "1_on_all_cores": round(whole)},
+            "efficiency": round(two / (2 * one), 3),
+        }
+    return {
+        "data": f"digits (1x8x8) x {_DIGITS_REPEAT}",
+        "epochs": epochs,
+        "by_batch_size_per_process": runs,
+        "target": 0.7,
+    }
+
+
+def cache_speedup(work: Path) -> dict[str, Any]:
+    """The first load of a generated image folder (decode and cache it) against later ones (the cache).
+
+    Keyed by a snapshot id, as the control plane runs it, a later load only reads the cache
+    file; without one, it also lists and stats every file to build the key.
+    """
+    from trainer.cache import DataCache
+    from trainer.data import load
+
+    data = write_image_folder(work / "images-data", count=_CACHE_IMAGES, size=_IMAGE_SIZE)
+    cache = DataCache(work / "cache")
+
+    def seconds(snapshot_id: str | None) -> tuple[float, float]:
+        first = load(data, cache=cache, snapshot_id=snapshot_id, image_size=_IMAGE_SIZE)
+        again = load(data, cache=cache, snapshot_id=snapshot_id, image_size=_IMAGE_SIZE)
+        assert not first.from_cache and again.from_cache, "the second load must come from the cache"
+        return first.seconds, again.seconds
+
+    decode, cached = seconds("snap-bench")
+    _, listed = seconds(None)
+    return {
+        "images": _CACHE_IMAGES,
+        "image_size": _IMAGE_SIZE,
+        "decode_seconds": round(decode, 4),
+        "cached_seconds": round(cached, 4),
+        "speedup": round(decode / cached, 1),
+        "cached_seconds_without_snapshot_id": round(listed, 4),
+        "speedup_without_snapshot_id": round(decode / listed, 1),
+        "target": 5.0,
+    }
+
+
+def trainer_vs_plain(work: Path, *, epochs: int) -> dict[str, Any]:
+    """The trainer at world size 1 against a plain PyTorch loop: same model, data, batch and device."""
+    from trainer import train
+    from trainer.cache import DataCache
+    from trainer.data import load, split
+
+    gpu = torch.cuda.is_available()
+    # A GPU needs enough work per step to be measured; a CPU gets a smaller set so the run stays short.
+    count, size, batch_size = (50_000, 64, 256) if gpu else (4_000, 16, 64)
+    data = write_image_folder(work / "compare-data", count=count, size=size)
+    cache_dir = work / "compare-cache"
+    args = {"epochs": epochs, "batch_size": batch_size, "image_size": size}
+    trainer_rates: list[float] = []
+    plain_rates: list[float] = []
+    for round_ in range(3):  # alternated, so drift on the machine falls on both alike
+        out = work / f"compare-out-{round_}"
+        argv = ["--data-dir", str(data), "--output-dir", str(out), "--cache-dir", str(cache_dir)]
+        with contextlib.redirect_stdout(sys.stderr):  # stdout is this report's; the trainer's log goes beside it
+            code = train.main([*argv, "--args-json", json.dumps(args)])
+        assert code == 0, f"the trainer exited with {code}"
+        trainer_rates += _epoch_rates(out)
+        loaded = load(data, cache=DataCache(cache_dir), snapshot_id=None, image_size=size)
+        plain_rates += plain_loop(loaded.dataset, split(loaded.dataset), epochs=epochs, batch_size=batch_size)[1:]
+    trainer_rate, plain_rate = statistics.median(trainer_rates), statistics.median(plain_rates)
+    return {
+        "device": torch.cuda.get_device_name() if gpu else "cpu",
+        "data": f"{count} generated images, 3x{size}x{size}",
+        "batch_size": batch_size,
+        "epochs": epochs,
+        "trainer_samples_per_second": round(trainer_rate),
+        "plain_samples_per_second": round(plain_rate),
+        "ratio": round(trainer_rate / plain_rate, 3),
+        "target": 0.95,
+    }
+
+
+def plain_loop(dataset: Any, splits: Any, *, epochs: int, batch_size: int) -> list[float]:
+    """The textbook single-process loop on the trainer's model and data; samples/s per epoch."""
+    from trainer.model import build_model
+
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    torch.manual_seed(0)
+    model = build_model(dataset.input_shape, len(dataset.classes)).to(device)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+    images, labels = splits.train.images, splits.train.labels
+    rates = []
+    for _ in range(epochs):
+        model.train()
+        order = torch.randperm(len(labels))
+        started = time.perf_counter()
+        for start in range(0, len(order), batch_size):
+            index = order[start : start + batch_size]
+            x, y = images[index], labels[index]
+            if device.type == "cuda":
+                x, y = x.pin_memory(), y.pin_memory()
+            x, y = x.to(device, non_blocking=True).float().div_(255), y.to(device, non_blocking=True)
+            loss = F.cross_entropy(model(x), y)
+            optimizer.zero_grad()
+            loss.backward()  # type: ignore[no-untyped-call]  # torch leaves Tensor.backward unannotated
+            optimizer.step()
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        rates.append(len(order) / (time.perf_counter() - started))
+    return rates
+
+
+def write_digits(dest: Path, *, repeat: int) -> Path:
+    """The digits data set, `repeat` times over, as a `digits.npz` under `dest`."""
+    from trainer.digits import export_digits
+
+    path = export_digits(dest / "digits")
+    with np.load(path) as npz:
+        images, labels = npz["images"], npz["labels"]
+    np.savez(path, images=np.tile(images, (repeat, 1, 1)), labels=np.tile(labels, repeat))
+    return dest
+
+
+def write_image_folder(dest: Path, *, count: int, size: int, classes: int = 10) -> Path:
+    """`count` random-noise PNGs, `size` x `size`, in `classes` class folders: decoding work, not learning."""
+    rng = np.random.default_rng(0)
+    for i in range(count):
+        folder = dest / f"class{i % classes}"
+        folder.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(rng.integers(0, 256, (size, size, 3), dtype=np.uint8)).save(folder / f"{i:06d}.png")
+    return dest
+
+
+def _horovodrun(processes: int, data: Path, out: Path, args: dict[str, Any], cores: list[int] | None) -> float:
+    """Median samples/s over the epochs after the first of one horovodrun, on `cores` (None: all)."""
+    bin_dir = Path(sys.executable).parent
+    command = [
+        str(bin_dir / "horovodrun"), "--gloo", "-np", str(processes), "-H", f"localhost:{processes}",
+        sys.executable, "-m", "trainer.train", "--data-dir", str(data), "--output-dir", str(out),
+        "--cache-dir", str(out.parent / "cache"), "--args-json", json.dumps(args),
+    ]  # fmt: skip
+    # The affinity is inherited by every process horovodrun starts, and the trainer sizes its threads to it.
+    restrict: Callable[[], None] | None = (lambda: os.sched_setaffinity(0, cores)) if cores is not None else None
+    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, check=False, preexec_fn=restrict)
+    if result.returncode != 0:
+        raise RuntimeError(f"horovodrun -np {processes} failed:\n{result.stdout}\n{result.stderr}")
+    return statistics.median(_epoch_rates(out))
+
+
+def _epoch_rates(out: Path) -> list[float]:
+    """samples/s of every epoch after the first (the warm-up), from the trainer's metrics.jsonl in `out`."""
+    lines = (out / "metrics.jsonl").read_text().splitlines()
+    return [float(json.loads(line)["samples_per_second"]) for line in lines[1:]]
+
+
+def _horovod_version() -> str:
+    """Horovod's version, or "stand-in" after installing the world-size-1 stand-in where it is missing."""
+    try:
+        import horovod
+    except ImportError:
+        sys.modules["horovod"] = types.ModuleType("horovod")
+        sys.modules["horovod.torch"] = _single_process_horovod()
+        return "stand-in (world size 1)"
+    return str(horovod.__version__)
+
+
+def _single_process_horovod() -> types.ModuleType:
+    """The part of `horovod.torch` the trainer uses, at world size 1: every collective returns its input."""
+    hvd = types.ModuleType("horovod.torch")
+
+    def distributed_optimizer(optimizer: torch.optim.Optimizer, **_: object) -> torch.optim.Optimizer:
+        optimizer.synchronize = lambda: None  # type: ignore[attr-defined]
+        optimizer.skip_synchronize = contextlib.nullcontext  # type: ignore[attr-defined]
+        return optimizer
+
+    def identity(value: Any, *_: object, **__: object) -> Any:
+        return value
+
+    def nothing(*_: object, **__: object) -> None:
+        return None
+
+    def one_rank_list(value: Any, *_: object, **__: object) -> list[Any]:
+        return [value]
+
+    members: dict[str, object] = {
+        "init": nothing,
+        "rank": lambda: 0,
+        "local_rank": lambda: 0,
+        "size": lambda: 1,
+        "local_size": lambda: 1,
+        "allreduce": identity,
+        "grouped_allreduce_": identity,
+        "broadcast_object": identity,
+        "allgather_object": one_rank_list,
+        "broadcast_parameters": nothing,
+        "broadcast_optimizer_state": nothing,
+        "barrier": nothing,
+        "DistributedOptimizer": distributed_optimizer,
+        "Compression": types.SimpleNamespace(none=None, fp16=None),
+        "Average": "average",
+        "Sum": "sum",
+        "Max": "max",
+    }
+    for name, member in members.items():
+        setattr(hvd, name, member)
+    return hvd
+
+
+if __name__ == "__main__":
+    sys.exit(main())
