@@ -46,6 +46,7 @@ sys.path.insert(0, str(ROOT))  # run as a script from anywhere: the trainer pack
 
 SECTIONS = ("cpu_scaling", "cache", "trainer_vs_plain")
 _CACHE_IMAGES = 3000
+_COMPARE_ROUNDS = 4
 # The digits repeated: enough steps per epoch at large batches for an epoch's time to mean something.
 _DIGITS_REPEAT = 8
 _IMAGE_SIZE = 32
@@ -150,17 +151,27 @@ def trainer_vs_plain(work: Path, *, epochs: int) -> dict[str, Any]:
     data = write_image_folder(work / "compare-data", count=count, size=size)
     cache_dir = work / "compare-cache"
     args = {"epochs": epochs, "batch_size": batch_size, "image_size": size}
-    trainer_rates: list[float] = []
-    plain_rates: list[float] = []
-    for round_ in range(3):  # alternated, so drift on the machine falls on both alike
+    rates: dict[str, list[float]] = {"trainer": [], "plain": []}
+
+    def run_trainer(round_: int) -> list[float]:
         out = work / f"compare-out-{round_}"
         argv = ["--data-dir", str(data), "--output-dir", str(out), "--cache-dir", str(cache_dir)]
         with contextlib.redirect_stdout(sys.stderr):  # stdout is this report's; the trainer's log goes beside it
             code = train.main([*argv, "--args-json", json.dumps(args)])
         assert code == 0, f"the trainer exited with {code}"
-        trainer_rates += _epoch_rates(out)
+        return _epoch_rates(out)
+
+    def run_plain(round_: int) -> list[float]:
         loaded = load(data, cache=DataCache(cache_dir), snapshot_id=None, image_size=size)
-        plain_rates += plain_loop(loaded.dataset, split(loaded.dataset), epochs=epochs, batch_size=batch_size)[1:]
+        return plain_loop(loaded.dataset, split(loaded.dataset), epochs=epochs, batch_size=batch_size)[1:]
+
+    # Interleaved, first one then the other going first: drift on the machine, and whatever
+    # favours the first or second of a pair, falls on both alike.
+    for round_ in range(_COMPARE_ROUNDS):
+        order = [("trainer", run_trainer), ("plain", run_plain)]
+        for name, measure in order if round_ % 2 == 0 else reversed(order):
+            rates[name] += measure(round_)
+    trainer_rates, plain_rates = rates["trainer"], rates["plain"]
     trainer_rate, plain_rate = statistics.median(trainer_rates), statistics.median(plain_rates)
     return {
         "device": torch.cuda.get_device_name() if gpu else "cpu",
