@@ -6,6 +6,7 @@ or in memory for unit tests; `bootstrap` picks which.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -231,7 +232,26 @@ class JobSubmission:
     output_container: str
     output_prefix: str
     max_runtime_seconds: int
+    snapshot_id: str = ""
+    manifest_hash: str = ""
     tags: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> JobSubmission:
+        """The inverse of `dataclasses.asdict`: how a submission written to disk is read back."""
+        return cls(**{**data, "cluster": ClusterSpec(**data["cluster"])})
+
+    def trainer_flags(self) -> list[str]:
+        """The trainer's arguments after its data and output folders: the manifest's args and the run's lineage.
+
+        The snapshot id keys the trainer's node-local cache; both ids are recorded in `model.pt`.
+        """
+        flags = ["--args-json", json.dumps(self.args, sort_keys=True)]
+        if self.snapshot_id:
+            flags += ["--snapshot-id", self.snapshot_id]
+        if self.manifest_hash:
+            flags += ["--manifest-hash", self.manifest_hash]
+        return flags
 
 
 class ComputeBackend(Protocol):

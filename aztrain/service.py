@@ -516,6 +516,8 @@ def submission_for(run: Run, spec: ClusterSpec, *, runs_container: str, attempt:
         output_container=runs_container,
         output_prefix=run_output_prefix(run),
         max_runtime_seconds=manifest["compute"]["max_runtime"],
+        snapshot_id=run.snapshot_id,
+        manifest_hash=run.manifest_hash,
         tags={
             "aztrain.run": run.id,
             "aztrain.job": run.job,

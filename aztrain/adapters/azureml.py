@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import json
 import logging
 import os
 import re
@@ -51,16 +50,16 @@ def datastore_uri(container: str, path: str) -> str:
 
 
 def trainer_command(job: JobSubmission) -> str:
-    """`python -m <entrypoint>` on the mounted data and output folders; the arguments are one shell-quoted JSON word.
+    """`python -m <entrypoint>` on the mounted data and output folders, then the trainer's flags, each shell-quoted.
 
-    Never a free-form command: the entrypoint is allowlisted and the arguments cannot leave their quotes.
+    Never a free-form command: the entrypoint is allowlisted and no argument can leave its quotes.
     """
     if job.entrypoint not in ALLOWED_ENTRYPOINTS:
         raise ValueError(f"entrypoint {job.entrypoint!r} is not allowed; use one of: {', '.join(ALLOWED_ENTRYPOINTS)}")
-    args = shlex.quote(json.dumps(job.args, sort_keys=True))
+    flags = " ".join(shlex.quote(flag) for flag in job.trainer_flags())
     return (
         f"python -m {job.entrypoint} --data-dir ${{{{inputs.{DATA_INPUT}}}}} "
-        f"--output-dir ${{{{outputs.{OUTPUT}}}}} --args-json {args}"
+        f"--output-dir ${{{{outputs.{OUTPUT}}}}} {flags}"
     )
 
 

@@ -28,7 +28,7 @@ import psutil
 from aztrain.adapters.local import job_processes, write_json_atomic
 from aztrain.bootstrap import build_data_store
 from aztrain.errors import DataChanged
-from aztrain.ports import DataStore
+from aztrain.ports import DataStore, JobSubmission
 from aztrain.retrain import Snapshot
 from aztrain.settings import Settings
 
@@ -84,8 +84,8 @@ class Supervisor:
     def __init__(self, folder: Path, data: DataStore) -> None:
         self.folder = folder
         self.data = data
-        self.submission = json.loads((folder / "submission.json").read_text())
-        self.name: str = self.submission["name"]
+        self.submission = JobSubmission.from_json(json.loads((folder / "submission.json").read_text()))
+        self.name = self.submission.name
         self.canceled = threading.Event()
         self.child: subprocess.Popen[bytes] | None = None
 
@@ -100,10 +100,8 @@ class Supervisor:
 
     def run(self) -> int:
         sub = self.submission
-        prefix = sub["output_prefix"]
-        streamer = LogStreamer(
-            self.data, sub["output_container"], prefix + "logs/driver.log", self.folder / "driver.log"
-        )
+        prefix = sub.output_prefix
+        streamer = LogStreamer(self.data, sub.output_container, prefix + "logs/driver.log", self.folder / "driver.log")
         try:
             if (self.folder / "cancel").exists():
                 self.set_status("Canceled")
@@ -113,7 +111,7 @@ class Supervisor:
             shutil.rmtree(data_dir, ignore_errors=True)
             data_dir.mkdir()  # like an Azure ML mount: present even when the prefix is empty
             out_dir.mkdir(exist_ok=True)
-            snapshot = Snapshot.from_json(json.loads(self.data.read(sub["output_container"], sub["snapshot"])))
+            snapshot = Snapshot.from_json(json.loads(self.data.read(sub.output_container, sub.snapshot)))
             self.data.download(snapshot.container, snapshot.blobs, data_dir)
             streamer.write(
                 f"aztrain: mounted snapshot {snapshot.id}: {len(snapshot.blobs)} blob(s) "
@@ -126,11 +124,11 @@ class Supervisor:
             rc, timed_out = self._train(data_dir, out_dir, streamer)
             self.set_status("Finalizing")
             streamer.flush()
-            self.data.upload_folder(out_dir, sub["output_container"], prefix + "outputs/")
+            self.data.upload_folder(out_dir, sub.output_container, prefix + "outputs/")
             if self.canceled.is_set():
                 self.set_status("Canceled")
             elif timed_out:
-                self.set_status("Failed", f"exceeded max_runtime of {sub['max_runtime_seconds']} s")
+                self.set_status("Failed", f"exceeded max_runtime of {sub.max_runtime_seconds} s")
             elif rc == 0:
                 self.set_status("Completed")
             else:
@@ -150,7 +148,7 @@ class Supervisor:
     def _train(self, data_dir: Path, out_dir: Path, streamer: LogStreamer) -> tuple[int, bool]:
         sub = self.submission
         slots = max(1, int(os.environ.get("AZTRAIN_LOCAL_MAX_SLOTS", "2")))
-        requested = sub["cluster"]["nodes"] * sub["cluster"]["processes_per_node"]
+        requested = sub.cluster.nodes * sub.cluster.processes_per_node
         processes = min(requested, slots)
         if processes < requested:
             streamer.write(
@@ -161,11 +159,13 @@ class Supervisor:
         horovodrun = str(Path(python).parent / "horovodrun")
         command = [
             horovodrun, "--gloo", "-np", str(processes), "-H", f"localhost:{processes}",
-            python, "-m", sub["entrypoint"],
+            python, "-m", sub.entrypoint,
             "--data-dir", str(data_dir), "--output-dir", str(out_dir),
-            "--args-json", json.dumps(sub["args"]),
+            *sub.trainer_flags(),
+            # The simulated nodes share this machine's disk, so they share one node-local cache too.
+            "--cache-dir", str(self.folder.parent.parent / "node-cache"),
         ]  # fmt: skip
-        streamer.write(f"aztrain: {' '.join(command[:6])} ... -m {sub['entrypoint']}\n".encode())
+        streamer.write(f"aztrain: {' '.join(command[:6])} ... -m {sub.entrypoint}\n".encode())
         self.child = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, cwd=Path.cwd())
         if self.canceled.is_set():  # SIGTERM arrived while we were starting it
             stop_tree(self.child.pid)
@@ -175,7 +175,7 @@ class Supervisor:
             timed_out.set()
             stop_tree(child.pid)
 
-        watchdog = threading.Timer(sub["max_runtime_seconds"], on_timeout, args=(self.child,))
+        watchdog = threading.Timer(sub.max_runtime_seconds, on_timeout, args=(self.child,))
         watchdog.daemon = True
         watchdog.start()
         try:

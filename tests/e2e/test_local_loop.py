@@ -120,6 +120,9 @@ def test_manifest_drop_runs_horovod_to_completion_and_scales_to_zero(stack: Stac
     assert final["state"] == "COMPLETED", final["error"]
     assert final["metrics"]["world_size"] == 2  # real horovodrun -np 2
     assert final["metrics"]["accuracy"] > 0.8
+    # The trainer was told which data snapshot and manifest it trained on, and recorded both.
+    lineage = (final["metrics"]["data_snapshot"], final["metrics"]["manifest_hash"])
+    assert lineage == (final["snapshot_id"], final["manifest_hash"]) and final["snapshot_id"]
 
     history = stack.tables.history(run["id"])  # straight from Table Storage
     assert [t.to_state.value for t in history if t.applied] == [

@@ -45,6 +45,8 @@ def submission(profile: ComputeProfile, *, args: dict[str, Any] | None = None) -
         output_container="runs",
         output_prefix=f"digits/{RUN_ID}/",
         max_runtime_seconds=compute["max_runtime"],
+        snapshot_id=TAGS["aztrain.snapshot"],
+        manifest_hash=TAGS["aztrain.manifest"],
         tags=TAGS,
     )
 
@@ -135,8 +137,8 @@ def test_trainer_arguments_are_one_quoted_word_that_decodes_to_the_manifest_args
     words = shlex.split(command)
     assert words[:3] == ["python", "-m", "trainer.train"]
     assert words[3:7] == ["--data-dir", "${{inputs.data}}", "--output-dir", "${{outputs.outputs}}"]
-    assert words[7] == "--args-json" and len(words) == 9
-    assert json.loads(words[8]) == args
+    assert words[7] == "--args-json" and json.loads(words[8]) == args
+    assert words[9:] == ["--snapshot-id", TAGS["aztrain.snapshot"], "--manifest-hash", TAGS["aztrain.manifest"]]
 
 
 def test_only_allowlisted_entrypoints_become_commands():

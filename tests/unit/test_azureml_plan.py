@@ -56,7 +56,9 @@ def test_plan_prints_the_cluster_and_the_job():
     assert job["outputs"]["outputs"]["path"] == "azureml://datastores/aztrain_runs/paths/digits/<run-id>/outputs/"
     assert job["outputs"]["outputs"]["mode"] == "rw_mount"
     assert set(job["tags"]) == {"aztrain.run", "aztrain.job", "aztrain.manifest", "aztrain.snapshot"}
-    assert json.loads(shlex.split(job["command"])[-1]) == {"epochs": 3, "lr": 0.1}
+    words = shlex.split(job["command"])
+    assert json.loads(words[words.index("--args-json") + 1]) == {"epochs": 3, "lr": 0.1}
+    assert words[words.index("--snapshot-id") + 1] == "<snapshot-id>"
 
 
 def test_each_document_loads_back_with_the_sdk():
