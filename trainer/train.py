@@ -1,7 +1,7 @@
 """Train an image classifier with Horovod.
 
     horovodrun --gloo -np N -H localhost:N python -m trainer.train --data-dir DIR --output-dir DIR [--args-json JSON]
-        [--checkpoint-dir DIR] [--cache-dir DIR] [--snapshot-id ID] [--manifest-hash HASH]
+        [--checkpoint-dir DIR] [--cache-dir DIR] [--snapshot-id ID] [--snapshot-file FILE] [--manifest-hash HASH]
 
 One process per slot (per GPU); run without horovodrun it trains as a single process.
 `--args-json` holds the manifest's `trainer.args` (see `trainer.args.TrainArgs`). Rank 0
@@ -24,7 +24,7 @@ import os
 import sys
 import tempfile
 from collections.abc import Callable
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -40,6 +40,7 @@ from trainer.loop import Progress, Training
 from trainer.model import build_model, state_digest
 from trainer.outputs import save_model, write_history, write_metrics
 from trainer.preemption import Preemption
+from trainer.snapshot import pin
 from trainer.tracking import Tracker, start_tracking
 
 EXIT_INVALID = 2
@@ -105,12 +106,28 @@ def _load_data(cli: argparse.Namespace, args: TrainArgs) -> tuple[Loaded, Splits
     cache = DataCache(cli.cache_dir)
 
     def load_and_split() -> tuple[Loaded, Splits]:
-        loaded = load(cli.data_dir, cache=cache, snapshot_id=cli.snapshot_id, image_size=args.image_size)
+        if cli.snapshot_file is None:
+            loaded = load(cli.data_dir, cache=cache, snapshot_id=cli.snapshot_id, image_size=args.image_size)
+        else:
+            loaded = _load_pinned(cli, cache, args.image_size)
         return loaded, split(loaded.dataset)
 
     # One process per node decodes and fills the node's cache; the others then read it from there.
     first = _agreed(load_and_split if hvd.local_rank() == 0 else lambda: None, name="data")
     return _agreed(lambda: first if first is not None else load_and_split(), name="data_local")
+
+
+def _load_pinned(cli: argparse.Namespace, cache: DataCache, image_size: int) -> Loaded:
+    """The data set made of exactly the snapshot's files (see `trainer.snapshot`)."""
+    with tempfile.TemporaryDirectory(prefix="aztrain-snapshot-") as view:
+        pinned = pin(cli.data_dir, cli.snapshot_file, Path(view))
+        if cli.snapshot_id not in (None, pinned.snapshot_id):
+            raise DataError(
+                f"--snapshot-id {cli.snapshot_id} differs from {cli.snapshot_file}'s id {pinned.snapshot_id}"
+            )
+        loaded = load(pinned.folder, cache=cache, snapshot_id=pinned.snapshot_id, image_size=image_size)
+    note = f"{pinned.files} file(s) of snapshot {pinned.snapshot_id}, {pinned.ignored} other(s) on the mount ignored"
+    return replace(loaded, note=f"{loaded.note}; {note}")
 
 
 def _build(args: TrainArgs, splits: Splits, dataset: Dataset, device: torch.device) -> Training:
@@ -288,6 +305,11 @@ def _parse_cli(argv: list[str] | None) -> argparse.Namespace:
         help=f"node-local decoded-data cache (default: {DEFAULT_CACHE_DIR})",
     )
     parser.add_argument("--snapshot-id", help="the data snapshot's id: the cache key, and recorded in model.pt")
+    parser.add_argument(
+        "--snapshot-file",
+        type=Path,
+        help="the data snapshot's blob list (JSON): read exactly those files under --data-dir, nothing else",
+    )
     parser.add_argument("--manifest-hash", help="the job manifest's hash, recorded in model.pt and metrics.json")
     cli = parser.parse_args(argv)
     if cli.checkpoint_dir is None:

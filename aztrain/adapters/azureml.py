@@ -32,6 +32,7 @@ from aztrain.settings import PROJECT_ROOT, Settings
 log = logging.getLogger(__name__)
 
 DATA_INPUT = "data"
+SNAPSHOT_INPUT = "snapshot"
 OUTPUT = "outputs"
 #: Azure ML job statuses after which nothing changes (compared lower-case, like `runs.BACKEND_STATUS`).
 FINAL_STATUSES = frozenset({"completed", "failed", "canceled"})
@@ -52,14 +53,16 @@ def datastore_uri(container: str, path: str) -> str:
 def trainer_command(job: JobSubmission) -> str:
     """`python -m <entrypoint>` on the mounted data and output folders, then the trainer's flags, each shell-quoted.
 
-    Never a free-form command: the entrypoint is allowlisted and no argument can leave its quotes.
+    The whole data prefix is mounted; `--snapshot-file` makes the trainer read only the blobs
+    the run's snapshot lists. Never a free-form command: the entrypoint is allowlisted and no
+    argument can leave its quotes.
     """
     if job.entrypoint not in ALLOWED_ENTRYPOINTS:
         raise ValueError(f"entrypoint {job.entrypoint!r} is not allowed; use one of: {', '.join(ALLOWED_ENTRYPOINTS)}")
     flags = " ".join(shlex.quote(flag) for flag in job.trainer_flags())
     return (
         f"python -m {job.entrypoint} --data-dir ${{{{inputs.{DATA_INPUT}}}}} "
-        f"--output-dir ${{{{outputs.{OUTPUT}}}}} {flags}"
+        f"--output-dir ${{{{outputs.{OUTPUT}}}}} --snapshot-file ${{{{inputs.{SNAPSHOT_INPUT}}}}} {flags}"
     )
 
 
@@ -89,7 +92,7 @@ def build_compute(profile: ComputeProfile, *, identity: str = "") -> Any:
 
 
 def build_job(job: JobSubmission, *, environment: str, code: Path) -> Any:
-    """The command job for a submission: Horovod over MPI, data mounted read-only, outputs read-write."""
+    """The command job for a submission: Horovod over MPI, data and its snapshot read-only, outputs read-write."""
     from azure.ai.ml import Input, MpiDistribution, Output, command
 
     return command(
@@ -106,7 +109,10 @@ def build_job(job: JobSubmission, *, environment: str, code: Path) -> Any:
         inputs={
             DATA_INPUT: Input(
                 type="uri_folder", path=datastore_uri(job.data_container, job.data_prefix), mode="ro_mount"
-            )
+            ),
+            SNAPSHOT_INPUT: Input(
+                type="uri_file", path=datastore_uri(job.output_container, job.snapshot), mode="download"
+            ),
         },
         outputs={
             # Checkpoints, model.pt and metrics.json land where the control plane reads them.

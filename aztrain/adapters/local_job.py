@@ -107,12 +107,16 @@ class Supervisor:
                 self.set_status("Canceled")
                 return 0
             self.set_status("Preparing")
-            data_dir, out_dir = self.folder / "data", self.folder / "outputs"
-            shutil.rmtree(data_dir, ignore_errors=True)
-            data_dir.mkdir()  # like an Azure ML mount: present even when the prefix is empty
+            downloads, out_dir = self.folder / "data", self.folder / "outputs"
+            shutil.rmtree(downloads, ignore_errors=True)
             out_dir.mkdir(exist_ok=True)
-            snapshot = Snapshot.from_json(json.loads(self.data.read(sub.output_container, sub.snapshot)))
-            self.data.download(snapshot.container, snapshot.blobs, data_dir)
+            snapshot_file = self.folder / "snapshot.json"
+            snapshot_file.write_bytes(self.data.read(sub.output_container, sub.snapshot))
+            snapshot = Snapshot.from_json(json.loads(snapshot_file.read_bytes()))
+            self.data.download(snapshot.container, snapshot.blobs, downloads)
+            # What Azure ML mounts: the prefix's folder, present even when it holds nothing.
+            data_dir = downloads / snapshot.prefix
+            data_dir.mkdir(parents=True, exist_ok=True)
             streamer.write(
                 f"aztrain: mounted snapshot {snapshot.id}: {len(snapshot.blobs)} blob(s) "
                 f"from {snapshot.container}/{snapshot.prefix}\n".encode()
@@ -121,7 +125,7 @@ class Supervisor:
                 self.set_status("Canceled")
                 return 0
             self.set_status("Running")
-            rc, timed_out = self._train(data_dir, out_dir, streamer)
+            rc, timed_out = self._train(data_dir, snapshot_file, out_dir, streamer)
             self.set_status("Finalizing")
             streamer.flush()
             self.data.upload_folder(out_dir, sub.output_container, prefix + "outputs/")
@@ -145,7 +149,7 @@ class Supervisor:
         finally:
             streamer.close()
 
-    def _train(self, data_dir: Path, out_dir: Path, streamer: LogStreamer) -> tuple[int, bool]:
+    def _train(self, data_dir: Path, snapshot_file: Path, out_dir: Path, streamer: LogStreamer) -> tuple[int, bool]:
         sub = self.submission
         slots = max(1, int(os.environ.get("AZTRAIN_LOCAL_MAX_SLOTS", "2")))
         requested = sub.cluster.nodes * sub.cluster.processes_per_node
@@ -160,7 +164,7 @@ class Supervisor:
         command = [
             horovodrun, "--gloo", "-np", str(processes), "-H", f"localhost:{processes}",
             python, "-m", sub.entrypoint,
-            "--data-dir", str(data_dir), "--output-dir", str(out_dir),
+            "--data-dir", str(data_dir), "--output-dir", str(out_dir), "--snapshot-file", str(snapshot_file),
             *sub.trainer_flags(),
             # The simulated nodes share this machine's disk, so they share one node-local cache too.
             "--cache-dir", str(self.folder.parent.parent / "node-cache"),

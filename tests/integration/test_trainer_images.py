@@ -115,3 +115,23 @@ def test_a_corrupt_image_stops_the_trainer_with_exit_2_naming_it(tmp_path: Path,
     assert result.returncode == 2, result.stdout + result.stderr
     assert result.stderr.startswith(f"error: {broken}: not a readable image")
     assert "epoch" not in result.stdout
+
+
+def test_a_snapshot_file_pins_the_trainer_to_the_listed_images(tmp_path: Path, project_root: Path):
+    """As on Azure ML: the whole prefix is mounted, a class uploaded after launch is not trained on."""
+    mounted, out = write_image_folder(tmp_path / "mount") / "shapes", tmp_path / "outputs"
+    listed = [
+        {"name": f"shapes/{path.relative_to(mounted)}", "size": path.stat().st_size, "etag": "", "version_id": ""}
+        for path in sorted(mounted.rglob("*.*"))
+        if path.parent.name != "red"
+    ]
+    (mounted / "red" / "extra.png").write_bytes(b"written after the snapshot was taken")
+    snapshot = tmp_path / "snapshot.json"
+    snapshot.write_text(json.dumps({"id": "snap-1", "container": "datasets", "prefix": "shapes/", "blobs": listed}))
+    args = json.dumps({"epochs": 1, "batch_size": 16, "image_size": 8})
+    flags = ["--snapshot-file", str(snapshot), "--snapshot-id", "snap-1", "--cache-dir", str(tmp_path / "cache")]
+    result = run(trainer(mounted, out, args, *flags), project_root, TRAIN_TIMEOUT)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "80 file(s) of snapshot snap-1, 41 other(s) on the mount ignored" in result.stdout
+    model_file = torch.load(out / "model.pt")
+    assert model_file["classes"] == ["blue", "green"] and model_file["data_snapshot"] == "snap-1"

@@ -106,6 +106,11 @@ def test_job_passes_sdk_validation_and_its_rest_body_carries_the_run(profile):
         "mode": "ReadOnlyMount",
         "uri": "azureml://datastores/aztrain_datasets/paths/digits/v2/",
     }
+    assert body["inputs"]["snapshot"] == {  # what the trainer reads of the mounted prefix
+        "jobInputType": "uri_file",
+        "mode": "Download",
+        "uri": "azureml://datastores/aztrain_runs/paths/_snapshots/3f1e2d4c5b6a7980.json",
+    }
     assert body["outputs"]["outputs"] == {
         "jobOutputType": "uri_folder",
         "mode": "ReadWriteMount",
@@ -136,9 +141,12 @@ def test_trainer_arguments_are_one_quoted_word_that_decodes_to_the_manifest_args
     command = trainer_command(submission(DEFAULT_PROFILES[0], args=args))
     words = shlex.split(command)
     assert words[:3] == ["python", "-m", "trainer.train"]
-    assert words[3:7] == ["--data-dir", "${{inputs.data}}", "--output-dir", "${{outputs.outputs}}"]
-    assert words[7] == "--args-json" and json.loads(words[8]) == args
-    assert words[9:] == ["--snapshot-id", TAGS["aztrain.snapshot"], "--manifest-hash", TAGS["aztrain.manifest"]]
+    assert words[3:9] == [
+        "--data-dir", "${{inputs.data}}", "--output-dir", "${{outputs.outputs}}",
+        "--snapshot-file", "${{inputs.snapshot}}",
+    ]  # fmt: skip
+    assert words[9] == "--args-json" and json.loads(words[10]) == args
+    assert words[11:] == ["--snapshot-id", TAGS["aztrain.snapshot"], "--manifest-hash", TAGS["aztrain.manifest"]]
 
 
 def test_only_allowlisted_entrypoints_become_commands():
