@@ -299,6 +299,14 @@ class ComputeBackend(Protocol):
         """Nodes currently allocated to the cluster."""
         ...
 
+    def publish_model(self, model: ModelVersion) -> None:
+        """Register a model version in the backend's own model registry as well; idempotent.
+
+        The `models` table stays the control plane's registry (versions, promotion, lineage);
+        this makes the version visible where the backend's users look for models.
+        """
+        ...
+
 
 class Clock(Protocol):
     def now(self) -> datetime: ...

@@ -19,7 +19,7 @@ from typing import Any
 
 import yaml
 
-from aztrain.errors import ConcurrencyError, InvalidTransition, ManifestError, NotFound
+from aztrain.errors import BackendError, ConcurrencyError, InvalidTransition, ManifestError, NotFound
 from aztrain.manifest import JobManifest, RegistrySpec, parse_manifest
 from aztrain.ports import (
     Arrival,
@@ -396,7 +396,8 @@ class ControlPlane:
         for _ in range(_SAVE_ATTEMPTS):
             versions = self.store.model_versions(run.job)
             mine = next((v for v in versions if v.run_id == run.id), None)
-            if mine:  # registered already (a repeated completion): nothing to do
+            if mine:  # registered already (a repeated completion): publishing again is harmless
+                self._publish(mine)
                 return mine
             current = next((v for v in reversed(versions) if v.promoted), None)
             gate = RegistrySpec.model_validate(run.manifest.get("registry") or {}).gate()
@@ -414,10 +415,21 @@ class ControlPlane:
                 gate=verdict,
             )
             try:
-                return self.store.add_model_version(version)
+                registered = self.store.add_model_version(version)
             except ConcurrencyError:  # another run took that version number: count again
                 continue
+            self._publish(registered)
+            return registered
         raise ConcurrencyError(f"model {run.job}")
+
+    def _publish(self, model: ModelVersion) -> None:
+        """Mirror a version into the backend's registry; a failure is logged and does not hold the run back."""
+        try:
+            self.backend.publish_model(model)
+        except BackendError as exc:  # the models table is the registry of record; the version is there
+            log.warning(
+                "model %s:%s not published to the %s registry: %s", model.name, model.version, self.backend.name, exc
+            )
 
     def lineage(self, name: str, version: int) -> tuple[ModelVersion, Run, Snapshot]:
         """model → the run that trained it → the snapshot it read (whose blobs are listed)."""

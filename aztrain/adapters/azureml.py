@@ -25,7 +25,7 @@ from azure.core.exceptions import HttpResponseError, ResourceExistsError, Resour
 
 from aztrain.errors import BackendError, ConfigError
 from aztrain.manifest import ALLOWED_ENTRYPOINTS
-from aztrain.ports import ClusterSpec, JobSubmission
+from aztrain.ports import ClusterSpec, JobSubmission, ModelVersion
 from aztrain.profiles import ComputeProfile, cluster_for, load_profiles
 from aztrain.settings import PROJECT_ROOT, Settings
 
@@ -124,6 +124,29 @@ def build_job(job: JobSubmission, *, environment: str, code: Path) -> Any:
         },
         timeout=job.max_runtime_seconds,
         tags=job.tags,
+    )
+
+
+def build_model(model: ModelVersion) -> Any:
+    """The workspace model version for a registered one: same name and version, model.pt in place, lineage as tags."""
+    from azure.ai.ml.constants import AssetTypes
+    from azure.ai.ml.entities import Model
+
+    container, path = model.artifact.split("/", 1)
+    return Model(
+        name=model.name,
+        version=str(model.version),
+        type=AssetTypes.CUSTOM_MODEL,
+        path=datastore_uri(container, path),  # where the run wrote it: registering copies nothing
+        description=f"Trained by aztrain run {model.run_id}. {model.gate}".strip(),
+        tags={
+            "aztrain.run": model.run_id,
+            "aztrain.snapshot": model.snapshot_id,
+            "aztrain.manifest": model.manifest_hash,
+            "aztrain.promoted": str(model.promoted).lower(),
+        },
+        # Scalar metrics, so the studio's model list can show and sort by them.
+        properties={k: str(v) for k, v in model.metrics.items() if isinstance(v, int | float | str | bool)},
     )
 
 
@@ -305,6 +328,15 @@ class AzureMLBackend:
         except HttpResponseError:
             if self.job_status(backend_job_id).lower() not in FINAL_STATUSES:
                 raise
+
+    # ---------------------------------------------------------------- models
+    def publish_model(self, model: ModelVersion) -> None:
+        """Create the version in the workspace's model registry; repeating it rewrites the same version."""
+        try:
+            self._ml.models.create_or_update(build_model(model))
+        except HttpResponseError as exc:
+            raise BackendError(f"model {model.name}:{model.version}: {exc.message}") from exc
+        log.info("azureml model %s:%s registered", model.name, model.version)
 
     def _get_job(self, name: str) -> Any:
         try:

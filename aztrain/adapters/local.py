@@ -25,7 +25,7 @@ from typing import Any
 
 import psutil
 
-from aztrain.ports import ClusterSpec, JobSubmission, cluster_spec
+from aztrain.ports import ClusterSpec, JobSubmission, ModelVersion, cluster_spec
 from aztrain.settings import PROJECT_ROOT, Settings
 
 log = logging.getLogger(__name__)
@@ -174,6 +174,9 @@ class LocalBackend:
         if pid and self._supervisor_alive(backend_job_id):
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(pid, signal.SIGTERM)
+
+    def publish_model(self, model: ModelVersion) -> None:
+        """Nothing to do: on this machine the `models` table and the runs container are the registry."""
 
     def _status(self, job_name: str) -> dict[str, Any]:
         return read_json(self._jobs_dir / job_name / "status.json")

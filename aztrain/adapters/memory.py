@@ -208,6 +208,7 @@ class FakeComputeBackend:
         self.nodes: dict[str, int] = {}
         self.jobs: dict[str, FakeJob] = {}
         self._polls: dict[str, int] = {}
+        self.published: dict[tuple[str, int], ModelVersion] = {}
 
     def cluster_for(self, compute: dict[str, Any]) -> ClusterSpec:
         return cluster_spec(
@@ -251,3 +252,6 @@ class FakeComputeBackend:
 
     def cluster_nodes(self, cluster: str) -> int:
         return self.nodes.get(cluster, 0)
+
+    def publish_model(self, model: ModelVersion) -> None:
+        self.published[(model.name, model.version)] = model

@@ -186,6 +186,7 @@ def test_models_are_registered_with_lineage_and_promoted_by_the_gate(plane, gate
     assert latest.artifact == f"runs/digits/{run.id}/outputs/model.pt"
     assert {b.name for b in plane.snapshot(latest.snapshot_id).blobs} == {"digits/0.npz", "digits/1.npz"}
     assert plane.current_model("digits") == versions[1 if all(promoted) else 0]
+    assert plane.backend.published == {("digits", v.version): v for v in versions}  # the backend's registry too
 
 
 def test_uploads_from_before_the_watch_began_are_not_new_data(plane):

@@ -7,7 +7,8 @@ only the sockets are replaced. It answers what the aztrain adapter makes the SDK
 
 - ARM (`management.azure.com`): the workspace; computes (GET, PUT, DELETE, listNodes, and the
   async-operation status the SDK's poller follows); jobs (GET, PUT, cancel); code assets (list by
-  content hash, startPendingUpload, create); environment versions (to resolve `name@latest`).
+  content hash, startPendingUpload, create); environment versions (to resolve `name@latest`); model
+  versions (list newest first, get, create; a version's path cannot change, its tags can).
 - Workspace discovery and run history (`<region>.api.azureml.ms`): where a job's error lives.
 - Blob storage (`<account>.blob.core.windows.net`): the code snapshot upload. The SDK builds those
   clients itself without the MLClient's transport, so tests route them here with
@@ -138,6 +139,7 @@ class FakeAzureML:
         self.jobs: dict[str, Job] = {}
         self.code_versions: dict[tuple[str, str], dict[str, Any]] = {}
         self.environments: dict[str, list[str]] = {"aztrain-horovod": ["1", "2"]}
+        self.models: dict[tuple[str, str], dict[str, Any]] = {}  # (name, version) → resource, in creation order
         self.uploads: dict[str, bytes] = {}  # blob path → bytes, for the code snapshot
         self.blob_metadata: dict[str, dict[str, str]] = {}
         self.requests: list[tuple[str, str]] = []  # (method, path) in arrival order
@@ -172,6 +174,9 @@ class FakeAzureML:
                 self._start_pending_upload,
             ),
             ("GET", ARM, re.compile(f"^{WS_PATH}/environments/(?P<name>[^/]+)/versions$"), self._list_env_versions),
+            ("GET", ARM, re.compile(f"^{WS_PATH}/models/(?P<name>[^/]+)/versions$"), self._list_model_versions),
+            ("GET", ARM, re.compile(f"^{WS_PATH}/models/(?P<name>[^/]+)/versions/(?P<v>[^/]+)$"), self._get_model),
+            ("PUT", ARM, re.compile(f"^{WS_PATH}/models/(?P<name>[^/]+)/versions/(?P<v>[^/]+)$"), self._put_model),
             ("GET", REGION_API, re.compile("^/discovery$"), self._discovery),
             ("GET", REGION_API, re.compile(f"^/history/v1.0{WS_PATH}/runs/(?P<name>[^/]+)$"), self._get_run),
             ("PUT", f"{STORAGE_ACCOUNT}.blob.core.windows.net", re.compile(r"^/(?P<blob>.+)$"), self._put_blob),
@@ -270,6 +275,11 @@ class FakeAzureML:
                 del cluster.nodes[node]
             job.error = {"code": "UserError", "message": PREEMPTION_MESSAGE, "inner": "PreemptionError"}
             self._set(job, "Failed")
+
+    def add_model(self, name: str, version: str, uri: str) -> None:
+        """Test control: a model version someone registered in the workspace outside aztrain."""
+        with self._lock:
+            self._put_model(name=name, v=version, body={"properties": {"modelType": "custom_model", "modelUri": uri}})
 
     def calls(self, method: str, fragment: str) -> int:
         """How many requests of this method had `fragment` in their path."""
@@ -589,6 +599,33 @@ class FakeAzureML:
             for v in reversed(self.environments.get(name, []))  # newest first, as `$orderBy=createdtime desc` asks
         ]
         return _json_reply(200, {"value": versions, "nextLink": None})
+
+    # -------------------------------------------------------------------- models
+    def _list_model_versions(self, name: str, query: dict[str, str], **_: Any) -> Reply:
+        found = [resource for (n, _v), resource in self.models.items() if n == name]
+        found.reverse()  # newest first, as `$orderBy=createdtime desc` asks
+        return _json_reply(200, {"value": found[: int(query.get("$top", len(found)))], "nextLink": None})
+
+    def _get_model(self, name: str, v: str, **_: Any) -> Reply:
+        if (name, v) not in self.models:
+            return _error(404, "UserError", f"Model container with name: {name} version: {v} not found")
+        return _json_reply(200, self.models[(name, v)])
+
+    def _put_model(self, name: str, v: str, body: dict[str, Any], **_: Any) -> Reply:
+        props = body["properties"]
+        existing = self.models.get((name, v))
+        if existing is not None and existing["properties"]["modelUri"] != props.get("modelUri"):
+            return _error(400, "UserError", "Asset paths cannot be updated.")
+        resource = {
+            "id": f"{WS_PATH}/models/{name}/versions/{v}",
+            "name": v,
+            "type": f"{PROVIDER}/workspaces/models/versions",
+            "systemData": existing["systemData"] if existing else {"createdAt": self._time()},
+            # The service answers `flavors: {}` for models without any (the SDK reads it as a dict).
+            "properties": {**props, "flavors": props.get("flavors") or {}, "provisioningState": "Succeeded"},
+        }
+        self.models[(name, v)] = resource
+        return _json_reply(200 if existing else 201, resource)
 
     # --------------------------------------------------------------------- blobs
     def _put_blob(self, blob: str, body: Any, query: dict[str, str], headers: dict[str, str], **_: Any) -> Reply:

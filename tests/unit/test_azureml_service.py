@@ -150,6 +150,42 @@ def test_a_run_completes_by_polling_and_its_cluster_goes_back_to_zero(plane, fak
     assert fake.calls("PUT", "/computes/") == 1 and fake.calls("PUT", "/jobs/") == 1
 
 
+def completed(plane: ControlPlane, fake: FakeAzureML, clock: Clock, metrics: bytes) -> Run:
+    run = submitted(plane, fake, clock)
+    plane.data.write("runs", f"digits/{run.id}/outputs/metrics.json", metrics)
+    fake.set_status(run.backend_job_id, "Completed")
+    plane.reconcile()
+    return plane.get_run(run.id)
+
+
+def test_a_completed_runs_model_is_registered_in_the_workspace_with_its_lineage(plane, fake, clock, deliver):
+    run = completed(plane, fake, clock, b'{"accuracy": 0.97, "epochs": 2, "per_class": [0.9, 1.0]}')
+    assert run.state is RunState.COMPLETED
+    resource = fake.models[("digits", "1")]["properties"]
+    assert resource["modelType"] == "custom_model"
+    workspace = f"azureml://subscriptions/{SUBSCRIPTION}/resourcegroups/{RESOURCE_GROUP}/workspaces/{WORKSPACE}"
+    assert resource["modelUri"] == f"{workspace}/datastores/aztrain_runs/paths/digits/{run.id}/outputs/model.pt"
+    assert resource["tags"] == {
+        "aztrain.run": run.id,
+        "aztrain.snapshot": run.snapshot_id,
+        "aztrain.manifest": run.manifest_hash,
+        "aztrain.promoted": "false",  # no promote_if gate in this manifest
+    }
+    assert resource["properties"] == {"accuracy": "0.97", "epochs": "2"}  # scalars only
+    deliver(status_events(runId=run.backend_job_id, runStatus="Completed"))  # a late duplicate completion
+    plane.reconcile()
+    assert list(fake.models) == [("digits", "1")] and fake.calls("PUT", "/models/digits/versions/") == 1
+
+
+def test_a_workspace_registry_failure_never_holds_the_run_back(plane, fake, clock, caplog):
+    fake.add_model("digits", "1", "azureml://datastores/other/paths/model.pt")  # a clash: paths cannot change
+    run = completed(plane, fake, clock, b'{"accuracy": 0.97}')
+    assert run.state is RunState.COMPLETED
+    assert [v.version for v in plane.store.model_versions("digits")] == [1]  # the registry of record has it
+    assert "model digits:1 not published to the azureml registry" in caplog.text
+    assert "Asset paths cannot be updated" in caplog.text
+
+
 def test_more_nodes_than_the_profile_allows_is_rejected(plane):
     result = plane.submit(MANIFEST.replace(b"nodes: 2", b"nodes: 9"), trigger="http", cause="x", source="http")
     assert result.run.state is RunState.REJECTED
