@@ -119,6 +119,22 @@ def test_two_horovod_processes_train_to_high_accuracy_in_step_and_rank_0_writes_
     assert accuracy == pytest.approx(metrics["accuracy"], abs=1.5 / len(test))
 
 
+def test_a_second_run_on_the_same_snapshot_reads_the_node_cache_and_a_new_snapshot_decodes_again(
+    data_dir: Path, tmp_path: Path, project_root: Path
+):
+    def train(snapshot: str, name: str) -> tuple[str, dict[str, Any]]:
+        out = tmp_path / name
+        flags = ["--cache-dir", str(tmp_path / "cache"), "--snapshot-id", snapshot]
+        result = run(trainer(data_dir, out, '{"epochs": 1}', *flags), project_root, TRAIN_TIMEOUT)
+        assert result.returncode == 0, result.stdout + result.stderr
+        line = next(line for line in result.stdout.splitlines() if line.startswith("data: "))
+        return line, json.loads((out / "metrics.json").read_text())
+
+    runs = [train("snap-a", "first"), train("snap-a", "second"), train("snap-b", "third")]
+    assert [metrics["data_from_cache"] for _, metrics in runs] == [False, True, False]
+    assert "decoded from" in runs[0][0] and "read from cache" in runs[1][0] and "decoded from" in runs[2][0]
+
+
 @pytest.mark.parametrize(
     "args_json, problem",
     [
