@@ -119,12 +119,20 @@ class ControlPlane:
         existing = self.store.get_run(run_id)
         if existing:  # a redelivered event that already made its run
             return Submitted(existing, created=False, reason="already processed")
-        job = self.store.get_job(manifest.name)
-        if job and job.manifest_hash == manifest.content_hash and job.last_run_id and not force:
-            last = self.store.get_run(job.last_run_id)
-            if last and last.id != run_id:
-                return Submitted(last, created=False, reason="identical manifest already submitted; use force to rerun")
-        self._save_job(manifest, job, run_id)
+        for _ in range(_SAVE_ATTEMPTS):
+            job = self.store.get_job(manifest.name)
+            if job and job.manifest_hash == manifest.content_hash and job.last_run_id and not force:
+                last = self.store.get_run(job.last_run_id)
+                if last and last.id != run_id:
+                    reason = "identical manifest already submitted; use force to rerun"
+                    return Submitted(last, created=False, reason=reason)
+            try:
+                self._save_job(manifest, job, run_id)
+                break
+            except ConcurrencyError:  # a concurrent submit of this job won: read it again and decide again
+                continue
+        else:
+            raise ConcurrencyError(f"job {manifest.name}")
         run = Run.create(
             id=run_id,
             job=manifest.name,

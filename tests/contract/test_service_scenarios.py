@@ -49,6 +49,29 @@ def test_identical_manifest_returns_the_existing_run_unless_forced(plane):
     assert changed.created
 
 
+@pytest.mark.parametrize("same_content", [True, False])
+def test_a_submit_that_loses_the_race_for_its_job_decides_again(plane, monkeypatch, same_content):
+    """Two submits of one job at once: both read the job, one writes it first, the other must not fail."""
+    read_job, racing = plane.store.get_job, []
+
+    def read_then_lose_the_race(name):
+        job = read_job(name)
+        if not racing:  # the first read only: another submit lands between our read and our write
+            racing.append(None)
+            racing[0] = plane.submit(MANIFEST, trigger="http", cause="other", source="http")
+        return job
+
+    monkeypatch.setattr(plane.store, "get_job", read_then_lose_the_race)
+    mine = MANIFEST if same_content else MANIFEST.replace(b"nodes: 2", b"nodes: 1")
+    result = plane.submit(mine, trigger="http", cause="mine", source="http")
+    (other,) = racing
+    assert other.created and result.created is not same_content
+    if same_content:  # one manifest, one run
+        assert result.run.id == other.run.id
+    else:
+        assert result.run.id != other.run.id and read_job("digits").last_run_id == result.run.id
+
+
 def test_malformed_manifest_is_recorded_as_rejected_with_the_field_named(plane):
     result = plane.submit(MANIFEST.replace(b"nodes: 2", b"nodes: 2, gpus: 1"), trigger="http", cause="x", source="http")
     assert result.run.state is RunState.REJECTED
