@@ -90,6 +90,10 @@ def state_for_backend_status(status: str) -> RunState | None:
     return BACKEND_STATUS[status.strip().lower()]
 
 
+#: What `new_run_id` makes: 13 digits, a hyphen, 6 hex digits.
+RUN_ID_PATTERN = r"\d{13}-[0-9a-f]{6}"
+
+
 def new_run_id(now: datetime) -> str:
     """A run id that sorts newest-first as a Table Storage RowKey: inverted epoch millis + randomness."""
     inverted = 10**13 - int(now.timestamp() * 1000)

@@ -33,7 +33,15 @@ from aztrain.ports import (
     RunStore,
 )
 from aztrain.retrain import Snapshot, Window, decide_window, judge_promotion, snapshot_of, watches
-from aztrain.runs import ACTIVE_STATES, Run, RunState, can_transition, new_run_id, state_for_backend_status
+from aztrain.runs import (
+    ACTIVE_STATES,
+    RUN_ID_PATTERN,
+    Run,
+    RunState,
+    can_transition,
+    new_run_id,
+    state_for_backend_status,
+)
 from aztrain.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -554,7 +562,10 @@ def backend_job_name(run_id: str, attempt: int) -> str:
 
 def run_id_of(backend_job_id: str) -> str:
     """The run a backend job name belongs to (inverse of `backend_job_name`)."""
-    return re.sub(r"-a\d+$", "", backend_job_id.removeprefix(BACKEND_JOB_PREFIX))
+    name = backend_job_id.removeprefix(BACKEND_JOB_PREFIX)
+    # Matched whole: a run id's own random part can look like an attempt suffix ("…-a81476").
+    match = re.fullmatch(rf"({RUN_ID_PATTERN})(?:-a\d+)?", name)
+    return match.group(1) if match else name
 
 
 def snapshot_blob(snapshot_id: str) -> str:

@@ -11,6 +11,7 @@ from aztrain.runs import (
     new_run_id,
     state_for_backend_status,
 )
+from aztrain.service import backend_job_name, run_id_of
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -78,3 +79,10 @@ def test_every_azure_ml_status_is_mapped():
 def test_run_ids_sort_newest_first():
     older, newer = new_run_id(T0), new_run_id(T0 + timedelta(milliseconds=5))
     assert newer < older
+
+
+@pytest.mark.parametrize("attempt", [1, 2, 12])
+@pytest.mark.parametrize("run_id", ["8232774399990-a81476", "8232774399990-0fa70f", "8232774399990-a1b2c3"])
+def test_a_backend_job_name_leads_back_to_its_run_whatever_the_random_part_looks_like(run_id, attempt):
+    """`-a81476` is a run id's random part, not attempt 81476."""
+    assert run_id_of(backend_job_name(run_id, attempt)) == run_id
