@@ -125,14 +125,10 @@ def test_manifest_drop_runs_horovod_to_completion_and_scales_to_zero(stack: Stac
     assert lineage == (final["snapshot_id"], final["manifest_hash"]) and final["snapshot_id"]
 
     history = stack.tables.history(run["id"])  # straight from Table Storage
-    assert [t.to_state.value for t in history if t.applied] == [
-        "ACCEPTED",
-        "PROVISIONING",
-        "SUBMITTED",
-        "QUEUED",
-        "RUNNING",
-        "COMPLETED",
-    ]
+    applied = [t.to_state.value for t in history if t.applied]
+    # The reconciler records what it sees when it polls: a short QUEUED (or RUNNING) phase can fall between two polls.
+    assert applied[:3] == ["ACCEPTED", "PROVISIONING", "SUBMITTED"] and applied[-1] == "COMPLETED"
+    assert [state for state in ("QUEUED", "RUNNING") if state in applied] == applied[3:-1]
     times = [t.at for t in history]
     assert times == sorted(times) and all(t.tzinfo is not None for t in times)
 
