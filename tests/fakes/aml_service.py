@@ -22,7 +22,8 @@ environment version, are refused. Time is the test's (`advance`), and so are job
 (`set_status`, `fail`, `preempt`), which a real workspace reports as its jobs progress. Assumed,
 not documented: cancelling a finished job answers 400, a cancel lands at the next `advance`, and a
 preempted job's run-history error carries the message users report ("PreemptionError: Nodes of
-this job got pre-empted") with `PreemptionError` as its inner code.
+this job got pre-empted") with `PreemptionError` as its inner code, and a model version comes back
+with `flavors: {}` when it was created without any.
 """
 
 from __future__ import annotations
