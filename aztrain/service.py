@@ -127,13 +127,17 @@ class ControlPlane:
         existing = self.store.get_run(run_id)
         if existing:  # a redelivered event that already made its run
             return Submitted(existing, created=False, reason="already processed")
+        duplicate = "identical manifest already submitted; use force to rerun"
+        mine = run_id
         for _ in range(_SAVE_ATTEMPTS):
             job = self.store.get_job(manifest.name)
             if job and job.manifest_hash == manifest.content_hash and job.last_run_id and not force:
                 last = self.store.get_run(job.last_run_id)
                 if last and last.id != run_id:
-                    reason = "identical manifest already submitted; use force to rerun"
-                    return Submitted(last, created=False, reason=reason)
+                    return Submitted(last, created=False, reason=duplicate)
+                # Its submit is still in flight, or stopped between the job and the run rows:
+                # carry on as that run, so the two meet on one run row instead of making two.
+                run_id = job.last_run_id
             try:
                 self._save_job(manifest, job, run_id)
                 break
@@ -152,7 +156,8 @@ class ControlPlane:
             manifest=manifest.normalised(),
             manifest_hash=manifest.content_hash,
         )
-        return Submitted(self._add_and_advance(run), created=True)
+        created = run_id == mine
+        return Submitted(self._add_and_advance(run), created=created, reason="" if created else duplicate)
 
     def _reject(
         self, exc: ManifestError, text: str | bytes, trigger: str, cause: str, source: str, run_id: str | None

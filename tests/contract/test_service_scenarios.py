@@ -72,6 +72,22 @@ def test_a_submit_that_loses_the_race_for_its_job_decides_again(plane, monkeypat
         assert result.run.id != other.run.id and read_job("digits").last_run_id == result.run.id
 
 
+def test_identical_submits_at_once_make_one_run_even_before_its_row_is_written(plane, monkeypatch):
+    """The second submit reads the job the first has just written, before the first's run row exists."""
+    add_run, racing = plane.store.add_run, []
+
+    def let_the_other_in_first(run):
+        if not racing:
+            racing.append(None)
+            racing[0] = plane.submit(MANIFEST, trigger="http", cause="other", source="http")
+        return add_run(run)
+
+    monkeypatch.setattr(plane.store, "add_run", let_the_other_in_first)
+    mine = plane.submit(MANIFEST, trigger="http", cause="mine", source="http")
+    assert mine.run.id == racing[0].run.id
+    assert [r.id for r in plane.store.find_runs(job="digits")] == [mine.run.id]
+
+
 def test_malformed_manifest_is_recorded_as_rejected_with_the_field_named(plane):
     result = plane.submit(MANIFEST.replace(b"nodes: 2", b"nodes: 2, gpus: 1"), trigger="http", cause="x", source="http")
     assert result.run.state is RunState.REJECTED
