@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol
@@ -232,9 +232,18 @@ class JobSubmission:
     output_container: str
     output_prefix: str
     max_runtime_seconds: int
-    snapshot_id: str = ""
-    manifest_hash: str = ""
-    tags: dict[str, str] = field(default_factory=dict)
+    snapshot_id: str
+    manifest_hash: str
+
+    @property
+    def tags(self) -> dict[str, str]:
+        """What links the backend's job back to its run: run, job, manifest hash and data snapshot."""
+        return {
+            "aztrain.run": self.run_id,
+            "aztrain.job": self.job,
+            "aztrain.manifest": self.manifest_hash,
+            "aztrain.snapshot": self.snapshot_id,
+        }
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> JobSubmission:
@@ -246,12 +255,11 @@ class JobSubmission:
 
         The snapshot id keys the trainer's node-local cache; both ids are recorded in `model.pt`.
         """
-        flags = ["--args-json", json.dumps(self.args, sort_keys=True)]
-        if self.snapshot_id:
-            flags += ["--snapshot-id", self.snapshot_id]
-        if self.manifest_hash:
-            flags += ["--manifest-hash", self.manifest_hash]
-        return flags
+        return [
+            "--args-json", json.dumps(self.args, sort_keys=True),
+            "--snapshot-id", self.snapshot_id,
+            "--manifest-hash", self.manifest_hash,
+        ]  # fmt: skip
 
 
 class ComputeBackend(Protocol):

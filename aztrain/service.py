@@ -347,9 +347,7 @@ class ControlPlane:
             ready = self.backend.ensure_cluster(spec)
             if ready < spec.nodes:
                 return None
-            job_id = self.backend.submit(
-                submission_for(run, spec, runs_container=self.settings.runs_container, attempt=run.attempt)
-            )
+            job_id = self._submit(run, spec, attempt=run.attempt)
             return run.moved(RunState.SUBMITTED, cause="reconciler", at=now, backend_job_id=job_id)
         if run.state is RunState.CANCEL_REQUESTED and not run.backend_job_id:
             return run.moved(RunState.CANCELED, cause="reconciler", at=now)
@@ -380,9 +378,7 @@ class ControlPlane:
     def _resubmit(self, run: Run, spec: ClusterSpec) -> Run:
         """Preempted: submit the next attempt under its own job name; it resumes from the run's checkpoints."""
         attempt = run.attempt + 1
-        job_id = self.backend.submit(
-            submission_for(run, spec, runs_container=self.settings.runs_container, attempt=attempt)
-        )
+        job_id = self._submit(run, spec, attempt=attempt)
         detail = f"attempt {run.attempt} preempted; attempt {attempt} resumes from checkpoints"
         return run.moved(
             RunState.SUBMITTED, cause="preempted", at=self.now(), detail=detail, attempt=attempt, backend_job_id=job_id
@@ -551,12 +547,6 @@ def submission_for(run: Run, spec: ClusterSpec, *, runs_container: str, attempt:
         max_runtime_seconds=manifest["compute"]["max_runtime"],
         snapshot_id=run.snapshot_id,
         manifest_hash=run.manifest_hash,
-        tags={
-            "aztrain.run": run.id,
-            "aztrain.job": run.job,
-            "aztrain.manifest": run.manifest_hash,
-            "aztrain.snapshot": run.snapshot_id,
-        },
     )
 
 

@@ -110,9 +110,10 @@ class Supervisor:
             downloads, out_dir = self.folder / "data", self.folder / "outputs"
             shutil.rmtree(downloads, ignore_errors=True)
             out_dir.mkdir(exist_ok=True)
-            snapshot_file = self.folder / "snapshot.json"
-            snapshot_file.write_bytes(self.data.read(sub.output_container, sub.snapshot))
-            snapshot = Snapshot.from_json(json.loads(snapshot_file.read_bytes()))
+            document = self.data.read(sub.output_container, sub.snapshot)
+            snapshot = Snapshot.from_json(json.loads(document))
+            snapshot_file = self.folder / "snapshot.json"  # what the trainer reads exactly
+            snapshot_file.write_bytes(document)
             self.data.download(snapshot.container, snapshot.blobs, downloads)
             # What Azure ML mounts: the prefix's folder, present even when it holds nothing.
             data_dir = downloads / snapshot.prefix

@@ -82,7 +82,8 @@ def submission(spec: ClusterSpec, run_id: str = "8232054399990-a1b2c3") -> JobSu
         output_container="runs",
         output_prefix=f"digits/{run_id}/",
         max_runtime_seconds=3600,
-        tags={"aztrain.run": run_id, "aztrain.job": "digits", "aztrain.manifest": "ab" * 32},
+        snapshot_id="snap-3f1e2d4c",
+        manifest_hash="ab" * 32,
     )
 
 

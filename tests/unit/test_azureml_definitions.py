@@ -47,7 +47,6 @@ def submission(profile: ComputeProfile, *, args: dict[str, Any] | None = None) -
         max_runtime_seconds=compute["max_runtime"],
         snapshot_id=TAGS["aztrain.snapshot"],
         manifest_hash=TAGS["aztrain.manifest"],
-        tags=TAGS,
     )
 
 
