@@ -2,27 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
-
 import pytest
 
 from aztrain.adapters.memory import FakeComputeBackend, InMemoryDataStore, InMemoryRunStore
 from aztrain.service import ControlPlane
 from aztrain.settings import Settings
-
-
-class Clock:
-    """Test time: moves 10 ms per reading, and jumps when told."""
-
-    def __init__(self) -> None:
-        self.t = datetime(2026, 1, 1, tzinfo=UTC)
-
-    def __call__(self) -> datetime:
-        self.t += timedelta(milliseconds=10)
-        return self.t
-
-    def advance(self, seconds: float) -> None:
-        self.t += timedelta(seconds=seconds)
+from tests.clock import Clock
 
 
 @pytest.fixture(params=["memory", "azurite"])

@@ -6,7 +6,6 @@ import copy
 import json
 import uuid
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +16,7 @@ from aztrain.adapters.memory import InMemoryDataStore, InMemoryRunStore
 from aztrain.runs import Run, RunState
 from aztrain.service import ControlPlane
 from aztrain.settings import Settings
+from tests.clock import Clock
 from tests.fakes.aml_service import (
     PROVISION_SECONDS,
     RESOURCE_GROUP,
@@ -39,17 +39,6 @@ data: {container: datasets, prefix: digits/}
 trainer: {args: {epochs: 2}}
 compute: {profile: gpu-small, nodes: 2, processes_per_node: 2, priority: low}
 """
-
-
-class Clock:
-    """The control plane's time, moved with the fake service's."""
-
-    def __init__(self) -> None:
-        self.t = datetime(2026, 1, 1, tzinfo=UTC)
-
-    def __call__(self) -> datetime:
-        self.t += timedelta(milliseconds=10)
-        return self.t
 
 
 @pytest.fixture
@@ -82,7 +71,7 @@ def plane(fake: FakeAzureML, clock: Clock) -> ControlPlane:
 
 def elapse(fake: FakeAzureML, clock: Clock, seconds: float) -> None:
     fake.advance(seconds)
-    clock.t += timedelta(seconds=seconds)
+    clock.advance(seconds)
 
 
 def submitted(plane: ControlPlane, fake: FakeAzureML, clock: Clock, run_id: str | None = None) -> Run:
