@@ -9,11 +9,9 @@ from typing import Any
 from azure.data.tables import TableServiceClient
 from azure.storage.blob import BlobServiceClient
 
-from aztrain.adapters.azureml import AzureMLBackend
 from aztrain.adapters.blobs import BlobDataStore
-from aztrain.adapters.local import LocalBackend
-from aztrain.adapters.tables import TableRunStore
-from aztrain.ports import ComputeBackend
+from aztrain.adapters.tables import TableControlStore
+from aztrain.backends import build_backend
 from aztrain.service import ControlPlane
 from aztrain.settings import Settings
 
@@ -37,25 +35,20 @@ def build_data_store(settings: Settings) -> BlobDataStore:
     return BlobDataStore(service)
 
 
-def build_run_store(settings: Settings) -> TableRunStore:
+def build_control_store(settings: Settings) -> TableControlStore:
     if settings.storage_connection_string:
         service = TableServiceClient.from_connection_string(settings.storage_connection_string)
     else:
         service = TableServiceClient(
             f"https://{settings.storage_account}.table.core.windows.net", credential=_credential()
         )
-    return TableRunStore(service, prefix=settings.table_prefix)
-
-
-def build_backend(settings: Settings) -> ComputeBackend:
-    # AzureMLBackend connects to the workspace on first use, so choosing it imports no azure.ai.ml.
-    return AzureMLBackend(settings) if settings.backend == "azureml" else LocalBackend(settings)
+    return TableControlStore(service, prefix=settings.table_prefix)
 
 
 def build_control_plane(settings: Settings) -> ControlPlane:
     return ControlPlane(
         settings=settings,
-        store=build_run_store(settings),
+        store=build_control_store(settings),
         data=build_data_store(settings),
         backend=build_backend(settings),
         now=utc_now,
@@ -67,7 +60,7 @@ def ensure_storage(settings: Settings) -> None:
     build_data_store(settings).create_containers(
         (settings.jobs_container, settings.runs_container, *settings.data_containers)
     )
-    build_run_store(settings).create_tables()
+    build_control_store(settings).create_tables()
 
 
 @functools.cache

@@ -16,8 +16,8 @@ import yaml
 from aztrain.manifest import parse_manifest
 from aztrain.profiles import cluster_for, load_profiles, select_profile
 from aztrain.runs import Run, RunState
-from aztrain.service import submission_for
 from aztrain.settings import Settings
+from aztrain.usecases.progress import submission_for
 
 RUN_ID = "<run-id>"
 SNAPSHOT_ID = "<snapshot-id>"
@@ -31,8 +31,7 @@ def render_plan(manifest_text: str | bytes, settings: Settings) -> str:
 
     manifest = parse_manifest(manifest_text, source="plan", max_bytes=settings.max_manifest_bytes)
     profiles = load_profiles(settings.compute_profiles)
-    compute = manifest.compute.model_dump()
-    profile = select_profile(profiles, compute)
+    profile = select_profile(profiles, manifest.compute)
     run = Run.create(
         id=RUN_ID,
         job=manifest.name,
@@ -40,11 +39,13 @@ def render_plan(manifest_text: str | bytes, settings: Settings) -> str:
         at=datetime.now(UTC),
         trigger="plan",
         cause="plan",
-        manifest=manifest.normalised(),
+        spec=manifest,
         manifest_hash=manifest.content_hash,
         snapshot_id=SNAPSHOT_ID,
     )
-    submission = submission_for(run, cluster_for(profiles, compute), runs_container=settings.runs_container, attempt=1)
+    submission = submission_for(
+        run, cluster_for(profiles, manifest.compute), runs_container=settings.runs_container, attempt=1
+    )
     job = build_job(submission, environment=settings.aml_environment, code=trainer_code())
     documents = [
         {

@@ -1,109 +1,37 @@
 """Ports: what the service needs from the outside world, as Protocols.
 
 Adapters in `aztrain.adapters` implement them on Azure SDKs, on this machine,
-or in memory for unit tests; `bootstrap` picks which.
+or in memory for unit tests; `bootstrap` picks which. The records they exchange
+live in `aztrain.records`. Storage is split by role, so a use case names only the
+tables it touches; one Table Storage adapter implements them all (`ControlStore`).
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Protocol
 
-from aztrain.errors import ManifestError
+from aztrain.manifest import ComputeSpec
+from aztrain.records import (
+    Arrival,
+    BlobInfo,
+    ClusterRecord,
+    ClusterSpec,
+    JobObservation,
+    JobRecord,
+    JobSubmission,
+    ModelVersion,
+)
 from aztrain.runs import Run, RunState, Transition
 
 
-@dataclass(frozen=True)
-class JobRecord:
-    """The `jobs` table row: a job's latest accepted manifest and what it watches."""
+class Runs(Protocol):
+    """Runs and their history (`runs`, `runhistory`).
 
-    name: str
-    manifest: dict[str, Any]
-    manifest_hash: str
-    updated_at: datetime
-    watch_container: str = ""
-    watch_prefix: str = ""  # empty: the job does not retrain on data arrival
-    watch_since: datetime | None = None  # uploads before this belong to the first run, not to a window
-    last_run_id: str = ""
-    last_trigger_at: datetime | None = None
-    etag: str | None = None
-
-
-@dataclass(frozen=True)
-class ClusterRecord:
-    """The `clusters` table row: desired vs observed nodes and the last scale action."""
-
-    backend: str
-    name: str
-    desired_nodes: int = 0
-    observed_nodes: int = 0
-    active_runs: tuple[str, ...] = ()
-    last_scale_action: str = ""
-    last_scale_at: datetime | None = None
-    zero_at: datetime | None = None  # when the node count was first seen at zero after a scale-down
-    seconds_to_zero: float | None = None
-    etag: str | None = None
-
-
-@dataclass(frozen=True)
-class BlobInfo:
-    """One blob as listed: enough to snapshot a data set."""
-
-    name: str
-    size: int
-    etag: str
-    version_id: str = ""  # set where blob versioning is on
-
-
-@dataclass(frozen=True)
-class Arrival:
-    """A data blob that landed under a watched prefix (`arrivals` table).
-
-    `key` identifies the upload (blob name + ETag), so however often Event Grid
-    delivers it, it is one row. `consumed_by` is the run that served it, or why none did.
+    Writes are conditional on the ETag the run was read with: a lost race raises
+    `ConcurrencyError` and the caller re-reads and re-decides.
     """
-
-    job: str
-    key: str
-    blob: str
-    at: datetime
-    consumed_by: str = ""
-
-
-@dataclass(frozen=True)
-class ModelVersion:
-    """A registered model (`models` table): what a completed run produced, and its lineage."""
-
-    name: str
-    version: int
-    run_id: str
-    snapshot_id: str
-    manifest_hash: str
-    artifact: str  # container/path of model.pt
-    metrics: dict[str, Any]
-    registered_at: datetime
-    promoted: bool = False
-    gate: str = ""  # the promotion rule and how it was judged
-
-
-class RunStore(Protocol):
-    """Jobs, runs, run history, event claims and clusters (Table Storage in Azure).
-
-    Writes of jobs and runs are conditional on the ETag they were read with:
-    a lost race raises `ConcurrencyError` and the caller re-reads and re-decides.
-    """
-
-    def get_job(self, name: str) -> JobRecord | None: ...
-
-    def put_job(self, job: JobRecord) -> JobRecord:
-        """Create (`etag is None`) or replace if unchanged since read. Returns the stored record."""
-        ...
-
-    def list_jobs(self) -> list[JobRecord]: ...
 
     def add_run(self, run: Run) -> Run:
         """Insert a new run and its first history row; `ConcurrencyError` if the id exists."""
@@ -132,9 +60,29 @@ class RunStore(Protocol):
         """Every transition of a run, oldest first."""
         ...
 
+
+class Jobs(Protocol):
+    """Each job's latest accepted manifest and watch (`jobs`); writes are ETag-conditional like runs."""
+
+    def get_job(self, name: str) -> JobRecord | None: ...
+
+    def put_job(self, job: JobRecord) -> JobRecord:
+        """Create (`etag is None`) or replace if unchanged since read. Returns the stored record."""
+        ...
+
+    def list_jobs(self) -> list[JobRecord]: ...
+
+
+class Claims(Protocol):
+    """Idempotency (`claims`): the first writer of a key wins, and everyone learns its value."""
+
     def claim(self, scope: str, key: str, value: str) -> str:
         """Record `value` for `key` once. Returns the value stored by whoever claimed first."""
         ...
+
+
+class Arrivals(Protocol):
+    """Data uploads under watched prefixes, pending until a run consumes them (`arrivals`)."""
 
     def record_arrival(self, arrival: Arrival) -> None:
         """Insert the arrival unless its key is already recorded (duplicates change nothing)."""
@@ -148,6 +96,10 @@ class RunStore(Protocol):
         """Mark arrivals as served by a run (or skipped, with the reason)."""
         ...
 
+
+class Models(Protocol):
+    """The model registry of record (`models`)."""
+
     def add_model_version(self, model: ModelVersion) -> ModelVersion:
         """Insert a version; `ConcurrencyError` if that version number is taken."""
         ...
@@ -155,6 +107,10 @@ class RunStore(Protocol):
     def model_versions(self, name: str | None = None) -> list[ModelVersion]:
         """Versions of one model (or all), oldest first."""
         ...
+
+
+class Clusters(Protocol):
+    """Desired vs observed nodes per cluster (`clusters`)."""
 
     def get_cluster(self, backend: str, name: str) -> ClusterRecord | None: ...
 
@@ -165,11 +121,19 @@ class RunStore(Protocol):
     def list_clusters(self) -> list[ClusterRecord]: ...
 
 
+class ControlStore(Runs, Jobs, Claims, Arrivals, Models, Clusters, Protocol):
+    """Every table the control plane keeps; one Table Storage account holds them all."""
+
+
 class DataStore(Protocol):
     """Blob Storage: manifests, data, logs and outputs."""
 
     def read(self, container: str, name: str, *, max_bytes: int | None = None) -> bytes:
         """The blob's bytes (at most `max_bytes + 1`, so callers can detect oversize). `NotFound` if absent."""
+        ...
+
+    def read_range(self, container: str, name: str, offset: int, length: int) -> tuple[bytes, int]:
+        """Up to `length` bytes from `offset` (b"" past the end) and the blob's size now; `NotFound` if absent."""
         ...
 
     def write(self, container: str, name: str, data: bytes) -> None: ...
@@ -192,76 +156,6 @@ class DataStore(Protocol):
         ...
 
 
-@dataclass(frozen=True)
-class ClusterSpec:
-    """The cluster a run needs: one per compute profile."""
-
-    name: str
-    nodes: int
-    processes_per_node: int
-    vm_size: str
-    priority: str
-
-
-def cluster_spec(compute: dict[str, Any], *, name: str, default_vm_size: str, max_nodes: int) -> ClusterSpec:
-    """The `ClusterSpec` for a manifest's `compute`, or `ManifestError` if it asks for more than `max_nodes`."""
-    if compute["nodes"] > max_nodes:
-        raise ManifestError([f"compute.nodes: {compute['nodes']} is more than the {max_nodes} node(s) {name} allows"])
-    return ClusterSpec(
-        name=name,
-        nodes=compute["nodes"],
-        processes_per_node=compute["processes_per_node"],
-        vm_size=compute.get("vm_size") or default_vm_size,
-        priority=compute["priority"],
-    )
-
-
-@dataclass(frozen=True)
-class JobSubmission:
-    """Everything a backend needs to start one run's training."""
-
-    name: str  # deterministic, derived from the run id: a repeated submit finds the same job
-    run_id: str
-    job: str
-    cluster: ClusterSpec
-    entrypoint: str
-    args: dict[str, Any]
-    data_container: str
-    data_prefix: str
-    snapshot: str  # blob (in output_container) listing exactly the data blobs to read
-    output_container: str
-    output_prefix: str
-    max_runtime_seconds: int
-    snapshot_id: str
-    manifest_hash: str
-
-    @property
-    def tags(self) -> dict[str, str]:
-        """What links the backend's job back to its run: run, job, manifest hash and data snapshot."""
-        return {
-            "aztrain.run": self.run_id,
-            "aztrain.job": self.job,
-            "aztrain.manifest": self.manifest_hash,
-            "aztrain.snapshot": self.snapshot_id,
-        }
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> JobSubmission:
-        """The inverse of `dataclasses.asdict`: how a submission written to disk is read back."""
-        return cls(**{**data, "cluster": ClusterSpec(**data["cluster"])})
-
-    def trainer_flags(self) -> list[str]:
-        """The trainer's arguments after its data and output folders: the manifest's args and the run's lineage.
-
-        The snapshot id keys the trainer's node-local cache; both ids are recorded in `model.pt`.
-        """
-        return [
-            "--args-json", json.dumps(self.args, sort_keys=True),
-            "--snapshot-id", self.snapshot_id,
-            "--manifest-hash", self.manifest_hash,
-        ]  # fmt: skip
-
-
 class ComputeBackend(Protocol):
     """A place that runs Horovod jobs on a cluster that can scale to zero.
 
@@ -271,7 +165,7 @@ class ComputeBackend(Protocol):
 
     name: str
 
-    def cluster_for(self, compute: dict[str, Any]) -> ClusterSpec:
+    def cluster_for(self, compute: ComputeSpec) -> ClusterSpec:
         """The cluster for a manifest's `compute` section; `ManifestError` if this backend cannot host it."""
         ...
 
@@ -283,20 +177,15 @@ class ComputeBackend(Protocol):
         """Start the job, or find it if already started under `job.name`. Returns the backend job id."""
         ...
 
-    def job_status(self, backend_job_id: str) -> str:
-        """The job's status in Azure ML's vocabulary (Queued, Running, Completed, ...)."""
-        ...
+    def observe(self, backend_job_id: str) -> JobObservation:
+        """Where the job is now, in one call: phase, the backend's own status, and (if it failed) why.
 
-    def job_error(self, backend_job_id: str) -> str:
-        """A short reason for a failed job ('' when none is known)."""
-        ...
-
-    def is_preempted(self, backend_job_id: str) -> bool:
-        """True when a failed job failed because its (low-priority) nodes were taken back."""
+        A job the backend no longer knows is FAILED with a reason, never an exception.
+        """
         ...
 
     def cancel(self, backend_job_id: str) -> None:
-        """Ask the job to stop; idempotent."""
+        """Ask the job to stop. Idempotent, and a no-op for a job that is finished, stopping or gone."""
         ...
 
     def scale_to_zero(self, cluster: str) -> None:
@@ -315,6 +204,3 @@ class ComputeBackend(Protocol):
         """
         ...
 
-
-class Clock(Protocol):
-    def now(self) -> datetime: ...

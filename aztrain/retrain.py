@@ -16,17 +16,23 @@ from datetime import datetime, timedelta
 from fnmatch import fnmatchcase
 from typing import Any
 
-from aztrain.ports import Arrival, BlobInfo, ModelVersion
+from aztrain.manifest import JobManifest, RetrainSpec
+from aztrain.records import Arrival, BlobInfo, ModelVersion
 from aztrain.runs import Run
 
 
-def watches(manifest: dict[str, Any], container: str, blob: str) -> bool:
+def watches(spec: JobManifest, container: str, blob: str) -> bool:
     """Does this job's retrain watch cover `container/blob`? Globs match the path below `data.prefix`."""
-    retrain = manifest.get("retrain") or {}
-    data = manifest["data"]
-    if not retrain.get("on_data_arrival") or container != data["container"] or not blob.startswith(data["prefix"]):
+    data, retrain = spec.data, spec.retrain
+    if retrain is None or not retrain.on_data_arrival or container != data.container:
         return False
-    return selected(blob[len(data["prefix"]) :], retrain.get("include", []), retrain.get("exclude", []))
+    return blob.startswith(data.prefix) and _chosen(spec, blob)
+
+
+def _chosen(spec: JobManifest, blob: str) -> bool:
+    """Selected by the job's include/exclude globs (all blobs when it has no retrain section)."""
+    retrain = spec.retrain or RetrainSpec()
+    return selected(blob[len(spec.data.prefix) :], retrain.include, retrain.exclude)
 
 
 def selected(relative: str, include: Sequence[str], exclude: Sequence[str]) -> bool:
@@ -47,7 +53,7 @@ class Window:
 
 
 def decide_window(
-    policy: dict[str, Any],
+    policy: RetrainSpec,
     pending: Sequence[Arrival],
     active: Sequence[Run],
     last_ended: datetime | None,
@@ -57,19 +63,19 @@ def decide_window(
     count = len(pending)
     if not pending:
         return Window("idle", "no new data")
-    if active and policy["concurrency"] == "skip":
+    if active and policy.concurrency == "skip":
         return Window("skip", f"skipped: run {active[0].id} was active (concurrency: skip)", count)
-    quiet_at = max(a.at for a in pending) + timedelta(seconds=policy["debounce"])
+    quiet_at = max(a.at for a in pending) + timedelta(seconds=policy.debounce)
     if now < quiet_at:
-        return Window("wait", f"debouncing: fires {policy['debounce']} s after the last arrival", count, quiet_at)
-    if count < policy["min_new_blobs"]:
-        return Window("wait", f"{count} of min_new_blobs={policy['min_new_blobs']} arrived", count)
-    if active and policy["concurrency"] == "queue":
+        return Window("wait", f"debouncing: fires {policy.debounce} s after the last arrival", count, quiet_at)
+    if count < policy.min_new_blobs:
+        return Window("wait", f"{count} of min_new_blobs={policy.min_new_blobs} arrived", count)
+    if active and policy.concurrency == "queue":
         return Window("wait", f"queued behind active run {active[0].id} (concurrency: queue)", count)
     if last_ended is not None and not active:
-        cooled_at = last_ended + timedelta(seconds=policy["cooldown"])
+        cooled_at = last_ended + timedelta(seconds=policy.cooldown)
         if now < cooled_at:
-            return Window("wait", f"cooldown: {policy['cooldown']} s after the last run ended", count, cooled_at)
+            return Window("wait", f"cooldown: {policy.cooldown} s after the last run ended", count, cooled_at)
     to_replace = tuple(r.id for r in active)  # only non-empty for concurrency: replace
     return Window("launch", f"{count} new blob(s) after a quiet period", count, now, to_replace)
 
@@ -103,15 +109,10 @@ class Snapshot:
         return cls(value["container"], value["prefix"], tuple(BlobInfo(**b) for b in value["blobs"]))
 
 
-def snapshot_of(manifest: dict[str, Any], listed: Sequence[BlobInfo]) -> Snapshot:
+def snapshot_of(spec: JobManifest, listed: Sequence[BlobInfo]) -> Snapshot:
     """The data a run of this manifest reads: its prefix, filtered by the retrain globs, in name order."""
-    data, retrain = manifest["data"], manifest.get("retrain") or {}
-    chosen = (
-        b
-        for b in listed
-        if selected(b.name[len(data["prefix"]) :], retrain.get("include", []), retrain.get("exclude", []))
-    )
-    return Snapshot(data["container"], data["prefix"], tuple(sorted(chosen, key=lambda b: b.name)))
+    chosen = (b for b in listed if _chosen(spec, b.name))
+    return Snapshot(spec.data.container, spec.data.prefix, tuple(sorted(chosen, key=lambda b: b.name)))
 
 
 _COMPARE: dict[str, Callable[[float, float], bool]] = {

@@ -3,19 +3,24 @@
 ```
 REJECTED (terminal: the manifest never became a job)
 ACCEPTED → PROVISIONING → SUBMITTED → QUEUED → RUNNING → COMPLETED
+                              ↑________/_________/   (preempted: the next attempt is SUBMITTED)
      any non-terminal state → FAILED | CANCEL_REQUESTED → CANCELED
 ```
 A transition the table does not allow (a late "Running" after "Completed") is
-recorded in the run's history as ignored and never applied.
+recorded in the run's history as ignored and never applied. Backends report
+`JobPhase`s; `state_for_phase` is the one map from those onto run states.
 """
 
 from __future__ import annotations
 
-import secrets
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
+
+from aztrain.layout import new_run_id
+from aztrain.manifest import JobManifest
+from aztrain.records import JobPhase
 
 
 class RunState(StrEnum):
@@ -66,38 +71,21 @@ def can_transition(current: RunState, target: RunState) -> bool:
     return target in TRANSITIONS[current]
 
 
-#: Azure ML job statuses (the local backend reports the same) → run states.
-#: `None` means "no change": the status says nothing new about the run's life.
-BACKEND_STATUS: dict[str, RunState | None] = {
-    "notstarted": RunState.QUEUED,
-    "queued": RunState.QUEUED,
-    "preparing": RunState.QUEUED,
-    "provisioning": RunState.QUEUED,
-    "starting": RunState.QUEUED,
-    "running": RunState.RUNNING,
-    "finalizing": RunState.RUNNING,
-    "cancelrequested": RunState.CANCEL_REQUESTED,
-    "completed": RunState.COMPLETED,
-    "failed": RunState.FAILED,
-    "canceled": RunState.CANCELED,
-    "notresponding": None,
-    "paused": None,
+#: Backend job phases → run states. `None`: the phase says nothing new about the run's life.
+PHASE_STATE: dict[JobPhase, RunState | None] = {
+    JobPhase.PENDING: RunState.QUEUED,
+    JobPhase.RUNNING: RunState.RUNNING,
+    JobPhase.STOPPING: RunState.CANCEL_REQUESTED,
+    JobPhase.COMPLETED: RunState.COMPLETED,
+    JobPhase.FAILED: RunState.FAILED,
+    JobPhase.CANCELED: RunState.CANCELED,
+    JobPhase.UNKNOWN: None,
 }
 
 
-def state_for_backend_status(status: str) -> RunState | None:
-    """Map a backend status (case-insensitive) onto a run state; unknown statuses raise `KeyError`."""
-    return BACKEND_STATUS[status.strip().lower()]
-
-
-#: What `new_run_id` makes: 13 digits, a hyphen, 6 hex digits.
-RUN_ID_PATTERN = r"\d{13}-[0-9a-f]{6}"
-
-
-def new_run_id(now: datetime) -> str:
-    """A run id that sorts newest-first as a Table Storage RowKey: inverted epoch millis + randomness."""
-    inverted = 10**13 - int(now.timestamp() * 1000)
-    return f"{inverted:013d}-{secrets.token_hex(3)}"
+def state_for_phase(phase: JobPhase) -> RunState | None:
+    """The run state a backend job's phase means, or None for "no change"."""
+    return PHASE_STATE[phase]
 
 
 @dataclass(frozen=True)
@@ -148,7 +136,7 @@ class Run:
     trigger: str  # "manifest" | "http" | "data"
     cause: str  # event id or request id that created it
     manifest_hash: str = ""
-    manifest: dict[str, Any] = field(default_factory=dict)
+    spec: JobManifest | None = None  # None only for REJECTED runs: their manifest never validated
     source: str = ""  # blob path or "http"
     cluster: str = ""
     backend_job_id: str = ""
@@ -156,7 +144,6 @@ class Run:
     attempt: int = 1
     error: str = ""
     metrics: dict[str, Any] = field(default_factory=dict)
-    outputs: str = ""
     seq: int = 0
     last: Transition | None = None
     etag: str | None = None  # set by the store; None means "not stored yet"
@@ -181,6 +168,13 @@ class Run:
     @property
     def is_terminal(self) -> bool:
         return self.state.is_terminal
+
+    @property
+    def manifest(self) -> JobManifest:
+        """The validated manifest this run executes (every run past REJECTED has one)."""
+        if self.spec is None:
+            raise ValueError(f"run {self.id} is {self.state.value}: it has no manifest")
+        return self.spec
 
     def moved(self, target: RunState, *, cause: str, at: datetime, detail: str = "", **changes: Any) -> Run:
         """The run after an attempted transition. Refused transitions only add a history row."""

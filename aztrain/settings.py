@@ -12,6 +12,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from aztrain.backends import BACKENDS
 from aztrain.errors import ConfigError
 
 #: Azurite's well-known development account (public, documented by Microsoft).
@@ -70,9 +71,9 @@ class Settings:
         if not conn and not account:
             conn = AZURITE_CONNECTION_STRING
         backend = env.get("AZTRAIN_BACKEND", "local")
-        if backend not in ("local", "azureml"):
+        if backend not in BACKENDS:
             raise ConfigError(
-                f"AZTRAIN_BACKEND={backend!r} is not supported; use 'local' or 'azureml'",
+                f"AZTRAIN_BACKEND={backend!r} is not supported; use one of: {', '.join(map(repr, BACKENDS))}",
                 setting="AZTRAIN_BACKEND",
             )
         defaults = cls()

@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 
 import azure.functions as func
 
+from aztrain.adapters.azureml import phase_of
 from aztrain.bootstrap import control_plane
 from aztrain.service import BlobEvent
 
@@ -53,7 +54,7 @@ def on_run_status_changed(event: func.EventGridEvent) -> None:
     if event.event_type != RUN_STATUS_CHANGED or not isinstance(job_name, str) or not isinstance(status, str):
         log.warning("ignoring event %s of type %s: no runId/runStatus", event.id, event.event_type)
         return
-    run = control_plane().on_run_status(job_name, status, cause=f"event:{event.id}")
+    run = control_plane().on_job_status(job_name, phase_of(status), cause=f"event:{event.id}")
     log.info(
         "event %s: job %s is %s -> run %s",
         event.id,

@@ -25,13 +25,22 @@ from typing import Any
 
 import psutil
 
-from aztrain.ports import ClusterSpec, JobSubmission, ModelVersion, cluster_spec
+from aztrain.manifest import ComputeSpec
+from aztrain.records import ClusterSpec, JobObservation, JobPhase, JobSubmission, ModelVersion, cluster_spec
 from aztrain.settings import PROJECT_ROOT, Settings
 
 log = logging.getLogger(__name__)
 
-#: Statuses after which the supervisor has exited for good.
-FINAL_STATUSES = frozenset({"Completed", "Failed", "Canceled"})
+#: The statuses a job supervisor writes (Azure ML's words, so logs read the same on both backends) → phases.
+PHASES: dict[str, JobPhase] = {
+    "NotStarted": JobPhase.PENDING,
+    "Preparing": JobPhase.PENDING,
+    "Running": JobPhase.RUNNING,
+    "Finalizing": JobPhase.RUNNING,
+    "Completed": JobPhase.COMPLETED,
+    "Failed": JobPhase.FAILED,
+    "Canceled": JobPhase.CANCELED,
+}
 #: Environment marker on every process of a job: how cancel finds stragglers and tests prove none are left.
 JOB_ENV_MARKER = "AZTRAIN_LOCAL_JOB"
 LOCAL_MAX_NODES = 8
@@ -82,9 +91,9 @@ class LocalBackend:
         self._children: dict[str, subprocess.Popen[bytes]] = {}
 
     # ------------------------------------------------------------ clusters
-    def cluster_for(self, compute: dict[str, Any]) -> ClusterSpec:
+    def cluster_for(self, compute: ComputeSpec) -> ClusterSpec:
         return cluster_spec(
-            compute, name=f"local-{compute['profile']}", default_vm_size="Local_CPU", max_nodes=LOCAL_MAX_NODES
+            compute, name=f"local-{compute.profile}", vm_size=compute.vm_size or "Local_CPU", max_nodes=LOCAL_MAX_NODES
         )
 
     def ensure_cluster(self, spec: ClusterSpec) -> int:
@@ -152,23 +161,24 @@ class LocalBackend:
         log.info("local job %s: started supervisor pid %d", job.name, child.pid)
         return job.name
 
-    def job_status(self, backend_job_id: str) -> str:
+    def observe(self, backend_job_id: str) -> JobObservation:
+        if not (self._jobs_dir / backend_job_id).is_dir():
+            return JobObservation(JobPhase.FAILED, "NotFound", f"local job {backend_job_id} does not exist")
         status = self._status(backend_job_id)
-        if status.get("status") in FINAL_STATUSES or self._supervisor_alive(backend_job_id):
-            return str(status.get("status", "NotStarted"))
-        return "Failed"  # the supervisor died without saying how the job ended
-
-    def job_error(self, backend_job_id: str) -> str:
-        status = self._status(backend_job_id)
-        if status.get("status") not in FINAL_STATUSES and not self._supervisor_alive(backend_job_id):
-            return "the local job supervisor exited unexpectedly; see supervisor.log in the job folder"
-        return str(status.get("error", ""))
-
-    def is_preempted(self, backend_job_id: str) -> bool:
-        return bool(self._status(backend_job_id).get("preempted", False))
+        word = str(status.get("status", "NotStarted"))
+        phase = PHASES.get(word, JobPhase.UNKNOWN)
+        if not phase.is_final and not self._supervisor_alive(backend_job_id):
+            reason = "the local job supervisor exited unexpectedly; see supervisor.log in the job folder"
+            return JobObservation(JobPhase.FAILED, "Failed", reason)
+        failed = phase is JobPhase.FAILED
+        return JobObservation(
+            phase, word, str(status.get("error", "")) if failed else "", failed and bool(status.get("preempted"))
+        )
 
     def cancel(self, backend_job_id: str) -> None:
         folder = self._jobs_dir / backend_job_id
+        if not folder.is_dir():
+            return
         (folder / "cancel").touch()
         pid = self._pid(backend_job_id)
         if pid and self._supervisor_alive(backend_job_id):
@@ -199,3 +209,17 @@ class LocalBackend:
             return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
         except psutil.NoSuchProcess:
             return False
+
+
+def stack_processes(state_dir: Path) -> list[psutil.Process]:
+    """Every live process of any job under `state_dir` (a local stack's jobs), found in one pass."""
+    jobs = state_dir / "jobs"
+    found = []
+    for proc in psutil.process_iter():
+        try:
+            name = proc.environ().get(JOB_ENV_MARKER)
+            if name and (jobs / name).is_dir() and proc.status() != psutil.STATUS_ZOMBIE:
+                found.append(proc)
+        except (psutil.AccessDenied, psutil.NoSuchProcess, psutil.ZombieProcess):
+            continue
+    return found

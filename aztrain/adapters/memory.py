@@ -10,14 +10,16 @@ import itertools
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
 
 from aztrain.errors import ConcurrencyError, DataChanged, NotFound
-from aztrain.ports import (
+from aztrain.manifest import ComputeSpec
+from aztrain.records import (
     Arrival,
     BlobInfo,
     ClusterRecord,
     ClusterSpec,
+    JobObservation,
+    JobPhase,
     JobRecord,
     JobSubmission,
     ModelVersion,
@@ -32,8 +34,8 @@ def _etag() -> str:
     return f'W/"{next(_etags)}"'
 
 
-class InMemoryRunStore:
-    """`RunStore` in dictionaries, with the same ETag rules as Table Storage."""
+class InMemoryControlStore:
+    """`ControlStore` in dictionaries, with the same ETag rules as Table Storage."""
 
     def __init__(self) -> None:
         self._jobs: dict[str, JobRecord] = {}
@@ -128,9 +130,8 @@ class InMemoryRunStore:
         return self._clusters.get((backend, name))
 
     def put_cluster(self, cluster: ClusterRecord) -> ClusterRecord:
-        stored = replace(cluster, etag=_etag())
-        self._clusters[(cluster.backend, cluster.name)] = stored
-        return stored
+        self._clusters[(cluster.backend, cluster.name)] = cluster
+        return cluster
 
     def list_clusters(self) -> list[ClusterRecord]:
         return list(self._clusters.values())
@@ -148,6 +149,10 @@ class InMemoryDataStore:
         except KeyError:
             raise NotFound("blob", f"{container}/{name}") from None
         return data if max_bytes is None else data[: max_bytes + 1]
+
+    def read_range(self, container: str, name: str, offset: int, length: int) -> tuple[bytes, int]:
+        data = self.read(container, name)
+        return data[offset : offset + length], len(data)
 
     def write(self, container: str, name: str, data: bytes) -> None:
         self.blobs[(container, name)] = data
@@ -181,13 +186,13 @@ class InMemoryDataStore:
 @dataclass
 class FakeJob:
     submission: JobSubmission
-    statuses: list[str]  # scripted progression; the last one sticks
+    phases: list[JobPhase]  # scripted progression; the last one sticks
     canceled: bool = False
     preempted: bool = False
 
     @property
-    def status(self) -> str:
-        return "Canceled" if self.canceled else self.statuses[0]
+    def phase(self) -> JobPhase:
+        return JobPhase.CANCELED if self.canceled else self.phases[0]
 
 
 class FakeComputeBackend:
@@ -200,7 +205,7 @@ class FakeComputeBackend:
         *,
         max_nodes: int = 4,
         provision_polls: int = 1,
-        script: tuple[str, ...] = ("Queued", "Running", "Completed"),
+        script: tuple[JobPhase, ...] = (JobPhase.PENDING, JobPhase.RUNNING, JobPhase.COMPLETED),
     ) -> None:
         self.max_nodes = max_nodes
         self.provision_polls = provision_polls
@@ -210,9 +215,9 @@ class FakeComputeBackend:
         self._polls: dict[str, int] = {}
         self.published: dict[tuple[str, int], ModelVersion] = {}
 
-    def cluster_for(self, compute: dict[str, Any]) -> ClusterSpec:
+    def cluster_for(self, compute: ComputeSpec) -> ClusterSpec:
         return cluster_spec(
-            compute, name=f"fake-{compute['profile']}", default_vm_size="Fake_GPU", max_nodes=self.max_nodes
+            compute, name=f"fake-{compute.profile}", vm_size=compute.vm_size or "Fake_GPU", max_nodes=self.max_nodes
         )
 
     def ensure_cluster(self, spec: ClusterSpec) -> int:
@@ -225,26 +230,27 @@ class FakeComputeBackend:
         self.jobs.setdefault(job.name, FakeJob(job, list(self.script)))
         return job.name
 
-    def job_status(self, backend_job_id: str) -> str:
-        job = self.jobs[backend_job_id]
-        status = job.status
-        if len(job.statuses) > 1 and not job.canceled:
-            job.statuses.pop(0)  # each poll moves the scripted job one step on
-        return status
-
-    def job_error(self, backend_job_id: str) -> str:
-        return "scripted failure" if self.jobs[backend_job_id].status == "Failed" else ""
-
-    def is_preempted(self, backend_job_id: str) -> bool:
-        return self.jobs[backend_job_id].preempted
+    def observe(self, backend_job_id: str) -> JobObservation:
+        job = self.jobs.get(backend_job_id)
+        if job is None:
+            return JobObservation(JobPhase.FAILED, "NotFound", f"fake job {backend_job_id} does not exist")
+        phase = job.phase
+        if len(job.phases) > 1 and not job.canceled:
+            job.phases.pop(0)  # each look moves the scripted job one step on
+        failed = phase is JobPhase.FAILED
+        return JobObservation(
+            phase, phase.value, "scripted failure" if failed else "", preempted=failed and job.preempted
+        )
 
     def preempt(self, backend_job_id: str) -> None:
         """Test hook: the job's low-priority nodes are taken back."""
         job = self.jobs[backend_job_id]
-        job.statuses, job.preempted = ["Failed"], True
+        job.phases, job.preempted = [JobPhase.FAILED], True
 
     def cancel(self, backend_job_id: str) -> None:
-        self.jobs[backend_job_id].canceled = True
+        job = self.jobs.get(backend_job_id)
+        if job is not None and not job.phase.is_final:
+            job.canceled = True
 
     def scale_to_zero(self, cluster: str) -> None:
         self.nodes[cluster] = 0

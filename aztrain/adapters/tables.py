@@ -27,7 +27,8 @@ from azure.core.exceptions import ResourceExistsError, ResourceModifiedError, Re
 from azure.data.tables import TableClient, TableServiceClient, UpdateMode
 
 from aztrain.errors import ConcurrencyError
-from aztrain.ports import Arrival, ClusterRecord, JobRecord, ModelVersion
+from aztrain.manifest import JobManifest
+from aztrain.records import Arrival, ClusterRecord, JobRecord, ModelVersion
 from aztrain.runs import Run, RunState, Transition
 
 TABLES = ("jobs", "runs", "runhistory", "claims", "clusters", "arrivals", "models")
@@ -35,8 +36,8 @@ _SAFE_KEY = re.compile(r"^[A-Za-z0-9._:@=-]{1,512}$")
 _BATCH = 100  # Table Storage's limit on operations in one transaction
 
 
-class TableRunStore:
-    """Jobs, runs, history, claims and clusters in five tables of one storage account."""
+class TableControlStore:
+    """Every role of `ControlStore` in seven tables of one storage account."""
 
     def __init__(self, service: TableServiceClient, *, prefix: str = "") -> None:
         self._service = service
@@ -187,8 +188,8 @@ class TableRunStore:
             return None
 
     def put_cluster(self, cluster: ClusterRecord) -> ClusterRecord:
-        meta = self._clusters.upsert_entity(_cluster_to_entity(cluster), mode=UpdateMode.REPLACE)
-        return replace(cluster, etag=meta["etag"])
+        self._clusters.upsert_entity(_cluster_to_entity(cluster), mode=UpdateMode.REPLACE)
+        return cluster
 
     def list_clusters(self) -> list[ClusterRecord]:
         return [_cluster_from_entity(e) for e in self._clusters.list_entities()]
@@ -210,6 +211,17 @@ class TableRunStore:
 
 
 # Entities are flat: nested values are stored as JSON strings; datetimes as Edm.DateTime.
+# Manifests are stored in their normalised form and read back through the model, so a field
+# added later with a default is filled in on rows written before it existed.
+
+
+def _manifest_to_json(spec: JobManifest | None) -> str:
+    return json.dumps(spec.normalised()) if spec is not None else ""
+
+
+def _manifest_from_json(text: str | None) -> JobManifest | None:
+    """A run's manifest; REJECTED runs have none (older rows stored `{}`)."""
+    return JobManifest.model_validate(json.loads(text)) if text and text != "{}" else None
 
 
 def _utc(value: datetime | None) -> datetime | None:
@@ -224,28 +236,26 @@ def _job_to_entity(job: JobRecord) -> dict[str, Any]:
     return {
         "PartitionKey": job.name,
         "RowKey": "spec",
-        "Manifest": json.dumps(job.manifest),
+        "Manifest": _manifest_to_json(job.spec),
         "ManifestHash": job.manifest_hash,
         "UpdatedAt": job.updated_at,
         "WatchContainer": job.watch_container,
         "WatchPrefix": job.watch_prefix,
         "WatchSince": job.watch_since,
         "LastRunId": job.last_run_id,
-        "LastTriggerAt": job.last_trigger_at,
     }
 
 
 def _job_from_entity(e: Any) -> JobRecord:
     return JobRecord(
         name=e["PartitionKey"],
-        manifest=json.loads(e["Manifest"]),
+        spec=JobManifest.model_validate(json.loads(e["Manifest"])),
         manifest_hash=e["ManifestHash"],
         updated_at=_utc(e["UpdatedAt"]) or datetime.now(UTC),
         watch_container=e.get("WatchContainer", ""),
         watch_prefix=e.get("WatchPrefix", ""),
         watch_since=_utc(e.get("WatchSince")),
         last_run_id=e.get("LastRunId", ""),
-        last_trigger_at=_utc(e.get("LastTriggerAt")),
         etag=e.metadata["etag"],
     )
 
@@ -260,7 +270,7 @@ def _run_to_entity(run: Run) -> dict[str, Any]:
         "Trigger": run.trigger,
         "Cause": run.cause,
         "ManifestHash": run.manifest_hash,
-        "Manifest": json.dumps(run.manifest),
+        "Manifest": _manifest_to_json(run.spec),
         "Source": run.source,
         "Cluster": run.cluster,
         "BackendJobId": run.backend_job_id,
@@ -268,7 +278,6 @@ def _run_to_entity(run: Run) -> dict[str, Any]:
         "Attempt": run.attempt,
         "Error": run.error[:16000],
         "Metrics": json.dumps(run.metrics),
-        "Outputs": run.outputs,
         "Seq": run.seq,
         "Last": json.dumps(run.last.to_json()) if run.last else "",
     }
@@ -284,7 +293,7 @@ def _run_from_entity(e: Any) -> Run:
         trigger=e.get("Trigger", ""),
         cause=e.get("Cause", ""),
         manifest_hash=e.get("ManifestHash", ""),
-        manifest=json.loads(e.get("Manifest") or "{}"),
+        spec=_manifest_from_json(e.get("Manifest")),
         source=e.get("Source", ""),
         cluster=e.get("Cluster", ""),
         backend_job_id=e.get("BackendJobId", ""),
@@ -292,7 +301,6 @@ def _run_from_entity(e: Any) -> Run:
         attempt=int(e.get("Attempt", 1)),
         error=e.get("Error", ""),
         metrics=json.loads(e.get("Metrics") or "{}"),
-        outputs=e.get("Outputs", ""),
         seq=int(e.get("Seq", 0)),
         last=Transition.from_json(json.loads(e["Last"])) if e.get("Last") else None,
         etag=e.metadata["etag"],
@@ -354,7 +362,6 @@ def _cluster_from_entity(e: Any) -> ClusterRecord:
         last_scale_at=_utc(e.get("LastScaleAt")),
         zero_at=_utc(e.get("ZeroAt")),
         seconds_to_zero=e.get("SecondsToZero"),
-        etag=e.metadata["etag"],
     )
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from aztrain.adapters.memory import FakeComputeBackend, InMemoryDataStore, InMemoryRunStore
+from aztrain.adapters.memory import FakeComputeBackend, InMemoryControlStore, InMemoryDataStore
 from aztrain.service import ControlPlane
 from aztrain.settings import Settings
 from tests.clock import Clock
@@ -15,7 +15,7 @@ def plane(request: pytest.FixtureRequest) -> ControlPlane:
     if request.param == "memory":
         return ControlPlane(
             settings=Settings(),
-            store=InMemoryRunStore(),
+            store=InMemoryControlStore(),
             data=InMemoryDataStore(),
             backend=FakeComputeBackend(),
             now=Clock(),

@@ -6,6 +6,7 @@ import random
 
 import pytest
 
+from aztrain.records import JobPhase
 from aztrain.runs import RunState
 from aztrain.service import BlobEvent, ControlPlane
 from tests.contract.conftest import drive
@@ -71,7 +72,7 @@ def test_a_burst_of_200_uploads_starts_exactly_one_run_over_all_of_them(plane):
 
 def test_uploads_during_an_active_run_queue_one_follow_up(plane):
     first_run_done(plane, concurrency="queue")
-    plane.backend.script = ("Running",)  # the next runs stay running until told otherwise
+    plane.backend.script = (JobPhase.RUNNING,)  # the next runs stay running until told otherwise
     upload(plane, "digits/a.npz")
     quiet(plane)
     (active,) = data_runs(plane)
@@ -80,7 +81,7 @@ def test_uploads_during_an_active_run_queue_one_follow_up(plane):
     quiet(plane)
     assert len(data_runs(plane)) == 1
     assert "queued behind active run" in plane.window("digits").reason
-    plane.backend.jobs[plane.get_run(active.id).backend_job_id].statuses = ["Completed"]
+    plane.backend.jobs[plane.get_run(active.id).backend_job_id].phases = [JobPhase.COMPLETED]
     plane.reconcile()
     plane.reconcile()
     assert plane.get_run(active.id).state is RunState.COMPLETED
@@ -92,13 +93,13 @@ def test_uploads_during_an_active_run_queue_one_follow_up(plane):
 
 def test_uploads_during_an_active_run_are_skipped(plane):
     first_run_done(plane, concurrency="skip")
-    plane.backend.script = ("Running",)
+    plane.backend.script = (JobPhase.RUNNING,)
     upload(plane, "digits/a.npz")
     quiet(plane)
     (active,) = data_runs(plane)
     upload(plane, "digits/b.npz")
     quiet(plane)
-    plane.backend.jobs[plane.get_run(active.id).backend_job_id].statuses = ["Completed"]
+    plane.backend.jobs[plane.get_run(active.id).backend_job_id].phases = [JobPhase.COMPLETED]
     drive(plane)
     quiet(plane)
     assert len(data_runs(plane)) == 1
@@ -107,7 +108,7 @@ def test_uploads_during_an_active_run_are_skipped(plane):
 
 def test_uploads_during_an_active_run_replace_it(plane):
     first_run_done(plane, concurrency="replace")
-    plane.backend.script = ("Running",)
+    plane.backend.script = (JobPhase.RUNNING,)
     upload(plane, "digits/a.npz")
     quiet(plane)
     (old,) = data_runs(plane)
@@ -147,9 +148,17 @@ def test_the_jobs_own_outputs_and_logs_start_nothing(plane):
 
 
 def test_snapshot_ids_follow_content(plane):
+    from aztrain.manifest import manifest_from_dict
     from aztrain.retrain import snapshot_of
 
-    spec = {"data": {"container": "datasets", "prefix": "digits/"}}
+    spec = manifest_from_dict(
+        {
+            "apiVersion": "aztrain/v1",
+            "kind": "TrainingJob",
+            "name": "digits",
+            "data": {"container": "datasets", "prefix": "digits/"},
+        }
+    )
     for name in ("digits/a.npz", "digits/b.npz"):
         plane.data.write("datasets", name, name.encode())
 
@@ -168,14 +177,14 @@ def test_snapshot_ids_follow_content(plane):
 
 @pytest.mark.parametrize("gate, promoted", [("accuracy >= 0.95", [True, False]), ("accuracy > best", [True, True])])
 def test_models_are_registered_with_lineage_and_promoted_by_the_gate(plane, gate, promoted):
-    plane.backend.script = ("Running",)
+    plane.backend.script = (JobPhase.RUNNING,)
     for i, accuracy in enumerate((0.96, 0.97 if "best" in gate else 0.90)):
         upload(plane, f"digits/{i}.npz")
         run = plane.submit(manifest(gate=gate), trigger="http", cause=f"c{i}", source="http", force=True).run
         plane.reconcile()
         plane.reconcile()
         plane.data.write("runs", f"digits/{run.id}/outputs/metrics.json", f'{{"accuracy": {accuracy}}}'.encode())
-        plane.backend.jobs[plane.get_run(run.id).backend_job_id].statuses = ["Completed"]
+        plane.backend.jobs[plane.get_run(run.id).backend_job_id].phases = [JobPhase.COMPLETED]
         plane.reconcile()
     versions = plane.store.model_versions("digits")
     assert [v.version for v in versions] == [1, 2]

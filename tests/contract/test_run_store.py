@@ -1,4 +1,4 @@
-"""The RunStore contract: the in-memory fake and Table Storage (on Azurite) behave the same."""
+"""The ControlStore contract: the in-memory fake and Table Storage (on Azurite) behave the same."""
 
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -6,10 +6,22 @@ from datetime import UTC, datetime
 import pytest
 
 from aztrain.errors import ConcurrencyError
-from aztrain.ports import ClusterRecord, JobRecord, RunStore
+from aztrain.manifest import JobManifest, manifest_from_dict
+from aztrain.ports import ControlStore
+from aztrain.records import Arrival, ClusterRecord, JobRecord, ModelVersion
 from aztrain.runs import Run, RunState
 
 T0 = datetime(2026, 3, 1, 12, 0, 0, 123000, tzinfo=UTC)
+SPEC: JobManifest = manifest_from_dict(
+    {
+        "apiVersion": "aztrain/v1",
+        "kind": "TrainingJob",
+        "name": "digits",
+        "data": {"container": "datasets", "prefix": "digits/"},
+        "compute": {"nodes": 2, "max_runtime": "30m"},
+        "retrain": {"on_data_arrival": True, "debounce": "1m"},
+    }
+)
 
 
 def a_run(job: str = "digits", run_id: str | None = None) -> Run:
@@ -20,18 +32,18 @@ def a_run(job: str = "digits", run_id: str | None = None) -> Run:
         at=T0,
         trigger="http",
         cause="c-1",
-        manifest={"compute": {"nodes": 1}},
-        manifest_hash="abc",
+        spec=SPEC,
+        manifest_hash=SPEC.content_hash,
     )
 
 
-def test_run_round_trips_with_history(run_store: RunStore):
+def test_run_round_trips_with_history(run_store: ControlStore):
     run = run_store.add_run(a_run())
     assert run.etag
     moved = run_store.save_run(run.moved(RunState.PROVISIONING, cause="r", at=T0, cluster="c1"))
     got = run_store.get_run(run.id)
     assert got == moved
-    assert got.manifest == {"compute": {"nodes": 1}} and got.created_at == T0
+    assert got.manifest == SPEC and got.manifest.content_hash == SPEC.content_hash and got.created_at == T0
     history = run_store.history(run.id)
     assert [(t.seq, t.from_state, t.to_state) for t in history] == [
         (1, None, RunState.ACCEPTED),
@@ -39,7 +51,7 @@ def test_run_round_trips_with_history(run_store: RunStore):
     ]
 
 
-def test_stale_writes_lose(run_store: RunStore):
+def test_stale_writes_lose(run_store: ControlStore):
     run = run_store.add_run(a_run())
     run_store.save_run(run.moved(RunState.PROVISIONING, cause="first", at=T0))
     with pytest.raises(ConcurrencyError):
@@ -49,7 +61,7 @@ def test_stale_writes_lose(run_store: RunStore):
     assert run_store.get_run(run.id).state is RunState.PROVISIONING
 
 
-def test_find_runs_filters_and_sorts_newest_first(run_store: RunStore):
+def test_find_runs_filters_and_sorts_newest_first(run_store: ControlStore):
     ids = ["0000000000003-aaaaaa", "0000000000001-aaaaaa", "0000000000002-aaaaaa"]
     for i, run_id in enumerate(ids):
         run_store.add_run(a_run(job="a" if i < 2 else "b", run_id=run_id))
@@ -63,10 +75,10 @@ def test_find_runs_filters_and_sorts_newest_first(run_store: RunStore):
     assert run_store.get_run("nope") is None
 
 
-def test_jobs_are_conditional_too(run_store: RunStore):
+def test_jobs_are_conditional_too(run_store: ControlStore):
     job = JobRecord(
         name="digits",
-        manifest={"a": 1},
+        spec=SPEC,
         manifest_hash="h1",
         updated_at=T0,
         watch_container="datasets",
@@ -82,16 +94,17 @@ def test_jobs_are_conditional_too(run_store: RunStore):
         run_store.put_job(replace(stored, manifest_hash="h3"))  # stale ETag
     assert [j.manifest_hash for j in run_store.list_jobs()] == [updated.manifest_hash] == ["h2"]
     assert run_store.get_job("other") is None
+    assert run_store.get_job("digits").spec == SPEC
 
 
-def test_first_claim_wins(run_store: RunStore):
+def test_first_claim_wins(run_store: ControlStore):
     assert run_store.claim("blobcreated", "ev-1", "run-a") == "run-a"
     assert run_store.claim("blobcreated", "ev-1", "run-b") == "run-a"
     assert run_store.claim("blobcreated", "ev-2:job/with?odd#chars", "run-c") == "run-c"
     assert run_store.claim("blobcreated", "ev-2:job/with?odd#chars", "run-d") == "run-c"
 
 
-def test_clusters_upsert(run_store: RunStore):
+def test_clusters_upsert(run_store: ControlStore):
     record = ClusterRecord(
         backend="local", name="local-gpu", desired_nodes=2, observed_nodes=1, active_runs=("r1",), last_scale_at=T0
     )
@@ -103,8 +116,7 @@ def test_clusters_upsert(run_store: RunStore):
     assert run_store.get_cluster("local", "missing") is None
 
 
-def test_arrivals_are_recorded_once_and_consumed(run_store: RunStore):
-    from aztrain.ports import Arrival
+def test_arrivals_are_recorded_once_and_consumed(run_store: ControlStore):
 
     later = T0.replace(second=5)
     run_store.record_arrival(Arrival(job="digits", key="b-etag2", blob="digits/b.npz", at=later))
@@ -119,8 +131,7 @@ def test_arrivals_are_recorded_once_and_consumed(run_store: RunStore):
     assert [a.key for a in run_store.pending_arrivals("digits")] == ["b-etag2"]  # consumed stays consumed
 
 
-def test_many_arrivals_are_consumed_across_transaction_batches(run_store: RunStore):
-    from aztrain.ports import Arrival
+def test_many_arrivals_are_consumed_across_transaction_batches(run_store: ControlStore):
 
     keys = [f"k{i:03d}" for i in range(230)]
     for key in keys:
@@ -129,8 +140,7 @@ def test_many_arrivals_are_consumed_across_transaction_batches(run_store: RunSto
     assert run_store.pending_arrivals("burst") == []
 
 
-def test_model_versions_are_unique_and_ordered(run_store: RunStore):
-    from aztrain.ports import ModelVersion
+def test_model_versions_are_unique_and_ordered(run_store: ControlStore):
 
     def version(n: int) -> ModelVersion:
         return ModelVersion(

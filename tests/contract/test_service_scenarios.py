@@ -5,6 +5,7 @@ from dataclasses import replace
 import pytest
 
 from aztrain.errors import ConcurrencyError, InvalidTransition
+from aztrain.records import JobPhase
 from aztrain.runs import Run, RunState
 from aztrain.service import BlobEvent, ControlPlane
 from tests.contract.conftest import drive
@@ -163,7 +164,7 @@ def test_late_and_duplicate_status_events_never_move_a_run_backwards(plane):
     drive(plane)
     run = plane.get_run(run.id)
     assert run.state is RunState.COMPLETED
-    plane.on_run_status(run.backend_job_id, "Running", cause="late-event")
+    plane.on_job_status(run.backend_job_id, JobPhase.RUNNING, cause="late-event")
     assert plane.get_run(run.id).state is RunState.COMPLETED
     ignored = [t for t in plane.store.history(run.id) if not t.applied]
     assert [(t.to_state, t.cause) for t in ignored] == [(RunState.RUNNING, "late-event")]
@@ -193,12 +194,12 @@ def test_a_lost_write_race_is_re_read_and_re_decided(plane):
 
 def test_status_events_for_unknown_jobs_or_statuses_change_nothing(plane):
     run = plane.submit(MANIFEST, trigger="http", cause="a", source="http").run
-    assert plane.on_run_status("aztrain-no-such-run", "Running", cause="e1") is None
-    assert plane.on_run_status(f"aztrain-{run.id}", "Teleporting", cause="e2").state is run.state
+    assert plane.on_job_status("aztrain-no-such-run", JobPhase.RUNNING, cause="e1") is None
+    assert plane.on_job_status(f"aztrain-{run.id}", JobPhase.UNKNOWN, cause="e2").state is run.state
 
 
 def test_a_preempted_run_is_resubmitted_as_the_next_attempt_and_completes(plane):
-    plane.backend.script = ("Running",)
+    plane.backend.script = (JobPhase.RUNNING,)
     run = plane.submit(MANIFEST, trigger="http", cause="a", source="http").run
     drive(plane, 3)
     first_job = plane.get_run(run.id).backend_job_id
@@ -207,8 +208,8 @@ def test_a_preempted_run_is_resubmitted_as_the_next_attempt_and_completes(plane)
     resumed = plane.get_run(run.id)
     assert (resumed.state, resumed.attempt) == (RunState.SUBMITTED, 2)
     assert resumed.backend_job_id == f"{first_job}-a2"
-    assert plane.on_run_status(first_job, "Failed", cause="late news of attempt 1").state is RunState.SUBMITTED
-    plane.backend.jobs[resumed.backend_job_id].statuses = ["Running", "Completed"]
+    assert plane.on_job_status(first_job, JobPhase.FAILED, cause="late news of attempt 1").state is RunState.SUBMITTED
+    plane.backend.jobs[resumed.backend_job_id].phases = [JobPhase.RUNNING, JobPhase.COMPLETED]
     drive(plane, 3)
     final = plane.get_run(run.id)
     assert final.state is RunState.COMPLETED
@@ -217,7 +218,7 @@ def test_a_preempted_run_is_resubmitted_as_the_next_attempt_and_completes(plane)
 
 
 def test_preemption_beyond_the_attempt_limit_fails_the_run(plane):
-    plane.backend.script = ("Running",)
+    plane.backend.script = (JobPhase.RUNNING,)
     run = plane.submit(MANIFEST, trigger="http", cause="a", source="http").run
     for _ in range(plane.settings.max_preemption_attempts):
         drive(plane, 2)

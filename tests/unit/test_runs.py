@@ -2,16 +2,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from aztrain.runs import (
-    BACKEND_STATUS,
-    TERMINAL_STATES,
-    TRANSITIONS,
-    Run,
-    RunState,
-    new_run_id,
-    state_for_backend_status,
-)
-from aztrain.service import backend_job_name, run_id_of
+from aztrain.layout import backend_job_name, new_run_id, run_id_of
+from aztrain.records import JobPhase
+from aztrain.runs import PHASE_STATE, TERMINAL_STATES, TRANSITIONS, Run, RunState, state_for_phase
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -52,28 +45,17 @@ def test_creation_is_the_first_history_row():
     assert run.seq == 1 and run.last is not None and run.last.from_state is None
 
 
-@pytest.mark.parametrize("status", ["Running", "RUNNING", "running ", "Completed", "CancelRequested", "NotStarted"])
-def test_backend_statuses_map_case_insensitively(status):
-    assert state_for_backend_status(status) is BACKEND_STATUS[status.strip().lower()]
+def test_every_job_phase_maps_to_a_run_state_or_to_no_change():
+    assert set(PHASE_STATE) == set(JobPhase)
+    assert state_for_phase(JobPhase.UNKNOWN) is None
+    # A final phase always ends the run (or, for FAILED, lets the preemption rule decide).
+    assert {state_for_phase(p) for p in JobPhase if p.is_final} <= TERMINAL_STATES
 
 
-def test_every_azure_ml_status_is_mapped():
-    aml = [
-        "NotStarted",
-        "Queued",
-        "Preparing",
-        "Provisioning",
-        "Starting",
-        "Running",
-        "Finalizing",
-        "CancelRequested",
-        "Completed",
-        "Failed",
-        "Canceled",
-        "NotResponding",
-        "Paused",
-    ]
-    assert {s.lower() for s in aml} == set(BACKEND_STATUS)
+def test_every_phase_a_backend_reports_is_a_move_the_table_knows():
+    targets = {state_for_phase(p) for p in JobPhase} - {None}
+    reachable = set().union(*TRANSITIONS.values())
+    assert targets <= reachable
 
 
 def test_run_ids_sort_newest_first():

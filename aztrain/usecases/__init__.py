@@ -1,0 +1,10 @@
+"""The control plane's use cases, one module per concern, each a set of functions over a `Context`.
+
+- `intake`: manifests in (HTTP, manifest blobs), jobs recorded, runs created; data uploads recorded.
+- `progress`: runs driven forward from what the backend observes; cancel; preemption and resubmit.
+- `retraining`: a watched job's pending arrivals, the window that launches a run.
+- `registry`: a completed run's model version, its promotion, its lineage.
+- `capacity`: cluster records, and scale to zero when the last active run ends.
+
+`aztrain.service.ControlPlane` is the facade triggers, the CLI and tests call.
+"""

@@ -1,0 +1,203 @@
+"""Intake: manifests become jobs and runs; data uploads become arrivals for the jobs that watch them.
+
+A manifest (an HTTP body or a blob under `manifests/`) is parsed once at the edge; from here on the
+core works with the typed `JobManifest`. The same manifest content (by hash) maps to one run, and a
+malformed one becomes a REJECTED run carrying the error, so it is visible and never retried.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import PurePosixPath
+
+import yaml
+
+from aztrain.errors import ConcurrencyError, ManifestError, NotFound
+from aztrain.layout import new_run_id
+from aztrain.manifest import JobManifest, parse_manifest
+from aztrain.records import Arrival, JobRecord
+from aztrain.retrain import watches
+from aztrain.runs import Run, RunState
+from aztrain.usecases import progress
+from aztrain.usecases.context import SAVE_ATTEMPTS, Context
+
+log = logging.getLogger(__name__)
+
+DUPLICATE = "identical manifest already submitted; use force to rerun"
+
+
+@dataclass(frozen=True)
+class BlobEvent:
+    """The parts of a `Microsoft.Storage.BlobCreated` event the service uses."""
+
+    id: str
+    container: str
+    name: str
+    etag: str = ""
+    time: datetime | None = None  # when storage raised the event
+
+    @classmethod
+    def from_subject(cls, event_id: str, subject: str, etag: str = "", time: datetime | None = None) -> BlobEvent:
+        """Parse `/blobServices/default/containers/<c>/blobs/<name>`; `ValueError` if it is not a blob subject."""
+        head, sep, name = subject.partition("/blobs/")
+        prefix = "/blobServices/default/containers/"
+        if not sep or not head.startswith(prefix) or not name:
+            raise ValueError(f"not a blob event subject: {subject!r}")
+        return cls(id=event_id, container=head.removeprefix(prefix), name=name, etag=etag, time=time)
+
+
+@dataclass(frozen=True)
+class Submitted:
+    """What a submission led to. `created` is False when an existing run was returned."""
+
+    run: Run
+    created: bool
+    reason: str = ""
+
+
+def submit(
+    ctx: Context,
+    manifest_text: str | bytes,
+    *,
+    trigger: str,
+    cause: str,
+    source: str,
+    force: bool = False,
+    run_id: str | None = None,
+) -> Submitted:
+    """Accept a manifest and start a run of it (see the module docstring for the rules)."""
+    try:
+        manifest = parse_manifest(manifest_text, source=source, max_bytes=ctx.settings.max_manifest_bytes)
+        ctx.backend.cluster_for(manifest.compute)
+    except ManifestError as exc:
+        return _reject(ctx, exc, manifest_text, trigger=trigger, cause=cause, source=source, run_id=run_id)
+    run_id = run_id or new_run_id(ctx.now())
+    existing = ctx.store.get_run(run_id)
+    if existing:  # a redelivered event that already made its run
+        return Submitted(existing, created=False, reason="already processed")
+    mine = run_id
+    for _ in range(SAVE_ATTEMPTS):
+        job = ctx.store.get_job(manifest.name)
+        if job and job.manifest_hash == manifest.content_hash and job.last_run_id and not force:
+            last = ctx.store.get_run(job.last_run_id)
+            if last and last.id != run_id:
+                return Submitted(last, created=False, reason=DUPLICATE)
+            # Its submit is still in flight, or stopped between the job and the run rows:
+            # carry on as that run, so the two meet on one run row instead of making two.
+            run_id = job.last_run_id
+        try:
+            _save_job(ctx, manifest, job, run_id)
+            break
+        except ConcurrencyError:  # a concurrent submit of this job won: read it again and decide again
+            continue
+    else:
+        raise ConcurrencyError(f"job {manifest.name}")
+    run = Run.create(
+        id=run_id,
+        job=manifest.name,
+        state=RunState.ACCEPTED,
+        at=ctx.now(),
+        trigger=trigger,
+        cause=cause,
+        source=source,
+        spec=manifest,
+        manifest_hash=manifest.content_hash,
+    )
+    created = run_id == mine
+    return Submitted(add_and_advance(ctx, run), created=created, reason="" if created else DUPLICATE)
+
+
+def add_and_advance(ctx: Context, run: Run) -> Run:
+    """Store a new run and take its first step at once, so users see progress; the reconciler does the rest."""
+    try:
+        run = ctx.store.add_run(run)
+    except ConcurrencyError:
+        return ctx.store.get_run(run.id) or run
+    return progress.advance(ctx, run.id)
+
+
+def on_blob_created(ctx: Context, event: BlobEvent) -> list[Run]:
+    """A blob landed: a manifest starts its job; data is recorded as an arrival for each job watching it."""
+    settings = ctx.settings
+    if event.container == settings.jobs_container and event.name.startswith(settings.manifests_prefix):
+        return [_on_manifest_blob(ctx, event)]
+    if event.container in (settings.jobs_container, settings.runs_container):
+        return []  # the control plane's own writes never trigger anything
+    _on_data_blob(ctx, event)
+    return []
+
+
+def _on_manifest_blob(ctx: Context, event: BlobEvent) -> Run:
+    run_id = ctx.store.claim("blobcreated", event.id, new_run_id(ctx.now()))
+    source = f"{event.container}/{event.name}"
+    try:
+        text = ctx.data.read(event.container, event.name, max_bytes=ctx.settings.max_manifest_bytes)
+    except NotFound:
+        text = b""  # deleted before we read it: recorded as rejected, not retried forever
+    return submit(ctx, text, trigger="manifest", cause=event.id, source=source, run_id=run_id).run
+
+
+def _on_data_blob(ctx: Context, event: BlobEvent) -> None:
+    """Record the upload for every job watching it. Launching is the reconciler's call (`retraining`)."""
+    key = hashlib.sha256(f"{event.container}/{event.name}\n{event.etag or event.id}".encode()).hexdigest()[:32]
+    for job in ctx.store.list_jobs():
+        if not job.watch_prefix or not watches(job.spec, event.container, event.name):
+            continue
+        if event.time and job.watch_since and event.time < job.watch_since:
+            continue  # uploaded before the watch began: the job's first run reads it anyway
+        ctx.store.record_arrival(Arrival(job=job.name, key=key, blob=event.name, at=ctx.now()))
+        log.info("data %s/%s recorded for job %s", event.container, event.name, job.name)
+
+
+def _reject(
+    ctx: Context, exc: ManifestError, text: str | bytes, *, trigger: str, cause: str, source: str, run_id: str | None
+) -> Submitted:
+    log.warning("rejected manifest from %s: %s", source, exc)
+    run = Run.create(
+        id=run_id,
+        job=_job_name_hint(text, source),
+        state=RunState.REJECTED,
+        at=ctx.now(),
+        trigger=trigger,
+        cause=cause,
+        source=source,
+        error=str(exc),
+    )
+    try:
+        return Submitted(ctx.store.add_run(run), created=True)
+    except ConcurrencyError:  # redelivered: the rejection is already recorded
+        return Submitted(ctx.store.get_run(run.id) or run, created=False, reason="already processed")
+
+
+def _save_job(ctx: Context, manifest: JobManifest, job: JobRecord | None, run_id: str) -> None:
+    watch = (manifest.data.container, manifest.data.prefix) if manifest.watches_data else ("", "")
+    same_watch = job is not None and (job.watch_container, job.watch_prefix) == watch
+    record = JobRecord(
+        name=manifest.name,
+        spec=manifest,
+        manifest_hash=manifest.content_hash,
+        updated_at=ctx.now(),
+        watch_container=watch[0],
+        watch_prefix=watch[1],
+        watch_since=job.watch_since if job and same_watch else ctx.now(),
+        last_run_id=run_id,
+        etag=job.etag if job else None,
+    )
+    ctx.store.put_job(record)
+
+
+def _job_name_hint(text: str | bytes, source: str) -> str:
+    """Best-effort job name for a rejected manifest: its `name` if readable, else the file's stem."""
+    try:
+        document = yaml.safe_load(text)
+    except yaml.YAMLError:
+        document = None
+    name = document.get("name") if isinstance(document, dict) else None
+    candidate = name if isinstance(name, str) else PurePosixPath(source).stem
+    # Table Storage keys must not contain /, \, #, ? or control characters.
+    cleaned = re.sub(r"[^A-Za-z0-9._-]", "-", candidate)[:63]
+    return cleaned or "unknown"

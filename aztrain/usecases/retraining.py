@@ -1,0 +1,86 @@
+"""Retraining on data arrival: a watched job's pending arrivals, and the window that launches a run.
+
+The rules themselves are pure (`aztrain.retrain.decide_window`); this module feeds them what the
+stores say and acts on the decision, so `aztrain window` and the reconciler always agree.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from aztrain.errors import NotFound
+from aztrain.layout import new_run_id
+from aztrain.records import JobRecord
+from aztrain.retrain import Window, decide_window
+from aztrain.runs import ACTIVE_STATES, Run, RunState
+from aztrain.usecases import intake, progress
+from aztrain.usecases.context import Context
+
+log = logging.getLogger(__name__)
+
+#: Runs that used a cluster; the newest end of these starts a retraining cooldown.
+_RAN = (RunState.COMPLETED, RunState.FAILED, RunState.CANCELED)
+_RECENT = 5
+
+
+def window(ctx: Context, job_name: str) -> Window:
+    """The pending retraining window of a job: arrivals so far, when it fires, or why not."""
+    job = ctx.store.get_job(job_name)
+    if job is None:
+        raise NotFound("job", job_name)
+    if not job.watch_prefix:
+        return Window("idle", "the job does not retrain on data arrival")
+    return _decide(ctx, job)
+
+
+def reconcile_windows(ctx: Context) -> None:
+    """Act on every watched job's window; one that fails is logged and does not stall the others."""
+    for job in ctx.store.list_jobs():
+        if job.watch_prefix:
+            try:
+                _reconcile_window(ctx, job)
+            except Exception:
+                log.exception("reconcile: retraining window of job %s failed", job.name)
+
+
+def _decide(ctx: Context, job: JobRecord) -> Window:
+    ended = ctx.store.find_runs(job=job.name, states=_RAN, limit=_RECENT)
+    assert job.spec.retrain is not None  # a job watches only when its manifest has a retrain section
+    return decide_window(
+        job.spec.retrain,
+        ctx.store.pending_arrivals(job.name),
+        ctx.store.find_runs(job=job.name, states=ACTIVE_STATES),
+        max((r.updated_at for r in ended), default=None),
+        ctx.now(),
+    )
+
+
+def _reconcile_window(ctx: Context, job: JobRecord) -> None:
+    decision = _decide(ctx, job)
+    if decision.action not in ("launch", "skip"):
+        return
+    pending = ctx.store.pending_arrivals(job.name)
+    if decision.action == "skip":
+        ctx.store.consume_arrivals(job.name, [a.key for a in pending], by=decision.reason)
+        return
+    for run_id in decision.replace:
+        progress.cancel(ctx, run_id, cause="retrain:replace")
+    # The window is named by its oldest arrival: a crash before the arrivals are consumed
+    # finds the same run id here next time instead of launching a second run.
+    run_id = ctx.store.claim("window", f"{job.name}:{pending[0].key}", new_run_id(ctx.now()))
+    run = ctx.store.get_run(run_id) or intake.add_and_advance(
+        ctx,
+        Run.create(
+            id=run_id,
+            job=job.name,
+            state=RunState.ACCEPTED,
+            at=ctx.now(),
+            trigger="data",
+            cause=f"window:{pending[0].key}",
+            source=f"{job.watch_container}/{pending[-1].blob} (+{len(pending) - 1} more)",
+            spec=job.spec,
+            manifest_hash=job.manifest_hash,
+        ),
+    )
+    ctx.store.consume_arrivals(job.name, [a.key for a in pending], by=run.id)
+    log.info("job %s: retraining run %s for %d new blob(s)", job.name, run.id, len(pending))
