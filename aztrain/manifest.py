@@ -30,7 +30,6 @@ from aztrain.errors import ManifestError
 from trainer.args import ArgsError
 from trainer.args import parse_args as parse_trainer_args
 
-API_VERSION = "aztrain/v1"
 #: Entry points a manifest may name, each with its argument validator. Never a shell string: the
 #: backend runs `python -m <entrypoint>`. Validating here rejects bad arguments before any GPU is paid for.
 ARGS_VALIDATORS: dict[str, Callable[[dict[str, Any]], object]] = {"trainer.train": parse_trainer_args}

@@ -2,8 +2,8 @@
 
 Nodes are simulated (they "provision" after a configurable delay and count
 down to zero when released); the training is not: each job is a supervisor
-process (`aztrain.adapters.local_job`) that downloads the data prefix, runs
-`horovodrun --gloo`, streams logs to blob storage, uploads outputs and writes
+process (`aztrain.adapters.local_job`) that downloads exactly the blobs of the
+run's snapshot, runs `horovodrun --gloo`, streams logs to blob storage, uploads outputs and writes
 Azure ML-style statuses to `status.json`. Job folders live under the state
 dir, so the backend survives a restart of the host.
 """

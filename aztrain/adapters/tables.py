@@ -1,4 +1,8 @@
-"""`RunStore` on Azure Table Storage (azure-data-tables), with ETag-conditional writes.
+"""`ControlStore` on Azure Table Storage (azure-data-tables), with ETag-conditional writes.
+
+One adapter implements every storage role (runs, jobs, claims, arrivals, models, clusters):
+they share one account and the same entity mapping rules. It runs past 300 lines because
+each of the seven tables needs its own entity mapper, kept beside the queries that read it.
 
 | table      | PartitionKey | RowKey                    |
 | ---------- | ------------ | ------------------------- |

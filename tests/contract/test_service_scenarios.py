@@ -226,3 +226,12 @@ def test_preemption_beyond_the_attempt_limit_fails_the_run(plane):
     drive(plane, 2)
     final = plane.get_run(run.id)
     assert (final.state, final.attempt) == (RunState.FAILED, plane.settings.max_preemption_attempts)
+
+
+def test_a_redelivered_rejection_is_not_reported_as_created_again(plane):
+    event = BlobEvent(id="ev-bad", container="jobs", name="manifests/bad.yaml")
+    plane.data.write("jobs", "manifests/bad.yaml", b"apiVersion: aztrain/v1\nkind: Nope\n")
+    first = plane.on_blob_created(event)[0]
+    assert first.state is RunState.REJECTED
+    again = plane.submit(b"kind: Nope", trigger="manifest", cause="ev-bad", source="jobs/x", run_id=first.id)
+    assert (again.created, again.run.id, again.reason) == (False, first.id, "already processed")
