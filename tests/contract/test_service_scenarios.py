@@ -233,5 +233,6 @@ def test_a_redelivered_rejection_is_not_reported_as_created_again(plane):
     plane.data.write("jobs", "manifests/bad.yaml", b"apiVersion: aztrain/v1\nkind: Nope\n")
     first = plane.on_blob_created(event)[0]
     assert first.state is RunState.REJECTED
-    again = plane.submit(b"kind: Nope", trigger="manifest", cause="ev-bad", source="jobs/x", run_id=first.id)
+    text = plane.data.read("jobs", "manifests/bad.yaml")
+    again = plane.submit(text, trigger="manifest", cause="ev-bad", source="jobs/manifests/bad.yaml", run_id=first.id)
     assert (again.created, again.run.id, again.reason) == (False, first.id, "already processed")
