@@ -7,7 +7,12 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from azure.core import MatchConditions
-from azure.core.exceptions import ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
+from azure.core.exceptions import (
+    HttpResponseError,
+    ResourceExistsError,
+    ResourceModifiedError,
+    ResourceNotFoundError,
+)
 from azure.storage.blob import BlobServiceClient
 
 from aztrain.errors import DataChanged, NotFound
@@ -32,6 +37,22 @@ class BlobDataStore:
             # Read one byte past the limit: enough for the caller to say "too large" without fetching it all.
             length = None if max_bytes is None else max_bytes + 1
             return blob.download_blob(offset=0 if length else None, length=length).readall()
+        except ResourceNotFoundError:
+            raise NotFound("blob", f"{container}/{name}") from None
+
+    def read_range(self, container: str, name: str, offset: int, length: int) -> tuple[bytes, int]:
+        blob = self._service.get_blob_client(container, name)
+        try:
+            try:
+                stream = blob.download_blob(offset=offset, length=length)
+            except HttpResponseError as exc:
+                # Storage refuses a range at or past the end (any range of an empty blob): for a log, "nothing yet".
+                if exc.status_code != 416:  # InvalidRange
+                    raise
+                return b"", blob.get_blob_properties().size
+            # `size` is the range's; the blob's own is in Content-Range ("bytes 0-3/7").
+            total = stream.properties.content_range.rpartition("/")[2]
+            return stream.readall(), int(total)
         except ResourceNotFoundError:
             raise NotFound("blob", f"{container}/{name}") from None
 

@@ -39,3 +39,17 @@ def test_download_refuses_blobs_changed_since_listing(data_store: DataStore, tmp
     data_store.write("datasets", "snap/a.npz", b"v2")
     with pytest.raises(DataChanged, match=r"datasets/snap/a\.npz changed after the run's data snapshot"):
         data_store.download("datasets", listed, tmp_path)
+
+
+def test_ranged_reads_follow_a_growing_log(data_store: DataStore):
+    log = "j/r/logs/driver.log"
+    data_store.append("runs", log, b"line 1\n")
+    assert data_store.read_range("runs", log, 0, 4) == (b"line", 7)
+    assert data_store.read_range("runs", log, 5, 100) == (b"1\n", 7)  # never past the end
+    assert data_store.read_range("runs", log, 7, 100) == (b"", 7)  # caught up: nothing new yet
+    data_store.append("runs", log, b"line 2\n")
+    assert data_store.read_range("runs", log, 7, 100) == (b"line 2\n", 14)
+    data_store.write("runs", "j/r/empty.log", b"")
+    assert data_store.read_range("runs", "j/r/empty.log", 0, 100) == (b"", 0)
+    with pytest.raises(NotFound):
+        data_store.read_range("runs", "j/r/logs/missing.log", 0, 100)
