@@ -6,11 +6,17 @@ process (`aztrain.adapters.local_job`) that downloads exactly the blobs of the
 run's snapshot, runs `horovodrun --gloo`, streams logs to blob storage, uploads outputs and writes
 Azure ML-style statuses to `status.json`. Job folders live under the state
 dir, so the backend survives a restart of the host.
+
+Each simulated cluster has a fixed number of nodes (`AZTRAIN_LOCAL_CLUSTER_NODES`). As on
+Azure ML, a job that does not fit on the nodes left waits in `Queued` and starts, oldest
+first, when running jobs free theirs; a cluster's member jobs are indexed in a folder of
+its own, so scheduling costs grow with the jobs on the cluster, never with history.
 """
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import logging
 import os
@@ -19,6 +25,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -33,6 +40,7 @@ log = logging.getLogger(__name__)
 
 #: The statuses a job supervisor writes (Azure ML's words, so logs read the same on both backends) → phases.
 PHASES: dict[str, JobPhase] = {
+    "Queued": JobPhase.PENDING,
     "NotStarted": JobPhase.PENDING,
     "Preparing": JobPhase.PENDING,
     "Running": JobPhase.RUNNING,
@@ -43,7 +51,6 @@ PHASES: dict[str, JobPhase] = {
 }
 #: Environment marker on every process of a job: how cancel finds stragglers and tests prove none are left.
 JOB_ENV_MARKER = "AZTRAIN_LOCAL_JOB"
-LOCAL_MAX_NODES = 8
 _SPAWN_GRACE_SECONDS = 30.0
 
 
@@ -93,7 +100,10 @@ class LocalBackend:
     # ------------------------------------------------------------ clusters
     def cluster_for(self, compute: ComputeSpec) -> ClusterSpec:
         return cluster_spec(
-            compute, name=f"local-{compute.profile}", vm_size=compute.vm_size or "Local_CPU", max_nodes=LOCAL_MAX_NODES
+            compute,
+            name=f"local-{compute.profile}",
+            vm_size=compute.vm_size or "Local_CPU",
+            max_nodes=self._settings.local_cluster_nodes,
         )
 
     def ensure_cluster(self, spec: ClusterSpec) -> int:
@@ -134,16 +144,45 @@ class LocalBackend:
 
     # ---------------------------------------------------------------- jobs
     def submit(self, job: JobSubmission) -> str:
+        """Queue the job on its cluster; it starts at once if the cluster has the nodes free."""
         folder = self._jobs_dir / job.name
         try:
             folder.mkdir()
         except FileExistsError:  # repeated submit: the job already exists
             return job.name
         write_json_atomic(folder / "submission.json", asdict(job))
-        write_json_atomic(folder / "status.json", {"status": "NotStarted", "error": ""})
+        write_json_atomic(folder / "status.json", {"status": "Queued", "error": ""})
+        members = self._members(job.cluster.name)
+        members.mkdir(parents=True, exist_ok=True)
+        # The marker's creation order is the queue order; it holds the nodes the job needs.
+        (members / job.name).write_text(str(job.cluster.nodes))
+        self._start_queued(job.cluster.name)
+        return job.name
+
+    def _start_queued(self, cluster: str) -> None:
+        """Start waiting jobs, oldest first, while the cluster has free nodes; forget jobs that ended."""
+        members = self._members(cluster)
+        with self._lock, _locked(self._clusters_dir / f"{cluster}.lock"):
+            busy, waiting = 0, []
+            for marker in sorted(members.glob("*"), key=lambda m: m.stat().st_mtime_ns) if members.is_dir() else []:
+                name, nodes = marker.name, int(marker.read_text() or 1)
+                if self._pid(name) is None and self._status(name).get("status") == "Queued":
+                    waiting.append((name, nodes))
+                elif self._pid(name) is not None and self._supervisor_alive(name):
+                    busy += nodes
+                else:  # ended, or canceled before it started
+                    marker.unlink(missing_ok=True)
+            for name, nodes in waiting:
+                if busy + nodes > self._settings.local_cluster_nodes:
+                    break  # first come, first served: a large job is not overtaken by smaller ones
+                self._spawn(name)
+                busy += nodes
+
+    def _spawn(self, job_name: str) -> None:
+        folder = self._jobs_dir / job_name
         env = {
             **self._child_env,
-            JOB_ENV_MARKER: job.name,
+            JOB_ENV_MARKER: job_name,
             "AZTRAIN_LOCAL_MAX_SLOTS": str(self._settings.local_max_slots),
             "PYTHONUNBUFFERED": "1",
         }
@@ -156,17 +195,25 @@ class LocalBackend:
                 stderr=subprocess.STDOUT,
                 start_new_session=True,  # its own process group: cancel signals the whole job
             )
-        self._children[job.name] = child
+        self._children[job_name] = child
         (folder / "supervisor.pid").write_text(str(child.pid))
-        log.info("local job %s: started supervisor pid %d", job.name, child.pid)
-        return job.name
+        log.info("local job %s: started supervisor pid %d", job_name, child.pid)
+
+    def _members(self, cluster: str) -> Path:
+        return self._clusters_dir / f"{cluster}.jobs"
 
     def observe(self, backend_job_id: str) -> JobObservation:
-        if not (self._jobs_dir / backend_job_id).is_dir():
+        folder = self._jobs_dir / backend_job_id
+        if not folder.is_dir():
             return JobObservation(JobPhase.FAILED, "NotFound", f"local job {backend_job_id} does not exist")
+        submission = read_json(folder / "submission.json")
+        if submission:  # each look at a job also lets the queue of its cluster move on
+            self._start_queued(submission["cluster"]["name"])
         status = self._status(backend_job_id)
         word = str(status.get("status", "NotStarted"))
         phase = PHASES.get(word, JobPhase.UNKNOWN)
+        if word == "Queued" and self._pid(backend_job_id) is None:
+            return JobObservation(phase, word)
         if not phase.is_final and not self._supervisor_alive(backend_job_id):
             reason = "the local job supervisor exited unexpectedly; see supervisor.log in the job folder"
             return JobObservation(JobPhase.FAILED, "Failed", reason)
@@ -180,6 +227,10 @@ class LocalBackend:
         if not folder.is_dir():
             return
         (folder / "cancel").touch()
+        if self._status(backend_job_id).get("status") == "Queued" and self._pid(backend_job_id) is None:
+            # Never started: it leaves the queue (the supervisor, if the queue starts it now, sees `cancel`).
+            write_json_atomic(folder / "status.json", {"status": "Canceled", "error": ""})
+            return
         pid = self._pid(backend_job_id)
         if pid and self._supervisor_alive(backend_job_id):
             with contextlib.suppress(ProcessLookupError):
@@ -209,6 +260,17 @@ class LocalBackend:
             return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
         except psutil.NoSuchProcess:
             return False
+
+
+@contextlib.contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    """An exclusive lock on `path` across processes (two hosts or a host and the CLI on one state dir)."""
+    with path.open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def stack_processes(state_dir: Path) -> list[psutil.Process]:

@@ -106,6 +106,15 @@ def _next_step(ctx: Context, run: Run) -> Run | None:
     spec = ctx.backend.cluster_for(run.manifest.compute)
     if run.state is RunState.ACCEPTED:
         snapshot = _take_snapshot(ctx, run)
+        if not snapshot.blobs:  # nothing to train on: fail before a single node is paid for
+            data = run.manifest.data
+            return run.moved(
+                RunState.FAILED,
+                cause="reconciler",
+                at=now,
+                error=f"no data: {data.container}/{data.prefix} holds no blobs the job selects; "
+                "upload training data there (e.g. `aztrain upload`) and submit again",
+            )
         ctx.backend.ensure_cluster(spec)
         return run.moved(
             RunState.PROVISIONING,

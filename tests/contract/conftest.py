@@ -10,8 +10,18 @@ from aztrain.settings import Settings
 from tests.clock import Clock
 
 
+#: Every scenario's job reads `datasets/digits/`: a run on an empty prefix fails before provisioning.
+SEED_BLOB = "digits/seed.npz"
+
+
 @pytest.fixture(params=["memory", "azurite"])
 def plane(request: pytest.FixtureRequest) -> ControlPlane:
+    built = _plane(request)
+    built.data.write("datasets", SEED_BLOB, b"seed")
+    return built
+
+
+def _plane(request: pytest.FixtureRequest) -> ControlPlane:
     if request.param == "memory":
         return ControlPlane(
             settings=Settings(),

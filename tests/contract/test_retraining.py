@@ -9,7 +9,7 @@ import pytest
 from aztrain.records import JobPhase
 from aztrain.runs import RunState
 from aztrain.service import BlobEvent, ControlPlane
-from tests.contract.conftest import drive
+from tests.contract.conftest import SEED_BLOB, drive
 
 
 def manifest(*, concurrency: str = "queue", cooldown: str = "0s", min_new_blobs: int = 1, gate: str = "") -> bytes:
@@ -193,7 +193,7 @@ def test_models_are_registered_with_lineage_and_promoted_by_the_gate(plane, gate
     run = plane.get_run(latest.run_id)
     assert latest.snapshot_id == run.snapshot_id and latest.manifest_hash == run.manifest_hash
     assert latest.artifact == f"runs/digits/{run.id}/outputs/model.pt"
-    assert {b.name for b in plane.snapshot(latest.snapshot_id).blobs} == {"digits/0.npz", "digits/1.npz"}
+    assert {b.name for b in plane.snapshot(latest.snapshot_id).blobs} == {"digits/0.npz", "digits/1.npz", SEED_BLOB}
     assert plane.current_model("digits") == versions[1 if all(promoted) else 0]
     assert plane.backend.published == {("digits", v.version): v for v in versions}  # the backend's registry too
 

@@ -236,3 +236,14 @@ def test_a_redelivered_rejection_is_not_reported_as_created_again(plane):
     text = plane.data.read("jobs", "manifests/bad.yaml")
     again = plane.submit(text, trigger="manifest", cause="ev-bad", source="jobs/manifests/bad.yaml", run_id=first.id)
     assert (again.created, again.run.id, again.reason) == (False, first.id, "already processed")
+
+
+def test_a_job_with_no_data_fails_before_provisioning_naming_container_and_prefix(plane):
+    plane.data.write("datasets", "other/x.npz", b"x")
+    run = plane.submit(
+        MANIFEST.replace(b"prefix: digits/", b"prefix: empty/"), trigger="http", cause="a", source="http"
+    )
+    assert run.run.state is RunState.FAILED
+    assert "datasets/empty/ holds no blobs" in run.run.error
+    assert states(plane, run.run) == ["ACCEPTED", "FAILED"] and not run.run.cluster
+    assert plane.backend.nodes == {} and plane.backend.jobs == {}

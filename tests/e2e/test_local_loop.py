@@ -273,8 +273,17 @@ def test_cli_validates_manifests_offline(tmp_path: Path):
     assert good.returncode == 0 and "valid" in good.stdout
 
 
-def test_a_trainer_failure_ends_the_run_failed_with_the_trainers_reason(stack: Stack):
+def test_a_job_with_no_data_fails_before_provisioning(stack: Stack):
     run = stack.client.submit(manifest("no-data-job"))["run"]  # nothing uploaded under no-data-job/
+    final = wait_terminal(stack, run["id"])
+    assert final["state"] == "FAILED" and not final["cluster"]
+    assert "datasets/no-data-job/ holds no blobs" in final["error"]
+    assert [row["to"] for row in stack.client.run(run["id"])["history"]] == ["ACCEPTED", "FAILED"]
+
+
+def test_a_trainer_failure_ends_the_run_failed_with_the_trainers_reason(stack: Stack):
+    upload_data(stack, "bad-data-job", b"this is not an npz file")
+    run = stack.client.submit(manifest("bad-data-job"))["run"]
     final = wait_terminal(stack, run["id"])
     assert final["state"] == "FAILED"
     assert "trainer exited with code" in final["error"] and "digits.npz" in final["error"]
