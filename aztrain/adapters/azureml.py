@@ -24,9 +24,9 @@ from typing import Any
 from azure.core.exceptions import HttpResponseError, ResourceExistsError, ResourceNotFoundError
 
 from aztrain.errors import BackendError, ConfigError
-from aztrain.manifest import ALLOWED_ENTRYPOINTS
-from aztrain.ports import ClusterSpec, JobSubmission, ModelVersion
+from aztrain.manifest import ALLOWED_ENTRYPOINTS, ComputeSpec
 from aztrain.profiles import ComputeProfile, cluster_for, load_profiles
+from aztrain.records import ClusterSpec, JobObservation, JobPhase, JobSubmission, ModelVersion
 from aztrain.settings import PROJECT_ROOT, Settings
 
 log = logging.getLogger(__name__)
@@ -34,11 +34,37 @@ log = logging.getLogger(__name__)
 DATA_INPUT = "data"
 SNAPSHOT_INPUT = "snapshot"
 OUTPUT = "outputs"
-#: Azure ML job statuses after which nothing changes (compared lower-case, like `runs.BACKEND_STATUS`).
-FINAL_STATUSES = frozenset({"completed", "failed", "canceled"})
+#: Azure ML job statuses (`JobStatus` in azure-ai-ml; compared lower-case) → the control plane's job phases.
+#: Finalizing still holds nodes and writes outputs, so it counts as running. NotResponding, Paused and
+#: Unknown say nothing about the job's life: the reconciler asks again on its next pass.
+PHASES: dict[str, JobPhase] = {
+    "notstarted": JobPhase.PENDING,
+    "queued": JobPhase.PENDING,
+    "preparing": JobPhase.PENDING,
+    "provisioning": JobPhase.PENDING,
+    "starting": JobPhase.PENDING,
+    "running": JobPhase.RUNNING,
+    "finalizing": JobPhase.RUNNING,
+    "cancelrequested": JobPhase.STOPPING,
+    "completed": JobPhase.COMPLETED,
+    "failed": JobPhase.FAILED,
+    "canceled": JobPhase.CANCELED,
+    "notresponding": JobPhase.UNKNOWN,
+    "paused": JobPhase.UNKNOWN,
+    "unknown": JobPhase.UNKNOWN,
+}
 #: How Azure ML reports low-priority nodes taken back mid-job, e.g. "AzureMLCompute job failed.
 #: PreemptionError: Nodes of this job got pre-empted."
 _PREEMPTED = re.compile(r"preemption|pre-?empted", re.IGNORECASE)
+
+
+#: Statuses Azure ML accepts a cancel in; in any other a refused cancel is expected and harmless.
+_CANCELLABLE = frozenset({"notstarted", "queued", "preparing", "provisioning", "starting", "running"})
+
+
+def phase_of(status: str) -> JobPhase:
+    """An Azure ML job status (any case) as a job phase; a status this version does not know is UNKNOWN."""
+    return PHASES.get(status.strip().lower(), JobPhase.UNKNOWN)
 
 
 def datastore_for(container: str) -> str:
@@ -236,7 +262,7 @@ class AzureMLBackend:
         return self._client
 
     # ------------------------------------------------------------ clusters
-    def cluster_for(self, compute: dict[str, Any]) -> ClusterSpec:
+    def cluster_for(self, compute: ComputeSpec) -> ClusterSpec:
         return cluster_for(self._profiles, compute)
 
     def ensure_cluster(self, spec: ClusterSpec) -> int:
@@ -304,29 +330,31 @@ class AzureMLBackend:
         log.info("azureml job %s: submitted to %s", job.name, job.cluster.name)
         return str(created.name)
 
-    def job_status(self, backend_job_id: str) -> str:
+    def observe(self, backend_job_id: str) -> JobObservation:
+        """One GET of the job; a failed job's reason (and whether it was preempted) from its run history."""
         job = self._get_job(backend_job_id)
-        return "Failed" if job is None else _text(job.status)
-
-    def job_error(self, backend_job_id: str) -> str:
-        """`<code>: <message>` of a failed job, from its run history ('' when none is recorded)."""
-        error = self._run_error(backend_job_id)
-        return " ".join(f"{error['code']}: {error['message']}".split())[:500] if error else ""
-
-    def is_preempted(self, backend_job_id: str) -> bool:
-        """True when the job failed because Azure took its low-priority nodes back (worth resubmitting)."""
-        error = self._run_error(backend_job_id)
-        return bool(error) and bool(_PREEMPTED.search(f"{error['code']} {error['message']}"))
+        if job is None:
+            return JobObservation(JobPhase.FAILED, "NotFound", f"Azure ML job {backend_job_id} no longer exists")
+        status = _text(job.status)
+        phase = phase_of(status)
+        if phase is not JobPhase.FAILED:
+            return JobObservation(phase, status)
+        error = run_history_error(self._ml, backend_job_id)
+        reason = " ".join(f"{error['code']}: {error['message']}".split())[:500] if error else ""
+        preempted = bool(error) and bool(_PREEMPTED.search(f"{error['code']} {error['message']}"))
+        return JobObservation(phase, status, reason, preempted)
 
     def cancel(self, backend_job_id: str) -> None:
-        """Ask Azure ML to cancel; a job that is gone or already finished needs nothing."""
+        """Ask Azure ML to cancel; a job that is gone, finished or already stopping needs nothing."""
         try:
             # polling=False: the cancel is accepted at once; the reconciler watches the status.
             self._ml.jobs.begin_cancel(backend_job_id, polling=False)
         except ResourceNotFoundError:
             return
         except HttpResponseError:
-            if self.job_status(backend_job_id).lower() not in FINAL_STATUSES:
+            # Azure ML refuses to cancel a job that is finalizing, stopping, not responding or finished;
+            # the reconciler settles it from the job's own status. Anything else is worth a retry.
+            if _text(getattr(self._get_job(backend_job_id), "status", "")).lower() in _CANCELLABLE:
                 raise
 
     # ---------------------------------------------------------------- models
@@ -344,22 +372,33 @@ class AzureMLBackend:
         except ResourceNotFoundError:
             return None
 
-    def _run_error(self, backend_job_id: str) -> dict[str, str]:
-        """The run history's error of a job: code and message, the inner codes folded into the code."""
-        try:
-            # No public API returns a job's error; `jobs.stream` reads it from run history the same way.
-            run = self._ml.jobs._runs_operations.get_run(backend_job_id)
-        except ResourceNotFoundError:
-            return {"code": "NotFound", "message": f"Azure ML job {backend_job_id} no longer exists"}
-        root = run.error.error if run.error and run.error.error else None
-        if root is None:
-            return {}
-        codes = [root.code or "Error"]
-        inner = root.inner_error
-        while inner is not None:
-            codes.append(inner.code or "")
-            inner = inner.inner_error
-        return {"code": "/".join(c for c in codes if c), "message": root.message or ""}
+
+#: The azure-ai-ml release `run_history_error` was checked against. Its call is private SDK API, so
+#: `tests/unit/test_azureml_run_history.py` fails on any other release until it is checked again.
+RUN_HISTORY_SDK_VERSION = "1.35.2"
+
+
+def run_history_error(ml: Any, backend_job_id: str) -> dict[str, str]:
+    """A job's error from Azure ML run history: code and message, inner codes folded into the code ('/').
+
+    `{}` when the run records no error. The job resource (ARM `JobBase`) carries no error, and the
+    public `jobs.stream` reads it from run history only while printing the job's logs; so this is
+    the one place that calls the SDK's private `jobs._runs_operations.get_run` (GET
+    `history/v1.0/.../runs/<name>`), the same call `jobs.get` makes for pipeline child jobs.
+    """
+    try:
+        run = ml.jobs._runs_operations.get_run(backend_job_id)
+    except ResourceNotFoundError:
+        return {"code": "NotFound", "message": f"Azure ML job {backend_job_id} no longer exists"}
+    root = run.error.error if run.error and run.error.error else None
+    if root is None:
+        return {}
+    codes = [root.code or "Error"]
+    inner = root.inner_error
+    while inner is not None:
+        codes.append(inner.code or "")
+        inner = inner.inner_error
+    return {"code": "/".join(c for c in codes if c), "message": root.message or ""}
 
 
 def _text(value: Any) -> str:

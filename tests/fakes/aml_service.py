@@ -14,16 +14,44 @@ only the sockets are replaced. It answers what the aztrain adapter makes the SDK
   clients itself without the MLClient's transport, so tests route them here with
   `patch_blob_uploads` (the tests' `fake` fixtures do).
 
-Behaviour follows the documented service: computes are `Creating` until provisioned, then
-`Succeeded`; nodes are allocated while a job on the cluster is Preparing/Running/Finalizing and
-released `idle_time_before_scale_down` after the cluster's last job ends; a delete leaves the
-compute `Deleting` until done; jobs on a deleting or unknown compute, or with an unknown code or
-environment version, are refused. Time is the test's (`advance`), and so are job statuses
-(`set_status`, `fail`, `preempt`), which a real workspace reports as its jobs progress. Assumed,
-not documented: cancelling a finished job answers 400, a cancel lands at the next `advance`, and a
-preempted job's run-history error carries the message users report ("PreemptionError: Nodes of
-this job got pre-empted") with `PreemptionError` as its inner code, and a model version comes back
-with `flavors: {}` when it was created without any.
+Time is the test's (`advance`), and so are job statuses (`set_status`, `fail`, `preempt`), which a
+real workspace reports as its jobs progress. What each behaviour rests on (`specs/` below is
+`specification/machinelearningservices/resource-manager/Microsoft.MachineLearningServices/preview/`
+in Azure/azure-rest-api-specs; the fragments used are kept in `tests/fixtures/aml/`, see its README):
+
+- Reply bodies of create/update compute, list nodes, create/get/cancel job and create model
+  version, and every error body (ARM `ErrorResponse`), follow the response schemas of
+  Compute_CreateOrUpdate / Compute_ListNodes (`specs/2023-08-01-preview/machineLearningServices.json`),
+  Jobs_CreateOrUpdate / Jobs_Get (`2024-01-01-preview/mfe.json`), Jobs_Cancel (`2023-04-01-preview`)
+  and ModelVersions_CreateOrUpdate (`2023-08-01-preview/mfe.json`): `tests/unit/test_azureml_rest_schemas.py`
+  validates them against `tests/fixtures/aml/rest_schemas.json`.
+- Compute create answers 201 with `Azure-AsyncOperation` and an update 200 (the operation's responses;
+  x-ms-examples `Compute/createOrUpdate/BasicAmlCompute.json` and `AmlCompute.json`); `provisioningState`
+  is `Creating` until provisioned, then `Succeeded`; a delete leaves it `Deleting` (the spec's
+  `ProvisioningState` enum). Changing an existing cluster's VM size or priority is refused with 400
+  (assumed; aztrain never asks, it names one cluster per size and tier).
+- Nodes (`listNodes`, x-ms-example `Compute/listNodes.json`) are allocated while a job on the cluster
+  is Preparing/Running/Finalizing and released `idle_time_before_scale_down` after its last job
+  ends (AmlCompute `scaleSettings.nodeIdleTimeBeforeScaleDown`).
+- Job create answers 201 with `status: NotStarted` (x-ms-example `Job/CommandJob/createOrUpdate.json`);
+  statuses are the spec's `JobStatus` enum, and jobs on a deleting or unknown compute, or with an
+  unknown code or environment version, are refused.
+- Cancel answers 202 with `Location` and `Retry-After` (x-ms-example `Job/cancel.json`, headers in
+  the operation's responses). Only a job that has not started finalizing is cancelled: Azure ML
+  refuses a job that is Finalizing (reported in Azure/azureml-assets#2496: "the job was finalizing
+  and we tried cancelling it which is an error"), and one already stopping, finished, paused or
+  not responding. The refusal's status and wording are not documented; the fake answers an ARM
+  `ErrorResponse` with 400 `UserError` (assumed). A cancel lands at the next `advance` (assumed).
+- A job's error comes from run history (`history/v1.0/.../runs/<name>`, read by azure-ai-ml's
+  `RunOperations.get_run`; the `RunDetails`/`ErrorResponse` models of its runhistory client). A
+  preempted low-priority job fails with the code `UserError` and the reason in the message alone,
+  `innerError` null, worded as users report it: MicrosoftDocs/azure-docs#66288,
+  Azure/MachineLearningNotebooks#1242, microsoft/MLOpsPython#346 ("UserError: AzureMLCompute job
+  failed. PreemptionError: Nodes of this job got pre-empted. ...").
+- A model version echoes what was sent plus `provisioningState` (x-ms-example
+  `Workspace/ModelVersion/createOrUpdate.json`); `flavors: {}` when created without any (assumed:
+  the SDK reads it as a dict); an existing version's path cannot change (a 400 "Asset paths cannot
+  be updated."; status and wording assumed).
 """
 
 from __future__ import annotations
@@ -64,8 +92,10 @@ DELETE_SECONDS = 90
 #: Job statuses (compared lower-case: tests also send "running" or "RUNNING") while nodes are in use, and final ones.
 BUSY = frozenset({"preparing", "running", "finalizing"})
 FINAL = frozenset({"completed", "failed", "canceled"})
+#: Statuses in which Azure ML accepts a cancel (compared lower-case); see the module docstring.
+CANCELLABLE = frozenset({"notstarted", "queued", "preparing", "provisioning", "starting", "running"})
 PREEMPTION_MESSAGE = (
-    "AzureMLCompute job failed.\nPreemptionError: Nodes of this job got pre-empted. "
+    "AzureMLCompute job failed. PreemptionError: Nodes of this job got pre-empted. "
     "Check if the run has failed or restarted. Reason: Received pre-emption warning signal"
 )
 
@@ -144,6 +174,7 @@ class FakeAzureML:
         self.uploads: dict[str, bytes] = {}  # blob path → bytes, for the code snapshot
         self.blob_metadata: dict[str, dict[str, str]] = {}
         self.requests: list[tuple[str, str]] = []  # (method, path) in arrival order
+        self.replies: list[tuple[str, str, Reply]] = []  # (method, URL, reply) in arrival order
         self.unhandled: list[str] = []
         self.now = 0.0  # fake seconds since the workspace was created
         self._epoch = datetime(2026, 1, 1, tzinfo=UTC)
@@ -215,6 +246,12 @@ class FakeAzureML:
             setattr(ContainerClient, "from_container_url", original)  # noqa: B010
 
     def handle(self, method: str, url: str, headers: dict[str, str], body: bytes) -> Reply:
+        reply = self._answer(method, url, headers, body)
+        with self._lock:
+            self.replies.append((method, url, reply))
+        return reply
+
+    def _answer(self, method: str, url: str, headers: dict[str, str], body: bytes) -> Reply:
         parts = urlsplit(url)
         with self._lock:
             self.requests.append((method, parts.path))
@@ -261,10 +298,11 @@ class FakeAzureML:
         with self._lock:
             self._set(self.jobs[name], status)
 
-    def fail(self, name: str, code: str, message: str) -> None:
+    def fail(self, name: str, code: str, message: str, *, inner: str = "") -> None:
+        """The job fails; run history records the error (with an inner error code when given)."""
         with self._lock:
             job = self.jobs[name]
-            job.error = {"code": code, "message": message}
+            job.error = {"code": code, "message": message, "inner": inner}
             self._set(job, "Failed")
 
     def preempt(self, name: str) -> None:
@@ -274,7 +312,7 @@ class FakeAzureML:
             cluster = self.clusters[self._cluster_of(job)]
             for node in [n for n, run in cluster.nodes.items() if run == name]:
                 del cluster.nodes[node]
-            job.error = {"code": "UserError", "message": PREEMPTION_MESSAGE, "inner": "PreemptionError"}
+            job.error = {"code": "UserError", "message": PREEMPTION_MESSAGE}  # innerError null: the message says it
             self._set(job, "Failed")
 
     def add_model(self, name: str, version: str, uri: str) -> None:
@@ -285,6 +323,10 @@ class FakeAzureML:
     def calls(self, method: str, fragment: str) -> int:
         """How many requests of this method had `fragment` in their path."""
         return sum(1 for m, path in self.requests if m == method and fragment in path)
+
+    def replies_to(self, method: str, fragment: str) -> list[Reply]:
+        """What the fake answered to requests of this method with `fragment` in their path, in order."""
+        return [reply for m, url, reply in self.replies if m == method and fragment in urlsplit(url).path]
 
     # -------------------------------------------------------------- internals
     def _time(self, at: float | None = None) -> str:
@@ -517,8 +559,8 @@ class FakeAzureML:
         job = self.jobs.get(name)
         if job is None:
             return _error(404, "UserError", f"Not found: job {name}")
-        if job.status.lower() in FINAL:
-            return _error(400, "UserError", f"Job {name} is in terminal state {job.status} and cannot be canceled")
+        if job.status.lower() not in CANCELLABLE:
+            return _error(400, "UserError", f"Job {name} is {job.status} and cannot be canceled")
         self._set(job, "CancelRequested")
         location = f"https://{ARM}{WS_PATH}/jobs/{name}/operationResults/{uuid.uuid4()}?api-version=2024-01-01-preview"
         return Reply(202, None, {"Location": location, "Retry-After": "15"})

@@ -11,10 +11,10 @@ import pytest
 from aztrain.adapters.azureml import AzureMLBackend, connect
 from aztrain.errors import BackendError, ConfigError
 from aztrain.manifest import ComputeSpec
-from aztrain.ports import ClusterSpec, JobSubmission
-from aztrain.runs import RunState, state_for_backend_status
+from aztrain.records import ClusterSpec, JobObservation, JobPhase, JobSubmission
 from aztrain.settings import Settings
 from tests.fakes.aml_service import (
+    PREEMPTION_MESSAGE,
     PROVISION_SECONDS,
     RESOURCE_GROUP,
     SUBSCRIPTION,
@@ -26,7 +26,9 @@ from tests.fakes.aml_service import (
 pytestmark = pytest.mark.filterwarnings("ignore::marshmallow.warnings.Marshmallow4Warning")  # azure-ai-ml's schemas
 
 #: A low-priority profile that deletes its cluster when idle, next to the defaults.
-SPOT = {"spot": {"vm_size": "Standard_NC6s_v3", "max_nodes": 2, "tier": "low_priority", "delete_when_idle": True}}
+SPOT = {
+    "spot": {"vm_size": "Standard_NC24ads_A100_v4", "max_nodes": 2, "tier": "low_priority", "delete_when_idle": True}
+}
 WS = f"/workspaces/{WORKSPACE}"
 IDENTITY = (
     f"/subscriptions/{SUBSCRIPTION}/resourceGroups/{RESOURCE_GROUP}"
@@ -61,7 +63,7 @@ def backend(fake: FakeAzureML) -> AzureMLBackend:
 
 
 def provisioned(backend: AzureMLBackend, fake: FakeAzureML, **compute: object) -> ClusterSpec:
-    spec = backend.cluster_for(ComputeSpec.model_validate(compute).model_dump())
+    spec = backend.cluster_for(ComputeSpec.model_validate(compute))
     backend.ensure_cluster(spec)
     fake.advance(PROVISION_SECONDS)
     assert backend.ensure_cluster(spec) == spec.nodes
@@ -88,12 +90,12 @@ def submission(spec: ClusterSpec, run_id: str = "8232054399990-a1b2c3") -> JobSu
 
 
 def test_a_cluster_is_created_once_with_min_zero_and_is_ready_once_provisioned(backend, fake):
-    spec = backend.cluster_for(ComputeSpec(nodes=2, processes_per_node=2).model_dump())
+    spec = backend.cluster_for(ComputeSpec(nodes=2))
     assert backend.ensure_cluster(spec) == 0
     assert backend.ensure_cluster(spec) == 0  # still Creating: asked again, not created again
     assert fake.calls("PUT", f"{WS}/computes/") == 1
     stored = fake.clusters["aztrain-gpu-small"].resource["properties"]["properties"]
-    assert stored["vmSize"] == "Standard_NC6s_v3" and stored["vmPriority"] == "Dedicated"
+    assert stored["vmSize"] == "Standard_NC4as_T4_v3" and stored["vmPriority"] == "Dedicated"
     assert stored["scaleSettings"] == {"minNodeCount": 0, "maxNodeCount": 4, "nodeIdleTimeBeforeScaleDown": "PT2M"}
     # The nodes mount identity-based datastores as this identity.
     assert list(fake.clusters["aztrain-gpu-small"].resource["identity"]["userAssignedIdentities"]) == [IDENTITY]
@@ -104,7 +106,7 @@ def test_a_cluster_is_created_once_with_min_zero_and_is_ready_once_provisioned(b
 
 
 def test_submit_creates_the_job_once_and_a_repeat_finds_it(backend, fake):
-    spec = provisioned(backend, fake, nodes=2, processes_per_node=2)
+    spec = provisioned(backend, fake, nodes=2)
     job = submission(spec)
     assert backend.submit(job) == job.name
     assert backend.submit(job) == job.name  # a redelivered event or a crash before the run was saved
@@ -112,7 +114,7 @@ def test_submit_creates_the_job_once_and_a_repeat_finds_it(backend, fake):
     props = fake.jobs[job.name].resource["properties"]
     assert props["computeId"].endswith("/computes/aztrain-gpu-small")
     assert props["environmentId"].endswith("/environments/aztrain-horovod/versions/2")  # @latest, resolved
-    assert props["resources"]["instanceCount"] == 2 and props["distribution"]["processCountPerInstance"] == 2
+    assert props["resources"]["instanceCount"] == 2 and props["distribution"]["processCountPerInstance"] == 1
     assert (
         props["inputs"]["data"]["mode"] == "ReadOnlyMount" and props["outputs"]["outputs"]["mode"] == "ReadWriteMount"
     )
@@ -140,57 +142,79 @@ def test_a_second_run_reuses_the_uploaded_code_snapshot(backend, fake):
 
 
 @pytest.mark.parametrize("spelling", [str, str.lower, str.upper], ids=["as-sent", "lower", "upper"])
-def test_status_progression_maps_onto_run_states(backend, fake, spelling):
+def test_status_progression_is_observed_as_phases(backend, fake, spelling):
     spec = provisioned(backend, fake, nodes=2)
     job_id = backend.submit(submission(spec))
     seen = []
     for status in ("NotStarted", "Queued", "Preparing", "Running", "Finalizing", "Completed"):
         fake.set_status(job_id, spelling(status))
-        reported = backend.job_status(job_id)
-        seen.append((state_for_backend_status(reported), backend.cluster_nodes(spec.name)))
+        observed = backend.observe(job_id)
+        assert observed.status == spelling(status)  # the backend's own word, kept for history
+        seen.append((observed.phase, backend.cluster_nodes(spec.name)))
     assert seen == [
-        (RunState.QUEUED, 0),
-        (RunState.QUEUED, 0),
-        (RunState.QUEUED, 2),  # nodes are allocated while the job prepares and runs
-        (RunState.RUNNING, 2),
-        (RunState.RUNNING, 2),
-        (RunState.COMPLETED, 2),  # and kept until the idle time passes
+        (JobPhase.PENDING, 0),
+        (JobPhase.PENDING, 0),
+        (JobPhase.PENDING, 2),  # nodes are allocated while the job prepares and runs
+        (JobPhase.RUNNING, 2),
+        (JobPhase.RUNNING, 2),
+        (JobPhase.COMPLETED, 2),  # and kept until the idle time passes
     ]
-    assert backend.job_error(job_id) == ""
+    assert backend.observe(job_id).error == ""
+
+
+@pytest.mark.parametrize("status", ["NotResponding", "Paused", "Unknown", "Scheduled"])
+def test_statuses_that_say_nothing_of_the_jobs_life_are_unknown_not_an_error(backend, fake, status):
+    job_id = backend.submit(submission(provisioned(backend, fake)))
+    fake.set_status(job_id, status)  # "Scheduled": a status newer than this table
+    assert backend.observe(job_id) == JobObservation(JobPhase.UNKNOWN, status)
 
 
 def test_cancel_is_idempotent(backend, fake):
     job_id = backend.submit(submission(provisioned(backend, fake)))
     fake.set_status(job_id, "Running")
     backend.cancel(job_id)
-    backend.cancel(job_id)
-    assert backend.job_status(job_id) == "CancelRequested"
+    backend.cancel(job_id)  # the job is CancelRequested now: refused, and nothing to do
+    assert backend.observe(job_id).phase is JobPhase.STOPPING
     fake.advance(5)
-    assert backend.job_status(job_id) == "Canceled"
+    assert backend.observe(job_id).phase is JobPhase.CANCELED
     backend.cancel(job_id)  # the service refuses to cancel a finished job; nothing is left to do
     backend.cancel("aztrain-no-such-job")
     assert fake.calls("POST", "/cancel") == 4
 
 
-def test_a_preempted_low_priority_job_is_recognisable(backend, fake):
+@pytest.mark.parametrize(
+    "status", ["Finalizing", "CancelRequested", "NotResponding", "Unknown", "Paused", "Completed", "Failed"]
+)
+def test_cancel_of_a_job_azure_ml_will_not_cancel_is_a_no_op_the_reconciler_settles(backend, fake, status):
+    job_id = backend.submit(submission(provisioned(backend, fake)))
+    fake.set_status(job_id, status)
+    backend.cancel(job_id)
+    assert fake.replies_to("POST", "/cancel")[-1].status == 400  # asked, and refused as Azure ML does
+    assert fake.jobs[job_id].status == status
+
+
+def test_a_preempted_low_priority_job_is_observed_as_preempted_with_its_reason(backend, fake):
     spec = provisioned(backend, fake, profile="gpu-small", priority="low", nodes=2)
     assert spec.name == "aztrain-gpu-small-low"
     assert fake.clusters[spec.name].resource["properties"]["properties"]["vmPriority"] == "LowPriority"
     job_id = backend.submit(submission(spec))
     fake.set_status(job_id, "Running")
     fake.preempt(job_id)
-    assert backend.job_status(job_id) == "Failed"
-    assert backend.is_preempted(job_id)
-    assert "PreemptionError: Nodes of this job got pre-empted" in backend.job_error(job_id)
+    observed = backend.observe(job_id)
+    assert (observed.phase, observed.status, observed.preempted) == (JobPhase.FAILED, "Failed", True)
+    assert observed.error == f"UserError: {PREEMPTION_MESSAGE}"  # the reason is in the message alone
     assert backend.cluster_nodes(spec.name) == 0
 
 
 def test_an_ordinary_failure_is_not_preemption(backend, fake):
     job_id = backend.submit(submission(provisioned(backend, fake)))
     fake.fail(job_id, "UserError", "Execution failed. User process 'python' exited with status code 2.")
-    assert backend.job_status(job_id) == "Failed"
-    assert not backend.is_preempted(job_id)
-    assert backend.job_error(job_id) == "UserError: Execution failed. User process 'python' exited with status code 2."
+    assert backend.observe(job_id) == JobObservation(
+        JobPhase.FAILED,
+        "Failed",
+        "UserError: Execution failed. User process 'python' exited with status code 2.",
+        preempted=False,
+    )
 
 
 def test_scale_to_zero_leaves_min_zero_and_the_nodes_go_after_the_idle_time(backend, fake):
@@ -236,12 +260,12 @@ def test_a_profile_that_deletes_idle_clusters_deletes_once_and_recreates_on_next
 def test_unknown_clusters_have_no_nodes_and_vanished_jobs_fail(backend, fake):
     assert backend.cluster_nodes("aztrain-cpu-debug") == 0
     backend.scale_to_zero("aztrain-cpu-debug")
-    assert backend.job_status("aztrain-8232054399990-ffffff") == "Failed"
-    assert "no longer exists" in backend.job_error("aztrain-8232054399990-ffffff")
+    observed = backend.observe("aztrain-8232054399990-ffffff")
+    assert observed.phase is JobPhase.FAILED and "no longer exists" in observed.error
 
 
 def test_a_cluster_that_failed_to_provision_is_reported(backend, fake):
-    spec = backend.cluster_for(ComputeSpec().model_dump())
+    spec = backend.cluster_for(ComputeSpec())
     backend.ensure_cluster(spec)
     fake.clusters[spec.name].state = "Failed"
     with pytest.raises(BackendError, match="aztrain-gpu-small failed to provision"):

@@ -12,8 +12,8 @@ import yaml
 
 from aztrain.adapters.azureml import build_compute, build_job, datastore_for, trainer_code, trainer_command
 from aztrain.manifest import ComputeSpec
-from aztrain.ports import JobSubmission
 from aztrain.profiles import DEFAULT_PROFILES, ComputeProfile, cluster_for, load_profiles
+from aztrain.records import JobSubmission
 
 pytestmark = pytest.mark.filterwarnings("ignore::marshmallow.warnings.Marshmallow4Warning")  # azure-ai-ml's schemas
 
@@ -27,11 +27,15 @@ TAGS = {
 
 
 def submission(profile: ComputeProfile, *, args: dict[str, Any] | None = None) -> JobSubmission:
-    """A multi-node run of `profile` at its maximum, two Horovod processes per node."""
+    """A multi-node run of `profile` at its maximum, one Horovod process per GPU (one on a CPU node)."""
     priority = "low" if profile.tier == "low_priority" else "dedicated"
     compute = ComputeSpec(
-        profile=profile.name, nodes=profile.max_nodes, processes_per_node=2, priority=priority, max_runtime="1h30m"
-    ).model_dump()
+        profile=profile.name,
+        nodes=profile.max_nodes,
+        processes_per_node=processes_per_node(profile),
+        priority=priority,
+        max_runtime="1h30m",
+    )
     return JobSubmission(
         name=f"aztrain-{RUN_ID}",
         run_id=RUN_ID,
@@ -44,10 +48,14 @@ def submission(profile: ComputeProfile, *, args: dict[str, Any] | None = None) -
         snapshot="_snapshots/3f1e2d4c5b6a7980.json",
         output_container="runs",
         output_prefix=f"digits/{RUN_ID}/",
-        max_runtime_seconds=compute["max_runtime"],
+        max_runtime_seconds=compute.max_runtime,
         snapshot_id=TAGS["aztrain.snapshot"],
         manifest_hash=TAGS["aztrain.manifest"],
     )
+
+
+def processes_per_node(profile: ComputeProfile) -> int:
+    return max(profile.gpus_per_node, 1)
 
 
 def plain(value: Any) -> Any:
@@ -99,7 +107,7 @@ def test_job_passes_sdk_validation_and_its_rest_body_carries_the_run(profile):
     assert body["computeId"] == profile.cluster
     assert body["experimentName"] == "digits"
     assert body["resources"]["instanceCount"] == profile.max_nodes
-    assert body["distribution"] == {"distributionType": "Mpi", "processCountPerInstance": 2}
+    assert body["distribution"] == {"distributionType": "Mpi", "processCountPerInstance": processes_per_node(profile)}
     assert body["inputs"]["data"] == {
         "jobInputType": "uri_folder",
         "mode": "ReadOnlyMount",

@@ -92,3 +92,21 @@ def test_a_manifest_the_backend_cannot_run_is_refused():
 
 def text_documents(text: str) -> list[str]:
     return text.split("---\n")[1:]
+
+
+def test_the_example_plans_onto_a_current_gpu_with_no_more_processes_per_node_than_gpus():
+    from aztrain.profiles import GPUS_PER_NODE, retirement_notice
+    from aztrain.settings import PROJECT_ROOT
+
+    compute, job = yaml.safe_load_all(render_plan((PROJECT_ROOT / "examples" / "digits.yaml").read_bytes(), Settings()))
+    assert compute["size"] == "Standard_NC4as_T4_v3" and not retirement_notice(compute["size"])
+    assert job["distribution"]["process_count_per_instance"] <= GPUS_PER_NODE[compute["size"]]
+    assert job["resources"]["instance_count"] * job["distribution"]["process_count_per_instance"] == 2
+
+
+def test_plan_refuses_more_processes_per_node_than_gpus_naming_both_numbers():
+    with pytest.raises(ManifestError) as caught:
+        render_plan(MANIFEST.replace("processes_per_node: 1", "processes_per_node: 2"), Settings())
+    assert caught.value.problems[0].startswith(
+        "compute.processes_per_node: 2 is more than the 1 GPU(s) per node of compute profile gpu-a100"
+    )

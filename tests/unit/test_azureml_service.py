@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from aztrain.adapters.azureml import AzureMLBackend, connect
-from aztrain.adapters.memory import InMemoryDataStore, InMemoryRunStore
+from aztrain.adapters.memory import InMemoryControlStore, InMemoryDataStore
 from aztrain.runs import Run, RunState
 from aztrain.service import ControlPlane
 from aztrain.settings import Settings
@@ -37,7 +37,7 @@ kind: TrainingJob
 name: digits
 data: {container: datasets, prefix: digits/}
 trainer: {args: {epochs: 2}}
-compute: {profile: gpu-small, nodes: 2, processes_per_node: 2, priority: low}
+compute: {profile: gpu-small, nodes: 2, processes_per_node: 1, priority: low}
 """
 
 
@@ -62,7 +62,7 @@ def plane(fake: FakeAzureML, clock: Clock) -> ControlPlane:
     data.write("datasets", "digits/digits.npz", b"npz bytes")
     return ControlPlane(
         settings=settings,
-        store=InMemoryRunStore(),
+        store=InMemoryControlStore(),
         data=data,
         backend=AzureMLBackend(settings, client=client),
         now=clock,

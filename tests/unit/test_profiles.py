@@ -8,13 +8,21 @@ import pytest
 
 from aztrain.errors import ConfigError, ManifestError
 from aztrain.manifest import ComputeSpec
-from aztrain.profiles import DEFAULT_PROFILES, SETTING, cluster_for, load_profiles, select_profile
+from aztrain.profiles import (
+    DEFAULT_PROFILES,
+    GPUS_PER_NODE,
+    SETTING,
+    cluster_for,
+    load_profiles,
+    retirement_notice,
+    select_profile,
+)
 from aztrain.settings import Settings
 
 
-def compute(**fields: object) -> dict[str, object]:
+def compute(**fields: object) -> ComputeSpec:
     """A manifest's `compute` section, defaults filled in as the manifest model fills them."""
-    return ComputeSpec.model_validate(fields).model_dump()
+    return ComputeSpec.model_validate(fields)
 
 
 def problems(raw: object) -> str:
@@ -26,11 +34,12 @@ def problems(raw: object) -> str:
 
 def test_default_profiles():
     profiles = load_profiles()
-    assert {name: (p.vm_size, p.tier) for name, p in profiles.items()} == {
-        "gpu-small": ("Standard_NC6s_v3", "dedicated"),
-        "gpu-small-low": ("Standard_NC6s_v3", "low_priority"),
-        "gpu-a100": ("Standard_NC24ads_A100_v4", "dedicated"),
-        "cpu-debug": ("Standard_DS3_v2", "dedicated"),
+    assert {name: (p.vm_size, p.gpus_per_node, p.tier) for name, p in profiles.items()} == {
+        "gpu-small": ("Standard_NC4as_T4_v3", 1, "dedicated"),
+        "gpu-small-low": ("Standard_NC4as_T4_v3", 1, "low_priority"),
+        "gpu-a100": ("Standard_NC24ads_A100_v4", 1, "dedicated"),
+        "gpu-h100": ("Standard_NC40ads_H100_v5", 1, "dedicated"),
+        "cpu-debug": ("Standard_DS3_v2", 0, "dedicated"),
     }
     for profile in DEFAULT_PROFILES:
         assert profile.cluster == f"aztrain-{profile.name}"
@@ -54,7 +63,7 @@ def test_override_changes_only_the_fields_given_and_adds_new_profiles():
     )
     small = profiles["gpu-small"]
     assert (small.vm_size, small.tier, small.max_nodes, small.idle_seconds_before_scale_down) == (
-        "Standard_NC6s_v3",
+        "Standard_NC4as_T4_v3",
         "dedicated",
         8,
         60,
@@ -78,7 +87,10 @@ def test_blank_setting_means_the_defaults():
         ({"gpu-small": {"max_nodes": 0}}, "gpu-small.max_nodes: input should be greater than or equal to 1"),
         ({"gpu-small": {"tier": "spot"}}, "gpu-small.tier: input should be 'low_priority' or 'dedicated'"),
         ({"gpu-small": {"vm_size": "NC6"}}, "gpu-small.vm_size: string should match pattern"),
-        ({"gpu-small": {"maxnodes": 8}}, "gpu-small.maxnodes: unknown field; use vm_size, max_nodes, tier"),
+        (
+            {"gpu-small": {"maxnodes": 8}},
+            "gpu-small.maxnodes: unknown field; use vm_size, gpus_per_node, max_nodes, tier",
+        ),
         ({"new-one": {"vm_size": "Standard_DS3_v2"}}, "new-one.max_nodes: required for a new profile"),
         ({"Bad_Name": {"vm_size": "Standard_DS3_v2", "max_nodes": 1, "tier": "dedicated"}}, "Bad_Name: a profile name"),
         ({"a-very-long-profile-name": {}}, "a-very-long-profile-name: a profile name is 2-16 lowercase letters"),
@@ -159,11 +171,108 @@ def test_nodes_beyond_the_profile_maximum_are_rejected_naming_the_field_and_the_
 
 
 def test_the_cluster_spec_of_a_multi_node_manifest():
-    spec = cluster_for(load_profiles(), compute(nodes=4, processes_per_node=2, priority="low"))
+    spec = cluster_for(load_profiles(), compute(nodes=4, processes_per_node=1, priority="low"))
     assert (spec.name, spec.nodes, spec.processes_per_node, spec.vm_size, spec.priority) == (
         "aztrain-gpu-small-low",
         4,
-        2,
-        "Standard_NC6s_v3",
+        1,
+        "Standard_NC4as_T4_v3",
         "low",
     )
+
+
+# ----------------------------------------------------------------- retired VM sizes (issue 12, item 1)
+@pytest.mark.parametrize(
+    ("vm_size", "series", "retired_on"),
+    [
+        ("Standard_NC6s_v3", "NCv3", "30 Sep 2025"),
+        ("Standard_NC24rs_v3", "NCv3", "30 Sep 2025"),
+        ("Standard_NC12s_v2", "NCv2", "06 Sep 2023"),
+        ("Standard_NC6", "NC", "06 Sep 2023"),
+        ("Standard_ND24s", "ND", "06 Sep 2023"),
+        ("Standard_NV12_Promo", "NV", "06 Sep 2023"),
+    ],
+)
+def test_a_retired_vm_size_in_a_profile_fails_at_startup_naming_a_replacement(vm_size, series, retired_on):
+    message = problems({"old": {"vm_size": vm_size, "gpus_per_node": 1, "max_nodes": 1, "tier": "dedicated"}})
+    assert f"old.vm_size: {vm_size} ({series} series) was retired by Azure on {retired_on}; use Standard_" in message
+
+
+def test_current_sizes_with_similar_names_are_not_retired():
+    for vm_size in ("Standard_NC4as_T4_v3", "Standard_NC24ads_A100_v4", "Standard_NC40ads_H100_v5"):
+        assert retirement_notice(vm_size) == ""
+
+
+def test_a_retired_vm_size_in_a_manifest_is_rejected_naming_the_field_and_a_replacement():
+    with pytest.raises(ManifestError) as caught:
+        cluster_for(load_profiles(), compute(vm_size="Standard_NC6s_v3"))
+    (problem,) = caught.value.problems
+    assert problem.startswith("compute.vm_size: Standard_NC6s_v3 (NCv3 series) was retired by Azure on 30 Sep 2025")
+    assert "use Standard_NC4as_T4_v3" in problem
+
+
+# ------------------------------------------------------------------- GPUs per node (issue 12, item 2)
+def test_known_sizes_bring_their_gpus_and_a_changed_size_brings_its_own():
+    profiles = load_profiles(json.dumps({"gpu-small": {"vm_size": "Standard_NC64as_T4_v3"}}))
+    assert profiles["gpu-small"].gpus_per_node == 4
+    assert GPUS_PER_NODE["Standard_NC48ads_A100_v4"] == 2
+
+
+def test_a_custom_size_must_say_how_many_gpus_it_has():
+    custom = {"vm_size": "Standard_NC8ads_Future_v9", "max_nodes": 2, "tier": "dedicated"}
+    assert "new.gpus_per_node: required for a VM size aztrain does not know" in problems({"new": custom})
+    profiles = load_profiles(json.dumps({"new": {**custom, "gpus_per_node": 2}}))
+    assert profiles["new"].gpus_per_node == 2
+
+
+def test_a_known_size_cannot_claim_other_gpus():
+    message = problems({"gpu-a100": {"gpus_per_node": 4}})
+    assert "gpu-a100.gpus_per_node: Standard_NC24ads_A100_v4 has 1 GPU(s) per node, not 4" in message
+
+
+def test_more_processes_per_node_than_gpus_is_rejected_naming_the_field_and_both_numbers():
+    with pytest.raises(ManifestError) as caught:
+        cluster_for(load_profiles(), compute(profile="gpu-small", nodes=1, processes_per_node=2))
+    (problem,) = caught.value.problems
+    assert problem.startswith(
+        "compute.processes_per_node: 2 is more than the 1 GPU(s) per node of compute profile gpu-small "
+        "(Standard_NC4as_T4_v3)"
+    )
+
+
+def test_every_compute_problem_is_reported_at_once():
+    with pytest.raises(ManifestError) as caught:
+        cluster_for(load_profiles(), compute(profile="gpu-a100", nodes=3, processes_per_node=2))
+    assert [p.split(":")[0] for p in caught.value.problems] == ["compute.nodes", "compute.processes_per_node"]
+
+
+def test_processes_up_to_the_gpus_run_and_cpu_profiles_are_not_bound_to_gpus():
+    big = load_profiles(json.dumps({"t4x4": {"vm_size": "Standard_NC64as_T4_v3", "max_nodes": 2, "tier": "dedicated"}}))
+    assert cluster_for(big, compute(profile="t4x4", processes_per_node=4)).processes_per_node == 4
+    assert cluster_for(big, compute(profile="cpu-debug", processes_per_node=4)).processes_per_node == 4
+
+
+# -------------------------------------------------------------- cluster names (issue 12, item 4)
+@pytest.mark.parametrize("name", ["gpu-100", "a100-2", "gpu-1-2", "x-9"])
+def test_a_profile_whose_cluster_name_azure_ml_refuses_fails_at_load(name):
+    fields = {"vm_size": "Standard_NC24ads_A100_v4", "max_nodes": 1, "tier": "dedicated"}
+    message = problems({name: fields})
+    assert f"{name}: a profile name is 2-16 lowercase letters" in message
+    assert f"so that aztrain-{name} is a valid Azure ML compute name" in message
+
+
+@pytest.mark.parametrize("name", ["gpu-100x", "a100", "h100-spot", "v2-a", "ab"])
+def test_profile_names_that_make_valid_cluster_names_load(name):
+    fields = {"vm_size": "Standard_NC24ads_A100_v4", "max_nodes": 1, "tier": "dedicated"}
+    assert load_profiles(json.dumps({name: fields}))[name].cluster == f"aztrain-{name}"
+
+
+def test_the_compute_name_rule_is_the_rest_specs():
+    """3-24 characters, a letter first, letters, digits and '-', not ending in '-' and digits."""
+    import re
+
+    from aztrain.profiles import COMPUTE_NAME_PATTERN
+
+    valid = ["abc", "aztrain-gpu-small-low", "a" * 24, "a-1b"]
+    invalid = ["ab", "a" * 25, "1abc", "abc-1", "ab_c", "aztrain-gpu-100"]
+    assert [n for n in valid + invalid if re.fullmatch(COMPUTE_NAME_PATTERN, n)] == valid
