@@ -15,11 +15,11 @@ from typing import Any
 import pytest
 
 from aztrain.adapters.blobs import BlobDataStore
-from aztrain.adapters.tables import TableRunStore
-from aztrain.bootstrap import build_data_store, build_run_store
+from aztrain.adapters.tables import TableControlStore
+from aztrain.bootstrap import build_control_store, build_data_store
 from aztrain.client import Client
-from aztrain.devhost import azurite_connection_string
-from aztrain.settings import Settings
+from aztrain.settings import AZURITE_CONNECTION_STRING, Settings
+from devhost import azurite_connection_string
 from tests.conftest import free_port_block
 
 STARTUP_TIMEOUT = 90.0
@@ -32,7 +32,7 @@ class Stack:
     url: str
     client: Client
     data: BlobDataStore
-    tables: TableRunStore
+    tables: TableControlStore
     local_state: Path
     log: Path
 
@@ -58,6 +58,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         **os.environ,
         "AZTRAIN_LOCAL_PROVISION_SECONDS": "1",
         "AZTRAIN_LOCAL_MAX_SLOTS": "2",
+        "AZTRAIN_LOCAL_CLUSTER_NODES": "2",
         "PYTHONUNBUFFERED": "1",
     }
     command = [
@@ -91,14 +92,17 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         wait_for(healthy, timeout=STARTUP_TIMEOUT, what="the dev host to report healthy")
         settings = Settings(
             storage_connection_string=azurite_connection_string(
-                blob_port=azurite_port, queue_port=azurite_port + 1, table_port=azurite_port + 2
+                AZURITE_CONNECTION_STRING,
+                blob_port=azurite_port,
+                queue_port=azurite_port + 1,
+                table_port=azurite_port + 2,
             )
         )
         yield Stack(
             url=url,
             client=client,
             data=build_data_store(settings),
-            tables=build_run_store(settings),
+            tables=build_control_store(settings),
             local_state=state_dir / "local",
             log=log,
         )

@@ -296,3 +296,37 @@ def test_ill_typed_trainer_arguments_are_rejected_before_any_compute(stack: Stac
     assert err.value.status == 400
     assert "trainer.args.epochs: expected int, got str 'three'" in err.value.body["error"]
     assert err.value.body["run"]["state"] == "REJECTED" and not err.value.body["run"]["cluster"]
+
+
+def test_runs_beyond_the_local_clusters_nodes_wait_in_queued_then_run(stack: Stack, digits_blob: bytes):
+    """The stack's simulated clusters have 2 nodes (AZTRAIN_LOCAL_CLUSTER_NODES); each run here takes one."""
+    names = ["queue-a", "queue-b", "queue-c"]
+    for name in names:
+        upload_data(stack, name, digits_blob)
+    ids = [
+        stack.client.submit(manifest(name, epochs=2000).replace(b"profile: e2e", b"profile: queue"))["run"]["id"]
+        for name in names
+    ]
+
+    def by_state() -> dict[str, list[str]]:
+        grouped: dict[str, list[str]] = {}
+        for run_id in ids:
+            grouped.setdefault(stack.client.run(run_id)["state"], []).append(run_id)
+        return grouped
+
+    two_running = wait_for(
+        lambda: len((g := by_state()).get("RUNNING", [])) == 2 and g, timeout=TRAINING_TIMEOUT, what="two runs training"
+    )
+    assert two_running.get("QUEUED", []) != [] and len(two_running["QUEUED"]) == 1, two_running
+    waiting = two_running["QUEUED"][0]
+    assert len(job_processes(f"aztrain-{waiting}")) == 0  # queued means nothing of it runs yet
+    stack.client.cancel(two_running["RUNNING"][0])
+    wait_for(
+        lambda: stack.client.run(waiting)["state"] == "RUNNING",
+        timeout=TRAINING_TIMEOUT,
+        what="the queued run to start",
+    )
+    for run_id in ids:
+        stack.client.request("POST", f"runs/{run_id}/cancel")
+    for run_id in ids:
+        assert wait_terminal(stack, run_id)["state"] == "CANCELED"
