@@ -37,7 +37,7 @@ test: setup
 lint: setup
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	$(VENV)/bin/mypy aztrain functions trainer function_app.py
+	$(VENV)/bin/mypy aztrain devhost functions trainer function_app.py
 
 bench: setup
 	$(PY) bench/control_plane.py

@@ -20,10 +20,10 @@ from pathlib import Path
 
 from aztrain.adapters.memory import FakeComputeBackend, InMemoryDataStore, InMemoryRunStore
 from aztrain.bootstrap import build_data_store, build_run_store, ensure_storage
-from aztrain.devhost import Azurite, azurite_connection_string
 from aztrain.ports import DataStore, RunStore
 from aztrain.service import BlobEvent, ControlPlane
-from aztrain.settings import Settings
+from aztrain.settings import AZURITE_CONNECTION_STRING, PROJECT_ROOT, Settings
+from devhost import Azurite, azurite_connection_string
 
 MANIFEST = """apiVersion: aztrain/v1
 kind: TrainingJob
@@ -73,12 +73,11 @@ def main() -> None:
     location = Path(tempfile.mkdtemp(prefix="aztrain-bench-"))
     port = args.azurite_port
     try:
-        with Azurite(location=location, blob_port=port, queue_port=port + 1, table_port=port + 2):
-            settings = Settings(
-                storage_connection_string=azurite_connection_string(
-                    blob_port=port, queue_port=port + 1, table_port=port + 2
-                )
-            )
+        connection_string = azurite_connection_string(
+            AZURITE_CONNECTION_STRING, blob_port=port, queue_port=port + 1, table_port=port + 2
+        )
+        with Azurite(connection_string=connection_string, location=location, project_root=PROJECT_ROOT):
+            settings = Settings(storage_connection_string=connection_string)
             ensure_storage(settings)
             result["azurite"] = measure(settings, build_run_store(settings), build_data_store(settings), args.events)
     finally:

@@ -14,9 +14,9 @@ from aztrain.adapters.blobs import BlobDataStore
 from aztrain.adapters.memory import InMemoryDataStore, InMemoryRunStore
 from aztrain.adapters.tables import TableRunStore
 from aztrain.bootstrap import build_data_store, build_run_store
-from aztrain.devhost import Azurite, azurite_connection_string
 from aztrain.ports import DataStore, RunStore
-from aztrain.settings import Settings
+from aztrain.settings import AZURITE_CONNECTION_STRING, PROJECT_ROOT, Settings
+from devhost import Azurite, azurite_connection_string
 
 CONTAINERS = ("jobs", "runs", "datasets")
 
@@ -45,9 +45,12 @@ def _port_free(port: int) -> bool:
 def azurite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A private Azurite on free ports; yields its connection string."""
     base = free_port_block()
+    connection_string = azurite_connection_string(
+        AZURITE_CONNECTION_STRING, blob_port=base, queue_port=base + 1, table_port=base + 2
+    )
     location = tmp_path_factory.mktemp("azurite")
-    with Azurite(location=location, blob_port=base, queue_port=base + 1, table_port=base + 2):
-        yield azurite_connection_string(blob_port=base, queue_port=base + 1, table_port=base + 2)
+    with Azurite(connection_string=connection_string, location=location, project_root=PROJECT_ROOT):
+        yield connection_string
 
 
 @pytest.fixture

@@ -37,6 +37,9 @@ log = logging.getLogger("aztrain.local_job")
 _LOG_FLUSH_SECONDS = 2.0
 _LOG_FLUSH_BYTES = 64 * 1024
 _STOP_GRACE_SECONDS = 10.0
+#: After SIGTERM the supervisor winds down (status, log, outputs) for at most this long, then exits
+#: regardless: storage may be gone (a stopped Azurite is retried for minutes by the SDK).
+_SHUTDOWN_SECONDS = 5.0
 _ERROR_TAIL_LINES = 20
 #: The trainer reports bad input as one "error: ..." line (horovodrun prefixes it with "[0]<stderr>:").
 _TRAINER_ERROR = re.compile(r"^(?:\[\d+\]<stderr>:)?error: ")
@@ -214,13 +217,36 @@ def main(argv: list[str]) -> int:
     logging.getLogger("azure").setLevel(logging.WARNING)  # the SDKs log every HTTP request at INFO
     folder = Path(argv[1])
     supervisor = Supervisor(folder, build_data_store(Settings.from_env()))
-    signal.signal(signal.SIGTERM, supervisor.on_sigterm)
+    deadline = threading.Timer(_SHUTDOWN_SECONDS, _give_up, args=(supervisor,))
+    deadline.daemon = True
+
+    def on_sigterm(signum: int, frame: FrameType | None) -> None:
+        if not supervisor.canceled.is_set():
+            deadline.start()  # the first SIGTERM starts the clock; later ones change nothing
+        supervisor.on_sigterm(signum, frame)
+
+    signal.signal(signal.SIGTERM, on_sigterm)
     try:
         return supervisor.run()
     finally:
-        # Backstop: nothing of this job may outlive its supervisor (a worker that escaped the tree).
-        for proc in job_processes(supervisor.name):
-            if proc.pid != os.getpid():
+        deadline.cancel()
+        _end_job(supervisor.name)
+
+
+def _give_up(supervisor: Supervisor) -> None:
+    """The stop took too long (storage retries, a trainer that ignores SIGTERM): end the job and exit now."""
+    supervisor.set_status(
+        "Canceled", f"stopped by SIGTERM; the log and outputs not uploaded within {_SHUTDOWN_SECONDS:.0f} s are lost"
+    )
+    _end_job(supervisor.name)
+    os._exit(1)
+
+
+def _end_job(name: str) -> None:
+    # Backstop: nothing of this job may outlive its supervisor (a worker that escaped the tree).
+    for proc in job_processes(name):
+        if proc.pid != os.getpid():
+            with contextlib.suppress(psutil.NoSuchProcess):
                 proc.kill()
 
 

@@ -9,11 +9,11 @@ import yaml
 
 import function_app
 from aztrain.adapters.tables import TABLES
-from aztrain.localstack import subscriptions
 from aztrain.manifest import ComputeSpec
 from aztrain.profiles import CLUSTER_PREFIX
 from aztrain.service import BACKEND_JOB_PREFIX
 from aztrain.settings import PROJECT_ROOT, Settings
+from devhost.localstack import subscriptions
 from functions.events import BLOB_CREATED, RUN_STATUS_CHANGED
 
 INFRA = PROJECT_ROOT / "infra"
@@ -58,7 +58,7 @@ def test_container_names_are_the_settings_defaults() -> None:
 
 
 def test_event_subscriptions_match_the_dev_host_mirror() -> None:
-    """Names and filters equal aztrain.localstack.subscriptions(), which the dev host delivers by."""
+    """Names and filters equal devhost.localstack.subscriptions(), which the dev host delivers by."""
     main, grid = bicep("main.bicep"), bicep("modules/eventgrid.bicep")
     for param in ("jobsContainer", "manifestsPrefix", "dataContainers"):
         assert f"{param}: {param}\n" in main, f"main.bicep must pass its {param} to the eventgrid module"

@@ -3,8 +3,16 @@
 from __future__ import annotations
 
 import json
+import uuid
 from dataclasses import dataclass
 from typing import Any
+
+INTERNAL_ERROR = "internal server error; the dev host log has the details under this correlation id"
+
+
+def correlation_id() -> str:
+    """A fresh id tying a 500 reply to the log lines that explain it."""
+    return str(uuid.uuid4())
 
 
 @dataclass(frozen=True)
@@ -24,3 +32,12 @@ class Reply:
     def error(cls, status: int, message: str) -> Reply:
         """A JSON `{"error": message}` response."""
         return cls.json(status, {"error": message})
+
+    @classmethod
+    def internal_error(cls, correlation: str) -> Reply:
+        """A 500 that tells the caller nothing of the failure but where to find it in the log.
+
+        The Functions host answers a failed invocation without exception text; the dev host does
+        the same, so storage request ids and error bodies never reach a client.
+        """
+        return cls.json(500, {"error": INTERNAL_ERROR, "correlation_id": correlation})

@@ -10,9 +10,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
-from aztrain.devhost.http_triggers import HttpTriggers
-from aztrain.devhost.reply import Reply
-from aztrain.devhost.webhook import EVENT_TYPE_HEADER, WEBHOOK_PATH, EventGridWebhook
+from devhost.http_triggers import HttpTriggers
+from devhost.reply import Reply, correlation_id
+from devhost.webhook import EVENT_TYPE_HEADER, WEBHOOK_PATH, EventGridWebhook
 
 log = logging.getLogger(__name__)
 
@@ -114,9 +114,12 @@ class _Handler(BaseHTTPRequestHandler):
             reply = self.server.dispatcher.dispatch(
                 method=self.command, target=self.path, base_url=self.server.base_url, headers=headers, body=body
             )
-        except Exception as exc:  # a bug in the host itself; still answer, and say so
-            log.exception("dev host failed on %s %s", self.command, urlsplit(self.path).path)
-            reply = Reply.error(500, f"dev host error: {type(exc).__name__}: {exc}")
+        except Exception:  # a bug in the host itself; still answer, and log it
+            correlation = correlation_id()
+            log.exception(
+                "dev host failed on %s %s [correlation id %s]", self.command, urlsplit(self.path).path, correlation
+            )
+            reply = Reply.internal_error(correlation)
         self._write(reply)
         # The path only: query strings may carry function keys (`?code=`).
         log.info(

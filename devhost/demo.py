@@ -16,8 +16,8 @@ from typing import Any
 
 from aztrain.cli import print_transition
 from aztrain.client import Client
-from aztrain.localstack import LocalStack
 from aztrain.settings import PROJECT_ROOT
+from devhost.localstack import LocalStack
 
 MANIFEST = PROJECT_ROOT / "examples" / "digits.yaml"
 _ZERO_TIMEOUT_SECONDS = 60.0

@@ -13,13 +13,12 @@ import time
 from pathlib import Path
 from types import TracebackType
 from typing import IO
-
-from aztrain.settings import AZURITE_CONNECTION_STRING, PROJECT_ROOT
+from urllib.parse import urlsplit
 
 log = logging.getLogger(__name__)
 
-#: Where `make setup` (`npm ci`) puts the Azurite launcher.
-DEFAULT_AZURITE_BINARY = PROJECT_ROOT / "node_modules" / ".bin" / "azurite"
+#: Where `make setup` (`npm ci`) puts the Azurite launcher, relative to the project root.
+AZURITE_BINARY = Path("node_modules") / ".bin" / "azurite"
 
 _ENDPOINTS = (("BlobEndpoint", "blob"), ("QueueEndpoint", "queue"), ("TableEndpoint", "table"))
 
@@ -29,47 +28,46 @@ class AzuriteError(RuntimeError):
 
 
 def azurite_connection_string(
-    *, blob_port: int = 10000, queue_port: int = 10001, table_port: int = 10002, host: str = "127.0.0.1"
+    account: str, *, blob_port: int = 10000, queue_port: int = 10001, table_port: int = 10002, host: str = "127.0.0.1"
 ) -> str:
-    """The well-known Azurite connection string, pointed at the given ports.
+    """`account` (a connection string for Azurite's development account) pointed at the given ports.
 
-    With the default ports it equals `aztrain.settings.AZURITE_CONNECTION_STRING`: the
-    account name and key are taken from there rather than repeated here.
+    The account name and key come from the caller (the core's settings hold the well-known
+    ones), so this package repeats no credentials.
     """
-    parts = dict(part.split("=", 1) for part in AZURITE_CONNECTION_STRING.split(";") if part)
-    account = parts["AccountName"]
+    parts = _parse(account)
+    name = parts["AccountName"]
     ports = {"blob": blob_port, "queue": queue_port, "table": table_port}
     for key, service in _ENDPOINTS:
-        parts[key] = f"http://{host}:{ports[service]}/{account}"
+        parts[key] = f"http://{host}:{ports[service]}/{name}"
     return "".join(f"{key}={value};" for key, value in parts.items())
 
 
 class Azurite:
-    """An Azurite process on chosen ports, data kept under `location`.
+    """An Azurite process listening where `connection_string` points, data kept under `location`.
 
-    Use as a context manager or call `start()` / `stop()`. If something already listens
-    on the blob port, it is taken to be a running Azurite and reused: nothing is started,
-    and `stop()` leaves it alone (it belongs to someone else).
+    The blob, queue and table endpoints of the connection string give the hosts and ports;
+    the launcher is `node_modules/.bin/azurite` under `project_root`. Use as a context
+    manager or call `start()` / `stop()`. If something already listens on the blob port, it
+    is taken to be a running Azurite and reused: nothing is started, and `stop()` leaves it
+    alone (it belongs to someone else).
     """
 
     def __init__(
         self,
         *,
+        connection_string: str,
         location: Path,
-        blob_port: int = 10000,
-        queue_port: int = 10001,
-        table_port: int = 10002,
-        host: str = "127.0.0.1",
-        binary: Path = DEFAULT_AZURITE_BINARY,
+        project_root: Path,
         startup_timeout: float = 60.0,
         stop_grace: float = 10.0,
     ) -> None:
+        self.connection_string = connection_string
         self.location = Path(location)
-        self.blob_port = blob_port
-        self.queue_port = queue_port
-        self.table_port = table_port
-        self.host = host
-        self.binary = Path(binary)
+        self.binary = Path(project_root) / AZURITE_BINARY
+        self.blob_host, self.blob_port = _endpoint(connection_string, "BlobEndpoint")
+        self.queue_host, self.queue_port = _endpoint(connection_string, "QueueEndpoint")
+        self.table_host, self.table_port = _endpoint(connection_string, "TableEndpoint")
         self.startup_timeout = startup_timeout
         self.stop_grace = stop_grace
         self.reused = False
@@ -77,11 +75,9 @@ class Azurite:
         self._output: IO[bytes] | None = None
 
     @property
-    def connection_string(self) -> str:
-        """Connection string for this instance's ports."""
-        return azurite_connection_string(
-            blob_port=self.blob_port, queue_port=self.queue_port, table_port=self.table_port, host=self.host
-        )
+    def pid(self) -> int | None:
+        """The process id of the Azurite this object started (None if none, or if it reused one)."""
+        return self._process.pid if self._process is not None else None
 
     @property
     def log_path(self) -> Path:
@@ -92,9 +88,9 @@ class Azurite:
         """Start Azurite (or adopt a running one) and return once blob and table ports accept connections."""
         if self._process is not None or self.reused:
             return
-        if _accepts(self.host, self.blob_port):
+        if _accepts(self.blob_host, self.blob_port):
             self.reused = True
-            log.info("Azurite already listening on %s:%d; reusing it", self.host, self.blob_port)
+            log.info("Azurite already listening on %s:%d; reusing it", self.blob_host, self.blob_port)
             return
         if not self.binary.exists():
             raise AzuriteError(f"Azurite not found at {self.binary}; run `make setup` to install it")
@@ -107,15 +103,15 @@ class Azurite:
             "--location",
             str(self.location),
             "--blobHost",
-            self.host,
+            self.blob_host,
             "--blobPort",
             str(self.blob_port),
             "--queueHost",
-            self.host,
+            self.queue_host,
             "--queuePort",
             str(self.queue_port),
             "--tableHost",
-            self.host,
+            self.table_host,
             "--tablePort",
             str(self.table_port),
         ]
@@ -129,7 +125,9 @@ class Azurite:
             self._close_output()
             raise AzuriteError(f"could not run {self.binary} ({exc}); is Node.js installed? run `make setup`") from exc
         atexit.register(self.stop)  # a crash of the parent should not leave an orphaned emulator behind
-        log.info("starting Azurite on %s ports %d/%d/%d", self.host, self.blob_port, self.queue_port, self.table_port)
+        log.info(
+            "starting Azurite on %s ports %d/%d/%d", self.blob_host, self.blob_port, self.queue_port, self.table_port
+        )
         try:
             self._wait_until_ready()
         except BaseException:
@@ -169,7 +167,7 @@ class Azurite:
             code = self._process.poll()
             if code is not None:
                 raise AzuriteError(f"Azurite exited with code {code} while starting:\n{self._output_tail()}")
-            if _accepts(self.host, self.blob_port) and _accepts(self.host, self.table_port):
+            if _accepts(self.blob_host, self.blob_port) and _accepts(self.table_host, self.table_port):
                 return
             if time.monotonic() > deadline:
                 raise AzuriteError(
@@ -189,6 +187,17 @@ class Azurite:
         if self._output is not None:
             self._output.close()
             self._output = None
+
+
+def _parse(connection_string: str) -> dict[str, str]:
+    return dict(part.split("=", 1) for part in connection_string.split(";") if part)
+
+
+def _endpoint(connection_string: str, key: str) -> tuple[str, int]:
+    url = urlsplit(_parse(connection_string).get(key, ""))
+    if not url.hostname or url.port is None:
+        raise AzuriteError(f"the connection string has no {key} with a host and port; Azurite needs all three")
+    return url.hostname, url.port
 
 
 def _accepts(host: str, port: int) -> bool:

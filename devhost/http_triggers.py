@@ -9,9 +9,9 @@ from urllib.parse import unquote
 
 import azure.functions as func
 
-from aztrain.devhost.functions_index import FunctionIndex
-from aztrain.devhost.invoke import Invoker
-from aztrain.devhost.reply import Reply
+from devhost.functions_index import FunctionIndex
+from devhost.invoke import Invoker
+from devhost.reply import Reply, correlation_id
 
 log = logging.getLogger(__name__)
 
@@ -57,9 +57,12 @@ class HttpTriggers:
         try:
             result = self._invoker.call(function, request)
             return to_reply(result)
-        except Exception as exc:
-            log.exception("function %s failed on %s %s", function.name, method, route_path)
-            return Reply.error(500, f"{type(exc).__name__}: {exc}")
+        except Exception:
+            correlation = correlation_id()
+            log.exception(
+                "function %s failed on %s %s [correlation id %s]", function.name, method, route_path, correlation
+            )
+            return Reply.internal_error(correlation)
 
 
 def to_reply(result: Any) -> Reply:

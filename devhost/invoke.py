@@ -9,8 +9,8 @@ import threading
 from collections.abc import Awaitable
 from typing import Any, TypeVar
 
-from aztrain.devhost.context import InvocationContext
-from aztrain.devhost.functions_index import CONTEXT_PARAMETER, IndexedFunction
+from devhost.context import InvocationContext
+from devhost.functions_index import CONTEXT_PARAMETER, IndexedFunction
 
 T = TypeVar("T")
 

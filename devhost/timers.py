@@ -18,8 +18,8 @@ from datetime import UTC, datetime, timedelta
 # `func.TimerRequest` is the abstract base; the worker builds this concrete class.
 from azure.functions.timer import TimerRequest
 
-from aztrain.devhost.functions_index import TimerFunction
-from aztrain.devhost.invoke import Invoker
+from devhost.functions_index import TimerFunction
+from devhost.invoke import Invoker
 
 log = logging.getLogger(__name__)
 

@@ -10,14 +10,14 @@ from types import FrameType, TracebackType
 
 import azure.functions as func
 
-from aztrain.devhost.blob_events import BlobWatcher, Subscription
-from aztrain.devhost.delivery import WebhookSender
-from aztrain.devhost.functions_index import FunctionIndex
-from aztrain.devhost.http_triggers import HttpTriggers
-from aztrain.devhost.invoke import Invoker
-from aztrain.devhost.server import DevServer, Dispatcher
-from aztrain.devhost.timers import TimerRunner
-from aztrain.devhost.webhook import EventGridWebhook
+from devhost.blob_events import BlobWatcher, Subscription
+from devhost.delivery import WebhookSender
+from devhost.functions_index import FunctionIndex
+from devhost.http_triggers import HttpTriggers
+from devhost.invoke import Invoker
+from devhost.server import DevServer, Dispatcher
+from devhost.timers import TimerRunner
+from devhost.webhook import EventGridWebhook
 
 log = logging.getLogger(__name__)
 

@@ -4,14 +4,18 @@ Core Tools cannot be installed here and Event Grid has no emulator, so this pack
 serves the app's HTTP triggers, implements the Functions host's Event Grid webhook,
 runs timers on a short fixed interval, and turns Azurite uploads into real-schema
 `BlobCreated` events delivered over HTTP with Event Grid's at-least-once retries.
+
+It is a development tool, never deployed (`.funcignore` leaves it out). The host modules
+know nothing of aztrain: they are given the app, a connection string and the project
+root. Only `localstack` (aztrain's stack: Azurite, storage set-up, this host) and `demo`
+import the core, and nothing imports them but the `aztrain dev` / `aztrain demo` commands.
 """
 
-from aztrain.devhost.azurite import DEFAULT_AZURITE_BINARY, Azurite, AzuriteError, azurite_connection_string
-from aztrain.devhost.blob_events import Subscription, blob_created_event
-from aztrain.devhost.host import DevHost
+from devhost.azurite import Azurite, AzuriteError, azurite_connection_string
+from devhost.blob_events import Subscription, blob_created_event
+from devhost.host import DevHost
 
 __all__ = [
-    "DEFAULT_AZURITE_BINARY",
     "Azurite",
     "AzuriteError",
     "DevHost",

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlencode
 
-from aztrain.devhost.blob_events import Event, Subscription
+from devhost.blob_events import Event, Subscription
 
 log = logging.getLogger(__name__)
 

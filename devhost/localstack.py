@@ -1,0 +1,203 @@
+"""The local stack: Azurite + storage set-up + the dev host serving `function_app`.
+
+What `aztrain dev`, `aztrain demo` and the end-to-end tests run. Event Grid
+subscriptions here mirror the ones `infra/` creates in Azure. Unlike the host
+modules, this one is aztrain's: it reads the core's settings and prepares its storage.
+
+Stopping (Ctrl-C, SIGTERM or leaving the `with` block) ends everything the stack
+started: the dev host first, so nothing new is submitted, then every process of the
+local backend's jobs (supervisors, `horovodrun`, ranks and their children), then
+Azurite. Runs do not outlive the stack: the local cluster is this machine.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import signal
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from types import FrameType, TracebackType
+from typing import Any
+
+import psutil
+
+from aztrain.adapters.blobs import BlobDataStore
+from aztrain.adapters.local import stack_processes
+from aztrain.bootstrap import build_data_store, ensure_storage
+from aztrain.settings import AZURITE_CONNECTION_STRING, PROJECT_ROOT, Settings, load_local_settings
+from devhost.azurite import Azurite, azurite_connection_string
+from devhost.blob_events import Subscription
+from devhost.host import DevHost
+
+log = logging.getLogger(__name__)
+
+MANIFEST_SUFFIXES = (".yaml", ".yml", ".json")
+#: How long job processes get to end after SIGTERM before SIGKILL; the supervisor bounds its own
+#: shutdown below this (`local_job`), so it is only the backstop. With the host and Azurite, the
+#: whole stop stays within the 10 s a user waits.
+JOB_STOP_GRACE_SECONDS = 6.0
+AZURITE_STOP_GRACE_SECONDS = 2.0
+
+_SignalHandler = Callable[[int, FrameType | None], Any] | int | None
+
+
+def subscriptions(settings: Settings) -> list[Subscription]:
+    """Event Grid subscriptions as deployed: manifests in the jobs container, and every data container."""
+    blobs = "/blobServices/default/containers/{}/blobs/"
+    manifests = Subscription(
+        name="manifests",
+        function_name="on_blob_created",
+        container=settings.jobs_container,
+        subject_begins_with=blobs.format(settings.jobs_container) + settings.manifests_prefix,
+        subject_ends_with=MANIFEST_SUFFIXES,
+    )
+    data = [
+        Subscription(
+            name=f"data-{container}",
+            function_name="on_blob_created",
+            container=container,
+            subject_begins_with=blobs.format(container),
+        )
+        for container in settings.data_containers
+    ]
+    return [manifests, *data]
+
+
+class LocalStack:
+    """Start with `with LocalStack(...) as stack:`; everything started is stopped on exit.
+
+    While it runs (in the main thread), SIGTERM interrupts like Ctrl-C, so both end in the
+    same clean stop; signals during the stop are ignored so it is never cut short.
+    """
+
+    def __init__(self, *, state_dir: Path, port: int, azurite_port: int, timer_interval: float) -> None:
+        self.state_dir = state_dir.resolve()
+        self.port = port
+        self.azurite_port = azurite_port
+        self.timer_interval = timer_interval
+        self._azurite: Azurite | None = None
+        self._host: DevHost | None = None
+        self._local_state: Path | None = None
+        self._previous_handlers: dict[signal.Signals, _SignalHandler] = {}
+        self._stopping = False
+        self.data: BlobDataStore
+
+    @property
+    def url(self) -> str:
+        assert self._host is not None, "the stack is not started"
+        return self._host.url
+
+    def __enter__(self) -> LocalStack:
+        self._handle_signals(_interrupt)
+        try:
+            self._start()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
+
+    def serve_forever(self) -> None:
+        """Serve until Ctrl-C or SIGTERM (the host's own handlers end the wait); the caller then stops the stack."""
+        assert self._host is not None
+        self._host.serve_forever()
+
+    def stop(self) -> None:
+        """End everything the stack started, in order, and say what was ended."""
+        if self._stopping:
+            return
+        self._stopping = True
+        self._handle_signals(_ignore)
+        try:
+            if self._host is not None:
+                self._host.stop()
+            ended = self._end_jobs() if self._local_state is not None else 0
+            if self._azurite is not None:
+                self._azurite.stop()
+        finally:
+            self._restore_signals()
+        azurite = "Azurite (someone else's) left running" if self._azurite and self._azurite.reused else "Azurite"
+        print(f"local stack stopped: dev host, {ended} job process(es), {azurite}; nothing left running", flush=True)
+
+    def _start(self) -> None:
+        load_local_settings(PROJECT_ROOT / "local.settings.json")
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        connection_string = azurite_connection_string(
+            AZURITE_CONNECTION_STRING,
+            blob_port=self.azurite_port,
+            queue_port=self.azurite_port + 1,
+            table_port=self.azurite_port + 2,
+        )
+        self._azurite = Azurite(
+            connection_string=connection_string,
+            location=self.state_dir / "azurite",
+            project_root=PROJECT_ROOT,
+            stop_grace=AZURITE_STOP_GRACE_SECONDS,
+        )
+        self._azurite.start()
+        # The Functions code reads settings from the environment, as it does in Azure.
+        os.environ["AZTRAIN_STORAGE_CONNECTION_STRING"] = connection_string
+        os.environ.setdefault("AZTRAIN_LOCAL_STATE_DIR", str(self.state_dir / "local"))
+        settings = Settings.from_env()
+        self._local_state = settings.local_state_dir
+        ensure_storage(settings)
+        self.data = build_data_store(settings)
+
+        from function_app import app  # imported only now, with settings in place
+
+        self._host = DevHost(
+            app,
+            connection_string=connection_string,
+            subscriptions=subscriptions(settings),
+            port=self.port,
+            timer_interval=self.timer_interval,
+        )
+        self._host.start()
+
+    def _end_jobs(self) -> int:
+        """SIGTERM every process of this stack's jobs, SIGKILL what is left after the grace; returns how many."""
+        assert self._local_state is not None
+        processes = stack_processes(self._local_state)
+        _signal_all(processes, psutil.Process.terminate)
+        _, alive = psutil.wait_procs(processes, timeout=JOB_STOP_GRACE_SECONDS)
+        # Anything started while the first ones stopped (a request in flight) is ended too.
+        late = [p for p in stack_processes(self._local_state) if p not in processes]
+        stragglers = alive + late
+        if stragglers:
+            log.warning("killing %d job process(es) still running after SIGTERM", len(stragglers))
+            _signal_all(stragglers, psutil.Process.kill)
+            psutil.wait_procs(stragglers, timeout=AZURITE_STOP_GRACE_SECONDS)
+        return len(processes) + len(late)
+
+    def _handle_signals(self, handler: _SignalHandler) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            return  # only the main thread may install handlers; a stack in a thread stops on exit
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            previous = signal.signal(sig, handler)
+            self._previous_handlers.setdefault(sig, previous)
+
+    def _restore_signals(self) -> None:
+        for sig, handler in self._previous_handlers.items():
+            signal.signal(sig, handler)
+        self._previous_handlers.clear()
+
+
+def _interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt(signal.Signals(signum).name)
+
+
+def _ignore(signum: int, frame: FrameType | None) -> None:
+    log.info("received %s while stopping; the stop carries on", signal.Signals(signum).name)
+
+
+def _signal_all(processes: list[psutil.Process], send: Callable[[psutil.Process], None]) -> None:
+    for process in processes:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            send(process)
