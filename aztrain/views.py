@@ -1,29 +1,38 @@
-"""JSON views of domain objects, shared by the HTTP API and the CLI."""
+"""JSON views of domain objects, shared by the HTTP API and the CLI.
+
+Each view is built through its model in `aztrain.api_models`, so the OpenAPI document describes exactly this JSON.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
-from aztrain.ports import ClusterRecord, JobRecord, ModelVersion
+from pydantic import BaseModel
+
+from aztrain import api_models as api
+from aztrain.records import ClusterRecord, JobRecord, ModelVersion
 from aztrain.retrain import Snapshot, Window
-from aztrain.runs import Run, Transition
+from aztrain.run_outputs import RunFiles
+from aztrain.runs import Run, RunState, Transition
 
 
-def _iso(value: Any) -> str | None:
-    return value.isoformat() if value is not None else None
+def dump(model: BaseModel) -> dict[str, Any]:
+    """A model as the API's JSON: wire names (`from`), timestamps in ISO 8601."""
+    return model.model_dump(mode="json", by_alias=True)
 
 
-def run_view(run: Run, history: list[Transition] | None = None) -> dict[str, Any]:
-    view: dict[str, Any] = {
+def _run(run: Run, runs_container: str) -> dict[str, Any]:
+    files = RunFiles.of(run, runs_container)
+    return {
         "id": run.id,
         "job": run.job,
-        "state": run.state.value,
+        "state": run.state,
         "terminal": run.is_terminal,
         "trigger": run.trigger,
         "source": run.source,
         "cause": run.cause,
-        "created_at": _iso(run.created_at),
-        "updated_at": _iso(run.updated_at),
+        "created_at": run.created_at,
+        "updated_at": run.updated_at,
         "cluster": run.cluster,
         "backend_job_id": run.backend_job_id,
         "snapshot_id": run.snapshot_id,
@@ -31,61 +40,78 @@ def run_view(run: Run, history: list[Transition] | None = None) -> dict[str, Any
         "manifest_hash": run.manifest_hash,
         "error": run.error,
         "metrics": run.metrics,
+        # A rejected manifest never ran: it has no files to point at.
+        "outputs": None if run.state is RunState.REJECTED else files.outputs(),
     }
-    if history is not None:
-        view["history"] = [t.to_json() for t in history]
-    return view
+
+
+def run_view(run: Run, *, runs_container: str) -> dict[str, Any]:
+    """A run, with where its logs, metrics and model are (`outputs`)."""
+    return dump(api.RunView.model_validate(_run(run, runs_container)))
+
+
+def run_detail(run: Run, history: list[Transition], *, runs_container: str) -> dict[str, Any]:
+    """A run and every transition of its history."""
+    return dump(api.RunDetail.model_validate({**_run(run, runs_container), "history": [t.to_json() for t in history]}))
 
 
 def job_view(job: JobRecord) -> dict[str, Any]:
-    return {
-        "name": job.name,
-        "manifest_hash": job.manifest_hash,
-        "updated_at": _iso(job.updated_at),
-        "watch": f"{job.watch_container}/{job.watch_prefix}" if job.watch_prefix else None,
-        "last_run_id": job.last_run_id,
-        "manifest": job.manifest,
-    }
+    return dump(
+        api.JobView(
+            name=job.name,
+            manifest_hash=job.manifest_hash,
+            updated_at=job.updated_at,
+            watch=f"{job.watch_container}/{job.watch_prefix}" if job.watch_prefix else None,
+            last_run_id=job.last_run_id,
+            manifest=job.spec.normalised(),
+        )
+    )
 
 
 def cluster_view(cluster: ClusterRecord) -> dict[str, Any]:
-    return {
-        "backend": cluster.backend,
-        "name": cluster.name,
-        "desired_nodes": cluster.desired_nodes,
-        "observed_nodes": cluster.observed_nodes,
-        "active_runs": list(cluster.active_runs),
-        "last_scale_action": cluster.last_scale_action,
-        "last_scale_at": _iso(cluster.last_scale_at),
-        "seconds_to_zero": cluster.seconds_to_zero,
-    }
+    return dump(
+        api.ClusterView(
+            backend=cluster.backend,
+            name=cluster.name,
+            desired_nodes=cluster.desired_nodes,
+            observed_nodes=cluster.observed_nodes,
+            active_runs=list(cluster.active_runs),
+            last_scale_action=cluster.last_scale_action,
+            last_scale_at=cluster.last_scale_at,
+            seconds_to_zero=cluster.seconds_to_zero,
+        )
+    )
 
 
 def window_view(job: str, window: Window) -> dict[str, Any]:
-    return {
-        "job": job,
-        "action": window.action,
-        "reason": window.reason,
-        "arrivals": window.arrivals,
-        "fires_at": _iso(window.fires_at),
-    }
+    return dump(
+        api.WindowView(
+            job=job, action=window.action, reason=window.reason, arrivals=window.arrivals, fires_at=window.fires_at
+        )
+    )
 
 
 def model_view(model: ModelVersion) -> dict[str, Any]:
-    return {
-        "name": model.name,
-        "version": model.version,
-        "run_id": model.run_id,
-        "snapshot_id": model.snapshot_id,
-        "manifest_hash": model.manifest_hash,
-        "artifact": model.artifact,
-        "metrics": model.metrics,
-        "registered_at": _iso(model.registered_at),
-        "promoted": model.promoted,
-        "gate": model.gate,
-    }
+    return dump(
+        api.ModelView(
+            name=model.name,
+            version=model.version,
+            run_id=model.run_id,
+            snapshot_id=model.snapshot_id,
+            manifest_hash=model.manifest_hash,
+            artifact=model.artifact,
+            metrics=model.metrics,
+            registered_at=model.registered_at,
+            promoted=model.promoted,
+            gate=model.gate,
+        )
+    )
 
 
-def lineage_view(model: ModelVersion, run: Run, snapshot: Snapshot) -> dict[str, Any]:
+def lineage_view(model: ModelVersion, run: Run, snapshot: Snapshot, *, runs_container: str) -> dict[str, Any]:
     """model → run → snapshot → blobs."""
-    return {"model": model_view(model), "run": run_view(run), "snapshot": snapshot.to_json()}
+    return {
+        "model": model_view(model),
+        "run": run_view(run, runs_container=runs_container),
+        "snapshot": snapshot.to_json(),
+    }

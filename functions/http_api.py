@@ -1,142 +1,473 @@
-"""HTTP triggers: submit jobs, list and inspect runs, cancel, health."""
+"""HTTP triggers: submit jobs; list and inspect runs, their logs and metrics; cancel; jobs, models, clusters; health.
+
+Every route parameter, query value and header is checked against its shape before any storage call,
+and every error is an RFC 9457 problem (`functions/problems.py`). Routes are declared with `_route`,
+which also records them for the OpenAPI document (`GET /api/openapi.json`). Contract: docs/api.md.
+"""
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import json
 import logging
+import re
 import uuid
-from typing import Any
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
 import azure.functions as func
+from pydantic import BaseModel, ValidationError
 
+from aztrain import api_models as api
 from aztrain.bootstrap import control_plane
-from aztrain.errors import InvalidTransition, NotFound
-from aztrain.runs import RunState
-from aztrain.views import cluster_view, job_view, lineage_view, model_view, run_view, window_view
+from aztrain.errors import InvalidTransition
+from aztrain.layout import new_run_id
+from aztrain.run_outputs import AmbiguousRun, RunFiles, find_run, read_log, read_metrics
+from aztrain.runs import Run, RunState
+from aztrain.views import (
+    cluster_view,
+    dump,
+    job_view,
+    lineage_view,
+    model_view,
+    run_detail,
+    run_view,
+    window_view,
+)
+from functions.openapi import Body, Header, Operation, PathParameter, document
+from functions.pagination import page
+from functions.problems import PROBLEM_TYPE, ApiProblem, Handler, bad_request, guarded, invalid, problem_body
 
 bp = func.Blueprint()
 log = logging.getLogger(__name__)
 
-_MAX_LIMIT = 500
+#: Every route this blueprint serves, as the OpenAPI document describes it.
+OPERATIONS: list[Operation] = []
+
+RUN_ID = PathParameter(api.RUN_REF_PATTERN, "a run id, or a unique prefix of one (at least 6 characters)")
+NAME = PathParameter(api.NAME_PATTERN, "a job (and model) name: 3-63 lowercase letters, digits or '-'")
+VERSION = PathParameter(r"^[1-9][0-9]{0,8}$", "a version number, from 1")
+IDEMPOTENCY_KEY = Header(
+    "Idempotency-Key",
+    "Makes a retried submit safe: the same key returns the first answer and creates one run",
+    r'^"?[\x21-\x7e]{1,255}"?$',
+)
+REQUEST_ID = Header("X-Request-Id", "Recorded as the run's cause (`http:<id>`)", r"^[\x21-\x7e]{1,128}$")
+LOCATION = Header("Location", "The new run: /api/runs/<id>")
+IDEMPOTENT_REPLAY = Header("Idempotent-Replayed", "true when this is the stored answer to an earlier request")
+LOG_HEADERS = (
+    Header("X-Log-Offset", "Byte offset of the first byte returned"),
+    Header("X-Log-Next-Offset", "Where to continue (`?offset=`) to follow the log"),
+    Header("X-Log-Size", "The log's size when read"),
+    Header("X-Run-State", "The run's state when read: follow until it is terminal and nothing new arrives"),
+)
+#: Media types a manifest may be sent as (a missing Content-Type is fine too); the service reads YAML, a JSON superset.
+MANIFEST_MEDIA_TYPES = frozenset(
+    {"application/json", "application/yaml", "application/x-yaml", "text/yaml", "text/x-yaml", "text/plain"}
+)
+#: The service's message for a document that is not YAML or JSON at all: malformed (400), not invalid (422).
+_NOT_YAML = "not valid YAML or JSON"
+_IDEMPOTENCY_SCOPE = "http-idempotency"
+_REPLY_SCOPE = "http-replies"
+_MAX_CANDIDATES = 20
+
+Q = TypeVar("Q", bound=BaseModel)
 
 
-def _json(body: Any, status: int = 200) -> func.HttpResponse:
-    return func.HttpResponse(json.dumps(body, indent=2), status_code=status, mimetype="application/json")
+def _route(
+    method: str, route: str, summary: str, responses: dict[int, Body], **details: Any
+) -> Callable[[Handler], Any]:
+    """Register a route with the blueprint, inside the problem guard, and record it for the OpenAPI document."""
+
+    def register(handler: Handler) -> Any:
+        OPERATIONS.append(
+            Operation(
+                method=method, route=route, name=handler.__name__, summary=summary, responses=responses, **details
+            )
+        )
+        return bp.route(route=route, methods=[method])(guarded(handler))
+
+    return register
 
 
-def _error(status: int, message: str, **extra: Any) -> func.HttpResponse:
-    return _json({"error": message, **extra}, status)
+@dataclass(frozen=True)
+class Answer:
+    """A reply as data, so the first answer to an idempotent request can be stored and replayed."""
+
+    status: int
+    body: dict[str, Any]
+    media_type: str = "application/json"
+    headers: dict[str, str] = field(default_factory=dict)
+
+    def response(self, **headers: str) -> func.HttpResponse:
+        return func.HttpResponse(
+            json.dumps(self.body, indent=2),
+            status_code=self.status,
+            mimetype=self.media_type,
+            headers={**self.headers, **headers},
+        )
 
 
-@bp.route(route="jobs", methods=["POST"])
-def submit_job(req: func.HttpRequest) -> func.HttpResponse:
-    """Submit a manifest (JSON or YAML body). `?force=true` reruns an identical manifest."""
-    request_id = req.headers.get("x-request-id") or str(uuid.uuid4())
-    force = req.params.get("force", "").lower() in ("1", "true", "yes")
-    result = control_plane().submit(
-        req.get_body(), trigger="http", cause=f"http:{request_id}", source="http", force=force
-    )
-    run = result.run
-    if run.state is RunState.REJECTED:
-        return _error(400, run.error, run=run_view(run))
-    body = {"run": run_view(run), "created": result.created, "reason": result.reason}
-    return _json(body, 202 if result.created else 200)
+def _json(body: dict[str, Any], status: int = 200) -> func.HttpResponse:
+    return Answer(status, body).response()
 
 
-@bp.route(route="jobs", methods=["GET"])
-def list_jobs(req: func.HttpRequest) -> func.HttpResponse:
-    return _json({"jobs": [job_view(j) for j in control_plane().store.list_jobs()]})
-
-
-@bp.route(route="jobs/{name}/window", methods=["GET"])
-def job_window(req: func.HttpRequest) -> func.HttpResponse:
-    """A watched job's pending retraining window: arrivals so far, when it fires, or why it does not."""
-    name = req.route_params["name"]
+def _query(model: type[Q], req: func.HttpRequest) -> Q:
     try:
-        window = control_plane().window(name)
-    except NotFound as exc:
-        return _error(404, str(exc))
-    return _json(window_view(name, window))
+        return model.model_validate(dict(req.params))
+    except ValidationError as exc:
+        raise bad_request(exc) from None
 
 
-@bp.route(route="models", methods=["GET"])
+def _param(req: func.HttpRequest, name: str, shape: PathParameter) -> str:
+    """A route parameter that has its shape; a 400 naming the shape otherwise (the value is not echoed)."""
+    value = str(req.route_params.get(name, ""))
+    if not re.fullmatch(shape.pattern, value):
+        raise invalid(name, f"must be {shape.description}")
+    return value
+
+
+def _run(req: func.HttpRequest) -> Run:
+    """The run the route names, by id or unique prefix: 400 malformed, 404 absent, 409 ambiguous."""
+    ref = _param(req, "run_id", RUN_ID)
+    try:
+        return find_run(control_plane().store, ref)
+    except AmbiguousRun as exc:
+        raise ApiProblem(409, "ambiguous-run-id", str(exc), candidates=exc.candidates[:_MAX_CANDIDATES]) from None
+
+
+def _runs_container() -> str:
+    return control_plane().settings.runs_container
+
+
+# --------------------------------------------------------------------------------------------- jobs
+
+
+@_route(
+    "POST",
+    "jobs",
+    "Submit a manifest (JSON or YAML); starts a run, or returns the run of an identical manifest",
+    {202: api.Submitted, 200: api.Submitted},
+    errors=(400, 413, 415, 422),
+    query=api.SubmitQuery,
+    manifest_body=True,
+    request_headers=(IDEMPOTENCY_KEY, REQUEST_ID),
+    response_headers={202: (LOCATION, IDEMPOTENT_REPLAY), 200: (IDEMPOTENT_REPLAY,)},
+)
+def submit_job(req: func.HttpRequest) -> func.HttpResponse:
+    """202 with a new run, 200 with an existing one; 422 (with the REJECTED run) for an invalid manifest."""
+    service = control_plane()
+    query = _query(api.SubmitQuery, req)
+    manifest = _manifest(req, service.settings.max_manifest_bytes)
+    key = _idempotency_key(req)
+    cause = f"http:{_request_id(req)}"
+    path = urlsplit(req.url).path
+
+    def answer(run_id: str | None) -> Answer:
+        result = service.submit(manifest, trigger="http", cause=cause, source="http", force=query.force, run_id=run_id)
+        run = result.run
+        if run.state is RunState.REJECTED:
+            return _rejected(run, path)
+        body = {
+            "run": run_view(run, runs_container=_runs_container()),
+            "created": result.created,
+            "reason": result.reason,
+        }
+        return Answer(202, body, headers={"Location": f"/api/runs/{run.id}"}) if result.created else Answer(200, body)
+
+    if key is None:
+        return answer(None).response()
+    digest = hashlib.sha256(f"force={query.force}\n".encode() + manifest).hexdigest()[:32]
+    return _idempotent(key, digest, answer, path)
+
+
+def _manifest(req: func.HttpRequest, limit: int) -> bytes:
+    """The body, refused before anything parses it when its type is not JSON/YAML or it is over the limit."""
+    media_type = req.headers.get("content-type", "").split(";")[0].strip().lower()
+    if media_type and media_type not in MANIFEST_MEDIA_TYPES and not media_type.endswith(("+json", "+yaml")):
+        raise ApiProblem(415, "unsupported-media-type", "send the manifest as application/json or application/yaml")
+    declared = req.headers.get("content-length", "").strip()
+    if declared and not declared.isdigit():
+        raise invalid("Content-Length", "not a number of bytes")
+    too_large = f"the manifest is larger than the limit of {limit} bytes"
+    if declared and int(declared) > limit:  # refused on the declaration alone
+        raise ApiProblem(413, "too-large", too_large)
+    body = req.get_body()
+    if len(body) > limit:
+        raise ApiProblem(413, "too-large", too_large)
+    return body
+
+
+def _rejected(run: Run, path: str) -> Answer:
+    """A manifest the service recorded as REJECTED, as a problem carrying the run."""
+    syntax = _NOT_YAML in run.error
+    problem = ApiProblem(
+        400 if syntax else 422,
+        "malformed-manifest" if syntax else "invalid-manifest",
+        run.error,
+        errors=_field_errors(run.error),
+        run=run_view(run, runs_container=_runs_container()),
+    )
+    return Answer(problem.status, problem_body(problem, path), PROBLEM_TYPE)
+
+
+_ERROR_PREFIX = re.compile(r"^invalid manifest(?: \([^)]*\))?: ")
+_FIELD = r"[\w.\[\]()-]+"
+
+
+def _field_errors(error: str) -> list[api.FieldError]:
+    """The service's `invalid manifest: <field>: <message>; ...` as one entry per field."""
+    errors = []
+    for problem in re.split(rf"; (?={_FIELD}: )", _ERROR_PREFIX.sub("", error, count=1)):
+        match = re.fullmatch(rf"({_FIELD}): (.*)", problem, flags=re.DOTALL)
+        field_name, message = match.groups() if match else ("(document)", problem)
+        errors.append(api.FieldError(field=field_name, message=message))
+    return errors
+
+
+def _idempotency_key(req: func.HttpRequest) -> str | None:
+    raw: str | None = req.headers.get("idempotency-key")
+    if raw is None:
+        return None
+    if not re.fullmatch(IDEMPOTENCY_KEY.pattern, raw):
+        raise invalid(IDEMPOTENCY_KEY.name, "use 1-255 visible ASCII characters, e.g. a UUID")
+    return raw.strip('"')  # the header may be sent as a structured-field string
+
+
+def _request_id(req: func.HttpRequest) -> str:
+    given = req.headers.get("x-request-id", "")
+    return given if re.fullmatch(REQUEST_ID.pattern, given) else str(uuid.uuid4())
+
+
+def _idempotent(key: str, digest: str, answer: Callable[[str], Answer], path: str) -> func.HttpResponse:
+    """The first answer for `key`: its run id is claimed before the run exists, its reply after.
+
+    A retry finds the claimed run id (so the service returns that run rather than making another) and
+    the stored reply. A rejection is not stored: its run never changes, so it is answered the same again.
+    """
+    store = control_plane().store
+    claimed = store.claim(_IDEMPOTENCY_SCOPE, key, f"{new_run_id(datetime.now(UTC))} {digest}")
+    run_id, first_digest = claimed.split(" ", 1)
+    if first_digest != digest:
+        raise ApiProblem(
+            422,
+            "idempotency-key-reused",
+            "this Idempotency-Key was used for a different request; use a new key for a new request",
+        )
+    mine = answer(run_id)
+    if mine.status >= 400:
+        return mine.response()
+    reply = {"status": mine.status, "body": mine.body, "headers": mine.headers}
+    first = json.loads(store.claim(_REPLY_SCOPE, key, json.dumps(reply)))
+    replayed = first != reply
+    return Answer(first["status"], first["body"], headers=first["headers"]).response(
+        **{IDEMPOTENT_REPLAY.name: "true"} if replayed else {}
+    )
+
+
+@_route(
+    "GET",
+    "jobs",
+    "Jobs (their latest accepted manifests), by name",
+    {200: api.JobList},
+    errors=(400,),
+    query=api.PageQuery,
+)
+def list_jobs(req: func.HttpRequest) -> func.HttpResponse:
+    query = _query(api.PageQuery, req)
+    jobs, next_token = page(
+        control_plane().store.list_jobs(), lambda j: j.name, limit=query.limit, continuation=query.continuation
+    )
+    return _json({"jobs": [job_view(j) for j in jobs], "next": next_token})
+
+
+@_route(
+    "GET",
+    "jobs/{name}/window",
+    "A watched job's pending retraining window: arrivals so far, when it fires, or why it does not",
+    {200: api.WindowView},
+    errors=(400, 404),
+    path={"name": NAME},
+)
+def job_window(req: func.HttpRequest) -> func.HttpResponse:
+    name = _param(req, "name", NAME)
+    return _json(window_view(name, control_plane().window(name)))
+
+
+# ------------------------------------------------------------------------------------------- models
+
+
+@_route(
+    "GET",
+    "models",
+    "Every registered model version, by model and version",
+    {200: api.ModelList},
+    errors=(400,),
+    query=api.PageQuery,
+)
 def list_models(req: func.HttpRequest) -> func.HttpResponse:
-    versions = control_plane().store.model_versions()
-    return _json({"models": [model_view(v) for v in versions]})
+    query = _query(api.PageQuery, req)
+    versions, next_token = page(
+        control_plane().store.model_versions(),
+        # Names never contain a space, which sorts before any name character: name order, then version.
+        lambda v: f"{v.name} {v.version:010d}",
+        limit=query.limit,
+        continuation=query.continuation,
+    )
+    return _json({"models": [model_view(v) for v in versions], "next": next_token})
 
 
-@bp.route(route="models/{name}", methods=["GET"])
+@_route(
+    "GET",
+    "models/{name}",
+    "A model's versions and its current (latest promoted) version",
+    {200: api.ModelVersions},
+    errors=(400, 404),
+    path={"name": NAME},
+)
 def model_versions(req: func.HttpRequest) -> func.HttpResponse:
     service = control_plane()
-    name = req.route_params["name"]
+    name = _param(req, "name", NAME)
     versions = service.store.model_versions(name)
     if not versions:
-        return _error(404, f"model {name!r} has no versions")
+        raise ApiProblem(404, "not-found", f"model {name!r} has no versions")
     current = service.current_model(name)
     return _json(
         {"name": name, "current": current.version if current else None, "versions": [model_view(v) for v in versions]}
     )
 
 
-@bp.route(route="models/{name}/versions/{version}", methods=["GET"])
+@_route(
+    "GET",
+    "models/{name}/versions/{version}",
+    "Lineage of one version: model → run → snapshot → blobs",
+    {200: api.Lineage},
+    errors=(400, 404),
+    path={"name": NAME, "version": VERSION},
+)
 def model_lineage(req: func.HttpRequest) -> func.HttpResponse:
-    """Lineage of one version: model → run → snapshot → blobs."""
-    try:
-        name, version = req.route_params["name"], int(req.route_params["version"])
-        service = control_plane()
-        lineage = service.lineage(name, version)
-    except ValueError:
-        return _error(400, "version must be a whole number")
-    except NotFound as exc:
-        return _error(404, str(exc))
-    return _json(lineage_view(*lineage))
+    name, version = _param(req, "name", NAME), int(_param(req, "version", VERSION))
+    return _json(lineage_view(*control_plane().lineage(name, version), runs_container=_runs_container()))
 
 
-@bp.route(route="runs", methods=["GET"])
+# --------------------------------------------------------------------------------------------- runs
+
+
+@_route("GET", "runs", "Runs, newest first, a page at a time", {200: api.RunList}, errors=(400,), query=api.RunsQuery)
 def list_runs(req: func.HttpRequest) -> func.HttpResponse:
-    """Runs newest first; filter with `?job=`, `?state=` (repeatable, comma-separated) and `?limit=`."""
-    try:
-        states = [RunState(s.strip().upper()) for s in req.params.get("state", "").split(",") if s.strip()]
-        limit = min(int(req.params.get("limit", "50")), _MAX_LIMIT)
-    except ValueError as exc:
-        return _error(400, f"bad query: {exc}; states are {', '.join(s.value for s in RunState)}")
-    runs = control_plane().store.find_runs(job=req.params.get("job") or None, states=states or None, limit=limit)
-    return _json({"runs": [run_view(r) for r in runs]})
+    query = _query(api.RunsQuery, req)
+    runs = control_plane().store.find_runs(job=query.job, states=query.state or None)
+    # Run ids sort newest first, so a new run never lands after a page already read.
+    chosen, next_token = page(runs, lambda r: r.id, limit=query.limit, continuation=query.continuation)
+    container = _runs_container()
+    return _json({"runs": [run_view(r, runs_container=container) for r in chosen], "next": next_token})
 
 
-@bp.route(route="runs/{run_id}", methods=["GET"])
+@_route(
+    "GET",
+    "runs/{run_id}",
+    "A run with its history, by id or unique id prefix",
+    {200: api.RunDetail},
+    errors=(400, 404, 409),
+    path={"run_id": RUN_ID},
+)
 def get_run(req: func.HttpRequest) -> func.HttpResponse:
-    service = control_plane()
-    try:
-        run = service.get_run(req.route_params["run_id"])
-    except NotFound as exc:
-        return _error(404, str(exc))
-    return _json(run_view(run, service.store.history(run.id)))
+    run = _run(req)
+    return _json(run_detail(run, control_plane().store.history(run.id), runs_container=_runs_container()))
 
 
-@bp.route(route="runs/{run_id}/cancel", methods=["POST"])
+@_route(
+    "POST",
+    "runs/{run_id}/cancel",
+    "Ask a run to stop (idempotent while it stops)",
+    {202: api.RunView},
+    errors=(400, 404, 409),
+    path={"run_id": RUN_ID},
+)
 def cancel_run(req: func.HttpRequest) -> func.HttpResponse:
+    run = _run(req)
     try:
-        run = control_plane().cancel(req.route_params["run_id"], cause="http:cancel")
-    except NotFound as exc:
-        return _error(404, str(exc))
+        canceled = control_plane().cancel(run.id, cause="http:cancel")
     except InvalidTransition as exc:
-        return _error(409, str(exc), state=exc.state)
-    return _json(run_view(run), 202)
+        raise ApiProblem(409, "run-finished", str(exc), state=RunState(exc.state)) from None
+    return _json(run_view(canceled, runs_container=_runs_container()), 202)
 
 
-@bp.route(route="clusters", methods=["GET"])
+@_route(
+    "GET",
+    "runs/{run_id}/logs",
+    "The run's log from a byte offset (follow it with X-Log-Next-Offset), or its last lines",
+    {200: "text/plain"},
+    errors=(400, 404, 409),
+    path={"run_id": RUN_ID},
+    query=api.LogsQuery,
+    response_headers={200: LOG_HEADERS},
+)
+def run_logs(req: func.HttpRequest) -> func.HttpResponse:
+    query = _query(api.LogsQuery, req)
+    run = _run(req)
+    chunk = read_log(
+        control_plane().data, RunFiles.of(run, _runs_container()), offset=query.offset or 0, tail=query.tail
+    )
+    headers = dict(
+        zip(
+            (h.name for h in LOG_HEADERS),
+            (str(chunk.offset), str(chunk.next_offset), str(chunk.size), run.state.value),
+            strict=True,
+        )
+    )
+    return func.HttpResponse(chunk.data, status_code=200, mimetype="text/plain", charset="utf-8", headers=headers)
+
+
+@_route(
+    "GET",
+    "runs/{run_id}/metrics",
+    "Per-epoch metrics (live while the run trains) and the final figures",
+    {200: api.Metrics},
+    errors=(400, 404, 409),
+    path={"run_id": RUN_ID},
+)
+def run_metrics(req: func.HttpRequest) -> func.HttpResponse:
+    run = _run(req)
+    epochs, final = read_metrics(control_plane().data, RunFiles.of(run, _runs_container()))
+    metrics = api.Metrics(run_id=run.id, state=run.state, epochs=epochs, final=final or run.metrics or None)
+    return _json(dump(metrics))
+
+
+# ---------------------------------------------------------------------------------------- the rest
+
+
+@_route(
+    "GET", "clusters", "Clusters: desired vs observed nodes, active runs, last scale action", {200: api.ClusterList}
+)
 def list_clusters(req: func.HttpRequest) -> func.HttpResponse:
     return _json({"clusters": [cluster_view(c) for c in control_plane().store.list_clusters()]})
 
 
-@bp.route(route="health", methods=["GET"])
+@_route("GET", "health", "Liveness plus a storage round trip", {200: api.Health, 503: api.Health})
 def health(req: func.HttpRequest) -> func.HttpResponse:
-    """Liveness plus a storage round trip, so a misconfigured app says so at once."""
+    """A misconfigured app says so at once; the storage error itself goes to the log, not the reply."""
     service = control_plane()
     try:
         service.store.list_clusters()
     except Exception as exc:  # report, don't crash: this endpoint exists to say what is wrong
-        log.warning("health: storage unreachable: %s", exc)
-        return _json({"status": "unhealthy", "backend": service.backend.name, "storage": str(exc)[:300]}, 503)
+        log.warning("health: storage unreachable", exc_info=True)
+        storage = f"unreachable ({type(exc).__name__}); see the log"
+        return _json({"status": "unhealthy", "backend": service.backend.name, "storage": storage}, 503)
     return _json({"status": "ok", "backend": service.backend.name, "storage": "ok"})
+
+
+@_route(
+    "GET", "openapi.json", "This document: every route, its parameters, bodies and problems", {200: "application/json"}
+)
+def openapi(req: func.HttpRequest) -> func.HttpResponse:
+    return _json(_document())
+
+
+@functools.cache
+def _document() -> dict[str, Any]:
+    return document(OPERATIONS)
