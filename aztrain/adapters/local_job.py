@@ -30,6 +30,7 @@ from aztrain.bootstrap import build_data_store
 from aztrain.errors import DataChanged
 from aztrain.ports import DataStore, JobSubmission
 from aztrain.retrain import Snapshot
+from aztrain.run_outputs import LiveMetrics, RunFiles
 from aztrain.settings import Settings
 
 log = logging.getLogger("aztrain.local_job")
@@ -129,7 +130,9 @@ class Supervisor:
                 self.set_status("Canceled")
                 return 0
             self.set_status("Running")
-            rc, timed_out = self._train(data_dir, snapshot_file, out_dir, streamer)
+            # Per-epoch metrics are uploaded as they change, so users see progress while it trains.
+            with LiveMetrics(self.data, RunFiles(sub.output_container, prefix), out_dir):
+                rc, timed_out = self._train(data_dir, snapshot_file, out_dir, streamer)
             self.set_status("Finalizing")
             streamer.flush()
             self.data.upload_folder(out_dir, sub.output_container, prefix + "outputs/")
