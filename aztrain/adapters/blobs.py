@@ -51,8 +51,8 @@ class BlobDataStore:
                     raise
                 return b"", blob.get_blob_properties().size
             # `size` is the range's; the blob's own is in Content-Range ("bytes 0-3/7").
-            total = stream.properties.content_range.rpartition("/")[2]
-            return stream.readall(), int(total)
+            content_range = stream.properties.content_range or f"/{stream.size}"
+            return stream.readall(), int(content_range.rpartition("/")[2])
         except ResourceNotFoundError:
             raise NotFound("blob", f"{container}/{name}") from None
 
