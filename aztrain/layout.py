@@ -8,6 +8,7 @@ from __future__ import annotations
 import re
 import secrets
 from datetime import datetime
+from pathlib import Path
 
 #: What `new_run_id` makes: 13 digits, a hyphen, 6 hex digits.
 RUN_ID_PATTERN = r"\d{13}-[0-9a-f]{6}"
@@ -17,6 +18,35 @@ JOB_NAME_PATTERN = r"[a-z0-9][a-z0-9-]{1,61}[a-z0-9]"
 BACKEND_JOB_PREFIX = "aztrain-"
 #: Where snapshot documents are kept in the runs container (never a trigger: the runs container is not watched).
 SNAPSHOTS_FOLDER = "_snapshots/"
+
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def blob_path_problem(path: str) -> str | None:
+    """Why `path` (a blob name or prefix) could climb out of where it is used, or None when it is safe.
+
+    Blob names become local paths (downloads, mounts) and prefixes select what a run reads, so none may
+    hold `..` or `.` segments, backslashes, control characters, or start with `/`.
+    """
+    if path.startswith("/"):
+        return "must not start with '/'"
+    if "\\" in path:
+        return "must not contain backslashes; use '/'"
+    if _CONTROL.search(path):
+        return "must not contain control characters"
+    if any(part in (".", "..") for part in path.split("/")):
+        return "must not contain '.' or '..' segments"
+    return None
+
+
+def local_path(root: Path, blob_name: str) -> Path:
+    """Where a blob lands below `root` when downloaded; `ValueError` for a name that would climb out."""
+    problem = blob_path_problem(blob_name)
+    target = (root / blob_name).resolve()
+    if problem or not target.is_relative_to(root.resolve()):
+        raise ValueError(f"blob name {blob_name!r} {problem or 'leaves the download folder'}")
+    return target
 
 
 def new_run_id(now: datetime) -> str:

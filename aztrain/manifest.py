@@ -27,6 +27,7 @@ from pydantic import (
 )
 
 from aztrain.errors import ManifestError
+from aztrain.layout import blob_path_problem
 from trainer.args import ArgsError
 from trainer.args import parse_args as parse_trainer_args
 
@@ -83,8 +84,11 @@ class DataSpec(_Strict):
     @field_validator("prefix")
     @classmethod
     def _folder_prefix(cls, value: str) -> str:
-        if value.startswith("/"):
-            raise ValueError("must not start with '/'; write e.g. 'digits/'")
+        problem = blob_path_problem(value)
+        if problem:
+            raise ValueError(f"{problem}; write a folder below the container, e.g. 'digits/'")
+        if "//" in value:
+            raise ValueError("must not contain empty segments ('//'); write e.g. 'digits/2026/'")
         return value if not value or value.endswith("/") else value + "/"
 
 
@@ -214,13 +218,52 @@ def parse_manifest(text: str | bytes, *, source: str = "", max_bytes: int = 64 *
     size = len(text.encode() if isinstance(text, str) else text)
     if size > max_bytes:
         raise ManifestError([f"document is {size} bytes; the limit is {max_bytes} bytes"], source=source)
+    if size == 0:
+        raise ManifestError(["document is empty; see `aztrain schema` or examples/digits.yaml"], source=source)
+    depth = _nesting(text if isinstance(text, bytes) else text.encode())
+    if depth > MAX_NESTING:
+        raise ManifestError([f"document nests {depth} levels deep; the limit is {MAX_NESTING}"], source=source)
     try:
         document = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
     except yaml.YAMLError as exc:
         where = getattr(exc, "problem_mark", None)
         at = f" at line {where.line + 1}, column {where.column + 1}" if where else ""
         raise ManifestError([f"not valid YAML or JSON{at}: {getattr(exc, 'problem', exc)}"], source=source) from None
+    except RecursionError:  # block-style nesting the bracket count does not see
+        raise ManifestError([f"document nests too deeply; the limit is {MAX_NESTING} levels"], source=source) from None
     return manifest_from_dict(document, source=source)
+
+
+def peek_name(text: str | bytes, *, max_bytes: int) -> str | None:
+    """The `name` of a document that failed validation, if it is small, shallow and YAML; else None.
+
+    Only for labelling a rejection: never parses what the limits refuse.
+    """
+    raw = text if isinstance(text, bytes) else text.encode()
+    if not raw or len(raw) > max_bytes or _nesting(raw) > MAX_NESTING:
+        return None
+    try:
+        document = yaml.load(raw, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
+    except (yaml.YAMLError, RecursionError):
+        return None
+    name = document.get("name") if isinstance(document, dict) else None
+    return name if isinstance(name, str) else None
+
+
+#: Deepest nesting a manifest may have: the schema itself needs 4 levels.
+MAX_NESTING = 32
+
+
+def _nesting(text: bytes) -> int:
+    """The deepest run of open flow brackets (`[`, `{`): a cheap guard before the recursive YAML parser."""
+    depth = deepest = 0
+    for byte in text.translate(None, _NOT_BRACKETS):
+        depth += 1 if byte in b"[{" else -1
+        deepest = max(deepest, depth)
+    return deepest
+
+
+_NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
 
 
 def manifest_from_dict(document: object, *, source: str = "") -> JobManifest:

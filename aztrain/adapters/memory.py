@@ -12,6 +12,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from aztrain.errors import ConcurrencyError, DataChanged, NotFound
+from aztrain.layout import local_path
 from aztrain.manifest import ComputeSpec
 from aztrain.records import (
     Arrival,
@@ -172,7 +173,7 @@ class InMemoryDataStore:
         for blob in blobs:
             if current.get(blob.name) != blob.etag:
                 raise DataChanged(container, blob.name)
-            target = dest / blob.name
+            target = local_path(dest, blob.name)
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_bytes(self.blobs[(container, blob.name)])
 

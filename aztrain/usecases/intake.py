@@ -14,11 +14,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import PurePosixPath
 
-import yaml
-
 from aztrain.errors import ConcurrencyError, ManifestError, NotFound
-from aztrain.layout import new_run_id
-from aztrain.manifest import JobManifest, parse_manifest
+from aztrain.layout import blob_path_problem, new_run_id
+from aztrain.manifest import JobManifest, parse_manifest, peek_name
 from aztrain.records import Arrival, JobRecord
 from aztrain.retrain import watches
 from aztrain.runs import Run, RunState
@@ -47,6 +45,9 @@ class BlobEvent:
         prefix = "/blobServices/default/containers/"
         if not sep or not head.startswith(prefix) or not name:
             raise ValueError(f"not a blob event subject: {subject!r}")
+        problem = blob_path_problem(name)
+        if problem:
+            raise ValueError(f"blob name {name!r} {problem}")
         return cls(id=event_id, container=head.removeprefix(prefix), name=name, etag=etag, time=time)
 
 
@@ -159,7 +160,7 @@ def _reject(
     log.warning("rejected manifest from %s: %s", source, exc)
     run = Run.create(
         id=run_id,
-        job=_job_name_hint(text, source),
+        job=_job_name_hint(text, source, ctx.settings.max_manifest_bytes),
         state=RunState.REJECTED,
         at=ctx.now(),
         trigger=trigger,
@@ -190,14 +191,9 @@ def _save_job(ctx: Context, manifest: JobManifest, job: JobRecord | None, run_id
     ctx.store.put_job(record)
 
 
-def _job_name_hint(text: str | bytes, source: str) -> str:
+def _job_name_hint(text: str | bytes, source: str, max_bytes: int) -> str:
     """Best-effort job name for a rejected manifest: its `name` if readable, else the file's stem."""
-    try:
-        document = yaml.safe_load(text)
-    except yaml.YAMLError:
-        document = None
-    name = document.get("name") if isinstance(document, dict) else None
-    candidate = name if isinstance(name, str) else PurePosixPath(source).stem
+    candidate = peek_name(text, max_bytes=max_bytes) or PurePosixPath(source).stem
     # Table Storage keys must not contain /, \, #, ? or control characters.
     cleaned = re.sub(r"[^A-Za-z0-9._-]", "-", candidate)[:63]
     return cleaned or "unknown"

@@ -247,3 +247,47 @@ def test_a_job_with_no_data_fails_before_provisioning_naming_container_and_prefi
     assert "datasets/empty/ holds no blobs" in run.run.error
     assert states(plane, run.run) == ["ACCEPTED", "FAILED"] and not run.run.cluster
     assert plane.backend.nodes == {} and plane.backend.jobs == {}
+
+
+@pytest.mark.parametrize("prefix", ["../manifests/", "digits/../../jobs/", "/abs/", "a\\\\b/", "dig\\x07its/", "./x/"])
+def test_a_prefix_that_climbs_out_is_rejected(plane, prefix):
+    text = MANIFEST.replace(b"prefix: digits/", f'prefix: "{prefix}"'.encode())
+    result = plane.submit(text, trigger="http", cause="a", source="http")
+    assert result.run.state is RunState.REJECTED and "data.prefix: must not" in result.run.error
+
+
+@pytest.mark.parametrize(
+    "document",
+    [b"[" * 5000 + b"]" * 5000, b'{"a": ' * 3000 + b"1" + b"}" * 3000, b'{"name": ' + b"[" * 40 + b"]" * 40 + b"}"],
+    ids=["json-array", "json-object", "just-past-the-limit"],
+)
+def test_deeply_nested_documents_are_rejected_not_crashed_on(plane, document):
+    result = plane.submit(document, trigger="http", cause="deep", source="http")
+    assert result.run.state is RunState.REJECTED and "nests" in result.run.error
+
+
+def test_block_nesting_as_deep_as_the_size_limit_allows_is_rejected_cleanly(plane):
+    levels = 350  # about 60 KiB: the 64 KiB limit bounds how deep indentation can go
+    document = b"".join(b" " * i + b"a:\n" for i in range(levels))
+    assert len(document) < plane.settings.max_manifest_bytes
+    assert plane.submit(document, trigger="http", cause="deep", source="http").run.state is RunState.REJECTED
+
+
+def test_an_oversize_manifest_is_rejected_without_being_parsed(plane):
+    limit = plane.settings.max_manifest_bytes
+    text = b"name: would-need-parsing\n# " + b"x" * limit
+    result = plane.submit(text, trigger="manifest", cause="big", source="jobs/manifests/big-one.yaml")
+    assert result.run.state is RunState.REJECTED and f"the limit is {limit} bytes" in result.run.error
+    assert result.run.job == "big-one"  # named after the file: the document's own name was never read
+
+
+def test_an_empty_manifest_blob_is_recorded_as_rejected(plane):
+    plane.data.write("jobs", "manifests/empty.yaml", b"")
+    run = plane.on_blob_created(BlobEvent(id="ev-empty", container="jobs", name="manifests/empty.yaml"))[0]
+    assert run.state is RunState.REJECTED and "document is empty" in run.error and run.job == "empty"
+
+
+@pytest.mark.parametrize("name", ["digits/../../etc/passwd", "digits/\x00x", "/digits/a", "digits\\a"])
+def test_blob_events_naming_a_path_that_climbs_out_are_refused(name):
+    with pytest.raises(ValueError, match="blob name"):
+        BlobEvent.from_subject("e", f"/blobServices/default/containers/datasets/blobs/{name}")
