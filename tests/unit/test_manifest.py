@@ -70,7 +70,8 @@ def test_missing_fields_bad_name_and_entrypoint():
     [
         ("a: [", "not valid YAML or JSON at line 1"),
         ("- just\n- a list\n", "expected a mapping"),
-        ("", "expected a mapping"),
+        ("", "document is empty"),
+        ("# only a comment\n", "expected a mapping"),
     ],
 )
 def test_malformed_documents(text, expected):
