@@ -16,7 +16,8 @@ from azure.core.exceptions import (
 from azure.storage.blob import BlobServiceClient
 
 from aztrain.errors import DataChanged, NotFound
-from aztrain.ports import BlobInfo
+from aztrain.layout import local_path
+from aztrain.records import BlobInfo
 
 
 class BlobDataStore:
@@ -39,6 +40,10 @@ class BlobDataStore:
             return blob.download_blob(offset=0 if length else None, length=length).readall()
         except ResourceNotFoundError:
             raise NotFound("blob", f"{container}/{name}") from None
+        except HttpResponseError as exc:
+            if exc.status_code == 416:  # InvalidRange: storage refuses any range of an empty blob
+                return b""
+            raise
 
     def read_range(self, container: str, name: str, offset: int, length: int) -> tuple[bytes, int]:
         blob = self._service.get_blob_client(container, name)
@@ -80,7 +85,7 @@ class BlobDataStore:
     def download(self, container: str, blobs: Sequence[BlobInfo], dest: Path) -> None:
         client = self._service.get_container_client(container)
         for blob in blobs:
-            target = dest / blob.name
+            target = local_path(dest, blob.name)
             target.parent.mkdir(parents=True, exist_ok=True)
             try:
                 # The ETag condition makes the download fail rather than read a newer blob than the snapshot.
