@@ -117,8 +117,9 @@ def _json(body: dict[str, Any], status: int = 200) -> func.HttpResponse:
 
 
 def _query(model: type[Q], req: func.HttpRequest) -> Q:
+    """The query as `model`; an empty value (`?job=`, as forms send) means the parameter is not given."""
     try:
-        return model.model_validate(dict(req.params))
+        return model.model_validate({name: value for name, value in req.params.items() if value != ""})
     except ValidationError as exc:
         raise bad_request(exc) from None
 
