@@ -86,7 +86,7 @@ class Out:
             self.json({"error": {"code": int(code), "message": message, "problems": problems or [], **extra}})
             return
         self.errors.print(Text(f"error: {message}", style="red"), soft_wrap=True)
-        for problem in problems or []:
+        for problem in [p for p in problems or [] if p != message]:
             self.errors.print(f"  - {problem}", soft_wrap=True, markup=False)
 
     def note(self, text: str) -> None:
@@ -111,9 +111,13 @@ def clip(text: str, width: int) -> str:
     return flat if len(flat) <= width else flat[: width - 1] + "…"
 
 
+#: The figures a reader looks for first; the rest follow in name order.
+_FIRST_FIGURES = ("accuracy", "loss", "epochs", "samples_per_second", "world_size")
+
+
 def summarise_metrics(metrics: dict[str, Any], width: int = 60) -> str:
-    """`accuracy=0.9611 loss=0.1234 …`: the figures people look for first, cut with an ellipsis."""
-    first = [k for k in ("accuracy", "loss") if k in metrics]
+    """`accuracy=0.9611 loss=0.1234 epochs=5 …`: the main figures first, cut with an ellipsis."""
+    first = [k for k in _FIRST_FIGURES if k in metrics]
     keys = first + sorted(k for k in metrics if k not in first)
     return clip(" ".join(f"{k}={_figure(metrics[k])}" for k in keys), width)
 

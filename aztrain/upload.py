@@ -19,7 +19,7 @@ import os
 import time
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from functools import partial
 from pathlib import Path, PurePosixPath
 from typing import Any, Protocol
@@ -68,16 +68,7 @@ class UploadSummary:
     seconds: float = 0.0
 
     def to_json(self) -> dict[str, Any]:
-        return {
-            "container": self.container,
-            "prefix": self.prefix,
-            "files": self.files,
-            "uploaded": self.uploaded,
-            "skipped": self.skipped,
-            "bytes": self.bytes,
-            "uploaded_bytes": self.uploaded_bytes,
-            "seconds": round(self.seconds, 3),
-        }
+        return {**asdict(self), "seconds": round(self.seconds, 3)}
 
 
 def normalise_prefix(prefix: str) -> str:
@@ -162,7 +153,6 @@ class Uploader:
         progress: UploadProgress | None = None,
     ) -> None:
         self.container = container
-        self.workers = workers
         self.block_size = block_size
         self.progress = progress
         # Workers only talk to storage; the calling thread runs every `then` below, so the books need no lock.
