@@ -69,18 +69,7 @@ def job_view(job: JobRecord) -> dict[str, Any]:
 
 
 def cluster_view(cluster: ClusterRecord) -> dict[str, Any]:
-    return dump(
-        api.ClusterView(
-            backend=cluster.backend,
-            name=cluster.name,
-            desired_nodes=cluster.desired_nodes,
-            observed_nodes=cluster.observed_nodes,
-            active_runs=list(cluster.active_runs),
-            last_scale_action=cluster.last_scale_action,
-            last_scale_at=cluster.last_scale_at,
-            seconds_to_zero=cluster.seconds_to_zero,
-        )
-    )
+    return dump(api.ClusterView.model_validate(cluster, from_attributes=True))
 
 
 def window_view(job: str, window: Window) -> dict[str, Any]:
@@ -92,20 +81,7 @@ def window_view(job: str, window: Window) -> dict[str, Any]:
 
 
 def model_view(model: ModelVersion) -> dict[str, Any]:
-    return dump(
-        api.ModelView(
-            name=model.name,
-            version=model.version,
-            run_id=model.run_id,
-            snapshot_id=model.snapshot_id,
-            manifest_hash=model.manifest_hash,
-            artifact=model.artifact,
-            metrics=model.metrics,
-            registered_at=model.registered_at,
-            promoted=model.promoted,
-            gate=model.gate,
-        )
-    )
+    return dump(api.ModelView.model_validate(model, from_attributes=True))
 
 
 def lineage_view(model: ModelVersion, run: Run, snapshot: Snapshot, *, runs_container: str) -> dict[str, Any]:

@@ -94,6 +94,15 @@ def _route(
     return register
 
 
+def _run_route(
+    method: str, suffix: str, summary: str, responses: dict[int, Body], **details: Any
+) -> Callable[[Handler], Any]:
+    """A route of one run (`runs/{run_id}<suffix>`): 400 malformed id, 404 no such run, 409 ambiguous prefix."""
+    return _route(
+        method, "runs/{run_id}" + suffix, summary, responses, errors=(400, 404, 409), path={"run_id": RUN_ID}, **details
+    )
+
+
 @dataclass(frozen=True)
 class Answer:
     """A reply as data, so the first answer to an idempotent request can be stored and replayed."""
@@ -368,26 +377,22 @@ def list_runs(req: func.HttpRequest) -> func.HttpResponse:
     return _json({"runs": [run_view(r, runs_container=container) for r in chosen], "next": next_token})
 
 
-@_route(
+@_run_route(
     "GET",
-    "runs/{run_id}",
+    "",
     "A run with its history, by id or unique id prefix",
     {200: api.RunDetail},
-    errors=(400, 404, 409),
-    path={"run_id": RUN_ID},
 )
 def get_run(req: func.HttpRequest) -> func.HttpResponse:
     run = _run(req)
     return _json(run_detail(run, control_plane().store.history(run.id), runs_container=_runs_container()))
 
 
-@_route(
+@_run_route(
     "POST",
-    "runs/{run_id}/cancel",
+    "/cancel",
     "Ask a run to stop (idempotent while it stops)",
     {202: api.RunView},
-    errors=(400, 404, 409),
-    path={"run_id": RUN_ID},
 )
 def cancel_run(req: func.HttpRequest) -> func.HttpResponse:
     run = _run(req)
@@ -398,13 +403,11 @@ def cancel_run(req: func.HttpRequest) -> func.HttpResponse:
     return _json(run_view(canceled, runs_container=_runs_container()), 202)
 
 
-@_route(
+@_run_route(
     "GET",
-    "runs/{run_id}/logs",
+    "/logs",
     "The run's log from a byte offset (follow it with X-Log-Next-Offset), or its last lines",
     {200: "text/plain"},
-    errors=(400, 404, 409),
-    path={"run_id": RUN_ID},
     query=api.LogsQuery,
     response_headers={200: LOG_HEADERS},
 )
@@ -424,13 +427,11 @@ def run_logs(req: func.HttpRequest) -> func.HttpResponse:
     return func.HttpResponse(chunk.data, status_code=200, mimetype="text/plain", charset="utf-8", headers=headers)
 
 
-@_route(
+@_run_route(
     "GET",
-    "runs/{run_id}/metrics",
+    "/metrics",
     "Per-epoch metrics (live while the run trains) and the final figures",
     {200: api.Metrics},
-    errors=(400, 404, 409),
-    path={"run_id": RUN_ID},
 )
 def run_metrics(req: func.HttpRequest) -> func.HttpResponse:
     run = _run(req)
