@@ -18,8 +18,15 @@ param location string = resourceGroup().location
 @description('Prefix of the Function App and workspace names (lowercase letters, digits, hyphens).')
 param namePrefix string = 'aztrain'
 
+// NCasT4_v3: one T4 per node, the small, cheap current GPU size (the NCv3 series, Standard_NC6s_v3,
+// the old default, was retired on 30 September 2025). aztrain.profiles uses the same size for `gpu-small`.
 @description('VM size of the default `gpu-small` cluster. Needs quota for its family in this region.')
-param gpuVmSize string = 'Standard_NC6s_v3'
+param gpuVmSize string = 'Standard_NC4as_T4_v3'
+
+@minValue(0)
+@maxValue(16)
+@description('GPUs per node of `gpuVmSize` (azd: GPUS_PER_NODE). 0: a size aztrain.profiles knows (GPUS_PER_NODE there); any other size must give it, as a manifest may not ask for more processes per node than this.')
+param gpuCountPerNode int = 0
 
 @minValue(1)
 @maxValue(100)
@@ -30,8 +37,25 @@ param gpuMaxNodes int = 2
 @description('Dedicated matches the manifest default (compute.priority: dedicated). LowPriority costs a fraction but can be preempted.')
 param gpuPriority string = 'Dedicated'
 
-@description('Create the Event Grid subscriptions. Leave false until the function code is deployed: Event Grid rejects a subscription to a function that does not exist yet.')
-param deployEventSubscriptions bool = false
+// Flex Consumption scale limits (learn.microsoft.com/azure/azure-functions/flex-consumption-plan:
+// "The lowest maximum scale ... is 40. The highest currently supported value is 1000"; instance
+// memory 2048 MB, the default, or 4096 MB).
+@minValue(40)
+@maxValue(1000)
+@description('Most Function App instances Flex Consumption may run at once; caps the control plane\'s cost. Handlers are idempotent, so any value in range is safe.')
+param functionMaximumInstanceCount int = 40
+
+@allowed([2048, 4096])
+@description('Memory per Function App instance (MB). 2048 is plenty: handlers take one cheap step and return.')
+param functionInstanceMemoryMB int = 2048
+
+// Replication of both storage accounts: the control plane's (run records, manifests, the model
+// registry, datasets) and the workspace's (job snapshots, logs, registered model files).
+// GRS keeps a copy in the paired region. Standard_LRS costs about half for large datasets; an
+// account can move between LRS and GRS later, but not to or from zone-redundant SKUs in place.
+@allowed(['Standard_GRS', 'Standard_RAGRS', 'Standard_GZRS', 'Standard_RAGZRS', 'Standard_LRS', 'Standard_ZRS'])
+@description('Replication of the storage accounts (azd: STORAGE_SKU).')
+param storageSkuName string = 'Standard_GRS'
 
 @description('Optional object id (azd: AZURE_PRINCIPAL_ID) granted upload rights on the jobs and data containers and read access to run logs.')
 param principalId string = ''
@@ -50,6 +74,14 @@ var deadLetterContainer = 'deadletter'
 var deploymentContainer = 'app-package'
 // The name the azureml backend gives the `gpu-small` profile's cluster (aztrain.profiles.CLUSTER_PREFIX).
 var gpuClusterName = 'aztrain-gpu-small'
+// The `gpu-small` profile as deployed here (AZTRAIN_COMPUTE_PROFILES, aztrain/profiles.py). A size
+// aztrain knows needs no gpus_per_node; any other size must give it (gpuCountPerNode).
+var gpuSmallProfile = {
+  vm_size: gpuVmSize
+  max_nodes: gpuMaxNodes
+  tier: gpuPriority == 'LowPriority' ? 'low_priority' : 'dedicated'
+}
+var gpuSmallGpus = gpuCountPerNode > 0 ? { gpus_per_node: gpuCountPerNode } : {}
 
 module monitoring 'modules/monitoring.bicep' = {
   name: 'monitoring'
@@ -67,6 +99,7 @@ module storage 'modules/storage.bicep' = {
     location: location
     tags: tags
     name: 'st${token}'
+    skuName: storageSkuName
     containers: concat([jobsContainer, runsContainer, deadLetterContainer, deploymentContainer], dataContainers)
     tables: tables
   }
@@ -79,6 +112,7 @@ module aml 'modules/aml.bicep' = {
     tags: tags
     workspaceName: 'mlw-${namePrefix}-${token}'
     storageAccountName: 'stml${token}'
+    storageSkuName: storageSkuName
     keyVaultName: 'kv-${token}'
     appInsightsName: 'appi-ml-${token}'
     logAnalyticsId: monitoring.outputs.logAnalyticsId
@@ -102,6 +136,8 @@ module functionApp 'modules/functionapp.bicep' = {
     storageAccountName: storage.outputs.name
     deploymentContainerName: deploymentContainer
     appInsightsConnectionString: monitoring.outputs.appInsightsConnectionString
+    maximumInstanceCount: functionMaximumInstanceCount
+    instanceMemoryMB: functionInstanceMemoryMB
     appSettings: {
       // Read by aztrain/settings.py.
       AZTRAIN_STORAGE_ACCOUNT: storage.outputs.name // managed identity, no connection string
@@ -116,17 +152,15 @@ module functionApp 'modules/functionapp.bicep' = {
       AZTRAIN_AML_WORKSPACE: aml.outputs.workspaceName
       AZTRAIN_AML_COMPUTE_IDENTITY_ID: aml.outputs.trainingIdentityId // attach to clusters it creates
       // The gpu-small profile as deployed here, so the backend adopts this cluster instead of resizing it.
-      AZTRAIN_COMPUTE_PROFILES: string({
-        'gpu-small': {
-          vm_size: gpuVmSize
-          max_nodes: gpuMaxNodes
-          tier: gpuPriority == 'LowPriority' ? 'low_priority' : 'dedicated'
-        }
-      })
+      AZTRAIN_COMPUTE_PROFILES: string({ 'gpu-small': union(gpuSmallProfile, gpuSmallGpus) })
     }
   }
 }
 
+// The system topics only. Their subscriptions to the functions are infra/events.bicep, deployed by
+// the azd postdeploy hook (azure.yaml, infra/hooks/postdeploy.*): Event Grid checks that a
+// destination function exists when a subscription is created, and the functions exist only once
+// `azd deploy` has published the code. Its parameters are the AZTRAIN_EVENTS_PARAMETERS output below.
 module eventGrid 'modules/eventgrid.bicep' = {
   name: 'eventgrid'
   params: {
@@ -134,19 +168,13 @@ module eventGrid 'modules/eventgrid.bicep' = {
     tags: tags
     name: 'evgt-${token}'
     storageAccountName: storage.outputs.name
-    functionAppId: functionApp.outputs.id
-    deploySubscriptions: deployEventSubscriptions
-    jobsContainer: jobsContainer
-    manifestsPrefix: manifestsPrefix
-    dataContainers: dataContainers
-    deadLetterContainer: deadLetterContainer
     workspaceName: aml.outputs.workspaceName
     workspaceTopicName: 'evgt-ml-${token}'
   }
 }
 
-// Runs after the identities exist. The dead-letter grant for Event Grid is therefore in place
-// before the second provision creates the subscriptions that use it.
+// Runs after the identities exist, so the dead-letter grant for Event Grid is in place before the
+// postdeploy hook creates the subscriptions that use it.
 module rbac 'modules/rbac.bicep' = {
   name: 'rbac'
   params: {
@@ -156,6 +184,7 @@ module rbac 'modules/rbac.bicep' = {
     trainingIdentityName: aml.outputs.trainingIdentityName
     functionPrincipalId: functionApp.outputs.principalId
     trainingPrincipalId: aml.outputs.trainingIdentityPrincipalId
+    workspacePrincipalId: aml.outputs.workspacePrincipalId
     eventGridPrincipalId: eventGrid.outputs.principalId
     jobsContainer: jobsContainer
     runsContainer: runsContainer
@@ -173,3 +202,19 @@ output AZURE_ML_GPU_CLUSTER string = aml.outputs.gpuClusterName
 // The CLI's AZTRAIN_URL (it appends /api/...); API_BASE_URL is the same with /api.
 output AZTRAIN_URL string = 'https://${functionApp.outputs.defaultHostName}'
 output API_BASE_URL string = 'https://${functionApp.outputs.defaultHostName}/api'
+// A deployment parameters file (contentVersion + parameters; no $schema, which the azd .env file
+// would try to expand) for infra/events.bicep, which the postdeploy hook deploys with
+// `az deployment group create --parameters @<file>`. One output keeps the hook free of names.
+output AZTRAIN_EVENTS_PARAMETERS string = string({
+  contentVersion: '1.0.0.0'
+  parameters: {
+    functionAppName: { value: functionApp.outputs.name }
+    storageTopicName: { value: eventGrid.outputs.name }
+    workspaceTopicName: { value: eventGrid.outputs.workspaceTopicName }
+    storageAccountName: { value: storage.outputs.name }
+    jobsContainer: { value: jobsContainer }
+    manifestsPrefix: { value: manifestsPrefix }
+    dataContainers: { value: dataContainers }
+    deadLetterContainer: { value: deadLetterContainer }
+  }
+})

@@ -10,6 +10,10 @@ param location string
 param tags object
 param workspaceName string
 param storageAccountName string
+
+@description('Replication of the workspace storage account. main.bicep always passes its storageSkuName; the default (the same) lets checkov see the value.')
+param storageSkuName string = 'Standard_GRS'
+
 param keyVaultName string
 param appInsightsName string
 param logAnalyticsId string
@@ -35,12 +39,14 @@ resource mlStorage 'Microsoft.Storage/storageAccounts@2023-05-01' = {
   location: location
   tags: tags
   kind: 'StorageV2'
-  sku: { name: 'Standard_LRS' }
+  sku: { name: storageSkuName }
   properties: {
     allowBlobPublicAccess: false
     minimumTlsVersion: 'TLS1_2'
     supportsHttpsTrafficOnly: true
   }
+  // checkov:skip=CKV_AZURE_35: The workspace's default storage: Azure ML studio, the CLI uploading job code and the clusters reach it over its public endpoint. Restricting it needs a VNet, private endpoints and a network-isolated workspace, which this template does not deploy (docs/deploy.md, Known limits).
+  // checkov:skip=CKV_AZURE_43: The name is 'stml' + uniqueString(...), 17 lowercase letters and digits; checkov does not resolve module parameters and checks the parameter's name, storageAccountName, instead.
 }
 
 resource keyVault 'Microsoft.KeyVault/vaults@2023-07-01' = {
@@ -54,9 +60,16 @@ resource keyVault 'Microsoft.KeyVault/vaults@2023-07-01' = {
       name: 'standard'
     }
     enableRbacAuthorization: true // no access policies; Azure ML grants its workspace identity
+    // Recoverable: a deleted vault (and the workspace secrets in it) stays restorable for 7 days (the
+    // shortest retention), and purge protection stops anyone from purging it sooner. The price:
+    // after `azd down` the name kv-<token> stays taken for those 7 days, so redeploying the same
+    // environment name into the same resource group waits or uses a new environment (docs/deploy.md).
     enableSoftDelete: true
     softDeleteRetentionInDays: 7
+    enablePurgeProtection: true // irreversible by design: the API accepts no `false` once set
   }
+  // checkov:skip=CKV_AZURE_109: Azure ML itself reads this vault (workspace secrets such as its storage and registry credentials) from its own service network; a firewall with default Deny needs the network-isolated workspace setup (VNet, private endpoints) this template does not deploy. Access is RBAC only, and no person or app is granted a role on it.
+  // checkov:skip=CKV_AZURE_189: Same reason as CKV_AZURE_109: disabling public network access needs a private endpoint for Azure ML to reach the vault.
 }
 
 resource mlAppInsights 'Microsoft.Insights/components@2020-02-02' = {
@@ -90,6 +103,7 @@ resource workspace 'Microsoft.MachineLearningServices/workspaces@2024-04-01' = {
     publicNetworkAccess: 'Enabled'
     hbiWorkspace: false
   }
+  // checkov:skip=CKV_AZURE_243: The control plane (Function App without VNet integration) and users' CLI and studio reach the workspace over its public endpoint, with Entra ID and Azure RBAC (rbac.bicep). A private endpoint needs a VNet, private DNS and VNet-integrated callers, which this template does not deploy (docs/deploy.md, Known limits).
 }
 
 // The identity training jobs run as: reads datasets and writes run logs/outputs in the control
@@ -151,6 +165,8 @@ resource datastores 'Microsoft.MachineLearningServices/workspaces/datastores@202
 
 output workspaceName string = workspace.name
 output workspaceId string = workspace.id
+// Studio reads datastores with this identity (serviceDataAccessAuthIdentity below); rbac.bicep grants it.
+output workspacePrincipalId string = workspace.identity.principalId
 output gpuClusterName string = gpuCluster.name
 output trainingIdentityId string = trainingIdentity.id
 output trainingIdentityName string = trainingIdentity.name

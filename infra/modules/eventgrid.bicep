@@ -1,27 +1,12 @@
-// Blob events -> the `on_blob_created` function (functions/events.py).
-// The system topic always exists; its subscriptions only when deploySubscriptions is true,
-// because Event Grid checks that the destination function exists when a subscription is
-// created, and the function exists only after `azd deploy` (see docs/deploy.md).
-// The filters mirror aztrain.localstack.subscriptions(), which the dev host uses.
+// The Event Grid system topics: blob events of the control plane's storage account, and the Azure ML
+// workspace's job events. Their subscriptions to the functions are in infra/events.bicep, which the
+// azd postdeploy hook deploys once the functions exist (Event Grid checks that a destination function
+// exists when a subscription is created; see docs/deploy.md).
 
 param location string
 param tags object
 param name string
 param storageAccountName string
-param functionAppId string
-param deploySubscriptions bool
-
-@description('Container whose `manifestsPrefix` blobs are job manifests (AZTRAIN_JOBS_CONTAINER).')
-param jobsContainer string
-
-@description('Blob name prefix of manifests inside the jobs container (AZTRAIN_MANIFESTS_PREFIX).')
-param manifestsPrefix string
-
-@description('Containers whose new blobs count as data arrival (AZTRAIN_DATA_CONTAINERS).')
-param dataContainers array
-
-@description('Container receiving events that could not be delivered.')
-param deadLetterContainer string
 
 @description('The Azure ML workspace whose RunStatusChanged events reach `on_run_status_changed`.')
 param workspaceName string
@@ -46,76 +31,6 @@ resource topic 'Microsoft.EventGrid/systemTopics@2022-06-15' = {
   }
 }
 
-var blobsOf = '/blobServices/default/containers/'
-var manifestSuffixes = ['.yaml', '.yml', '.json']
-
-// What both subscriptions share. One event per call: the handler records the blob, takes one
-// cheap step and returns; a failure raises, so Event Grid retries just that event.
-var destination = {
-  endpointType: 'AzureFunction'
-  properties: {
-    resourceId: '${functionAppId}/functions/on_blob_created'
-    maxEventsPerBatch: 1
-    preferredBatchSizeInKilobytes: 64
-  }
-}
-var retryPolicy = {
-  maxDeliveryAttempts: 30
-  eventTimeToLiveInMinutes: 1440
-}
-var deadLetter = {
-  identity: { type: 'SystemAssigned' }
-  deadLetterDestination: {
-    endpointType: 'StorageBlob'
-    properties: {
-      resourceId: storage.id
-      blobContainerName: deadLetterContainer
-    }
-  }
-}
-
-resource manifests 'Microsoft.EventGrid/systemTopics/eventSubscriptions@2022-06-15' = if (deploySubscriptions) {
-  parent: topic
-  name: 'manifests'
-  properties: {
-    destination: destination
-    eventDeliverySchema: 'EventGridSchema'
-    filter: {
-      includedEventTypes: ['Microsoft.Storage.BlobCreated']
-      subjectBeginsWith: '${blobsOf}${jobsContainer}/blobs/${manifestsPrefix}'
-      // subjectEndsWith takes one value; an advanced filter ORs several.
-      advancedFilters: [
-        {
-          operatorType: 'StringEndsWith'
-          key: 'subject'
-          values: manifestSuffixes
-        }
-      ]
-    }
-    retryPolicy: retryPolicy
-    deadLetterWithResourceIdentity: deadLetter
-  }
-}
-
-resource data 'Microsoft.EventGrid/systemTopics/eventSubscriptions@2022-06-15' = [
-  for container in dataContainers: if (deploySubscriptions) {
-    parent: topic
-    name: 'data-${container}'
-    properties: {
-      destination: destination
-      eventDeliverySchema: 'EventGridSchema'
-      filter: {
-        includedEventTypes: ['Microsoft.Storage.BlobCreated']
-        subjectBeginsWith: '${blobsOf}${container}/blobs/'
-      }
-      retryPolicy: retryPolicy
-      deadLetterWithResourceIdentity: deadLetter
-    }
-  }
-]
-
-// Azure ML job status -> `on_run_status_changed`: a hint that makes runs move at once. The
-// reconciler polls anyway, so a lost event costs a minute, not a run. Only aztrain's jobs.
 resource workspace 'Microsoft.MachineLearningServices/workspaces@2024-04-01' existing = {
   name: workspaceName
 }
@@ -133,32 +48,6 @@ resource workspaceTopic 'Microsoft.EventGrid/systemTopics@2022-06-15' = {
   }
 }
 
-resource runStatus 'Microsoft.EventGrid/systemTopics/eventSubscriptions@2022-06-15' = if (deploySubscriptions) {
-  parent: workspaceTopic
-  name: 'run-status'
-  properties: {
-    destination: {
-      endpointType: 'AzureFunction'
-      properties: {
-        resourceId: '${functionAppId}/functions/on_run_status_changed'
-        maxEventsPerBatch: 1
-        preferredBatchSizeInKilobytes: 64
-      }
-    }
-    eventDeliverySchema: 'EventGridSchema'
-    filter: {
-      includedEventTypes: ['Microsoft.MachineLearningServices.RunStatusChanged']
-      advancedFilters: [
-        {
-          operatorType: 'StringBeginsWith'
-          key: 'data.runId'
-          values: ['aztrain-'] // aztrain.service.BACKEND_JOB_PREFIX
-        }
-      ]
-    }
-    retryPolicy: retryPolicy
-  }
-}
-
 output name string = topic.name
 output principalId string = topic.identity.principalId
+output workspaceTopicName string = workspaceTopic.name

@@ -14,6 +14,9 @@ param trainingPrincipalId string
 @description('The Event Grid system topic\'s identity, which writes dead letters.')
 param eventGridPrincipalId string
 
+@description('The Azure ML workspace\'s system-assigned identity: studio reads the datastores with it.')
+param workspacePrincipalId string
+
 param jobsContainer string
 param runsContainer string
 param dataContainers array
@@ -24,10 +27,10 @@ param userPrincipalId string = ''
 
 // Built-in role definition ids (docs/deploy.md lists them with the reason for each).
 var roles = {
+  storageBlobDataOwner: 'b7e6dc6d-f1e8-4753-8033-0f276bb0955b'
   storageBlobDataContributor: 'ba92f5b4-2d11-453d-a403-e96b0029c9fe'
   storageBlobDataReader: '2a2b9908-6ea1-4ae2-8e65-a410df84e7d1'
   storageTableDataContributor: '0a9a7e1f-b9d0-4cc4-a60d-0319b160aaa3'
-  storageQueueDataContributor: '974c5e8b-45b9-4653-ba55-5f855dd0fb88'
   monitoringMetricsPublisher: '3913510d-42f4-4e42-8a64-420c390055eb'
   azureMLDataScientist: 'f6c7c914-8db3-469d-8ca1-694a8f32e121'
   azureMLComputeOperator: 'e503ece1-11d0-4e8e-8e2c-7a6c3bf38815'
@@ -79,20 +82,29 @@ resource trainingIdentity 'Microsoft.ManagedIdentity/userAssignedIdentities@2023
 
 // ---------------------------------------------------------------- the control plane (Function App)
 
-// Manifests, data, run logs/outputs, plus the host's own containers (azure-webjobs-*: timer
-// locks, keys) and the Flex deployment package. Account scope because the host creates its
-// containers itself.
+// The Functions host's own storage (AzureWebJobsStorage__accountName is this account) plus the app's
+// blobs. Storage Blob Data Owner is what Azure documents for identity-based host storage: "The
+// Storage Blob Data Owner role covers the basic needs of Functions host storage - the runtime needs
+// both read and write access to blobs and the ability to create containers" (timer-trigger locks,
+// the key store); see learn.microsoft.com/azure/azure-functions/functions-reference#connecting-to-host-storage-with-an-identity
+// (includes/functions-azurewebjobsstorage-permissions.md in MicrosoftDocs/azure-docs). The Flex
+// Consumption quickstarts grant the same for the deployment package container
+// (Azure-Samples/functions-quickstart-python-azd-eventgrid-blob, infra/app/rbac.bicep). It also
+// covers the app's own blobs: manifests and data read, run snapshots and records written.
+// Account scope because the host creates its containers (azure-webjobs-hosts, -secrets) itself.
 resource functionBlobs 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
-  name: guid(storage.id, functionPrincipalId, roles.storageBlobDataContributor)
+  name: guid(storage.id, functionPrincipalId, roles.storageBlobDataOwner)
   scope: storage
   properties: {
-    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.storageBlobDataContributor)
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.storageBlobDataOwner)
     principalId: functionPrincipalId
     principalType: 'ServicePrincipal'
   }
 }
 
-// jobs, runs, runhistory, claims, clusters, ... (TableRunStore creates and writes them).
+// The app's tables (jobs, runs, runhistory, claims, clusters, arrivals, models: TableRunStore writes
+// them), and the host's diagnostic events, which the same doc says are persisted in table storage
+// through AzureWebJobsStorage ("Storage Blob Data Owner, Storage Table Data Contributor").
 resource functionTables 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
   name: guid(storage.id, functionPrincipalId, roles.storageTableDataContributor)
   scope: storage
@@ -103,17 +115,8 @@ resource functionTables 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
   }
 }
 
-// The Functions host keeps queue-backed state for some triggers (blob-trigger receipts and poison
-// queues); none of today's triggers needs it, so this is the one grant to drop to tighten further.
-resource functionQueues 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
-  name: guid(storage.id, functionPrincipalId, roles.storageQueueDataContributor)
-  scope: storage
-  properties: {
-    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.storageQueueDataContributor)
-    principalId: functionPrincipalId
-    principalType: 'ServicePrincipal'
-  }
-}
+// No queue role: per the same table only blob triggers and Durable Functions make the host use queues,
+// and the app has neither (HTTP, Event Grid and timer triggers; it reads and writes no queue).
 
 // Telemetry with Entra ID (Application Insights has local auth disabled).
 resource functionTelemetry 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
@@ -185,6 +188,35 @@ resource trainingWritesRuns 'Microsoft.Authorization/roleAssignments@2022-04-01'
   }
 }
 
+// ---------------------------------------------------------------- the Azure ML workspace
+
+// Studio's data preview and the dataset browser read the datastores (aml.bicep registers runs and the
+// data containers, credential-less, with serviceDataAccessAuthIdentity: WorkspaceSystemAssignedIdentity)
+// as the workspace's own identity, which otherwise has no role on this account. Read-only, and only
+// on those containers (learn.microsoft.com/azure/machine-learning/how-to-datastore: identity-based
+// data access; the workspace identity needs Storage Blob Data Reader for studio to show the data).
+var datastoreContainers = concat([runsContainer], dataContainers)
+
+resource datastoreContainerRefs 'Microsoft.Storage/storageAccounts/blobServices/containers@2023-05-01' existing = [
+  for container in datastoreContainers: {
+    parent: blobService
+    name: container
+  }
+]
+
+// Storage Blob Data Reader for the workspace identity on each datastore container (why: above).
+resource workspaceReadsDatastores 'Microsoft.Authorization/roleAssignments@2022-04-01' = [
+  for (container, i) in datastoreContainers: {
+    name: guid(datastoreContainerRefs[i].id, workspacePrincipalId, roles.storageBlobDataReader)
+    scope: datastoreContainerRefs[i]
+    properties: {
+      roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.storageBlobDataReader)
+      principalId: workspacePrincipalId
+      principalType: 'ServicePrincipal'
+    }
+  }
+]
+
 // ---------------------------------------------------------------- Event Grid
 
 // Dead-letter undeliverable events: the dead-letter container only.
@@ -200,8 +232,8 @@ resource eventGridDeadLetters 'Microsoft.Authorization/roleAssignments@2022-04-0
 
 // ---------------------------------------------------------------- optional: the operator
 
-// `az storage blob upload --auth-mode login` of manifests and data. principalType is left out:
-// the deployer may be a user or, in CI, a service principal.
+// Upload manifests (`az storage blob upload --auth-mode login`): the jobs container. principalType is
+// left out of these grants: the deployer may be a user or, in CI, a service principal.
 resource userUploadsManifests 'Microsoft.Authorization/roleAssignments@2022-04-01' = if (!empty(userPrincipalId)) {
   name: guid(jobs.id, userPrincipalId, roles.storageBlobDataContributor)
   scope: jobs
@@ -211,6 +243,7 @@ resource userUploadsManifests 'Microsoft.Authorization/roleAssignments@2022-04-0
   }
 }
 
+// Upload data (`az storage blob upload-batch --auth-mode login`): each data container.
 resource userUploadsData 'Microsoft.Authorization/roleAssignments@2022-04-01' = [
   for (container, i) in dataContainers: if (!empty(userPrincipalId)) {
     name: guid(dataContainerRefs[i].id, userPrincipalId, roles.storageBlobDataContributor)
@@ -222,6 +255,7 @@ resource userUploadsData 'Microsoft.Authorization/roleAssignments@2022-04-01' = 
   }
 ]
 
+// Read run logs and outputs (`az storage blob download --auth-mode login`): the runs container, read-only.
 resource userReadsRuns 'Microsoft.Authorization/roleAssignments@2022-04-01' = if (!empty(userPrincipalId)) {
   name: guid(runs.id, userPrincipalId, roles.storageBlobDataReader)
   scope: runs

@@ -13,12 +13,15 @@ param containers array
 @description('Tables to create; must equal aztrain.adapters.tables.TABLES.')
 param tables array
 
+@description('Replication. main.bicep always passes its storageSkuName; the default (the same) lets checkov see the value.')
+param skuName string = 'Standard_GRS'
+
 resource account 'Microsoft.Storage/storageAccounts@2023-05-01' = {
   name: name
   location: location
   tags: tags
   kind: 'StorageV2'
-  sku: { name: 'Standard_LRS' }
+  sku: { name: skuName }
   properties: {
     accessTier: 'Hot'
     allowSharedKeyAccess: false // managed identity only; AzureWebJobsStorage__accountName uses it too
@@ -31,6 +34,7 @@ resource account 'Microsoft.Storage/storageAccounts@2023-05-01' = {
       bypass: 'AzureServices'
     }
   }
+  // checkov:skip=CKV_AZURE_35: Reached over its public endpoint by the Function App (Flex without VNet integration is not a trusted service), by Azure ML clusters mounting the datastores, and by users uploading data; shared keys are off, so every request needs an Entra ID role (rbac.bicep) over TLS 1.2. A Deny rule needs the VNet and private endpoints this template does not deploy (docs/deploy.md, Known limits).
 }
 
 resource blobService 'Microsoft.Storage/storageAccounts/blobServices@2023-05-01' = {

@@ -1,0 +1,157 @@
+// Event Grid subscriptions: blob events -> `on_blob_created`, Azure ML job events ->
+// `on_run_status_changed` (functions/events.py).
+//
+// Not part of `azd provision`: Event Grid checks that an AzureFunction destination exists when a
+// subscription is created, and the functions exist only after `azd deploy` has published the code.
+// The azd postdeploy hook (azure.yaml -> infra/hooks/postdeploy.sh | postdeploy.ps1) deploys this
+// file with `az deployment group create`, taking its parameters from main.bicep's
+// AZTRAIN_EVENTS_PARAMETERS output, so `azd up` ends with events flowing. The same pattern (a
+// postdeploy hook creating the subscription) is Azure's Flex Consumption Event Grid quickstart,
+// github.com/Azure-Samples/functions-quickstart-python-azd-eventgrid-blob (azure.yaml, scripts/post-up.*).
+// Redeploying is idempotent: subscriptions are updated in place.
+//
+// The filters mirror devhost.localstack.subscriptions(), which the dev host delivers by
+// (tests/unit/test_infra.py keeps the two in step).
+targetScope = 'resourceGroup'
+
+@description('The Function App whose functions receive the events.')
+param functionAppName string
+
+@description('The system topic on the control plane\'s storage account (modules/eventgrid.bicep).')
+param storageTopicName string
+
+@description('The system topic on the Azure ML workspace (modules/eventgrid.bicep).')
+param workspaceTopicName string
+
+@description('The control plane\'s storage account, home of the dead-letter container.')
+param storageAccountName string
+
+@description('Container whose `manifestsPrefix` blobs are job manifests (AZTRAIN_JOBS_CONTAINER).')
+param jobsContainer string
+
+@description('Blob name prefix of manifests inside the jobs container (AZTRAIN_MANIFESTS_PREFIX).')
+param manifestsPrefix string
+
+@description('Containers whose new blobs count as data arrival (AZTRAIN_DATA_CONTAINERS).')
+param dataContainers array
+
+@description('Container receiving events that could not be delivered.')
+param deadLetterContainer string
+
+resource functionApp 'Microsoft.Web/sites@2024-04-01' existing = {
+  name: functionAppName
+}
+
+resource storage 'Microsoft.Storage/storageAccounts@2023-05-01' existing = {
+  name: storageAccountName
+}
+
+resource topic 'Microsoft.EventGrid/systemTopics@2022-06-15' existing = {
+  name: storageTopicName
+}
+
+resource workspaceTopic 'Microsoft.EventGrid/systemTopics@2022-06-15' existing = {
+  name: workspaceTopicName
+}
+
+var blobsOf = '/blobServices/default/containers/'
+var manifestSuffixes = ['.yaml', '.yml', '.json']
+
+// What both blob subscriptions share. One event per call: the handler records the blob, takes one
+// cheap step and returns; a failure raises, so Event Grid retries just that event.
+var destination = {
+  endpointType: 'AzureFunction'
+  properties: {
+    resourceId: '${functionApp.id}/functions/on_blob_created'
+    maxEventsPerBatch: 1
+    preferredBatchSizeInKilobytes: 64
+  }
+}
+var retryPolicy = {
+  maxDeliveryAttempts: 30
+  eventTimeToLiveInMinutes: 1440
+}
+// Dead letters are written with the topic's identity (granted on this container in rbac.bicep).
+var deadLetter = {
+  identity: { type: 'SystemAssigned' }
+  deadLetterDestination: {
+    endpointType: 'StorageBlob'
+    properties: {
+      resourceId: storage.id
+      blobContainerName: deadLetterContainer
+    }
+  }
+}
+
+resource manifests 'Microsoft.EventGrid/systemTopics/eventSubscriptions@2022-06-15' = {
+  parent: topic
+  name: 'manifests'
+  properties: {
+    destination: destination
+    eventDeliverySchema: 'EventGridSchema'
+    filter: {
+      includedEventTypes: ['Microsoft.Storage.BlobCreated']
+      subjectBeginsWith: '${blobsOf}${jobsContainer}/blobs/${manifestsPrefix}'
+      // subjectEndsWith takes one value; an advanced filter ORs several.
+      advancedFilters: [
+        {
+          operatorType: 'StringEndsWith'
+          key: 'subject'
+          values: manifestSuffixes
+        }
+      ]
+    }
+    retryPolicy: retryPolicy
+    deadLetterWithResourceIdentity: deadLetter
+  }
+}
+
+resource data 'Microsoft.EventGrid/systemTopics/eventSubscriptions@2022-06-15' = [
+  for container in dataContainers: {
+    parent: topic
+    name: 'data-${container}'
+    properties: {
+      destination: destination
+      eventDeliverySchema: 'EventGridSchema'
+      filter: {
+        includedEventTypes: ['Microsoft.Storage.BlobCreated']
+        subjectBeginsWith: '${blobsOf}${container}/blobs/'
+      }
+      retryPolicy: retryPolicy
+      deadLetterWithResourceIdentity: deadLetter
+    }
+  }
+]
+
+// Azure ML job status -> `on_run_status_changed`: a hint that makes runs move at once. The
+// reconciler polls anyway, so a lost event costs a minute, not a run. Only aztrain's jobs.
+resource runStatus 'Microsoft.EventGrid/systemTopics/eventSubscriptions@2022-06-15' = {
+  parent: workspaceTopic
+  name: 'run-status'
+  properties: {
+    destination: {
+      endpointType: 'AzureFunction'
+      properties: {
+        resourceId: '${functionApp.id}/functions/on_run_status_changed'
+        maxEventsPerBatch: 1
+        preferredBatchSizeInKilobytes: 64
+      }
+    }
+    eventDeliverySchema: 'EventGridSchema'
+    filter: {
+      includedEventTypes: ['Microsoft.MachineLearningServices.RunStatusChanged']
+      advancedFilters: [
+        {
+          operatorType: 'StringBeginsWith'
+          key: 'data.runId'
+          values: ['aztrain-'] // aztrain.layout.BACKEND_JOB_PREFIX
+        }
+      ]
+    }
+    retryPolicy: retryPolicy
+  }
+}
+
+var dataSubscriptions = [for container in dataContainers: 'data-${container}']
+
+output subscriptions array = concat([manifests.name], dataSubscriptions, [runStatus.name])
