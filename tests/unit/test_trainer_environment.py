@@ -2,15 +2,37 @@
 
 from __future__ import annotations
 
+import importlib.util
 import re
+import subprocess
+import sys
 import tomllib
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 ENVIRONMENT = ROOT / "trainer" / "environment"
+STUBS = "/usr/local/cuda/targets/x86_64-linux/lib/stubs"
+
+
+def load_check() -> ModuleType:
+    """trainer/environment/check_horovod_build.py, the script the image build runs (not a package module)."""
+    spec = importlib.util.spec_from_file_location("check_horovod_build", ENVIRONMENT / "check_horovod_build.py")
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def horovod_run_step(dockerfile: str) -> list[str]:
+    """The `RUN` instruction that builds Horovod, as its `&&`-separated commands."""
+    step = next(
+        block for block in re.split(r"\n(?=[A-Z]+ )", dockerfile) if "pip install" in block and "horovod" in block
+    )
+    return [part.strip() for part in step.removeprefix("RUN").replace("\\\n", " ").split("&&")]
 
 
 @pytest.fixture(scope="module")
@@ -45,6 +67,61 @@ def test_horovod_is_the_locally_built_version_with_the_same_cxx17_patch():
 
 def test_the_image_builds_horovod_for_gpus_and_mpi():
     dockerfile = (ENVIRONMENT / "Dockerfile").read_text()
-    for flag in ("HOROVOD_GPU_OPERATIONS=NCCL", "HOROVOD_WITH_MPI=1", "HOROVOD_WITH_PYTORCH=1"):
+    for flag in ("HOROVOD_GPU_OPERATIONS=NCCL", "HOROVOD_WITH_MPI=1", "HOROVOD_WITH_PYTORCH=1", "HOROVOD_WITH_GLOO=1"):
         assert flag in dockerfile
     assert "COPY conda.yaml" in dockerfile
+
+
+def test_horovod_is_built_against_the_cuda_stubs_and_the_build_fails_without_mpi_and_nccl():
+    """As upstream's docker/horovod/Dockerfile: stubs on the loader path for the build and the import check,
+    then a plain `ldconfig` drops them; the check script, not `horovodrun --check-build` (exit 0 always), gates."""
+    dockerfile = (ENVIRONMENT / "Dockerfile").read_text()
+    steps = horovod_run_step(dockerfile)
+    install = next(i for i, step in enumerate(steps) if "pip install" in step and '"$src"' in step)
+    check = steps.index("python /opt/aztrain/check_horovod_build.py")
+    assert steps.index(f"ldconfig {STUBS}") < install < check  # one RUN: a failed check fails the build
+    assert steps[-1] == "ldconfig"  # the stubs leave the loader cache again
+    assert "HOROVOD_GPU_OPERATIONS=NCCL" in steps[install] and "HOROVOD_WITH_MPI=1" in steps[install]
+    assert "COPY check_horovod_build.py /opt/aztrain/check_horovod_build.py" in dockerfile
+    assert dockerfile.index("COPY check_horovod_build.py") < dockerfile.index(f"ldconfig {STUBS}")
+
+
+def fake_horovod(**built: int) -> ModuleType:
+    module = ModuleType("horovod.torch")
+    for probe in ("mpi_built", "nccl_built", "cuda_built", "gloo_built"):
+        value = built.get(probe, 1)
+        setattr(module, probe, lambda value=value: value)
+    return module
+
+
+def test_the_build_check_names_every_missing_feature():
+    check = load_check()
+    assert check.missing(fake_horovod(nccl_built=22105)) == []  # nccl_built() returns NCCL's version code
+    assert check.missing(fake_horovod(mpi_built=0, nccl_built=0)) == ["MPI", "NCCL"]
+    assert check.missing(fake_horovod(cuda_built=0, gloo_built=0)) == ["CUDA", "Gloo"]
+
+
+def test_the_build_check_fails_for_a_horovod_without_mpi(monkeypatch: pytest.MonkeyPatch, capsys):
+    check = load_check()
+
+    def install(torch: ModuleType) -> None:
+        horovod = ModuleType("horovod")
+        horovod.torch = torch  # type: ignore[attr-defined]
+        monkeypatch.setitem(sys.modules, "horovod", horovod)
+        monkeypatch.setitem(sys.modules, "horovod.torch", torch)
+
+    install(fake_horovod(mpi_built=0))
+    assert check.main() == 1
+    assert "Horovod was built without MPI: needed for Azure ML's MpiDistribution" in capsys.readouterr().err
+    install(fake_horovod())
+    assert check.main() == 0
+    assert "Horovod build check passed: MPI, NCCL, CUDA, Gloo" in capsys.readouterr().out
+
+
+@pytest.mark.skipif(importlib.util.find_spec("horovod") is None, reason="Horovod is not installed here")
+def test_the_build_check_rejects_the_local_gloo_only_build():
+    """The local venv's Horovod (scripts/build_horovod.sh: CPU, Gloo, no MPI) is what the image must not ship."""
+    script = ENVIRONMENT / "check_horovod_build.py"
+    result = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "built without MPI" in result.stderr and "built without NCCL" in result.stderr
