@@ -297,11 +297,27 @@ def test_jobs_and_models_page_too(api: Api) -> None:
 
 
 @pytest.mark.parametrize(
-    "query",
-    ["limit=0", "limit=many", "state=BOGUS", "continuation=%21%21", "continuation=e30", "job=a%2Fb", "job=%00"],
+    "path",
+    [
+        *(
+            f"/api/runs?{query}"
+            for query in (
+                "limit=0",
+                "limit=many",
+                "state=BOGUS",
+                "continuation=%21%21",
+                "continuation=e30",
+                "job=a%2Fb",
+            )
+        ),
+        "/api/runs?job=%00",
+        "/api/jobs?limit=-1",
+        "/api/models?continuation=not%20a%20token",
+        *(f"/api/runs/9999999999999-abcdef/logs?{query}" for query in ("offset=-1", "tail=0", "tail=x", "offset=1.5")),
+    ],
 )
-def test_malformed_query_values_are_400_problems(api: Api, query: str) -> None:
-    response = api.call("GET", f"/api/runs?{query}")
+def test_malformed_query_values_are_400_problems(api: Api, path: str) -> None:
+    response = api.call("GET", path)
     assert response.status == 400
     assert response.json()["errors"]
 
@@ -366,9 +382,10 @@ def test_runs_are_found_by_a_unique_prefix_and_an_ambiguous_one_is_a_409(api: Ap
     found = api.call("GET", f"/api/runs/{first[:13]}")  # the millisecond: unique here
     assert found.status == 200 and found.json()["id"] == first
     assert found.json()["history"][0]["to"] == "ACCEPTED"
-    ambiguous = api.call("GET", f"/api/runs/{first[:common]}")
-    assert ambiguous.status == 409
-    assert {first, second} <= set(ambiguous.json()["candidates"])
+    for method, route in ROUTES[:4]:  # every route of a run
+        ambiguous = api.call(method, route.format(first[:common]))
+        assert ambiguous.status == 409
+        assert {first, second} <= set(ambiguous.json()["candidates"])
     assert api.call("GET", f"/api/runs/{first[:5]}").status == 400  # too short to mean anything
 
 
@@ -396,6 +413,17 @@ def test_an_unexpected_failure_is_a_500_problem_with_a_correlation_id_and_no_int
     problem = response.json()
     assert problem["correlation_id"] in problem["detail"]
     assert b"secret" not in response.body and b"RuntimeError" not in response.body
+
+
+def test_health_says_storage_is_unreachable_without_its_internals(api: Api, monkeypatch: pytest.MonkeyPatch) -> None:
+    def unreachable() -> None:
+        raise ConnectionError("http://127.0.0.1:10002 AccountKey=abc refused")
+
+    monkeypatch.setattr(api.service.store, "list_clusters", unreachable)
+    response = api.call("GET", "/api/health")
+    assert response.status == 503
+    assert response.json()["status"] == "unhealthy"
+    assert b"AccountKey" not in response.body
 
 
 # ------------------------------------------------------------------------------------ logs and metrics
