@@ -8,16 +8,10 @@ which also records them for the OpenAPI document (`GET /api/openapi.json`). Cont
 from __future__ import annotations
 
 import functools
-import hashlib
-import json
 import logging
 import re
-import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any, TypeVar
-from urllib.parse import urlsplit
 
 import azure.functions as func
 from pydantic import BaseModel, ValidationError
@@ -25,7 +19,6 @@ from pydantic import BaseModel, ValidationError
 from aztrain import api_models as api
 from aztrain.bootstrap import control_plane
 from aztrain.errors import InvalidTransition
-from aztrain.layout import new_run_id
 from aztrain.run_outputs import AmbiguousRun, RunFiles, find_run, read_log, read_metrics
 from aztrain.runs import Run, RunState
 from aztrain.views import (
@@ -38,9 +31,10 @@ from aztrain.views import (
     run_view,
     window_view,
 )
+from functions import submission
 from functions.openapi import Body, Header, Operation, PathParameter, document
 from functions.pagination import page
-from functions.problems import PROBLEM_TYPE, ApiProblem, Handler, bad_request, guarded, invalid, problem_body
+from functions.problems import ApiProblem, Handler, bad_request, guarded, invalid
 
 bp = func.Blueprint()
 log = logging.getLogger(__name__)
@@ -51,28 +45,12 @@ OPERATIONS: list[Operation] = []
 RUN_ID = PathParameter(api.RUN_REF_PATTERN, "a run id, or a unique prefix of one (at least 6 characters)")
 NAME = PathParameter(api.NAME_PATTERN, "a job (and model) name: 3-63 lowercase letters, digits or '-'")
 VERSION = PathParameter(r"^[1-9][0-9]{0,8}$", "a version number, from 1")
-IDEMPOTENCY_KEY = Header(
-    "Idempotency-Key",
-    "Makes a retried submit safe: the same key returns the first answer and creates one run",
-    r'^"?[\x21-\x7e]{1,255}"?$',
-)
-REQUEST_ID = Header("X-Request-Id", "Recorded as the run's cause (`http:<id>`)", r"^[\x21-\x7e]{1,128}$")
-LOCATION = Header("Location", "The new run: /api/runs/<id>")
-IDEMPOTENT_REPLAY = Header("Idempotent-Replayed", "true when this is the stored answer to an earlier request")
 LOG_HEADERS = (
     Header("X-Log-Offset", "Byte offset of the first byte returned"),
     Header("X-Log-Next-Offset", "Where to continue (`?offset=`) to follow the log"),
     Header("X-Log-Size", "The log's size when read"),
     Header("X-Run-State", "The run's state when read: follow until it is terminal and nothing new arrives"),
 )
-#: Media types a manifest may be sent as (a missing Content-Type is fine too); the service reads YAML, a JSON superset.
-MANIFEST_MEDIA_TYPES = frozenset(
-    {"application/json", "application/yaml", "application/x-yaml", "text/yaml", "text/x-yaml", "text/plain"}
-)
-#: The service's message for a document that is not YAML or JSON at all: malformed (400), not invalid (422).
-_NOT_YAML = "not valid YAML or JSON"
-_IDEMPOTENCY_SCOPE = "http-idempotency"
-_REPLY_SCOPE = "http-replies"
 _MAX_CANDIDATES = 20
 
 Q = TypeVar("Q", bound=BaseModel)
@@ -103,26 +81,8 @@ def _run_route(
     )
 
 
-@dataclass(frozen=True)
-class Answer:
-    """A reply as data, so the first answer to an idempotent request can be stored and replayed."""
-
-    status: int
-    body: dict[str, Any]
-    media_type: str = "application/json"
-    headers: dict[str, str] = field(default_factory=dict)
-
-    def response(self, **headers: str) -> func.HttpResponse:
-        return func.HttpResponse(
-            json.dumps(self.body, indent=2),
-            status_code=self.status,
-            mimetype=self.media_type,
-            headers={**self.headers, **headers},
-        )
-
-
 def _json(body: dict[str, Any], status: int = 200) -> func.HttpResponse:
-    return Answer(status, body).response()
+    return submission.Answer(status, body).response()
 
 
 def _query(model: type[Q], req: func.HttpRequest) -> Q:
@@ -165,118 +125,12 @@ def _runs_container() -> str:
     errors=(400, 413, 415, 422),
     query=api.SubmitQuery,
     manifest_body=True,
-    request_headers=(IDEMPOTENCY_KEY, REQUEST_ID),
-    response_headers={202: (LOCATION, IDEMPOTENT_REPLAY), 200: (IDEMPOTENT_REPLAY,)},
+    request_headers=(submission.IDEMPOTENCY_KEY, submission.REQUEST_ID),
+    response_headers={202: (submission.LOCATION, submission.REPLAYED), 200: (submission.REPLAYED,)},
 )
 def submit_job(req: func.HttpRequest) -> func.HttpResponse:
     """202 with a new run, 200 with an existing one; 422 (with the REJECTED run) for an invalid manifest."""
-    service = control_plane()
-    query = _query(api.SubmitQuery, req)
-    manifest = _manifest(req, service.settings.max_manifest_bytes)
-    key = _idempotency_key(req)
-    cause = f"http:{_request_id(req)}"
-    path = urlsplit(req.url).path
-
-    def answer(run_id: str | None) -> Answer:
-        result = service.submit(manifest, trigger="http", cause=cause, source="http", force=query.force, run_id=run_id)
-        run = result.run
-        if run.state is RunState.REJECTED:
-            return _rejected(run, path)
-        body = {
-            "run": run_view(run, runs_container=_runs_container()),
-            "created": result.created,
-            "reason": result.reason,
-        }
-        return Answer(202, body, headers={"Location": f"/api/runs/{run.id}"}) if result.created else Answer(200, body)
-
-    if key is None:
-        return answer(None).response()
-    digest = hashlib.sha256(f"force={query.force}\n".encode() + manifest).hexdigest()[:32]
-    return _idempotent(key, digest, answer, path)
-
-
-def _manifest(req: func.HttpRequest, limit: int) -> bytes:
-    """The body, refused before anything parses it when its type is not JSON/YAML or it is over the limit."""
-    media_type = req.headers.get("content-type", "").split(";")[0].strip().lower()
-    if media_type and media_type not in MANIFEST_MEDIA_TYPES and not media_type.endswith(("+json", "+yaml")):
-        raise ApiProblem(415, "unsupported-media-type", "send the manifest as application/json or application/yaml")
-    declared = req.headers.get("content-length", "").strip()
-    if declared and not declared.isdigit():
-        raise invalid("Content-Length", "not a number of bytes")
-    too_large = f"the manifest is larger than the limit of {limit} bytes"
-    if declared and int(declared) > limit:  # refused on the declaration alone
-        raise ApiProblem(413, "too-large", too_large)
-    body = req.get_body()
-    if len(body) > limit:
-        raise ApiProblem(413, "too-large", too_large)
-    return body
-
-
-def _rejected(run: Run, path: str) -> Answer:
-    """A manifest the service recorded as REJECTED, as a problem carrying the run."""
-    syntax = _NOT_YAML in run.error
-    problem = ApiProblem(
-        400 if syntax else 422,
-        "malformed-manifest" if syntax else "invalid-manifest",
-        run.error,
-        errors=_field_errors(run.error),
-        run=run_view(run, runs_container=_runs_container()),
-    )
-    return Answer(problem.status, problem_body(problem, path), PROBLEM_TYPE)
-
-
-_ERROR_PREFIX = re.compile(r"^invalid manifest(?: \([^)]*\))?: ")
-_FIELD = r"[\w.\[\]()-]+"
-
-
-def _field_errors(error: str) -> list[api.FieldError]:
-    """The service's `invalid manifest: <field>: <message>; ...` as one entry per field."""
-    errors = []
-    for problem in re.split(rf"; (?={_FIELD}: )", _ERROR_PREFIX.sub("", error, count=1)):
-        match = re.fullmatch(rf"({_FIELD}): (.*)", problem, flags=re.DOTALL)
-        field_name, message = match.groups() if match else ("(document)", problem)
-        errors.append(api.FieldError(field=field_name, message=message))
-    return errors
-
-
-def _idempotency_key(req: func.HttpRequest) -> str | None:
-    raw: str | None = req.headers.get("idempotency-key")
-    if raw is None:
-        return None
-    if not re.fullmatch(IDEMPOTENCY_KEY.pattern, raw):
-        raise invalid(IDEMPOTENCY_KEY.name, "use 1-255 visible ASCII characters, e.g. a UUID")
-    return raw.strip('"')  # the header may be sent as a structured-field string
-
-
-def _request_id(req: func.HttpRequest) -> str:
-    given = req.headers.get("x-request-id", "")
-    return given if re.fullmatch(REQUEST_ID.pattern, given) else str(uuid.uuid4())
-
-
-def _idempotent(key: str, digest: str, answer: Callable[[str], Answer], path: str) -> func.HttpResponse:
-    """The first answer for `key`: its run id is claimed before the run exists, its reply after.
-
-    A retry finds the claimed run id (so the service returns that run rather than making another) and
-    the stored reply. A rejection is not stored: its run never changes, so it is answered the same again.
-    """
-    store = control_plane().store
-    claimed = store.claim(_IDEMPOTENCY_SCOPE, key, f"{new_run_id(datetime.now(UTC))} {digest}")
-    run_id, first_digest = claimed.split(" ", 1)
-    if first_digest != digest:
-        raise ApiProblem(
-            422,
-            "idempotency-key-reused",
-            "this Idempotency-Key was used for a different request; use a new key for a new request",
-        )
-    mine = answer(run_id)
-    if mine.status >= 400:
-        return mine.response()
-    reply = {"status": mine.status, "body": mine.body, "headers": mine.headers}
-    first = json.loads(store.claim(_REPLY_SCOPE, key, json.dumps(reply)))
-    replayed = first != reply
-    return Answer(first["status"], first["body"], headers=first["headers"]).response(
-        **{IDEMPOTENT_REPLAY.name: "true"} if replayed else {}
-    )
+    return submission.submit(req, control_plane(), force=_query(api.SubmitQuery, req).force)
 
 
 @_route(
