@@ -6,6 +6,10 @@ every call here is one or two quick REST calls, and the reconciler polls the res
 
 `azure.ai.ml` takes seconds and ~100 MB to import, so it is imported inside the functions that
 use it, on first use: importing this module (as `bootstrap` does) stays cheap.
+
+It runs past 300 lines because it holds, beside the backend class, the pure builders of every
+Azure ML definition it submits (compute, command job, model version, status map): `aztrain plan`
+and the offline tests use the same builders, which keeps them next to the calls that send them.
 """
 
 from __future__ import annotations
