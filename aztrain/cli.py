@@ -17,7 +17,7 @@ from aztrain import cli_catalog, cli_data, cli_runs  # noqa: F401  (they registe
 from aztrain.cli_app import app, current_out, examples
 from aztrain.cli_output import ExitCode, transition_line
 from aztrain.client import AmbiguousRunId, ApiError, ApiUnreachable
-from aztrain.errors import AztrainError
+from aztrain.errors import AztrainError, ConfigError
 
 
 def print_transition(row: dict[str, Any]) -> None:
@@ -83,6 +83,8 @@ def main(argv: list[str] | None = None) -> int:
         return _failed(message, ExitCode.API_ERROR, problems=exc.problems, status=exc.status)
     except ApiUnreachable as exc:
         return _failed(f"{exc}; is `aztrain dev` running, or is --url / AZTRAIN_URL right?", ExitCode.UNREACHABLE)
+    except ConfigError as exc:
+        return _failed(str(exc), ExitCode.USAGE)
     except (AztrainError, OSError) as exc:
         return _failed(str(exc), ExitCode.FAILED)
     return ExitCode.OK

@@ -28,7 +28,7 @@ EXIT_CODES_HELP = "\n\n".join(
             [
                 "  0  done; a followed run COMPLETED",
                 "  1  the run FAILED; an invalid manifest (validate, plan); a failed upload",
-                "  2  usage: unknown option, bad value, ambiguous run id prefix",
+                "  2  usage: unknown option, bad value, bad config file, ambiguous run id prefix",
                 "  3  the run was CANCELED",
                 "  4  the manifest was REJECTED by the API",
                 "  5  --timeout passed before the run ended (it goes on)",

@@ -28,7 +28,7 @@ class ExitCode(IntEnum):
 
     OK = 0  #: done; a followed run COMPLETED
     FAILED = 1  #: the run FAILED; a manifest is invalid (validate, plan); an upload failed
-    USAGE = 2  #: bad command line: unknown option, bad value, ambiguous run id prefix
+    USAGE = 2  #: bad command line: unknown option, bad value, bad config file, ambiguous run id prefix
     CANCELED = 3  #: the run was CANCELED
     REJECTED = 4  #: the API rejected the manifest (the run is recorded as REJECTED)
     TIMED_OUT = 5  #: --timeout passed before the run ended (it goes on)

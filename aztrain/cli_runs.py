@@ -42,7 +42,7 @@ def _states(value: str) -> str:
 def _planned_epochs(client: Client, run: dict[str, Any]) -> int | None:
     """How many epochs the run trains, to show `epoch k/n`: its final metrics, else its job's manifest."""
     epochs = run["metrics"].get("epochs")
-    if epochs is None:
+    if epochs is None and not run["terminal"]:  # a finished run's epochs are all listed already
         document = next((j["manifest"] for j in client.jobs() if j["name"] == run["job"]), None)
         try:
             epochs = parse_manifest(json.dumps(document)).trainer.args.get("epochs") if document else None
