@@ -293,7 +293,7 @@ def test_a_trainer_failure_ends_the_run_failed_with_the_trainers_reason(stack: S
 def test_ill_typed_trainer_arguments_are_rejected_before_any_compute(stack: Stack):
     with pytest.raises(ApiError) as err:
         stack.client.submit(manifest("typo-job").replace(b"epochs: 3", b"epochs: three"))
-    assert err.value.status == 400
+    assert err.value.status == 422  # well-formed, but not a valid manifest
     assert "trainer.args.epochs: expected int, got str 'three'" in err.value.body["error"]
     assert err.value.body["run"]["state"] == "REJECTED" and not err.value.body["run"]["cluster"]
 
