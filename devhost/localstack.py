@@ -17,6 +17,7 @@ import logging
 import os
 import signal
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from types import FrameType, TracebackType
@@ -40,6 +41,7 @@ MANIFEST_SUFFIXES = (".yaml", ".yml", ".json")
 #: whole stop stays within the 10 s a user waits.
 JOB_STOP_GRACE_SECONDS = 6.0
 AZURITE_STOP_GRACE_SECONDS = 2.0
+KILL_WAIT_SECONDS = 2.0
 
 _SignalHandler = Callable[[int, FrameType | None], Any] | int | None
 
@@ -80,7 +82,7 @@ class LocalStack:
         self.timer_interval = timer_interval
         self._azurite: Azurite | None = None
         self._host: DevHost | None = None
-        self._local_state: Path | None = None
+        self._local_state: Path | None = None  # the local backend's state dir: where its job folders are
         self._previous_handlers: dict[signal.Signals, _SignalHandler] = {}
         self._stopping = False
         self.data: BlobDataStore
@@ -115,16 +117,22 @@ class LocalStack:
             return
         self._stopping = True
         self._handle_signals(_ignore)
+        ended: list[str] = []
+        left: list[psutil.Process] = []
         try:
             if self._host is not None:
                 self._host.stop()
-            ended = self._end_jobs() if self._local_state is not None else 0
-            if self._azurite is not None:
+                ended.append("the dev host")
+            if self._local_state is not None:
+                count, left = self._end_jobs(self._local_state)
+                ended.append(f"{count} job process(es)")
+            if self._azurite is not None and self._azurite.pid is not None:  # a reused Azurite is not ours
                 self._azurite.stop()
+                ended.append("Azurite")
         finally:
             self._restore_signals()
-        azurite = "Azurite (someone else's) left running" if self._azurite and self._azurite.reused else "Azurite"
-        print(f"local stack stopped: dev host, {ended} job process(es), {azurite}; nothing left running", flush=True)
+        outcome = f"still running: pid {', '.join(str(p.pid) for p in left)}" if left else "nothing left running"
+        print(f"local stack stopped ({', '.join(ended) or 'nothing was started'}); {outcome}", flush=True)
 
     def _start(self) -> None:
         load_local_settings(PROJECT_ROOT / "local.settings.json")
@@ -161,20 +169,22 @@ class LocalStack:
         )
         self._host.start()
 
-    def _end_jobs(self) -> int:
-        """SIGTERM every process of this stack's jobs, SIGKILL what is left after the grace; returns how many."""
-        assert self._local_state is not None
-        processes = stack_processes(self._local_state)
+    @staticmethod
+    def _end_jobs(local_state: Path) -> tuple[int, list[psutil.Process]]:
+        """SIGTERM every process of the jobs under `local_state`, SIGKILL what is left after the grace.
+
+        Returns how many there were, and any that survived even SIGKILL.
+        """
+        processes = stack_processes(local_state)
         _signal_all(processes, psutil.Process.terminate)
-        _, alive = psutil.wait_procs(processes, timeout=JOB_STOP_GRACE_SECONDS)
+        alive = _wait_gone(processes, JOB_STOP_GRACE_SECONDS)
         # Anything started while the first ones stopped (a request in flight) is ended too.
-        late = [p for p in stack_processes(self._local_state) if p not in processes]
+        late = [p for p in stack_processes(local_state) if p not in processes]
         stragglers = alive + late
         if stragglers:
-            log.warning("killing %d job process(es) still running after SIGTERM", len(stragglers))
+            log.warning("killing job processes still running after SIGTERM: %s", _describe(stragglers))
             _signal_all(stragglers, psutil.Process.kill)
-            psutil.wait_procs(stragglers, timeout=AZURITE_STOP_GRACE_SECONDS)
-        return len(processes) + len(late)
+        return len(processes) + len(late), _wait_gone(stragglers, KILL_WAIT_SECONDS)
 
     def _handle_signals(self, handler: _SignalHandler) -> None:
         if threading.current_thread() is not threading.main_thread():
@@ -195,6 +205,36 @@ def _interrupt(signum: int, frame: FrameType | None) -> None:
 
 def _ignore(signum: int, frame: FrameType | None) -> None:
     log.info("received %s while stopping; the stop carries on", signal.Signals(signum).name)
+
+
+def _wait_gone(processes: list[psutil.Process], timeout: float) -> list[psutil.Process]:
+    """Wait up to `timeout` seconds for the processes to end; returns those still running."""
+    deadline = time.monotonic() + timeout
+    while (running := [p for p in processes if _running(p)]) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return running
+
+
+def _running(process: psutil.Process) -> bool:
+    # A zombie runs nothing: it only waits for its parent (or init, for orphans) to reap it, which
+    # psutil.wait_procs would wait for too. Our own children (the supervisors) are reaped here.
+    try:
+        process.wait(timeout=0)
+        return False
+    except psutil.TimeoutExpired:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            return process.status() != psutil.STATUS_ZOMBIE
+        return False
+
+
+def _describe(processes: list[psutil.Process]) -> str:
+    return ", ".join(f"{p.pid} ({_name(p)})" for p in processes)
+
+
+def _name(process: psutil.Process) -> str:
+    with contextlib.suppress(psutil.NoSuchProcess):
+        return process.name()
+    return "gone"
 
 
 def _signal_all(processes: list[psutil.Process], send: Callable[[psutil.Process], None]) -> None:
