@@ -57,12 +57,12 @@ PHASES: dict[str, JobPhase] = {
     "paused": JobPhase.UNKNOWN,
     "unknown": JobPhase.UNKNOWN,
 }
-#: How Azure ML reports low-priority nodes taken back mid-job, e.g. "AzureMLCompute job failed.
-#: PreemptionError: Nodes of this job got pre-empted."
+#: How Azure ML reports low-priority nodes taken back mid-job: in the error message alone (code UserError,
+#: no inner error), "AzureMLCompute job failed. PreemptionError: Nodes of this job got pre-empted. ..."
+#: (as users report it: MicrosoftDocs/azure-docs#66288, microsoft/MLOpsPython#346).
 _PREEMPTED = re.compile(r"preemption|pre-?empted", re.IGNORECASE)
-
-
-#: Statuses Azure ML accepts a cancel in; in any other a refused cancel is expected and harmless.
+#: Statuses Azure ML accepts a cancel in; in any other a refused cancel is expected and harmless
+#: (a Finalizing job's cancel fails, Azure/azureml-assets#2496).
 _CANCELLABLE = frozenset({"notstarted", "queued", "preparing", "provisioning", "starting", "running"})
 
 
