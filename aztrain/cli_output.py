@@ -169,9 +169,13 @@ def outcome_line(run: dict[str, Any]) -> str:
 
 
 def outputs_lines(run: dict[str, Any]) -> list[str]:
-    """Where the run's model, metrics and log are (the run view's `outputs`)."""
+    """Where the run's model, metrics and log are (the run view's `outputs`), as far as it wrote them."""
     outputs = run.get("outputs") or {}
     labels = {"model": "model", "metrics": "metrics", "epochs": "epochs", "logs": "log"}
+    if run["state"] != "COMPLETED":
+        # No model or metrics; a log only if the job was started.
+        started = any(r["to"] in ("SUBMITTED", "RUNNING") for r in run.get("history", []))
+        labels = {"logs": "log"} if started else {}
     return [f"  {label:<8} {outputs[key]}" for key, label in labels.items() if outputs.get(key)]
 
 

@@ -192,7 +192,8 @@ def test_submit_wait_tells_states_epochs_and_outcome_and_exits_by_outcome(api, c
     assert [line.split()[1] for line in lines if line.strip().startswith("epoch ")] == ["1/2", "2/2"]
     assert "epoch 2/2  loss 0.1000  accuracy 0.9500  10,211 samples/s" in out
     assert outcome in lines
-    assert f"  model    {OUTPUTS['model']}" in lines and f"  log      {OUTPUTS['logs']}" in lines
+    assert f"  log      {OUTPUTS['logs']}" in lines
+    assert (f"  model    {OUTPUTS['model']}" in lines) == (final == "COMPLETED")
     assert api.requests[0][3].get("Idempotency-Key")  # a retried POST is one submit
 
 
