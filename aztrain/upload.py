@@ -238,18 +238,17 @@ class Uploader:
 
     def _first_step(self, file: LocalFile, remote: tuple[int, bytes | None] | None) -> _Staging | bool | None:
         """None: already there. True: sent in one request. A `_Staging`: blocks to send."""
-        md5 = file_md5(file.path)  # needed either way: to compare, or as the new blob's Content-MD5
+        # The MD5 is needed either way: to compare, or as the new blob's Content-MD5.
+        if file.size > self.block_size:
+            md5 = file_md5(file.path)
+            return None if remote == (file.size, md5) else self._plan_blocks(file, md5)
+        data = file.path.read_bytes()  # small: read once, to hash and to send
+        md5 = hashlib.md5(data).digest()  # not for security: Content-MD5
         if remote == (file.size, md5):
             return None
-        if file.size <= self.block_size:
-            self.container.upload_blob(
-                file.blob,
-                file.path.read_bytes(),
-                overwrite=True,
-                content_settings=ContentSettings(content_md5=bytearray(md5)),
-            )
-            return True
-        return self._plan_blocks(file, md5)
+        content = ContentSettings(content_md5=bytearray(md5))
+        self.container.upload_blob(file.blob, data, overwrite=True, content_settings=content)
+        return True
 
     def _plan_blocks(self, file: LocalFile, md5: bytes) -> _Staging:
         """The file's blocks; those an earlier, interrupted upload already staged are kept, not sent."""
