@@ -41,7 +41,7 @@ class RunFollower:
 
     def follow(self, run_id: str, *, timeout: float) -> dict[str, Any]:
         """The run once terminal, with `self.metrics` its last per-epoch metrics; `WaitTimedOut` after `timeout`."""
-        deadline = time.monotonic() + timeout
+        started = time.monotonic()
         with self._status() as status:
             while True:
                 run = self.client.run(run_id)
@@ -50,10 +50,12 @@ class RunFollower:
                     self._show_epochs(run_id)
                 if run["terminal"]:
                     return run
-                if time.monotonic() > deadline:
+                elapsed = time.monotonic() - started
+                if elapsed > timeout:
                     raise WaitTimedOut(run, timeout)
                 if status is not None:
-                    status.update(f"{run['state']} · run {run['id']}")
+                    epoch = f" · epoch {self._epochs}" + (f"/{self.total_epochs}" if self.total_epochs else "")
+                    status.update(f"{run['state']}{epoch if self._epochs else ''} · {elapsed:.0f} s · run {run['id']}")
                 time.sleep(POLL_SECONDS)
 
     def _status(self) -> contextlib.AbstractContextManager[Status | None]:

@@ -12,10 +12,11 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
+import typer
 import yaml
 
 from aztrain import cli_follow
-from aztrain.cli import main
+from aztrain.cli import app, main
 from aztrain.cli_follow import RunFollower
 from aztrain.cli_output import ExitCode
 
@@ -460,3 +461,11 @@ def test_connection_settings_come_from_flag_then_env_then_config_file(capsys, mo
     config.write_text('ulr = "typo"\n')
     status, _, err = cli(capsys, "config")
     assert status == ExitCode.USAGE and "unknown key(s) ulr" in err
+
+
+def test_every_option_and_argument_has_help_and_every_command_examples():
+    group = typer.main.get_command(app)
+    commands = group.commands
+    missing = [f"{name} {p.name}" for name, cmd in commands.items() for p in cmd.params if not getattr(p, "help", "")]
+    assert missing == [] and all(p.help for p in group.params)
+    assert [name for name, cmd in commands.items() if "Examples" not in (cmd.epilog or "")] == []
