@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import sys
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 import yaml
+from rich.text import Text
 
 from aztrain.cli_app import JsonOption, ManifestArgument, app, begin, examples
 from aztrain.cli_output import ExitCode, clip, summarise_metrics
@@ -19,49 +20,38 @@ from aztrain.settings import PROJECT_ROOT, Settings, load_local_settings
 def jobs(ctx: typer.Context, as_json: JsonOption = False) -> None:
     """Registered jobs: what each watches, its manifest hash and its last run."""
     session, out = begin(ctx, as_json)
-    found = session.client.jobs()
-    if as_json:
-        out.json({"jobs": found})
-        return
-    if not found:
-        out.line("no jobs")
-        return
-    table = out.table("JOB", "WATCHES", "LAST RUN", "MANIFEST", "UPDATED")
-    for job in found:
-        table.add_row(
-            job["name"],
-            job["watch"] or "—",
-            job["last_run_id"] or "—",
-            job["manifest_hash"][:12],
-            job["updated_at"][:19],
-        )
-    out.console.print(table)
+    out.listing("jobs", session.client.jobs(), ("JOB", "WATCHES", "LAST RUN", "MANIFEST", "UPDATED"), _job_row)
+
+
+def _job_row(job: dict[str, Any]) -> list[str | Text]:
+    return [
+        job["name"],
+        job["watch"] or "—",
+        job["last_run_id"] or "—",
+        job["manifest_hash"][:12],
+        job["updated_at"][:19],
+    ]
 
 
 @app.command(epilog=examples("aztrain clusters", "aztrain clusters --json"))
 def clusters(ctx: typer.Context, as_json: JsonOption = False) -> None:
     """Compute clusters: desired vs observed nodes, active runs, the last scale action."""
     session, out = begin(ctx, as_json)
-    found = session.client.clusters()
-    if as_json:
-        out.json({"clusters": found})
-        return
-    if not found:
-        out.line("no clusters")
-        return
-    table = out.table("BACKEND", "CLUSTER", "DESIRED", "OBSERVED", "ACTIVE RUNS", "LAST SCALE", "TO ZERO")
-    for c in found:
-        zero = f"{c['seconds_to_zero']:.1f} s" if c["seconds_to_zero"] is not None else "—"
-        table.add_row(
-            c["backend"],
-            c["name"],
-            str(c["desired_nodes"]),
-            str(c["observed_nodes"]),
-            clip(", ".join(c["active_runs"]), 44) or "—",
-            c["last_scale_action"] or "—",
-            zero,
-        )
-    out.console.print(table)
+    columns = ("BACKEND", "CLUSTER", "DESIRED", "OBSERVED", "ACTIVE RUNS", "LAST SCALE", "TO ZERO")
+    out.listing("clusters", session.client.clusters(), columns, _cluster_row)
+
+
+def _cluster_row(c: dict[str, Any]) -> list[str | Text]:
+    zero = f"{c['seconds_to_zero']:.1f} s" if c["seconds_to_zero"] is not None else "—"
+    return [
+        c["backend"],
+        c["name"],
+        str(c["desired_nodes"]),
+        str(c["observed_nodes"]),
+        clip(", ".join(c["active_runs"]), 44) or "—",
+        c["last_scale_action"] or "—",
+        zero,
+    ]
 
 
 @app.command(epilog=examples("aztrain window digits-classifier"))
@@ -88,24 +78,17 @@ def models(
 ) -> None:
     """Registered model versions, all or of one model (promoted ones marked)."""
     session, out = begin(ctx, as_json)
-    if as_json:
-        out.json(session.client.model(name) if name else {"models": session.client.models()})
+    if as_json and name:  # the API's document of one model: {name, current, versions}
+        out.json(session.client.model(name))
         return
-    found = session.client.models(name)
-    if not found:
-        out.line("no models registered")
-        return
-    table = out.table("MODEL", "VERSION", "PROMOTED", "RUN", "METRICS", "GATE")
-    for m in found:
-        table.add_row(
-            m["name"],
-            str(m["version"]),
-            "yes" if m["promoted"] else "",
-            m["run_id"],
-            summarise_metrics(m["metrics"], 40) or "—",
-            clip(m["gate"], 50),
-        )
-    out.console.print(table)
+    columns = ("MODEL", "VERSION", "PROMOTED", "RUN", "METRICS", "GATE")
+    out.listing("models", session.client.models(name), columns, _model_row)
+
+
+def _model_row(m: dict[str, Any]) -> list[str | Text]:
+    promoted = "yes" if m["promoted"] else ""
+    metrics = summarise_metrics(m["metrics"], 40) or "—"
+    return [m["name"], str(m["version"]), promoted, m["run_id"], metrics, clip(m["gate"], 50)]
 
 
 def _model_ref(value: str) -> str:

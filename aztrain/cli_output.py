@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+from collections.abc import Callable
 from datetime import datetime
 from enum import IntEnum
 from typing import Any
@@ -93,6 +94,26 @@ class Out:
         """A hint for people (stderr), never part of the answer."""
         if not self.as_json:
             self.errors.print(text, style="dim", soft_wrap=True, markup=False)
+
+    def listing(
+        self,
+        key: str,
+        items: list[dict[str, Any]],
+        columns: tuple[str, ...],
+        row: Callable[[dict[str, Any]], list[str | Text]],
+        **extra: Any,
+    ) -> None:
+        """`{key: items, **extra}` in JSON mode; otherwise a table of one `row(item)` per item, or `no <key>`."""
+        if self.as_json:
+            self.json({key: items, **extra})
+            return
+        if not items:
+            self.line(f"no {key}")
+            return
+        table = self.table(*columns)
+        for item in items:
+            table.add_row(*row(item))
+        self.console.print(table)
 
     def table(self, *columns: str) -> Table:
         table = Table(box=None, pad_edge=False, header_style="bold")

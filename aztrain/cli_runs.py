@@ -7,6 +7,7 @@ import sys
 from typing import Annotated, Any
 
 import typer
+from rich.text import Text
 
 from aztrain.cli_app import JsonOption, ManifestArgument, RunIdArgument, TimeoutOption, app, begin, examples
 from aztrain.cli_follow import RunFollower, WaitTimedOut, follow_log
@@ -146,21 +147,14 @@ def runs(
     """List runs, newest first (rejected manifests show as REJECTED)."""
     session, out = begin(ctx, as_json)
     page, token = session.client.runs_page(job=job, state=state, limit=limit, continuation=continuation)
-    if as_json:
-        out.json({"runs": page, "next": token})
-        return
-    if not page:
-        out.line("no runs")
-        return
-    table = out.table("RUN", "JOB", "STATE", "TRIGGER", "CREATED", "ERROR / METRICS")
-    for run in page:
-        extra = clip(run["error"], 90) if run["error"] else summarise_metrics(run["metrics"])
-        table.add_row(
-            run["id"], run["job"], state_text(run["state"]), run["trigger"], run["created_at"][:19], extra or "—"
-        )
-    out.console.print(table)
+    out.listing("runs", page, ("RUN", "JOB", "STATE", "TRIGGER", "CREATED", "ERROR / METRICS"), _run_row, next=token)
     if token:
         out.note(f"more: aztrain runs --limit {limit} --continuation {token}")
+
+
+def _run_row(run: dict[str, Any]) -> list[str | Text]:
+    extra = clip(run["error"], 90) if run["error"] else summarise_metrics(run["metrics"])
+    return [run["id"], run["job"], state_text(run["state"]), run["trigger"], run["created_at"][:19], extra or "—"]
 
 
 def _metrics_or_none(client: Client, run_id: str) -> dict[str, Any] | None:
