@@ -119,6 +119,7 @@ def submit(
     if not wait:
         if as_json:
             out.json(result)
+        out.note(f"follow it: aztrain show {run['id']} --wait  ·  aztrain logs -f {run['id']}")
         return
     final, metrics = _follow(
         out, session.client, run, total_epochs=_planned_epochs(session.client, run), timeout=timeout
@@ -230,12 +231,15 @@ def logs(
     """A run's log (the driver log of the training job), running or finished; -f follows it."""
     session, out = begin(ctx, as_json)
     client = session.client
-    run_id = client.run(run_id)["id"]
+    run = client.run(run_id)
+    run_id = run["id"]
     chunk = client.logs(run_id, tail=tail or 0)
     if not follow:
         if tail is None:  # the whole log: the API answers it in bounded chunks
             chunk = _read_rest(client, run_id, chunk)
         _emit_log(out, run_id, chunk)
+        if not chunk.text:
+            out.note(f"no log (yet): run {run_id} is {run['state']}")
         return
     _emit_log(out, run_id, chunk)
     try:
