@@ -198,19 +198,44 @@ class JobManifest(_Strict):
         return bool(self.retrain and self.retrain.on_data_arrival)
 
 
-class _UniqueKeyLoader(yaml.SafeLoader):
-    """SafeLoader that refuses duplicate keys: PyYAML would silently keep the last one."""
+class _UniqueKeys:
+    """Refuses duplicate keys in a mapping: PyYAML would silently keep the last one."""
 
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
         seen: set[Any] = set()
         for key_node, _ in node.value:
-            key = self.construct_object(key_node, deep=deep)
+            key = self.construct_object(key_node, deep=deep)  # type: ignore[attr-defined]
             if key in seen:
                 raise yaml.constructor.ConstructorError(
                     None, None, f"duplicate key {key!r}; each field may appear once", key_node.start_mark
                 )
             seen.add(key)
-        return super().construct_mapping(node, deep=deep)
+        return super().construct_mapping(node, deep=deep)  # type: ignore[misc, no-any-return]
+
+
+class _PureUniqueKeyLoader(_UniqueKeys, yaml.SafeLoader):
+    """The pure-Python safe loader, refusing duplicate keys."""
+
+
+# libyaml parses ~20x faster; the safe constructor (no tags) and the duplicate-key check are the same.
+_UniqueKeyLoader: type[yaml.SafeLoader] = _PureUniqueKeyLoader
+if yaml.__with_libyaml__:
+
+    class _CUniqueKeyLoader(_UniqueKeys, yaml.CSafeLoader):
+        """libyaml's safe loader, refusing duplicate keys."""
+
+    _UniqueKeyLoader = _CUniqueKeyLoader  # type: ignore[assignment]
+
+
+def _load(text: str | bytes) -> Any:
+    """One YAML document through the fast loader; a refused one is parsed again by the pure-Python
+    loader, so the error (and the line and column it names) is the same whichever loader is installed."""
+    try:
+        return yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
+    except yaml.YAMLError:
+        if _UniqueKeyLoader is _PureUniqueKeyLoader:
+            raise
+    return yaml.load(text, Loader=_PureUniqueKeyLoader)  # noqa: S506 - raises the same refusal, described alike
 
 
 def parse_manifest(text: str | bytes, *, source: str = "", max_bytes: int = 64 * 1024) -> JobManifest:
@@ -224,7 +249,7 @@ def parse_manifest(text: str | bytes, *, source: str = "", max_bytes: int = 64 *
     if depth > MAX_NESTING:
         raise ManifestError([f"document nests {depth} levels deep; the limit is {MAX_NESTING}"], source=source)
     try:
-        document = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
+        document = _load(text)
     except yaml.YAMLError as exc:
         where = getattr(exc, "problem_mark", None)
         at = f" at line {where.line + 1}, column {where.column + 1}" if where else ""
@@ -243,7 +268,7 @@ def peek_name(text: str | bytes, *, max_bytes: int) -> str | None:
     if not raw or len(raw) > max_bytes or _nesting(raw) > MAX_NESTING:
         return None
     try:
-        document = yaml.load(raw, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
+        document = _load(raw)
     except (yaml.YAMLError, RecursionError):
         return None
     name = document.get("name") if isinstance(document, dict) else None

@@ -1,7 +1,9 @@
 import json
 
 import pytest
+import yaml
 
+from aztrain import manifest
 from aztrain.errors import ManifestError
 from aztrain.manifest import manifest_schema, parse_duration, parse_manifest
 from aztrain.settings import PROJECT_ROOT
@@ -12,6 +14,15 @@ kind: TrainingJob
 name: digits-classifier
 data: {container: datasets, prefix: digits}
 """
+
+
+@pytest.fixture(autouse=True, params=["libyaml", "pure"])
+def loader(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every test runs on both YAML loaders: libyaml where installed, and the pure-Python fallback."""
+    if request.param == "pure":
+        monkeypatch.setattr(manifest, "_UniqueKeyLoader", manifest._PureUniqueKeyLoader)
+    elif not yaml.__with_libyaml__:
+        pytest.skip("PyYAML was built without libyaml")
 
 
 def problems(text: str, **kwargs: int) -> list[str]:
@@ -116,3 +127,12 @@ def test_trainer_arguments_are_checked_at_submit_by_the_entrypoint():
 def test_duplicate_keys_are_rejected_not_silently_merged():
     found = problems(VALID + "compute: {nodes: 1}\ncompute: {nodes: 8}\n")
     assert found == ["not valid YAML or JSON at line 7, column 1: duplicate key 'compute'; each field may appear once"]
+
+
+def test_tags_are_refused():
+    found = problems(VALID + "extra: !!python/object/apply:os.system ['true']\n")
+    assert found[0].startswith("not valid YAML or JSON at line 6")
+
+
+def test_deep_nesting_is_refused_before_parsing():
+    assert problems(VALID + "x: " + "[" * 40 + "]" * 40 + "\n") == ["document nests 40 levels deep; the limit is 32"]
