@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import sys
 from collections.abc import Callable
 from datetime import datetime
@@ -55,14 +54,13 @@ STATE_STYLE = {
     "RUNNING": "cyan",
 }
 
-#: Tables piped into files or other programs are not cut to a terminal's 80 columns.
-_PIPE_WIDTH = 200
+#: Output piped into files or other programs is not cut to a width (whatever COLUMNS says): cells clip themselves.
+_PIPE_WIDTH = 1000
 
 
 def _console(*, stderr: bool) -> Console:
     stream = sys.stderr if stderr else sys.stdout
-    width = None if stream.isatty() or os.environ.get("COLUMNS") else _PIPE_WIDTH
-    return Console(stderr=stderr, width=width, highlight=False)
+    return Console(stderr=stderr, width=None if stream.isatty() else _PIPE_WIDTH, highlight=False)
 
 
 class Out:

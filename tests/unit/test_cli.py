@@ -122,7 +122,7 @@ def api() -> Iterator[FakeApi]:
 def isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """No user config or environment leaks in; followed runs are polled without pauses."""
     monkeypatch.setenv("AZTRAIN_CONFIG", str(tmp_path / "absent.toml"))
-    for name in ("AZTRAIN_URL", "AZTRAIN_FUNCTION_KEY", "AZTRAIN_STORAGE_CONNECTION_STRING", "COLUMNS"):
+    for name in ("AZTRAIN_URL", "AZTRAIN_FUNCTION_KEY", "AZTRAIN_STORAGE_CONNECTION_STRING"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setattr(cli_follow, "POLL_SECONDS", 0.0)
 
