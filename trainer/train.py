@@ -36,6 +36,7 @@ from trainer.cache import DataCache
 from trainer.checkpoint import CheckpointError, load_newest, save_checkpoint
 from trainer.data import Loaded, Splits, load, split
 from trainer.dataset import DataError, Dataset
+from trainer.exit_codes import EXIT_INVALID, EXIT_PREEMPTED
 from trainer.loop import Progress, Training
 from trainer.model import build_model, state_digest
 from trainer.outputs import save_model, write_history, write_metrics
@@ -43,8 +44,6 @@ from trainer.preemption import Preemption
 from trainer.snapshot import pin
 from trainer.tracking import Tracker, start_tracking
 
-EXIT_INVALID = 2
-EXIT_PREEMPTED = 75  # sysexits.h's EX_TEMPFAIL: a temporary failure; retrying is expected to work
 DEFAULT_CACHE_DIR = Path(tempfile.gettempdir()) / "aztrain-cache"
 
 T = TypeVar("T")

@@ -1,8 +1,8 @@
 """Supervisor of one local job: `python -m aztrain.adapters.local_job <job folder>`.
 
-Plays the part of Azure ML's job runtime on this machine: mounts the data
-(downloads the prefix), runs `horovodrun --gloo`, streams the log to blob
-storage, enforces `max_runtime`, uploads outputs, and reports the statuses
+Plays the part of Azure ML's job runtime on this machine: mounts the data (downloads
+exactly the blobs of the run's snapshot into the prefix's folder), runs `horovodrun --gloo`,
+streams the log to blob storage, enforces `max_runtime`, uploads outputs, and reports the statuses
 Azure ML would (Preparing → Running → Finalizing → Completed | Failed | Canceled).
 On SIGTERM (cancel) it stops the whole Horovod process tree, leaving nothing behind.
 """
@@ -28,10 +28,12 @@ import psutil
 from aztrain.adapters.local import job_processes, write_json_atomic
 from aztrain.bootstrap import build_data_store
 from aztrain.errors import DataChanged
-from aztrain.ports import DataStore, JobSubmission
+from aztrain.ports import DataStore
+from aztrain.records import JobSubmission
 from aztrain.retrain import Snapshot
 from aztrain.run_outputs import LiveMetrics, RunFiles
 from aztrain.settings import Settings
+from trainer.exit_codes import EXIT_PREEMPTED
 
 log = logging.getLogger("aztrain.local_job")
 
@@ -44,6 +46,9 @@ _SHUTDOWN_SECONDS = 5.0
 _ERROR_TAIL_LINES = 20
 #: The trainer reports bad input as one "error: ..." line (horovodrun prefixes it with "[0]<stderr>:").
 _TRAINER_ERROR = re.compile(r"^(?:\[\d+\]<stderr>:)?error: ")
+#: horovodrun exits 1 whenever a process fails and prints each one's own code: 75 is the trainer saying
+#: "preempted, checkpoint written" (`trainer.exit_codes`), which a next attempt resumes from.
+_PREEMPTED_EXIT = re.compile(rf"Exit code: {EXIT_PREEMPTED}\b")
 
 
 class LogStreamer:
@@ -56,6 +61,7 @@ class LogStreamer:
         self._last_flush = time.monotonic()
         self.tail: list[str] = []
         self.first_error = ""  # the trainer's own "error: ..." line, which names the problem
+        self.preempted = False  # a process exited with the trainer's preemption code
 
     def write(self, line: bytes) -> None:
         self._local.write(line)
@@ -63,6 +69,7 @@ class LogStreamer:
         self._pending += line
         text = line.decode(errors="replace").rstrip()
         self.tail = [*self.tail[-(_ERROR_TAIL_LINES - 1) :], text]
+        self.preempted = self.preempted or bool(_PREEMPTED_EXIT.search(text))
         if not self.first_error and _TRAINER_ERROR.search(text):
             self.first_error = _TRAINER_ERROR.split(text, maxsplit=1)[-1]
         if len(self._pending) >= _LOG_FLUSH_BYTES or time.monotonic() - self._last_flush >= _LOG_FLUSH_SECONDS:
@@ -93,8 +100,10 @@ class Supervisor:
         self.canceled = threading.Event()
         self.child: subprocess.Popen[bytes] | None = None
 
-    def set_status(self, status: str, error: str = "") -> None:
-        write_json_atomic(self.folder / "status.json", {"status": status, "error": error, "at": time.time()})
+    def set_status(self, status: str, error: str = "", *, preempted: bool = False) -> None:
+        write_json_atomic(
+            self.folder / "status.json", {"status": status, "error": error, "preempted": preempted, "at": time.time()}
+        )
         log.info("%s: %s %s", self.name, status, error)
 
     def on_sigterm(self, signum: int, frame: FrameType | None) -> None:
@@ -142,6 +151,8 @@ class Supervisor:
                 self.set_status("Failed", f"exceeded max_runtime of {sub.max_runtime_seconds} s")
             elif rc == 0:
                 self.set_status("Completed")
+            elif rc == EXIT_PREEMPTED or streamer.preempted:
+                self.set_status("Failed", f"PreemptionError: trainer exited with code {EXIT_PREEMPTED}", preempted=True)
             else:
                 reason = streamer.first_error or " | ".join(streamer.tail[-5:])
                 self.set_status("Failed", f"trainer exited with code {rc}: {reason}")

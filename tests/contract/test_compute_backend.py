@@ -198,6 +198,11 @@ class LocalDriver:
                         found.append(proc.pid)
             return found
 
+        def training() -> bool:  # a SIGTERM before the trainer's handler is installed is a plain kill
+            log = self.state_dir / "jobs" / job_id / "driver.log"
+            return log.is_file() and b"epoch 1/" in log.read_bytes()
+
+        wait_for(training, timeout=self.timeout, what=f"the trainers of {job_id} to finish an epoch")
         for pid in wait_for(workers, timeout=self.timeout, what=f"the trainers of {job_id}", interval=self.interval):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGTERM)
@@ -345,16 +350,7 @@ def test_cancel_of_a_finished_job_changes_nothing(driver):
     assert driver.backend.observe(job_id) == before
 
 
-def test_a_preempted_job_fails_as_preempted_and_its_next_attempt_runs(driver, request):
-    if isinstance(driver, LocalDriver):
-        request.applymarker(
-            pytest.mark.xfail(
-                strict=True,
-                reason="the local supervisor does not report preemption yet: when the trainer exits with "
-                "EXIT_PREEMPTED (75; horovodrun prints 'Exit code: 75') local_job should write "
-                "status.json {'status': 'Failed', 'preempted': true, 'error': ...}",
-            )
-        )
+def test_a_preempted_job_fails_as_preempted_and_its_next_attempt_runs(driver):
     job_id = started(driver, "long")
     watch(driver, job_id, lambda o: o.phase is JobPhase.RUNNING, "running")
     driver.preempt(job_id)
