@@ -251,7 +251,10 @@ class LocalBackend:
     def _supervisor_alive(self, job_name: str) -> bool:
         child = self._children.get(job_name)
         if child is not None:
-            return child.poll() is None  # poll() also reaps it, so no zombie is left behind
+            if child.poll() is None:  # poll() also reaps an ended child, so no zombie is left behind
+                return True
+            del self._children[job_name]
+            return False
         pid = self._pid(job_name)
         if pid is None:  # between mkdir and spawn in another thread: give it a moment
             status_file = self._jobs_dir / job_name / "status.json"
