@@ -122,7 +122,12 @@ def api() -> Iterator[FakeApi]:
 def isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """No user config or environment leaks in; followed runs are polled without pauses."""
     monkeypatch.setenv("AZTRAIN_CONFIG", str(tmp_path / "absent.toml"))
-    for name in ("AZTRAIN_URL", "AZTRAIN_FUNCTION_KEY", "AZTRAIN_STORAGE_CONNECTION_STRING"):
+    for name in (
+        "AZTRAIN_URL",
+        "AZTRAIN_FUNCTION_KEY",
+        "AZTRAIN_STORAGE_CONNECTION_STRING",
+        "AZTRAIN_STORAGE_ACCOUNT_URL",
+    ):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setattr(cli_follow, "POLL_SECONDS", 0.0)
 
@@ -314,7 +319,7 @@ def test_every_listing_has_a_table_and_a_stable_json_shape(api, capsys):
         "name": "local-gpu-small",
         "desired_nodes": 0,
         "observed_nodes": 0,
-        "active_runs": [],
+        "active_runs": 0,
         "last_scale_action": "scale-to-0",
         "last_scale_at": None,
         "seconds_to_zero": 0.6,
@@ -469,3 +474,17 @@ def test_every_option_and_argument_has_help_and_every_command_examples():
     missing = [f"{name} {p.name}" for name, cmd in commands.items() for p in cmd.params if not getattr(p, "help", "")]
     assert missing == [] and all(p.help for p in group.params)
     assert [name for name, cmd in commands.items() if "Examples" not in (cmd.epilog or "")] == []
+
+
+def test_an_account_url_signs_in_with_azure_identity_and_wins_over_a_connection_string(capsys, monkeypatch):
+    from azure.identity import DefaultAzureCredential
+
+    from aztrain.upload import connect
+
+    service = connect(account_url="https://acct.blob.core.windows.net", connection_string="UseDevelopmentStorage=true")
+    assert service.account_name == "acct" and isinstance(service.credential, DefaultAzureCredential)
+    monkeypatch.setenv("AZTRAIN_STORAGE_ACCOUNT_URL", "https://acct.blob.core.windows.net")
+    status, out, _ = cli(capsys, "config", "--json")
+    assert status == ExitCode.OK
+    url = json.loads(out)["settings"]["storage_account_url"]
+    assert url == {"value": "https://acct.blob.core.windows.net", "source": "env AZTRAIN_STORAGE_ACCOUNT_URL"}
