@@ -17,26 +17,14 @@ from typer._click.exceptions import NoSuchOption  # typer vendors click; its par
 from typer.core import TyperGroup
 
 from aztrain import cli_config
-from aztrain.cli_output import Out
+from aztrain.cli_output import EXIT_MEANINGS, Out
 from aztrain.client import MIN_RUN_PREFIX, Client
 from aztrain.manifest import parse_duration
 
 EXIT_CODES_HELP = "\n\n".join(
     [
         "[bold]Exit codes[/bold]",
-        "\n".join(
-            [
-                "  0  done; a followed run COMPLETED",
-                "  1  the run FAILED; an invalid manifest (validate, plan); a failed upload",
-                "  2  usage: unknown option, bad value, bad config file, ambiguous run id prefix",
-                "  3  the run was CANCELED",
-                "  4  the manifest was REJECTED by the API",
-                "  5  --timeout passed before the run ended (it goes on)",
-                "  6  the API answered with an error (no such run, conflict, server error)",
-                "  7  the API could not be reached",
-                "130  interrupted (Ctrl-C); a followed run goes on",
-            ]
-        ),
+        "\n".join(f"{code.value:>3}  {meaning}" for code, meaning in EXIT_MEANINGS.items()),
         "Connection: flags, then environment (AZTRAIN_URL, AZTRAIN_FUNCTION_KEY, ...), then the config file "
         "($AZTRAIN_CONFIG or ~/.config/aztrain/config.toml), then the local stack. Docs: docs/cli.md",
     ]

@@ -24,18 +24,31 @@ from rich.text import Text
 
 
 class ExitCode(IntEnum):
-    """What `aztrain` exits with. Documented in `aztrain --help` and docs/cli.md; never renumber."""
+    """What `aztrain` exits with; `EXIT_MEANINGS` says when. Never renumber: scripts depend on them."""
 
-    OK = 0  #: done; a followed run COMPLETED
-    FAILED = 1  #: the run FAILED; a manifest is invalid (validate, plan); an upload failed
-    USAGE = 2  #: bad command line: unknown option, bad value, bad config file, ambiguous run id prefix
-    CANCELED = 3  #: the run was CANCELED
-    REJECTED = 4  #: the API rejected the manifest (the run is recorded as REJECTED)
-    TIMED_OUT = 5  #: --timeout passed before the run ended (it goes on)
-    API_ERROR = 6  #: the API answered with an error (no such run, a conflict, a server error)
-    UNREACHABLE = 7  #: no answer from the API (not running, wrong --url, network)
-    INTERRUPTED = 130  #: Ctrl-C (a followed run goes on)
+    OK = 0
+    FAILED = 1
+    USAGE = 2
+    CANCELED = 3
+    REJECTED = 4
+    TIMED_OUT = 5
+    API_ERROR = 6
+    UNREACHABLE = 7
+    INTERRUPTED = 130
 
+
+#: Shown by `aztrain --help` (and in docs/cli.md).
+EXIT_MEANINGS = {
+    ExitCode.OK: "done; a followed run COMPLETED",
+    ExitCode.FAILED: "the run FAILED; an invalid manifest (validate, plan); a failed upload",
+    ExitCode.USAGE: "usage: unknown option, bad value, bad config file, ambiguous run id prefix",
+    ExitCode.CANCELED: "the run was CANCELED",
+    ExitCode.REJECTED: "the manifest was REJECTED by the API",
+    ExitCode.TIMED_OUT: "--timeout passed before the run ended (it goes on)",
+    ExitCode.API_ERROR: "the API answered with an error (no such run, conflict, server error)",
+    ExitCode.UNREACHABLE: "the API could not be reached",
+    ExitCode.INTERRUPTED: "interrupted (Ctrl-C); a followed run goes on",
+}
 
 #: Exit code of each terminal run state, for commands that follow a run to its end.
 STATE_EXIT = {
