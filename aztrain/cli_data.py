@@ -20,6 +20,7 @@ from aztrain.cli_app import (
     examples,
 )
 from aztrain.cli_output import Out, UploadBar
+from aztrain.errors import AztrainError
 
 
 def _blob_service(session: Session, connection_string: str | None, account_url: str | None, workers: int) -> Any:
@@ -78,9 +79,11 @@ def seed_digits(
     as_json: JsonOption = False,
 ) -> None:
     """Upload scikit-learn's digits data set (what examples/digits.yaml trains on), for a first run."""
-    from trainer.data import export_digits  # the trainer package owns the data format
-
     session, out = begin(ctx, as_json)
+    try:
+        from trainer.data import export_digits  # the trainer package owns the data format
+    except ImportError as exc:  # numpy and scikit-learn come with the trainer extra only
+        raise AztrainError(f"seed-digits needs {exc.name}: pip install 'aztrain[trainer]'") from None
     service = _blob_service(session, connection_string, account_url, workers=2)
     with tempfile.TemporaryDirectory() as tmp:
         export_digits(Path(tmp))
