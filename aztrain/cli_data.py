@@ -19,7 +19,7 @@ from aztrain.cli_app import (
     begin,
     examples,
 )
-from aztrain.cli_output import Out, UploadBar
+from aztrain.cli_output import ExitCode, Out, UploadBar
 from aztrain.errors import AztrainError
 
 
@@ -36,8 +36,12 @@ def _blob_service(session: Session, connection_string: str | None, account_url: 
 def _upload(out: Out, service: Any, folder: Path, container: str, prefix: str, workers: int) -> None:
     from aztrain.upload import upload_folder
 
-    with UploadBar(out.errors, enabled=not out.as_json) as bar:
-        summary = upload_folder(service, folder, container, prefix, workers=workers, progress=bar)
+    try:
+        with UploadBar(out.errors, enabled=not out.as_json) as bar:
+            summary = upload_folder(service, folder, container, prefix, workers=workers, progress=bar)
+    except KeyboardInterrupt:
+        out.note("interrupted: run the same command again to resume (what was sent is skipped)")
+        raise typer.Exit(ExitCode.INTERRUPTED) from None
     if out.as_json:
         out.json(summary.to_json())
         return

@@ -488,3 +488,12 @@ def test_an_account_url_signs_in_with_azure_identity_and_wins_over_a_connection_
     assert status == ExitCode.OK
     url = json.loads(out)["settings"]["storage_account_url"]
     assert url == {"value": "https://acct.blob.core.windows.net", "source": "env AZTRAIN_STORAGE_ACCOUNT_URL"}
+
+
+def test_ctrl_c_during_an_upload_exits_130_and_says_how_to_resume(capsys, monkeypatch, tmp_path):
+    def interrupted(*args: Any, **kwargs: Any) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("aztrain.upload.upload_folder", interrupted)
+    status, _, err = cli(capsys, "upload", str(tmp_path), "--container", "datasets", "--prefix", "x/")
+    assert status == ExitCode.INTERRUPTED and "run the same command again to resume" in err
