@@ -182,6 +182,22 @@ class ClusterList(_Body):
     clusters: list[ClusterView]
 
 
+class DeadLetterView(_Body):
+    """An event a handler could never act on: recorded with why, then acknowledged."""
+
+    function: str
+    event_id: str
+    event_type: str
+    subject: str
+    reason: str
+    at: Timestamp
+
+
+class DeadLetterList(_Body):
+    deadletters: list[DeadLetterView]
+    next: str | None
+
+
 class ModelView(_Body):
     name: str
     version: int

@@ -54,6 +54,18 @@ def _cluster_row(c: dict[str, Any]) -> list[str | Text]:
     ]
 
 
+@app.command(epilog=examples("aztrain deadletters", "aztrain deadletters --json"))
+def deadletters(ctx: typer.Context, as_json: JsonOption = False) -> None:
+    """Events the control plane could never act on (acknowledged, not retried), each with the reason."""
+    session, out = begin(ctx, as_json)
+    columns = ("AT", "FUNCTION", "EVENT", "SUBJECT", "REASON")
+    out.listing("deadletters", session.client.dead_letters(), columns, _dead_letter_row)
+
+
+def _dead_letter_row(d: dict[str, Any]) -> list[str | Text]:
+    return [d["at"][:19], d["function"], clip(d["event_id"], 36), clip(d["subject"], 60), d["reason"]]
+
+
 @app.command(epilog=examples("aztrain window digits-classifier"))
 def window(
     ctx: typer.Context,

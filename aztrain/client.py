@@ -215,6 +215,9 @@ class Client:
     def clusters(self) -> list[dict[str, Any]]:
         return list(self.request("GET", "clusters")["clusters"])
 
+    def dead_letters(self) -> list[dict[str, Any]]:
+        return list(self.request("GET", "deadletters")["deadletters"])
+
     def window(self, job: str) -> dict[str, Any]:
         return self.request("GET", f"jobs/{urllib.parse.quote(job)}/window")
 

@@ -18,6 +18,7 @@ from aztrain.records import (
     BlobInfo,
     ClusterRecord,
     ClusterSpec,
+    DeadLetter,
     JobObservation,
     JobRecord,
     JobSubmission,
@@ -121,7 +122,19 @@ class Clusters(Protocol):
     def list_clusters(self) -> list[ClusterRecord]: ...
 
 
-class ControlStore(Runs, Jobs, Claims, Arrivals, Models, Clusters, Protocol):
+class DeadLetters(Protocol):
+    """Events that can never succeed, with the reason (`deadletters`)."""
+
+    def add_dead_letter(self, letter: DeadLetter) -> None:
+        """Record the letter unless that function already recorded that event (redeliveries change nothing)."""
+        ...
+
+    def dead_letters(self) -> list[DeadLetter]:
+        """Every dead letter, oldest first."""
+        ...
+
+
+class ControlStore(Runs, Jobs, Claims, Arrivals, Models, Clusters, DeadLetters, Protocol):
     """Every table the control plane keeps; one Table Storage account holds them all."""
 
 

@@ -72,6 +72,21 @@ class Arrival:
 
 
 @dataclass(frozen=True)
+class DeadLetter:
+    """An event that can never succeed (`deadletters` table): recorded with why, then acknowledged.
+
+    One row per (function, event id), so a redelivery of the same event changes nothing.
+    """
+
+    function: str  # the handler that gave up on it
+    event_id: str
+    event_type: str
+    subject: str
+    reason: str
+    at: datetime
+
+
+@dataclass(frozen=True)
 class ModelVersion:
     """A registered model (`models` table): what a completed run produced, and its lineage."""
 

@@ -12,11 +12,11 @@ from collections.abc import Callable
 from datetime import datetime
 
 from aztrain.ports import ComputeBackend, ControlStore, DataStore
-from aztrain.records import JobPhase, ModelVersion
+from aztrain.records import DeadLetter, JobPhase, ModelVersion
 from aztrain.retrain import Snapshot, Window
 from aztrain.runs import Run
 from aztrain.settings import Settings
-from aztrain.usecases import capacity, intake, progress, registry, retraining
+from aztrain.usecases import capacity, deadletters, intake, progress, registry, retraining
 from aztrain.usecases.context import Context
 from aztrain.usecases.intake import BlobEvent, Submitted
 
@@ -76,6 +76,12 @@ class ControlPlane:
     def on_blob_created(self, event: BlobEvent) -> list[Run]:
         """A blob landed: a manifest starts its job; data is recorded for the jobs watching it."""
         return intake.on_blob_created(self.ctx, event)
+
+    def dead_letter(self, *, function: str, event_id: str, event_type: str, subject: str, reason: str) -> DeadLetter:
+        """Record an event that can never succeed, so its handler can acknowledge it."""
+        return deadletters.record(
+            self.ctx, function=function, event_id=event_id, event_type=event_type, subject=subject, reason=reason
+        )
 
     # ---------------------------------------------------------------- progress
     def on_job_status(self, backend_job_id: str, phase: JobPhase, *, cause: str) -> Run | None:

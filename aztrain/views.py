@@ -10,7 +10,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from aztrain import api_models as api
-from aztrain.records import ClusterRecord, JobRecord, ModelVersion
+from aztrain.records import ClusterRecord, DeadLetter, JobRecord, ModelVersion
 from aztrain.retrain import Snapshot, Window
 from aztrain.run_outputs import RunFiles
 from aztrain.runs import Run, RunState, Transition
@@ -70,6 +70,10 @@ def job_view(job: JobRecord) -> dict[str, Any]:
 
 def cluster_view(cluster: ClusterRecord) -> dict[str, Any]:
     return dump(api.ClusterView.model_validate(cluster, from_attributes=True))
+
+
+def dead_letter_view(letter: DeadLetter) -> dict[str, Any]:
+    return dump(api.DeadLetterView.model_validate(letter, from_attributes=True))
 
 
 def window_view(job: str, window: Window) -> dict[str, Any]:

@@ -1,14 +1,22 @@
-"""Event Grid triggers: blobs created (manifests, data) and Azure ML run status changes."""
+"""Event Grid triggers: blobs created (manifests, data) and Azure ML run status changes.
+
+A handler that cannot act on an event decides which kind of failure it is. Storage or backend
+trouble raises, so Event Grid redelivers. An event no retry can fix (a wrong type, a subject that
+is not a blob, a payload without the fields it needs) is recorded as a dead letter, with the
+reason, and acknowledged: redelivering it would only burn retries.
+"""
 
 from __future__ import annotations
 
 import logging
 from datetime import UTC, datetime
+from typing import Any
 
 import azure.functions as func
 
 from aztrain.adapters.azureml import phase_of
 from aztrain.bootstrap import control_plane
+from aztrain.layout import is_run_id, run_id_of
 from aztrain.service import BlobEvent
 
 bp = func.Blueprint()
@@ -22,23 +30,37 @@ def _utc(value: datetime | None) -> datetime | None:
     return value.replace(tzinfo=UTC) if value is not None and value.tzinfo is None else value
 
 
+def _data(event: func.EventGridEvent) -> dict[str, Any]:
+    """The event's `data` object ({} when it is absent or not an object)."""
+    data = event.get_json()
+    return data if isinstance(data, dict) else {}
+
+
+def _dead_letter(function: str, event: func.EventGridEvent, reason: str) -> None:
+    control_plane().dead_letter(
+        function=function,
+        event_id=str(event.id or ""),
+        event_type=str(event.event_type or ""),
+        subject=str(event.subject or ""),
+        reason=reason,
+    )
+
+
 @bp.event_grid_trigger(arg_name="event")
 def on_blob_created(event: func.EventGridEvent) -> None:
-    """Record what the blob means and return quickly; errors raise so Event Grid redelivers.
-
-    Events that can never succeed (wrong type, not a blob) are logged and acknowledged:
-    redelivering them would only burn retries.
-    """
+    """Record what the blob means and return quickly; errors raise so Event Grid redelivers."""
     if event.event_type != BLOB_CREATED:
-        log.warning("ignoring event %s of type %s", event.id, event.event_type)
+        _dead_letter("on_blob_created", event, f"not a {BLOB_CREATED} event")
         return
-    data = event.get_json() or {}
     try:
         blob = BlobEvent.from_subject(
-            event.id, event.subject, etag=str(data.get("eTag", "")), time=_utc(event.event_time)
+            str(event.id or ""),
+            str(event.subject or ""),
+            etag=str(_data(event).get("eTag", "")),
+            time=_utc(event.event_time),
         )
     except ValueError as exc:
-        log.warning("ignoring event %s: %s", event.id, exc)
+        _dead_letter("on_blob_created", event, str(exc))
         return
     runs = control_plane().on_blob_created(blob)
     log.info("event %s (%s/%s): %s", event.id, blob.container, blob.name, [f"{r.id}:{r.state.value}" for r in runs])
@@ -49,10 +71,16 @@ def on_run_status_changed(event: func.EventGridEvent) -> None:
     """An Azure ML job changed status. A hint, not the truth: late, duplicated or missing events
     are expected, the run's transition table refuses backwards moves, and the reconciler polls anyway.
     """
-    data = event.get_json() or {}
+    data = _data(event)
     job_name, status = data.get("runId"), data.get("runStatus")
-    if event.event_type != RUN_STATUS_CHANGED or not isinstance(job_name, str) or not isinstance(status, str):
-        log.warning("ignoring event %s of type %s: no runId/runStatus", event.id, event.event_type)
+    if event.event_type != RUN_STATUS_CHANGED:
+        _dead_letter("on_run_status_changed", event, f"not a {RUN_STATUS_CHANGED} event")
+        return
+    if not isinstance(job_name, str) or not isinstance(status, str):
+        _dead_letter("on_run_status_changed", event, "data has no runId and runStatus strings")
+        return
+    if not is_run_id(run_id_of(job_name)):  # a job of the workspace that this control plane did not submit
+        log.info("event %s: job %r is not one of aztrain's; ignored", event.id, job_name)
         return
     run = control_plane().on_job_status(job_name, phase_of(status), cause=f"event:{event.id}")
     log.info(

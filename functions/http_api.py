@@ -23,6 +23,7 @@ from aztrain.run_outputs import AmbiguousRun, RunFiles, find_run, read_log, read
 from aztrain.runs import Run, RunState
 from aztrain.views import (
     cluster_view,
+    dead_letter_view,
     dump,
     job_view,
     lineage_view,
@@ -302,6 +303,26 @@ def run_metrics(req: func.HttpRequest) -> func.HttpResponse:
 )
 def list_clusters(req: func.HttpRequest) -> func.HttpResponse:
     return _json({"clusters": [cluster_view(c) for c in control_plane().store.list_clusters()]})
+
+
+@_route(
+    "GET",
+    "deadletters",
+    "Events a handler could never act on, oldest first, each with the reason (they were acknowledged)",
+    {200: api.DeadLetterList},
+    errors=(400,),
+    query=api.PageQuery,
+)
+def list_dead_letters(req: func.HttpRequest) -> func.HttpResponse:
+    query = _query(api.PageQuery, req)
+    letters, next_token = page(
+        control_plane().store.dead_letters(),
+        # Event ids never hold a newline, which sorts before any of their characters: time order, then function.
+        lambda d: f"{d.at.isoformat()}\n{d.function}\n{d.event_id}",
+        limit=query.limit,
+        continuation=query.continuation,
+    )
+    return _json({"deadletters": [dead_letter_view(d) for d in letters], "next": next_token})
 
 
 @_route("GET", "health", "Liveness plus a storage round trip", {200: api.Health, 503: api.Health})

@@ -19,6 +19,7 @@ from aztrain.records import (
     BlobInfo,
     ClusterRecord,
     ClusterSpec,
+    DeadLetter,
     JobObservation,
     JobPhase,
     JobRecord,
@@ -46,6 +47,7 @@ class InMemoryControlStore:
         self._clusters: dict[tuple[str, str], ClusterRecord] = {}
         self._arrivals: dict[tuple[str, str], Arrival] = {}
         self._models: dict[tuple[str, int], ModelVersion] = {}
+        self._dead_letters: dict[tuple[str, str], DeadLetter] = {}
 
     def get_job(self, name: str) -> JobRecord | None:
         return self._jobs.get(name)
@@ -136,6 +138,12 @@ class InMemoryControlStore:
 
     def list_clusters(self) -> list[ClusterRecord]:
         return list(self._clusters.values())
+
+    def add_dead_letter(self, letter: DeadLetter) -> None:
+        self._dead_letters.setdefault((letter.function, letter.event_id), letter)
+
+    def dead_letters(self) -> list[DeadLetter]:
+        return sorted(self._dead_letters.values(), key=lambda d: (d.at, d.function, d.event_id))
 
 
 class InMemoryDataStore:

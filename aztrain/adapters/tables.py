@@ -1,18 +1,19 @@
 """`ControlStore` on Azure Table Storage (azure-data-tables), with ETag-conditional writes.
 
-One adapter implements every storage role (runs, jobs, claims, arrivals, models, clusters):
-they share one account and the same entity mapping rules. It runs past 300 lines because
-each of the seven tables needs its own entity mapper, kept beside the queries that read it.
+One adapter implements every storage role (runs, jobs, claims, arrivals, models, clusters,
+dead letters): they share one account and the same entity mapping rules. It runs past 300 lines because
+each of the eight tables needs its own entity mapper, kept beside the queries that read it.
 
-| table      | PartitionKey | RowKey                    |
-| ---------- | ------------ | ------------------------- |
-| jobs       | job name     | `spec`                    |
-| runs       | job name     | run id (newest first)     |
-| runhistory | run id       | zero-padded sequence      |
-| claims     | scope        | event key                 |
-| clusters   | backend      | cluster name              |
-| arrivals   | job name     | upload key (blob + ETag)  |
-| models     | model name   | zero-padded version       |
+| table       | PartitionKey | RowKey                    |
+| ----------- | ------------ | ------------------------- |
+| jobs        | job name     | `spec`                    |
+| runs        | job name     | run id (newest first)     |
+| runhistory  | run id       | zero-padded sequence      |
+| claims      | scope        | event key                 |
+| clusters    | backend      | cluster name              |
+| arrivals    | job name     | upload key (blob + ETag)  |
+| models      | model name   | zero-padded version       |
+| deadletters | function     | event id (hashed if odd)  |
 """
 
 from __future__ import annotations
@@ -32,16 +33,16 @@ from azure.data.tables import TableClient, TableServiceClient, UpdateMode
 
 from aztrain.errors import ConcurrencyError
 from aztrain.manifest import JobManifest
-from aztrain.records import Arrival, ClusterRecord, JobRecord, ModelVersion
+from aztrain.records import Arrival, ClusterRecord, DeadLetter, JobRecord, ModelVersion
 from aztrain.runs import Run, RunState, Transition
 
-TABLES = ("jobs", "runs", "runhistory", "claims", "clusters", "arrivals", "models")
+TABLES = ("jobs", "runs", "runhistory", "claims", "clusters", "arrivals", "models", "deadletters")
 _SAFE_KEY = re.compile(r"^[A-Za-z0-9._:@=-]{1,512}$")
 _BATCH = 100  # Table Storage's limit on operations in one transaction
 
 
 class TableControlStore:
-    """Every role of `ControlStore` in seven tables of one storage account."""
+    """Every role of `ControlStore` in eight tables of one storage account."""
 
     def __init__(self, service: TableServiceClient, *, prefix: str = "") -> None:
         self._service = service
@@ -53,6 +54,7 @@ class TableControlStore:
         self._clusters = self._table("clusters")
         self._arrivals = self._table("arrivals")
         self._models = self._table("models")
+        self._dead_letters = self._table("deadletters")
 
     def _table(self, name: str) -> TableClient:
         return self._service.get_table_client(self._prefix + name)
@@ -197,6 +199,26 @@ class TableControlStore:
 
     def list_clusters(self) -> list[ClusterRecord]:
         return [_cluster_from_entity(e) for e in self._clusters.list_entities()]
+
+    # --------------------------------------------------------- dead letters
+    def add_dead_letter(self, letter: DeadLetter) -> None:
+        # Event ids come from outside: one that is not a safe key is stored under its hash.
+        key = letter.event_id
+        entity = {
+            "PartitionKey": letter.function,
+            "RowKey": key if _SAFE_KEY.match(key) else hashlib.sha256(key.encode()).hexdigest(),
+            "EventId": key,
+            "EventType": letter.event_type,
+            "Subject": letter.subject,
+            "Reason": letter.reason,
+            "At": letter.at,
+        }
+        with contextlib.suppress(ResourceExistsError):  # a redelivery of an event already dead-lettered
+            self._dead_letters.create_entity(entity)
+
+    def dead_letters(self) -> list[DeadLetter]:
+        letters = (_dead_letter_from_entity(e) for e in self._dead_letters.list_entities())
+        return sorted(letters, key=lambda d: (d.at, d.function, d.event_id))
 
     # ------------------------------------------------------------- helpers
     @staticmethod
@@ -376,6 +398,17 @@ def _arrival_from_entity(e: Any) -> Arrival:
         blob=e.get("Blob", ""),
         at=_utc(e["At"]) or datetime.now(UTC),
         consumed_by=e.get("ConsumedBy", ""),
+    )
+
+
+def _dead_letter_from_entity(e: Any) -> DeadLetter:
+    return DeadLetter(
+        function=e["PartitionKey"],
+        event_id=e["EventId"],
+        event_type=e["EventType"],
+        subject=e["Subject"],
+        reason=e["Reason"],
+        at=_utc(e["At"]) or datetime.now(UTC),
     )
 
 

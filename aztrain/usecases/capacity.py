@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+from aztrain import faults
 from aztrain.records import ClusterRecord
 from aztrain.runs import ACTIVE_STATES, Run
 from aztrain.usecases.context import Context
@@ -32,7 +33,9 @@ def reconcile_cluster(ctx: Context, cluster: ClusterRecord) -> None:
     active = ctx.store.find_runs(states=ACTIVE_STATES, cluster=cluster.name)
     desired = max((ctx.backend.cluster_for(r.manifest.compute).nodes for r in active), default=0)
     if desired == 0 and (cluster.desired_nodes or cluster.observed_nodes):
+        faults.checkpoint("capacity.before-scale-down")
         ctx.backend.scale_to_zero(cluster.name)  # idempotent: repeated until nodes are seen at zero
+        faults.checkpoint("capacity.after-scale-down")
     if desired != cluster.desired_nodes:
         cluster = replace(
             cluster,

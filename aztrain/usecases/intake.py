@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import PurePosixPath
 
+from aztrain import faults
 from aztrain.errors import ConcurrencyError, ManifestError, NotFound
 from aztrain.layout import blob_path_problem, new_run_id
 from aztrain.manifest import JobManifest, parse_manifest, peek_name
@@ -97,6 +98,7 @@ def submit(
             continue
     else:
         raise ConcurrencyError(f"job {manifest.name}")
+    faults.checkpoint("intake.after-job")
     run = Run.create(
         id=run_id,
         job=manifest.name,
@@ -134,6 +136,7 @@ def on_blob_created(ctx: Context, event: BlobEvent) -> list[Run]:
 
 def _on_manifest_blob(ctx: Context, event: BlobEvent) -> Run:
     run_id = ctx.store.claim("blobcreated", event.id, new_run_id(ctx.now()))
+    faults.checkpoint("intake.after-claim")
     source = f"{event.container}/{event.name}"
     try:
         text = ctx.data.read(event.container, event.name, max_bytes=ctx.settings.max_manifest_bytes)

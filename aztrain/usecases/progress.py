@@ -12,6 +12,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
+from aztrain import faults
 from aztrain.errors import InvalidTransition
 from aztrain.layout import backend_job_name, run_id_of, run_output_prefix, snapshot_blob
 from aztrain.records import ClusterSpec, JobObservation, JobPhase, JobSubmission
@@ -31,6 +32,7 @@ def advance(ctx: Context, run_id: str) -> Run:
 def advance_all(ctx: Context) -> None:
     """Advance every active run; one that fails is logged and does not stall the others."""
     for run in ctx.store.find_runs(states=ACTIVE_STATES):
+        faults.checkpoint("progress.mid-reconcile")
         try:
             advance(ctx, run.id)
         except Exception:
@@ -140,7 +142,9 @@ def _next_step(ctx: Context, run: Run) -> Run | None:
 
 def _submit(ctx: Context, run: Run, spec: ClusterSpec, *, attempt: int) -> str:
     submission = submission_for(run, spec, runs_container=ctx.settings.runs_container, attempt=attempt)
-    return ctx.backend.submit(submission)
+    job_id = ctx.backend.submit(submission)
+    faults.checkpoint("progress.after-submit")
+    return job_id
 
 
 def _follow(ctx: Context, run: Run, seen: JobObservation, *, cause: str) -> Run:

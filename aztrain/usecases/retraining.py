@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 
+from aztrain import faults
 from aztrain.errors import NotFound
 from aztrain.layout import new_run_id
 from aztrain.records import JobRecord
@@ -68,6 +69,7 @@ def _reconcile_window(ctx: Context, job: JobRecord) -> None:
     # The window is named by its oldest arrival: a crash before the arrivals are consumed
     # finds the same run id here next time instead of launching a second run.
     run_id = ctx.store.claim("window", f"{job.name}:{pending[0].key}", new_run_id(ctx.now()))
+    faults.checkpoint("retraining.after-window-claim")
     run = ctx.store.get_run(run_id) or intake.add_and_advance(
         ctx,
         Run.create(

@@ -8,7 +8,7 @@ import pytest
 from aztrain.errors import ConcurrencyError
 from aztrain.manifest import JobManifest, manifest_from_dict
 from aztrain.ports import ControlStore
-from aztrain.records import Arrival, ClusterRecord, JobRecord, ModelVersion
+from aztrain.records import Arrival, ClusterRecord, DeadLetter, JobRecord, ModelVersion
 from aztrain.runs import Run, RunState
 
 T0 = datetime(2026, 3, 1, 12, 0, 0, 123000, tzinfo=UTC)
@@ -163,3 +163,12 @@ def test_model_versions_are_unique_and_ordered(run_store: ControlStore):
     assert run_store.model_versions("digits") == [version(1), version(2)]
     assert run_store.model_versions() == [version(1), version(2)]
     assert run_store.model_versions("nope") == []
+
+
+def test_dead_letters_are_recorded_once_per_function_and_event_in_time_order(run_store: ControlStore):
+    later = DeadLetter("on_blob_created", "e-2", "Other", "/x", "not a BlobCreated event", T0.replace(minute=5))
+    odd_id = DeadLetter("on_run_status_changed", "../a/b?#\n", "T", "", "no runId", T0)
+    run_store.add_dead_letter(later)
+    run_store.add_dead_letter(odd_id)
+    run_store.add_dead_letter(replace(later, reason="redelivered"))  # the same event again changes nothing
+    assert run_store.dead_letters() == [odd_id, later]

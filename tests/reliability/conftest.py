@@ -1,0 +1,162 @@
+"""The reliability suite's world: the in-process control plane on real Table and Blob Storage (Azurite).
+
+Helpers here state the invariants every scenario ends on: one run per accepted job, one backend
+job per run, a complete history that never moved a run backwards, and no nodes left running.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import uuid
+from collections.abc import Iterable, Iterator
+from dataclasses import replace
+from typing import Any
+
+import pytest
+
+from aztrain.adapters.blobs import BlobDataStore
+from aztrain.adapters.memory import FakeComputeBackend
+from aztrain.adapters.tables import TableControlStore
+from aztrain.bootstrap import control_plane, ensure_storage
+from aztrain.layout import backend_job_name
+from aztrain.runs import Run, RunState, can_transition
+from aztrain.service import BlobEvent, ControlPlane
+from aztrain.settings import Settings
+from devhost import DevHost
+from tests.clock import Clock
+from tests.integration.test_devhost import WEBHOOK, Response
+from tests.integration.test_http_api import Api
+
+pytestmark = pytest.mark.azurite
+
+
+def manifest(name: str, *, nodes: int = 1, retrain: bool = False) -> bytes:
+    text = (
+        f"apiVersion: aztrain/v1\nkind: TrainingJob\nname: {name}\n"
+        f"data: {{container: datasets, prefix: {name}/}}\ncompute: {{nodes: {nodes}}}\n"
+    )
+    return (text + ("retrain: {on_data_arrival: true, debounce: 0}\n" if retrain else "")).encode()
+
+
+def drop_manifest(plane: ControlPlane, name: str, *, nodes: int = 1, retrain: bool = False) -> BlobEvent:
+    """Upload a job's data and its manifest blob; the BlobCreated event Event Grid would send for it."""
+    plane.data.write("datasets", f"{name}/part-0.csv", b"1,2\n")
+    blob = f"manifests/{name}.yaml"
+    plane.data.write("jobs", blob, manifest(name, nodes=nodes, retrain=retrain))
+    return BlobEvent(id=f"evt-{name}", container="jobs", name=blob)
+
+
+@pytest.fixture
+def plane(
+    azurite_settings: Settings, run_store_on_azurite: TableControlStore, data_store_on_azurite: BlobDataStore
+) -> ControlPlane:
+    """A control plane on Azurite with a scripted backend whose jobs go queued → running → completed."""
+    return ControlPlane(
+        settings=azurite_settings,
+        store=run_store_on_azurite,
+        data=data_store_on_azurite,
+        backend=FakeComputeBackend(provision_polls=0),
+        now=Clock(),
+    )
+
+
+@pytest.fixture(scope="module")
+def stack(azurite: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Api]:
+    """`function_app` on the dev host (its real webhook and API) on Azurite, with the scripted backend; no timers."""
+    env = {
+        "AZTRAIN_STORAGE_CONNECTION_STRING": azurite,
+        "AZTRAIN_TABLE_PREFIX": "rel" + uuid.uuid4().hex[:8],
+        "AZTRAIN_LOCAL_STATE_DIR": str(tmp_path_factory.mktemp("reliability-local")),
+    }
+    with pytest.MonkeyPatch.context() as patch:
+        for name, value in env.items():
+            patch.setenv(name, value)
+        control_plane.cache_clear()  # the process-wide service is built from these settings
+        ensure_storage(Settings.from_env())
+        service = control_plane()
+        patch.setattr(service, "ctx", replace(service.ctx, backend=FakeComputeBackend(provision_polls=0)))
+        from function_app import app
+
+        with DevHost(app, connection_string=azurite, port=0, timer_interval=None) as host:
+            api = Api(host.url, host, service)
+            api.openapi = api.call("GET", "/api/openapi.json").json()
+            yield api
+        control_plane.cache_clear()
+
+
+def blob_created(event: BlobEvent) -> dict[str, Any]:
+    """The Event Grid schema of a BlobCreated event, as the webhook receives it."""
+    return {
+        "id": event.id,
+        "topic": "/subscriptions/s/resourceGroups/g/providers/Microsoft.Storage/storageAccounts/devstoreaccount1",
+        "subject": f"/blobServices/default/containers/{event.container}/blobs/{event.name}",
+        "eventType": "Microsoft.Storage.BlobCreated",
+        "eventTime": "2026-11-28T10:00:00.0000000Z",
+        "data": {"api": "PutBlob", "eTag": event.etag, "blobType": "BlockBlob"},
+        "dataVersion": "",
+        "metadataVersion": "1",
+    }
+
+
+def run_status_changed(job_name: str, status: str) -> dict[str, Any]:
+    """The Event Grid schema of an Azure ML RunStatusChanged event."""
+    return {
+        "id": str(uuid.uuid4()),
+        "topic": "/subscriptions/s/resourceGroups/g/providers/Microsoft.MachineLearningServices/workspaces/w",
+        "subject": f"experiments/e/jobs/{job_name}",
+        "eventType": "Microsoft.MachineLearningServices.RunStatusChanged",
+        "eventTime": "2026-11-28T10:00:00.0000000Z",
+        "data": {"runId": job_name, "runStatus": status},
+        "dataVersion": "2",
+        "metadataVersion": "1",
+    }
+
+
+def post_events(stack: Api, function: str, events: list[dict[str, Any]]) -> Response:
+    """One Event Grid delivery (a batch) to the dev host's webhook."""
+    headers = {"aeg-event-type": "Notification", "Content-Type": "application/json"}
+    return stack.call("POST", f"{WEBHOOK}?functionName={function}", json.dumps(events).encode(), headers)
+
+
+def backend_jobs(plane: ControlPlane, run: Run) -> list[str]:
+    backend = plane.backend
+    assert isinstance(backend, FakeComputeBackend)
+    return [name for name, job in backend.jobs.items() if job.submission.run_id == run.id]
+
+
+def settle(plane: ControlPlane, rounds: int = 8) -> None:
+    """The reconciler's timer, a few times: enough for every scripted job to finish."""
+    for _ in range(rounds):
+        plane.reconcile()
+
+
+def assert_converged(plane: ControlPlane, jobs: Iterable[str], *, state: RunState = RunState.COMPLETED) -> list[Run]:
+    """Every job has exactly one run, in `state`, with one backend job and a forward-only, complete history."""
+    runs = []
+    for job in jobs:
+        found = plane.store.find_runs(job=job)
+        assert len(found) == 1, f"job {job}: {len(found)} runs"
+        run = found[0]
+        assert run.state is state, f"run {run.id} of {job} is {run.state}"
+        assert backend_jobs(plane, run) == [backend_job_name(run.id, 1)]
+        assert_history_forward_only(plane, run)
+        runs.append(run)
+    backend = plane.backend
+    assert isinstance(backend, FakeComputeBackend)
+    assert not any(backend.nodes.values()), f"nodes left running: {backend.nodes}"
+    return runs
+
+
+def assert_history_forward_only(plane: ControlPlane, run: Run) -> None:
+    """History rows 1..n with no gap; applied moves form one chain the transition table allows, ending at the run."""
+    history = plane.store.history(run.id)
+    assert [t.seq for t in history] == list(range(1, len(history) + 1)), "history has a gap"
+    applied = [t for t in history if t.applied]
+    assert applied[0].from_state is None
+    for before, after in itertools.pairwise(applied):
+        assert after.from_state is before.to_state, f"history of {run.id} does not chain: {before} -> {after}"
+        assert can_transition(before.to_state, after.to_state), f"{run.id} moved {before.to_state}->{after.to_state}"
+        resubmitted = after.to_state is RunState.SUBMITTED and before.to_state is not RunState.PROVISIONING
+        assert not resubmitted or after.cause == "preempted", f"{run.id} went back to SUBMITTED: {after}"
+    assert applied[-1].to_state is run.state
