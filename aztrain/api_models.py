@@ -172,7 +172,7 @@ class ClusterView(_Body):
     name: str
     desired_nodes: int
     observed_nodes: int
-    active_runs: list[str]
+    active_runs: int
     last_scale_action: str
     last_scale_at: Timestamp | None
     seconds_to_zero: float | None

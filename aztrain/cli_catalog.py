@@ -48,7 +48,7 @@ def _cluster_row(c: dict[str, Any]) -> list[str | Text]:
         c["name"],
         str(c["desired_nodes"]),
         str(c["observed_nodes"]),
-        clip(", ".join(c["active_runs"]), 44) or "—",
+        str(c["active_runs"]),
         c["last_scale_action"] or "—",
         zero,
     ]

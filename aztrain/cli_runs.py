@@ -91,7 +91,7 @@ def submit(
     ctx: typer.Context,
     manifest: ManifestArgument,
     force: Annotated[
-        bool, typer.Option("--force", help="Run again even if an identical manifest already ran.")
+        bool, typer.Option("--force", help="Run again even if an identical manifest's run is active or completed.")
     ] = False,
     wait: Annotated[
         bool,
@@ -114,6 +114,11 @@ def submit(
         out.error(f"{manifest}: {headline}", problems=exc.problems, code=ExitCode.REJECTED, run=rejected)
         raise typer.Exit(ExitCode.REJECTED) from None
     run = result["run"]
+    if result.get("waiting"):  # a watching job without data: registered, no run to follow yet
+        out.line(result["reason"])
+        if as_json:
+            out.json(result)
+        return
     note = "created" if result["created"] else f"existing run ({result['reason']})"
     out.line(f"run {run['id']} of job {run['job']}: {run['state']} — {note}")
     if not wait:
@@ -168,22 +173,33 @@ def _metrics_or_none(client: Client, run_id: str) -> dict[str, Any] | None:
         raise
 
 
-@app.command(epilog=examples("aztrain show 8235190", "aztrain show 8235190 --wait", "aztrain show 8235190 --json"))
+@app.command(
+    epilog=examples(
+        "aztrain show 8235190",
+        "aztrain show 8235190 --wait",
+        "aztrain show 8235190 --all",
+        "aztrain show 8235190 --json",
+    )
+)
 def show(
     ctx: typer.Context,
     run_id: RunIdArgument,
     wait: Annotated[bool, typer.Option("--wait", help="Follow the run to its end (as submit --wait does).")] = False,
+    all_history: Annotated[
+        bool, typer.Option("--all", help="Also the refused transitions (late or duplicate news, marked ignored).")
+    ] = False,
     timeout: TimeoutOption = 3600,
     as_json: JsonOption = False,
 ) -> None:
-    """A run: state, error, outputs, per-epoch metrics and its full state history."""
+    """A run: state, error, outputs, per-epoch metrics and its state history (--all: refused moves too)."""
     session, out = begin(ctx, as_json)
     client = session.client
-    run = client.run(run_id)
+    run = client.run(run_id, all_history=all_history)
     out.line(
         f"run {run['id']}  job {run['job']}  {run['state']}  ({run['trigger']} from {run['source']})"
         f"  attempt {run['attempt']}" + (f"  cluster {run['cluster']}" if run["cluster"] else "")
     )
+    out.line(f"correlation id {run['correlation_id']}")
     if run["error"]:
         out.line(f"error: {run['error']}", style="red")
     total = _planned_epochs(client, run)

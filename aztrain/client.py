@@ -144,7 +144,7 @@ class Client:
         return self.send(method, path, body, params=params).json()
 
     def submit(self, manifest: bytes, *, force: bool = False, idempotency_key: str = "") -> dict[str, Any]:
-        """POST a manifest: `{run, created, reason}`. Retried when the answer is lost, as one submit."""
+        """POST a manifest: `{run, created, reason, job, waiting}`. Retried when the answer is lost, as one submit."""
         headers = {"Idempotency-Key": idempotency_key or str(uuid.uuid4())}
         params = {"force": "true" if force else ""}
 
@@ -173,10 +173,14 @@ class Client:
     def runs(self, *, job: str = "", state: str = "", limit: int = 50) -> list[dict[str, Any]]:
         return self.runs_page(job=job, state=state, limit=limit)[0]
 
-    def run(self, run_id: str) -> dict[str, Any]:
-        """A run with its history, by id or by a unique prefix of at least `MIN_RUN_PREFIX` characters."""
+    def run(self, run_id: str, *, all_history: bool = False) -> dict[str, Any]:
+        """A run with its history, by id or by a unique prefix of at least `MIN_RUN_PREFIX` characters.
+
+        The history leaves out refused transitions unless `all_history`.
+        """
+        shown = "true" if all_history else ""
         try:
-            return self.request("GET", f"runs/{urllib.parse.quote(run_id)}")
+            return self.request("GET", f"runs/{urllib.parse.quote(run_id)}", all=shown)
         except ApiError as exc:
             if exc.status == 409:  # the API resolves prefixes and found several
                 raise AmbiguousRunId(run_id, _run_ids(exc.body.get("candidates"))) from None
@@ -188,7 +192,7 @@ class Client:
                 raise AmbiguousRunId(run_id, matches) from None
             if not matches or matches[0] == run_id:
                 raise
-            return self.request("GET", f"runs/{urllib.parse.quote(matches[0])}")
+            return self.request("GET", f"runs/{urllib.parse.quote(matches[0])}", all=shown)
 
     def cancel(self, run_id: str) -> dict[str, Any]:
         return self.request("POST", f"runs/{urllib.parse.quote(run_id)}/cancel")

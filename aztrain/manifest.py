@@ -121,8 +121,9 @@ class RetrainSpec(_Strict):
     """Optional: retrain the job when new data lands under its data prefix.
 
     A burst of uploads is one window: it closes once no blob has arrived for `debounce`,
-    and launches a run if it holds at least `min_new_blobs` and the last run ended more
-    than `cooldown` ago. `concurrency` says what happens when a run is already active.
+    and launches a run if it holds at least `min_new_blobs` and the last completed run ended
+    more than `cooldown` ago (none by default). `concurrency` says what happens when a run is
+    already active.
     """
 
     on_data_arrival: bool = False
@@ -130,7 +131,7 @@ class RetrainSpec(_Strict):
     exclude: list[str] = Field(default_factory=list, description="Globs relative to data.prefix")
     debounce: SecondsOrZero = 600
     min_new_blobs: int = Field(default=1, ge=1)
-    cooldown: SecondsOrZero = 3600
+    cooldown: SecondsOrZero = 0  # a first upload after a run should retrain; a cooldown is a cost lever
     concurrency: Literal["queue", "skip", "replace"] = "queue"
 
 

@@ -39,7 +39,7 @@ class ClusterRecord:
     name: str
     desired_nodes: int = 0
     observed_nodes: int = 0
-    active_runs: tuple[str, ...] = ()
+    active_runs: int = 0  # a count: the runs are in the `active` index, so this row never grows
     last_scale_action: str = ""
     last_scale_at: datetime | None = None
     zero_at: datetime | None = None  # when the node count was first seen at zero after a scale-down

@@ -77,9 +77,19 @@ def dead_letter_view(letter: DeadLetter) -> dict[str, Any]:
 
 
 def window_view(job: str, window: Window) -> dict[str, Any]:
+    """A job's retraining window: what it does now, every blocker at once, and what happens next."""
+    blockers = [
+        api.BlockerView(kind=b.kind, reason=b.reason, until=b.until, run=b.run or None) for b in window.blockers
+    ]
     return dump(
         api.WindowView(
-            job=job, action=window.action, reason=window.reason, arrivals=window.arrivals, fires_at=window.fires_at
+            job=job,
+            action=window.action,
+            reason=window.reason,
+            arrivals=window.arrivals,
+            fires_at=window.fires_at,
+            blockers=blockers,
+            next=window.next,
         )
     )
 

@@ -121,7 +121,8 @@ def _runs_container() -> str:
 @_route(
     "POST",
     "jobs",
-    "Submit a manifest (JSON or YAML); starts a run, or returns the run of an identical manifest",
+    "Submit a manifest (JSON or YAML); starts a run, returns the run of an identical manifest, "
+    "or registers a watching job that waits for its data",
     {202: api.Submitted, 200: api.Submitted},
     errors=(400, 413, 415, 422),
     query=api.SubmitQuery,
@@ -130,7 +131,7 @@ def _runs_container() -> str:
     response_headers={202: (submission.LOCATION, submission.REPLAYED), 200: (submission.REPLAYED,)},
 )
 def submit_job(req: func.HttpRequest) -> func.HttpResponse:
-    """202 with a new run, 200 with an existing one; 422 (with the REJECTED run) for an invalid manifest."""
+    """202 with a new run (or `waiting`), 200 with an existing one; 422 (with the REJECTED run) if invalid."""
     return submission.submit(req, control_plane(), force=_query(api.SubmitQuery, req).force)
 
 
@@ -235,12 +236,15 @@ def list_runs(req: func.HttpRequest) -> func.HttpResponse:
 @_run_route(
     "GET",
     "",
-    "A run with its history, by id or unique id prefix",
+    "A run with its history (refused transitions only with ?all=true), by id or unique id prefix",
     {200: api.RunDetail},
+    query=api.RunQuery,
 )
 def get_run(req: func.HttpRequest) -> func.HttpResponse:
+    shown = _query(api.RunQuery, req)
     run = _run(req)
-    return _json(run_detail(run, control_plane().store.history(run.id), runs_container=_runs_container()))
+    history = [t for t in control_plane().store.history(run.id) if t.applied or shown.all]
+    return _json(run_detail(run, history, runs_container=_runs_container()))
 
 
 @_run_route(

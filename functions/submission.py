@@ -27,7 +27,7 @@ IDEMPOTENCY_KEY = Header(
     r'^"?[\x21-\x7e]{1,255}"?$',
 )
 REQUEST_ID = Header("X-Request-Id", "Recorded as the run's cause (`http:<id>`)", r"^[\x21-\x7e]{1,128}$")
-LOCATION = Header("Location", "The new run: /api/runs/<id>")
+LOCATION = Header("Location", "The new run (/api/runs/<id>), or a waiting job's window (/api/jobs/<name>/window)")
 REPLAYED = Header("Idempotent-Replayed", "true when this is the stored answer to an earlier request")
 #: Media types a manifest may be sent as (a missing Content-Type is fine too); the service reads YAML, a JSON superset.
 MANIFEST_MEDIA_TYPES = frozenset(
@@ -68,10 +68,20 @@ def submit(req: func.HttpRequest, service: ControlPlane, *, force: bool) -> func
     def answer(run_id: str | None) -> Answer:
         result = service.submit(manifest, trigger="http", cause=cause, source="http", force=force, run_id=run_id)
         run = result.run
-        if run.state is RunState.REJECTED:
+        if run and run.state is RunState.REJECTED:
             return _rejected(run, path, container)
-        body = {"run": run_view(run, runs_container=container), "created": result.created, "reason": result.reason}
-        return Answer(202, body, headers={"Location": f"/api/runs/{run.id}"}) if result.created else Answer(200, body)
+        body = {
+            "run": run_view(run, runs_container=container) if run else None,
+            "created": result.created,
+            "reason": result.reason,
+            "job": result.job,
+            "waiting": result.waiting,
+        }
+        if not (result.created or result.waiting):
+            return Answer(200, body)
+        # A job waiting for data has no run to point at yet: its window says what will start one.
+        location = f"/api/runs/{run.id}" if run else f"/api/jobs/{result.job}/window"
+        return Answer(202, body, headers={"Location": location})
 
     if key is None:
         return answer(None).response()

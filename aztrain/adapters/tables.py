@@ -2,7 +2,7 @@
 
 One adapter implements every storage role (runs, jobs, claims, arrivals, models, clusters,
 dead letters): they share one account and the same entity mapping rules. It runs past 300 lines because
-each of the eight tables needs its own entity mapper, kept beside the queries that read it.
+each of the nine tables needs its own entity mapper, kept beside the queries that read it.
 
 | table       | PartitionKey | RowKey                    |
 | ----------- | ------------ | ------------------------- |
@@ -14,6 +14,12 @@ each of the eight tables needs its own entity mapper, kept beside the queries th
 | arrivals    | job name     | upload key (blob + ETag)  |
 | models      | model name   | zero-padded version       |
 | deadletters | function     | event id (hashed if odd)  |
+| active      | `active`     | run id                    |
+
+`active` indexes the runs that are not finished: a copy of each active run's row, kept by
+`add_run`/`save_run`, so the reconciler and cluster capacity read only active runs, never the
+whole history. A run enters it before its own row is written and leaves it after its final row
+is, so the index never misses an active run.
 """
 
 from __future__ import annotations
@@ -34,15 +40,16 @@ from azure.data.tables import TableClient, TableServiceClient, UpdateMode
 from aztrain.errors import ConcurrencyError
 from aztrain.manifest import JobManifest
 from aztrain.records import Arrival, ClusterRecord, DeadLetter, JobRecord, ModelVersion
-from aztrain.runs import Run, RunState, Transition
+from aztrain.runs import ACTIVE_STATES, Run, RunState, Transition
 
-TABLES = ("jobs", "runs", "runhistory", "claims", "clusters", "arrivals", "models", "deadletters")
+TABLES = ("jobs", "runs", "runhistory", "claims", "clusters", "arrivals", "models", "deadletters", "active")
+_ACTIVE = "active"  # the one partition of the `active` index: read whole, it holds only active runs
 _SAFE_KEY = re.compile(r"^[A-Za-z0-9._:@=-]{1,512}$")
 _BATCH = 100  # Table Storage's limit on operations in one transaction
 
 
 class TableControlStore:
-    """Every role of `ControlStore` in eight tables of one storage account."""
+    """Every role of `ControlStore` in nine tables of one storage account."""
 
     def __init__(self, service: TableServiceClient, *, prefix: str = "") -> None:
         self._service = service
@@ -55,6 +62,7 @@ class TableControlStore:
         self._arrivals = self._table("arrivals")
         self._models = self._table("models")
         self._dead_letters = self._table("deadletters")
+        self._active = self._table("active")
 
     def _table(self, name: str) -> TableClient:
         return self._service.get_table_client(self._prefix + name)
@@ -82,6 +90,7 @@ class TableControlStore:
     def add_run(self, run: Run) -> Run:
         # The creation row goes first: it is also the index from run id to job (see get_run).
         self._append_history(run)
+        self._index(run)  # before the run: the index never misses an active run
         return replace(run, etag=self._write(self._runs, _run_to_entity(run), None, f"run {run.id}"))
 
     def save_run(self, run: Run) -> Run:
@@ -89,7 +98,16 @@ class TableControlStore:
             raise ValueError("save_run needs a run read from the store (it has no ETag)")
         stored = replace(run, etag=self._write(self._runs, _run_to_entity(run), run.etag, f"run {run.id}"))
         self._append_history(stored)
+        self._index(stored)
         return stored
+
+    def _index(self, run: Run) -> None:
+        """Keep a copy of the run in `active` while it is active; drop it when the run ends."""
+        if run.is_terminal:
+            with contextlib.suppress(ResourceNotFoundError):
+                self._active.delete_entity(_ACTIVE, run.id)
+            return
+        self._active.upsert_entity(active_entity(run), mode=UpdateMode.REPLACE)
 
     def _append_history(self, run: Run) -> None:
         # Upsert, not create: rewriting the same row after a crash is harmless.
@@ -113,6 +131,11 @@ class TableControlStore:
         limit: int | None = None,
     ) -> list[Run]:
         clauses, params = [], {}
+        table = self._runs
+        if job is None and states is not None and set(states) <= ACTIVE_STATES:
+            table = self._active  # active runs only: read the index, not the whole history
+            clauses.append("PartitionKey eq @active")
+            params["active"] = _ACTIVE
         if job is not None:
             clauses.append("PartitionKey eq @job")
             params["job"] = job
@@ -127,12 +150,9 @@ class TableControlStore:
                 "(" + " or ".join(f"State eq @s{i}" for i in range(len(wanted))) + " )"
             )  # the SDK needs a space before ")"
             params.update({f"s{i}": state for i, state in enumerate(wanted)})
-        entities = (
-            self._runs.query_entities(" and ".join(clauses), parameters=params)
-            if clauses
-            else self._runs.list_entities()
-        )
-        runs = sorted((_run_from_entity(e) for e in entities), key=lambda r: r.id)
+        entities = table.query_entities(" and ".join(clauses), parameters=params) if clauses else table.list_entities()
+        read = _indexed_run_from_entity if table is self._active else _run_from_entity
+        runs = sorted((read(e) for e in entities), key=lambda r: r.id)
         return runs[:limit] if limit is not None else runs
 
     def history(self, run_id: str) -> list[Transition]:
@@ -333,6 +353,16 @@ def _run_from_entity(e: Any) -> Run:
     )
 
 
+def active_entity(run: Run) -> dict[str, Any]:
+    """A run's row in the `active` index: a copy of its `runs` row, keyed for reading all active runs at once."""
+    return _run_to_entity(run) | {"PartitionKey": _ACTIVE, "Job": run.job}
+
+
+def _indexed_run_from_entity(e: Any) -> Run:
+    """A run from its copy in `active`: no ETag, so it is read again (`get_run`) before it is saved."""
+    return replace(_run_from_entity(e), job=e["Job"], etag=None)
+
+
 def _seq_key(seq: int) -> str:
     return f"{seq:06d}"
 
@@ -369,7 +399,7 @@ def _cluster_to_entity(c: ClusterRecord) -> dict[str, Any]:
         "RowKey": c.name,
         "DesiredNodes": c.desired_nodes,
         "ObservedNodes": c.observed_nodes,
-        "ActiveRuns": json.dumps(list(c.active_runs)),
+        "ActiveRuns": c.active_runs,
         "LastScaleAction": c.last_scale_action,
         "LastScaleAt": c.last_scale_at,
         "ZeroAt": c.zero_at,
@@ -383,12 +413,17 @@ def _cluster_from_entity(e: Any) -> ClusterRecord:
         name=e["RowKey"],
         desired_nodes=int(e.get("DesiredNodes", 0)),
         observed_nodes=int(e.get("ObservedNodes", 0)),
-        active_runs=tuple(json.loads(e.get("ActiveRuns") or "[]")),
+        active_runs=_count(e.get("ActiveRuns")),
         last_scale_action=e.get("LastScaleAction", ""),
         last_scale_at=_utc(e.get("LastScaleAt")),
         zero_at=_utc(e.get("ZeroAt")),
         seconds_to_zero=e.get("SecondsToZero"),
     )
+
+
+def _count(value: Any) -> int:
+    """The active-run count; rows written before it was a count hold a JSON list of run ids."""
+    return len(json.loads(value)) if isinstance(value, str) else int(value or 0)
 
 
 def _arrival_from_entity(e: Any) -> Arrival:

@@ -11,12 +11,19 @@ from dataclasses import replace
 
 from aztrain import faults
 from aztrain.records import ClusterRecord
-from aztrain.runs import ACTIVE_STATES, Run
+from aztrain.runs import ACTIVE_STATES, Run, RunState
 from aztrain.usecases.context import Context
 
 
 def sync_cluster(ctx: Context, run: Run) -> None:
-    """A run changed state on a cluster: update the cluster's record, scaling to zero if it was the last."""
+    """A run changed state on a cluster: update the cluster's record, scaling to zero if it was the last.
+
+    Only a run's arrival on the cluster (it leaves ACCEPTED) or its end changes what the cluster
+    must hold; the steps between leave it as it is.
+    """
+    arrived = run.last is not None and run.last.from_state is RunState.ACCEPTED
+    if not (arrived or run.is_terminal):
+        return
     record = ctx.store.get_cluster(ctx.backend.name, run.cluster)
     reconcile_cluster(ctx, record or ClusterRecord(backend=ctx.backend.name, name=run.cluster))
 
@@ -46,7 +53,7 @@ def reconcile_cluster(ctx: Context, cluster: ClusterRecord) -> None:
             seconds_to_zero=None,
         )
     observed = ctx.backend.cluster_nodes(cluster.name)
-    cluster = replace(cluster, observed_nodes=observed, active_runs=tuple(r.id for r in active))
+    cluster = replace(cluster, observed_nodes=observed, active_runs=len(active))
     if observed == 0 and desired == 0 and cluster.zero_at is None and cluster.last_scale_at:
         cluster = replace(cluster, zero_at=now, seconds_to_zero=(now - cluster.last_scale_at).total_seconds())
     ctx.store.put_cluster(cluster)

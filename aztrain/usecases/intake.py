@@ -1,8 +1,11 @@
 """Intake: manifests become jobs and runs; data uploads become arrivals for the jobs that watch them.
 
 A manifest (an HTTP body or a blob under `manifests/`) is parsed once at the edge; from here on the
-core works with the typed `JobManifest`. The same manifest content (by hash) maps to one run, and a
-malformed one becomes a REJECTED run carrying the error, so it is visible and never retried.
+core works with the typed `JobManifest`. The same manifest content (by hash)
+maps to one run while that run is active or COMPLETED (after FAILED or CANCELED a resubmit starts a new
+one), and a malformed one becomes a REJECTED run carrying the error, so it is visible and never retried.
+A watching job whose prefix holds no data yet starts no run: it is registered, and its first upload
+opens a retraining window.
 """
 
 from __future__ import annotations
@@ -19,14 +22,32 @@ from aztrain.errors import ConcurrencyError, ManifestError, NotFound
 from aztrain.layout import blob_path_problem, new_run_id
 from aztrain.manifest import JobManifest, parse_manifest, peek_name
 from aztrain.records import Arrival, JobRecord
-from aztrain.retrain import watches
+from aztrain.retrain import snapshot_of, watches
 from aztrain.runs import Run, RunState
 from aztrain.usecases import progress
 from aztrain.usecases.context import SAVE_ATTEMPTS, Context
 
 log = logging.getLogger(__name__)
 
-DUPLICATE = "identical manifest already submitted; use force to rerun"
+#: Runs whose identical manifest, submitted again, starts a new run rather than returning them.
+RETRIED = frozenset({RunState.FAILED, RunState.CANCELED})
+
+
+def duplicate(run: Run) -> str:
+    """Why an identical manifest returned `run`, naming the exact way to run it again."""
+    return (
+        f"identical manifest: run {run.id} is {run.state.value}; to run it again, "
+        "submit with --force (aztrain submit --force) or ?force=true (POST /api/jobs?force=true)"
+    )
+
+
+def waiting_for_data(manifest: JobManifest) -> str:
+    """Why a watching job without data started no run, and what starts one."""
+    data = manifest.data
+    return (
+        f"job {manifest.name} is registered and waits for data: {data.container}/{data.prefix} holds no blobs "
+        f"it selects yet; the first upload there opens a retraining window (aztrain window {manifest.name})"
+    )
 
 
 @dataclass(frozen=True)
@@ -54,11 +75,24 @@ class BlobEvent:
 
 @dataclass(frozen=True)
 class Submitted:
-    """What a submission led to. `created` is False when an existing run was returned."""
+    """What a submission led to. `created` is False when an existing run (or none) was returned.
 
-    run: Run
+    `run` is None only for a watching job whose prefix holds no data yet (`waiting`): the job and its
+    watch are registered, and the first upload opens its retraining window.
+    """
+
+    run: Run | None
     created: bool
     reason: str = ""
+    waiting_job: str = ""  # the job registered without a run
+
+    @property
+    def waiting(self) -> bool:
+        return self.run is None
+
+    @property
+    def job(self) -> str:
+        return self.run.job if self.run else self.waiting_job
 
 
 def submit(
@@ -81,23 +115,29 @@ def submit(
     existing = ctx.store.get_run(run_id)
     if existing:  # a redelivered event that already made its run
         return Submitted(existing, created=False, reason="already processed")
-    mine = run_id
+    mine, since, waiting = run_id, ctx.now(), None
     for _ in range(SAVE_ATTEMPTS):
-        job = ctx.store.get_job(manifest.name)
+        job, run_id = ctx.store.get_job(manifest.name), mine
         if job and job.manifest_hash == manifest.content_hash and job.last_run_id and not force:
             last = ctx.store.get_run(job.last_run_id)
-            if last and last.id != run_id:
-                return Submitted(last, created=False, reason=DUPLICATE)
-            # Its submit is still in flight, or stopped between the job and the run rows:
-            # carry on as that run, so the two meet on one run row instead of making two.
-            run_id = job.last_run_id
+            if last and last.state not in RETRIED:
+                return Submitted(last, created=False, reason=duplicate(last))
+            if last is None:
+                # Its submit is still in flight, or stopped between the job and the run rows:
+                # carry on as that run, so the two meet on one run row instead of making two.
+                run_id = job.last_run_id
+        if waiting is None:  # listed once, after `since`: an upload from then on is an arrival of the watch
+            waiting = manifest.watches_data and not _selected(ctx, manifest)
         try:
-            _save_job(ctx, manifest, job, run_id)
+            _save_job(ctx, manifest, job, (job.last_run_id if job else "") if waiting else run_id, since)
             break
         except ConcurrencyError:  # a concurrent submit of this job won: read it again and decide again
             continue
     else:
         raise ConcurrencyError(f"job {manifest.name}")
+    if waiting:
+        log.info("job %s registered; waiting for data under its watch", manifest.name)
+        return Submitted(None, created=False, reason=waiting_for_data(manifest), waiting_job=manifest.name)
     faults.checkpoint("intake.after-job")
     run = Run.create(
         id=run_id,
@@ -111,7 +151,14 @@ def submit(
         manifest_hash=manifest.content_hash,
     )
     created = run_id == mine
-    return Submitted(add_and_advance(ctx, run), created=created, reason="" if created else DUPLICATE)
+    stored = add_and_advance(ctx, run)
+    return Submitted(stored, created=created, reason="" if created else duplicate(stored))
+
+
+def _selected(ctx: Context, manifest: JobManifest) -> bool:
+    """Does the manifest's data prefix hold any blob it would train on?"""
+    data = manifest.data
+    return bool(snapshot_of(manifest, ctx.data.list(data.container, data.prefix)).blobs)
 
 
 def add_and_advance(ctx: Context, run: Run) -> Run:
@@ -127,14 +174,14 @@ def on_blob_created(ctx: Context, event: BlobEvent) -> list[Run]:
     """A blob landed: a manifest starts its job; data is recorded as an arrival for each job watching it."""
     settings = ctx.settings
     if event.container == settings.jobs_container and event.name.startswith(settings.manifests_prefix):
-        return [_on_manifest_blob(ctx, event)]
+        return _on_manifest_blob(ctx, event)
     if event.container in (settings.jobs_container, settings.runs_container):
         return []  # the control plane's own writes never trigger anything
     _on_data_blob(ctx, event)
     return []
 
 
-def _on_manifest_blob(ctx: Context, event: BlobEvent) -> Run:
+def _on_manifest_blob(ctx: Context, event: BlobEvent) -> list[Run]:
     run_id = ctx.store.claim("blobcreated", event.id, new_run_id(ctx.now()))
     faults.checkpoint("intake.after-claim")
     source = f"{event.container}/{event.name}"
@@ -142,7 +189,8 @@ def _on_manifest_blob(ctx: Context, event: BlobEvent) -> Run:
         text = ctx.data.read(event.container, event.name, max_bytes=ctx.settings.max_manifest_bytes)
     except NotFound:
         text = b""  # deleted before we read it: recorded as rejected, not retried forever
-    return submit(ctx, text, trigger="manifest", cause=event.id, source=source, run_id=run_id).run
+    run = submit(ctx, text, trigger="manifest", cause=event.id, source=source, run_id=run_id).run
+    return [run] if run else []  # none: a watching job waits for its data
 
 
 def _on_data_blob(ctx: Context, event: BlobEvent) -> None:
@@ -177,7 +225,7 @@ def _reject(
         return Submitted(ctx.store.get_run(run.id) or run, created=False, reason="already processed")
 
 
-def _save_job(ctx: Context, manifest: JobManifest, job: JobRecord | None, run_id: str) -> None:
+def _save_job(ctx: Context, manifest: JobManifest, job: JobRecord | None, run_id: str, since: datetime) -> None:
     watch = (manifest.data.container, manifest.data.prefix) if manifest.watches_data else ("", "")
     same_watch = job is not None and (job.watch_container, job.watch_prefix) == watch
     record = JobRecord(
@@ -187,7 +235,7 @@ def _save_job(ctx: Context, manifest: JobManifest, job: JobRecord | None, run_id
         updated_at=ctx.now(),
         watch_container=watch[0],
         watch_prefix=watch[1],
-        watch_since=job.watch_since if job and same_watch else ctx.now(),
+        watch_since=job.watch_since if job and same_watch else since,
         last_run_id=run_id,
         etag=job.etag if job else None,
     )

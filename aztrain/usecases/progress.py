@@ -16,7 +16,7 @@ from aztrain import faults
 from aztrain.errors import InvalidTransition
 from aztrain.layout import backend_job_name, run_id_of, run_output_prefix, snapshot_blob
 from aztrain.records import ClusterSpec, JobObservation, JobPhase, JobSubmission
-from aztrain.retrain import Snapshot, snapshot_of
+from aztrain.retrain import Snapshot, covered, snapshot_of
 from aztrain.runs import ACTIVE_STATES, Run, RunState, can_transition, state_for_phase
 from aztrain.usecases import capacity, registry
 from aztrain.usecases.context import Context, read_decide_write
@@ -117,6 +117,8 @@ def _next_step(ctx: Context, run: Run) -> Run | None:
                 error=f"no data: {data.container}/{data.prefix} holds no blobs the job selects; "
                 "upload training data there (e.g. `aztrain upload`) and submit again",
             )
+        if run.manifest.watches_data:  # a run of any trigger serves the uploads its snapshot holds
+            ctx.store.consume_arrivals(run.job, covered(snapshot, ctx.store.pending_arrivals(run.job)), by=run.id)
         ctx.backend.ensure_cluster(spec)
         return run.moved(
             RunState.PROVISIONING,

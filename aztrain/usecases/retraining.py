@@ -1,36 +1,34 @@
 """Retraining on data arrival: a watched job's pending arrivals, and the window that launches a run.
 
-The rules themselves are pure (`aztrain.retrain.decide_window`); this module feeds them what the
-stores say and acts on the decision, so `aztrain window` and the reconciler always agree.
+The rules themselves are pure (`aztrain.retrain.decide_window`, `checked_launch`); this module feeds them
+what the stores say and acts on the decision, so `aztrain window` and the reconciler always agree.
 """
 
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 
 from aztrain import faults
 from aztrain.errors import NotFound
 from aztrain.layout import new_run_id
 from aztrain.records import JobRecord
-from aztrain.retrain import Window, decide_window
+from aztrain.retrain import Window, checked_launch, decide_window, snapshot_of
 from aztrain.runs import ACTIVE_STATES, Run, RunState
 from aztrain.usecases import intake, progress
-from aztrain.usecases.context import Context
+from aztrain.usecases.context import Context, read_decide_write
 
 log = logging.getLogger(__name__)
 
-#: Runs that used a cluster; the newest end of these starts a retraining cooldown.
-_RAN = (RunState.COMPLETED, RunState.FAILED, RunState.CANCELED)
+#: Completed runs looked at for the newest end, which starts a retraining cooldown.
 _RECENT = 5
 
 
 def window(ctx: Context, job_name: str) -> Window:
     """The pending retraining window of a job: arrivals so far, when it fires, or why not."""
-    job = ctx.store.get_job(job_name)
-    if job is None:
-        raise NotFound("job", job_name)
+    job = _job(ctx, job_name)
     if not job.watch_prefix:
-        return Window("idle", "the job does not retrain on data arrival")
+        return Window("idle", "the job does not retrain on data arrival", next="nothing: only a submit starts a run")
     return _decide(ctx, job)
 
 
@@ -44,16 +42,29 @@ def reconcile_windows(ctx: Context) -> None:
                 log.exception("reconcile: retraining window of job %s failed", job.name)
 
 
+def _job(ctx: Context, name: str) -> JobRecord:
+    job = ctx.store.get_job(name)
+    if job is None:
+        raise NotFound("job", name)
+    return job
+
+
 def _decide(ctx: Context, job: JobRecord) -> Window:
-    ended = ctx.store.find_runs(job=job.name, states=_RAN, limit=_RECENT)
+    completed = ctx.store.find_runs(job=job.name, states=(RunState.COMPLETED,), limit=_RECENT)
     assert job.spec.retrain is not None  # a job watches only when its manifest has a retrain section
-    return decide_window(
+    decision = decide_window(
         job.spec.retrain,
         ctx.store.pending_arrivals(job.name),
         ctx.store.find_runs(job=job.name, states=ACTIVE_STATES),
-        max((r.updated_at for r in ended), default=None),
+        max((r.updated_at for r in completed), default=None),
         ctx.now(),
     )
+    if decision.action != "launch":
+        return decision
+    # Only a window about to fire lists the data: it must not fire on nothing, nor on data a run already has.
+    snapshot = snapshot_of(job.spec, ctx.data.list(job.spec.data.container, job.spec.data.prefix))
+    trained = next((r.id for r in ctx.store.find_runs(job=job.name) if r.snapshot_id == snapshot.id), "")
+    return checked_launch(decision, snapshot, trained)
 
 
 def _reconcile_window(ctx: Context, job: JobRecord) -> None:
@@ -62,7 +73,7 @@ def _reconcile_window(ctx: Context, job: JobRecord) -> None:
         return
     pending = ctx.store.pending_arrivals(job.name)
     if decision.action == "skip":
-        ctx.store.consume_arrivals(job.name, [a.key for a in pending], by=decision.reason)
+        ctx.store.consume_arrivals(job.name, [a.key for a in pending], by=decision.served_by or decision.reason)
         return
     for run_id in decision.replace:
         progress.cancel(ctx, run_id, cause="retrain:replace")
@@ -85,4 +96,15 @@ def _reconcile_window(ctx: Context, job: JobRecord) -> None:
         ),
     )
     ctx.store.consume_arrivals(job.name, [a.key for a in pending], by=run.id)
+    _note_last_run(ctx, run)
     log.info("job %s: retraining run %s for %d new blob(s)", job.name, run.id, len(pending))
+
+
+def _note_last_run(ctx: Context, run: Run) -> None:
+    """The window's run is the job's latest, so resubmitting the same manifest finds it (and does not rerun it)."""
+
+    def decide(job: JobRecord) -> JobRecord | None:
+        current = job.manifest_hash == run.manifest_hash and job.last_run_id != run.id
+        return replace(job, last_run_id=run.id) if current else None
+
+    read_decide_write(lambda: _job(ctx, run.job), decide, ctx.store.put_job, what=f"job {run.job}")

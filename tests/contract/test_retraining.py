@@ -1,4 +1,10 @@
-"""Retraining on data arrival: windows, policies, snapshots, registry and lineage (fakes and Azurite)."""
+"""Retraining on data arrival: windows, policies, snapshots, registry and lineage (fakes and Azurite).
+
+The rules of docs/manifest.md ("Which runs a manifest starts") each have a scenario here: a watching job
+without data waits; a run of any trigger consumes what it trains on and no window fires on trained data;
+cooldown counts from the last completed run; the window shows every blocker at once; an identical
+manifest returns its run only while it is active or completed.
+"""
 
 from __future__ import annotations
 
@@ -9,16 +15,19 @@ import pytest
 from aztrain.records import JobPhase
 from aztrain.runs import RunState
 from aztrain.service import BlobEvent, ControlPlane
+from aztrain.views import window_view
 from tests.contract.conftest import SEED_BLOB, drive
 
 
-def manifest(*, concurrency: str = "queue", cooldown: str = "0s", min_new_blobs: int = 1, gate: str = "") -> bytes:
+def manifest(
+    *, concurrency: str = "queue", cooldown: str = "0s", min_new_blobs: int = 1, gate: str = "", prefix: str = "digits/"
+) -> bytes:
     registry = f"registry: {{promote_if: '{gate}'}}\n" if gate else ""
     return f"""
 apiVersion: aztrain/v1
 kind: TrainingJob
 name: digits
-data: {{container: datasets, prefix: digits/}}
+data: {{container: datasets, prefix: {prefix}}}
 retrain:
   on_data_arrival: true
   debounce: 60s
@@ -120,18 +129,40 @@ def test_uploads_during_an_active_run_replace_it(plane):
     assert new.id != old.id and not new.is_terminal
 
 
-def test_cooldown_and_min_new_blobs_hold_the_window(plane):
+def test_the_window_shows_every_blocker_at_once_and_what_happens_next(plane):
     first_run_done(plane, cooldown="1h", min_new_blobs=3)
+    plane.backend.script = (JobPhase.RUNNING,)
+    active = plane.submit(
+        manifest(cooldown="1h", min_new_blobs=3), trigger="http", cause="f", source="http", force=True
+    )
+    plane.reconcile()
+    plane.reconcile()  # the forced run is on the backend now, and stays RUNNING
     upload(plane, "digits/a.npz")
-    upload(plane, "digits/b.npz")
-    quiet(plane)
-    assert plane.window("digits").reason == "2 of min_new_blobs=3 arrived"
     upload(plane, "digits/ignored.tmp")  # excluded by the glob: not an arrival
+    shown = window_view("digits", plane.window("digits"))
+    kinds = [b["kind"] for b in shown["blockers"]]
+    assert (shown["action"], shown["arrivals"], kinds) == (
+        "wait",
+        1,
+        ["debounce", "min_new_blobs", "cooldown", "active_run"],
+    )
+    debounce, count, cooldown, run = shown["blockers"]
+    assert debounce["until"] and cooldown["until"] and not count["until"]
+    assert count["reason"] == "1 of min_new_blobs=3 arrived"
+    assert run["run"] == active.run.id and "concurrency: queue" in run["reason"]
+    assert shown["fires_at"] is None  # it waits for blobs and a run, not for a time
+    assert shown["next"] == (
+        "starts a run over the new blob(s) once no blob has arrived for 60 s and 3 new blobs have arrived "
+        f"and the cooldown has passed and run {active.run.id} has ended"
+    )
+    plane.backend.jobs[plane.get_run(active.run.id).backend_job_id].phases = [JobPhase.COMPLETED]
+    upload(plane, "digits/b.npz")
     upload(plane, "digits/c.npz")
     quiet(plane)
-    window = plane.window("digits")
-    assert window.action == "wait" and window.reason.startswith("cooldown") and window.arrivals == 3
+    window = plane.window("digits")  # only the cooldown is left, and it counts from the run that just completed
+    assert [b.kind for b in window.blockers] == ["cooldown"] and window.fires_at == window.blockers[0].until
     plane.now.advance(3600)  # type: ignore[attr-defined]
+    assert plane.window("digits").action == "launch"
     plane.reconcile()
     assert len(data_runs(plane)) == 1
 
@@ -209,3 +240,89 @@ def test_uploads_from_before_the_watch_began_are_not_new_data(plane):
     assert plane.window("digits").reason == "no new data"
     (run,) = plane.store.find_runs(job="digits")
     assert "digits/old.npz" in {b.name for b in plane.snapshot(run.snapshot_id).blobs}
+
+
+def test_a_watching_job_without_data_registers_its_watch_and_waits(plane):
+    first = plane.submit(manifest(prefix="fresh/"), trigger="http", cause="a", source="http")
+    assert first.waiting and first.run is None and not first.created and first.job == "digits"
+    assert "waits for data: datasets/fresh/ holds no blobs" in first.reason and "aztrain window digits" in first.reason
+    assert plane.store.find_runs(job="digits") == [] and plane.store.get_job("digits").watch_prefix == "fresh/"
+    plane.data.write("jobs", "manifests/digits.yaml", manifest(prefix="fresh/"))
+    assert plane.on_blob_created(BlobEvent(id="drop", container="jobs", name="manifests/digits.yaml")) == []
+    assert plane.window("digits").reason == "no new data"
+    upload(plane, "fresh/a.npz")
+    upload(plane, "fresh/b.npz")
+    plane.reconcile()
+    assert data_runs(plane) == [] and plane.window("digits").blockers[0].kind == "debounce"
+    quiet(plane)
+    (run,) = plane.store.find_runs(job="digits")
+    assert run.trigger == "data" and {b.name for b in plane.snapshot(run.snapshot_id).blobs} == {
+        "fresh/a.npz",
+        "fresh/b.npz",
+    }
+    again = plane.submit(manifest(prefix="fresh/"), trigger="http", cause="b", source="http")
+    assert again.run.id == run.id and not again.created  # the window's run is the job's run of this manifest
+
+
+def test_a_forced_run_consumes_what_it_trains_on_and_no_window_fires_on_trained_data(plane):
+    first_run_done(plane)
+    for name in ("digits/a.npz", "digits/b.npz", "digits/c.npz"):
+        upload(plane, name)
+    forced = plane.submit(manifest(), trigger="http", cause="f", source="http", force=True).run
+    assert {"digits/a.npz", "digits/b.npz", "digits/c.npz"} <= {
+        b.name for b in plane.snapshot(forced.snapshot_id).blobs
+    }
+    assert plane.window("digits").reason == "no new data"  # the forced run served every pending upload
+    drive(plane)
+    assert plane.get_run(forced.id).state is RunState.COMPLETED and data_runs(plane) == []
+    late = BlobEvent(id="late", container="datasets", name="digits/a.npz", etag='"an-older-version"')
+    assert plane.on_blob_created(late) == []  # news of a.npz after the run took it
+    plane.now.advance(61)  # type: ignore[attr-defined]
+    window = plane.window("digits")
+    assert (window.action, window.served_by) == ("skip", forced.id) and "already trained" in window.reason
+    plane.reconcile()
+    assert data_runs(plane) == [] and plane.window("digits").reason == "no new data"
+
+
+@pytest.mark.parametrize("ending", ["failed", "canceled"])
+def test_cooldown_counts_from_the_last_completed_run_only(plane, ending):
+    first_run_done(plane, cooldown="1h")
+    plane.backend.script = (JobPhase.RUNNING,)
+    upload(plane, "digits/a.npz")
+    plane.now.advance(3601)  # type: ignore[attr-defined]
+    plane.reconcile()
+    plane.reconcile()
+    (unlucky,) = data_runs(plane)
+    if ending == "failed":
+        plane.backend.jobs[plane.get_run(unlucky.id).backend_job_id].phases = [JobPhase.FAILED]
+        plane.reconcile()
+    else:
+        plane.cancel(unlucky.id, cause="test")
+    assert plane.get_run(unlucky.id).state is (RunState.FAILED if ending == "failed" else RunState.CANCELED)
+    upload(plane, "digits/b.npz")
+    quiet(plane)  # no cooldown after a run that did not complete: the fix retrains at once
+    assert len(data_runs(plane)) == 2
+
+
+def test_cooldown_is_off_by_default_so_a_first_upload_after_a_run_retrains():
+    from aztrain.manifest import RetrainSpec
+
+    assert RetrainSpec().cooldown == 0
+
+
+@pytest.mark.parametrize("ending", [JobPhase.FAILED, JobPhase.CANCELED, JobPhase.COMPLETED, None])
+def test_an_identical_manifest_returns_its_run_only_while_active_or_completed(plane, ending):
+    plane.backend.script = (JobPhase.RUNNING,)
+    run = plane.submit(manifest(), trigger="http", cause="a", source="http").run
+    plane.reconcile()
+    if ending is JobPhase.CANCELED:
+        plane.cancel(run.id, cause="test")
+    elif ending is not None:
+        plane.backend.jobs[plane.get_run(run.id).backend_job_id].phases = [ending]
+        plane.reconcile()
+    again = plane.submit(manifest(), trigger="http", cause="b", source="http")
+    if ending in (JobPhase.FAILED, JobPhase.CANCELED):  # a failed run is not done: the resubmit runs it again
+        assert again.created and again.run.id != run.id and not again.reason
+    else:
+        assert (again.created, again.run.id) == (False, run.id)
+        assert "--force" in again.reason and "?force=true" in again.reason and run.id in again.reason

@@ -2,6 +2,7 @@
 
 from dataclasses import replace
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 
@@ -9,7 +10,7 @@ from aztrain.errors import ConcurrencyError
 from aztrain.manifest import JobManifest, manifest_from_dict
 from aztrain.ports import ControlStore
 from aztrain.records import Arrival, ClusterRecord, DeadLetter, JobRecord, ModelVersion
-from aztrain.runs import Run, RunState
+from aztrain.runs import ACTIVE_STATES, Run, RunState
 
 T0 = datetime(2026, 3, 1, 12, 0, 0, 123000, tzinfo=UTC)
 SPEC: JobManifest = manifest_from_dict(
@@ -106,12 +107,12 @@ def test_first_claim_wins(run_store: ControlStore):
 
 def test_clusters_upsert(run_store: ControlStore):
     record = ClusterRecord(
-        backend="local", name="local-gpu", desired_nodes=2, observed_nodes=1, active_runs=("r1",), last_scale_at=T0
+        backend="local", name="local-gpu", desired_nodes=2, observed_nodes=1, active_runs=1, last_scale_at=T0
     )
     run_store.put_cluster(record)
     run_store.put_cluster(replace(record, observed_nodes=2))
     got = run_store.get_cluster("local", "local-gpu")
-    assert got is not None and (got.observed_nodes, got.active_runs, got.last_scale_at) == (2, ("r1",), T0)
+    assert got is not None and (got.observed_nodes, got.active_runs, got.last_scale_at) == (2, 1, T0)
     assert [c.name for c in run_store.list_clusters()] == ["local-gpu"]
     assert run_store.get_cluster("local", "missing") is None
 
@@ -172,3 +173,20 @@ def test_dead_letters_are_recorded_once_per_function_and_event_in_time_order(run
     run_store.add_dead_letter(odd_id)
     run_store.add_dead_letter(replace(later, reason="redelivered"))  # the same event again changes nothing
     assert run_store.dead_letters() == [odd_id, later]
+
+
+def test_active_runs_are_read_from_the_runs_not_yet_finished(run_store: ControlStore):
+    placed, waiting, ended = (run_store.add_run(a_run(job=j)) for j in ("a", "b", "c"))
+    placed = run_store.save_run(placed.moved(RunState.PROVISIONING, cause="r", at=T0, cluster="c1"))
+    run_store.save_run(ended.moved(RunState.FAILED, cause="r", at=T0))
+
+    def listed(**kwargs: Any) -> list[tuple[str, str, RunState, str]]:
+        return [(r.id, r.job, r.state, r.cluster) for r in run_store.find_runs(**kwargs)]
+
+    assert listed(states=ACTIVE_STATES) == sorted(
+        [(placed.id, "a", RunState.PROVISIONING, "c1"), (waiting.id, "b", RunState.ACCEPTED, "")]
+    )
+    assert listed(states=ACTIVE_STATES, cluster="c1") == [(placed.id, "a", RunState.PROVISIONING, "c1")]
+    assert listed(states=[RunState.ACCEPTED]) == [(waiting.id, "b", RunState.ACCEPTED, "")]
+    assert listed(states=[RunState.FAILED]) == [(ended.id, "c", RunState.FAILED, "")]
+    assert run_store.find_runs(states=ACTIVE_STATES, cluster="c1")[0].manifest == SPEC

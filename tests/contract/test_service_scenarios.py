@@ -35,7 +35,7 @@ def test_submitted_job_runs_to_completion_and_cluster_scales_to_zero(plane):
     assert states(plane, run) == ["ACCEPTED", "PROVISIONING", "SUBMITTED", "QUEUED", "RUNNING", "COMPLETED"]
     cluster = plane.store.get_cluster("fake", "fake-gpu-small")
     assert cluster is not None
-    assert (cluster.desired_nodes, cluster.observed_nodes, cluster.active_runs) == (0, 0, ())
+    assert (cluster.desired_nodes, cluster.observed_nodes, cluster.active_runs) == (0, 0, 0)
     assert cluster.seconds_to_zero is not None
 
 

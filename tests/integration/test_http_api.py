@@ -27,6 +27,7 @@ from openapi_spec_validator import validate
 from aztrain.bootstrap import control_plane, ensure_storage
 from aztrain.records import ModelVersion
 from aztrain.run_outputs import LiveMetrics, RunFiles
+from aztrain.runs import RunState
 from aztrain.service import ControlPlane
 from aztrain.settings import Settings
 from devhost import DevHost
@@ -146,6 +147,7 @@ def test_openapi_document_is_valid_and_lists_exactly_the_served_routes(api: Api)
         (f"/api/{function.route.template}", method.lower())
         for function in api.host.index.http
         for method in function.methods or ()
+        if not function.route.template.startswith("dashboard")  # the dashboard's page, not the API
     }
     assert documented == served
     assert api.openapi["components"]["schemas"]["JobManifest"]["properties"]["name"]["pattern"]
@@ -162,6 +164,7 @@ def test_health(api: Api) -> None:
 
 def test_submit_answers_202_with_location_and_where_outputs_go(api: Api) -> None:
     name = unique("submit")
+    api.service.data.write("datasets", f"{name}/a.csv", b"1,2\n")  # the run goes on, so a resubmit finds it active
     response = api.submit(manifest(name))
     assert response.status == 202
     body = response.json()
@@ -201,7 +204,9 @@ def test_a_document_that_is_not_yaml_is_a_400_problem(api: Api) -> None:
 
 def test_yaml_and_no_content_type_are_accepted_and_other_types_are_415(api: Api) -> None:
     name = unique("types")
-    yaml_text = f"apiVersion: aztrain/v1\nkind: TrainingJob\nname: {name}\ndata: {{container: datasets}}\n".encode()
+    api.service.data.write("datasets", f"{name}/a.csv", b"1,2\n")
+    data = f"data: {{container: datasets, prefix: {name}/}}\n"
+    yaml_text = f"apiVersion: aztrain/v1\nkind: TrainingJob\nname: {name}\n{data}".encode()
     assert api.call("POST", "/api/jobs", yaml_text, {"Content-Type": "application/yaml"}).status == 202
     assert api.call("POST", "/api/jobs", yaml_text).status == 200  # no Content-Type at all: read as YAML
     form = api.call("POST", "/api/jobs", yaml_text, {"Content-Type": "application/x-www-form-urlencoded"})
@@ -526,3 +531,36 @@ def test_model_versions_and_lineage(api: Api) -> None:
     assert (lineage["run"]["id"], lineage["snapshot"]["id"]) == (run["id"], run["snapshot_id"])
     assert api.call("GET", f"/api/models/{name}/versions/2").status == 404
     assert name in [m["name"] for m in api.call("GET", "/api/models").json()["models"]]
+
+
+def test_a_watching_job_without_data_is_accepted_as_waiting_and_points_at_its_window(api: Api) -> None:
+    name = unique("waits")
+    watching = manifest(name, retrain={"on_data_arrival": True, "debounce": "1m"})
+    response = api.submit(watching)
+    body = response.json()
+    assert (response.status, body["run"], body["created"], body["waiting"], body["job"]) == (
+        202,
+        None,
+        False,
+        True,
+        name,
+    )
+    assert f"datasets/{name}/ holds no blobs" in body["reason"]
+    assert response.headers["location"] == f"/api/jobs/{name}/window"
+    assert api.call("GET", f"/api/runs?job={name}").json()["runs"] == []
+    window = api.call("GET", response.headers["location"]).json()
+    assert (window["action"], window["blockers"]) == ("idle", []) and window["next"].startswith("nothing until")
+
+
+def test_run_history_hides_refused_transitions_unless_all_is_asked(api: Api) -> None:
+    run = new_run(api)
+    api.call("POST", f"/api/runs/{run['id']}/cancel")
+    stored = api.service.get_run(run["id"])
+    assert stored.state is RunState.CANCELED
+    late = stored.moved(RunState.RUNNING, cause="backend:late", at=datetime.now(UTC))  # refused: recorded, not applied
+    api.service.store.save_run(late)
+    shown = api.call("GET", f"/api/runs/{run['id']}").json()["history"]
+    everything = api.call("GET", f"/api/runs/{run['id']}?all=true").json()["history"]
+    assert all(row["applied"] for row in shown) and [row["to"] for row in shown][-1] == "CANCELED"
+    assert everything[-1]["applied"] is False and everything[-1]["to"] == "RUNNING"
+    assert [row for row in everything if row["applied"]] == shown

@@ -497,3 +497,45 @@ def test_ctrl_c_during_an_upload_exits_130_and_says_how_to_resume(capsys, monkey
     monkeypatch.setattr("aztrain.upload.upload_folder", interrupted)
     status, _, err = cli(capsys, "upload", str(tmp_path), "--container", "datasets", "--prefix", "x/")
     assert status == ExitCode.INTERRUPTED and "run the same command again to resume" in err
+
+
+def test_window_lists_every_blocker_with_what_happens_next(api, capsys):
+    window = {
+        "job": "digits",
+        "action": "wait",
+        "reason": "debouncing: fires 60 s after the last arrival; queued behind active run",
+        "arrivals": 1,
+        "fires_at": None,
+        "blockers": [
+            {"kind": "debounce", "reason": "fires 60 s after the last arrival", "until": "2026-11-28T10:00:00+00:00"},
+            {"kind": "active_run", "reason": f"queued behind active run {RUN_ID} (concurrency: queue)", "until": None},
+        ],
+        "next": f"starts a run over the new blob(s) once run {RUN_ID} has ended",
+    }
+    api.on("GET", "jobs/digits/window", window)
+    status, out, _ = cli(capsys, "window", "digits", url=api.url)
+    assert status == ExitCode.OK
+    assert "digits: 1 new blob(s) pending — wait\n" in out
+    assert "  debounce: fires 60 s after the last arrival (until 2026-11-28T10:00:00)\n" in out
+    assert f"  active_run: queued behind active run {RUN_ID} (concurrency: queue)\n" in out
+    assert f"  next: starts a run over the new blob(s) once run {RUN_ID} has ended\n" in out
+
+
+def test_show_all_asks_for_the_refused_transitions_too(api, capsys):
+    refused = {**row(3, "CANCELED", "RUNNING", "backend:Running"), "applied": False}
+    history = [row(1, None, "ACCEPTED", "http:1"), row(2, "ACCEPTED", "CANCELED", "http:cancel"), refused]
+    api.on("GET", f"runs/{RUN_ID}", run_view("CANCELED", history=history))
+    status, out, _ = cli(capsys, "show", RUN_ID, "--all", url=api.url)
+    assert status == ExitCode.OK and "CANCELED → RUNNING" in out and "(ignored)" in out
+    cli(capsys, "show", RUN_ID, url=api.url)
+    asked = [query.get("all") for _, path, query, _ in api.requests if path == f"/api/runs/{RUN_ID}"]
+    assert asked == [["true"], None]
+
+
+def test_a_watching_job_without_data_is_reported_as_waiting_not_as_a_run(api, capsys):
+    reason = "job digits is registered and waits for data: datasets/digits/ holds no blobs it selects yet"
+    api.on(
+        "POST", "jobs", {"run": None, "created": False, "reason": reason, "job": "digits", "waiting": True}, status=202
+    )
+    status, out, _ = cli(capsys, "submit", EXAMPLE, "--wait", url=api.url)
+    assert (status, reason in out) == (ExitCode.OK, True)
