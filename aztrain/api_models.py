@@ -73,7 +73,15 @@ class RunsQuery(_Query):
 
 
 class SubmitQuery(_Query):
-    force: bool = Field(default=False, description="Run again even if an identical manifest already ran")
+    force: bool = Field(
+        default=False, description="Run again even if an identical manifest's run is active or COMPLETED"
+    )
+
+
+class RunQuery(_Query):
+    all: bool = Field(
+        default=False, description="Also the refused transitions (late or duplicate news, `applied: false`)"
+    )
 
 
 class LogsQuery(_Query):
@@ -140,9 +148,14 @@ class RunList(_Body):
 
 
 class Submitted(_Body):
-    run: RunView
-    created: bool = Field(description="False when an existing run was returned instead of a new one")
+    run: RunView | None = Field(description="Null only while the job waits for data (`waiting`)")
+    created: bool = Field(description="False when an existing run (or none) was returned instead of a new one")
     reason: str
+    job: str
+    waiting: bool = Field(
+        description="True for a watching job whose prefix holds no data yet: it is registered, no run started, "
+        "and the first upload opens its retraining window (Location: the window)"
+    )
 
 
 class JobView(_Body):
@@ -159,12 +172,21 @@ class JobList(_Body):
     next: str | None
 
 
+class BlockerView(_Body):
+    kind: str = Field(description="debounce | min_new_blobs | cooldown | active_run")
+    reason: str
+    until: Timestamp | None = Field(description="When it stops holding the window, where that is known")
+    run: str | None = Field(description="The active run (kind active_run)")
+
+
 class WindowView(_Body):
     job: str
     action: str = Field(description="idle | wait | launch | skip")
     reason: str
     arrivals: int
     fires_at: Timestamp | None
+    blockers: list[BlockerView] = Field(description="Everything holding the window back now, all at once")
+    next: str = Field(description="What happens next, in a sentence")
 
 
 class ClusterView(_Body):

@@ -72,14 +72,22 @@ def window(
     job: Annotated[str, typer.Argument(metavar="JOB", help="A job that watches a data prefix.")],
     as_json: JsonOption = False,
 ) -> None:
-    """A watched job's pending retraining window: arrivals, when it fires, or why it does not."""
+    """A watched job's pending retraining window: arrivals, every blocker at once, and what happens next."""
     session, out = begin(ctx, as_json)
     found = session.client.window(job)
     if as_json:
         out.json(found)
         return
+    blockers = found.get("blockers") or []
     when = f", fires at {found['fires_at'][:19]}" if found["fires_at"] and found["action"] == "wait" else ""
-    out.line(f"{found['job']}: {found['arrivals']} new blob(s) pending — {found['reason']}{when}")
+    # With blockers, each gets its own line below: the headline says only what the window does.
+    headline = found["action"] if blockers else found["reason"]
+    out.line(f"{found['job']}: {found['arrivals']} new blob(s) pending — {headline}{when}")
+    for blocker in blockers:
+        until = f" (until {blocker['until'][:19]})" if blocker["until"] else ""
+        out.line(f"  {blocker['kind']}: {blocker['reason']}{until}")
+    if found.get("next"):
+        out.line(f"  next: {found['next']}")
 
 
 @app.command(epilog=examples("aztrain models", "aztrain models digits-classifier --json"))

@@ -240,8 +240,9 @@ def test_a_redelivered_rejection_is_not_reported_as_created_again(plane):
 
 def test_a_job_with_no_data_fails_before_provisioning_naming_container_and_prefix(plane):
     plane.data.write("datasets", "other/x.npz", b"x")
+    unwatched = MANIFEST.replace(b"retrain: {on_data_arrival: true}\n", b"")  # a watching job waits for data instead
     run = plane.submit(
-        MANIFEST.replace(b"prefix: digits/", b"prefix: empty/"), trigger="http", cause="a", source="http"
+        unwatched.replace(b"prefix: digits/", b"prefix: empty/"), trigger="http", cause="a", source="http"
     )
     assert run.run.state is RunState.FAILED
     assert "datasets/empty/ holds no blobs" in run.run.error
