@@ -71,7 +71,7 @@ def main() -> None:
     parser.add_argument("--large-files", type=int, default=3)
     parser.add_argument("--large-mb", type=int, default=20)
     parser.add_argument("--workers", type=int, default=DEFAULT_WORKERS)
-    parser.add_argument("--rounds", type=int, default=2, help="each round runs both, in alternating order")
+    parser.add_argument("--rounds", type=int, default=3, help="each round runs both, in alternating order")
     parser.add_argument("--azurite-port", type=int, default=10030)
     args = parser.parse_args()
 
