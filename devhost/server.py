@@ -92,6 +92,7 @@ class DevServer:
 
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
+    request_queue_size = 128  # Event Grid opens many connections at once in a burst; 5 refused some
     dispatcher: Dispatcher
     base_url: str
 

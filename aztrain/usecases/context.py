@@ -37,14 +37,22 @@ class Context:
 
 
 def read_decide_write(
-    read: Callable[[], T], decide: Callable[[T], T | None], write: Callable[[T], T], *, what: str
+    read: Callable[[], T],
+    decide: Callable[[T], T | None],
+    write: Callable[[T], T],
+    *,
+    what: str,
+    held: T | None = None,
 ) -> tuple[T, bool]:
     """Read, decide, write conditionally; on a lost race read again and decide again.
 
-    Returns the stored value and whether this call wrote it (`decide` returning None writes nothing).
+    `held` is the value as the caller has just stored or read it (with its ETag): the first
+    decision is made on it instead of reading it again. Returns the stored value and whether
+    this call wrote it (`decide` returning None writes nothing).
     """
     for _ in range(SAVE_ATTEMPTS):
-        current = read()
+        current = held if held is not None else read()
+        held = None  # a lost race reads again
         changed = decide(current)
         if changed is None:
             return current, False

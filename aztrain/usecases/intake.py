@@ -167,7 +167,7 @@ def add_and_advance(ctx: Context, run: Run) -> Run:
         run = ctx.store.add_run(run)
     except ConcurrencyError:
         return ctx.store.get_run(run.id) or run
-    return progress.advance(ctx, run.id)
+    return progress.advance(ctx, run.id, held=run)  # just stored, with its ETag: no need to read it back
 
 
 def on_blob_created(ctx: Context, event: BlobEvent) -> list[Run]:

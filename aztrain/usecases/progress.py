@@ -24,9 +24,9 @@ from aztrain.usecases.context import Context, read_decide_write
 log = logging.getLogger(__name__)
 
 
-def advance(ctx: Context, run_id: str) -> Run:
-    """Take one step for a run from what the backend says now."""
-    return update_run(ctx, run_id, lambda run: _next_step(ctx, run))
+def advance(ctx: Context, run_id: str, *, held: Run | None = None) -> Run:
+    """Take one step for a run from what the backend says now (`held`: the run as just stored, not read again)."""
+    return update_run(ctx, run_id, lambda run: _next_step(ctx, run), held=held)
 
 
 def advance_all(ctx: Context) -> None:
@@ -72,9 +72,11 @@ def cancel(ctx: Context, run_id: str, *, cause: str) -> Run:
     return advance(ctx, run.id)
 
 
-def update_run(ctx: Context, run_id: str, decide: Callable[[Run], Run | None]) -> Run:
+def update_run(ctx: Context, run_id: str, decide: Callable[[Run], Run | None], *, held: Run | None = None) -> Run:
     """`read_decide_write` on one run; an applied move on a cluster also updates the cluster's record."""
-    saved, wrote = read_decide_write(lambda: ctx.get_run(run_id), decide, ctx.store.save_run, what=f"run {run_id}")
+    saved, wrote = read_decide_write(
+        lambda: ctx.get_run(run_id), decide, ctx.store.save_run, what=f"run {run_id}", held=held
+    )
     if wrote and saved.cluster and saved.last and saved.last.applied:
         capacity.sync_cluster(ctx, saved)
     return saved
