@@ -199,7 +199,8 @@ def show(
         f"run {run['id']}  job {run['job']}  {run['state']}  ({run['trigger']} from {run['source']})"
         f"  attempt {run['attempt']}" + (f"  cluster {run['cluster']}" if run["cluster"] else "")
     )
-    out.line(f"correlation id {run['correlation_id']}")
+    if run.get("correlation_id"):  # an API before correlation ids has none to show
+        out.line(f"correlation id {run['correlation_id']}")
     if run["error"]:
         out.line(f"error: {run['error']}", style="red")
     total = _planned_epochs(client, run)

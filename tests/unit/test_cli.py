@@ -354,7 +354,8 @@ def job_view() -> dict[str, Any]:
 
 
 def test_show_cancel_window_models_and_lineage_answer_in_both_forms(api, capsys):
-    done = run_view("COMPLETED", history=[row(1, None, "ACCEPTED", "http:1"), row(2, "ACCEPTED", "COMPLETED", "b")])
+    history = [row(1, None, "ACCEPTED", "http:1"), row(2, "ACCEPTED", "COMPLETED", "b")]
+    done = run_view("COMPLETED", history=history, correlation_id="corr-1")
     api.on("GET", f"runs/{RUN_ID}", done)
     api.on("GET", f"runs/{RUN_ID[:8]}", done)  # the API resolves a prefix
     api.on("GET", f"runs/{RUN_ID}/metrics", {"epochs": EPOCHS, "final": {"accuracy": 0.95}})
@@ -392,6 +393,7 @@ def test_show_cancel_window_models_and_lineage_answer_in_both_forms(api, capsys)
         assert status == ExitCode.OK and shown in out, (args, out)
         status, out, _ = cli(capsys, *args, "--json", url=api.url)
         assert (status, json.loads(out)) == (ExitCode.OK, document)
+    assert "correlation id corr-1" in cli(capsys, "show", RUN_ID, url=api.url)[1]
 
 
 def test_logs_reads_the_whole_log_in_chunks_and_follows_a_running_one(api, capsys):
