@@ -24,13 +24,13 @@ TRAINING_TIMEOUT = 240.0
 stack = e2e.stack
 
 
-def manifest(tmp_path: Path, name: str, *, epochs: int) -> str:
+def manifest(tmp_path: Path, name: str, *, epochs: int, watch: bool = True) -> str:
     path = tmp_path / f"{name}.yaml"
     path.write_text(
         f"apiVersion: aztrain/v1\nkind: TrainingJob\nname: {name}\n"
         f"data: {{container: datasets, prefix: {name}/}}\ntrainer: {{args: {{epochs: {epochs}}}}}\n"
         "compute: {profile: e2e, nodes: 1, processes_per_node: 2, max_runtime: 10m}\n"
-        "retrain: {on_data_arrival: true, debounce: 1h}\n"
+        + ("retrain: {on_data_arrival: true, debounce: 1h}\n" if watch else "")
     )
     return str(path)
 
@@ -143,7 +143,8 @@ def test_rejected_and_failed_runs_exit_with_their_own_codes(stack: Stack, tmp_pa
     status, out, err = cli(stack, capsys, "submit", str(bad))
     assert (status, out) == (ExitCode.REJECTED, "")
     assert "trainer.args.epochs: expected int, got str 'two'" in err
-    status, out, _ = cli(stack, capsys, "submit", manifest(tmp_path, "cli-nodata", epochs=2), "--wait")
+    # Unwatched: a job that watches its prefix would wait for data instead of running.
+    status, out, _ = cli(stack, capsys, "submit", manifest(tmp_path, "cli-nodata", epochs=2, watch=False), "--wait")
     assert status == ExitCode.FAILED
     assert "FAILED after" in out and "no data: datasets/cli-nodata/ holds no blobs" in out
     assert "outputs/model.pt" not in out  # it never ran: no paths to files that do not exist
