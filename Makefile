@@ -6,9 +6,9 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test lint bench dev clean
+.PHONY: setup demo test lint bench dev clean screenshots
 
-setup: $(STAMP) node_modules/.installed $(VENV)/.horovod
+setup: $(STAMP) node_modules/.installed $(VENV)/.horovod /usr/bin/chromium
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -19,6 +19,10 @@ $(STAMP): pyproject.toml
 node_modules/.installed: package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
 	touch $@
+
+# The dashboard's browser tests drive the system Chromium (Playwright's own browser download cannot work here).
+/usr/bin/chromium:
+	sudo=$$([ "$$(id -u)" = 0 ] || echo sudo); $$sudo apt-get update -qq && $$sudo apt-get install -y -qq chromium
 
 # Horovod is compiled once (about 5 minutes on 2 cores) and the wheel cached in .cache/wheels.
 $(VENV)/.horovod: $(STAMP) scripts/build_horovod.sh
@@ -38,6 +42,10 @@ lint: setup
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy aztrain devhost functions trainer function_app.py
+
+# The README's dashboard screenshots, taken by the browser tests.
+screenshots: setup
+	AZTRAIN_SCREENSHOTS=docs/img $(VENV)/bin/pytest -q tests/browser
 
 bench: setup
 	$(PY) bench/control_plane.py

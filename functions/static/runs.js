@@ -1,0 +1,82 @@
+// Runs: newest first, filtered by job and state, refreshed every few seconds.
+"use strict";
+
+(() => {
+  const { h, route, api, poll, problem, table, num, emptyRow, badge, runDuration, number, time } = window.AzTrain;
+  const STATES = [
+    "ACCEPTED", "PROVISIONING", "SUBMITTED", "QUEUED", "RUNNING", "CANCEL_REQUESTED",
+    "COMPLETED", "FAILED", "CANCELED", "REJECTED",
+  ];
+  const REFRESH_MS = 2000;
+
+  function select(name, label, options, chosen, onchange) {
+    return h(
+      "label",
+      {},
+      label,
+      h(
+        "select",
+        { name, onchange },
+        options.map(([value, text]) => h("option", { value, selected: value === chosen }, text)),
+      ),
+    );
+  }
+
+  window.AzTrain.views.runs = (root, params) => {
+    const filters = { job: params.get("job") || "", state: params.get("state") || "" };
+    const runs = table("Runs, newest first", ["Run", "Job", "State", "Trigger", "Created", "Duration", "Accuracy"]);
+    const jobs = select("job", "Job", [["", "all jobs"]], filters.job, changed);
+    const states = select(
+      "state",
+      "State",
+      [["", "all states"], ...STATES.map((s) => [s, s])],
+      filters.state,
+      changed,
+    );
+    root.append(h("h1", {}, "Runs"), h("form", { class: "filters", role: "search" }, jobs, states), runs.element);
+
+    function changed(event) {
+      filters[event.target.name] = event.target.value;
+      // Shareable without re-mounting the view (which would take the focus away from the filter).
+      const query = new URLSearchParams(Object.entries(filters).filter(([, v]) => v)).toString();
+      history.replaceState(null, "", `#/runs${query ? `?${query}` : ""}`);
+      stop();
+      stop = poll(refresh, REFRESH_MS);
+    }
+
+    async function fillJobs() {
+      const { jobs: known } = await api.get("jobs");
+      const names = new Set(known.map((j) => j.name));
+      if (filters.job) names.add(filters.job); // a rejected manifest's job is not in the jobs table
+      const chooser = jobs.querySelector("select");
+      chooser.replaceChildren(
+        h("option", { value: "" }, "all jobs"),
+        ...[...names].sort().map((name) => h("option", { value: name, selected: name === filters.job }, name)),
+      );
+    }
+
+    async function refresh() {
+      const { runs: found } = await api.get("runs", filters);
+      runs.body.replaceChildren(
+        ...(found.length
+          ? found.map((run) =>
+              runs.row(
+                { "data-run": run.id },
+                h("a", { href: route("runs", run.id) }, run.id),
+                run.job,
+                h("td", { class: "state" }, badge(run.state)),
+                run.trigger,
+                time(run.created_at),
+                runDuration(run),
+                num(number(run.metrics.accuracy)),
+              ),
+            )
+          : [emptyRow(7, "No runs match.")]),
+      );
+    }
+
+    fillJobs().catch((error) => problem(`Could not list jobs: ${error.message}`));
+    let stop = poll(refresh, REFRESH_MS);
+    return () => stop();
+  };
+})();

@@ -1,0 +1,162 @@
+"""The dashboard on the real local stack, in headless Chromium: what a user watches while runs come and go.
+
+Tests run in file order and share one stack; each uses its own job names. The `dashboard` fixture fails
+a test whose page logged a JavaScript error or sent a request off the machine or without the key.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import pytest
+from playwright.sync_api import Page, expect
+
+from aztrain.client import ApiError
+from tests.browser.conftest import Dashboard
+from tests.e2e import test_local_loop
+from tests.e2e.conftest import Stack, wait_for
+from tests.e2e.test_local_loop import TRAINING_TIMEOUT, manifest, upload_data
+
+TRAINING_MS = TRAINING_TIMEOUT * 1000
+digits_blob = test_local_loop.digits_blob  # the digits data set as a blob
+
+
+def run_row(page: Page, job: str) -> Any:
+    return page.locator("tbody tr[data-run]").filter(has_text=job)
+
+
+def test_runs_page_follows_a_dropped_manifest_through_its_states(
+    stack: Stack, dashboard: Dashboard, digits_blob: bytes
+) -> None:
+    upload_data(stack, "web-drop", digits_blob)
+    page = dashboard.open("runs?job=web-drop")
+    expect(page.get_by_text("No runs match.")).to_be_visible()
+    # Every state the row shows, as it shows it.
+    page.evaluate(
+        """() => {
+            window.seen = [];
+            new MutationObserver(() => {
+                const state = document.querySelector("tbody tr[data-run] .state")?.textContent;
+                if (state && state !== window.seen.at(-1)) window.seen.push(state);
+            }).observe(document.querySelector("tbody"), {childList: true, subtree: true});
+        }"""
+    )
+
+    stack.data.write("jobs", "manifests/web-drop.yaml", manifest("web-drop"))
+
+    row = run_row(page, "web-drop")
+    expect(row.locator(".state")).to_have_text("COMPLETED", timeout=TRAINING_MS)
+    seen = page.evaluate("window.seen")
+    assert seen[-1] == "COMPLETED" and len(seen) >= 3, seen  # e.g. PROVISIONING, RUNNING, COMPLETED
+    cells = row.locator("td")
+    expect(cells.nth(3)).to_have_text("manifest")
+    assert float(cells.nth(6).inner_text()) > 0.8  # accuracy
+    expect(cells.nth(5)).to_have_text(re.compile(r"^\d+(\.\d)? s$"))  # duration
+    dashboard.at_widths("runs")
+    page.emulate_media(color_scheme="dark")
+    dashboard.screenshot("runs-dark")
+    page.emulate_media(color_scheme="light")
+
+    # The finished run: every state it went through with the time spent there, and all its epochs.
+    row.get_by_role("link").click()
+    stays = page.locator(".timeline li")
+    expect(stays.first).to_contain_text("ACCEPTED")
+    expect(stays.last).to_contain_text("COMPLETED")
+    shown = [state for state in stays.all_inner_texts() if state]
+    assert all(any(stay.startswith(state) for stay in shown) for state in seen), (seen, shown)
+    expect(page.locator(".timeline .spent").first).to_have_text(re.compile(r"^\d+(\.\d)? s$"))
+    expect(page.locator("figure.chart").filter(has_text="Loss").locator(".point")).to_have_count(3)
+    expect(page.locator(".log")).to_contain_text("epoch 3/3")
+    expect(page.get_by_role("link", name="web-drop v1")).to_be_visible()
+
+
+def test_run_page_plots_epochs_while_training_and_cancels_after_confirmation(
+    stack: Stack, dashboard: Dashboard, digits_blob: bytes
+) -> None:
+    upload_data(stack, "web-live", digits_blob)
+    run = stack.client.submit(manifest("web-live", epochs=400))["run"]
+    page = dashboard.open(f"runs/{run['id']}")
+
+    loss = page.locator("figure.chart").filter(has_text="Loss").locator(".point")
+    expect(loss.first).to_be_attached(timeout=TRAINING_MS)
+    expect(loss).not_to_have_count(loss.count(), timeout=60_000)  # points are only ever added
+    expect(page.locator(".log")).to_contain_text("epoch")
+    dashboard.at_widths("run")
+
+    dashboard.open("clusters")
+    busy = page.locator(f"tr[data-cluster={stack.client.run(run['id'])['cluster']}]")
+    expect(busy).to_contain_text("1 observed / 1 desired")
+    expect(busy).to_contain_text("in use")
+    dashboard.at_widths("clusters")
+    dashboard.open(f"runs/{run['id']}")
+
+    # Escape keeps the run; only the dialog's own button cancels it.
+    page.get_by_role("button", name="Cancel run…").press("Enter")
+    dialog = page.get_by_role("dialog")
+    expect(dialog).to_contain_text(f"Cancel run {run['id']}?")
+    expect(dialog.get_by_role("button", name="Keep running")).to_be_focused()
+    page.keyboard.press("Escape")
+    expect(dialog).to_have_count(0)
+    assert not stack.client.run(run["id"])["terminal"]
+
+    page.get_by_role("button", name="Cancel run…").click()
+    page.get_by_role("dialog").get_by_role("button", name="Cancel run").click()
+    expect(page.get_by_role("status")).to_contain_text("Cancel requested")
+    expect(page.locator(".run-head .badge")).to_have_text("CANCELED", timeout=60_000)
+    expect(page.get_by_role("button", name="Cancel run…")).to_have_count(0)
+    expect(page.locator(".timeline")).to_contain_text("CANCEL_REQUESTED")
+    assert stack.client.run(run["id"])["state"] == "CANCELED"
+
+
+def test_jobs_page_shows_arrivals_in_the_pending_window(stack: Stack, dashboard: Dashboard) -> None:
+    # The first run has no data and fails at once: this test is about what arrives afterwards.
+    watched = manifest("web-watch").decode() + "retrain: {on_data_arrival: true, debounce: 1h, cooldown: 0s}\n"
+    stack.client.submit(watched.encode())
+    page = dashboard.open("jobs")
+    card = page.locator("article[data-job=web-watch]")
+    expect(card.locator(".arrivals")).to_have_text("0")
+    expect(card).to_contain_text("web-watch")
+
+    for name in ("a.npz", "b.npz"):
+        stack.data.write("datasets", f"web-watch/{name}", b"new data")
+
+    expect(card.locator(".arrivals")).to_have_text("2", timeout=30_000)
+    expect(card.locator(".reason")).to_contain_text("debouncing")
+    expect(card).to_contain_text("in ")  # when the window fires
+    expect(card.locator("code").first).to_have_text("datasets/web-watch/")
+    dashboard.at_widths("jobs")
+
+
+def test_clusters_page_shows_the_cluster_back_at_zero(stack: Stack, dashboard: Dashboard) -> None:
+    page = dashboard.open("clusters")
+    row = page.locator("tr[data-cluster]").first
+    expect(row).to_contain_text("0 observed / 0 desired", timeout=60_000)
+    expect(row).to_contain_text("after the last run")
+
+
+def test_models_page_compares_versions_and_shows_lineage_down_to_the_blobs(stack: Stack, dashboard: Dashboard) -> None:
+    second = stack.client.submit(manifest("web-drop", epochs=2))["run"]  # another manifest: version 2
+    wait_for(lambda: stack.client.run(second["id"])["terminal"], timeout=TRAINING_TIMEOUT, what="version 2")
+    page = dashboard.open("models/web-drop")
+    card = page.locator("article[data-model=web-drop]")
+    expect(card.locator("tr[data-version]")).to_have_count(2)
+    expect(card.locator("figure.chart").filter(has_text="Accuracy by version").locator(".point")).to_have_count(2)
+
+    card.get_by_role("link", name="v1", exact=True).click()
+    lineage = page.get_by_role("region", name="Lineage of web-drop v1")
+    expect(lineage).to_contain_text("datasets/web-drop/digits.npz")
+    first_run = stack.client.runs(job="web-drop")[-1]  # newest first
+    expect(lineage.get_by_role("link")).to_have_text(first_run["id"])
+    dashboard.at_widths("models")
+
+
+def test_data_from_users_is_shown_as_text_never_run_as_markup(stack: Stack, dashboard: Dashboard) -> None:
+    hostile = '<img src=x onerror="window.injected=1">'
+    rejected = manifest("web-hostile").decode().replace("{epochs: 3}", f"{{'{hostile}': 1}}")
+    with pytest.raises(ApiError) as refused:
+        stack.client.submit(rejected.encode())
+    page = dashboard.open(f"runs/{refused.value.body['run']['id']}")
+    expect(page.locator(".error")).to_contain_text(hostile)
+    assert page.locator("main img").count() == 0
+    assert page.evaluate("window.injected") is None
