@@ -13,6 +13,7 @@ from aztrain.cli_app import JsonOption, ManifestArgument, app, begin, examples
 from aztrain.cli_output import ExitCode, clip, summarise_metrics
 from aztrain.errors import ManifestError
 from aztrain.manifest import manifest_schema, parse_manifest
+from aztrain.profiles import cluster_for, load_profiles
 from aztrain.settings import PROJECT_ROOT, Settings, load_local_settings
 
 
@@ -153,10 +154,12 @@ def validate(
     ] = False,
     as_json: JsonOption = False,
 ) -> None:
-    """Check a manifest offline: every problem named, with its fix."""
+    """Check a manifest offline: every problem named, with its fix, including what its compute profile allows."""
     _, out = begin(ctx, as_json)
+    load_local_settings(PROJECT_ROOT / "local.settings.json")  # the same profiles as the app and `plan`
     try:
         spec = parse_manifest(manifest.read_bytes(), source=str(manifest))
+        cluster_for(load_profiles(Settings.from_env().compute_profiles), spec.compute)
     except ManifestError as exc:
         if as_json:
             out.json({"file": str(manifest), "valid": False, "problems": exc.problems})

@@ -1,0 +1,35 @@
+"""`aztrain validate` checks what the compute profile allows, offline, as `plan` and the service do."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+MANIFEST = """apiVersion: aztrain/v1
+kind: TrainingJob
+name: gpu-check
+data: {container: datasets, prefix: digits/}
+compute: {profile: gpu-small, nodes: 1, processes_per_node: PPN}
+"""
+
+
+def validate(tmp_path: Path, processes: int) -> subprocess.CompletedProcess[str]:
+    path = tmp_path / "job.yaml"
+    path.write_text(MANIFEST.replace("PPN", str(processes)))
+    command = [sys.executable, "-m", "aztrain.cli", "validate", str(path)]
+    return subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=60, check=False)
+
+
+@pytest.mark.parametrize("processes", [2, 4])
+def test_more_processes_per_node_than_the_profile_has_gpus_fails_naming_both_numbers(tmp_path: Path, processes: int):
+    result = validate(tmp_path, processes)
+    assert result.returncode == 1
+    assert f"compute.processes_per_node: {processes} is more than the 1 GPU(s) per node" in result.stderr
+
+
+def test_a_manifest_within_its_profile_is_valid(tmp_path: Path):
+    assert validate(tmp_path, 1).returncode == 0
