@@ -49,6 +49,7 @@ screenshots: setup
 
 bench: setup
 	$(PY) bench/control_plane.py
+	$(PY) bench/upload.py
 
 clean:
 	rm -rf .aztrain .azurite .pytest_cache .mypy_cache .ruff_cache
