@@ -126,6 +126,10 @@ class RunView(_Body):
     trigger: str
     source: str
     cause: str
+    correlation_id: str = Field(
+        description="Followed from the request (traceparent, X-Request-Id) or upload through history, job tags, "
+        "logs and outbound events"
+    )
     created_at: Timestamp
     updated_at: Timestamp
     cluster: str

@@ -10,6 +10,7 @@ from azure.data.tables import TableServiceClient
 from azure.storage.blob import BlobServiceClient
 
 from aztrain.adapters.blobs import BlobDataStore
+from aztrain.adapters.eventgrid import EventGridSink
 from aztrain.adapters.tables import TableControlStore
 from aztrain.backends import build_backend
 from aztrain.service import ControlPlane
@@ -45,6 +46,15 @@ def build_control_store(settings: Settings) -> TableControlStore:
     return TableControlStore(service, prefix=settings.table_prefix)
 
 
+def build_event_sink(settings: Settings) -> EventGridSink | None:
+    """The custom topic's sink: by key if one is set, else by identity; None when no topic is configured."""
+    endpoint = settings.events_topic_endpoint
+    if not endpoint:
+        return None
+    key = settings.events_topic_key
+    return EventGridSink(endpoint, key=key, credential=None if key else _credential())
+
+
 def build_control_plane(settings: Settings) -> ControlPlane:
     return ControlPlane(
         settings=settings,
@@ -52,6 +62,7 @@ def build_control_plane(settings: Settings) -> ControlPlane:
         data=build_data_store(settings),
         backend=build_backend(settings),
         now=utc_now,
+        events=build_event_sink(settings),
     )
 
 

@@ -10,14 +10,16 @@ import logging
 import sys
 from pathlib import Path
 from typing import Annotated, Any
+from urllib.parse import urlsplit
 
 import typer
 
-from aztrain import cli_catalog, cli_data, cli_runs  # noqa: F401  (they register their commands on `app`)
+from aztrain import cli_catalog, cli_data, cli_events, cli_runs  # noqa: F401  (they register their commands on `app`)
 from aztrain.cli_app import app, current_out, examples
 from aztrain.cli_output import ExitCode, transition_line
 from aztrain.client import AmbiguousRunId, ApiError, ApiUnreachable
 from aztrain.errors import AztrainError, ConfigError
+from aztrain.settings import LOCAL_EVENTS_TOPIC
 
 
 def print_transition(row: dict[str, Any]) -> None:
@@ -49,6 +51,7 @@ def dev(
         port=port,
         azurite_port=azurite_port,
         timer_interval=timer_interval,
+        topic_port=urlsplit(LOCAL_EVENTS_TOPIC).port or 0,  # where `aztrain events tail` looks
     ) as stack:
         print(f"aztrain dev host on {stack.url} (Azurite on 127.0.0.1:{azurite_port}); Ctrl-C to stop", flush=True)
         stack.serve_forever()

@@ -23,6 +23,7 @@ from aztrain.records import (
     JobRecord,
     JobSubmission,
     ModelVersion,
+    OutboundEvent,
 )
 from aztrain.runs import Run, RunState, Transition
 
@@ -59,6 +60,22 @@ class Runs(Protocol):
 
     def history(self, run_id: str) -> list[Transition]:
         """Every transition of a run, oldest first."""
+        ...
+
+
+class Outbox(Protocol):
+    """The runs' outbox: each run's `outbox` holds its applied transitions not yet published.
+
+    They are written by `add_run`/`save_run` in the same conditional write as the transition itself,
+    so a transition is never recorded without its event, nor an event staged without its transition.
+    """
+
+    def save_outbox(self, run: Run) -> Run:
+        """Replace only the run's outbox if the run is unchanged since read (`ConcurrencyError` if not)."""
+        ...
+
+    def unpublished_runs(self) -> list[Run]:
+        """Runs (in any state) whose outbox is not empty: the reconciler's backstop drains them."""
         ...
 
 
@@ -134,8 +151,16 @@ class DeadLetters(Protocol):
         ...
 
 
-class ControlStore(Runs, Jobs, Claims, Arrivals, Models, Clusters, DeadLetters, Protocol):
+class ControlStore(Runs, Outbox, Jobs, Claims, Arrivals, Models, Clusters, DeadLetters, Protocol):
     """Every table the control plane keeps; one Table Storage account holds them all."""
+
+
+class EventSink(Protocol):
+    """Where outbound events go: an Event Grid custom topic (CloudEvents 1.0 schema)."""
+
+    def publish(self, events: Sequence[OutboundEvent]) -> None:
+        """Send the events as one batch; raise if the topic did not accept them (they are sent again later)."""
+        ...
 
 
 class DataStore(Protocol):
@@ -216,4 +241,3 @@ class ComputeBackend(Protocol):
         this makes the version visible where the backend's users look for models.
         """
         ...
-

@@ -44,6 +44,7 @@ class ClusterRecord:
     last_scale_at: datetime | None = None
     zero_at: datetime | None = None  # when the node count was first seen at zero after a scale-down
     seconds_to_zero: float | None = None
+    zero_published_at: datetime | None = None  # the `zero_at` whose scaled_to_zero event was published
 
 
 @dataclass(frozen=True)
@@ -144,15 +145,17 @@ class JobSubmission:
     max_runtime_seconds: int
     snapshot_id: str
     manifest_hash: str
+    correlation: str = ""  # the run's correlation id: in the job's tags and its log header
 
     @property
     def tags(self) -> dict[str, str]:
-        """What links the backend's job back to its run: run, job, manifest hash and data snapshot."""
+        """What links the backend's job back to its run: run, job, manifest hash, data snapshot and correlation."""
         return {
             "aztrain.run": self.run_id,
             "aztrain.job": self.job,
             "aztrain.manifest": self.manifest_hash,
             "aztrain.snapshot": self.snapshot_id,
+            "aztrain.correlation": self.correlation,
         }
 
     @classmethod
@@ -170,6 +173,23 @@ class JobSubmission:
             "--snapshot-id", self.snapshot_id,
             "--manifest-hash", self.manifest_hash,
         ]  # fmt: skip
+
+
+@dataclass(frozen=True)
+class OutboundEvent:
+    """One CloudEvents 1.0 event for the custom topic (`aztrain.*` types, documented in docs/events.md).
+
+    `id` is stable (`<run id>:<seq>[:<kind>]`): a redelivery carries the same id, for subscribers to dedupe on.
+    """
+
+    id: str
+    type: str
+    source: str
+    subject: str
+    time: datetime
+    data: dict[str, Any]
+    correlation: str  # the `correlationid` extension attribute
+    cause: str  # the `causationid` extension: the event or request that caused this one
 
 
 class JobPhase(StrEnum):

@@ -135,6 +135,7 @@ class Run:
     updated_at: datetime
     trigger: str  # "manifest" | "http" | "data"
     cause: str  # event id or request id that created it
+    correlation: str = ""  # followed from the request or upload through history, job tags, logs and events
     manifest_hash: str = ""
     spec: JobManifest | None = None  # None only for REJECTED runs: their manifest never validated
     source: str = ""  # blob path or "http"
@@ -146,6 +147,8 @@ class Run:
     metrics: dict[str, Any] = field(default_factory=dict)
     seq: int = 0
     last: Transition | None = None
+    #: The outbox: applied transitions not yet published, written in the same conditional write as each one.
+    outbox: tuple[Transition, ...] = ()
     etag: str | None = None  # set by the store; None means "not stored yet"
 
     @classmethod
@@ -160,8 +163,10 @@ class Run:
             updated_at=at,
             trigger=trigger,
             cause=cause,
+            correlation=fields.pop("correlation", None) or cause,
             seq=1,
             last=first,
+            outbox=(first,),
             **fields,
         )
 
@@ -190,4 +195,5 @@ class Run:
         )
         if not allowed:
             return replace(self, seq=step.seq, last=step, updated_at=at)
-        return replace(self, state=target, seq=step.seq, last=step, updated_at=at, **changes)
+        outbox = (*self.outbox, step)
+        return replace(self, state=target, seq=step.seq, last=step, outbox=outbox, updated_at=at, **changes)

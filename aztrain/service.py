@@ -11,12 +11,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import datetime
 
-from aztrain.ports import ComputeBackend, ControlStore, DataStore
+from aztrain.ports import ComputeBackend, ControlStore, DataStore, EventSink
 from aztrain.records import DeadLetter, JobPhase, ModelVersion
 from aztrain.retrain import Snapshot, Window
 from aztrain.runs import Run
 from aztrain.settings import Settings
-from aztrain.usecases import capacity, deadletters, intake, progress, registry, retraining
+from aztrain.usecases import capacity, deadletters, intake, progress, publishing, registry, retraining
 from aztrain.usecases.context import Context
 from aztrain.usecases.intake import BlobEvent, Submitted
 
@@ -34,8 +34,9 @@ class ControlPlane:
         data: DataStore,
         backend: ComputeBackend,
         now: Callable[[], datetime],
+        events: EventSink | None = None,
     ) -> None:
-        self.ctx = Context(settings=settings, store=store, data=data, backend=backend, now=now)
+        self.ctx = Context(settings=settings, store=store, data=data, backend=backend, now=now, events=events)
 
     @property
     def settings(self) -> Settings:
@@ -67,10 +68,18 @@ class ControlPlane:
         source: str,
         force: bool = False,
         run_id: str | None = None,
+        correlation: str = "",
     ) -> Submitted:
         """Accept a manifest and start a run of it; an identical manifest returns its run unless `force`."""
         return intake.submit(
-            self.ctx, manifest_text, trigger=trigger, cause=cause, source=source, force=force, run_id=run_id
+            self.ctx,
+            manifest_text,
+            trigger=trigger,
+            cause=cause,
+            source=source,
+            force=force,
+            run_id=run_id,
+            correlation=correlation,
         )
 
     def on_blob_created(self, event: BlobEvent) -> list[Run]:
@@ -123,3 +132,4 @@ class ControlPlane:
         progress.advance_all(self.ctx)
         retraining.reconcile_windows(self.ctx)
         capacity.reconcile_clusters(self.ctx)
+        publishing.drain_pending(self.ctx)

@@ -24,6 +24,10 @@ AZURITE_CONNECTION_STRING = (
     "TableEndpoint=http://127.0.0.1:10002/devstoreaccount1;"
 )
 
+#: The dev host's Event Grid topic (devhost/topic.py) and its well-known key (public, for this machine only).
+LOCAL_EVENTS_TOPIC = "http://127.0.0.1:7081/api/events"
+LOCAL_EVENTS_TOPIC_KEY = "aztrain-local-topic-key"
+
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -61,6 +65,11 @@ class Settings:
     compute_profiles: str = ""
     #: Attempts a run preempted on low-priority nodes gets before it fails.
     max_preemption_attempts: int = 3
+    #: Outbound run events: the Event Grid custom topic (empty: events are recorded and not sent),
+    #: its access key (empty: the managed identity, with the EventGrid Data Sender role), and `source`.
+    events_topic_endpoint: str = ""
+    events_topic_key: str = ""
+    events_source: str = "/aztrain"
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
@@ -107,6 +116,9 @@ class Settings:
             max_preemption_attempts=int(
                 _number(env, "AZTRAIN_MAX_PREEMPTION_ATTEMPTS", defaults.max_preemption_attempts)
             ),
+            events_topic_endpoint=env.get("AZTRAIN_EVENTS_TOPIC_ENDPOINT", ""),
+            events_topic_key=env.get("AZTRAIN_EVENTS_TOPIC_KEY", ""),
+            events_source=env.get("AZTRAIN_EVENTS_SOURCE") or defaults.events_source,
         )
 
 

@@ -31,6 +31,7 @@ def _run(run: Run, runs_container: str) -> dict[str, Any]:
         "trigger": run.trigger,
         "source": run.source,
         "cause": run.cause,
+        "correlation_id": run.correlation,
         "created_at": run.created_at,
         "updated_at": run.updated_at,
         "cluster": run.cluster,

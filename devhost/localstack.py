@@ -28,10 +28,17 @@ import psutil
 from aztrain.adapters.blobs import BlobDataStore
 from aztrain.adapters.local import stack_processes
 from aztrain.bootstrap import build_data_store, ensure_storage
-from aztrain.settings import AZURITE_CONNECTION_STRING, PROJECT_ROOT, Settings, load_local_settings
+from aztrain.settings import (
+    AZURITE_CONNECTION_STRING,
+    LOCAL_EVENTS_TOPIC_KEY,
+    PROJECT_ROOT,
+    Settings,
+    load_local_settings,
+)
 from devhost.azurite import Azurite, azurite_connection_string
 from devhost.blob_events import Subscription
 from devhost.host import DevHost
+from devhost.topic import LocalTopic, load_subscribers
 
 log = logging.getLogger(__name__)
 
@@ -75,9 +82,13 @@ class LocalStack:
     same clean stop; signals during the stop are ignored so it is never cut short.
     """
 
-    def __init__(self, *, state_dir: Path, port: int, azurite_port: int, timer_interval: float) -> None:
+    def __init__(
+        self, *, state_dir: Path, port: int, azurite_port: int, timer_interval: float, topic_port: int = 0
+    ) -> None:
         self.state_dir = state_dir.resolve()
         self.port = port
+        self.topic_port = topic_port  # the local Event Grid topic's (0: a free one)
+        self.topic: LocalTopic | None = None
         self.azurite_port = azurite_port
         self.timer_interval = timer_interval
         self._azurite: Azurite | None = None
@@ -123,6 +134,9 @@ class LocalStack:
             if self._host is not None:
                 self._host.stop()
                 ended.append("the dev host")
+            if self.topic is not None:
+                self.topic.close()
+                ended.append("the events topic")
             if self._local_state is not None:
                 count, left = self._end_jobs(self._local_state)
                 ended.append(f"{count} job process(es)")
@@ -153,6 +167,7 @@ class LocalStack:
         # The Functions code reads settings from the environment, as it does in Azure.
         os.environ["AZTRAIN_STORAGE_CONNECTION_STRING"] = connection_string
         os.environ.setdefault("AZTRAIN_LOCAL_STATE_DIR", str(self.state_dir / "local"))
+        self._start_topic()
         settings = Settings.from_env()
         self._local_state = settings.local_state_dir
         ensure_storage(settings)
@@ -168,6 +183,21 @@ class LocalStack:
             timer_interval=self.timer_interval,
         )
         self._host.start()
+
+    def _start_topic(self) -> None:
+        """The local Event Grid topic for outbound events (unless a topic in Azure is configured).
+
+        It pushes to the webhooks listed in `AZTRAIN_EVENTS_SUBSCRIBERS` (default `<state dir>/subscribers.json`).
+        """
+        if os.environ.get("AZTRAIN_EVENTS_TOPIC_ENDPOINT", "").startswith("https://"):
+            return
+        config = os.environ.get("AZTRAIN_EVENTS_SUBSCRIBERS") or self.state_dir / "subscribers.json"
+        self.topic = LocalTopic(
+            key=LOCAL_EVENTS_TOPIC_KEY, subscribers=load_subscribers(Path(config)), port=self.topic_port
+        )
+        self.topic.start()
+        os.environ["AZTRAIN_EVENTS_TOPIC_ENDPOINT"] = self.topic.endpoint
+        os.environ["AZTRAIN_EVENTS_TOPIC_KEY"] = self.topic.key
 
     @staticmethod
     def _end_jobs(local_state: Path) -> tuple[int, list[psutil.Process]]:

@@ -14,6 +14,7 @@ from typing import Any
 
 import azure.functions as func
 
+from aztrain import telemetry
 from aztrain.adapters.azureml import phase_of
 from aztrain.bootstrap import control_plane
 from aztrain.layout import is_run_id, run_id_of
@@ -62,8 +63,19 @@ def on_blob_created(event: func.EventGridEvent) -> None:
     except ValueError as exc:
         _dead_letter("on_blob_created", event, str(exc))
         return
-    runs = control_plane().on_blob_created(blob)
-    log.info("event %s (%s/%s): %s", event.id, blob.container, blob.name, [f"{r.id}:{r.state.value}" for r in runs])
+    # The event's id is the correlation id of the runs it starts: in their history, job tags, logs and events.
+    with telemetry.span("aztrain.blob_created", {"correlation_id": blob.id, "blob": f"{blob.container}/{blob.name}"}):
+        runs = control_plane().on_blob_created(blob)
+    if blob.time is not None:
+        telemetry.event_handled("blob_created", (datetime.now(UTC) - blob.time).total_seconds())
+    log.info(
+        "event %s (%s/%s): %s [correlation id %s]",
+        event.id,
+        blob.container,
+        blob.name,
+        [f"{r.id}:{r.state.value}" for r in runs],
+        blob.id,
+    )
 
 
 @bp.event_grid_trigger(arg_name="event")

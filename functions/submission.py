@@ -14,6 +14,7 @@ from urllib.parse import urlsplit
 import azure.functions as func
 
 from aztrain import api_models as api
+from aztrain import telemetry
 from aztrain.layout import new_run_id
 from aztrain.runs import Run, RunState
 from aztrain.service import ControlPlane
@@ -26,7 +27,11 @@ IDEMPOTENCY_KEY = Header(
     "Makes a retried submit safe: the same key returns the first answer and creates one run",
     r'^"?[\x21-\x7e]{1,255}"?$',
 )
-REQUEST_ID = Header("X-Request-Id", "Recorded as the run's cause (`http:<id>`)", r"^[\x21-\x7e]{1,128}$")
+REQUEST_ID = Header(
+    "X-Request-Id",
+    "Recorded as the run's cause (`http:<id>`) and, without a `traceparent`, its correlation id",
+    r"^[\x21-\x7e]{1,128}$",
+)
 LOCATION = Header("Location", "The new run (/api/runs/<id>), or a waiting job's window (/api/jobs/<name>/window)")
 REPLAYED = Header("Idempotent-Replayed", "true when this is the stored answer to an earlier request")
 #: Media types a manifest may be sent as (a missing Content-Type is fine too); the service reads YAML, a JSON superset.
@@ -61,12 +66,17 @@ def submit(req: func.HttpRequest, service: ControlPlane, *, force: bool) -> func
     """Submit the request's manifest: once per `Idempotency-Key`, when one is given."""
     manifest = _manifest(req, service.settings.max_manifest_bytes)
     key = _idempotency_key(req)
-    cause = f"http:{_request_id(req)}"
+    request_id = _request_id(req)
+    cause = f"http:{request_id}"
+    # One id follows the run everywhere: the caller's W3C trace id if it sent one, else its request id.
+    correlation = telemetry.trace_id_of(req.headers.get("traceparent")) or request_id
     path = urlsplit(req.url).path
     container = service.settings.runs_container
 
     def answer(run_id: str | None) -> Answer:
-        result = service.submit(manifest, trigger="http", cause=cause, source="http", force=force, run_id=run_id)
+        result = service.submit(
+            manifest, trigger="http", cause=cause, source="http", force=force, run_id=run_id, correlation=correlation
+        )
         run = result.run
         if run and run.state is RunState.REJECTED:
             return _rejected(run, path, container)

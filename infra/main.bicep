@@ -126,6 +126,16 @@ module aml 'modules/aml.bicep' = {
   }
 }
 
+// Outbound run events (docs/events.md): the app publishes to it with its identity.
+module topic 'modules/topic.bicep' = {
+  name: 'topic'
+  params: {
+    location: location
+    tags: tags
+    name: 'evgt-events-${token}'
+  }
+}
+
 module functionApp 'modules/functionapp.bicep' = {
   name: 'functionapp'
   params: {
@@ -153,6 +163,8 @@ module functionApp 'modules/functionapp.bicep' = {
       AZTRAIN_AML_COMPUTE_IDENTITY_ID: aml.outputs.trainingIdentityId // attach to clusters it creates
       // The gpu-small profile as deployed here, so the backend adopts this cluster instead of resizing it.
       AZTRAIN_COMPUTE_PROFILES: string({ 'gpu-small': union(gpuSmallProfile, gpuSmallGpus) })
+      // Outbound events: no key, so the managed identity (EventGrid Data Sender, rbac.bicep) signs them.
+      AZTRAIN_EVENTS_TOPIC_ENDPOINT: topic.outputs.endpoint
     }
   }
 }
@@ -180,6 +192,7 @@ module rbac 'modules/rbac.bicep' = {
   params: {
     storageAccountName: storage.outputs.name
     appInsightsName: monitoring.outputs.appInsightsName
+    eventsTopicName: topic.outputs.name
     workspaceName: aml.outputs.workspaceName
     trainingIdentityName: aml.outputs.trainingIdentityName
     functionPrincipalId: functionApp.outputs.principalId

@@ -115,6 +115,8 @@ class Supervisor:
         sub = self.submission
         prefix = sub.output_prefix
         streamer = LogStreamer(self.data, sub.output_container, prefix + "logs/driver.log", self.folder / "driver.log")
+        # The log's header: what links these lines to the run, its events and its request or upload.
+        streamer.write(f"aztrain: run {sub.run_id} job {sub.name} correlation id {sub.correlation}\n".encode())
         try:
             if (self.folder / "cancel").exists():
                 self.set_status("Canceled")

@@ -25,6 +25,7 @@ from aztrain.records import (
     JobRecord,
     JobSubmission,
     ModelVersion,
+    OutboundEvent,
     cluster_spec,
 )
 from aztrain.runs import Run, RunState, Transition
@@ -83,6 +84,16 @@ class InMemoryControlStore:
 
     def get_run(self, run_id: str) -> Run | None:
         return self._runs.get(run_id)
+
+    def save_outbox(self, run: Run) -> Run:
+        current = self._runs.get(run.id)
+        if current is None or current.etag != run.etag:
+            raise ConcurrencyError(f"run {run.id}")
+        stored = self._runs[run.id] = replace(current, outbox=run.outbox, etag=_etag())
+        return stored
+
+    def unpublished_runs(self) -> list[Run]:
+        return [r for r in sorted(self._runs.values(), key=lambda r: r.id) if r.outbox]
 
     def find_runs(
         self,
@@ -144,6 +155,19 @@ class InMemoryControlStore:
 
     def dead_letters(self) -> list[DeadLetter]:
         return sorted(self._dead_letters.values(), key=lambda d: (d.at, d.function, d.event_id))
+
+
+class RecordingEventSink:
+    """An `EventSink` that keeps what it is sent; `failing` makes it refuse, as a topic that is down."""
+
+    def __init__(self) -> None:
+        self.events: list[OutboundEvent] = []
+        self.failing = False
+
+    def publish(self, events: Sequence[OutboundEvent]) -> None:
+        if self.failing:
+            raise ConnectionError("topic unavailable")
+        self.events.extend(events)
 
 
 class InMemoryDataStore:

@@ -46,6 +46,7 @@ TABLES = ("jobs", "runs", "runhistory", "claims", "clusters", "arrivals", "model
 _ACTIVE = "active"  # the one partition of the `active` index: read whole, it holds only active runs
 _SAFE_KEY = re.compile(r"^[A-Za-z0-9._:@=-]{1,512}$")
 _BATCH = 100  # Table Storage's limit on operations in one transaction
+_OUTBOX_DETAIL = 1000  # characters of a transition's detail kept in the outbox (history keeps 16000)
 
 
 class TableControlStore:
@@ -154,6 +155,23 @@ class TableControlStore:
         read = _indexed_run_from_entity if table is self._active else _run_from_entity
         runs = sorted((read(e) for e in entities), key=lambda r: r.id)
         return runs[:limit] if limit is not None else runs
+
+    # -------------------------------------------------------------- outbox
+    def save_outbox(self, run: Run) -> Run:
+        if run.etag is None:
+            raise ValueError("save_outbox needs a run read from the store (it has no ETag)")
+        entity = {"PartitionKey": run.job, "RowKey": run.id, **_outbox_columns(run)}
+        try:
+            meta = self._runs.update_entity(
+                entity, mode=UpdateMode.MERGE, etag=run.etag, match_condition=MatchConditions.IfNotModified
+            )
+        except (ResourceModifiedError, ResourceNotFoundError):
+            raise ConcurrencyError(f"run {run.id}") from None
+        return replace(run, etag=str(meta["etag"]))
+
+    def unpublished_runs(self) -> list[Run]:
+        rows = self._runs.query_entities("Unpublished eq true")
+        return sorted((_run_from_entity(e) for e in rows), key=lambda r: r.id)
 
     def history(self, run_id: str) -> list[Transition]:
         rows = self._history.query_entities("PartitionKey eq @run", parameters={"run": run_id})
@@ -326,7 +344,15 @@ def _run_to_entity(run: Run) -> dict[str, Any]:
         "Metrics": json.dumps(run.metrics),
         "Seq": run.seq,
         "Last": json.dumps(run.last.to_json()) if run.last else "",
+        "Correlation": run.correlation,
+        **_outbox_columns(run),
     }
+
+
+def _outbox_columns(run: Run) -> dict[str, Any]:
+    # `Unpublished` makes the backstop a filtered query; details are cut so the column stays under 64 KiB.
+    staged = [{**t.to_json(), "detail": t.detail[:_OUTBOX_DETAIL]} for t in run.outbox]
+    return {"Outbox": json.dumps(staged), "Unpublished": bool(run.outbox)}
 
 
 def _run_from_entity(e: Any) -> Run:
@@ -349,6 +375,8 @@ def _run_from_entity(e: Any) -> Run:
         metrics=json.loads(e.get("Metrics") or "{}"),
         seq=int(e.get("Seq", 0)),
         last=Transition.from_json(json.loads(e["Last"])) if e.get("Last") else None,
+        correlation=e.get("Correlation") or e.get("Cause", ""),
+        outbox=tuple(Transition.from_json(t) for t in json.loads(e.get("Outbox") or "[]")),
         etag=e.metadata["etag"],
     )
 
@@ -404,6 +432,7 @@ def _cluster_to_entity(c: ClusterRecord) -> dict[str, Any]:
         "LastScaleAt": c.last_scale_at,
         "ZeroAt": c.zero_at,
         "SecondsToZero": c.seconds_to_zero,
+        "ZeroPublishedAt": c.zero_published_at,
     }
 
 
@@ -418,6 +447,7 @@ def _cluster_from_entity(e: Any) -> ClusterRecord:
         last_scale_at=_utc(e.get("LastScaleAt")),
         zero_at=_utc(e.get("ZeroAt")),
         seconds_to_zero=e.get("SecondsToZero"),
+        zero_published_at=_utc(e.get("ZeroPublishedAt")),
     )
 
 

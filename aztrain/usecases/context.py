@@ -8,7 +8,7 @@ from datetime import datetime
 from typing import TypeVar
 
 from aztrain.errors import ConcurrencyError, NotFound
-from aztrain.ports import ComputeBackend, ControlStore, DataStore
+from aztrain.ports import ComputeBackend, ControlStore, DataStore, EventSink
 from aztrain.runs import Run
 from aztrain.settings import Settings
 
@@ -27,6 +27,7 @@ class Context:
     data: DataStore
     backend: ComputeBackend
     now: Callable[[], datetime]
+    events: EventSink | None = None  # None: no topic configured, events are recorded and not sent
 
     def get_run(self, run_id: str) -> Run:
         """A run by id, or `NotFound`."""

@@ -24,7 +24,7 @@ from aztrain.manifest import JobManifest, parse_manifest, peek_name
 from aztrain.records import Arrival, JobRecord
 from aztrain.retrain import snapshot_of, watches
 from aztrain.runs import Run, RunState
-from aztrain.usecases import progress
+from aztrain.usecases import progress, publishing
 from aztrain.usecases.context import SAVE_ATTEMPTS, Context
 
 log = logging.getLogger(__name__)
@@ -104,13 +104,19 @@ def submit(
     source: str,
     force: bool = False,
     run_id: str | None = None,
+    correlation: str = "",
 ) -> Submitted:
-    """Accept a manifest and start a run of it (see the module docstring for the rules)."""
+    """Accept a manifest and start a run of it (see the module docstring for the rules).
+
+    `correlation` (default: `cause`) follows the run into its job's tags, its log and its events.
+    """
     try:
         manifest = parse_manifest(manifest_text, source=source, max_bytes=ctx.settings.max_manifest_bytes)
         ctx.backend.cluster_for(manifest.compute)
     except ManifestError as exc:
-        return _reject(ctx, exc, manifest_text, trigger=trigger, cause=cause, source=source, run_id=run_id)
+        return _reject(
+            ctx, exc, manifest_text, trigger=trigger, cause=cause, source=source, run_id=run_id, correlation=correlation
+        )
     run_id = run_id or new_run_id(ctx.now())
     existing = ctx.store.get_run(run_id)
     if existing:  # a redelivered event that already made its run
@@ -146,6 +152,7 @@ def submit(
         at=ctx.now(),
         trigger=trigger,
         cause=cause,
+        correlation=correlation,
         source=source,
         spec=manifest,
         manifest_hash=manifest.content_hash,
@@ -206,7 +213,15 @@ def _on_data_blob(ctx: Context, event: BlobEvent) -> None:
 
 
 def _reject(
-    ctx: Context, exc: ManifestError, text: str | bytes, *, trigger: str, cause: str, source: str, run_id: str | None
+    ctx: Context,
+    exc: ManifestError,
+    text: str | bytes,
+    *,
+    trigger: str,
+    cause: str,
+    source: str,
+    run_id: str | None,
+    correlation: str,
 ) -> Submitted:
     log.warning("rejected manifest from %s: %s", source, exc)
     run = Run.create(
@@ -216,11 +231,12 @@ def _reject(
         at=ctx.now(),
         trigger=trigger,
         cause=cause,
+        correlation=correlation,
         source=source,
         error=str(exc),
     )
     try:
-        return Submitted(ctx.store.add_run(run), created=True)
+        return Submitted(publishing.drain(ctx, ctx.store.add_run(run)), created=True)
     except ConcurrencyError:  # redelivered: the rejection is already recorded
         return Submitted(ctx.store.get_run(run.id) or run, created=False, reason="already processed")
 

@@ -18,7 +18,7 @@ from aztrain.layout import backend_job_name, run_id_of, run_output_prefix, snaps
 from aztrain.records import ClusterSpec, JobObservation, JobPhase, JobSubmission
 from aztrain.retrain import Snapshot, covered, snapshot_of
 from aztrain.runs import ACTIVE_STATES, Run, RunState, can_transition, state_for_phase
-from aztrain.usecases import capacity, registry
+from aztrain.usecases import capacity, publishing, registry
 from aztrain.usecases.context import Context, read_decide_write
 
 log = logging.getLogger(__name__)
@@ -73,13 +73,16 @@ def cancel(ctx: Context, run_id: str, *, cause: str) -> Run:
 
 
 def update_run(ctx: Context, run_id: str, decide: Callable[[Run], Run | None], *, held: Run | None = None) -> Run:
-    """`read_decide_write` on one run; an applied move on a cluster also updates the cluster's record."""
+    """`read_decide_write` on one run; an applied move on a cluster also updates the cluster's record.
+
+    Then the run's staged events are published (`publishing.drain`).
+    """
     saved, wrote = read_decide_write(
         lambda: ctx.get_run(run_id), decide, ctx.store.save_run, what=f"run {run_id}", held=held
     )
     if wrote and saved.cluster and saved.last and saved.last.applied:
         capacity.sync_cluster(ctx, saved)
-    return saved
+    return publishing.drain(ctx, saved)  # the reconciler drains what this cannot (`publishing.drain_pending`)
 
 
 def submission_for(run: Run, spec: ClusterSpec, *, runs_container: str, attempt: int) -> JobSubmission:
@@ -100,6 +103,7 @@ def submission_for(run: Run, spec: ClusterSpec, *, runs_container: str, attempt:
         max_runtime_seconds=manifest.compute.max_runtime,
         snapshot_id=run.snapshot_id,
         manifest_hash=run.manifest_hash,
+        correlation=run.correlation,
     )
 
 

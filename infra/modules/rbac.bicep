@@ -2,6 +2,7 @@
 
 param storageAccountName string
 param appInsightsName string
+param eventsTopicName string
 param workspaceName string
 param trainingIdentityName string
 
@@ -35,6 +36,7 @@ var roles = {
   azureMLDataScientist: 'f6c7c914-8db3-469d-8ca1-694a8f32e121'
   azureMLComputeOperator: 'e503ece1-11d0-4e8e-8e2c-7a6c3bf38815'
   managedIdentityOperator: 'f1a07417-d97a-45cb-824c-7a7467783830'
+  eventGridDataSender: 'd5a91429-5739-47e2-a06b-3470a27159e7'
 }
 
 resource storage 'Microsoft.Storage/storageAccounts@2023-05-01' existing = {
@@ -70,6 +72,10 @@ resource dataContainerRefs 'Microsoft.Storage/storageAccounts/blobServices/conta
 
 resource appInsights 'Microsoft.Insights/components@2020-02-02' existing = {
   name: appInsightsName
+}
+
+resource eventsTopic 'Microsoft.EventGrid/topics@2022-06-15' existing = {
+  name: eventsTopicName
 }
 
 resource workspace 'Microsoft.MachineLearningServices/workspaces@2024-04-01' existing = {
@@ -124,6 +130,17 @@ resource functionTelemetry 'Microsoft.Authorization/roleAssignments@2022-04-01' 
   scope: appInsights
   properties: {
     roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.monitoringMetricsPublisher)
+    principalId: functionPrincipalId
+    principalType: 'ServicePrincipal'
+  }
+}
+
+// Publish outbound run events to the custom topic (it has local auth disabled: no key exists).
+resource functionEvents 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  name: guid(eventsTopic.id, functionPrincipalId, roles.eventGridDataSender)
+  scope: eventsTopic
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.eventGridDataSender)
     principalId: functionPrincipalId
     principalType: 'ServicePrincipal'
   }
