@@ -14,7 +14,7 @@ from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
-from playwright.sync_api import Browser, ConsoleMessage, Page, sync_playwright
+from playwright.sync_api import Browser, ConsoleMessage, Page, expect, sync_playwright
 
 from tests.e2e import conftest as e2e
 from tests.e2e.conftest import Stack
@@ -25,6 +25,10 @@ KEY = "browser-test-key"
 SCREENSHOTS_ENV = "AZTRAIN_SCREENSHOTS"
 
 stack = e2e.stack  # the running local stack, started as the e2e tests start theirs
+
+# A dev host sharing two busy cores with its training jobs can take seconds to answer: wait, don't flake.
+WAIT_MS = 20_000
+expect.set_options(timeout=WAIT_MS)
 
 
 @dataclass
@@ -78,6 +82,7 @@ def shots(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def dashboard(browser: Browser, stack: Stack, shots: Path) -> Iterator[Dashboard]:
     context = browser.new_context(viewport={"width": 1280, "height": 900}, color_scheme="light")
     page = context.new_page()
+    page.set_default_timeout(WAIT_MS)
     board = Dashboard(page=page, url=stack.url, shots=shots)
 
     def console(message: ConsoleMessage) -> None:
