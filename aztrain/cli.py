@@ -32,7 +32,7 @@ def configure_logging(level: int) -> None:
     logging.getLogger("azure").setLevel(logging.WARNING)  # the SDKs log every HTTP request at INFO
 
 
-@app.command(epilog=examples("aztrain dev", "aztrain dev --port 7080 --azurite-port 10020"))
+@app.command(epilog=examples("aztrain dev", "aztrain dev --port 7080 --azurite-port 10020 --topic-port 7090"))
 def dev(
     port: Annotated[int, typer.Option(help="Port of the Functions dev host (the API).")] = 7071,
     azurite_port: Annotated[int, typer.Option(help="Azurite blob port; queue and table use the next two.")] = 10000,
@@ -40,6 +40,9 @@ def dev(
         Path, typer.Option(help="Folder for Azurite's data and the local cluster's job folders.")
     ] = Path(".aztrain/dev"),
     timer_interval: Annotated[float, typer.Option(help="Seconds between reconciler runs.")] = 2.0,
+    topic_port: Annotated[
+        int, typer.Option(help="Port of the local Event Grid topic for run events (`aztrain events tail --topic`).")
+    ] = urlsplit(LOCAL_EVENTS_TOPIC).port or 0,
 ) -> None:
     """Run Azurite + the Functions dev host (HTTP, Event Grid webhooks, timers, blob → BlobCreated)."""
     from devhost.localstack import LocalStack  # dev-only (not deployed), so imported here alone
@@ -51,7 +54,7 @@ def dev(
         port=port,
         azurite_port=azurite_port,
         timer_interval=timer_interval,
-        topic_port=urlsplit(LOCAL_EVENTS_TOPIC).port or 0,  # where `aztrain events tail` looks
+        topic_port=topic_port,
     ) as stack:
         print(f"aztrain dev host on {stack.url} (Azurite on 127.0.0.1:{azurite_port}); Ctrl-C to stop", flush=True)
         stack.serve_forever()
