@@ -14,6 +14,8 @@ Points (the name says where the crash falls):
 - `capacity.before-scale-down`: the last active run ended; the cluster is not yet told.
 - `capacity.after-scale-down`: the cluster was told to go to zero; its record is not yet written.
 - `retraining.after-window-claim`: a data window named its run; the run is not created yet.
+- `publishing.before-publish`: a transition is recorded with its events staged; none is sent yet.
+- `publishing.after-publish`: the events are sent; the run's outbox does not say so yet.
 """
 
 from __future__ import annotations
@@ -29,6 +31,8 @@ POINTS = (
     "capacity.before-scale-down",
     "capacity.after-scale-down",
     "retraining.after-window-claim",
+    "publishing.before-publish",
+    "publishing.after-publish",
 )
 
 _hook: Callable[[str], None] | None = None

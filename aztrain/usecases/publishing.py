@@ -19,7 +19,7 @@ from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
-from aztrain import telemetry
+from aztrain import faults, telemetry
 from aztrain.errors import ConcurrencyError
 from aztrain.records import ClusterRecord, ModelVersion, OutboundEvent
 from aztrain.runs import Run, RunState, Transition
@@ -38,12 +38,14 @@ def drain(ctx: Context, run: Run) -> Run:
         return run
     upto = run.outbox[-1].seq
     events = run_events(ctx, run)
+    faults.checkpoint("publishing.before-publish")
     if ctx.events is not None:
         try:
             ctx.events.publish(events)
         except Exception as exc:  # any failure of the topic: the transition stands, the events wait
             log.warning("run %s: %d event(s) not published yet: %s", run.id, len(run.outbox), exc)
             return run
+    faults.checkpoint("publishing.after-publish")
 
     def published(current: Run) -> Run | None:
         remaining = tuple(t for t in current.outbox if t.seq > upto)

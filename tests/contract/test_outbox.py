@@ -4,11 +4,11 @@ from dataclasses import replace
 
 import pytest
 
+from aztrain import faults
 from aztrain.adapters.memory import RecordingEventSink
 from aztrain.records import JobPhase
 from aztrain.runs import RunState
 from aztrain.service import BlobEvent, ControlPlane
-from aztrain.usecases import publishing
 from tests.contract.conftest import drive
 
 MANIFEST = b"""
@@ -86,19 +86,35 @@ def test_with_the_topic_down_transitions_record_and_every_event_is_sent_once_it_
     assert len(sink.events) == len(COMPLETED_SEQUENCE)
 
 
-def test_a_crash_between_the_transition_and_the_publish_loses_nothing(plane, sink, monkeypatch):
-    def crash(ctx, run):
-        raise RuntimeError("injected: the process died after the write, before the publish")
+def _crash_at(where: str):
+    def hook(point: str) -> None:
+        if point == where:
+            raise faults.InjectedFault(point)
 
-    with monkeypatch.context() as patched:
-        patched.setattr(publishing, "drain", crash)
-        with pytest.raises(RuntimeError, match="injected"):
-            plane.on_blob_created(BlobEvent(id="evt-1", container="jobs", name="manifests/digits.yaml"))
+    return faults.injected(hook)
+
+
+def test_a_crash_between_the_transition_and_the_publish_loses_nothing(plane, sink):
+    with _crash_at("publishing.before-publish"), pytest.raises(faults.InjectedFault):
+        plane.on_blob_created(BlobEvent(id="evt-1", container="jobs", name="manifests/digits.yaml"))
     assert sink.events == []
     (run,) = plane.store.unpublished_runs()
-    assert run.state is RunState.PROVISIONING  # recorded, with its events staged
-    plane.reconcile()  # the backstop, in a process that did not crash
-    assert [e.type for e in sink.events][:2] == ["aztrain.run.accepted", "aztrain.run.provisioning"]
+    assert run.state is RunState.PROVISIONING and len(run.outbox) == 2  # recorded, with their events staged
+    plane.data.write("runs", f"digits/{run.id}/outputs/metrics.json", b"{}")
+    drive(plane)  # the reconciler, in a process that did not crash
+    assert [e.type for e in sink.events] == COMPLETED_SEQUENCE
+
+
+def test_a_crash_after_the_publish_sends_again_under_the_same_ids_and_clears_once(plane, sink):
+    with _crash_at("publishing.after-publish"), pytest.raises(faults.InjectedFault):
+        plane.on_blob_created(BlobEvent(id="evt-1", container="jobs", name="manifests/digits.yaml"))
+    (run,) = plane.store.unpublished_runs()
+    plane.reconcile()
+    ids = [e.id for e in sink.events]
+    first = [f"{run.id}:1", f"{run.id}:2"]  # ACCEPTED and PROVISIONING, sent before the crash
+    assert ids[:4] == first + first  # and again: at least once, under the same ids, for subscribers to dedupe
+    assert sorted(set(ids)) == sorted(f"{run.id}:{seq}" for seq in range(1, plane.get_run(run.id).seq + 1))
+    assert plane.store.unpublished_runs() == []
 
 
 def test_without_a_topic_events_are_recorded_and_not_sent(plane):
