@@ -34,7 +34,10 @@
     }
 
     const [x0, x1] = extent(points.map(([x]) => x));
-    const [y0, y1] = extent(points.map(([, y]) => y), yRange);
+    const [y0, y1] = extent(
+      points.map(([, y]) => y),
+      yRange,
+    );
     const sx = (x) => PAD.left + ((x - x0) / (x1 - x0)) * (WIDTH - PAD.left - PAD.right);
     const sy = (y) => HEIGHT - PAD.bottom - ((y - y0) / (y1 - y0)) * (HEIGHT - PAD.top - PAD.bottom);
     const bottom = HEIGHT - PAD.bottom;
@@ -44,7 +47,9 @@
       { viewBox: `0 0 ${WIDTH} ${HEIGHT}`, role: "img", "aria-label": `${title}: ${points.length} points` },
       svg("line", { class: "axis", x1: PAD.left, y1: PAD.top, x2: PAD.left, y2: bottom }),
       svg("line", { class: "axis", x1: PAD.left, y1: bottom, x2: WIDTH - PAD.right, y2: bottom }),
-      [y0, y1].map((y) => svg("text", { class: "tick", x: PAD.left - 6, y: sy(y) + 4, "text-anchor": "end" }, label(y))),
+      [y0, y1].map((y) =>
+        svg("text", { class: "tick", x: PAD.left - 6, y: sy(y) + 4, "text-anchor": "end" }, label(y)),
+      ),
       [x0, x1].map((x) => svg("text", { class: "tick", x: sx(x), y: bottom + 16, "text-anchor": "middle" }, label(x))),
       svg("text", { class: "tick", x: (WIDTH + PAD.left) / 2, y: HEIGHT - 4, "text-anchor": "middle" }, xLabel),
       series.map((s, index) =>
@@ -53,14 +58,24 @@
           { class: `series series-${index}` },
           svg("polyline", { points: s.points.map(([x, y]) => `${sx(x)},${sy(y)}`).join(" ") }),
           s.points.map(([x, y]) =>
-            svg("circle", { class: "point", cx: sx(x), cy: sy(y), r: 3.5 }, svg("title", {}, `${s.name} ${xLabel} ${label(x)}: ${label(y)}`)),
+            svg(
+              "circle",
+              { class: "point", cx: sx(x), cy: sy(y), r: 3.5 },
+              svg("title", {}, `${s.name} ${xLabel} ${label(x)}: ${label(y)}`),
+            ),
           ),
         ),
       ),
     );
     figure.append(plot);
     if (series.length > 1) {
-      figure.append(h("ul", { class: "legend" }, series.map((s, i) => h("li", { class: `series-${i}` }, s.name))));
+      figure.append(
+        h(
+          "ul",
+          { class: "legend" },
+          series.map((s, i) => h("li", { class: `series-${i}` }, s.name)),
+        ),
+      );
     }
     return figure;
   }

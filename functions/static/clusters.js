@@ -24,7 +24,14 @@
   }
 
   window.AzTrain.views.clusters = (root) => {
-    const list = table("Desired and observed nodes of each cluster", ["Cluster", "Backend", "Nodes", "Active runs", "Last scale action", "Time to zero"]);
+    const list = table("Desired and observed nodes of each cluster", [
+      "Cluster",
+      "Backend",
+      "Nodes",
+      "Active runs",
+      "Last scale action",
+      "Time to zero",
+    ]);
     root.append(h("h1", {}, "Clusters"), list.element);
     return poll(async () => {
       const { clusters } = await api.get("clusters");

@@ -160,7 +160,15 @@ window.AzTrain = (() => {
         "table",
         {},
         h("caption", {}, caption),
-        h("thead", {}, h("tr", {}, headings.map((heading) => h("th", { scope: "col" }, heading)))),
+        h(
+          "thead",
+          {},
+          h(
+            "tr",
+            {},
+            headings.map((heading) => h("th", { scope: "col" }, heading)),
+          ),
+        ),
         body,
       ),
     );
@@ -186,8 +194,22 @@ window.AzTrain = (() => {
   }
 
   return {
-    h, svg, route, seconds, since, time, number, runDuration, badge,
-    api, ApiError, problem, poll, table, num, emptyRow,
+    h,
+    svg,
+    route,
+    seconds,
+    since,
+    time,
+    number,
+    runDuration,
+    badge,
+    api,
+    ApiError,
+    problem,
+    poll,
+    table,
+    num,
+    emptyRow,
     views: {},
   };
 })();

@@ -3,7 +3,8 @@
 "use strict";
 
 (() => {
-  const { h, route, api, poll, seconds, since, time, number, badge, runDuration, table, num, emptyRow } = window.AzTrain;
+  const { h, route, api, poll, seconds, since, time, number, badge, runDuration, table, num, emptyRow } =
+    window.AzTrain;
   const REFRESH_MS = 3000;
   const LAST_RUNS = 5;
 
@@ -101,7 +102,9 @@
     return poll(async () => {
       const { jobs } = await api.get("jobs");
       const rendered = await Promise.all(jobs.map(card));
-      cards.replaceChildren(...(rendered.length ? rendered : [h("p", { class: "empty" }, "No jobs yet: drop a manifest.")]));
+      cards.replaceChildren(
+        ...(rendered.length ? rendered : [h("p", { class: "empty" }, "No jobs yet: drop a manifest.")]),
+      );
     }, REFRESH_MS);
   };
 })();

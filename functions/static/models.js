@@ -12,7 +12,11 @@
       ...versions.map((v) =>
         list.row(
           { class: v.version === chosen ? "chosen" : null, "data-version": v.version },
-          h("a", { href: route("models", name, v.version), "aria-current": v.version === chosen ? "true" : null }, `v${v.version}`),
+          h(
+            "a",
+            { href: route("models", name, v.version), "aria-current": v.version === chosen ? "true" : null },
+            `v${v.version}`,
+          ),
           h("a", { href: route("runs", v.run_id) }, v.run_id),
           num(number(v.metrics.accuracy)),
           num(number(v.metrics.loss)),
@@ -20,7 +24,11 @@
           h(
             "td",
             {},
-            v.version === current ? h("span", { class: "badge current" }, "★ current") : v.promoted ? "promoted" : "not promoted",
+            v.version === current
+              ? h("span", { class: "badge current" }, "★ current")
+              : v.promoted
+                ? "promoted"
+                : "not promoted",
             v.gate ? h("span", { class: "muted" }, ` (${v.gate})`) : "",
           ),
         ),
@@ -31,7 +39,12 @@
 
   function comparison(versions) {
     const series = (metric) => [
-      { name: metric, points: versions.filter((v) => typeof v.metrics[metric] === "number").map((v) => [v.version, v.metrics[metric]]) },
+      {
+        name: metric,
+        points: versions
+          .filter((v) => typeof v.metrics[metric] === "number")
+          .map((v) => [v.version, v.metrics[metric]]),
+      },
     ];
     const empty = "No version has this metric.";
     return h(
@@ -60,8 +73,22 @@
         "ol",
         { class: "chain" },
         h("li", {}, "Model ", h("strong", {}, `${model.name} v${model.version}`), " ", h("code", {}, model.artifact)),
-        h("li", {}, "Run ", h("a", { href: route("runs", run.id) }, run.id), " ", badge(run.state), ` (${run.trigger})`),
-        h("li", {}, "Snapshot ", h("code", {}, snapshot.id), ` of ${snapshot.container}/${snapshot.prefix}: ${snapshot.blobs.length} blob(s)`),
+        h(
+          "li",
+          {},
+          "Run ",
+          h("a", { href: route("runs", run.id) }, run.id),
+          " ",
+          badge(run.state),
+          ` (${run.trigger})`,
+        ),
+        h(
+          "li",
+          {},
+          "Snapshot ",
+          h("code", {}, snapshot.id),
+          ` of ${snapshot.container}/${snapshot.prefix}: ${snapshot.blobs.length} blob(s)`,
+        ),
       ),
       blobs.element,
     );
@@ -91,7 +118,9 @@
                 "article",
                 { class: "card", "data-model": model },
                 h("h2", {}, h("a", { href: route("models", model) }, model)),
-                versions.length ? [versionsTable(model, versions, current, name === model ? chosen : null), comparison(versions)] : h("p", { class: "empty" }, "No versions."),
+                versions.length
+                  ? [versionsTable(model, versions, current, name === model ? chosen : null), comparison(versions)]
+                  : h("p", { class: "empty" }, "No versions."),
               );
             })
           : [h("p", { class: "empty" }, "No model registered yet: a completed run registers one.")]),

@@ -3,7 +3,8 @@
 "use strict";
 
 (() => {
-  const { h, route, api, ApiError, poll, seconds, since, time, number, badge, runDuration, table, lineChart } = window.AzTrain;
+  const { h, route, api, ApiError, poll, seconds, since, time, number, badge, runDuration, table, lineChart } =
+    window.AzTrain;
   const REFRESH_MS = 1500;
   const FIRST_LOG_LINES = 200;
   const LOG_KEEP_CHARS = 200_000; // what the page holds of a long log: its end
@@ -51,7 +52,13 @@
 
   function history(run) {
     const rows = table("Every transition, including the ones the state machine refused", [
-      "#", "From", "To", "Applied", "Cause", "At", "Detail",
+      "#",
+      "From",
+      "To",
+      "Applied",
+      "Cause",
+      "At",
+      "Detail",
     ]);
     rows.body.append(
       ...run.history.map((t) =>
@@ -74,17 +81,28 @@
       ["Attempt", run.attempt],
     ];
     if (run.error) entries.push(["Error", h("span", { class: "error" }, run.error)]);
-    return h("dl", { class: "facts" }, entries.flatMap(([term, value]) => [h("dt", {}, term), h("dd", {}, value)]));
+    return h(
+      "dl",
+      { class: "facts" },
+      entries.flatMap(([term, value]) => [h("dt", {}, term), h("dd", {}, value)]),
+    );
   }
 
   function charts({ epochs, final }) {
-    const series = (metric) => [{ name: metric, points: epochs.filter((e) => typeof e[metric] === "number").map((e) => [e.epoch, e[metric]]) }];
+    const series = (metric) => [
+      { name: metric, points: epochs.filter((e) => typeof e[metric] === "number").map((e) => [e.epoch, e[metric]]) },
+    ];
     const last = epochs[epochs.length - 1];
     return [
       h(
         "div",
         { class: "charts" },
-        lineChart({ title: "Loss per epoch", series: series("loss"), xLabel: "epoch", empty: "No epoch finished yet." }),
+        lineChart({
+          title: "Loss per epoch",
+          series: series("loss"),
+          xLabel: "epoch",
+          empty: "No epoch finished yet.",
+        }),
         lineChart({
           title: "Accuracy per epoch",
           series: series("accuracy"),
@@ -131,7 +149,11 @@
         {},
         versions.length
           ? versions.map((v) =>
-              h("a", { href: route("models", v.name, v.version) }, `${v.name} v${v.version}${v.promoted ? " (promoted)" : ""}`),
+              h(
+                "a",
+                { href: route("models", v.name, v.version) },
+                `${v.name} v${v.version}${v.promoted ? " (promoted)" : ""}`,
+              ),
             )
           : run.terminal
             ? "none registered"
@@ -220,7 +242,9 @@
       const cancellable = !run.terminal && run.state !== "CANCEL_REQUESTED";
       actions.replaceChildren(
         badge(run.state),
-        cancellable ? h("button", { type: "button", class: "danger", onclick: () => cancelDialog(run, cancel) }, "Cancel run…") : "",
+        cancellable
+          ? h("button", { type: "button", class: "danger", onclick: () => cancelDialog(run, cancel) }, "Cancel run…")
+          : "",
       );
     }
 

@@ -4,8 +4,16 @@
 (() => {
   const { h, route, api, poll, problem, table, num, emptyRow, badge, runDuration, number, time } = window.AzTrain;
   const STATES = [
-    "ACCEPTED", "PROVISIONING", "SUBMITTED", "QUEUED", "RUNNING", "CANCEL_REQUESTED",
-    "COMPLETED", "FAILED", "CANCELED", "REJECTED",
+    "ACCEPTED",
+    "PROVISIONING",
+    "SUBMITTED",
+    "QUEUED",
+    "RUNNING",
+    "CANCEL_REQUESTED",
+    "COMPLETED",
+    "FAILED",
+    "CANCELED",
+    "REJECTED",
   ];
   const REFRESH_MS = 2000;
 
@@ -26,13 +34,7 @@
     const filters = { job: params.get("job") || "", state: params.get("state") || "" };
     const runs = table("Runs, newest first", ["Run", "Job", "State", "Trigger", "Created", "Duration", "Accuracy"]);
     const jobs = select("job", "Job", [["", "all jobs"]], filters.job, changed);
-    const states = select(
-      "state",
-      "State",
-      [["", "all states"], ...STATES.map((s) => [s, s])],
-      filters.state,
-      changed,
-    );
+    const states = select("state", "State", [["", "all states"], ...STATES.map((s) => [s, s])], filters.state, changed);
     root.append(h("h1", {}, "Runs"), h("form", { class: "filters", role: "search" }, jobs, states), runs.element);
 
     function changed(event) {

@@ -16,15 +16,12 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 from playwright.sync_api import Browser, ConsoleMessage, Page, expect, sync_playwright
 
-from tests.e2e import conftest as e2e
-from tests.e2e.conftest import Stack
+from tests.e2e.conftest import Stack, running_stack
 
 CHROMIUM = Path("/usr/bin/chromium")
 KEY = "browser-test-key"
 #: Where screenshots go: docs/img when refreshing the README's (`make screenshots`), else a temporary folder.
 SCREENSHOTS_ENV = "AZTRAIN_SCREENSHOTS"
-
-stack = e2e.stack  # the running local stack, started as the e2e tests start theirs
 
 # A dev host sharing two busy cores with its training jobs can take seconds to answer: wait, don't flake.
 WAIT_MS = 20_000
@@ -57,6 +54,13 @@ class Dashboard:
             self.page.set_viewport_size({"width": width, "height": 900})
             self.screenshot(name)
         self.page.set_viewport_size({"width": 1280, "height": 900})
+
+
+@pytest.fixture(scope="package")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    """The local stack as the e2e tests run it, stopped after these tests (one `aztrain dev` at a time)."""
+    with running_stack(tmp_path_factory.mktemp("browser-stack")) as started:
+        yield started
 
 
 @pytest.fixture(scope="session")

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -51,7 +52,13 @@ def wait_for(condition: Callable[[], Any], *, timeout: float, what: str, interva
 
 @pytest.fixture(scope="session")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    state_dir = tmp_path_factory.mktemp("stack")
+    with running_stack(tmp_path_factory.mktemp("stack")) as started:
+        yield started
+
+
+@contextmanager
+def running_stack(state_dir: Path) -> Iterator[Stack]:
+    """`aztrain dev` on free ports with its state in `state_dir`, healthy; stopped on exit."""
     azurite_port, host_port = free_port_block(), free_port_block(1)
     log = state_dir / "devhost.log"
     env = {
