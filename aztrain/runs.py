@@ -125,6 +125,33 @@ class Transition:
 
 
 @dataclass(frozen=True)
+class Staged:
+    """An applied transition in the run's outbox, with the run's fields as the transition left them.
+
+    So an event published late (after an outage) says what was true then, not what is true now.
+    """
+
+    transition: Transition
+    attempt: int
+    backend_job_id: str
+    snapshot_id: str
+    cluster: str
+
+    @classmethod
+    def of(cls, run: Run, transition: Transition) -> Staged:
+        return cls(transition, run.attempt, run.backend_job_id, run.snapshot_id, run.cluster)
+
+    def to_json(self, *, max_detail: int) -> dict[str, Any]:
+        step = {**self.transition.to_json(), "detail": self.transition.detail[:max_detail]}
+        fields = {"attempt": self.attempt, "backend_job_id": self.backend_job_id, "snapshot_id": self.snapshot_id}
+        return {**step, **fields, "cluster": self.cluster}
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> Staged:
+        return cls(Transition.from_json(d), int(d["attempt"]), d["backend_job_id"], d["snapshot_id"], d["cluster"])
+
+
+@dataclass(frozen=True)
 class Run:
     """One execution of a job. Stored in the `runs` table (PartitionKey=job, RowKey=id)."""
 
@@ -148,14 +175,14 @@ class Run:
     seq: int = 0
     last: Transition | None = None
     #: The outbox: applied transitions not yet published, written in the same conditional write as each one.
-    outbox: tuple[Transition, ...] = ()
+    outbox: tuple[Staged, ...] = ()
     etag: str | None = None  # set by the store; None means "not stored yet"
 
     @classmethod
     def create(cls, *, job: str, state: RunState, at: datetime, trigger: str, cause: str, **fields: Any) -> Run:
         """A new run whose history starts with its creation."""
         first = Transition(seq=1, from_state=None, to_state=state, cause=cause, at=at, detail=fields.get("error", ""))
-        return cls(
+        run = cls(
             id=fields.pop("id", None) or new_run_id(at),
             job=job,
             state=state,
@@ -166,9 +193,9 @@ class Run:
             correlation=fields.pop("correlation", None) or cause,
             seq=1,
             last=first,
-            outbox=(first,),
             **fields,
         )
+        return replace(run, outbox=(Staged.of(run, first),))
 
     @property
     def is_terminal(self) -> bool:
@@ -195,5 +222,5 @@ class Run:
         )
         if not allowed:
             return replace(self, seq=step.seq, last=step, updated_at=at)
-        outbox = (*self.outbox, step)
-        return replace(self, state=target, seq=step.seq, last=step, outbox=outbox, updated_at=at, **changes)
+        moved = replace(self, state=target, seq=step.seq, last=step, updated_at=at, **changes)
+        return replace(moved, outbox=(*self.outbox, Staged.of(moved, step)))

@@ -40,7 +40,7 @@ from azure.data.tables import TableClient, TableServiceClient, UpdateMode
 from aztrain.errors import ConcurrencyError
 from aztrain.manifest import JobManifest
 from aztrain.records import Arrival, ClusterRecord, DeadLetter, JobRecord, ModelVersion
-from aztrain.runs import ACTIVE_STATES, Run, RunState, Transition
+from aztrain.runs import ACTIVE_STATES, Run, RunState, Staged, Transition
 
 TABLES = ("jobs", "runs", "runhistory", "claims", "clusters", "arrivals", "models", "deadletters", "active")
 _ACTIVE = "active"  # the one partition of the `active` index: read whole, it holds only active runs
@@ -351,7 +351,7 @@ def _run_to_entity(run: Run) -> dict[str, Any]:
 
 def _outbox_columns(run: Run) -> dict[str, Any]:
     # `Unpublished` makes the backstop a filtered query; details are cut so the column stays under 64 KiB.
-    staged = [{**t.to_json(), "detail": t.detail[:_OUTBOX_DETAIL]} for t in run.outbox]
+    staged = [s.to_json(max_detail=_OUTBOX_DETAIL) for s in run.outbox]
     return {"Outbox": json.dumps(staged), "Unpublished": bool(run.outbox)}
 
 
@@ -376,7 +376,7 @@ def _run_from_entity(e: Any) -> Run:
         seq=int(e.get("Seq", 0)),
         last=Transition.from_json(json.loads(e["Last"])) if e.get("Last") else None,
         correlation=e.get("Correlation") or e.get("Cause", ""),
-        outbox=tuple(Transition.from_json(t) for t in json.loads(e.get("Outbox") or "[]")),
+        outbox=tuple(Staged.from_json(s) for s in json.loads(e.get("Outbox") or "[]")),
         etag=e.metadata["etag"],
     )
 

@@ -22,7 +22,7 @@ from typing import Any
 from aztrain import faults, telemetry
 from aztrain.errors import ConcurrencyError
 from aztrain.records import ClusterRecord, ModelVersion, OutboundEvent
-from aztrain.runs import Run, RunState, Transition
+from aztrain.runs import Run, RunState, Staged, Transition
 from aztrain.usecases.context import Context, read_decide_write
 
 log = logging.getLogger(__name__)
@@ -36,7 +36,7 @@ def drain(ctx: Context, run: Run) -> Run:
     """Publish the run's staged events and clear them; if the topic fails they stay for the reconciler."""
     if not run.outbox:
         return run
-    upto = run.outbox[-1].seq
+    upto = run.outbox[-1].transition.seq
     events = run_events(ctx, run)
     faults.checkpoint("publishing.before-publish")
     if ctx.events is not None:
@@ -48,7 +48,7 @@ def drain(ctx: Context, run: Run) -> Run:
     faults.checkpoint("publishing.after-publish")
 
     def published(current: Run) -> Run | None:
-        remaining = tuple(t for t in current.outbox if t.seq > upto)
+        remaining = tuple(s for s in current.outbox if s.transition.seq > upto)
         return None if remaining == current.outbox else replace(current, outbox=remaining)
 
     try:
@@ -101,11 +101,14 @@ def _measure(run: Run, events: list[OutboundEvent]) -> None:
 
 def run_events(ctx: Context, run: Run) -> list[OutboundEvent]:
     """The events of a run's staged transitions, in order (the documented types, docs/events.md)."""
-    timings = {t.to_state.value.lower(): t.at for t in ctx.store.history(run.id) if t.applied}
+    # The staged rows too: the history row of the latest may not be written yet (it follows the run's).
+    steps = {t.seq: t for t in ctx.store.history(run.id) if t.applied}
+    steps |= {s.transition.seq: s.transition for s in run.outbox}
     events: list[OutboundEvent] = []
-    for t in run.outbox:
-        timings.setdefault(t.to_state.value.lower(), t.at)  # its history row may not be written yet
-        data = _run_data(run, t, timings)
+    for staged in run.outbox:
+        t = staged.transition
+        timings = {steps[seq].to_state.value.lower(): steps[seq].at for seq in sorted(steps) if seq <= t.seq}
+        data = _run_data(run, staged, timings)
         if t.from_state is None and run.trigger == "data":
             events.append(_event(ctx, run, t, "window.fired", data, suffix="window.fired"))
         events.append(_event(ctx, run, t, _run_type(t), data))
@@ -141,23 +144,24 @@ def _run_type(t: Transition) -> str:
     return "run." + t.to_state.value.lower()
 
 
-def _run_data(run: Run, t: Transition, timings: dict[str, datetime]) -> dict[str, Any]:
+def _run_data(run: Run, staged: Staged, timings: dict[str, datetime]) -> dict[str, Any]:
+    t = staged.transition
     return {
         "run_id": run.id,
         "job": run.job,
         "state": t.to_state.value,
         "from_state": t.from_state.value if t.from_state else None,
         "seq": t.seq,
-        "attempt": run.attempt,
-        "backend_job_id": run.backend_job_id,
-        "snapshot_id": run.snapshot_id,
-        "cluster": run.cluster,
+        "attempt": staged.attempt,
+        "backend_job_id": staged.backend_job_id,
+        "snapshot_id": staged.snapshot_id,
+        "cluster": staged.cluster,
         "trigger": run.trigger,
         "source": run.source,
         "detail": t.detail,
         "error": run.error if t.to_state in (RunState.FAILED, RunState.REJECTED) else "",
         "metrics": run.metrics if t.to_state is RunState.COMPLETED else {},
-        "timings": {state: at.isoformat() for state, at in timings.items() if at <= t.at},
+        "timings": {state: at.isoformat() for state, at in timings.items()},
         "cause": t.cause,
         "correlation_id": run.correlation,
     }

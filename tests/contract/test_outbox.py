@@ -82,6 +82,10 @@ def test_with_the_topic_down_transitions_record_and_every_event_is_sent_once_it_
     assert [e.type for e in sink.events] == COMPLETED_SEQUENCE
     assert len({e.id for e in sink.events}) == len(sink.events)
     assert plane.store.unpublished_runs() == []
+    # Sent late, each still says what its transition left: no snapshot before PROVISIONING, no job before SUBMITTED.
+    accepted, provisioning, submitted = (e.data for e in sink.events[:3])
+    assert (accepted["snapshot_id"], accepted["cluster"], accepted["timings"].keys()) == ("", "", {"accepted"})
+    assert provisioning["snapshot_id"] and provisioning["backend_job_id"] == "" and submitted["backend_job_id"]
     plane.reconcile()
     assert len(sink.events) == len(COMPLETED_SEQUENCE)
 
