@@ -23,7 +23,7 @@ from aztrain.layout import blob_path_problem, new_run_id
 from aztrain.manifest import JobManifest, parse_manifest, peek_name
 from aztrain.records import Arrival, JobRecord
 from aztrain.retrain import snapshot_of, watches
-from aztrain.runs import Run, RunState
+from aztrain.runs import ACTIVE_STATES, Run, RunState
 from aztrain.usecases import progress, publishing
 from aztrain.usecases.context import SAVE_ATTEMPTS, Context
 
@@ -126,8 +126,10 @@ def submit(
         job, run_id = ctx.store.get_job(manifest.name), mine
         if job and job.manifest_hash == manifest.content_hash and job.last_run_id and not force:
             last = ctx.store.get_run(job.last_run_id)
-            if last and last.state not in RETRIED:
-                return Submitted(last, created=False, reason=duplicate(last))
+            # The job's latest run, unless it FAILED or was CANCELED and no other run of this manifest is active.
+            kept = last if last is None or last.state not in RETRIED else _active_run(ctx, manifest)
+            if kept:
+                return Submitted(kept, created=False, reason=duplicate(kept))
             if last is None:
                 # Its submit is still in flight, or stopped between the job and the run rows:
                 # carry on as that run, so the two meet on one run row instead of making two.
@@ -160,6 +162,12 @@ def submit(
     created = run_id == mine
     stored = add_and_advance(ctx, run)
     return Submitted(stored, created=created, reason="" if created else duplicate(stored))
+
+
+def _active_run(ctx: Context, manifest: JobManifest) -> Run | None:
+    """A run of this manifest that is still active (one forced beside it may have been the last to fail)."""
+    active = ctx.store.find_runs(job=manifest.name, states=ACTIVE_STATES)
+    return next((r for r in active if r.manifest_hash == manifest.content_hash), None)
 
 
 def _selected(ctx: Context, manifest: JobManifest) -> bool:

@@ -326,3 +326,15 @@ def test_an_identical_manifest_returns_its_run_only_while_active_or_completed(pl
     else:
         assert (again.created, again.run.id) == (False, run.id)
         assert "--force" in again.reason and "?force=true" in again.reason and run.id in again.reason
+
+
+def test_a_resubmit_after_a_forced_run_failed_returns_the_run_still_active(plane):
+    plane.backend.script = (JobPhase.RUNNING,)
+    first = plane.submit(manifest(), trigger="http", cause="a", source="http").run
+    forced = plane.submit(manifest(), trigger="http", cause="b", source="http", force=True).run
+    drive(plane, 3)
+    plane.backend.jobs[plane.get_run(forced.id).backend_job_id].phases = [JobPhase.FAILED]
+    plane.reconcile()
+    assert plane.get_run(forced.id).state is RunState.FAILED and plane.get_run(first.id).state is RunState.RUNNING
+    again = plane.submit(manifest(), trigger="http", cause="c", source="http")
+    assert (again.created, again.run.id) == (False, first.id)  # not a second run beside it on the same data
