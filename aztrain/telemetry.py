@@ -18,7 +18,7 @@ import contextlib
 import functools
 import os
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -108,9 +108,10 @@ def event_handled(kind: str, latency_seconds: float) -> None:
         instruments.latency.record(latency_seconds, {"kind": kind})
 
 
-def runs_waiting(count: int) -> None:
+def runs_waiting(count: Callable[[], int]) -> None:
+    """Queue depth; `count` is called (a storage query) only when telemetry is on."""
     if instruments := _instruments():
-        instruments.waiting.set(count)
+        instruments.waiting.set(count())
 
 
 def cluster_at_zero(cluster: str, seconds: float) -> None:

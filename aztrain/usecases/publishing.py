@@ -63,7 +63,7 @@ def drain(ctx: Context, run: Run) -> Run:
 
 def drain_pending(ctx: Context) -> None:
     """The backstop: every run and cluster with unpublished events; one that fails does not stall the others."""
-    telemetry.runs_waiting(len(ctx.store.find_runs(states=WAITING)))
+    telemetry.runs_waiting(lambda: len(ctx.store.find_runs(states=WAITING)))
     for run in ctx.store.unpublished_runs():
         try:
             drain(ctx, run)

@@ -22,18 +22,35 @@ def test_importing_function_app_with_telemetry_and_a_topic_configured_loads_neit
     assert [name for name in modules if name.startswith(heavy)] == []
 
 
-def test_console_telemetry_prints_spans_when_asked() -> None:
-    code = (
-        "from aztrain import telemetry\n"
-        "with telemetry.span('aztrain.blob_created', {'correlation_id': 'evt-1'}):\n"
-        "    telemetry.run_entered('RUNNING', 'digits')\n"
-    )
+#: A run driven to completion on the in-memory fakes, in a span, with console telemetry.
+RUN_TO_COMPLETION = """
+from aztrain import telemetry
+from aztrain.adapters.memory import FakeComputeBackend, InMemoryControlStore, InMemoryDataStore
+from aztrain.service import ControlPlane
+from aztrain.settings import Settings
+from tests.clock import Clock
+from tests.contract.test_outbox import MANIFEST
+
+plane = ControlPlane(settings=Settings(), store=InMemoryControlStore(), data=InMemoryDataStore(),
+                     backend=FakeComputeBackend(), now=Clock())
+plane.data.write("datasets", "digits/a.npz", b"x")
+with telemetry.span("aztrain.blob_created", {"correlation_id": "evt-1"}):
+    plane.submit(MANIFEST, trigger="http", cause="evt-1", source="http")
+for _ in range(6):
+    plane.reconcile()
+"""
+
+
+def test_console_telemetry_prints_the_spans_and_metrics_of_a_run() -> None:
     out = subprocess.run(
-        [sys.executable, "-c", code],
+        [sys.executable, "-c", RUN_TO_COMPLETION],
         capture_output=True,
         text=True,
         cwd=PROJECT_ROOT,
         check=True,
         env={"AZTRAIN_TELEMETRY": "console", "PATH": ""},
-    )
-    assert '"name": "aztrain.blob_created"' in out.stdout and '"correlation_id": "evt-1"' in out.stdout
+    ).stdout
+    assert '"name": "aztrain.blob_created"' in out and '"correlation_id": "evt-1"' in out
+    for metric in ("runs.transitions", "runs.waiting", "cluster.seconds_to_zero", "gpu.node_seconds"):
+        assert f'"name": "aztrain.{metric}"' in out, metric
+    assert '"state": "COMPLETED"' in out
