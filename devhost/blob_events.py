@@ -1,8 +1,10 @@
 """Azurite uploads as Event Grid `Microsoft.Storage.BlobCreated` events.
 
-Azurite publishes no events, so a watcher polls the subscribed containers and, for each
+Azurite publishes no events, so a watcher lists the subscribed containers and, for each
 blob version it has not delivered yet, builds the event Azure Storage would publish and
-hands it to the delivery queue once per matching subscription (as Event Grid does).
+hands it to the delivery queue once per matching subscription (as Event Grid does). The
+local stack lists them once, at start, and raises the events of later writes as they
+happen, in its blob front door (`blob_front_door`); a host without one polls.
 
 Blob versions are told apart by ETag for block blobs. Append and page blobs fire
 BlobCreated in Azure only when created, not on every append, so for them the creation
@@ -79,13 +81,15 @@ class Subscription:
         return not self.subject_ends_with or any(folded.endswith(s.casefold()) for s in self.subject_ends_with)
 
 
-def blob_created_event(*, account: str, container: str, blob: BlobProperties, url: str) -> Event:
+def blob_created_event(*, account: str, container: str, blob: BlobProperties, url: str, api: str = "PutBlob") -> Event:
     """The `Microsoft.Storage.BlobCreated` event (Event Grid schema) Azure would publish for `blob`.
+
+    `api` names the operation that wrote it (PutBlob, PutBlockList, CopyBlob); a listing cannot tell.
 
     Everything is derived from the blob, so the same blob version always gives the same
     event: `id` is a UUID5 of URL + ETag, and a restarted host re-delivers with the same id.
     """
-    etag = str(blob.etag or "")
+    etag = str(blob.etag or "").strip('"')  # as a listing and Azure's events show it: no quotes
     event_id = str(uuid.uuid5(uuid.NAMESPACE_URL, url + etag))
     modified: datetime = blob.last_modified or datetime.now(UTC)
     return {
@@ -95,7 +99,7 @@ def blob_created_event(*, account: str, container: str, blob: BlobProperties, ur
         "eventTime": modified.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
         "id": event_id,
         "data": {
-            "api": "PutBlob",
+            "api": api,
             "clientRequestId": _derived_uuid(event_id, "client-request"),
             "requestId": _derived_uuid(event_id, "request"),
             "eTag": etag,
@@ -125,7 +129,7 @@ class BlobWatcher:
         subscriptions: Sequence[Subscription],
         deliver: Callable[[Subscription, Event], None],
         *,
-        poll_interval: float = 0.3,
+        poll_interval: float | None = 0.3,
     ) -> None:
         self._service = service
         self._subscriptions = list(subscriptions)
@@ -145,7 +149,7 @@ class BlobWatcher:
         subscriptions: Sequence[Subscription],
         deliver: Callable[[Subscription, Event], None],
         *,
-        poll_interval: float = 0.3,
+        poll_interval: float | None = 0.3,
     ) -> BlobWatcher:
         # No SDK retries and a short connect timeout: the next poll is the retry, and stop() stays prompt.
         client = BlobServiceClient.from_connection_string(
@@ -159,13 +163,18 @@ class BlobWatcher:
         )
 
     def start(self) -> None:
-        """Poll in a background thread, first at once (blobs already there are delivered too)."""
+        """Poll in a background thread, first at once (blobs already there are delivered too).
+
+        With `poll_interval=None` that first sweep is the only one: something else (the front
+        door) raises the events of later writes.
+        """
         if self._thread is not None or not self._containers:
             return
         self._stop.clear()
         self._thread = threading.Thread(target=self._loop, name="devhost-blob-watcher", daemon=True)
         self._thread.start()
-        log.info("watching containers %s every %.1f s", ", ".join(self._containers), self._poll_interval)
+        every = f"every {self._poll_interval:.1f} s" if self._poll_interval is not None else "once, at start"
+        log.info("listing containers %s %s", ", ".join(self._containers), every)
 
     def stop(self, timeout: float = 10.0) -> None:
         """Stop polling (waits for a poll in progress, up to `timeout` seconds)."""
@@ -185,6 +194,8 @@ class BlobWatcher:
                 self.poll_once()
             except Exception:  # never let one bad poll end the watcher
                 log.exception("blob watcher poll failed")
+            if self._poll_interval is None:
+                return
             self._stop.wait(self._poll_interval)
 
     def _poll_container(self, container: str) -> int:

@@ -9,8 +9,10 @@ from collections.abc import Sequence
 from types import FrameType, TracebackType
 
 import azure.functions as func
+from azure.storage.blob import BlobServiceClient
 
-from devhost.blob_events import BlobWatcher, Subscription
+from devhost.blob_events import BlobWatcher, Subscription, storage_log
+from devhost.blob_front_door import BlobFrontDoor
 from devhost.delivery import WebhookSender
 from devhost.functions_index import FunctionIndex
 from devhost.http_triggers import HttpTriggers
@@ -29,8 +31,11 @@ class DevHost:
     * the Event Grid webhook `POST /runtime/webhooks/EventGrid?functionName=<fn>`;
     * timer triggers every `timer_interval` seconds instead of their schedule (None: only
       when `run_timers_once()` is called);
-    * `BlobCreated` events for uploads to the `subscriptions`' containers, polled every
-      `blob_poll_interval` seconds and POSTed to the webhook with Event Grid's retries.
+    * `BlobCreated` events for uploads to the `subscriptions`' containers, POSTed to the
+      webhook with Event Grid's retries. With `blob_front_door_port`, clients upload through
+      a front door on that port, which raises each event as the write is acknowledged, and the
+      containers are listed once, at start, for what was written while the host was down;
+      without it, they are listed every `blob_poll_interval` seconds.
 
     The app is indexed here, once (`app.get_functions()` may be called only once per app).
     Use as a context manager, or `start()` / `stop()`.
@@ -46,6 +51,7 @@ class DevHost:
         port: int = 7071,
         timer_interval: float | None = 2.0,
         blob_poll_interval: float = 0.3,
+        blob_front_door_port: int | None = None,
         route_prefix: str = "api",
     ) -> None:
         self.index = FunctionIndex.from_app(app)
@@ -58,6 +64,7 @@ class DevHost:
                 )
         self._connection_string = connection_string
         self._blob_poll_interval = blob_poll_interval
+        self._blob_front_door_port = blob_front_door_port
         self._route_prefix = "/" + route_prefix.strip("/") if route_prefix.strip("/") else ""
         self._invoker = Invoker()
         dispatcher = Dispatcher(
@@ -69,6 +76,7 @@ class DevHost:
         self._timers = TimerRunner(self.index.timers, self._invoker, interval=timer_interval)
         self._sender: WebhookSender | None = None
         self._watcher: BlobWatcher | None = None
+        self._front_door: BlobFrontDoor | None = None
         self._stop_requested = threading.Event()
         self._lifecycle = threading.RLock()  # start() undoes itself through stop() on failure
         self._started = False
@@ -91,11 +99,19 @@ class DevHost:
                 if self.subscriptions:
                     self._sender = WebhookSender(self.url)
                     self._sender.start()
+                    if self._blob_front_door_port is not None:
+                        self._front_door = BlobFrontDoor(
+                            BlobServiceClient.from_connection_string(self._connection_string, logger=storage_log),
+                            self.subscriptions,
+                            self._sender.submit,
+                            port=self._blob_front_door_port,
+                        )
+                        self._front_door.start()
                     self._watcher = BlobWatcher.from_connection_string(
                         self._connection_string,
                         self.subscriptions,
                         self._sender.submit,
-                        poll_interval=self._blob_poll_interval,
+                        poll_interval=None if self._front_door else self._blob_poll_interval,
                     )
                     self._watcher.start()
             except BaseException:
@@ -118,6 +134,9 @@ class DevHost:
             if not self._started:
                 return
             self._started = False
+            if self._front_door is not None:
+                self._front_door.stop()
+                self._front_door = None
             if self._watcher is not None:
                 self._watcher.stop()
                 self._watcher = None

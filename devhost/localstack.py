@@ -13,9 +13,11 @@ Azurite. Runs do not outlive the stack: the local cluster is this machine.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import os
 import signal
+import socket
 import threading
 import time
 from collections.abc import Callable
@@ -151,14 +153,19 @@ class LocalStack:
     def _start(self) -> None:
         load_local_settings(PROJECT_ROOT / "local.settings.json")
         self.state_dir.mkdir(parents=True, exist_ok=True)
-        connection_string = azurite_connection_string(
-            AZURITE_CONNECTION_STRING,
-            blob_port=self.azurite_port,
-            queue_port=self.azurite_port + 1,
-            table_port=self.azurite_port + 2,
+        # Clients reach blobs through the dev host's front door on the blob port, which raises
+        # BlobCreated at each write; Azurite's own blob service listens on a free port behind it.
+        connection_string, behind = (
+            azurite_connection_string(
+                AZURITE_CONNECTION_STRING,
+                blob_port=blob_port,
+                queue_port=self.azurite_port + 1,
+                table_port=self.azurite_port + 2,
+            )
+            for blob_port in (self.azurite_port, _free_port())
         )
         self._azurite = Azurite(
-            connection_string=connection_string,
+            connection_string=behind,
             location=self.state_dir / "azurite",
             project_root=PROJECT_ROOT,
             stop_grace=AZURITE_STOP_GRACE_SECONDS,
@@ -170,17 +177,18 @@ class LocalStack:
         self._start_topic()
         settings = Settings.from_env()
         self._local_state = settings.local_state_dir
-        ensure_storage(settings)
+        ensure_storage(dataclasses.replace(settings, storage_connection_string=behind))  # the door is not open yet
         self.data = build_data_store(settings)
 
         from function_app import app  # imported only now, with settings in place
 
         self._host = DevHost(
             app,
-            connection_string=connection_string,
+            connection_string=behind,
             subscriptions=subscriptions(settings),
             port=self.port,
             timer_interval=self.timer_interval,
+            blob_front_door_port=self.azurite_port,
         )
         self._host.start()
 
@@ -227,6 +235,12 @@ class LocalStack:
         for sig, handler in self._previous_handlers.items():
             signal.signal(sig, handler)
         self._previous_handlers.clear()
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
 
 
 def _interrupt(signum: int, frame: FrameType | None) -> None:
