@@ -200,10 +200,16 @@ class LocalStack:
         if os.environ.get("AZTRAIN_EVENTS_TOPIC_ENDPOINT", "").startswith("https://"):
             return
         config = os.environ.get("AZTRAIN_EVENTS_SUBSCRIBERS") or self.state_dir / "subscribers.json"
-        self.topic = LocalTopic(
-            key=LOCAL_EVENTS_TOPIC_KEY, subscribers=load_subscribers(Path(config)), port=self.topic_port
-        )
-        self.topic.start()
+        subscribers = load_subscribers(Path(config))
+        self.topic = LocalTopic(key=LOCAL_EVENTS_TOPIC_KEY, subscribers=subscribers, port=self.topic_port)
+        try:
+            self.topic.start()
+        except OSError as exc:  # another stack on this machine has the port: any free one will do
+            log.warning("events topic port %d: %s; using a free port", self.topic_port, exc)
+            self.topic.close()
+            self.topic = LocalTopic(key=LOCAL_EVENTS_TOPIC_KEY, subscribers=subscribers)
+            self.topic.start()
+        log.info("run events on %s (aztrain events tail --topic %s)", self.topic.endpoint, self.topic.endpoint)
         os.environ["AZTRAIN_EVENTS_TOPIC_ENDPOINT"] = self.topic.endpoint
         os.environ["AZTRAIN_EVENTS_TOPIC_KEY"] = self.topic.key
 
