@@ -257,6 +257,10 @@ def parse_manifest(text: str | bytes, *, source: str = "", max_bytes: int = 64 *
         raise ManifestError([f"not valid YAML or JSON{at}: {getattr(exc, 'problem', exc)}"], source=source) from None
     except RecursionError:  # block-style nesting the bracket count does not see
         raise ManifestError([f"document nests too deeply; the limit is {MAX_NESTING} levels"], source=source) from None
+    if _repeats_a_node(document):
+        raise ManifestError(
+            ["document repeats a list or mapping through a YAML alias (*name); write it out"], source=source
+        )
     return manifest_from_dict(document, source=source)
 
 
@@ -290,6 +294,21 @@ def _nesting(text: bytes) -> int:
 
 
 _NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
+
+
+def _repeats_a_node(document: object) -> bool:
+    """True when one list or mapping appears twice: YAML aliases of aliases ("billion laughs") make a
+    kilobyte document that validating or hashing would expand exponentially. Linear in distinct nodes."""
+    seen: set[int] = set()
+    pending = [document]
+    while pending:
+        node = pending.pop()
+        if isinstance(node, dict | list):
+            if id(node) in seen:
+                return True
+            seen.add(id(node))
+            pending.extend(node.values() if isinstance(node, dict) else node)
+    return False
 
 
 def manifest_from_dict(document: object, *, source: str = "") -> JobManifest:

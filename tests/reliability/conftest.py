@@ -20,7 +20,7 @@ from aztrain.adapters.memory import FakeComputeBackend
 from aztrain.adapters.tables import TableControlStore
 from aztrain.bootstrap import control_plane, ensure_storage
 from aztrain.layout import backend_job_name
-from aztrain.runs import Run, RunState, can_transition
+from aztrain.runs import ACTIVE_STATES, Run, RunState, can_transition
 from aztrain.service import BlobEvent, ControlPlane
 from aztrain.settings import Settings
 from devhost import DevHost
@@ -125,10 +125,13 @@ def backend_jobs(plane: ControlPlane, run: Run) -> list[str]:
     return [name for name, job in backend.jobs.items() if job.submission.run_id == run.id]
 
 
-def settle(plane: ControlPlane, rounds: int = 8) -> None:
-    """The reconciler's timer, a few times: enough for every scripted job to finish."""
+def settle(plane: ControlPlane, rounds: int = 10) -> None:
+    """The reconciler's timer until no run is active (and once more, for the clusters), at most `rounds` times."""
     for _ in range(rounds):
         plane.reconcile()
+        if not plane.store.find_runs(states=ACTIVE_STATES):
+            plane.reconcile()
+            return
 
 
 def assert_converged(plane: ControlPlane, jobs: Iterable[str], *, state: RunState = RunState.COMPLETED) -> list[Run]:

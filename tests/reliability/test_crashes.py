@@ -16,7 +16,7 @@ import pytest
 
 from aztrain import faults
 from aztrain.records import JobPhase
-from aztrain.runs import RunState
+from aztrain.runs import ACTIVE_STATES, RunState
 from aztrain.service import BlobEvent, ControlPlane
 from tests.reliability.conftest import assert_converged, backend_jobs, drop_manifest
 
@@ -46,13 +46,16 @@ def deliver(plane: ControlPlane, event: BlobEvent) -> None:
     raise AssertionError(f"event {event.id} never succeeded")
 
 
-def keep_reconciling(plane: ControlPlane, rounds: int = 10) -> None:
-    """The reconciler's timer: a round that crashed is followed by the next one."""
+def keep_reconciling(plane: ControlPlane, rounds: int = 12) -> None:
+    """The reconciler's timer: a round that crashed is followed by the next, until a whole round finds nothing to do."""
     for _ in range(rounds):
         try:
             plane.reconcile()
         except faults.InjectedFault:
             continue
+        pending = any(plane.store.pending_arrivals(job.name) for job in plane.store.list_jobs())
+        if not pending and not plane.store.find_runs(states=ACTIVE_STATES):
+            return
 
 
 @pytest.mark.parametrize("point", [p for p in faults.POINTS if not p.startswith("retraining.")])

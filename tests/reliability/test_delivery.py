@@ -29,7 +29,7 @@ JOBS = [f"deliver-{i}" for i in range(5)]
 NEWS = (JobPhase.PENDING, JobPhase.RUNNING, JobPhase.COMPLETED)
 
 
-@pytest.mark.parametrize("seed", [1, 2, 3])
+@pytest.mark.parametrize("seed", [1, 2])
 def test_duplicated_shuffled_late_events_make_one_run_per_job_and_never_move_backwards(
     plane: ControlPlane, seed: int
 ) -> None:
