@@ -23,6 +23,7 @@ TAGS = {
     "aztrain.job": "digits",
     "aztrain.manifest": "0f" * 32,
     "aztrain.snapshot": "snap-3f1e2d4c",
+    "aztrain.correlation": "upload-event-42",
 }
 
 
@@ -51,6 +52,7 @@ def submission(profile: ComputeProfile, *, args: dict[str, Any] | None = None) -
         max_runtime_seconds=compute.max_runtime,
         snapshot_id=TAGS["aztrain.snapshot"],
         manifest_hash=TAGS["aztrain.manifest"],
+        correlation=TAGS["aztrain.correlation"],
     )
 
 
