@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import string
 import uuid
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlencode
 
@@ -19,9 +20,15 @@ import yaml
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
+from aztrain.adapters.memory import InMemoryDataStore
 from aztrain.cli import main
+from aztrain.errors import ManifestError
+from aztrain.manifest import parse_manifest
+from aztrain.ports import DataStore
+from aztrain.records import BlobInfo
 from aztrain.runs import RunState
 from aztrain.service import BlobEvent
+from aztrain.settings import PROJECT_ROOT
 from tests.integration.test_devhost import Response
 from tests.integration.test_http_api import Api
 from tests.reliability.conftest import blob_created, post_events, run_status_changed
@@ -282,3 +289,62 @@ def test_an_event_that_can_never_succeed_is_a_dead_letter_seen_in_the_api_and_th
     assert shown[no_run["id"]] == "data has no runId and runStatus strings"
     assert main(["--url", stack.url, "deadletters"]) == 0
     assert "not a Microsoft.Storage.BlobCreated event" in capsys.readouterr().out
+
+
+# ------------------------------------------------------------------------------------------ local downloads
+
+
+@pytest.mark.parametrize("name", ["../escape.csv", "d/../../escape.csv", "/tmp/escape.csv", "d\\..\\escape.csv"])
+def test_a_download_never_writes_outside_its_folder(data_store: DataStore, tmp_path: Path, name: str) -> None:
+    """Blob names in a snapshot come from storage: one that climbs out is refused before anything is written."""
+    if isinstance(data_store, InMemoryDataStore):
+        data_store.write("datasets", name, b"x")  # the fake takes any name, so the listing really holds it
+    listed = [b for b in data_store.list("datasets") if b.name == name] or [BlobInfo(name, 1, '"0x1"')]
+    dest = tmp_path / "run" / "data"
+    dest.mkdir(parents=True)
+    with pytest.raises(ValueError, match="blob name"):
+        data_store.download("datasets", listed, dest)
+    assert [p for p in tmp_path.rglob("*") if p.is_file()] == []
+
+
+# ------------------------------------------------------------------------------------- the README's limits
+
+
+def valid(**changes: Any) -> bytes:
+    document = base_manifest()
+    document["data"].update(changes.pop("data", {}))
+    return json.dumps({**document, **changes}).encode()
+
+
+@pytest.mark.parametrize(
+    ("document", "documented", "shown"),
+    [
+        (
+            b"#" * 70_000,
+            "`document is N bytes; the limit is 65536 bytes`",
+            r"document is 70000 bytes; the limit is 65536",
+        ),
+        (b"", "`document is empty`", r"document is empty"),
+        (b"[" * 40 + b"]" * 40, "`document nests N levels deep; the limit is 32`", r"document nests 40 levels deep"),
+        (
+            BILLION_LAUGHS,
+            "`document repeats a list or mapping through a YAML alias (*name); write it out`",
+            r"YAML alias",
+        ),
+        (valid(name="A"), "`name: use 3-63 lowercase letters, digits or '-' …`", r"name: use 3-63 lowercase letters"),
+        (
+            valid(data={"prefix": "../x/"}),
+            "`data.prefix: must not contain '.' or '..' segments; …`",
+            r"data\.prefix: must",
+        ),
+        (valid(data={"prefix": "a//b/"}), "`//`", r"data\.prefix: must not contain empty segments \('//'\)"),
+        (valid(trainer={"args": {"epochs": "many"}}), "`trainer.args.<name>: …`", r"trainer\.args\.epochs: "),
+    ],
+)
+def test_each_limit_in_the_readme_is_enforced_with_the_error_it_shows(
+    document: bytes, documented: str, shown: str
+) -> None:
+    limits = (PROJECT_ROOT / "README.md").read_text().split("### Limits", 1)[1].split("\n## ", 1)[0]
+    assert documented in limits
+    with pytest.raises(ManifestError, match=shown):
+        parse_manifest(document, max_bytes=65536)
