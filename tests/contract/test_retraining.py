@@ -20,9 +20,15 @@ from tests.contract.conftest import SEED_BLOB, drive
 
 
 def manifest(
-    *, concurrency: str = "queue", cooldown: str = "0s", min_new_blobs: int = 1, gate: str = "", prefix: str = "digits/"
+    *,
+    concurrency: str = "queue",
+    cooldown: str | None = "0s",  # None: the default
+    min_new_blobs: int = 1,
+    gate: str = "",
+    prefix: str = "digits/",
 ) -> bytes:
     registry = f"registry: {{promote_if: '{gate}'}}\n" if gate else ""
+    cooling = f"cooldown: {cooldown}" if cooldown else ""
     return f"""
 apiVersion: aztrain/v1
 kind: TrainingJob
@@ -31,7 +37,7 @@ data: {{container: datasets, prefix: {prefix}}}
 retrain:
   on_data_arrival: true
   debounce: 60s
-  cooldown: {cooldown}
+  {cooling}
   min_new_blobs: {min_new_blobs}
   concurrency: {concurrency}
   exclude: ['*.tmp']
@@ -304,10 +310,11 @@ def test_cooldown_counts_from_the_last_completed_run_only(plane, ending):
     assert len(data_runs(plane)) == 2
 
 
-def test_cooldown_is_off_by_default_so_a_first_upload_after_a_run_retrains():
-    from aztrain.manifest import RetrainSpec
-
-    assert RetrainSpec().cooldown == 0
+def test_without_a_cooldown_set_the_first_upload_after_a_completed_run_retrains(plane):
+    first_run_done(plane, cooldown=None)
+    upload(plane, "digits/a.npz")
+    quiet(plane)
+    assert len(data_runs(plane)) == 1
 
 
 @pytest.mark.parametrize("ending", [JobPhase.FAILED, JobPhase.CANCELED, JobPhase.COMPLETED, None])
