@@ -18,9 +18,10 @@ from datetime import datetime
 from pathlib import PurePosixPath
 
 from aztrain import faults
+from aztrain.documents import peek_name
 from aztrain.errors import ConcurrencyError, ManifestError, NotFound
 from aztrain.layout import blob_path_problem, new_run_id
-from aztrain.manifest import JobManifest, parse_manifest, peek_name
+from aztrain.manifest import JobManifest, parse_manifest
 from aztrain.records import Arrival, JobRecord
 from aztrain.retrain import snapshot_of, watches
 from aztrain.runs import ACTIVE_STATES, Run, RunState

@@ -3,7 +3,7 @@ import json
 import pytest
 import yaml
 
-from aztrain import manifest
+from aztrain import documents
 from aztrain.errors import ManifestError
 from aztrain.manifest import manifest_schema, parse_duration, parse_manifest
 from aztrain.settings import PROJECT_ROOT
@@ -20,7 +20,7 @@ data: {container: datasets, prefix: digits}
 def loader(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
     """Every test runs on both YAML loaders: libyaml where installed, and the pure-Python fallback."""
     if request.param == "pure":
-        monkeypatch.setattr(manifest, "_UniqueKeyLoader", manifest._PureUniqueKeyLoader)
+        monkeypatch.setattr(documents, "_UniqueKeyLoader", documents._PureUniqueKeyLoader)
     elif not yaml.__with_libyaml__:
         pytest.skip("PyYAML was built without libyaml")
 
