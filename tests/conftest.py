@@ -11,10 +11,10 @@ import pytest
 from azure.storage.blob import BlobServiceClient
 
 from aztrain.adapters.blobs import BlobDataStore
-from aztrain.adapters.memory import InMemoryDataStore, InMemoryRunStore
-from aztrain.adapters.tables import TableRunStore
-from aztrain.bootstrap import build_data_store, build_run_store
-from aztrain.ports import DataStore, RunStore
+from aztrain.adapters.memory import InMemoryControlStore, InMemoryDataStore
+from aztrain.adapters.tables import TableControlStore
+from aztrain.bootstrap import build_control_store, build_data_store
+from aztrain.ports import ControlStore, DataStore
 from aztrain.settings import AZURITE_CONNECTION_STRING, PROJECT_ROOT, Settings
 from devhost import Azurite, azurite_connection_string
 
@@ -60,8 +60,8 @@ def azurite_settings(azurite: str) -> Settings:
 
 
 @pytest.fixture
-def run_store_on_azurite(azurite_settings: Settings) -> TableRunStore:
-    store = build_run_store(azurite_settings)
+def run_store_on_azurite(azurite_settings: Settings) -> TableControlStore:
+    store = build_control_store(azurite_settings)
     store.create_tables()
     return store
 
@@ -75,10 +75,10 @@ def data_store_on_azurite(azurite_settings: Settings) -> BlobDataStore:
 
 
 @pytest.fixture(params=["memory", "tables"])
-def run_store(request: pytest.FixtureRequest) -> RunStore:
+def run_store(request: pytest.FixtureRequest) -> ControlStore:
     if request.param == "memory":
-        return InMemoryRunStore()
-    store: TableRunStore = request.getfixturevalue("run_store_on_azurite")
+        return InMemoryControlStore()
+    store: TableControlStore = request.getfixturevalue("run_store_on_azurite")
     return store
 
 
