@@ -4,6 +4,9 @@ A manifest arrives as YAML (a blob dropped into `manifests/`) or JSON (HTTP).
 Validation is strict: unknown keys, wrong types and out-of-range numbers are
 rejected with a message naming the field and the fix, because a manifest that
 is silently "fixed" trains the wrong thing on expensive GPUs.
+
+It runs past 300 lines because the guards that run before the YAML parser (size,
+nesting, aliases) belong beside the model they protect and the messages they share.
 """
 
 from __future__ import annotations
