@@ -9,7 +9,6 @@ from aztrain.service import ControlPlane
 from aztrain.settings import Settings
 from tests.clock import Clock
 
-
 #: Every scenario's job reads `datasets/digits/`: a run on an empty prefix fails before provisioning.
 SEED_BLOB = "digits/seed.npz"
 

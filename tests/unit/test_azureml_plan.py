@@ -55,7 +55,13 @@ def test_plan_prints_the_cluster_and_the_job():
     }
     assert job["outputs"]["outputs"]["path"] == "azureml://datastores/aztrain_runs/paths/digits/<run-id>/outputs/"
     assert job["outputs"]["outputs"]["mode"] == "rw_mount"
-    assert set(job["tags"]) == {"aztrain.run", "aztrain.job", "aztrain.manifest", "aztrain.snapshot", "aztrain.correlation"}
+    assert set(job["tags"]) == {
+        "aztrain.run",
+        "aztrain.job",
+        "aztrain.manifest",
+        "aztrain.snapshot",
+        "aztrain.correlation",
+    }
     words = shlex.split(job["command"])
     assert json.loads(words[words.index("--args-json") + 1]) == {"epochs": 3, "lr": 0.1}
     assert words[words.index("--snapshot-id") + 1] == "<snapshot-id>"
