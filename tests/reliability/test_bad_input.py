@@ -30,7 +30,7 @@ from aztrain.runs import RunState
 from aztrain.service import BlobEvent
 from aztrain.settings import PROJECT_ROOT
 from tests.integration.test_devhost import Response
-from tests.integration.test_http_api import Api
+from tests.integration.test_http_api import Api, manifest, unique
 from tests.reliability.conftest import blob_created, post_events, run_status_changed
 
 pytestmark = pytest.mark.azurite
@@ -94,21 +94,10 @@ FIELDS = [
 SAFE = 200, 202, 400, 404, 409, 413, 415, 422
 
 
-def base_manifest() -> dict[str, Any]:
-    name = f"fuzz-{uuid.uuid4().hex[:8]}"
-    return {
-        "apiVersion": "aztrain/v1",
-        "kind": "TrainingJob",
-        "name": name,
-        "data": {"container": "datasets", "prefix": f"{name}/"},
-        "trainer": {"args": {"epochs": 1}},
-    }
-
-
 @st.composite
 def manifests(draw: st.DrawFn) -> dict[str, Any]:
     """A valid manifest with one to three fields replaced by hostile or random values."""
-    document = base_manifest()
+    document = manifest(unique("fuzz"))
     for path in draw(st.lists(st.sampled_from(FIELDS), min_size=1, max_size=3)):
         node = document
         for key in path[:-1]:
@@ -311,7 +300,7 @@ def test_a_download_never_writes_outside_its_folder(data_store: DataStore, tmp_p
 
 
 def valid(**changes: Any) -> bytes:
-    document = base_manifest()
+    document = manifest(unique("fuzz"))
     document["data"].update(changes.pop("data", {}))
     return json.dumps({**document, **changes}).encode()
 
