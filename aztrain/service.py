@@ -16,7 +16,7 @@ from aztrain.records import DeadLetter, JobPhase, ModelVersion
 from aztrain.retrain import Snapshot, Window
 from aztrain.runs import Run
 from aztrain.settings import Settings
-from aztrain.usecases import capacity, deadletters, intake, progress, publishing, registry, retraining
+from aztrain.usecases import deadletters, intake, progress, reconciler, registry, retraining
 from aztrain.usecases.context import Context
 from aztrain.usecases.intake import BlobEvent, Submitted
 
@@ -128,8 +128,5 @@ class ControlPlane:
 
     # --------------------------------------------------------------- reconcile
     def reconcile(self) -> None:
-        """Advance every active run, act on retraining windows, then bring clusters (down) to size."""
-        progress.advance_all(self.ctx)
-        retraining.reconcile_windows(self.ctx)
-        capacity.reconcile_clusters(self.ctx)
-        publishing.drain_pending(self.ctx)
+        """One reconciler pass: runs advanced, windows acted on, clusters sized, the outbox drained."""
+        reconciler.reconcile(self.ctx)

@@ -5,6 +5,9 @@
 - `retraining`: a watched job's pending arrivals, the window that launches a run.
 - `registry`: a completed run's model version, its promotion, its lineage.
 - `capacity`: cluster records, and scale to zero when the last active run ends.
+- `publishing`: the outbox of recorded transitions, published as CloudEvents.
+- `deadletters`: events no retry can fix, recorded with the reason and acknowledged.
+- `reconciler`: the timer-driven pass over all of them, the backstop for every lost or late event.
 
 `aztrain.service.ControlPlane` is the facade triggers, the CLI and tests call.
 """
