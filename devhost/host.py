@@ -95,7 +95,6 @@ class DevHost:
             self._stop_requested.clear()
             try:
                 self._server.start()
-                self._timers.start()
                 if self.subscriptions:
                     self._sender = WebhookSender(self.url)
                     self._sender.start()
@@ -114,6 +113,7 @@ class DevHost:
                         poll_interval=None if self._front_door else self._blob_poll_interval,
                     )
                     self._watcher.start()
+                self._timers.start()  # last: the reconciler may write blobs through the front door
             except BaseException:
                 self.stop()
                 raise

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import itertools
 import json
 import re
 from collections.abc import Iterable
@@ -35,7 +36,7 @@ from typing import Any
 
 from azure.core import MatchConditions
 from azure.core.exceptions import ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
-from azure.data.tables import TableClient, TableServiceClient, UpdateMode
+from azure.data.tables import TableClient, TableEntity, TableServiceClient, UpdateMode
 
 from aztrain.errors import ConcurrencyError
 from aztrain.manifest import JobManifest
@@ -151,7 +152,15 @@ class TableControlStore:
                 "(" + " or ".join(f"State eq @s{i}" for i in range(len(wanted))) + " )"
             )  # the SDK needs a space before ")"
             params.update({f"s{i}": state for i, state in enumerate(wanted)})
-        entities = table.query_entities(" and ".join(clauses), parameters=params) if clauses else table.list_entities()
+        # One partition comes back in RowKey order, which is newest first: its first `limit` rows are the answer.
+        first = limit if limit is not None and (table is self._active or job is not None) else None
+        entities: Iterable[TableEntity] = (
+            table.query_entities(" and ".join(clauses), parameters=params, results_per_page=first)
+            if clauses
+            else table.list_entities(results_per_page=first)
+        )
+        if first is not None:
+            entities = itertools.islice(entities, first)
         read = _indexed_run_from_entity if table is self._active else _run_from_entity
         runs = sorted((read(e) for e in entities), key=lambda r: r.id)
         return runs[:limit] if limit is not None else runs

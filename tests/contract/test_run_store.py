@@ -187,6 +187,8 @@ def test_active_runs_are_read_from_the_runs_not_yet_finished(run_store: ControlS
         [(placed.id, "a", RunState.PROVISIONING, "c1"), (waiting.id, "b", RunState.ACCEPTED, "")]
     )
     assert listed(states=ACTIVE_STATES, cluster="c1") == [(placed.id, "a", RunState.PROVISIONING, "c1")]
+    assert [r.id for r in run_store.find_runs(states=ACTIVE_STATES, limit=1)] == [min(placed.id, waiting.id)]
+    assert run_store.find_runs(states=ACTIVE_STATES, cluster="c2", limit=1) == []
     assert listed(states=[RunState.ACCEPTED]) == [(waiting.id, "b", RunState.ACCEPTED, "")]
     assert listed(states=[RunState.FAILED]) == [(ended.id, "c", RunState.FAILED, "")]
     assert run_store.find_runs(states=ACTIVE_STATES, cluster="c1")[0].manifest == SPEC

@@ -73,6 +73,7 @@ def cluster_row(settings: Settings) -> dict[str, object]:
 def test_3000_active_runs_on_one_cluster_keep_its_row_small_and_its_nodes_up(plane, azurite_settings):
     mine = plane.submit(MANIFEST, trigger="http", cause="mine", source="http").run
     assert mine.cluster == CLUSTER
+    capacity.reconcile_clusters(plane.ctx)
     one_run_row = cluster_row(azurite_settings)
     assert one_run_row["ActiveRuns"] == 1
 
