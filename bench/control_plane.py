@@ -17,6 +17,7 @@ clusters never finish provisioning: what it measures is the control plane's own 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -27,6 +28,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
 import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
@@ -194,11 +196,20 @@ class Bench:
         }
 
     def oversize(self, url: str) -> dict[str, float]:
-        """A 1 MB manifest dropped in the jobs container: how long its event takes to be refused."""
-        self.blobs.get_container_client("jobs").upload_blob("manifests/huge.yaml", b"#" * 2**20, overwrite=True)
+        """A 1 MB manifest, dropped in the jobs container and POSTed to the API: how long each takes to be refused."""
+        huge = b"#" * 2**20
+        self.blobs.get_container_client("jobs").upload_blob("manifests/huge.yaml", huge, overwrite=True)
         started = time.perf_counter()
         post_event(url, blob_event("jobs", "manifests/huge.yaml"))
-        return {"rejected_ms": round((time.perf_counter() - started) * 1000, 1)}
+        event_ms = (time.perf_counter() - started) * 1000
+        request = urllib.request.Request(f"{url}/api/jobs", data=huge, method="POST")
+        started = time.perf_counter()
+        with contextlib.suppress(urllib.error.HTTPError):  # refused, as it should be
+            urllib.request.urlopen(request, timeout=60).close()
+        return {
+            "event_rejected_ms": round(event_ms, 1),
+            "http_rejected_ms": round((time.perf_counter() - started) * 1000, 1),
+        }
 
     # -------------------------------------------------------------------------------------- storm
     def storm(self, url: str, manifests: int, senders: int) -> dict[str, Any]:
