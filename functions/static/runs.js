@@ -58,7 +58,10 @@
     }
 
     async function refresh() {
-      const { runs: found } = await api.get("runs", filters);
+      const asked = { ...filters };
+      const { runs: found } = await api.get("runs", asked);
+      // An answer to filters changed meanwhile would show the wrong runs: the next tick asks again.
+      if (asked.job !== filters.job || asked.state !== filters.state) return;
       runs.body.replaceChildren(
         ...(found.length
           ? found.map((run) =>

@@ -7,6 +7,7 @@ a test whose page logged a JavaScript error or sent a request off the machine or
 from __future__ import annotations
 
 import re
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -19,6 +20,8 @@ from tests.e2e.conftest import Stack, wait_for
 from tests.e2e.test_local_loop import TRAINING_TIMEOUT, manifest, upload_data
 
 TRAINING_MS = TRAINING_TIMEOUT * 1000
+#: web-drop's versions are promoted only when they beat the current one.
+GATED = 'registry: {promote_if: "accuracy > best"}\n'
 EVENT_MS = 90_000  # a blob's BlobCreated event reaching the app: seconds, unless the machine is very busy
 digits_blob = test_local_loop.digits_blob  # the digits data set as a blob
 
@@ -44,7 +47,7 @@ def test_runs_page_follows_a_dropped_manifest_through_its_states(
         }"""
     )
 
-    stack.data.write("jobs", "manifests/web-drop.yaml", manifest("web-drop"))
+    stack.data.write("jobs", "manifests/web-drop.yaml", manifest("web-drop", extra=GATED))
 
     row = run_row(page, "web-drop")
     expect(row.locator(".state")).to_have_text("COMPLETED", timeout=TRAINING_MS)
@@ -53,11 +56,18 @@ def test_runs_page_follows_a_dropped_manifest_through_its_states(
     cells = row.locator("td")
     expect(cells.nth(3)).to_have_text("manifest")
     assert float(cells.nth(6).inner_text()) > 0.8  # accuracy
-    expect(cells.nth(5)).to_have_text(re.compile(r"^\d+(\.\d)? s$"))  # duration
+    expect(cells.nth(5)).to_have_text(re.compile(r"\d s$"))  # duration
     dashboard.at_widths("runs")
     page.emulate_media(color_scheme="dark")
     dashboard.screenshot("runs-dark")
     page.emulate_media(color_scheme="light")
+
+    states = page.get_by_label("State")
+    states.select_option("RUNNING")
+    expect(page.get_by_text("No runs match.")).to_be_visible()
+    assert page.url.endswith("#/runs?job=web-drop&state=RUNNING")  # the filtered view can be shared
+    states.select_option("COMPLETED")
+    expect(row).to_have_count(1)
 
     # The finished run: every state it went through with the time spent there, and all its epochs.
     row.get_by_role("link").click()
@@ -66,7 +76,7 @@ def test_runs_page_follows_a_dropped_manifest_through_its_states(
     expect(stays.last).to_contain_text("COMPLETED")
     shown = [state for state in stays.all_inner_texts() if state]
     assert all(any(stay.startswith(state) for stay in shown) for state in seen), (seen, shown)
-    expect(page.locator(".timeline .spent").first).to_have_text(re.compile(r"^\d+(\.\d)? s$"))
+    expect(page.locator(".timeline .spent").first).to_have_text(re.compile(r"\d s$"))
     expect(page.locator("figure.chart").filter(has_text="Loss").locator(".point")).to_have_count(3)
     expect(page.locator(".log")).to_contain_text("epoch 3/3")
     expect(page.get_by_role("link", name="web-drop v1")).to_be_visible()
@@ -118,6 +128,10 @@ def test_jobs_page_shows_arrivals_in_the_pending_window(stack: Stack, dashboard:
     card = page.locator("article[data-job=web-watch]")
     expect(card.locator(".arrivals")).to_have_text("0")
     expect(card).to_contain_text("web-watch")
+    # A blob's event time is its Last-Modified, in whole seconds: one written in the very second the
+    # watch began reads as older than the watch and is not an arrival. Upload from the next second on.
+    began = datetime.fromisoformat(next(j for j in stack.client.jobs() if j["name"] == "web-watch")["updated_at"])
+    wait_for(lambda: datetime.now(UTC) >= began.replace(microsecond=0) + timedelta(seconds=1), timeout=5, what="1 s")
 
     for name in ("a.npz", "b.npz"):
         stack.data.write("datasets", f"web-watch/{name}", b"new data")
@@ -137,11 +151,13 @@ def test_clusters_page_shows_the_cluster_back_at_zero(stack: Stack, dashboard: D
 
 
 def test_models_page_compares_versions_and_shows_lineage_down_to_the_blobs(stack: Stack, dashboard: Dashboard) -> None:
-    second = stack.client.submit(manifest("web-drop", epochs=2))["run"]  # another manifest: version 2
+    second = stack.client.submit(manifest("web-drop", epochs=2, extra=GATED))["run"]  # another manifest: v2
     wait_for(lambda: stack.client.run(second["id"])["terminal"], timeout=TRAINING_TIMEOUT, what="version 2")
     page = dashboard.open("models/web-drop")
     card = page.locator("article[data-model=web-drop]")
     expect(card.locator("tr[data-version]")).to_have_count(2)
+    expect(card.locator("tr[data-version='1']")).to_contain_text("★ current")  # fewer epochs, less accurate:
+    expect(card.locator("tr[data-version='2']")).to_contain_text("not promoted")  # v2 did not beat v1
     expect(card.locator("figure.chart").filter(has_text="Accuracy by version").locator(".point")).to_have_count(2)
 
     card.get_by_role("link", name="v1", exact=True).click()
@@ -161,3 +177,16 @@ def test_data_from_users_is_shown_as_text_never_run_as_markup(stack: Stack, dash
     expect(page.locator(".error")).to_contain_text(hostile)
     assert page.locator("main img").count() == 0
     assert page.evaluate("window.injected") is None
+
+
+def test_every_view_is_reachable_from_the_keyboard(dashboard: Dashboard) -> None:
+    page = dashboard.open("runs")
+    page.keyboard.press("Tab")
+    expect(page.get_by_role("link", name="Skip to content")).to_be_focused()
+    page.keyboard.press("Enter")
+    expect(page.locator("main")).to_be_focused()
+    for link, heading in (("Jobs", "Jobs and retraining windows"), ("Clusters", "Clusters"), ("Models", "Models")):
+        page.get_by_role("navigation").get_by_role("link", name=link).focus()
+        page.keyboard.press("Enter")
+        expect(page.get_by_role("heading", level=1)).to_have_text(heading)
+        expect(page.locator("main")).to_be_focused()  # the next Tab goes into the view, not back to the top
