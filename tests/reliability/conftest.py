@@ -6,6 +6,7 @@ job per run, a complete history that never moved a run backwards, and no nodes l
 
 from __future__ import annotations
 
+import importlib
 import itertools
 import json
 import uuid
@@ -13,8 +14,10 @@ from collections.abc import Iterable, Iterator
 from dataclasses import replace
 from typing import Any
 
+import azure.functions as func
 import pytest
 
+import function_app
 from aztrain.adapters.blobs import BlobDataStore
 from aztrain.adapters.memory import FakeComputeBackend
 from aztrain.adapters.tables import TableControlStore
@@ -24,6 +27,7 @@ from aztrain.runs import ACTIVE_STATES, Run, RunState, can_transition
 from aztrain.service import BlobEvent, ControlPlane
 from aztrain.settings import Settings
 from devhost import DevHost
+from functions import dashboard, events, http_api, reconcile
 from tests.clock import Clock
 from tests.integration.test_devhost import WEBHOOK, Response
 from tests.integration.test_http_api import Api
@@ -61,7 +65,15 @@ def plane(
     )
 
 
-@pytest.fixture(scope="module")
+def fresh_function_app() -> func.FunctionApp:
+    """`function_app.app` built anew: azure-functions indexes an app (and its blueprints' builders) only once,
+    and other tests in the session may have served it already."""
+    for blueprints in (http_api, events, reconcile, dashboard):
+        importlib.reload(blueprints)
+    return importlib.reload(function_app).app
+
+
+@pytest.fixture(scope="package")
 def stack(azurite: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Api]:
     """`function_app` on the dev host (its real webhook and API) on Azurite, with the scripted backend; no timers."""
     env = {
@@ -76,9 +88,7 @@ def stack(azurite: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Ap
         ensure_storage(Settings.from_env())
         service = control_plane()
         patch.setattr(service, "ctx", replace(service.ctx, backend=FakeComputeBackend(provision_polls=0)))
-        from function_app import app
-
-        with DevHost(app, connection_string=azurite, port=0, timer_interval=None) as host:
+        with DevHost(fresh_function_app(), connection_string=azurite, port=0, timer_interval=None) as host:
             api = Api(host.url, host, service)
             api.openapi = api.call("GET", "/api/openapi.json").json()
             yield api
