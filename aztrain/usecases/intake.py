@@ -215,7 +215,8 @@ def _on_data_blob(ctx: Context, event: BlobEvent) -> None:
     for job in ctx.store.list_jobs():
         if not job.watch_prefix or not watches(job.spec, event.container, event.name):
             continue
-        if event.time and job.watch_since and event.time < job.watch_since:
+        # Storage stamps events to the whole second: an upload in the second the watch began is new data.
+        if event.time and job.watch_since and event.time < job.watch_since.replace(microsecond=0):
             continue  # uploaded before the watch began: the job's first run reads it anyway
         ctx.store.record_arrival(Arrival(job=job.name, key=key, blob=event.name, at=ctx.now()))
         log.info("data %s/%s recorded for job %s", event.container, event.name, job.name)

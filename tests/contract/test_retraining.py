@@ -248,6 +248,17 @@ def test_uploads_from_before_the_watch_began_are_not_new_data(plane):
     assert "digits/old.npz" in {b.name for b in plane.snapshot(run.snapshot_id).blobs}
 
 
+def test_an_upload_in_the_same_second_as_the_watch_began_is_new_data(plane):
+    plane.submit(manifest(prefix="fresh/"), trigger="http", cause="a", source="http")
+    began = plane.store.get_job("digits").watch_since
+    plane.data.write("datasets", "fresh/a.npz", b"a")
+    same_second = BlobEvent(
+        id="up", container="datasets", name="fresh/a.npz", etag="e", time=began.replace(microsecond=0)
+    )
+    plane.on_blob_created(same_second)
+    assert plane.window("digits").arrivals == 1
+
+
 def test_a_watching_job_without_data_registers_its_watch_and_waits(plane):
     first = plane.submit(manifest(prefix="fresh/"), trigger="http", cause="a", source="http")
     assert first.waiting and first.run is None and not first.created and first.job == "digits"
