@@ -90,6 +90,10 @@ class Jobs(Protocol):
 
     def list_jobs(self) -> list[JobRecord]: ...
 
+    def watching(self, container: str) -> list[JobRecord]:
+        """Jobs that watch a prefix of `container`, by name (an index: never a read of every job)."""
+        ...
+
 
 class Claims(Protocol):
     """Idempotency (`claims`): the first writer of a key wins, and everyone learns its value."""

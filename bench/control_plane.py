@@ -93,16 +93,22 @@ def main() -> None:
     try:
         with Azurite(connection_string=connection_string, location=location, project_root=PROJECT_ROOT):
             bench = Bench(connection_string, table_port=port + 2, calls=calls, state=location / "state")
-            result["ceiling"] = bench.ceiling()
+            note(result, "ceiling", bench.ceiling())
             with bench.host() as url:
-                result["single_event"] = bench.single_events(url, args.single)
-                result["oversize_manifest"] = bench.oversize(url)
-                result["storms"] = [bench.storm(url, args.storm, senders) for senders in (8, 32)]
-                result["arrivals"] = bench.arrivals(url, args.arrivals)
-            result["reconcile"] = [bench.reconcile(int(n)) for n in args.active.split(",")]
+                note(result, "single_event", bench.single_events(url, args.single))
+                note(result, "oversize_manifest", bench.oversize(url))
+                note(result, "storms", [bench.storm(url, args.storm, senders) for senders in (8, 32)])
+                note(result, "arrivals", bench.arrivals(url, args.arrivals))
+            note(result, "reconcile", [bench.reconcile(int(n)) for n in args.active.split(",")])
     finally:
         shutil.rmtree(location, ignore_errors=True)
     print(json.dumps(result, indent=2))
+
+
+def note(result: dict[str, Any], key: str, figures: object) -> None:
+    """Keep a section's figures, and show them on stderr at once (the whole run takes minutes)."""
+    result[key] = figures
+    print(json.dumps({key: figures}), file=sys.stderr, flush=True)
 
 
 INDEX_APP = (

@@ -64,6 +64,9 @@ class InMemoryControlStore:
     def list_jobs(self) -> list[JobRecord]:
         return sorted(self._jobs.values(), key=lambda j: j.name)
 
+    def watching(self, container: str) -> list[JobRecord]:
+        return [j for j in self.list_jobs() if j.watch_prefix and j.watch_container == container]
+
     def add_run(self, run: Run) -> Run:
         if run.id in self._runs:
             raise ConcurrencyError(f"run {run.id}")

@@ -2,7 +2,7 @@
 
 One adapter implements every storage role (runs, jobs, claims, arrivals, models, clusters,
 dead letters): they share one account and the same entity mapping rules. It runs past 300 lines because
-each of the nine tables needs its own entity mapper, kept beside the queries that read it.
+each of the ten tables needs its own entity mapper, kept beside the queries that read it.
 
 | table       | PartitionKey | RowKey                    |
 | ----------- | ------------ | ------------------------- |
@@ -15,11 +15,13 @@ each of the nine tables needs its own entity mapper, kept beside the queries tha
 | models      | model name   | zero-padded version       |
 | deadletters | function     | event id (hashed if odd)  |
 | active      | `active`     | run id                    |
+| watches     | `watches`    | job name                  |
 
 `active` indexes the runs that are not finished: a copy of each active run's row, kept by
 `add_run`/`save_run`, so the reconciler and cluster capacity read only active runs, never the
 whole history. A run enters it before its own row is written and leaves it after its final row
-is, so the index never misses an active run.
+is, so the index never misses an active run. `watches` does the same for jobs watching data,
+so a data upload reads the jobs that watch its container, not every job.
 """
 
 from __future__ import annotations
@@ -43,15 +45,16 @@ from aztrain.manifest import JobManifest
 from aztrain.records import Arrival, ClusterRecord, DeadLetter, JobRecord, ModelVersion
 from aztrain.runs import ACTIVE_STATES, Run, RunState, Staged, Transition
 
-TABLES = ("jobs", "runs", "runhistory", "claims", "clusters", "arrivals", "models", "deadletters", "active")
+TABLES = ("jobs", "runs", "runhistory", "claims", "clusters", "arrivals", "models", "deadletters", "active", "watches")
 _ACTIVE = "active"  # the one partition of the `active` index: read whole, it holds only active runs
+_WATCHES = "watches"  # the one partition of the `watches` index: the jobs that watch data, by name
 _SAFE_KEY = re.compile(r"^[A-Za-z0-9._:@=-]{1,512}$")
 _BATCH = 100  # Table Storage's limit on operations in one transaction
 _OUTBOX_DETAIL = 1000  # characters of a transition's detail kept in the outbox (history keeps 16000)
 
 
 class TableControlStore:
-    """Every role of `ControlStore` in nine tables of one storage account."""
+    """Every role of `ControlStore` in ten tables of one storage account."""
 
     def __init__(self, service: TableServiceClient, *, prefix: str = "") -> None:
         self._service = service
@@ -65,6 +68,7 @@ class TableControlStore:
         self._models = self._table("models")
         self._dead_letters = self._table("deadletters")
         self._active = self._table("active")
+        self._watches = self._table("watches")
 
     def _table(self, name: str) -> TableClient:
         return self._service.get_table_client(self._prefix + name)
@@ -82,11 +86,27 @@ class TableControlStore:
             return None
 
     def put_job(self, job: JobRecord) -> JobRecord:
-        entity = _job_to_entity(job)
-        return replace(job, etag=self._write(self._jobs, entity, job.etag, f"job {job.name}"))
+        # The watch index is a superset: a job enters it before its row says it watches, leaves it after.
+        watch = {"PartitionKey": _WATCHES, "RowKey": job.name, "Container": job.watch_container}
+        if job.watch_prefix:
+            self._watches.upsert_entity(watch, mode=UpdateMode.REPLACE)
+        stored = replace(job, etag=self._write(self._jobs, _job_to_entity(job), job.etag, f"job {job.name}"))
+        if not job.watch_prefix:
+            with contextlib.suppress(ResourceNotFoundError):
+                self._watches.delete_entity(_WATCHES, job.name)
+        return stored
 
     def list_jobs(self) -> list[JobRecord]:
         return sorted((_job_from_entity(e) for e in self._jobs.list_entities()), key=lambda j: j.name)
+
+    def watching(self, container: str) -> list[JobRecord]:
+        rows = self._watches.query_entities(
+            "PartitionKey eq @watches and Container eq @container",
+            parameters={"watches": _WATCHES, "container": container},
+            select=["RowKey"],
+        )
+        jobs = (self.get_job(row["RowKey"]) for row in rows)  # the job's own row has the last word
+        return [j for j in jobs if j is not None and j.watch_prefix and j.watch_container == container]
 
     # ---------------------------------------------------------------- runs
     def add_run(self, run: Run) -> Run:

@@ -212,8 +212,8 @@ def _on_manifest_blob(ctx: Context, event: BlobEvent) -> list[Run]:
 def _on_data_blob(ctx: Context, event: BlobEvent) -> None:
     """Record the upload for every job watching it. Launching is the reconciler's call (`retraining`)."""
     key = hashlib.sha256(f"{event.container}/{event.name}\n{event.etag or event.id}".encode()).hexdigest()[:32]
-    for job in ctx.store.list_jobs():
-        if not job.watch_prefix or not watches(job.spec, event.container, event.name):
+    for job in ctx.store.watching(event.container):
+        if not watches(job.spec, event.container, event.name):
             continue
         # Storage stamps events to the whole second: an upload in the second the watch began is new data.
         if event.time and job.watch_since and event.time < job.watch_since.replace(microsecond=0):

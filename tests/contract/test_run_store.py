@@ -192,3 +192,24 @@ def test_active_runs_are_read_from_the_runs_not_yet_finished(run_store: ControlS
     assert listed(states=[RunState.ACCEPTED]) == [(waiting.id, "b", RunState.ACCEPTED, "")]
     assert listed(states=[RunState.FAILED]) == [(ended.id, "c", RunState.FAILED, "")]
     assert run_store.find_runs(states=ACTIVE_STATES, cluster="c1")[0].manifest == SPEC
+
+
+def test_jobs_watching_a_container_are_found_without_reading_every_job(run_store: ControlStore):
+    def job(name: str, container: str = "", prefix: str = "", etag: str | None = None) -> JobRecord:
+        return JobRecord(
+            name=name,
+            spec=SPEC,
+            manifest_hash=SPEC.content_hash,
+            updated_at=T0,
+            watch_container=container,
+            watch_prefix=prefix,
+            etag=etag,
+        )
+
+    watcher = run_store.put_job(job("a", "datasets", "digits/"))
+    run_store.put_job(job("b"))
+    run_store.put_job(job("c", "other", "x/"))
+    assert [j.name for j in run_store.watching("datasets")] == ["a"]
+    run_store.put_job(job("a", etag=watcher.etag))  # stops watching
+    assert run_store.watching("datasets") == []
+    assert [j.name for j in run_store.watching("other")] == ["c"]
