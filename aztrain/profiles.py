@@ -253,13 +253,21 @@ def cluster_for(profiles: Mapping[str, ComputeProfile], compute: ComputeSpec) ->
             f"compute.nodes: {compute.nodes} is more than the {profile.max_nodes} node(s) "
             f"compute profile {profile.name} allows; ask for fewer or raise its max_nodes ({SETTING})"
         )
-    if profile.gpus_per_node and compute.processes_per_node > profile.gpus_per_node:
-        problems.append(
-            f"compute.processes_per_node: {compute.processes_per_node} is more than the {profile.gpus_per_node} "
-            f"GPU(s) per node of compute profile {profile.name} ({profile.vm_size}), and each Horovod process "
-            f"needs its own GPU; ask for at most {profile.gpus_per_node} per node and more nodes, or a profile "
-            f"with more GPUs per node"
-        )
+    gpus = gpu_problem(profile, compute)
+    if gpus:
+        problems.append(gpus)
     if problems:
         raise ManifestError(problems)
     return cluster_spec(compute, name=profile.cluster, vm_size=profile.vm_size, max_nodes=profile.max_nodes)
+
+
+def gpu_problem(profile: ComputeProfile, compute: ComputeSpec) -> str | None:
+    """Why `compute` asks for more Horovod processes per node than the profile's nodes have GPUs, or None."""
+    if not profile.gpus_per_node or compute.processes_per_node <= profile.gpus_per_node:
+        return None
+    return (
+        f"compute.processes_per_node: {compute.processes_per_node} is more than the {profile.gpus_per_node} "
+        f"GPU(s) per node of compute profile {profile.name} ({profile.vm_size}), and each Horovod process "
+        f"needs its own GPU; ask for at most {profile.gpus_per_node} per node and more nodes, or a profile "
+        f"with more GPUs per node"
+    )

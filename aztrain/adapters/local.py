@@ -32,7 +32,9 @@ from typing import Any
 
 import psutil
 
+from aztrain.errors import ManifestError
 from aztrain.manifest import ComputeSpec
+from aztrain.profiles import gpu_problem, load_profiles
 from aztrain.records import ClusterSpec, JobObservation, JobPhase, JobSubmission, ModelVersion, cluster_spec
 from aztrain.settings import PROJECT_ROOT, Settings
 
@@ -94,11 +96,17 @@ class LocalBackend:
         self._clusters_dir.mkdir(parents=True, exist_ok=True)
         self._jobs_dir.mkdir(parents=True, exist_ok=True)
         self._child_env = child_env if child_env is not None else dict(os.environ)
+        self._profiles = load_profiles(settings.compute_profiles)
         self._lock = threading.Lock()
         self._children: dict[str, subprocess.Popen[bytes]] = {}
 
     # ------------------------------------------------------------ clusters
     def cluster_for(self, compute: ComputeSpec) -> ClusterSpec:
+        """A simulated cluster named after the profile; a known profile's GPUs per node bound the processes."""
+        profile = self._profiles.get(compute.profile)
+        problem = gpu_problem(profile, compute) if profile else None
+        if problem:
+            raise ManifestError([problem])
         return cluster_spec(
             compute,
             name=f"local-{compute.profile}",

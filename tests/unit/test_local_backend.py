@@ -1,0 +1,34 @@
+"""The simulated cluster's shape rules, without starting anything."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from aztrain.adapters.local import LocalBackend
+from aztrain.errors import ManifestError
+from aztrain.manifest import ComputeSpec
+from aztrain.settings import Settings
+
+
+@pytest.fixture
+def backend(tmp_path: Path) -> LocalBackend:
+    return LocalBackend(Settings(local_state_dir=tmp_path, local_cluster_nodes=2))
+
+
+def test_a_known_profiles_gpus_per_node_bound_the_processes_per_node(backend: LocalBackend) -> None:
+    with pytest.raises(ManifestError, match=r"processes_per_node: 2 is more than the 1 GPU\(s\) per node"):
+        backend.cluster_for(ComputeSpec(profile="gpu-small", nodes=1, processes_per_node=2))
+    spec = backend.cluster_for(ComputeSpec(profile="gpu-small", nodes=2, processes_per_node=1))
+    assert (spec.name, spec.nodes, spec.processes_per_node) == ("local-gpu-small", 2, 1)
+
+
+def test_a_profile_only_this_machine_knows_is_a_cluster_of_its_own(backend: LocalBackend) -> None:
+    spec = backend.cluster_for(ComputeSpec(profile="e2e", nodes=1, processes_per_node=2))
+    assert (spec.name, spec.processes_per_node) == ("local-e2e", 2)
+
+
+def test_more_nodes_than_the_simulated_cluster_has_are_refused(backend: LocalBackend) -> None:
+    with pytest.raises(ManifestError, match="compute.nodes: 3 is more than the 2 node"):
+        backend.cluster_for(ComputeSpec(profile="e2e", nodes=3))
