@@ -30,5 +30,5 @@ def test_a_profile_only_this_machine_knows_is_a_cluster_of_its_own(backend: Loca
 
 
 def test_more_nodes_than_the_simulated_cluster_has_are_refused(backend: LocalBackend) -> None:
-    with pytest.raises(ManifestError, match="compute.nodes: 3 is more than the 2 node"):
+    with pytest.raises(ManifestError, match=r"compute\.nodes: 3 is more than the 2 node"):
         backend.cluster_for(ComputeSpec(profile="e2e", nodes=3))
