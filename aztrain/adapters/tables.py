@@ -50,6 +50,7 @@ _ACTIVE = "active"  # the one partition of the `active` index: read whole, it ho
 _WATCHES = "watches"  # the one partition of the `watches` index: the jobs that watch data, by name
 _SAFE_KEY = re.compile(r"^[A-Za-z0-9._:@=-]{1,512}$")
 _BATCH = 100  # Table Storage's limit on operations in one transaction
+_REMEMBERED = 100_000  # run ids whose job a store remembers (a few MB), forgotten all at once beyond
 _OUTBOX_DETAIL = 1000  # characters of a transition's detail kept in the outbox (history keeps 16000)
 
 
@@ -69,6 +70,7 @@ class TableControlStore:
         self._dead_letters = self._table("deadletters")
         self._active = self._table("active")
         self._watches = self._table("watches")
+        self._job_of: dict[str, str] = {}  # run id -> job, for the runs this process has seen
 
     def _table(self, name: str) -> TableClient:
         return self._service.get_table_client(self._prefix + name)
@@ -113,7 +115,7 @@ class TableControlStore:
         # The creation row goes first: it is also the index from run id to job (see get_run).
         self._append_history(run)
         self._index(run)  # before the run: the index never misses an active run
-        return replace(run, etag=self._write(self._runs, _run_to_entity(run), None, f"run {run.id}"))
+        return self._remember(replace(run, etag=self._write(self._runs, _run_to_entity(run), None, f"run {run.id}")))
 
     def save_run(self, run: Run) -> Run:
         if run.etag is None:
@@ -137,12 +139,20 @@ class TableControlStore:
             self._history.upsert_entity(_transition_to_entity(run, run.last), mode=UpdateMode.REPLACE)
 
     def get_run(self, run_id: str) -> Run | None:
-        # Two point reads: the history's first row names the job, which is the run's PartitionKey.
+        # The history's first row names the job, which is the run's PartitionKey: a second point
+        # read, unless this process has seen the run before (a run's job never changes).
         try:
-            job = self._history.get_entity(run_id, _seq_key(1))["Job"]
-            return _run_from_entity(self._runs.get_entity(job, run_id))
+            job = self._job_of.get(run_id) or self._history.get_entity(run_id, _seq_key(1))["Job"]
+            run = _run_from_entity(self._runs.get_entity(job, run_id))
         except ResourceNotFoundError:
             return None
+        return self._remember(run)
+
+    def _remember(self, run: Run) -> Run:
+        if len(self._job_of) >= _REMEMBERED:
+            self._job_of.clear()
+        self._job_of[run.id] = run.job
+        return run
 
     def find_runs(
         self,
@@ -182,7 +192,7 @@ class TableControlStore:
         if first is not None:
             entities = itertools.islice(entities, first)
         read = _indexed_run_from_entity if table is self._active else _run_from_entity
-        runs = sorted((read(e) for e in entities), key=lambda r: r.id)
+        runs = sorted((self._remember(read(e)) for e in entities), key=lambda r: r.id)
         return runs[:limit] if limit is not None else runs
 
     # -------------------------------------------------------------- outbox
