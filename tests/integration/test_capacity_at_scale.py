@@ -47,7 +47,13 @@ def provisioning_runs(count: int) -> list[Run]:
     at = datetime(2026, 1, 1, tzinfo=UTC)
     return [
         Run.create(
-            id=None, job=f"bulk-{i % 30}", state=RunState.ACCEPTED, at=at, trigger="http", cause=f"c{i}", spec=spec
+            id=f"{i:013d}-b0b0b0",  # distinct: ids made in one instant could collide
+            job=f"bulk-{i % 30}",
+            state=RunState.ACCEPTED,
+            at=at,
+            trigger="http",
+            cause=f"c{i}",
+            spec=spec,
         ).moved(RunState.PROVISIONING, cause="reconciler", at=at, cluster=CLUSTER)
         for i in range(count)
     ]
