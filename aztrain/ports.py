@@ -62,6 +62,10 @@ class Runs(Protocol):
         """Every transition of a run, oldest first."""
         ...
 
+    def forget_active(self, run: Run) -> None:
+        """Stop listing a finished run among the active ones (a crash can leave it listed after its last write)."""
+        ...
+
 
 class Outbox(Protocol):
     """The runs' outbox: each run's `outbox` holds its applied transitions not yet published.

@@ -125,6 +125,10 @@ class TableControlStore:
         self._index(stored)
         return stored
 
+    def forget_active(self, run: Run) -> None:
+        if run.is_terminal:
+            self._index(run)
+
     def _index(self, run: Run) -> None:
         """Keep a copy of the run in `active` while it is active; drop it when the run ends."""
         if run.is_terminal:

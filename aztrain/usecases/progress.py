@@ -34,7 +34,9 @@ def advance_all(ctx: Context) -> None:
     for run in ctx.store.find_runs(states=ACTIVE_STATES):
         faults.checkpoint("progress.mid-reconcile")
         try:
-            advance(ctx, run.id)
+            advanced = advance(ctx, run.id)
+            if advanced.is_terminal:  # ended now, or before a crash that left it listed
+                ctx.store.forget_active(advanced)
         except Exception:
             log.exception("reconcile: run %s could not advance", run.id)
 

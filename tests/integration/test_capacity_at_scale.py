@@ -100,3 +100,17 @@ def test_3000_active_runs_on_one_cluster_keep_its_row_small_and_its_nodes_up(pla
     assert scaled_down == []  # never under an active run
     record = plane.store.get_cluster("fake", CLUSTER)
     assert record is not None and (record.active_runs, record.desired_nodes) == (ACTIVE, 2)
+
+
+def test_a_run_still_listed_as_active_after_it_ended_is_forgotten_and_its_cluster_goes_to_zero(plane, azurite_settings):
+    provisioning = plane.submit(MANIFEST, trigger="http", cause="crash", source="http").run
+    for _ in range(6):
+        plane.advance(provisioning.id)
+    assert plane.get_run(provisioning.id).state is RunState.COMPLETED
+    index_in_bulk(azurite_settings, [provisioning])  # a crash between its last write and the index's
+    assert plane.store.find_runs(states=ACTIVE_STATES, cluster=CLUSTER) != []
+
+    plane.reconcile()
+    assert plane.store.find_runs(states=ACTIVE_STATES) == []
+    record = plane.store.get_cluster("fake", CLUSTER)
+    assert record is not None and (record.desired_nodes, record.active_runs, record.observed_nodes) == (0, 0, 0)
