@@ -7,6 +7,7 @@ and turns the errors they raise into the documented exit codes (`cli_output.Exit
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import Annotated, Any
@@ -57,7 +58,21 @@ def dev(
         topic_port=topic_port,
     ) as stack:
         print(f"aztrain dev host on {stack.url} (Azurite on 127.0.0.1:{azurite_port}); Ctrl-C to stop", flush=True)
+        print(first_steps(stack.url, os.environ["AZTRAIN_STORAGE_CONNECTION_STRING"]), flush=True)
         stack.serve_forever()
+
+
+def first_steps(url: str, connection_string: str) -> str:
+    """What `aztrain dev` tells a newcomer: where storage is, and that the stack starts empty."""
+    return (
+        "storage (Azurite's public development account; `aztrain upload` and the SDKs take it):\n"
+        f"  AZTRAIN_STORAGE_CONNECTION_STRING='{connection_string}'\n"
+        "the stack starts empty; next, in another terminal:\n"
+        "  aztrain seed-digits                          # the digits images into datasets/digits/\n"
+        "  aztrain submit examples/digits.yaml --wait   # train it; or drop the file into jobs/manifests/\n"
+        "  aztrain runs   |   aztrain logs <run> -f   |   aztrain window digits-classifier\n"
+        f"  dashboard: {url}/api/dashboard"
+    )
 
 
 @app.command(epilog=examples("aztrain demo"))
