@@ -7,6 +7,7 @@ is imported on first publish, so `import function_app` never pays for it.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from typing import Any
 
@@ -36,6 +37,9 @@ class EventGridSink:
 
     def _publisher(self) -> Any:
         if self._client is None:
+            # The SDK hands `send`'s transport options to its CloudEvent serializer too, which logs a
+            # warning per option per event ("... is not a known attribute ... and will be ignored").
+            logging.getLogger("azure.eventgrid._legacy._generated._serialization").setLevel(logging.ERROR)
             from azure.core.credentials import AzureKeyCredential
             from azure.eventgrid import EventGridPublisherClient
 
