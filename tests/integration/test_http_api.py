@@ -31,6 +31,7 @@ from aztrain.runs import RunState
 from aztrain.service import ControlPlane
 from aztrain.settings import Settings
 from devhost import DevHost
+from tests.apps import fresh_function_app
 from tests.integration.test_devhost import Response, wait_for
 
 pytestmark = pytest.mark.azurite
@@ -104,9 +105,7 @@ def api(azurite: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Api]
             patch.setenv(name, value)
         control_plane.cache_clear()  # the process-wide service is built from these settings
         ensure_storage(Settings.from_env())
-        from function_app import app
-
-        with DevHost(app, connection_string=azurite, port=0, timer_interval=None) as host:
+        with DevHost(fresh_function_app(), connection_string=azurite, port=0, timer_interval=None) as host:
             api = Api(host.url, host, control_plane())
             api.openapi = api.call("GET", "/api/openapi.json").json()
             yield api

@@ -6,7 +6,6 @@ job per run, a complete history that never moved a run backwards, and no nodes l
 
 from __future__ import annotations
 
-import importlib
 import itertools
 import json
 import uuid
@@ -14,10 +13,8 @@ from collections.abc import Iterable, Iterator
 from dataclasses import replace
 from typing import Any
 
-import azure.functions as func
 import pytest
 
-import function_app
 from aztrain.adapters.blobs import BlobDataStore
 from aztrain.adapters.memory import FakeComputeBackend
 from aztrain.adapters.tables import TableControlStore
@@ -27,7 +24,7 @@ from aztrain.runs import ACTIVE_STATES, Run, RunState, can_transition
 from aztrain.service import BlobEvent, ControlPlane
 from aztrain.settings import Settings
 from devhost import DevHost
-from functions import dashboard, events, http_api, reconcile
+from tests.apps import fresh_function_app
 from tests.clock import Clock
 from tests.integration.test_devhost import WEBHOOK, Response
 from tests.integration.test_http_api import Api
@@ -63,14 +60,6 @@ def plane(
         backend=FakeComputeBackend(provision_polls=0),
         now=Clock(),
     )
-
-
-def fresh_function_app() -> func.FunctionApp:
-    """`function_app.app` built anew: azure-functions indexes an app (and its blueprints' builders) only once,
-    and other tests in the session may have served it already."""
-    for blueprints in (http_api, events, reconcile, dashboard):
-        importlib.reload(blueprints)
-    return importlib.reload(function_app).app
 
 
 @pytest.fixture(scope="package")

@@ -18,7 +18,6 @@ import pytest
 import yaml
 from packaging.specifiers import SpecifierSet
 
-import function_app
 from aztrain.adapters.tables import TABLES
 from aztrain.layout import BACKEND_JOB_PREFIX
 from aztrain.manifest import ComputeSpec
@@ -26,6 +25,7 @@ from aztrain.profiles import CLUSTER_PREFIX, DEFAULT_PROFILES, GPUS_PER_NODE, lo
 from aztrain.settings import PROJECT_ROOT, Settings
 from devhost.localstack import subscriptions
 from functions.events import BLOB_CREATED, RUN_STATUS_CHANGED
+from tests.apps import fresh_function_app
 
 INFRA = PROJECT_ROOT / "infra"
 
@@ -97,7 +97,7 @@ def test_event_subscriptions_match_the_dev_host_mirror() -> None:
 def test_subscriptions_deliver_events_one_at_a_time_to_registered_functions() -> None:
     events = bicep("events.bicep")
     targets = re.findall(r"resourceId: '\$\{functionApp\.id\}/functions/(\w+)'", events)
-    registered = [f.get_function_name() for f in function_app.app.get_functions()]
+    registered = [f.get_function_name() for f in fresh_function_app().get_functions()]
     assert targets == ["on_blob_created", "on_run_status_changed"]
     assert set(targets) <= set(registered)
     assert events.count(f"includedEventTypes: ['{BLOB_CREATED}']") == 2
