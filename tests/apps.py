@@ -2,11 +2,21 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
 
 import azure.functions as func
+import pytest
 
 import function_app
+from aztrain.bootstrap import control_plane, ensure_storage
+from aztrain.ports import ComputeBackend
+from aztrain.service import ControlPlane
+from aztrain.settings import Settings
+from devhost import DevHost
 from functions import dashboard, events, http_api, reconcile
 
 
@@ -15,3 +25,31 @@ def fresh_function_app() -> func.FunctionApp:
     for blueprints in (http_api, events, reconcile, dashboard):
         importlib.reload(blueprints)
     return importlib.reload(function_app).app
+
+
+@contextlib.contextmanager
+def hosted_app(
+    azurite: str, *, table_prefix: str, state_dir: Path, backend: ComputeBackend | None = None
+) -> Iterator[tuple[DevHost, ControlPlane]]:
+    """A freshly built `function_app` on the dev host over Azurite, timers off, and the service it uses.
+
+    Settings come from the environment, as in Azure; `backend` replaces the configured one (e.g. a scripted fake).
+    """
+    env = {
+        "AZTRAIN_STORAGE_CONNECTION_STRING": azurite,
+        "AZTRAIN_TABLE_PREFIX": table_prefix,
+        "AZTRAIN_LOCAL_STATE_DIR": str(state_dir),
+    }
+    with pytest.MonkeyPatch.context() as patch:
+        for name, value in env.items():
+            patch.setenv(name, value)
+        control_plane.cache_clear()  # the process-wide service is built from these settings
+        ensure_storage(Settings.from_env())
+        service = control_plane()
+        if backend is not None:
+            patch.setattr(service, "ctx", replace(service.ctx, backend=backend))
+        try:
+            with DevHost(fresh_function_app(), connection_string=azurite, port=0, timer_interval=None) as host:
+                yield host, service
+        finally:
+            control_plane.cache_clear()

@@ -24,14 +24,12 @@ import pytest
 from jsonschema import Draft202012Validator
 from openapi_spec_validator import validate
 
-from aztrain.bootstrap import control_plane, ensure_storage
 from aztrain.records import ModelVersion
 from aztrain.run_outputs import LiveMetrics, RunFiles
 from aztrain.runs import RunState
 from aztrain.service import ControlPlane
-from aztrain.settings import Settings
 from devhost import DevHost
-from tests.apps import fresh_function_app
+from tests.apps import hosted_app
 from tests.integration.test_devhost import Response, wait_for
 
 pytestmark = pytest.mark.azurite
@@ -95,21 +93,11 @@ def _lower(items: Iterable[tuple[str, str]]) -> dict[str, str]:
 @pytest.fixture(scope="module")
 def api(azurite: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Api]:
     """`function_app` on the dev host, on a table prefix of its own; timers off, so runs stay where submit put them."""
-    env = {
-        "AZTRAIN_STORAGE_CONNECTION_STRING": azurite,
-        "AZTRAIN_TABLE_PREFIX": "api" + uuid.uuid4().hex[:8],
-        "AZTRAIN_LOCAL_STATE_DIR": str(tmp_path_factory.mktemp("api-local")),
-    }
-    with pytest.MonkeyPatch.context() as patch:
-        for name, value in env.items():
-            patch.setenv(name, value)
-        control_plane.cache_clear()  # the process-wide service is built from these settings
-        ensure_storage(Settings.from_env())
-        with DevHost(fresh_function_app(), connection_string=azurite, port=0, timer_interval=None) as host:
-            api = Api(host.url, host, control_plane())
-            api.openapi = api.call("GET", "/api/openapi.json").json()
-            yield api
-        control_plane.cache_clear()
+    state_dir = tmp_path_factory.mktemp("api-local")
+    with hosted_app(azurite, table_prefix="api" + uuid.uuid4().hex[:8], state_dir=state_dir) as (host, service):
+        api = Api(host.url, host, service)
+        api.openapi = api.call("GET", "/api/openapi.json").json()
+        yield api
 
 
 def manifest(name: str, **overrides: Any) -> dict[str, Any]:

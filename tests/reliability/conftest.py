@@ -10,7 +10,6 @@ import itertools
 import json
 import uuid
 from collections.abc import Iterable, Iterator
-from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -18,13 +17,11 @@ import pytest
 from aztrain.adapters.blobs import BlobDataStore
 from aztrain.adapters.memory import FakeComputeBackend
 from aztrain.adapters.tables import TableControlStore
-from aztrain.bootstrap import control_plane, ensure_storage
 from aztrain.layout import backend_job_name
 from aztrain.runs import ACTIVE_STATES, Run, RunState, can_transition
 from aztrain.service import BlobEvent, ControlPlane
 from aztrain.settings import Settings
-from devhost import DevHost
-from tests.apps import fresh_function_app
+from tests.apps import hosted_app
 from tests.clock import Clock
 from tests.integration.test_devhost import WEBHOOK, Response
 from tests.integration.test_http_api import Api
@@ -65,23 +62,13 @@ def plane(
 @pytest.fixture(scope="package")
 def stack(azurite: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Api]:
     """`function_app` on the dev host (its real webhook and API) on Azurite, with the scripted backend; no timers."""
-    env = {
-        "AZTRAIN_STORAGE_CONNECTION_STRING": azurite,
-        "AZTRAIN_TABLE_PREFIX": "rel" + uuid.uuid4().hex[:8],
-        "AZTRAIN_LOCAL_STATE_DIR": str(tmp_path_factory.mktemp("reliability-local")),
-    }
-    with pytest.MonkeyPatch.context() as patch:
-        for name, value in env.items():
-            patch.setenv(name, value)
-        control_plane.cache_clear()  # the process-wide service is built from these settings
-        ensure_storage(Settings.from_env())
-        service = control_plane()
-        patch.setattr(service, "ctx", replace(service.ctx, backend=FakeComputeBackend(provision_polls=0)))
-        with DevHost(fresh_function_app(), connection_string=azurite, port=0, timer_interval=None) as host:
-            api = Api(host.url, host, service)
-            api.openapi = api.call("GET", "/api/openapi.json").json()
-            yield api
-        control_plane.cache_clear()
+    state_dir = tmp_path_factory.mktemp("reliability-local")
+    scripted = FakeComputeBackend(provision_polls=0)
+    prefix = "rel" + uuid.uuid4().hex[:8]
+    with hosted_app(azurite, table_prefix=prefix, state_dir=state_dir, backend=scripted) as (host, service):
+        api = Api(host.url, host, service)
+        api.openapi = api.call("GET", "/api/openapi.json").json()
+        yield api
 
 
 def blob_created(event: BlobEvent) -> dict[str, Any]:
