@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from azure.core import MatchConditions
 from azure.core.exceptions import (
@@ -13,11 +14,13 @@ from azure.core.exceptions import (
     ResourceModifiedError,
     ResourceNotFoundError,
 )
-from azure.storage.blob import BlobServiceClient
 
 from aztrain.errors import DataChanged, NotFound
 from aztrain.layout import local_path
 from aztrain.records import BlobInfo
+
+if TYPE_CHECKING:
+    from azure.storage.blob import BlobServiceClient
 
 
 class BlobDataStore:
