@@ -17,7 +17,7 @@ assert index.http and index.event_grid and index.timers, index
 """
 
 #: Imported on first use only: the storage SDKs (the blob SDK pulls in aiohttp and requests), the
-#: storage adapters that import them, and the Azure ML adapter with its SDK.
+#: storage adapters that import them, the Azure credential, and the Azure ML adapter with its SDK.
 OFF_THE_COLD_PATH = (
     "aiohttp",
     "requests",
