@@ -20,10 +20,12 @@ import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from azure.core.exceptions import AzureError, ResourceNotFoundError
-from azure.storage.blob import BlobProperties, BlobServiceClient, ContainerClient
+
+if TYPE_CHECKING:
+    from azure.storage.blob import BlobProperties, BlobServiceClient, ContainerClient
 
 log = logging.getLogger(__name__)
 #: The Azure SDK logs every request at INFO; polling several times a second would drown the
@@ -152,6 +154,8 @@ class BlobWatcher:
         poll_interval: float | None = 0.3,
     ) -> BlobWatcher:
         # No SDK retries and a short connect timeout: the next poll is the retry, and stop() stays prompt.
+        from azure.storage.blob import BlobServiceClient  # lazy: ~0.3 s, and indexing an app imports this package
+
         client = BlobServiceClient.from_connection_string(
             connection_string, logger=storage_log, retry_total=0, connection_timeout=5
         )

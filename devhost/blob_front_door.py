@@ -18,11 +18,13 @@ import logging
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import TYPE_CHECKING
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from azure.storage.blob import BlobServiceClient
-
 from devhost.blob_events import Event, Subscription, blob_created_event, blob_subject
+
+if TYPE_CHECKING:
+    from azure.storage.blob import BlobServiceClient
 
 log = logging.getLogger(__name__)
 

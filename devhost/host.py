@@ -9,7 +9,6 @@ from collections.abc import Sequence
 from types import FrameType, TracebackType
 
 import azure.functions as func
-from azure.storage.blob import BlobServiceClient
 
 from devhost.blob_events import BlobWatcher, Subscription, storage_log
 from devhost.blob_front_door import BlobFrontDoor
@@ -99,6 +98,8 @@ class DevHost:
                     self._sender = WebhookSender(self.url)
                     self._sender.start()
                     if self._blob_front_door_port is not None:
+                        from azure.storage.blob import BlobServiceClient  # lazy: see blob_events.from_connection_string
+
                         self._front_door = BlobFrontDoor(
                             BlobServiceClient.from_connection_string(self._connection_string, logger=storage_log),
                             self.subscriptions,
