@@ -62,8 +62,8 @@ class Runs(Protocol):
         """Every transition of a run, oldest first."""
         ...
 
-    def forget_active(self, run: Run) -> None:
-        """Stop listing a finished run among the active ones (a crash can leave it listed after its last write)."""
+    def refresh_active(self, run: Run) -> None:
+        """Make the run's copy among the active ones match `run` as just read (a crash can leave it behind)."""
         ...
 
 
@@ -79,7 +79,10 @@ class Outbox(Protocol):
         ...
 
     def unpublished_runs(self) -> list[Run]:
-        """Runs (in any state) whose outbox is not empty: the reconciler's backstop drains them."""
+        """Runs (in any state) whose outbox is not empty, from the active index: the reconciler's backstop drains them.
+
+        They may be copies behind their runs (without an ETag): read a run before draining it.
+        """
         ...
 
 
@@ -94,8 +97,8 @@ class Jobs(Protocol):
 
     def list_jobs(self) -> list[JobRecord]: ...
 
-    def watching(self, container: str) -> list[JobRecord]:
-        """Jobs that watch a prefix of `container`, by name (an index: never a read of every job)."""
+    def watching(self, container: str | None = None) -> list[JobRecord]:
+        """Jobs that watch a prefix of `container` (or of any), by name (an index: never a read of every job)."""
         ...
 
 

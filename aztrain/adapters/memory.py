@@ -67,8 +67,8 @@ class InMemoryControlStore:
     def list_jobs(self) -> list[JobRecord]:
         return sorted(self._jobs.values(), key=lambda j: j.name)
 
-    def watching(self, container: str) -> list[JobRecord]:
-        return [j for j in self.list_jobs() if j.watch_prefix and j.watch_container == container]
+    def watching(self, container: str | None = None) -> list[JobRecord]:
+        return [j for j in self.list_jobs() if j.watch_prefix and container in (None, j.watch_container)]
 
     def add_run(self, run: Run) -> Run:
         if run.id in self._runs:
@@ -119,7 +119,7 @@ class InMemoryControlStore:
         ]
         return runs[:limit] if limit is not None else runs
 
-    def forget_active(self, run: Run) -> None:
+    def refresh_active(self, run: Run) -> None:
         pass  # the active runs are computed here, never stored: nothing can be left behind
 
     def history(self, run_id: str) -> list[Transition]:

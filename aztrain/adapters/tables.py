@@ -17,11 +17,15 @@ each of the ten tables needs its own entity mapper, kept beside the queries that
 | active      | `active`     | run id                    |
 | watches     | `watches`    | job name                  |
 
-`active` indexes the runs that are not finished: a copy of each active run's row, kept by
-`add_run`/`save_run`, so the reconciler and cluster capacity read only active runs, never the
-whole history. A run enters it before its own row is written and leaves it after its final row
-is, so the index never misses an active run. `watches` does the same for jobs watching data,
-so a data upload reads the jobs that watch its container, not every job.
+`active` indexes the runs that are not finished, or whose events are not yet published: a copy
+of each such run's row, kept by `add_run`/`save_run` (and `refresh_active` after an outbox is
+cleared), so the reconciler, cluster capacity and the outbox backstop read only these, never the
+whole history (readers that want active runs filter by state). A copy is written after the
+run's own row, so it can be behind its run (a crash between the two writes, or two writers
+racing), never ahead: the reconciler decides on the copy whether a step could be due, decides
+again on the run's own row before writing, and refreshes a copy it finds behind. `watches` does
+the same for jobs watching data, so a data upload reads the jobs that watch its container, not
+every job.
 """
 
 from __future__ import annotations
@@ -101,19 +105,24 @@ class TableControlStore:
     def list_jobs(self) -> list[JobRecord]:
         return sorted((_job_from_entity(e) for e in self._jobs.list_entities()), key=lambda j: j.name)
 
-    def watching(self, container: str) -> list[JobRecord]:
-        rows = self._watches.query_entities(
-            "PartitionKey eq @watches and Container eq @container",
-            parameters={"watches": _WATCHES, "container": container},
-            select=["RowKey"],
-        )
+    def watching(self, container: str | None = None) -> list[JobRecord]:
+        where, params = "PartitionKey eq @watches", {"watches": _WATCHES}
+        if container is not None:
+            where, params = where + " and Container eq @container", params | {"container": container}
+        rows = self._watches.query_entities(where, parameters=params, select=["RowKey"])
         jobs = (self.get_job(row["RowKey"]) for row in rows)  # the job's own row has the last word
-        return [j for j in jobs if j is not None and j.watch_prefix and j.watch_container == container]
+        return [j for j in jobs if j is not None and j.watch_prefix and container in (None, j.watch_container)]
 
     # ---------------------------------------------------------------- runs
     def add_run(self, run: Run) -> Run:
-        # The creation row goes first: it is also the index from run id to job (see get_run).
-        self._append_history(run)
+        # The creation row goes first: it is also the index from run id to job (see get_run), and
+        # creating it takes the run id for this job (a retry after a crash finds its own job there).
+        if run.last:
+            try:
+                self._history.create_entity(_transition_to_entity(run, run.last))
+            except ResourceExistsError:
+                if self._history.get_entity(run.id, _seq_key(run.last.seq))["Job"] != run.job:
+                    raise ConcurrencyError(f"run {run.id} is another job's") from None
         self._index(run)  # before the run: the index never misses an active run
         return self._remember(replace(run, etag=self._write(self._runs, _run_to_entity(run), None, f"run {run.id}")))
 
@@ -125,13 +134,12 @@ class TableControlStore:
         self._index(stored)
         return stored
 
-    def forget_active(self, run: Run) -> None:
-        if run.is_terminal:
-            self._index(run)
+    def refresh_active(self, run: Run) -> None:
+        self._index(run)
 
     def _index(self, run: Run) -> None:
-        """Keep a copy of the run in `active` while it is active; drop it when the run ends."""
-        if run.is_terminal:
+        """Keep a copy of the run in `active` while it is active or has events to publish; drop it after."""
+        if run.is_terminal and not run.outbox:
             with contextlib.suppress(ResourceNotFoundError):
                 self._active.delete_entity(_ACTIVE, run.id)
             return
@@ -213,8 +221,11 @@ class TableControlStore:
         return replace(run, etag=str(meta["etag"]))
 
     def unpublished_runs(self) -> list[Run]:
-        rows = self._runs.query_entities("Unpublished eq true")
-        return sorted((_run_from_entity(e) for e in rows), key=lambda r: r.id)
+        # The index, not the runs table: a finished run keeps its copy there until its outbox is drained.
+        rows = self._active.query_entities(
+            "PartitionKey eq @active and Unpublished eq true", parameters={"active": _ACTIVE}
+        )
+        return sorted((_indexed_run_from_entity(e) for e in rows), key=lambda r: r.id)
 
     def history(self, run_id: str) -> list[Transition]:
         rows = self._history.query_entities("PartitionKey eq @run", parameters={"run": run_id})

@@ -7,6 +7,7 @@ recording how long it took.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import replace
 from datetime import datetime
 
@@ -16,46 +17,91 @@ from aztrain.runs import ACTIVE_STATES, Run, RunState
 from aztrain.usecases.context import Context
 
 
-def sync_cluster(ctx: Context, run: Run) -> None:
+def sync_cluster(ctx: Context, run: Run, *, sized: dict[str, int] | None = None) -> None:
     """A run arrived on a cluster or ended there: update the cluster's record at the cost of one run, not of all.
 
     An arrival raises the desired size if the run needs more nodes. An end that leaves another
     run active changes nothing now (the reconciler's pass recounts); the last run's end brings
     the cluster down to zero at once. The steps between leave the cluster as it is.
+    `sized`: records this pass has seen or made to hold so many nodes, so many arrivals read one once.
     """
     if run.is_terminal:
-        if ctx.store.find_runs(states=ACTIVE_STATES, cluster=run.cluster, limit=1):
-            return  # never scale down under an active run
-        reconcile_cluster(ctx, _record(ctx, run.cluster))
+        if not _any_active(ctx, run.cluster):  # never scale down under an active run
+            reconcile_cluster(ctx, _record(ctx, run.cluster), [])
     elif run.last is not None and run.last.from_state is RunState.ACCEPTED:
-        record, nodes = _record(ctx, run.cluster), ctx.backend.cluster_for(run.manifest.compute).nodes
+        known = {} if sized is None else sized
+        nodes = _nodes(ctx, run)
+        if known.get(run.cluster, 0) >= nodes:
+            return  # in a pass only the last run's end lowers a record, and this run is active
+        record = _record(ctx, run.cluster)
         if nodes > record.desired_nodes:
-            ctx.store.put_cluster(_desire(record, nodes, ctx.now()))
+            record = ctx.store.put_cluster(_desire(record, nodes, ctx.now()))
+        known[run.cluster] = record.desired_nodes
 
 
-def reconcile_clusters(ctx: Context) -> None:
-    """Bring every cluster of this backend up to date (the reconciler's last step)."""
+def reconcile_clusters(ctx: Context, active: Sequence[Run] | None = None) -> None:
+    """Bring every cluster of this backend up to date (the reconciler's last step).
+
+    `active`: the active runs as the reconciler's pass left them (read from the index if not given),
+    so a pass reads them once for every cluster. They may be copies behind their runs: a run they
+    say keeps a cluster up that its record has let go is confirmed on its own row first, and a
+    scale-down is confirmed by a fresh read of the index.
+    """
+    runs = ctx.store.find_runs(states=ACTIVE_STATES) if active is None else active
     for cluster in ctx.store.list_clusters():
-        if cluster.backend == ctx.backend.name:
-            reconcile_cluster(ctx, cluster)
+        if cluster.backend != ctx.backend.name:
+            continue
+        on_it = _confirmed(ctx, cluster, [r for r in runs if r.cluster == cluster.name])
+        if not on_it and (cluster.desired_nodes or cluster.observed_nodes) and _any_active(ctx, cluster.name):
+            continue  # a run arrived since `active` was read: never scale down under it
+        reconcile_cluster(ctx, cluster, on_it)
 
 
-def reconcile_cluster(ctx: Context, cluster: ClusterRecord) -> None:
-    """Recount the cluster's active runs and size it for the largest; zero nodes when none is left."""
+def reconcile_cluster(ctx: Context, cluster: ClusterRecord, active: Sequence[Run]) -> None:
+    """Size the cluster for the largest of its `active` runs; zero nodes when none is left."""
     now = ctx.now()
-    active = ctx.store.find_runs(states=ACTIVE_STATES, cluster=cluster.name)
-    desired = max((ctx.backend.cluster_for(r.manifest.compute).nodes for r in active), default=0)
+    desired = max((_nodes(ctx, r) for r in active), default=0)
     if desired == 0 and (cluster.desired_nodes or cluster.observed_nodes):
         faults.checkpoint("capacity.before-scale-down")
         ctx.backend.scale_to_zero(cluster.name)  # idempotent: repeated until nodes are seen at zero
         faults.checkpoint("capacity.after-scale-down")
-    if desired != cluster.desired_nodes:
-        cluster = _desire(cluster, desired, now)
+    updated = cluster if desired == cluster.desired_nodes else _desire(cluster, desired, now)
     observed = ctx.backend.cluster_nodes(cluster.name)
-    cluster = replace(cluster, observed_nodes=observed, active_runs=len(active))
-    if observed == 0 and desired == 0 and cluster.zero_at is None and cluster.last_scale_at:
-        cluster = replace(cluster, zero_at=now, seconds_to_zero=(now - cluster.last_scale_at).total_seconds())
-    ctx.store.put_cluster(cluster)
+    updated = replace(updated, observed_nodes=observed, active_runs=len(active))
+    if observed == 0 and desired == 0 and updated.zero_at is None and updated.last_scale_at:
+        updated = replace(updated, zero_at=now, seconds_to_zero=(now - updated.last_scale_at).total_seconds())
+    if updated != cluster:  # a steady cluster costs no write
+        ctx.store.put_cluster(updated)
+
+
+def _confirmed(ctx: Context, cluster: ClusterRecord, listed: list[Run]) -> list[Run]:
+    """The cluster's active runs, where those that would raise its size are read from their own rows.
+
+    Arrivals raise the record themselves (`sync_cluster`), so a listed run that needs more than
+    the record says is a copy left behind by a crash, or an arrival whose update was lost:
+    its own row tells which, and a copy behind is refreshed.
+    """
+    confirmed = []
+    for run in listed:
+        if _nodes(ctx, run) > cluster.desired_nodes and run.etag is None:
+            current = ctx.store.get_run(run.id)
+            if current is None:
+                continue
+            if current.seq != run.seq:
+                ctx.store.refresh_active(current)
+            if current.is_terminal or current.cluster != cluster.name:
+                continue
+            run = current
+        confirmed.append(run)
+    return confirmed
+
+
+def _any_active(ctx: Context, cluster: str) -> bool:
+    return bool(ctx.store.find_runs(states=ACTIVE_STATES, cluster=cluster, limit=1))
+
+
+def _nodes(ctx: Context, run: Run) -> int:
+    return ctx.backend.cluster_for(run.manifest.compute).nodes
 
 
 def _record(ctx: Context, cluster: str) -> ClusterRecord:

@@ -1,8 +1,9 @@
 """Run progress: each step of a run taken from what the backend observes, cancel, and preemption.
 
 Every function here is safe to call any time, from anywhere, any number of times: it reads the
-run, decides one step from the run's state and the backend's observation, and writes it
-conditionally (`read_decide_write`). The reconciler calls `advance` for every active run.
+run, decides a step from the run's state and the backend's observation, and writes it
+conditionally (`read_decide_write`). The reconciler's `advance_all` reads every active run's copy
+in the index at once and advances only those whose step could be due.
 """
 
 from __future__ import annotations
@@ -10,12 +11,13 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 from aztrain import faults
 from aztrain.errors import InvalidTransition
 from aztrain.layout import backend_job_name, run_id_of, run_output_prefix, snapshot_blob
-from aztrain.records import ClusterSpec, JobObservation, JobPhase, JobSubmission
+from aztrain.records import BlobInfo, ClusterSpec, JobObservation, JobPhase, JobSubmission
 from aztrain.retrain import Snapshot, covered, snapshot_of
 from aztrain.runs import ACTIVE_STATES, Run, RunState, can_transition, state_for_phase
 from aztrain.usecases import capacity, publishing, registry
@@ -24,21 +26,117 @@ from aztrain.usecases.context import Context, read_decide_write
 log = logging.getLogger(__name__)
 
 
+#: Steps one `advance` may take in a row: ACCEPTED → PROVISIONING → SUBMITTED when the nodes are already up.
+MAX_STEPS = 3
+
+
+@dataclass
+class _Looks:
+    """What one pass has asked already: each cluster, job and data prefix once, however many runs ask.
+
+    An answer only ages within a pass (nodes come, jobs move, data lands), so reusing it at
+    worst leaves a step to the next pass; each run's step is still decided on its own row.
+    """
+
+    ctx: Context
+    nodes: dict[ClusterSpec, int] = field(default_factory=dict)
+    seen: dict[str, JobObservation] = field(default_factory=dict)
+    listings: dict[tuple[str, str], list[BlobInfo]] = field(default_factory=dict)
+    snapshots: set[str] = field(default_factory=set)  # ids stored in this pass
+    sized: dict[str, int] = field(default_factory=dict)  # `capacity.sync_cluster`: records known to hold so many
+
+    def ready(self, spec: ClusterSpec, *, again: bool = False) -> int:
+        """Nodes ready for `spec`; the first ask also starts growing the cluster.
+
+        `again`: a run about to submit asks afresh unless the nodes were already seen up, so a
+        cluster that came up during the pass is used at once (one ask per run that moves).
+        """
+        if spec not in self.nodes or (again and self.nodes[spec] < spec.nodes):
+            self.nodes[spec] = self.ctx.backend.ensure_cluster(spec)
+        return self.nodes[spec]
+
+    def observe(self, backend_job_id: str) -> JobObservation:
+        if backend_job_id not in self.seen:
+            self.seen[backend_job_id] = self.ctx.backend.observe(backend_job_id)
+        return self.seen[backend_job_id]
+
+    def snapshot(self, run: Run) -> Snapshot:
+        """The run's data as listed now, stored immutably under its content hash."""
+        data = run.manifest.data
+        where = (data.container, data.prefix)
+        if where not in self.listings:
+            self.listings[where] = self.ctx.data.list(*where)
+        snapshot = snapshot_of(run.manifest, self.listings[where])
+        if snapshot.id not in self.snapshots:
+            document = json.dumps(snapshot.to_json()).encode()
+            self.ctx.data.write(self.ctx.settings.runs_container, snapshot_blob(snapshot.id), document)
+            self.snapshots.add(snapshot.id)
+        return snapshot
+
+
 def advance(ctx: Context, run_id: str, *, held: Run | None = None) -> Run:
-    """Take one step for a run from what the backend says now (`held`: the run as just stored, not read again)."""
-    return update_run(ctx, run_id, lambda run: _next_step(ctx, run), held=held)
+    """Take the steps due for a run from what the backend says now (`held`: the run as just stored, not read again).
+
+    A step whose next one may be due at once (PROVISIONING, when the nodes are up) is followed by it,
+    up to `MAX_STEPS`; the run's events are published once, after the last.
+    """
+    return _advance(ctx, run_id, held=held, looks=_Looks(ctx))[0]
 
 
-def advance_all(ctx: Context) -> None:
-    """Advance every active run; one that fails is logged and does not stall the others."""
-    for run in ctx.store.find_runs(states=ACTIVE_STATES):
+def advance_all(ctx: Context) -> list[Run]:
+    """Advance every active run whose step could be due; returns the active runs as the pass left them.
+
+    The runs are read once, as their copies in the active index, and a step is judged on the copy
+    first (`_due`): only a run that could move costs a read and a write. A copy may be behind its
+    run, never ahead, so a step it shows due is decided again on the run itself; a copy found behind
+    is refreshed. One run that fails is logged and does not stall the others.
+    """
+    looks, after = _Looks(ctx), []
+    for copy in ctx.store.find_runs(states=ACTIVE_STATES):
         faults.checkpoint("progress.mid-reconcile")
         try:
-            advanced = advance(ctx, run.id)
-            if advanced.is_terminal:  # ended now, or before a crash that left it listed
-                ctx.store.forget_active(advanced)
-        except Exception:
-            log.exception("reconcile: run %s could not advance", run.id)
+            run = copy
+            if _due(ctx, copy, looks):
+                run, wrote = _advance(ctx, copy.id, held=None, looks=looks)
+                if not wrote and run.seq != copy.seq:  # behind: a crash or a race between its two writes
+                    ctx.store.refresh_active(run)
+            if not run.is_terminal:
+                after.append(run)
+        except Exception:  # left out of `after`: its state is unknown (a scale-down reads the index again)
+            log.exception("reconcile: run %s could not advance", copy.id)
+    return after
+
+
+def _due(ctx: Context, copy: Run, looks: _Looks) -> bool:
+    """Whether a step could be due for a run, judged on its copy in the index: no storage read."""
+    if copy.state is RunState.ACCEPTED or (copy.state is RunState.CANCEL_REQUESTED and not copy.backend_job_id):
+        return True
+    if copy.state is RunState.PROVISIONING:
+        spec = ctx.backend.cluster_for(copy.manifest.compute)
+        return looks.ready(spec) >= spec.nodes
+    return _moves(copy, looks.observe(copy.backend_job_id))
+
+
+def _moves(run: Run, seen: JobObservation) -> bool:
+    """Whether an observation of the run's job says something new (a preempted failure does: FAILED)."""
+    target = state_for_phase(seen.phase)
+    return target is not None and target is not run.state
+
+
+def _advance(ctx: Context, run_id: str, *, held: Run | None, looks: _Looks) -> tuple[Run, bool]:
+    """`advance`, saying whether it wrote."""
+
+    def step(current: Run) -> Run | None:
+        return _next_step(ctx, current, looks)
+
+    run, wrote = _write_step(ctx, run_id, step, held=held, sized=looks.sized)
+    wrote_any = wrote
+    for _ in range(MAX_STEPS - 1):
+        if not wrote or run.state is not RunState.PROVISIONING:  # only a fresh PROVISIONING may be due at once
+            break
+        run, wrote = _write_step(ctx, run_id, step, held=run, sized=looks.sized)  # just stored: not read again
+        wrote_any |= wrote
+    return publishing.drain(ctx, run), wrote_any
 
 
 def on_job_status(ctx: Context, backend_job_id: str, phase: JobPhase, *, cause: str) -> Run | None:
@@ -74,17 +172,27 @@ def cancel(ctx: Context, run_id: str, *, cause: str) -> Run:
     return advance(ctx, run.id)
 
 
-def update_run(ctx: Context, run_id: str, decide: Callable[[Run], Run | None], *, held: Run | None = None) -> Run:
-    """`read_decide_write` on one run; an applied move on a cluster also updates the cluster's record.
+def update_run(ctx: Context, run_id: str, decide: Callable[[Run], Run | None]) -> Run:
+    """`read_decide_write` on one run (see `_write_step`), then its staged events are published (`publishing.drain`)."""
+    saved, _ = _write_step(ctx, run_id, decide)
+    return publishing.drain(ctx, saved)  # the reconciler drains what this cannot (`publishing.drain_pending`)
 
-    Then the run's staged events are published (`publishing.drain`).
-    """
+
+def _write_step(
+    ctx: Context,
+    run_id: str,
+    decide: Callable[[Run], Run | None],
+    *,
+    held: Run | None = None,
+    sized: dict[str, int] | None = None,
+) -> tuple[Run, bool]:
+    """`read_decide_write` on one run; an applied move on a cluster also updates the cluster's record."""
     saved, wrote = read_decide_write(
         lambda: ctx.get_run(run_id), decide, ctx.store.save_run, what=f"run {run_id}", held=held
     )
     if wrote and saved.cluster and saved.last and saved.last.applied:
-        capacity.sync_cluster(ctx, saved)
-    return publishing.drain(ctx, saved)  # the reconciler drains what this cannot (`publishing.drain_pending`)
+        capacity.sync_cluster(ctx, saved, sized=sized)
+    return saved, wrote
 
 
 def submission_for(run: Run, spec: ClusterSpec, *, runs_container: str, attempt: int) -> JobSubmission:
@@ -109,13 +217,13 @@ def submission_for(run: Run, spec: ClusterSpec, *, runs_container: str, attempt:
     )
 
 
-def _next_step(ctx: Context, run: Run) -> Run | None:
+def _next_step(ctx: Context, run: Run, looks: _Looks) -> Run | None:
     now = ctx.now()
     if run.is_terminal:
         return None
     spec = ctx.backend.cluster_for(run.manifest.compute)
     if run.state is RunState.ACCEPTED:
-        snapshot = _take_snapshot(ctx, run)
+        snapshot = looks.snapshot(run)
         if not snapshot.blobs:  # nothing to train on: fail before a single node is paid for
             data = run.manifest.data
             return run.moved(
@@ -127,7 +235,7 @@ def _next_step(ctx: Context, run: Run) -> Run | None:
             )
         if run.manifest.watches_data:  # a run of any trigger serves the uploads its snapshot holds
             ctx.store.consume_arrivals(run.job, covered(snapshot, ctx.store.pending_arrivals(run.job)), by=run.id)
-        ctx.backend.ensure_cluster(spec)
+        looks.ready(spec)  # starts growing the cluster
         return run.moved(
             RunState.PROVISIONING,
             cause="reconciler",
@@ -137,17 +245,14 @@ def _next_step(ctx: Context, run: Run) -> Run | None:
             detail=f"snapshot {snapshot.id}: {len(snapshot.blobs)} blob(s)",
         )
     if run.state is RunState.PROVISIONING:
-        if ctx.backend.ensure_cluster(spec) < spec.nodes:
+        if looks.ready(spec, again=True) < spec.nodes:
             return None
         job_id = _submit(ctx, run, spec, attempt=run.attempt)
         return run.moved(RunState.SUBMITTED, cause="reconciler", at=now, backend_job_id=job_id)
     if run.state is RunState.CANCEL_REQUESTED and not run.backend_job_id:
         return run.moved(RunState.CANCELED, cause="reconciler", at=now)
-    seen = ctx.backend.observe(run.backend_job_id)
-    target = state_for_phase(seen.phase)
-    if target is None or target is run.state:
-        return None
-    return _follow(ctx, run, seen, cause=f"backend:{seen.status}")
+    observed = looks.observe(run.backend_job_id)
+    return _follow(ctx, run, observed, cause=f"backend:{observed.status}") if _moves(run, observed) else None
 
 
 def _submit(ctx: Context, run: Run, spec: ClusterSpec, *, attempt: int) -> str:
@@ -186,12 +291,3 @@ def _resubmit(ctx: Context, run: Run) -> Run:
     return run.moved(
         RunState.SUBMITTED, cause="preempted", at=ctx.now(), detail=detail, attempt=attempt, backend_job_id=job_id
     )
-
-
-def _take_snapshot(ctx: Context, run: Run) -> Snapshot:
-    """List the data now and store the list, immutably, under its content hash."""
-    data = run.manifest.data
-    snapshot = snapshot_of(run.manifest, ctx.data.list(data.container, data.prefix))
-    document = json.dumps(snapshot.to_json()).encode()
-    ctx.data.write(ctx.settings.runs_container, snapshot_blob(snapshot.id), document)
-    return snapshot

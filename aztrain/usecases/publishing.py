@@ -52,11 +52,17 @@ def drain(ctx: Context, run: Run) -> Run:
         return None if remaining == current.outbox else replace(current, outbox=remaining)
 
     try:
-        saved, _ = read_decide_write(
-            lambda: ctx.get_run(run.id), published, ctx.store.save_outbox, what=f"outbox of run {run.id}"
+        saved, wrote = read_decide_write(
+            lambda: ctx.get_run(run.id),
+            published,
+            ctx.store.save_outbox,
+            what=f"outbox of run {run.id}",
+            held=run if run.etag else None,  # as just stored: not read again
         )
     except ConcurrencyError:  # busy run: the events are sent again later, under the same ids
         return run
+    if wrote:
+        ctx.store.refresh_active(saved)  # its copy in the index says no events wait any more
     _measure(run, events)
     return saved
 
@@ -64,11 +70,15 @@ def drain(ctx: Context, run: Run) -> Run:
 def drain_pending(ctx: Context) -> None:
     """The backstop: every run and cluster with unpublished events; one that fails does not stall the others."""
     telemetry.runs_waiting(lambda: len(ctx.store.find_runs(states=WAITING)))
-    for run in ctx.store.unpublished_runs():
+    for listed in ctx.store.unpublished_runs():
         try:
-            drain(ctx, run)
+            run = ctx.get_run(listed.id)  # the listing may be a copy behind the run: drain the run itself
+            if run.outbox:
+                drain(ctx, run)
+            else:  # drained, and a crash before its copy was refreshed
+                ctx.store.refresh_active(run)
         except Exception:
-            log.exception("run %s: outbox not drained", run.id)
+            log.exception("run %s: outbox not drained", listed.id)
     for cluster in ctx.store.list_clusters():
         if cluster.zero_at is not None and cluster.zero_published_at != cluster.zero_at:
             _drain_cluster(ctx, cluster)
@@ -102,7 +112,9 @@ def _measure(run: Run, events: list[OutboundEvent]) -> None:
 def run_events(ctx: Context, run: Run) -> list[OutboundEvent]:
     """The events of a run's staged transitions, in order (the documented types, docs/events.md)."""
     # The staged rows too: the history row of the latest may not be written yet (it follows the run's).
-    steps = {t.seq: t for t in ctx.store.history(run.id) if t.applied}
+    # An outbox that still holds the creation row holds every applied transition: no history to read.
+    earlier = ctx.store.history(run.id) if run.outbox and run.outbox[0].transition.seq > 1 else []
+    steps = {t.seq: t for t in earlier if t.applied}
     steps |= {s.transition.seq: s.transition for s in run.outbox}
     events: list[OutboundEvent] = []
     for staged in run.outbox:

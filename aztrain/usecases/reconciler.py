@@ -1,7 +1,9 @@
 """The reconciler: the timer-driven backstop for every lost, late or duplicated event.
 
-One pass, in this order: advance every active run from what its backend observes; act on the
-retraining windows that are due; bring clusters (down) to size; publish what the outbox still holds.
+One pass, in this order: act on the retraining windows that are due (so a run a window launches,
+or cancels, moves in the same pass); advance every active run whose step could be due; bring
+clusters (down) to size, from the active runs as that left them; publish what the outbox still holds.
+Its storage requests grow with the active runs only through the pages of one query of the index.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from aztrain.usecases.context import Context
 
 def reconcile(ctx: Context) -> None:
     """One reconciler pass (see the module docstring); each step isolates its own failures."""
-    progress.advance_all(ctx)
     retraining.reconcile_windows(ctx)
-    capacity.reconcile_clusters(ctx)
+    active = progress.advance_all(ctx)
+    capacity.reconcile_clusters(ctx, active)
     publishing.drain_pending(ctx)

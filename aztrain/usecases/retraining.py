@@ -12,7 +12,7 @@ from dataclasses import replace
 from aztrain import faults
 from aztrain.errors import NotFound
 from aztrain.layout import new_run_id
-from aztrain.records import JobRecord
+from aztrain.records import Arrival, JobRecord
 from aztrain.retrain import Window, checked_launch, decide_window, snapshot_of
 from aztrain.runs import ACTIVE_STATES, Run, RunState
 from aztrain.usecases import intake, progress
@@ -33,13 +33,12 @@ def window(ctx: Context, job_name: str) -> Window:
 
 
 def reconcile_windows(ctx: Context) -> None:
-    """Act on every watched job's window; one that fails is logged and does not stall the others."""
-    for job in ctx.store.list_jobs():
-        if job.watch_prefix:
-            try:
-                _reconcile_window(ctx, job)
-            except Exception:
-                log.exception("reconcile: retraining window of job %s failed", job.name)
+    """Act on every watching job's window (read from the `watches` index, not every job); failures are isolated."""
+    for job in ctx.store.watching():
+        try:
+            _reconcile_window(ctx, job)
+        except Exception:
+            log.exception("reconcile: retraining window of job %s failed", job.name)
 
 
 def _job(ctx: Context, name: str) -> JobRecord:
@@ -49,12 +48,13 @@ def _job(ctx: Context, name: str) -> JobRecord:
     return job
 
 
-def _decide(ctx: Context, job: JobRecord) -> Window:
+def _decide(ctx: Context, job: JobRecord, pending: list[Arrival] | None = None) -> Window:
+    """The job's window (`pending`: its pending arrivals, if the caller has read them)."""
     completed = ctx.store.find_runs(job=job.name, states=(RunState.COMPLETED,), limit=_RECENT)
     assert job.spec.retrain is not None  # a job watches only when its manifest has a retrain section
     decision = decide_window(
         job.spec.retrain,
-        ctx.store.pending_arrivals(job.name),
+        ctx.store.pending_arrivals(job.name) if pending is None else pending,
         ctx.store.find_runs(job=job.name, states=ACTIVE_STATES),
         max((r.updated_at for r in completed), default=None),
         ctx.now(),
@@ -68,10 +68,10 @@ def _decide(ctx: Context, job: JobRecord) -> Window:
 
 
 def _reconcile_window(ctx: Context, job: JobRecord) -> None:
-    decision = _decide(ctx, job)
+    pending = ctx.store.pending_arrivals(job.name)
+    decision = _decide(ctx, job, pending)
     if decision.action not in ("launch", "skip"):
         return
-    pending = ctx.store.pending_arrivals(job.name)
     if decision.action == "skip":
         ctx.store.consume_arrivals(job.name, [a.key for a in pending], by=decision.served_by or decision.reason)
         return

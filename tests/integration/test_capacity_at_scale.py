@@ -77,7 +77,7 @@ def cluster_row(settings: Settings) -> dict[str, object]:
 
 
 def test_3000_active_runs_on_one_cluster_keep_its_row_small_and_its_nodes_up(plane, azurite_settings):
-    mine = plane.submit(MANIFEST, trigger="http", cause="mine", source="http").run
+    mine = plane.advance(plane.submit(MANIFEST, trigger="http", cause="mine", source="http").run.id)
     assert mine.cluster == CLUSTER
     capacity.reconcile_clusters(plane.ctx)
     one_run_row = cluster_row(azurite_settings)
@@ -103,11 +103,11 @@ def test_3000_active_runs_on_one_cluster_keep_its_row_small_and_its_nodes_up(pla
 
 
 def test_a_run_still_listed_as_active_after_it_ended_is_forgotten_and_its_cluster_goes_to_zero(plane, azurite_settings):
-    provisioning = plane.submit(MANIFEST, trigger="http", cause="crash", source="http").run
+    submitted = plane.advance(plane.submit(MANIFEST, trigger="http", cause="crash", source="http").run.id)
     for _ in range(6):
-        plane.advance(provisioning.id)
-    assert plane.get_run(provisioning.id).state is RunState.COMPLETED
-    index_in_bulk(azurite_settings, [provisioning])  # a crash between its last write and the index's
+        plane.advance(submitted.id)
+    assert plane.get_run(submitted.id).state is RunState.COMPLETED
+    index_in_bulk(azurite_settings, [submitted])  # a crash between its last write and the index's
     assert plane.store.find_runs(states=ACTIVE_STATES, cluster=CLUSTER) != []
 
     plane.reconcile()
