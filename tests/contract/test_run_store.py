@@ -210,6 +210,17 @@ def test_jobs_watching_a_container_are_found_without_reading_every_job(run_store
     run_store.put_job(job("b"))
     run_store.put_job(job("c", "other", "x/"))
     assert [j.name for j in run_store.watching("datasets")] == ["a"]
+    assert [j.name for j in run_store.watching()] == ["a", "c"]  # every container: the reconciler's windows
     run_store.put_job(job("a", etag=watcher.etag))  # stops watching
     assert run_store.watching("datasets") == []
-    assert [j.name for j in run_store.watching("other")] == ["c"]
+    assert [j.name for j in run_store.watching("other")] == [j.name for j in run_store.watching()] == ["c"]
+
+
+def test_a_finished_run_is_listed_unpublished_until_its_outbox_is_cleared(run_store: ControlStore):
+    ended = run_store.save_run(run_store.add_run(a_run()).moved(RunState.FAILED, cause="r", at=T0))
+    quiet = run_store.add_run(a_run("other"))
+    run_store.refresh_active(run_store.save_outbox(replace(quiet, outbox=())))
+    assert [r.id for r in run_store.unpublished_runs()] == [ended.id]
+    assert [r.id for r in run_store.find_runs(states=ACTIVE_STATES)] == [quiet.id]  # the finished one is not active
+    run_store.refresh_active(run_store.save_outbox(replace(ended, outbox=())))
+    assert run_store.unpublished_runs() == []
