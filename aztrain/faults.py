@@ -1,14 +1,14 @@
 """Named fault points at the control plane's step boundaries, for the reliability tests.
 
-A use case calls `checkpoint("intake.after-claim")` between two writes that a crash could
+A use case calls `checkpoint("intake.after-job")` between two writes that a crash could
 separate. In production no hook is installed and a checkpoint is one module-level None check;
 a test installs a hook (`injected`) that raises at the points it names, and so proves that
 redelivery and the reconciler converge from every one of them.
 
 Points (the name says where the crash falls):
 
-- `intake.after-claim`: a manifest event claimed its run id; no job or run row yet.
 - `intake.after-job`: the job row names the run; the run row is not written yet.
+- `runs.after-index`: a new run's copy is in the active index; its own row is not written yet.
 - `progress.after-submit`: the backend accepted the job; the run does not record it yet.
 - `progress.mid-reconcile`: the reconciler is between two active runs.
 - `capacity.before-scale-down`: the last active run ended; the cluster is not yet told.
@@ -24,8 +24,8 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 POINTS = (
-    "intake.after-claim",
     "intake.after-job",
+    "runs.after-index",
     "progress.after-submit",
     "progress.mid-reconcile",
     "capacity.before-scale-down",

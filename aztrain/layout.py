@@ -5,6 +5,7 @@ One module, so the service, `aztrain plan`, the API and the tests agree without 
 
 from __future__ import annotations
 
+import hashlib
 import re
 import secrets
 from datetime import datetime
@@ -51,8 +52,21 @@ def local_path(root: Path, blob_name: str) -> Path:
 
 def new_run_id(now: datetime) -> str:
     """A run id that sorts newest-first as a Table Storage RowKey: inverted epoch millis + randomness."""
-    inverted = 10**13 - int(now.timestamp() * 1000)
-    return f"{inverted:013d}-{secrets.token_hex(3)}"
+    return f"{_inverted_millis(now):013d}-{secrets.token_hex(3)}"
+
+
+def event_run_id(event_id: str, raised: datetime) -> str:
+    """The run id an event makes, derived from its id and the time it was raised (the same on every delivery)."""
+    return f"{_inverted_millis(raised):013d}-{hashlib.sha256(event_id.encode()).hexdigest()[:6]}"
+
+
+def intake_key(event_id: str, raised: datetime) -> str:
+    """An intake's key: when its event was raised, then a hash of the event's id; sorts oldest first."""
+    return f"{int(raised.timestamp() * 1000):013d}-{hashlib.sha256(event_id.encode()).hexdigest()[:12]}"
+
+
+def _inverted_millis(at: datetime) -> int:
+    return 10**13 - int(at.timestamp() * 1000)
 
 
 def is_run_id(value: str) -> bool:

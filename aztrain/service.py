@@ -16,9 +16,10 @@ from aztrain.records import DeadLetter, JobPhase, ModelVersion
 from aztrain.retrain import Snapshot, Window
 from aztrain.runs import Run
 from aztrain.settings import Settings
-from aztrain.usecases import deadletters, intake, progress, reconciler, registry, retraining
+from aztrain.usecases import deadletters, inbox, intake, progress, reconciler, registry, retraining
 from aztrain.usecases.context import Context
-from aztrain.usecases.intake import BlobEvent, Submitted
+from aztrain.usecases.inbox import BlobEvent
+from aztrain.usecases.intake import Submitted
 
 __all__ = ["BlobEvent", "ControlPlane", "Submitted"]
 
@@ -82,9 +83,13 @@ class ControlPlane:
             correlation=correlation,
         )
 
-    def on_blob_created(self, event: BlobEvent) -> list[Run]:
-        """A blob landed: a manifest starts its job; data is recorded for the jobs watching it."""
-        return intake.on_blob_created(self.ctx, event)
+    def on_blob_created(self, event: BlobEvent) -> None:
+        """A blob landed: recorded for the reconciler, whose next pass starts its job or records its data."""
+        inbox.on_blob_created(self.ctx, event)
+
+    def process_inbox(self) -> int:
+        """Act on the blob events recorded so far (the reconciler's first step); returns how many."""
+        return inbox.process_inbox(self.ctx)
 
     def dead_letter(self, *, function: str, event_id: str, event_type: str, subject: str, reason: str) -> DeadLetter:
         """Record an event that can never succeed, so its handler can acknowledge it."""

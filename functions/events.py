@@ -64,17 +64,10 @@ def on_blob_created(event: func.EventGridEvent) -> None:
         return
     # The event's id is the correlation id of the runs it starts: in their history, job tags, logs and events.
     with telemetry.span("aztrain.blob_created", {"correlation_id": blob.id, "blob": f"{blob.container}/{blob.name}"}):
-        runs = control_plane().on_blob_created(blob)
+        control_plane().on_blob_created(blob)
     if blob.time is not None:
         telemetry.event_handled("blob_created", (datetime.now(UTC) - blob.time).total_seconds())
-    log.info(
-        "event %s (%s/%s): %s [correlation id %s]",
-        event.id,
-        blob.container,
-        blob.name,
-        [f"{r.id}:{r.state.value}" for r in runs],
-        blob.id,
-    )
+    log.info("event %s (%s/%s): recorded [correlation id %s]", event.id, blob.container, blob.name, blob.id)
 
 
 @bp.event_grid_trigger(arg_name="event")

@@ -23,6 +23,7 @@ from aztrain.records import (
     ClusterRecord,
     ClusterSpec,
     DeadLetter,
+    Intake,
     JobObservation,
     JobPhase,
     JobRecord,
@@ -52,6 +53,7 @@ class InMemoryControlStore:
         self._arrivals: dict[tuple[str, str], Arrival] = {}
         self._models: dict[tuple[str, int], ModelVersion] = {}
         self._dead_letters: dict[tuple[str, str], DeadLetter] = {}
+        self._inbox: dict[str, Intake] = {}
 
     def get_job(self, name: str) -> JobRecord | None:
         return self._jobs.get(name)
@@ -128,6 +130,16 @@ class InMemoryControlStore:
 
     def claim(self, scope: str, key: str, value: str) -> str:
         return self._claims.setdefault((scope, key), value)
+
+    def record_intake(self, intake: Intake) -> None:
+        self._inbox.setdefault(intake.key, intake)
+
+    def intakes(self, limit: int) -> list[Intake]:
+        return [self._inbox[key] for key in sorted(self._inbox)[:limit]]
+
+    def remove_intakes(self, keys: Sequence[str]) -> None:
+        for key in keys:
+            self._inbox.pop(key, None)
 
     def record_arrival(self, arrival: Arrival) -> None:
         self._arrivals.setdefault((arrival.job, arrival.key), arrival)

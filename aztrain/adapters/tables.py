@@ -1,8 +1,8 @@
 """`ControlStore` on Azure Table Storage (azure-data-tables), with ETag-conditional writes.
 
-One adapter implements every storage role (runs, jobs, claims, arrivals, models, clusters,
+One adapter implements every storage role (runs, jobs, claims, inbox, arrivals, models, clusters,
 dead letters): they share one account and the same entity mapping rules. It runs past 300 lines because
-each of the ten tables needs its own entity mapper, kept beside the queries that read it.
+each of the eleven tables needs its own entity mapper, kept beside the queries that read it.
 
 | table       | PartitionKey | RowKey                    |
 | ----------- | ------------ | ------------------------- |
@@ -16,6 +16,7 @@ each of the ten tables needs its own entity mapper, kept beside the queries that
 | deadletters | function     | event id (hashed if odd)  |
 | active      | `active`     | run id                    |
 | watches     | `watches`    | job name                  |
+| inbox       | `inbox`      | intake key (time + event) |
 
 `active` indexes the runs that are not finished, or whose events are not yet published: a copy
 of each such run's row, kept by `add_run`/`save_run` (and `refresh_active` after an outbox is
@@ -25,7 +26,8 @@ run's own row, so it can be behind its run (a crash between the two writes, or t
 racing), never ahead: the reconciler decides on the copy whether a step could be due, decides
 again on the run's own row before writing, and refreshes a copy it finds behind. `watches` does
 the same for jobs watching data, so a data upload reads the jobs that watch its container, not
-every job.
+every job. `inbox` holds blob events as they arrive (one insert each, in one partition read oldest
+first) until the reconciler acts on them.
 """
 
 from __future__ import annotations
@@ -35,23 +37,37 @@ import hashlib
 import itertools
 import json
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
 from azure.core import MatchConditions
 from azure.core.exceptions import ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
-from azure.data.tables import TableClient, TableEntity, TableServiceClient, UpdateMode
+from azure.data.tables import TableClient, TableEntity, TableServiceClient, TableTransactionError, UpdateMode
 
+from aztrain import faults
 from aztrain.errors import ConcurrencyError
 from aztrain.manifest import JobManifest
-from aztrain.records import Arrival, ClusterRecord, DeadLetter, JobRecord, ModelVersion
+from aztrain.records import Arrival, ClusterRecord, DeadLetter, Intake, JobRecord, ModelVersion
 from aztrain.runs import ACTIVE_STATES, Run, RunState, Staged, Transition
 
-TABLES = ("jobs", "runs", "runhistory", "claims", "clusters", "arrivals", "models", "deadletters", "active", "watches")
+TABLES = (
+    "jobs",
+    "runs",
+    "runhistory",
+    "claims",
+    "clusters",
+    "arrivals",
+    "models",
+    "deadletters",
+    "active",
+    "watches",
+    "inbox",
+)
 _ACTIVE = "active"  # the one partition of the `active` index: read whole, it holds only active runs
 _WATCHES = "watches"  # the one partition of the `watches` index: the jobs that watch data, by name
+_INBOX = "inbox"  # the one partition of the `inbox`: blob events not yet acted on, oldest first
 _SAFE_KEY = re.compile(r"^[A-Za-z0-9._:@=-]{1,512}$")
 _BATCH = 100  # Table Storage's limit on operations in one transaction
 _REMEMBERED = 100_000  # run ids whose job a store remembers (a few MB), forgotten all at once beyond
@@ -74,6 +90,7 @@ class TableControlStore:
         self._dead_letters = self._table("deadletters")
         self._active = self._table("active")
         self._watches = self._table("watches")
+        self._inbox = self._table("inbox")
         self._job_of: dict[str, str] = {}  # run id -> job, for the runs this process has seen
 
     def _table(self, name: str) -> TableClient:
@@ -97,7 +114,7 @@ class TableControlStore:
         if job.watch_prefix:
             self._watches.upsert_entity(watch, mode=UpdateMode.REPLACE)
         stored = replace(job, etag=self._write(self._jobs, _job_to_entity(job), job.etag, f"job {job.name}"))
-        if not job.watch_prefix:
+        if not job.watch_prefix and job.etag is not None:  # a new job (no ETag) has no watch row to drop
             with contextlib.suppress(ResourceNotFoundError):
                 self._watches.delete_entity(_WATCHES, job.name)
         return stored
@@ -124,6 +141,7 @@ class TableControlStore:
                 if self._history.get_entity(run.id, _seq_key(run.last.seq))["Job"] != run.job:
                     raise ConcurrencyError(f"run {run.id} is another job's") from None
         self._index(run)  # before the run: the index never misses an active run
+        faults.checkpoint("runs.after-index")
         return self._remember(replace(run, etag=self._write(self._runs, _run_to_entity(run), None, f"run {run.id}")))
 
     def save_run(self, run: Run) -> Run:
@@ -240,6 +258,35 @@ class TableControlStore:
         except ResourceExistsError:  # someone claimed first: theirs is the answer
             return str(self._claims.get_entity(scope, row)["Value"])
 
+    # --------------------------------------------------------------- inbox
+    def record_intake(self, intake: Intake) -> None:
+        entity = {
+            "PartitionKey": _INBOX,
+            "RowKey": intake.key,
+            "EventId": intake.event_id,
+            "Container": intake.container,
+            "Name": intake.name,
+            "ETag": intake.etag,
+            **({"Raised": intake.raised} if intake.raised else {}),
+        }
+        _insert_once(self._inbox, entity)  # a redelivery before the reconciler acted on it changes nothing
+
+    def intakes(self, limit: int) -> list[Intake]:
+        rows = self._inbox.query_entities(
+            "PartitionKey eq @inbox", parameters={"inbox": _INBOX}, results_per_page=min(limit, 1000)
+        )
+        return [_intake_from_entity(e) for e in itertools.islice(rows, limit)]
+
+    def remove_intakes(self, keys: Sequence[str]) -> None:
+        for start in range(0, len(keys), _BATCH):
+            batch = keys[start : start + _BATCH]
+            try:  # one partition: up to 100 deletes per entity-group transaction
+                self._inbox.submit_transaction([("delete", {"PartitionKey": _INBOX, "RowKey": k}) for k in batch])
+            except TableTransactionError:  # one of them is gone already: the rest one by one
+                for key in batch:
+                    with contextlib.suppress(ResourceNotFoundError):
+                        self._inbox.delete_entity(_INBOX, key)
+
     # ------------------------------------------------------------ arrivals
     def record_arrival(self, arrival: Arrival) -> None:
         entity = {
@@ -249,8 +296,7 @@ class TableControlStore:
             "At": arrival.at,
             "ConsumedBy": arrival.consumed_by,
         }
-        with contextlib.suppress(ResourceExistsError):  # a redelivery of an upload we already know
-            self._arrivals.create_entity(entity)
+        _insert_once(self._arrivals, entity)  # a redelivery of an upload we already know changes nothing
 
     def pending_arrivals(self, job: str) -> list[Arrival]:
         rows = self._arrivals.query_entities("PartitionKey eq @job and ConsumedBy eq ''", parameters={"job": job})
@@ -305,8 +351,7 @@ class TableControlStore:
             "Reason": letter.reason,
             "At": letter.at,
         }
-        with contextlib.suppress(ResourceExistsError):  # a redelivery of an event already dead-lettered
-            self._dead_letters.create_entity(entity)
+        _insert_once(self._dead_letters, entity)  # a redelivery of an event already dead-lettered changes nothing
 
     def dead_letters(self) -> list[DeadLetter]:
         letters = (_dead_letter_from_entity(e) for e in self._dead_letters.list_entities())
@@ -326,6 +371,12 @@ class TableControlStore:
         except (ResourceExistsError, ResourceModifiedError, ResourceNotFoundError):
             raise ConcurrencyError(what) from None
         return str(meta["etag"])
+
+
+def _insert_once(table: TableClient, entity: dict[str, Any]) -> None:
+    """Insert the row unless one with its keys is there already."""
+    with contextlib.suppress(ResourceExistsError):
+        table.create_entity(entity)
 
 
 # Entities are flat: nested values are stored as JSON strings; datetimes as Edm.DateTime.
@@ -517,6 +568,17 @@ def _arrival_from_entity(e: Any) -> Arrival:
         blob=e.get("Blob", ""),
         at=_utc(e["At"]) or datetime.now(UTC),
         consumed_by=e.get("ConsumedBy", ""),
+    )
+
+
+def _intake_from_entity(e: Any) -> Intake:
+    return Intake(
+        key=e["RowKey"],
+        event_id=e.get("EventId", ""),
+        container=e.get("Container", ""),
+        name=e.get("Name", ""),
+        etag=e.get("ETag", ""),
+        raised=_utc(e.get("Raised")),
     )
 
 

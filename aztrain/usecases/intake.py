@@ -5,12 +5,12 @@ core works with the typed `JobManifest`. The same manifest content (by hash)
 maps to one run while that run is active or COMPLETED (after FAILED or CANCELED a resubmit starts a new
 one), and a malformed one becomes a REJECTED run carrying the error, so it is visible and never retried.
 A watching job whose prefix holds no data yet starts no run: it is registered, and its first upload
-opens a retraining window.
+opens a retraining window. Intake only records: a new run is stored ACCEPTED, and the reconciler
+takes it from there (`progress.advance_all`).
 """
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import re
 from dataclasses import dataclass
@@ -19,13 +19,13 @@ from pathlib import PurePosixPath
 
 from aztrain import faults
 from aztrain.documents import peek_name
-from aztrain.errors import ConcurrencyError, ManifestError, NotFound
-from aztrain.layout import blob_path_problem, new_run_id
+from aztrain.errors import ConcurrencyError, ManifestError
+from aztrain.layout import new_run_id
 from aztrain.manifest import JobManifest, parse_manifest
-from aztrain.records import Arrival, JobRecord
-from aztrain.retrain import snapshot_of, watches
+from aztrain.records import JobRecord
+from aztrain.retrain import snapshot_of
 from aztrain.runs import ACTIVE_STATES, Run, RunState
-from aztrain.usecases import progress, publishing
+from aztrain.usecases import publishing
 from aztrain.usecases.context import SAVE_ATTEMPTS, Context
 
 log = logging.getLogger(__name__)
@@ -49,29 +49,6 @@ def waiting_for_data(manifest: JobManifest) -> str:
         f"job {manifest.name} is registered and waits for data: {data.container}/{data.prefix} holds no blobs "
         f"it selects yet; the first upload there opens a retraining window (aztrain window {manifest.name})"
     )
-
-
-@dataclass(frozen=True)
-class BlobEvent:
-    """The parts of a `Microsoft.Storage.BlobCreated` event the service uses."""
-
-    id: str
-    container: str
-    name: str
-    etag: str = ""
-    time: datetime | None = None  # when storage raised the event
-
-    @classmethod
-    def from_subject(cls, event_id: str, subject: str, etag: str = "", time: datetime | None = None) -> BlobEvent:
-        """Parse `/blobServices/default/containers/<c>/blobs/<name>`; `ValueError` if it is not a blob subject."""
-        head, sep, name = subject.partition("/blobs/")
-        prefix = "/blobServices/default/containers/"
-        if not sep or not head.startswith(prefix) or not name:
-            raise ValueError(f"not a blob event subject: {subject!r}")
-        problem = blob_path_problem(name)
-        if problem:
-            raise ValueError(f"blob name {name!r} {problem}")
-        return cls(id=event_id, container=head.removeprefix(prefix), name=name, etag=etag, time=time)
 
 
 @dataclass(frozen=True)
@@ -118,13 +95,16 @@ def submit(
         return _reject(
             ctx, exc, manifest_text, trigger=trigger, cause=cause, source=source, run_id=run_id, correlation=correlation
         )
+    given = run_id is not None
     run_id = run_id or new_run_id(ctx.now())
-    existing = ctx.store.get_run(run_id)
-    if existing:  # a redelivered event that already made its run
-        return Submitted(existing, created=False, reason="already processed")
     mine, since, waiting = run_id, ctx.now(), None
     for _ in range(SAVE_ATTEMPTS):
         job, run_id = ctx.store.get_job(manifest.name), mine
+        # Ids sort newest first: a given id no newer than the job's latest run may be a redelivery
+        # (of an event, or a request) that made its run already. A fresh one needs no read.
+        existing = ctx.store.get_run(mine) if given and job and job.last_run_id and mine >= job.last_run_id else None
+        if existing:
+            return Submitted(existing, created=False, reason="already processed")
         if job and job.manifest_hash == manifest.content_hash and job.last_run_id and not force:
             last = ctx.store.get_run(job.last_run_id)
             # The job's latest run, unless it FAILED or was CANCELED and no other run of this manifest is active.
@@ -161,7 +141,7 @@ def submit(
         manifest_hash=manifest.content_hash,
     )
     created = run_id == mine
-    stored = add_and_advance(ctx, run)
+    stored = record_run(ctx, run)
     return Submitted(stored, created=created, reason="" if created else duplicate(stored))
 
 
@@ -177,49 +157,17 @@ def _selected(ctx: Context, manifest: JobManifest) -> bool:
     return bool(snapshot_of(manifest, ctx.data.list(data.container, data.prefix)).blobs)
 
 
-def add_and_advance(ctx: Context, run: Run) -> Run:
-    """Store a new run and take its first step at once, so users see progress; the reconciler does the rest."""
+def record_run(ctx: Context, run: Run) -> Run:
+    """Store a new run, or return the one a concurrent call stored under its id.
+
+    Nothing more: a handler's cost is the writes that make the run durable (its job row, then its
+    first history row, its copy in the active index and its own row), and every step from ACCEPTED
+    is the reconciler's, which also publishes the run's events. Storms are bounded by those writes.
+    """
     try:
-        run = ctx.store.add_run(run)
+        return ctx.store.add_run(run)
     except ConcurrencyError:
         return ctx.store.get_run(run.id) or run
-    return progress.advance(ctx, run.id, held=run)  # just stored, with its ETag: no need to read it back
-
-
-def on_blob_created(ctx: Context, event: BlobEvent) -> list[Run]:
-    """A blob landed: a manifest starts its job; data is recorded as an arrival for each job watching it."""
-    settings = ctx.settings
-    if event.container == settings.jobs_container and event.name.startswith(settings.manifests_prefix):
-        return _on_manifest_blob(ctx, event)
-    if event.container in (settings.jobs_container, settings.runs_container):
-        return []  # the control plane's own writes never trigger anything
-    _on_data_blob(ctx, event)
-    return []
-
-
-def _on_manifest_blob(ctx: Context, event: BlobEvent) -> list[Run]:
-    run_id = ctx.store.claim("blobcreated", event.id, new_run_id(ctx.now()))
-    faults.checkpoint("intake.after-claim")
-    source = f"{event.container}/{event.name}"
-    try:
-        text = ctx.data.read(event.container, event.name, max_bytes=ctx.settings.max_manifest_bytes)
-    except NotFound:
-        text = b""  # deleted before we read it: recorded as rejected, not retried forever
-    run = submit(ctx, text, trigger="manifest", cause=event.id, source=source, run_id=run_id).run
-    return [run] if run else []  # none: a watching job waits for its data
-
-
-def _on_data_blob(ctx: Context, event: BlobEvent) -> None:
-    """Record the upload for every job watching it. Launching is the reconciler's call (`retraining`)."""
-    key = hashlib.sha256(f"{event.container}/{event.name}\n{event.etag or event.id}".encode()).hexdigest()[:32]
-    for job in ctx.store.watching(event.container):
-        if not watches(job.spec, event.container, event.name):
-            continue
-        # Storage stamps events to the whole second: an upload in the second the watch began is new data.
-        if event.time and job.watch_since and event.time < job.watch_since.replace(microsecond=0):
-            continue  # uploaded before the watch began: the job's first run reads it anyway
-        ctx.store.record_arrival(Arrival(job=job.name, key=key, blob=event.name, at=ctx.now()))
-        log.info("data %s/%s recorded for job %s", event.container, event.name, job.name)
 
 
 def _reject(

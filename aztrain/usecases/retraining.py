@@ -81,7 +81,7 @@ def _reconcile_window(ctx: Context, job: JobRecord) -> None:
     # finds the same run id here next time instead of launching a second run.
     run_id = ctx.store.claim("window", f"{job.name}:{pending[0].key}", new_run_id(ctx.now()))
     faults.checkpoint("retraining.after-window-claim")
-    run = ctx.store.get_run(run_id) or intake.add_and_advance(
+    run = ctx.store.get_run(run_id) or intake.record_run(
         ctx,
         Run.create(
             id=run_id,
@@ -95,6 +95,8 @@ def _reconcile_window(ctx: Context, job: JobRecord) -> None:
             manifest_hash=job.manifest_hash,
         ),
     )
+    # The first step at once: a window's run takes its snapshot in the pass that fired it, over what it saw.
+    run = progress.advance(ctx, run.id, held=run)
     ctx.store.consume_arrivals(job.name, [a.key for a in pending], by=run.id)
     _note_last_run(ctx, run)
     log.info("job %s: retraining run %s for %d new blob(s)", job.name, run.id, len(pending))

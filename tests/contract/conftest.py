@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from aztrain.adapters.memory import FakeComputeBackend, InMemoryControlStore, InMemoryDataStore
-from aztrain.service import ControlPlane
+from aztrain.runs import Run
+from aztrain.service import BlobEvent, ControlPlane
 from aztrain.settings import Settings
 from tests.clock import Clock
 
@@ -33,6 +34,18 @@ def _plane(request: pytest.FixtureRequest) -> ControlPlane:
     store = request.getfixturevalue("run_store_on_azurite")
     data = request.getfixturevalue("data_store_on_azurite")
     return ControlPlane(settings=settings, store=store, data=data, backend=FakeComputeBackend(), now=Clock())
+
+
+def deliver(plane: ControlPlane, *events: BlobEvent) -> list[Run]:
+    """Deliver blob events as Event Grid does, then act on them as the reconciler's pass first does.
+
+    Returns the runs they made, oldest first (a redelivery, or a data upload, makes none).
+    """
+    before = {r.id for r in plane.store.find_runs()}
+    for event in events:
+        plane.on_blob_created(event)
+    plane.process_inbox()
+    return sorted((r for r in plane.store.find_runs() if r.id not in before), key=lambda r: r.created_at)
 
 
 def drive(plane: ControlPlane, times: int = 6) -> None:

@@ -13,7 +13,7 @@ from aztrain.service import BlobEvent, ControlPlane
 from aztrain.telemetry import trace_id_of
 from aztrain.views import run_view
 from functions import submission
-from tests.contract.conftest import drive
+from tests.contract.conftest import deliver, drive
 from tests.contract.test_outbox import MANIFEST
 
 UPLOAD = "blob-created-7f3a"
@@ -26,7 +26,7 @@ def test_a_blob_uploads_event_id_follows_the_run_through_history_tags_log_header
     sink = RecordingEventSink()
     plane.ctx = replace(plane.ctx, events=sink)
     plane.data.write("jobs", "manifests/digits.yaml", MANIFEST)
-    (run,) = plane.on_blob_created(BlobEvent(id=UPLOAD, container="jobs", name="manifests/digits.yaml"))
+    (run,) = deliver(plane, BlobEvent(id=UPLOAD, container="jobs", name="manifests/digits.yaml"))
     drive(plane)
     run = plane.get_run(run.id)
 

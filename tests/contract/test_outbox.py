@@ -9,7 +9,7 @@ from aztrain.adapters.memory import RecordingEventSink
 from aztrain.records import JobPhase
 from aztrain.runs import RunState
 from aztrain.service import BlobEvent, ControlPlane
-from tests.contract.conftest import drive
+from tests.contract.conftest import deliver, drive
 
 MANIFEST = b"""
 apiVersion: aztrain/v1
@@ -40,7 +40,7 @@ def sink(plane: ControlPlane) -> RecordingEventSink:
 
 
 def _complete(plane: ControlPlane, cause: str = "evt-1") -> str:
-    run = plane.on_blob_created(BlobEvent(id=cause, container="jobs", name="manifests/digits.yaml"))[0]
+    (run,) = deliver(plane, BlobEvent(id=cause, container="jobs", name="manifests/digits.yaml"))
     plane.data.write("runs", f"digits/{run.id}/outputs/metrics.json", b'{"accuracy": 0.97}')
     drive(plane)
     assert plane.get_run(run.id).state is RunState.COMPLETED
@@ -99,24 +99,27 @@ def _crash_at(where: str):
 
 
 def test_a_crash_between_the_transition_and_the_publish_loses_nothing(plane, sink):
+    (accepted,) = deliver(plane, BlobEvent(id="evt-1", container="jobs", name="manifests/digits.yaml"))
     with _crash_at("publishing.before-publish"), pytest.raises(faults.InjectedFault):
-        plane.on_blob_created(BlobEvent(id="evt-1", container="jobs", name="manifests/digits.yaml"))
+        plane.advance(accepted.id)  # the reconciler's first step, in a process that crashes
     assert sink.events == []
     (run,) = plane.store.unpublished_runs()
-    assert run.state is RunState.PROVISIONING and len(run.outbox) == 2  # recorded, with their events staged
+    assert run.state is RunState.SUBMITTED and len(run.outbox) == 3  # ACCEPTED, PROVISIONING, SUBMITTED: staged
     plane.data.write("runs", f"digits/{run.id}/outputs/metrics.json", b"{}")
     drive(plane)  # the reconciler, in a process that did not crash
     assert [e.type for e in sink.events] == COMPLETED_SEQUENCE
 
 
 def test_a_crash_after_the_publish_sends_again_under_the_same_ids_and_clears_once(plane, sink):
+    (accepted,) = deliver(plane, BlobEvent(id="evt-1", container="jobs", name="manifests/digits.yaml"))
     with _crash_at("publishing.after-publish"), pytest.raises(faults.InjectedFault):
-        plane.on_blob_created(BlobEvent(id="evt-1", container="jobs", name="manifests/digits.yaml"))
+        plane.advance(accepted.id)
     (run,) = plane.store.unpublished_runs()
     plane.reconcile()
     ids = [e.id for e in sink.events]
-    first = [f"{run.id}:1", f"{run.id}:2"]  # ACCEPTED and PROVISIONING, sent before the crash
-    assert ids[:4] == first + first  # and again: at least once, under the same ids, for subscribers to dedupe
+    first = [f"{run.id}:{staged.transition.seq}" for staged in run.outbox]  # sent before the crash
+    # And again: at least once, under the same ids, for subscribers to dedupe.
+    assert len(first) == 3 and ids[:6] == first + first
     assert sorted(set(ids)) == sorted(f"{run.id}:{seq}" for seq in range(1, plane.get_run(run.id).seq + 1))
     assert plane.store.unpublished_runs() == []
 

@@ -9,7 +9,7 @@ import pytest
 from aztrain.errors import ConcurrencyError
 from aztrain.manifest import JobManifest, manifest_from_dict
 from aztrain.ports import ControlStore
-from aztrain.records import Arrival, ClusterRecord, DeadLetter, JobRecord, ModelVersion
+from aztrain.records import Arrival, ClusterRecord, DeadLetter, Intake, JobRecord, ModelVersion
 from aztrain.runs import ACTIVE_STATES, Run, RunState
 
 T0 = datetime(2026, 3, 1, 12, 0, 0, 123000, tzinfo=UTC)
@@ -50,6 +50,28 @@ def test_run_round_trips_with_history(run_store: ControlStore):
         (1, None, RunState.ACCEPTED),
         (2, RunState.ACCEPTED, RunState.PROVISIONING),
     ]
+
+
+def test_a_run_id_is_one_jobs_only(run_store: ControlStore):
+    first = run_store.add_run(a_run("digits", "5000000000000-abcdef"))
+    for job in ("digits", "other-job"):  # the same run again, or another job's under its id
+        with pytest.raises(ConcurrencyError):
+            run_store.add_run(a_run(job, first.id))
+    assert run_store.get_run(first.id) == first
+    assert [(t.seq, t.to_state) for t in run_store.history(first.id)] == [(1, RunState.ACCEPTED)]
+    assert run_store.find_runs(job="other-job") == []
+
+
+def test_the_inbox_keeps_one_intake_per_key_oldest_first_until_removed(run_store: ControlStore):
+    def intake(key: str, event_id: str) -> Intake:
+        return Intake(key, event_id, "jobs", f"manifests/{event_id}.yaml", '"0x1"', T0 if key < "2" else None)
+
+    for key, event_id in [("2000-b", "b"), ("1000-a", "a"), ("3000-c", "c"), ("1000-a", "a-again")]:
+        run_store.record_intake(intake(key, event_id))
+    assert run_store.intakes(10) == [intake("1000-a", "a"), intake("2000-b", "b"), intake("3000-c", "c")]
+    assert [i.key for i in run_store.intakes(2)] == ["1000-a", "2000-b"]
+    run_store.remove_intakes(["2000-b", "9999-gone", "1000-a"])  # one already gone: no error
+    assert [i.key for i in run_store.intakes(10)] == ["3000-c"]
 
 
 def test_stale_writes_lose(run_store: ControlStore):

@@ -8,7 +8,7 @@ from aztrain.errors import ConcurrencyError, InvalidTransition
 from aztrain.records import JobPhase
 from aztrain.runs import Run, RunState
 from aztrain.service import BlobEvent, ControlPlane
-from tests.contract.conftest import drive
+from tests.contract.conftest import deliver, drive
 
 MANIFEST = b"""
 apiVersion: aztrain/v1
@@ -26,7 +26,7 @@ def states(plane: ControlPlane, run: Run) -> list[str]:
 
 def test_submitted_job_runs_to_completion_and_cluster_scales_to_zero(plane):
     run = plane.submit(MANIFEST, trigger="http", cause="req-1", source="http").run
-    assert run.state is RunState.PROVISIONING
+    assert run.state is RunState.ACCEPTED  # recorded: every step from here is the reconciler's
     plane.data.write("runs", f"digits/{run.id}/outputs/metrics.json", b'{"accuracy": 0.97}')
     drive(plane)
     run = plane.get_run(run.id)
@@ -109,26 +109,27 @@ def manifest_event(event_id: str) -> BlobEvent:
 
 def test_same_event_delivered_twice_creates_one_run(plane):
     plane.data.write("jobs", "manifests/digits.yaml", MANIFEST)
-    first = plane.on_blob_created(manifest_event("ev-1"))
-    second = plane.on_blob_created(manifest_event("ev-1"))
-    assert [r.id for r in first] == [r.id for r in second]
-    assert len(plane.store.find_runs()) == 1
+    (first,) = deliver(plane, manifest_event("ev-1"), manifest_event("ev-1"))  # before it is acted on
+    assert deliver(plane, manifest_event("ev-1")) == []  # and after
+    assert [r.id for r in plane.store.find_runs()] == [first.id]
 
 
 def test_reupload_with_identical_content_starts_nothing_new(plane):
     plane.data.write("jobs", "manifests/digits.yaml", MANIFEST)
-    plane.on_blob_created(manifest_event("ev-1"))
-    plane.on_blob_created(manifest_event("ev-2"))
-    assert len(plane.store.find_runs()) == 1
+    assert len(deliver(plane, manifest_event("ev-1"), manifest_event("ev-2"))) == 1
+    assert deliver(plane, manifest_event("ev-3")) == []
 
 
 def test_malformed_manifest_blob_is_rejected_and_not_retried(plane):
     plane.data.write("jobs", "manifests/broken.yaml", b"apiVersion: [")
-    (run,) = plane.on_blob_created(BlobEvent(id="ev-9", container="jobs", name="manifests/broken.yaml"))
-    assert run.state is RunState.REJECTED and run.job == "broken"
-    assert "not valid YAML" in run.error
-    plane.on_blob_created(BlobEvent(id="ev-9", container="jobs", name="manifests/broken.yaml"))
-    assert len(plane.store.find_runs()) == 1
+    # Two events, with and without the time Event Grid always sends, each delivered twice and again later.
+    events = [
+        BlobEvent(id="ev-9", container="jobs", name="manifests/broken.yaml"),
+        BlobEvent(id="ev-10", container="jobs", name="manifests/broken.yaml", time=plane.now()),
+    ]
+    made = deliver(plane, *events, *events) + deliver(plane, *events)
+    assert [r.state for r in made] == [RunState.REJECTED, RunState.REJECTED]
+    assert {r.job for r in made} == {"broken"} and all("not valid YAML" in r.error for r in made)
 
 
 def test_cancel_stops_the_backend_job_and_ends_canceled(plane):
@@ -186,7 +187,7 @@ def test_a_lost_write_race_is_re_read_and_re_decided(plane):
 
     store.save_run = racing_save  # type: ignore[method-assign]
     plane.advance(run.id)
-    assert calls["n"] == 2
+    assert calls["n"] == 3  # the lost write, its re-decided retry, then the next step at once (nodes are up)
     store.save_run = real_save  # type: ignore[method-assign]
     with pytest.raises(ConcurrencyError):
         real_save(replace(plane.get_run(run.id), etag='W/"stale"'))
@@ -231,7 +232,7 @@ def test_preemption_beyond_the_attempt_limit_fails_the_run(plane):
 def test_a_redelivered_rejection_is_not_reported_as_created_again(plane):
     event = BlobEvent(id="ev-bad", container="jobs", name="manifests/bad.yaml")
     plane.data.write("jobs", "manifests/bad.yaml", b"apiVersion: aztrain/v1\nkind: Nope\n")
-    first = plane.on_blob_created(event)[0]
+    (first,) = deliver(plane, event)
     assert first.state is RunState.REJECTED
     text = plane.data.read("jobs", "manifests/bad.yaml")
     again = plane.submit(text, trigger="manifest", cause="ev-bad", source="jobs/manifests/bad.yaml", run_id=first.id)
@@ -241,12 +242,13 @@ def test_a_redelivered_rejection_is_not_reported_as_created_again(plane):
 def test_a_job_with_no_data_fails_before_provisioning_naming_container_and_prefix(plane):
     plane.data.write("datasets", "other/x.npz", b"x")
     unwatched = MANIFEST.replace(b"retrain: {on_data_arrival: true}\n", b"")  # a watching job waits for data instead
-    run = plane.submit(
+    submitted = plane.submit(
         unwatched.replace(b"prefix: digits/", b"prefix: empty/"), trigger="http", cause="a", source="http"
     )
-    assert run.run.state is RunState.FAILED
-    assert "datasets/empty/ holds no blobs" in run.run.error
-    assert states(plane, run.run) == ["ACCEPTED", "FAILED"] and not run.run.cluster
+    run = plane.advance(submitted.run.id)  # the reconciler's first step
+    assert run.state is RunState.FAILED
+    assert "datasets/empty/ holds no blobs" in run.error
+    assert states(plane, run) == ["ACCEPTED", "FAILED"] and not run.cluster
     assert plane.backend.nodes == {} and plane.backend.jobs == {}
 
 
@@ -284,7 +286,7 @@ def test_an_oversize_manifest_is_rejected_without_being_parsed(plane):
 
 def test_an_empty_manifest_blob_is_recorded_as_rejected(plane):
     plane.data.write("jobs", "manifests/empty.yaml", b"")
-    run = plane.on_blob_created(BlobEvent(id="ev-empty", container="jobs", name="manifests/empty.yaml"))[0]
+    (run,) = deliver(plane, BlobEvent(id="ev-empty", container="jobs", name="manifests/empty.yaml"))
     assert run.state is RunState.REJECTED and "document is empty" in run.error and run.job == "empty"
 
 

@@ -23,7 +23,7 @@ from aztrain.runs import RunState
 from aztrain.service import BlobEvent, ControlPlane
 from devhost.topic import LocalTopic, Subscriber, problems
 from tests.clock import Clock
-from tests.contract.conftest import SEED_BLOB, drive
+from tests.contract.conftest import SEED_BLOB, deliver, drive
 from tests.contract.test_outbox import COMPLETED_SEQUENCE, MANIFEST
 
 
@@ -101,7 +101,7 @@ def plane(topic: LocalTopic, azurite_settings, run_store_on_azurite, data_store_
 
 
 def _complete(plane: ControlPlane, event_id: str) -> str:
-    run = plane.on_blob_created(BlobEvent(id=event_id, container="jobs", name="manifests/digits.yaml"))[0]
+    (run,) = deliver(plane, BlobEvent(id=event_id, container="jobs", name="manifests/digits.yaml"))
     plane.data.write("runs", f"digits/{run.id}/outputs/metrics.json", b'{"accuracy": 0.97}')
     drive(plane)
     assert plane.get_run(run.id).state is RunState.COMPLETED

@@ -120,7 +120,8 @@ def new_run(api: Api, job: str | None = None) -> dict[str, Any]:
     api.service.data.write("datasets", f"{name}/a.csv", b"1,2\n")  # a run needs data to go on
     response = api.submit(manifest(name), "?force=true")
     assert response.status == 202, response.body
-    run: dict[str, Any] = response.json()["run"]
+    api.service.advance(response.json()["run"]["id"])  # the reconciler's first step: its snapshot, its cluster
+    run: dict[str, Any] = api.call("GET", response.headers["location"]).json()
     return run
 
 

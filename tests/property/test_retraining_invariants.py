@@ -29,7 +29,7 @@ from aztrain.retrain import Window
 from aztrain.runs import ACTIVE_STATES, Run, RunState
 from aztrain.service import BlobEvent, ControlPlane
 from aztrain.settings import Settings
-from aztrain.usecases import capacity, progress, retraining
+from aztrain.usecases import capacity, inbox, progress, retraining
 from tests.clock import Clock
 from tests.conftest import CONTAINERS
 
@@ -75,12 +75,17 @@ steps = st.lists(
 )
 
 
+def _started(run: Run) -> bool:
+    """Past its first step: it has a snapshot, or it failed without one (which the invariants forbid)."""
+    return bool(run.snapshot_id) or run.state not in (RunState.ACCEPTED, RunState.CANCELED)
+
+
 @dataclass(frozen=True)
 class Said:
     """What `window` said right before the reconciler's window step, and what was there then."""
 
     window: Window
-    pending: set[str]
+    pending: dict[str, str]  # arrival key -> blob
     runs: set[str]
 
 
@@ -107,7 +112,7 @@ class Scenario:
                 self.upload(f"{self.prefix}f{blob}.npz", deliveries)
             case ("late",):
                 while self.undelivered:
-                    assert self.plane.on_blob_created(self.undelivered.pop(0)) == []
+                    self.plane.on_blob_created(self.undelivered.pop(0))
             case ("submit", force):
                 self.submit(force)
             case ("end", index, phase):
@@ -130,7 +135,7 @@ class Scenario:
         if not deliveries:
             self.undelivered.append(event)
         for _ in range(deliveries):
-            assert self.plane.on_blob_created(event) == []
+            self.plane.on_blob_created(event)
 
     def submit(self, force: bool) -> None:
         result = self.plane.submit(
@@ -146,12 +151,13 @@ class Scenario:
         """The reconciler (`ControlPlane.reconcile`'s steps), with `window` asked right before its window step."""
         self.plane.now.advance(seconds)  # type: ignore[attr-defined]  # the test Clock
         ctx = self.plane.ctx
+        inbox.process_inbox(ctx)
         said = None
         if self.plane.store.get_job(JOB):
             store = self.plane.store
             said = Said(
                 retraining.window(ctx, JOB),
-                {a.key for a in store.pending_arrivals(JOB)},
+                {a.key: a.blob for a in store.pending_arrivals(JOB)},
                 {r.id for r in store.find_runs(job=JOB)},
             )
         retraining.reconcile_windows(ctx)
@@ -168,8 +174,12 @@ class Scenario:
 
     def check(self, before: dict[str, Run], said: Said | None) -> None:
         now = {r.id: r for r in self.plane.store.find_runs(job=JOB)}
-        new = sorted((r for r in now.values() if r.id not in before), key=lambda r: r.created_at)
-        for run in now.values():  # no run on an empty snapshot (and none fails for want of data)
+        # A run is recorded ACCEPTED and takes its snapshot at its first step (the reconciler's), unless
+        # it is canceled first: the rules on new runs apply in the step that gives it one.
+        started = {i: r for i, r in now.items() if _started(r)}
+        before = {i: r for i, r in before.items() if _started(r)}
+        new = sorted((r for r in started.values() if r.id not in before), key=lambda r: r.created_at)
+        for run in started.values():  # no run on an empty snapshot (and none fails for want of data)
             assert run.snapshot_id and self.snapshot(run.snapshot_id), run
         for run in new:
             same = [r for r in sorted(before.values(), key=lambda r: r.created_at) if r.snapshot_id == run.snapshot_id]
@@ -181,7 +191,7 @@ class Scenario:
                     f"{run.id} reran {same[-1].id}"
                 )
             before[run.id] = run
-        self.check_arrivals(now, new, said)
+        self.check_arrivals(started, new, said)
         self.runs = now
 
     def check_arrivals(self, now: dict[str, Run], new: list[Run], said: Said | None) -> None:
@@ -195,7 +205,8 @@ class Scenario:
         served = set().union(*(self.snapshot(r.snapshot_id) for r in new)) if new else set()
         skipped = said is not None and said.window.action == "skip"
         taken: set[str] = set()  # consumed by a run that started in this step and trains on it
-        for key, blob in self.pending.items():
+        # Pending before this step, or recorded in it (the reconciler's pass acts on the inbox first).
+        for key, blob in (self.pending | (said.pending if said else {})).items():
             if key not in pending:  # consumed in this step: by a new run that trains on it, or a window's skip
                 assert blob in served or skipped, f"arrival {blob} left pending with no run that has it"
                 self.gone.add(key)
@@ -207,11 +218,11 @@ class Scenario:
         window = said.window
         data_runs = [r for r in new if r.trigger == "data" and r.id not in said.runs]
         if window.action == "launch":
-            assert len(data_runs) == 1 and not (said.pending & pending.keys()), (window, data_runs)
+            assert len(data_runs) == 1 and not (said.pending.keys() & pending.keys()), (window, data_runs)
         elif window.action == "skip":
-            assert not data_runs and not (said.pending & pending.keys()), window
+            assert not data_runs and not (said.pending.keys() & pending.keys()), window
         else:  # a waiting window consumes nothing (a run that started after it in the pass may)
-            assert not data_runs and said.pending - taken <= pending.keys(), window
+            assert not data_runs and said.pending.keys() - taken <= pending.keys(), window
 
 
 def run_sequence(plane: ControlPlane, prefix: str, policy: dict[str, Any], todo: list[Step]) -> None:

@@ -136,6 +136,7 @@ def test_hostile_manifest_blobs_become_runs_or_recorded_rejections(stack: Api, d
     event = BlobEvent(id=str(uuid.uuid4()), container="jobs", name=f"manifests/{uuid.uuid4().hex}.yaml")
     stack.service.data.write(event.container, event.name, rendered(document, as_yaml))
     assert post_events(stack, "on_blob_created", [blob_created(event)]).status == 202
+    stack.service.process_inbox()  # the reconciler's next pass
     (run,) = [r for r in stack.service.store.find_runs() if r.cause == event.id]
     assert run.state is not RunState.REJECTED or run.error
 

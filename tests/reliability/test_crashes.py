@@ -1,10 +1,11 @@
 """Crashes at every step boundary: after redelivery and the reconciler, every run converges.
 
 A named fault point (`aztrain.faults`) raises where a crash would split two writes: after the
-claim and before the run row, after the backend submit and before it is recorded, around the
-scale-down, between two runs of a reconcile, after a retraining window named its run. Event Grid
-redelivers what raised and the reconciler keeps running; every run must end with exactly one
-backend job, a complete history and the cluster back at zero.
+job row and before the run row, between a new run's index copy and its row, after the backend
+submit and before it is recorded, around the scale-down, between two runs of a reconcile, after
+a retraining window named its run. Event Grid redelivers what raised and the reconciler keeps
+running; every run must end with exactly one backend job, a complete history and the cluster
+back at zero.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from aztrain import faults
 from aztrain.records import JobPhase
 from aztrain.runs import ACTIVE_STATES, RunState
 from aztrain.service import BlobEvent, ControlPlane
-from tests.reliability.conftest import assert_converged, backend_jobs, drop_manifest
+from tests.reliability.conftest import assert_converged, backend_jobs, drop_manifest, manifest
 
 JOBS = ("crash-a", "crash-b")
 
@@ -53,7 +54,7 @@ def keep_reconciling(plane: ControlPlane, rounds: int = 12) -> None:
             plane.reconcile()
         except faults.InjectedFault:
             continue
-        pending = any(plane.store.pending_arrivals(job.name) for job in plane.store.list_jobs())
+        pending = plane.store.intakes(1) or any(plane.store.pending_arrivals(j.name) for j in plane.store.list_jobs())
         if not pending and not plane.store.find_runs(states=ACTIVE_STATES):
             return
 
@@ -120,3 +121,13 @@ def test_a_crash_between_submit_and_record_leaves_one_backend_job_even_if_it_alr
     backend.jobs[job_name].phases = [JobPhase.COMPLETED]  # it finished while nobody recorded it
     keep_reconciling(plane)
     assert_converged(plane, ["crash-submit"])
+
+
+def test_a_submit_that_crashed_after_indexing_its_run_is_finished_by_the_reconciler(plane: ControlPlane) -> None:
+    plane.data.write("datasets", "orphan/part-0.csv", b"1,2\n")
+    with faults.injected(crash_at({"runs.after-index"})), pytest.raises(faults.InjectedFault):
+        plane.submit(manifest("orphan"), trigger="http", cause="r", source="http")
+    assert plane.store.find_runs(job="orphan") == []  # its caller saw an error, and may never retry
+    keep_reconciling(plane)
+    (run,) = assert_converged(plane, ["orphan"])
+    assert run.cause == "r"

@@ -77,6 +77,9 @@ def elapse(fake: FakeAzureML, clock: Clock, seconds: float) -> None:
 def submitted(plane: ControlPlane, fake: FakeAzureML, clock: Clock, run_id: str | None = None) -> Run:
     """A manifest accepted, its cluster provisioned and its job submitted."""
     run = plane.submit(MANIFEST, trigger="http", cause="req-1", source="http", run_id=run_id).run
+    assert run.state is RunState.ACCEPTED  # recorded: every step from here is the reconciler's
+    plane.reconcile()
+    run = plane.get_run(run.id)
     assert run.state is RunState.PROVISIONING and run.cluster == "aztrain-gpu-small-low"
     plane.reconcile()
     assert plane.get_run(run.id).state is RunState.PROVISIONING  # the cluster is still being created
