@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -52,8 +53,10 @@ _REDELIVERED_FOR = timedelta(days=2)
 #: How far ahead of this clock a source's event time may be.
 _CLOCK_SKEW = timedelta(hours=1)
 
-#: Intakes one `process_inbox` acts on; the rest wait for the next pass, oldest first.
-INBOX_BATCH = 5000
+#: Intakes read at a time: a page of the inbox (Table Storage returns at most 1,000 rows per page).
+INBOX_PAGE = 1000
+#: How long one pass may spend on the inbox before leaving the rest, oldest first, to the next.
+INBOX_SECONDS = 120.0
 
 
 def on_blob_created(ctx: Context, event: BlobEvent) -> None:
@@ -69,30 +72,39 @@ def on_blob_created(ctx: Context, event: BlobEvent) -> None:
     ctx.store.record_intake(Intake(key, event.id, event.container, event.name, event.etag, raised))
 
 
-def process_inbox(ctx: Context, limit: int = INBOX_BATCH) -> int:
+def process_inbox(ctx: Context, *, seconds: float = INBOX_SECONDS) -> int:
     """Act on recorded blob events, oldest first: a manifest starts its job, data becomes arrivals.
 
-    Each is forgotten once acted on; one that fails (storage down) is logged and stays for the
-    next pass, without holding the others. Returns how many were acted on.
+    Page after page until the inbox is empty or `seconds` are spent. Each intake is forgotten
+    once acted on; one that fails (storage down) is logged and stays, with what follows it in
+    its page acted on still, and the pass moves on. Returns how many were acted on.
     """
-    done: list[str] = []
+    started, acted = time.monotonic(), 0
     watchers: dict[str, list[JobRecord]] = {}  # per container, for this pass: data events share one read
-    for intake in ctx.store.intakes(limit):
-        event = BlobEvent(intake.event_id, intake.container, intake.name, intake.etag, intake.raised)
-        try:
-            if _is_manifest(ctx, event):
-                _on_manifest_blob(ctx, event)
-                watchers.clear()  # the manifest may have started or changed a watch
-            else:
-                if event.container not in watchers:
-                    watchers[event.container] = ctx.store.watching(event.container)
-                _on_data_blob(ctx, event, watchers[event.container])
-        except Exception:
-            log.exception("inbox: event %s (%s/%s) not acted on yet", event.id, event.container, event.name)
-            continue
-        done.append(intake.key)
-    ctx.store.remove_intakes(done)
-    return len(done)
+    while time.monotonic() - started < seconds:
+        page = ctx.store.intakes(INBOX_PAGE)
+        done = [intake.key for intake in page if _acted_on(ctx, intake, watchers)]
+        ctx.store.remove_intakes(done)
+        acted += len(done)
+        if len(done) < INBOX_PAGE:  # the inbox is empty, or what is left failed: the next pass tries again
+            break
+    return acted
+
+
+def _acted_on(ctx: Context, intake: Intake, watchers: dict[str, list[JobRecord]]) -> bool:
+    event = BlobEvent(intake.event_id, intake.container, intake.name, intake.etag, intake.raised)
+    try:
+        if _is_manifest(ctx, event):
+            _on_manifest_blob(ctx, event)
+            watchers.clear()  # the manifest may have started or changed a watch
+        else:
+            if event.container not in watchers:
+                watchers[event.container] = ctx.store.watching(event.container)
+            _on_data_blob(ctx, event, watchers[event.container])
+    except Exception:
+        log.exception("inbox: event %s (%s/%s) not acted on yet", event.id, event.container, event.name)
+        return False
+    return True
 
 
 def _is_manifest(ctx: Context, event: BlobEvent) -> bool:

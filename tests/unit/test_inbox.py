@@ -4,10 +4,15 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import pytest
+
 from aztrain.adapters.memory import FakeComputeBackend
 from aztrain.runs import RunState
 from aztrain.service import BlobEvent
+from aztrain.usecases import inbox
 from tests.unit.test_reconcile_pass import MANIFEST, plane_with
+
+WATCHING = MANIFEST.format(name="watcher") + "retrain: {on_data_arrival: true}\n"
 
 
 def test_a_blob_event_costs_the_handler_one_store_call_and_no_blob_read() -> None:
@@ -49,3 +54,24 @@ def test_manifests_dropped_one_after_another_are_acted_on_in_the_order_they_were
     plane.process_inbox()
     job = plane.store.get_job("same")
     assert job is not None and job.spec.data.prefix == "digits/b/"  # the newer manifest is the job's
+
+
+def test_one_pass_acts_on_every_page_and_leaves_only_what_failed(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(inbox, "INBOX_PAGE", 3)
+    plane, _ = plane_with(FakeComputeBackend())
+    plane.submit(WATCHING, trigger="http", cause="c", source="http")
+    for i in range(7):
+        plane.on_blob_created(BlobEvent(f"up-{i}", "datasets", f"digits/{i}.npz", f'"{i}"', plane.now()))
+    plane.data.write("jobs", "manifests/gone.yaml", b"")
+    plane.on_blob_created(BlobEvent("bad", "jobs", "manifests/gone.yaml", '"9"', plane.now()))
+    reads = plane.data.read
+
+    def storage_down(*args: object, **kwargs: object) -> bytes:
+        raise ConnectionError("storage is down")
+
+    plane.data.read = storage_down  # type: ignore[method-assign]
+    assert plane.process_inbox() == 7
+    assert len(plane.store.pending_arrivals("watcher")) == 7
+    assert [i.event_id for i in plane.store.intakes(10)] == ["bad"]  # kept for the next pass
+    plane.data.read = reads  # type: ignore[method-assign]
+    assert plane.process_inbox() == 1 and plane.store.intakes(10) == []
