@@ -130,8 +130,8 @@ class Inbox(Protocol):
 class Arrivals(Protocol):
     """Data uploads under watched prefixes, pending until a run consumes them (`arrivals`)."""
 
-    def record_arrival(self, arrival: Arrival) -> None:
-        """Insert the arrival unless its key is already recorded (duplicates change nothing)."""
+    def record_arrivals(self, arrivals: Sequence[Arrival]) -> None:
+        """Insert each arrival unless its key is already recorded (duplicates change nothing)."""
         ...
 
     def pending_arrivals(self, job: str) -> list[Arrival]:

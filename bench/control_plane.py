@@ -60,7 +60,7 @@ data: {{container: datasets, prefix: bench/}}
 WATCHING = """apiVersion: aztrain/v1
 kind: TrainingJob
 name: {name}
-data: {{container: datasets, prefix: flood/}}
+data: {{container: datasets, prefix: {name}/}}
 retrain: {{on_data_arrival: true, debounce: 0s, cooldown: 0s}}
 """
 #: Peak RSS from VmHWM, this process's own: Linux carries ru_maxrss over fork and exec, so it would show the bench's.
@@ -102,7 +102,7 @@ def main() -> None:
                 note(result, "event_to_submitted", bench.event_to_submitted(url, 5))
                 note(result, "oversize_manifest", bench.oversize(url))
                 note(result, "single_event", bench.single_events(url, args.single))
-                note(result, "arrivals", bench.arrivals(url, args.arrivals))
+                note(result, "arrivals", [bench.arrivals(url, args.arrivals, senders) for senders in (8, 32)])
                 note(result, "storms", [bench.storm(url, args.storm, senders) for senders in (8, 32)])
             note(result, "reconcile", [bench.reconcile(int(n)) for n in args.active.split(",")])
     finally:
@@ -301,9 +301,9 @@ class Bench:
         return round(time.perf_counter() - started, 3), self.calls.total(self.table_port) - before
 
     # ----------------------------------------------------------------------------------- arrivals
-    def arrivals(self, url: str, count: int) -> dict[str, Any]:
-        """`count` data uploads into one watched prefix from 32 senders; then one reconciler pass."""
-        job = "flood"
+    def arrivals(self, url: str, count: int, senders: int) -> dict[str, Any]:
+        """`count` data uploads into one watched prefix from `senders` at once; then one reconciler pass."""
+        job = f"flood{senders}"
         request = urllib.request.Request(
             f"{url}/api/jobs",
             data=WATCHING.format(name=job).encode(),
@@ -311,15 +311,16 @@ class Bench:
             headers={"Content-Type": "application/yaml"},
         )
         urllib.request.urlopen(request, timeout=60).close()
-        self.blobs.get_container_client("datasets").upload_blob("flood/seed.npz", b"seed", overwrite=True)
-        events = [blob_event("datasets", f"flood/{i:05d}.npz") for i in range(count)]
+        self.blobs.get_container_client("datasets").upload_blob(f"{job}/seed.npz", b"seed", overwrite=True)
+        events = [blob_event("datasets", f"{job}/{i:05d}.npz") for i in range(count)]
         before = self.calls.total(self.table_port)
-        per_s = rate(lambda i: post_event(url, events[i]), count, senders=32)
+        per_s = rate(lambda i: post_event(url, events[i]), count, senders=senders)
         calls = self.calls.total(self.table_port) - before
         pass_s, pass_calls = self.timed_pass()  # the uploads become arrivals; the window (debounce 0) fires
         store = build_control_store(self.settings)
         runs = [r for r in store.find_runs(job=job) if r.trigger == "data"]
         return {
+            "senders": senders,
             "events": count,
             "events_per_s": round(per_s, 1),
             "ratio_to_ceiling": round(per_s / self.insert_rate, 2),

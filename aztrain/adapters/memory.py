@@ -141,8 +141,9 @@ class InMemoryControlStore:
         for key in keys:
             self._inbox.pop(key, None)
 
-    def record_arrival(self, arrival: Arrival) -> None:
-        self._arrivals.setdefault((arrival.job, arrival.key), arrival)
+    def record_arrivals(self, arrivals: Sequence[Arrival]) -> None:
+        for arrival in arrivals:
+            self._arrivals.setdefault((arrival.job, arrival.key), arrival)
 
     def pending_arrivals(self, job: str) -> list[Arrival]:
         pending = [a for (j, _), a in self._arrivals.items() if j == job and not a.consumed_by]

@@ -140,7 +140,9 @@ class TableControlStore:
             except ResourceExistsError:
                 if self._history.get_entity(run.id, _seq_key(run.last.seq))["Job"] != run.job:
                     raise ConcurrencyError(f"run {run.id} is another job's") from None
-        self._index(run)  # before the run: the index never misses an active run
+        # Before the run, so the index never misses one; inserted, never replaced: a second add of
+        # the same run (a race, a retry) must not put a creation copy over a later step's.
+        _insert_once(self._active, active_entity(run))
         faults.checkpoint("runs.after-index")
         return self._remember(replace(run, etag=self._write(self._runs, _run_to_entity(run), None, f"run {run.id}")))
 
@@ -288,15 +290,19 @@ class TableControlStore:
                         self._inbox.delete_entity(_INBOX, key)
 
     # ------------------------------------------------------------ arrivals
-    def record_arrival(self, arrival: Arrival) -> None:
-        entity = {
-            "PartitionKey": arrival.job,
-            "RowKey": arrival.key,
-            "Blob": arrival.blob,
-            "At": arrival.at,
-            "ConsumedBy": arrival.consumed_by,
-        }
-        _insert_once(self._arrivals, entity)  # a redelivery of an upload we already know changes nothing
+    def record_arrivals(self, arrivals: Sequence[Arrival]) -> None:
+        unique = {(a.job, a.key): _arrival_to_entity(a) for a in reversed(arrivals)}  # the first of each key
+        by_job: dict[str, list[dict[str, Any]]] = {}
+        for (job, _), entity in sorted(unique.items()):
+            by_job.setdefault(job, []).append(entity)
+        for batch in by_job.values():
+            for start in range(0, len(batch), _BATCH):
+                chunk = batch[start : start + _BATCH]
+                try:  # one partition: up to 100 inserts per entity-group transaction
+                    self._arrivals.submit_transaction([("create", e) for e in chunk])
+                except TableTransactionError:  # one is known already (a redelivery): the rest one by one
+                    for entity in chunk:
+                        _insert_once(self._arrivals, entity)
 
     def pending_arrivals(self, job: str) -> list[Arrival]:
         rows = self._arrivals.query_entities("PartitionKey eq @job and ConsumedBy eq ''", parameters={"job": job})
@@ -559,6 +565,10 @@ def _cluster_from_entity(e: Any) -> ClusterRecord:
 def _count(value: Any) -> int:
     """The active-run count; rows written before it was a count hold a JSON list of run ids."""
     return len(json.loads(value)) if isinstance(value, str) else int(value or 0)
+
+
+def _arrival_to_entity(a: Arrival) -> dict[str, Any]:
+    return {"PartitionKey": a.job, "RowKey": a.key, "Blob": a.blob, "At": a.at, "ConsumedBy": a.consumed_by}
 
 
 def _arrival_from_entity(e: Any) -> Arrival:

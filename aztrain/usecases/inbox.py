@@ -76,14 +76,13 @@ def process_inbox(ctx: Context, *, seconds: float = INBOX_SECONDS) -> int:
     """Act on recorded blob events, oldest first: a manifest starts its job, data becomes arrivals.
 
     Page after page until the inbox is empty or `seconds` are spent. Each intake is forgotten
-    once acted on; one that fails (storage down) is logged and stays, with what follows it in
-    its page acted on still, and the pass moves on. Returns how many were acted on.
+    once acted on; one that fails (storage down) is logged and stays for the next pass, and the
+    others go on. Returns how many were acted on.
     """
     started, acted = time.monotonic(), 0
-    watchers: dict[str, list[JobRecord]] = {}  # per container, for this pass: data events share one read
     while time.monotonic() - started < seconds:
         page = ctx.store.intakes(INBOX_PAGE)
-        done = [intake.key for intake in page if _acted_on(ctx, intake, watchers)]
+        done = _act_on(ctx, page)
         ctx.store.remove_intakes(done)
         acted += len(done)
         if len(done) < INBOX_PAGE:  # the inbox is empty, or what is left failed: the next pass tries again
@@ -91,20 +90,34 @@ def process_inbox(ctx: Context, *, seconds: float = INBOX_SECONDS) -> int:
     return acted
 
 
-def _acted_on(ctx: Context, intake: Intake, watchers: dict[str, list[JobRecord]]) -> bool:
-    event = BlobEvent(intake.event_id, intake.container, intake.name, intake.etag, intake.raised)
-    try:
-        if _is_manifest(ctx, event):
-            _on_manifest_blob(ctx, event)
-            watchers.clear()  # the manifest may have started or changed a watch
-        else:
+def _act_on(ctx: Context, page: list[Intake]) -> list[str]:
+    """The keys of the intakes acted on: each manifest in turn; the uploads' arrivals in one batch at the end."""
+    done: list[str] = []
+    uploads: list[str] = []
+    arrivals: list[Arrival] = []
+    watchers: dict[str, list[JobRecord]] = {}  # per container: the page's uploads share one read
+    for intake in page:
+        event = BlobEvent(intake.event_id, intake.container, intake.name, intake.etag, intake.raised)
+        try:
+            if _is_manifest(ctx, event):
+                _on_manifest_blob(ctx, event)
+                done.append(intake.key)
+                watchers.clear()  # the manifest may have started or changed a watch
+                continue
             if event.container not in watchers:
                 watchers[event.container] = ctx.store.watching(event.container)
-            _on_data_blob(ctx, event, watchers[event.container])
+            arrivals += _arrivals_of(ctx, event, watchers[event.container])
+            uploads.append(intake.key)
+        except Exception:
+            log.exception("inbox: event %s (%s/%s) not acted on yet", event.id, event.container, event.name)
+    try:
+        ctx.store.record_arrivals(arrivals)
     except Exception:
-        log.exception("inbox: event %s (%s/%s) not acted on yet", event.id, event.container, event.name)
-        return False
-    return True
+        log.exception("inbox: %d upload(s) not recorded yet", len(uploads))
+        return done
+    if arrivals:
+        log.info("%d upload(s) recorded for job(s) %s", len(arrivals), ", ".join(sorted({a.job for a in arrivals})))
+    return done + uploads
 
 
 def _is_manifest(ctx: Context, event: BlobEvent) -> bool:
@@ -137,14 +150,14 @@ def _on_manifest_blob(ctx: Context, event: BlobEvent) -> None:
     submit(ctx, text, trigger="manifest", cause=event.id, source=source, run_id=run_id)
 
 
-def _on_data_blob(ctx: Context, event: BlobEvent, watchers: list[JobRecord]) -> None:
-    """Record the upload for every job watching it. Launching is the windows' call (`retraining`)."""
+def _arrivals_of(ctx: Context, event: BlobEvent, watchers: list[JobRecord]) -> list[Arrival]:
+    """The upload as an arrival for every job watching it. Launching is the windows' call (`retraining`)."""
     key = hashlib.sha256(f"{event.container}/{event.name}\n{event.etag or event.id}".encode()).hexdigest()[:32]
-    for job in watchers:
-        if not watches(job.spec, event.container, event.name):
-            continue
-        # Storage stamps events to the whole second: an upload in the second the watch began is new data.
-        if event.time and job.watch_since and event.time < job.watch_since.replace(microsecond=0):
-            continue  # uploaded before the watch began: the job's first run reads it anyway
-        ctx.store.record_arrival(Arrival(job=job.name, key=key, blob=event.name, at=ctx.now()))
-        log.info("data %s/%s recorded for job %s", event.container, event.name, job.name)
+    return [
+        Arrival(job=job.name, key=key, blob=event.name, at=ctx.now())
+        for job in watchers
+        if watches(job.spec, event.container, event.name)
+        # Storage stamps events to the whole second: an upload in the second the watch began is new data;
+        # one from before was there when the watch began, and the job's first run reads it anyway.
+        and not (event.time and job.watch_since and event.time < job.watch_since.replace(microsecond=0))
+    ]

@@ -15,12 +15,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aztrain import faults
-from aztrain.errors import ConcurrencyError, InvalidTransition
+from aztrain.errors import InvalidTransition
 from aztrain.layout import backend_job_name, run_id_of, run_output_prefix, snapshot_blob
 from aztrain.records import BlobInfo, ClusterSpec, JobObservation, JobPhase, JobSubmission
 from aztrain.retrain import Snapshot, covered, snapshot_of
 from aztrain.runs import ACTIVE_STATES, Run, RunState, can_transition, state_for_phase
-from aztrain.usecases import capacity, publishing, registry
+from aztrain.usecases import capacity, intake, publishing, registry
 from aztrain.usecases.context import Context, read_decide_write
 
 log = logging.getLogger(__name__)
@@ -97,7 +97,7 @@ def advance_all(ctx: Context) -> list[Run]:
         try:
             run = copy
             if _due(ctx, copy, looks):
-                held = _adopted(ctx, copy) if copy.seq == 1 else None
+                held = intake.recorded(ctx, copy) if copy.seq == 1 else None
                 run, wrote = _advance(ctx, copy.id, held=held, looks=looks)
                 if not wrote and run.seq != copy.seq:  # behind: a crash or a race between its two writes
                     ctx.store.refresh_active(run)
@@ -106,21 +106,6 @@ def advance_all(ctx: Context) -> list[Run]:
         except Exception:  # left out of `after`: its state is unknown (a scale-down reads the index again)
             log.exception("reconcile: run %s could not advance", copy.id)
     return after
-
-
-def _adopted(ctx: Context, copy: Run) -> Run | None:
-    """A new run, as its own row holds it; a creation stopped between its index copy and its row is finished.
-
-    The copy is written first so that no run is missed: a copy without a run row is a creation
-    still in flight (which the write then meets) or one that crashed (whose caller may never retry).
-    """
-    run = ctx.store.get_run(copy.id)
-    if run is not None:
-        return run
-    try:
-        return ctx.store.add_run(copy)
-    except ConcurrencyError:  # its creator has just written it
-        return None
 
 
 def _due(ctx: Context, copy: Run, looks: _Looks) -> bool:

@@ -62,6 +62,15 @@ def test_a_run_id_is_one_jobs_only(run_store: ControlStore):
     assert run_store.find_runs(job="other-job") == []
 
 
+def test_adding_a_run_again_leaves_the_index_copy_of_its_later_steps_alone(run_store: ControlStore):
+    run = run_store.add_run(a_run("digits", "5000000000001-abcdef"))
+    run_store.save_run(run.moved(RunState.PROVISIONING, cause="r", at=T0, cluster="c1"))
+    with pytest.raises(ConcurrencyError):  # a racing or retried creation of the same run
+        run_store.add_run(a_run("digits", run.id))
+    (copy,) = run_store.find_runs(states=ACTIVE_STATES, cluster="c1")
+    assert (copy.id, copy.state) == (run.id, RunState.PROVISIONING)
+
+
 def test_the_inbox_keeps_one_intake_per_key_oldest_first_until_removed(run_store: ControlStore):
     def intake(key: str, event_id: str) -> Intake:
         return Intake(key, event_id, "jobs", f"manifests/{event_id}.yaml", '"0x1"', T0 if key < "2" else None)
@@ -142,23 +151,28 @@ def test_clusters_upsert(run_store: ControlStore):
 def test_arrivals_are_recorded_once_and_consumed(run_store: ControlStore):
 
     later = T0.replace(second=5)
-    run_store.record_arrival(Arrival(job="digits", key="b-etag2", blob="digits/b.npz", at=later))
-    run_store.record_arrival(Arrival(job="digits", key="a-etag1", blob="digits/a.npz", at=T0))
-    run_store.record_arrival(Arrival(job="digits", key="a-etag1", blob="digits/a.npz", at=later))  # redelivered
-    run_store.record_arrival(Arrival(job="other", key="c", blob="other/c.npz", at=T0))
+    run_store.record_arrivals([Arrival(job="digits", key="b-etag2", blob="digits/b.npz", at=later)])
+    run_store.record_arrivals(
+        [
+            Arrival(job="digits", key="a-etag1", blob="digits/a.npz", at=T0),
+            Arrival(job="digits", key="a-etag1", blob="digits/a.npz", at=later),  # delivered twice in one batch
+            Arrival(job="other", key="c", blob="other/c.npz", at=T0),
+        ]
+    )
     pending = run_store.pending_arrivals("digits")
     assert [(a.key, a.at) for a in pending] == [("a-etag1", T0), ("b-etag2", later)]
     run_store.consume_arrivals("digits", ["a-etag1"], by="run-1")
     assert [a.key for a in run_store.pending_arrivals("digits")] == ["b-etag2"]
-    run_store.record_arrival(Arrival(job="digits", key="a-etag1", blob="digits/a.npz", at=later))
-    assert [a.key for a in run_store.pending_arrivals("digits")] == ["b-etag2"]  # consumed stays consumed
+    again = [Arrival(job="digits", key=k, blob="digits/x.npz", at=later) for k in ("a-etag1", "d-etag4")]
+    run_store.record_arrivals(again)  # a batch with one known already: the other is still recorded
+    assert [a.key for a in run_store.pending_arrivals("digits")] == ["b-etag2", "d-etag4"]  # consumed stays consumed
 
 
 def test_many_arrivals_are_consumed_across_transaction_batches(run_store: ControlStore):
 
     keys = [f"k{i:03d}" for i in range(230)]
-    for key in keys:
-        run_store.record_arrival(Arrival(job="burst", key=key, blob=f"d/{key}", at=T0))
+    run_store.record_arrivals([Arrival(job="burst", key=key, blob=f"d/{key}", at=T0) for key in keys])
+    assert len(run_store.pending_arrivals("burst")) == 230
     run_store.consume_arrivals("burst", keys, by="run-9")
     assert run_store.pending_arrivals("burst") == []
 

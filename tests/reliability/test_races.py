@@ -92,6 +92,7 @@ def test_runs_starting_and_ending_on_one_cluster_at_once_never_scale_it_down_und
     # Half start while the other half finish, all on the one cluster of the default profile.
     for event in events[:3]:
         plane.on_blob_created(event)
+    plane.reconcile()  # their runs are made and started
     handlers: list[Callable[[], object]] = [lambda e=e: plane.on_blob_created(e) for e in events[3:]]
     handlers += [plane.reconcile] * 6
     all_at_once(handlers)
