@@ -2,10 +2,11 @@
 
     .venv/bin/python bench/control_plane.py [--storm 1000] [--arrivals 10000] [--active 10,100,1000]
 
-In one run: the ceiling (Azurite's own Table insert rate, same SDK), cold start, single-event
-latency, manifest storms with repeated deliveries at 8 and 32 senders, a flood of data
-arrivals into one watched prefix, an oversize manifest's rejection, and a reconcile pass at
-several counts of active runs. Every figure carries the storage round trips it cost (HTTP
+In one run: the ceiling (Azurite's own Table insert rate, same SDK), cold start, event →
+SUBMITTED, single-event latency, an oversize manifest's rejection, floods of data arrivals into
+one watched prefix and manifest storms with repeated deliveries (each at 8 and 32 senders, with
+the reconciler pass that acts on what they recorded), and a reconcile pass at several counts
+of active runs. Every figure carries the storage round trips it cost (HTTP
 requests the SDK sent, counted on the wire) and, where it is a rate, its ratio to the ceiling.
 
 The dev host runs in this process (as `aztrain dev` does, without the blob watcher: the
