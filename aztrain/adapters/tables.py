@@ -21,10 +21,12 @@ each of the eleven tables needs its own entity mapper, kept beside the queries t
 `active` indexes the runs that are not finished, or whose events are not yet published: a copy
 of each such run's row, kept by `add_run`/`save_run` (and `refresh_active` after an outbox is
 cleared), so the reconciler, cluster capacity and the outbox backstop read only these, never the
-whole history (readers that want active runs filter by state). A copy is written after the
-run's own row, so it can be behind its run (a crash between the two writes, or two writers
-racing), never ahead: the reconciler decides on the copy whether a step could be due, decides
-again on the run's own row before writing, and refreshes a copy it finds behind. `watches` does
+whole history (readers that want active runs filter by state). A new run's copy is inserted
+before its row (never replacing one), so no run is missed and a crash between the two is finished
+by the reconciler; after that a copy is written after the run's own row, so it can be behind its
+run (a crash between the two writes, or two writers racing), never ahead: the reconciler decides
+on the copy whether a step could be due, decides again on the run's own row before writing, and
+refreshes a copy it finds behind. `watches` does
 the same for jobs watching data, so a data upload reads the jobs that watch its container, not
 every job. `inbox` holds blob events as they arrive (one insert each, in one partition read oldest
 first) until the reconciler acts on them.
