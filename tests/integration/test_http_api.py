@@ -92,12 +92,15 @@ def _lower(items: Iterable[tuple[str, str]]) -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def api(azurite: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Api]:
-    """`function_app` on the dev host, on a table prefix of its own; timers off, so runs stay where submit put them."""
+    """`function_app` on the dev host, on a table prefix of its own; timers off and local clusters that never
+    come up, so runs stay where submit (and `new_run`'s advance) put them, and none trains."""
     state_dir = tmp_path_factory.mktemp("api-local")
-    with hosted_app(azurite, table_prefix="api" + uuid.uuid4().hex[:8], state_dir=state_dir) as (host, service):
-        api = Api(host.url, host, service)
-        api.openapi = api.call("GET", "/api/openapi.json").json()
-        yield api
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("AZTRAIN_LOCAL_PROVISION_SECONDS", "86400")
+        with hosted_app(azurite, table_prefix="api" + uuid.uuid4().hex[:8], state_dir=state_dir) as (host, service):
+            api = Api(host.url, host, service)
+            api.openapi = api.call("GET", "/api/openapi.json").json()
+            yield api
 
 
 def manifest(name: str, **overrides: Any) -> dict[str, Any]:
