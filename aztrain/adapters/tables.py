@@ -39,10 +39,10 @@ import hashlib
 import itertools
 import json
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from azure.core import MatchConditions
 from azure.core.exceptions import ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
@@ -73,6 +73,7 @@ _INBOX = "inbox"  # the one partition of the `inbox`: blob events not yet acted 
 _SAFE_KEY = re.compile(r"^[A-Za-z0-9._:@=-]{1,512}$")
 _BATCH = 100  # Table Storage's limit on operations in one transaction
 _REMEMBERED = 100_000  # run ids whose job a store remembers (a few MB), forgotten all at once beyond
+T = TypeVar("T")
 _OUTBOX_DETAIL = 1000  # characters of a transition's detail kept in the outbox (history keeps 16000)
 
 
@@ -282,14 +283,11 @@ class TableControlStore:
         return [_intake_from_entity(e) for e in itertools.islice(rows, limit)]
 
     def remove_intakes(self, keys: Sequence[str]) -> None:
-        for start in range(0, len(keys), _BATCH):
-            batch = keys[start : start + _BATCH]
-            try:  # one partition: up to 100 deletes per entity-group transaction
-                self._inbox.submit_transaction([("delete", {"PartitionKey": _INBOX, "RowKey": k}) for k in batch])
-            except TableTransactionError:  # one of them is gone already: the rest one by one
-                for key in batch:
-                    with contextlib.suppress(ResourceNotFoundError):
-                        self._inbox.delete_entity(_INBOX, key)
+        def delete(entity: dict[str, Any]) -> None:
+            with contextlib.suppress(ResourceNotFoundError):  # gone already
+                self._inbox.delete_entity(_INBOX, entity["RowKey"])
+
+        _transact_or_one_by_one(self._inbox, "delete", [{"PartitionKey": _INBOX, "RowKey": k} for k in keys], delete)
 
     # ------------------------------------------------------------ arrivals
     def record_arrivals(self, arrivals: Sequence[Arrival]) -> None:
@@ -297,14 +295,8 @@ class TableControlStore:
         by_job: dict[str, list[dict[str, Any]]] = {}
         for (job, _), entity in sorted(unique.items()):
             by_job.setdefault(job, []).append(entity)
-        for batch in by_job.values():
-            for start in range(0, len(batch), _BATCH):
-                chunk = batch[start : start + _BATCH]
-                try:  # one partition: up to 100 inserts per entity-group transaction
-                    self._arrivals.submit_transaction([("create", e) for e in chunk])
-                except TableTransactionError:  # one is known already (a redelivery): the rest one by one
-                    for entity in chunk:
-                        _insert_once(self._arrivals, entity)
+        for batch in by_job.values():  # a redelivery known already is left as it is
+            _transact_or_one_by_one(self._arrivals, "create", batch, lambda e: _insert_once(self._arrivals, e))
 
     def pending_arrivals(self, job: str) -> list[Arrival]:
         rows = self._arrivals.query_entities("PartitionKey eq @job and ConsumedBy eq ''", parameters={"job": job})
@@ -316,8 +308,8 @@ class TableControlStore:
             ("update", {"PartitionKey": job, "RowKey": key, "ConsumedBy": by}, {"mode": UpdateMode.MERGE})
             for key in keys
         ]
-        for start in range(0, len(operations), _BATCH):
-            self._arrivals.submit_transaction(operations[start : start + _BATCH])
+        for chunk in _batches(operations):
+            self._arrivals.submit_transaction(chunk)
 
     # -------------------------------------------------------------- models
     def add_model_version(self, model: ModelVersion) -> ModelVersion:
@@ -379,6 +371,25 @@ class TableControlStore:
         except (ResourceExistsError, ResourceModifiedError, ResourceNotFoundError):
             raise ConcurrencyError(what) from None
         return str(meta["etag"])
+
+
+def _batches(items: Sequence[T]) -> Iterator[Sequence[T]]:
+    """`items` in chunks of at most 100, Table Storage's limit on operations in one transaction."""
+    for start in range(0, len(items), _BATCH):
+        yield items[start : start + _BATCH]
+
+
+def _transact_or_one_by_one(
+    table: TableClient, operation: str, entities: Sequence[dict[str, Any]], alone: Callable[[dict[str, Any]], None]
+) -> None:
+    """`operation` on entities of one partition, a transaction per 100; one refused (an entity done
+    already, say) is done again entity by entity with `alone`, which must tolerate that."""
+    for chunk in _batches(entities):
+        try:
+            table.submit_transaction([(operation, entity) for entity in chunk])
+        except TableTransactionError:
+            for entity in chunk:
+                alone(entity)
 
 
 def _insert_once(table: TableClient, entity: dict[str, Any]) -> None:

@@ -170,20 +170,14 @@ def record_run(ctx: Context, run: Run) -> Run:
         return ctx.store.get_run(run.id) or run
 
 
-def recorded(ctx: Context, copy: Run) -> Run | None:
-    """A new run as its own row holds it, from its copy in the active index; None if being written now.
+def recorded(ctx: Context, copy: Run) -> Run:
+    """A new run as its own row holds it, from its copy in the active index.
 
     The copy is written first so that no run is ever missed: a copy without a run row is a creation
     still in flight (which this write then meets) or one that crashed, whose caller may never retry:
     it is finished here.
     """
-    run = ctx.store.get_run(copy.id)
-    if run is not None:
-        return run
-    try:
-        return ctx.store.add_run(copy)
-    except ConcurrencyError:  # its creator has just written it
-        return None
+    return ctx.store.get_run(copy.id) or record_run(ctx, copy)
 
 
 def _reject(

@@ -12,6 +12,14 @@ from tests.clock import Clock
 
 #: Every scenario's job reads `datasets/digits/`: a run on an empty prefix fails before provisioning.
 SEED_BLOB = "digits/seed.npz"
+#: The job most scenarios run: two nodes of two processes on the seeded data.
+MANIFEST = b"""
+apiVersion: aztrain/v1
+kind: TrainingJob
+name: digits
+data: {container: datasets, prefix: digits/}
+compute: {nodes: 2, processes_per_node: 2}
+"""
 
 
 @pytest.fixture(params=["memory", "azurite"])

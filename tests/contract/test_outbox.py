@@ -9,15 +9,7 @@ from aztrain.adapters.memory import RecordingEventSink
 from aztrain.records import JobPhase
 from aztrain.runs import RunState
 from aztrain.service import BlobEvent, ControlPlane
-from tests.contract.conftest import deliver, drive
-
-MANIFEST = b"""
-apiVersion: aztrain/v1
-kind: TrainingJob
-name: digits
-data: {container: datasets, prefix: digits/}
-compute: {nodes: 2, processes_per_node: 2}
-"""
+from tests.contract.conftest import MANIFEST, deliver, drive
 
 #: What a run driven to COMPLETED publishes, in order (docs/events.md).
 COMPLETED_SEQUENCE = [

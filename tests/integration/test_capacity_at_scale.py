@@ -21,14 +21,8 @@ from aztrain.service import ControlPlane
 from aztrain.settings import Settings
 from aztrain.usecases import capacity
 from tests.clock import Clock
+from tests.contract.conftest import MANIFEST
 
-MANIFEST = b"""
-apiVersion: aztrain/v1
-kind: TrainingJob
-name: digits
-data: {container: datasets, prefix: digits/}
-compute: {nodes: 2, processes_per_node: 2}
-"""
 CLUSTER = "fake-gpu-small"
 ACTIVE = 3000
 

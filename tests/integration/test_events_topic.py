@@ -23,8 +23,8 @@ from aztrain.runs import RunState
 from aztrain.service import BlobEvent, ControlPlane
 from devhost.topic import LocalTopic, Subscriber, problems
 from tests.clock import Clock
-from tests.contract.conftest import SEED_BLOB, deliver, drive
-from tests.contract.test_outbox import COMPLETED_SEQUENCE, MANIFEST
+from tests.contract.conftest import MANIFEST, SEED_BLOB, deliver, drive
+from tests.contract.test_outbox import COMPLETED_SEQUENCE
 
 
 @dataclass
