@@ -46,10 +46,10 @@ from azure.data.tables import TableServiceClient
 from azure.storage.blob import BlobServiceClient
 
 from aztrain.adapters.memory import FakeComputeBackend
-from aztrain.bootstrap import build_control_store, build_data_store, ensure_storage
-from aztrain.runs import ACTIVE_STATES, RunState
-from aztrain.service import ControlPlane
-from aztrain.settings import AZURITE_CONNECTION_STRING, PROJECT_ROOT, Settings
+from aztrain.domain.runs import ACTIVE_STATES, RunState
+from aztrain.service.bootstrap import build_control_store, build_data_store, ensure_storage
+from aztrain.service.facade import ControlPlane
+from aztrain.service.settings import AZURITE_CONNECTION_STRING, PROJECT_ROOT, Settings
 from bench.storage_calls import StorageCalls
 from devhost import Azurite, azurite_connection_string
 
@@ -214,7 +214,7 @@ class Bench:
         run back to back here, so the figure is the work itself; `aztrain dev` adds up to its timer
         interval (2 s) before the pass, Azure up to the reconciler's schedule (10 s).
         """
-        from aztrain.bootstrap import control_plane
+        from aztrain.service.bootstrap import control_plane
 
         names = [f"submitted-{i}" for i in range(count)]
         self.upload_manifests(names)
@@ -249,7 +249,7 @@ class Bench:
         The dropped one: its event recorded, then the reconciler's inbox step (alone, without the
         rest of the pass) reads at most 64 KiB of it and records the REJECTED run.
         """
-        from aztrain.bootstrap import control_plane
+        from aztrain.service.bootstrap import control_plane
 
         huge = b"#" * 2**20
         self.blobs.get_container_client("jobs").upload_blob("manifests/huge.yaml", huge, overwrite=True)

@@ -1,8 +1,8 @@
 """`aztrain upload` against a one-at-a-time loop, on a private Azurite, in the same run. Prints JSON.
 
 The same folder (many small files and a few large ones) is uploaded to fresh containers by
-`aztrain.upload` (a thread pool, staged blocks) and by a plain loop of `upload_blob` calls,
-in alternating order each round; then `aztrain.upload` runs once more over the uploaded
+`aztrain.cli.upload` (a thread pool, staged blocks) and by a plain loop of `upload_blob` calls,
+in alternating order each round; then `aztrain.cli.upload` runs once more over the uploaded
 folder, which skips everything. Figures: files/s and MB/s of each, and the speed-up.
 """
 
@@ -23,8 +23,8 @@ from typing import Any
 
 from azure.storage.blob import BlobServiceClient
 
-from aztrain.settings import AZURITE_CONNECTION_STRING, PROJECT_ROOT
-from aztrain.upload import DEFAULT_WORKERS, connect, upload_folder
+from aztrain.cli.upload import DEFAULT_WORKERS, connect, upload_folder
+from aztrain.service.settings import AZURITE_CONNECTION_STRING, PROJECT_ROOT
 from devhost import Azurite, azurite_connection_string
 
 

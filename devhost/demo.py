@@ -14,9 +14,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from aztrain.cli import print_transition
-from aztrain.client import Client
-from aztrain.settings import PROJECT_ROOT
+from aztrain.cli.client import Client
+from aztrain.cli.output import print_transition
+from aztrain.service.settings import PROJECT_ROOT
 from devhost.localstack import LocalStack
 
 MANIFEST = PROJECT_ROOT / "examples" / "digits.yaml"

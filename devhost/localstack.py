@@ -27,10 +27,10 @@ from typing import Any
 
 import psutil
 
-from aztrain.adapters.blobs import BlobDataStore
-from aztrain.adapters.local import stack_processes
-from aztrain.bootstrap import build_data_store, ensure_storage
-from aztrain.settings import (
+from aztrain.adapters.compute.local.backend import stack_processes
+from aztrain.adapters.storage.blobs import BlobDataStore
+from aztrain.service.bootstrap import build_data_store, ensure_storage
+from aztrain.service.settings import (
     AZURITE_CONNECTION_STRING,
     LOCAL_EVENTS_TOPIC_KEY,
     PROJECT_ROOT,

@@ -1,1 +1,1 @@
-"""Azure Functions blueprints: thin adapters from triggers to `aztrain.service`."""
+"""Azure Functions blueprints: thin adapters from triggers to `aztrain.service.facade`."""

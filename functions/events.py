@@ -14,10 +14,10 @@ from typing import Any
 
 import azure.functions as func
 
-from aztrain import telemetry
-from aztrain.bootstrap import control_plane
-from aztrain.layout import is_run_id, run_id_of
-from aztrain.service import BlobEvent
+from aztrain.domain.layout import is_run_id, run_id_of
+from aztrain.service import telemetry
+from aztrain.service.bootstrap import control_plane
+from aztrain.service.facade import BlobEvent
 
 bp = func.Blueprint()
 log = logging.getLogger(__name__)
@@ -86,10 +86,7 @@ def on_run_status_changed(event: func.EventGridEvent) -> None:
     if not is_run_id(run_id_of(job_name)):  # a job of the workspace that this control plane did not submit
         log.info("event %s: job %r is not one of aztrain's; ignored", event.id, job_name)
         return
-    # Lazy: only Azure ML status events need its status map; the adapter (and azure-core) stays off cold start.
-    from aztrain.adapters.azureml import phase_of
-
-    run = control_plane().on_job_status(job_name, phase_of(status), cause=f"event:{event.id}")
+    run = control_plane().on_backend_status(job_name, status, cause=f"event:{event.id}")
     log.info(
         "event %s: job %s is %s -> run %s",
         event.id,

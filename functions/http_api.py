@@ -18,12 +18,12 @@ from typing import Any, TypeVar
 import azure.functions as func
 from pydantic import BaseModel, ValidationError
 
-from aztrain import api_models as api
-from aztrain.bootstrap import control_plane
-from aztrain.errors import InvalidTransition
-from aztrain.run_outputs import AmbiguousRun, RunFiles, find_run, read_log, read_metrics
-from aztrain.runs import Run, RunState
-from aztrain.views import (
+from aztrain.api import models as api
+from aztrain.domain.errors import InvalidTransition
+from aztrain.domain.runs import Run, RunState
+from aztrain.service.bootstrap import control_plane
+from aztrain.service.run_outputs import AmbiguousRun, RunFiles, find_run, read_log, read_metrics
+from aztrain.service.views import (
     cluster_view,
     dead_letter_view,
     dump,

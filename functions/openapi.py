@@ -2,7 +2,7 @@
 
 Every route is declared once, with `Operation` (`functions/http_api.py`): that registers the
 function with the blueprint and records what it accepts and answers here, from the same pydantic
-models that validate its queries and shape its JSON (`aztrain.api_models`), and the manifest model.
+models that validate its queries and shape its JSON (`aztrain.api.models`), and the manifest model.
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ from typing import Any, Literal
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
-from aztrain import api_models as api
-from aztrain.manifest import JobManifest
+from aztrain.api import models as api
+from aztrain.domain.manifest import JobManifest
 from functions.problems import PROBLEM_TYPE
 
 API_VERSION = "1.0.0"

@@ -14,8 +14,8 @@ from urllib.parse import urlsplit
 import azure.functions as func
 from pydantic import ValidationError
 
-from aztrain.api_models import FieldError, Problem
-from aztrain.errors import NotFound
+from aztrain.api.models import FieldError, Problem
+from aztrain.domain.errors import NotFound
 
 log = logging.getLogger(__name__)
 

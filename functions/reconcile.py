@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import azure.functions as func
 
-from aztrain.bootstrap import control_plane
+from aztrain.service.bootstrap import control_plane
 
 bp = func.Blueprint()
 

@@ -13,12 +13,12 @@ from urllib.parse import urlsplit
 
 import azure.functions as func
 
-from aztrain import api_models as api
-from aztrain import telemetry
-from aztrain.layout import new_run_id
-from aztrain.runs import Run, RunState
-from aztrain.service import ControlPlane
-from aztrain.views import run_view
+from aztrain.api import models as api
+from aztrain.domain.layout import new_run_id
+from aztrain.domain.runs import Run, RunState
+from aztrain.service import telemetry
+from aztrain.service.facade import ControlPlane
+from aztrain.service.views import run_view
 from functions.openapi import Header
 from functions.problems import PROBLEM_TYPE, ApiProblem, invalid, problem_body
 

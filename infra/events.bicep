@@ -144,7 +144,7 @@ resource runStatus 'Microsoft.EventGrid/systemTopics/eventSubscriptions@2022-06-
         {
           operatorType: 'StringBeginsWith'
           key: 'data.runId'
-          values: ['aztrain-'] // aztrain.layout.BACKEND_JOB_PREFIX
+          values: ['aztrain-'] // aztrain.domain.layout.BACKEND_JOB_PREFIX
         }
       ]
     }

@@ -19,13 +19,13 @@ param location string = resourceGroup().location
 param namePrefix string = 'aztrain'
 
 // NCasT4_v3: one T4 per node, the small, cheap current GPU size (the NCv3 series, Standard_NC6s_v3,
-// the old default, was retired on 30 September 2025). aztrain.profiles uses the same size for `gpu-small`.
+// the old default, was retired on 30 September 2025). aztrain.domain.profiles uses the same size for `gpu-small`.
 @description('VM size of the default `gpu-small` cluster. Needs quota for its family in this region.')
 param gpuVmSize string = 'Standard_NC4as_T4_v3'
 
 @minValue(0)
 @maxValue(16)
-@description('GPUs per node of `gpuVmSize` (azd: GPUS_PER_NODE). 0: a size aztrain.profiles knows (GPUS_PER_NODE there); any other size must give it, as a manifest may not ask for more processes per node than this.')
+@description('GPUs per node of `gpuVmSize` (azd: GPUS_PER_NODE). 0: a size aztrain.domain.profiles knows (GPUS_PER_NODE there); any other size must give it, as a manifest may not ask for more processes per node than this.')
 param gpuCountPerNode int = 0
 
 @minValue(1)
@@ -63,7 +63,7 @@ param principalId string = ''
 var token = toLower(uniqueString(resourceGroup().id, environmentName))
 var tags = { 'azd-env-name': environmentName }
 
-// Names the Python code defaults to (aztrain/settings.py, aztrain/adapters/tables.py).
+// Names the Python code defaults to (aztrain/service/settings.py, aztrain/adapters/storage/tables.py).
 // tests/unit/test_infra.py keeps the two in step.
 var jobsContainer = 'jobs'
 var manifestsPrefix = 'manifests/'
@@ -72,9 +72,9 @@ var dataContainers = ['datasets']
 var tables = ['jobs', 'runs', 'runhistory', 'claims', 'clusters', 'arrivals', 'models', 'deadletters', 'active', 'watches', 'inbox']
 var deadLetterContainer = 'deadletter'
 var deploymentContainer = 'app-package'
-// The name the azureml backend gives the `gpu-small` profile's cluster (aztrain.profiles.CLUSTER_PREFIX).
+// The name the azureml backend gives the `gpu-small` profile's cluster (aztrain.domain.profiles.CLUSTER_PREFIX).
 var gpuClusterName = 'aztrain-gpu-small'
-// The `gpu-small` profile as deployed here (AZTRAIN_COMPUTE_PROFILES, aztrain/profiles.py). A size
+// The `gpu-small` profile as deployed here (AZTRAIN_COMPUTE_PROFILES, aztrain/domain/profiles.py). A size
 // aztrain knows needs no gpus_per_node; any other size must give it (gpuCountPerNode).
 var gpuSmallProfile = {
   vm_size: gpuVmSize
@@ -149,7 +149,7 @@ module functionApp 'modules/functionapp.bicep' = {
     maximumInstanceCount: functionMaximumInstanceCount
     instanceMemoryMB: functionInstanceMemoryMB
     appSettings: {
-      // Read by aztrain/settings.py.
+      // Read by aztrain/service/settings.py.
       AZTRAIN_STORAGE_ACCOUNT: storage.outputs.name // managed identity, no connection string
       AZTRAIN_BACKEND: 'azureml'
       AZTRAIN_JOBS_CONTAINER: jobsContainer

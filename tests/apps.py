@@ -12,10 +12,10 @@ import azure.functions as func
 import pytest
 
 import function_app
-from aztrain.bootstrap import control_plane, ensure_storage
-from aztrain.ports import ComputeBackend
-from aztrain.service import ControlPlane
-from aztrain.settings import Settings
+from aztrain.service.bootstrap import control_plane, ensure_storage
+from aztrain.service.facade import ControlPlane
+from aztrain.service.ports import ComputeBackend
+from aztrain.service.settings import Settings
 from devhost import DevHost
 from functions import dashboard, events, http_api, reconcile
 

@@ -10,12 +10,12 @@ from pathlib import Path
 import pytest
 from azure.storage.blob import BlobServiceClient
 
-from aztrain.adapters.blobs import BlobDataStore
 from aztrain.adapters.memory import InMemoryControlStore, InMemoryDataStore
-from aztrain.adapters.tables import TableControlStore
-from aztrain.bootstrap import build_control_store, build_data_store
-from aztrain.ports import ControlStore, DataStore
-from aztrain.settings import AZURITE_CONNECTION_STRING, PROJECT_ROOT, Settings
+from aztrain.adapters.storage.blobs import BlobDataStore
+from aztrain.adapters.storage.tables import TableControlStore
+from aztrain.service.bootstrap import build_control_store, build_data_store
+from aztrain.service.ports import ControlStore, DataStore
+from aztrain.service.settings import AZURITE_CONNECTION_STRING, PROJECT_ROOT, Settings
 from devhost import Azurite, azurite_connection_string
 
 CONTAINERS = ("jobs", "runs", "datasets")

@@ -1,7 +1,7 @@
 """Pin a mounted data folder to the run's data snapshot: exactly the blobs listed, unchanged, nothing else.
 
 Azure ML mounts the job's whole data prefix, and uploads go on while a run trains; the
-control plane took a snapshot of the prefix at launch (`aztrain.retrain.Snapshot`, JSON:
+control plane took a snapshot of the prefix at launch (`aztrain.domain.retrain.Snapshot`, JSON:
 `id`, `container`, `prefix`, `blobs` with `name` and `size`) and passes it as a file. The
 trainer then reads the snapshot's files only, through a folder of links laid out as on the
 mount, and stops with the file named if one is missing or no longer has its listed size.

@@ -14,10 +14,10 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from aztrain.errors import ConcurrencyError, DataChanged, NotFound
-from aztrain.layout import local_path
-from aztrain.manifest import ComputeSpec
-from aztrain.records import (
+from aztrain.domain.errors import ConcurrencyError, DataChanged, NotFound
+from aztrain.domain.layout import local_path
+from aztrain.domain.manifest import ComputeSpec
+from aztrain.domain.records import (
     Arrival,
     BlobInfo,
     ClusterRecord,
@@ -32,7 +32,7 @@ from aztrain.records import (
     OutboundEvent,
     cluster_spec,
 )
-from aztrain.runs import Run, RunState, Transition
+from aztrain.domain.runs import Run, RunState, Transition
 
 _etags = itertools.count(1)
 
@@ -296,6 +296,10 @@ class FakeComputeBackend:
         return JobObservation(
             phase, phase.value, "scripted failure" if failed else "", preempted=failed and job.preempted
         )
+
+    def phase_of(self, status: str) -> JobPhase:
+        """The fake's status words are the phases' own values (`observe` reports them so)."""
+        return next((phase for phase in JobPhase if phase.value == status), JobPhase.UNKNOWN)
 
     def preempt(self, backend_job_id: str) -> None:
         """Test hook: the job's low-priority nodes are taken back."""

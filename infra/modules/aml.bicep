@@ -146,7 +146,7 @@ resource gpuCluster 'Microsoft.MachineLearningServices/workspaces/computes@2024-
 }
 
 // Credential-less: jobs reach the blobs with the training identity, never with a key.
-// Names follow aztrain.adapters.azureml.datastore_for (Azure ML names allow no '-').
+// Names follow aztrain.adapters.compute.azureml.datastore_for (Azure ML names allow no '-').
 resource datastores 'Microsoft.MachineLearningServices/workspaces/datastores@2024-04-01' = [
   for container in datastoreContainers: {
     parent: workspace

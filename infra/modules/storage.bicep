@@ -10,7 +10,7 @@ param name string
 @description('Blob containers to create (jobs, runs, data containers, dead letters, deployment package).')
 param containers array
 
-@description('Tables to create; must equal aztrain.adapters.tables.TABLES.')
+@description('Tables to create; must equal aztrain.adapters.storage.tables.TABLES.')
 param tables array
 
 @description('Replication. main.bicep always passes its storageSkuName; the default (the same) lets checkov see the value.')

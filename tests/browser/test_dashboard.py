@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from playwright.sync_api import Page, expect
 
-from aztrain.client import ApiError
+from aztrain.cli.client import ApiError
 from tests.browser.conftest import Dashboard
 from tests.e2e import test_local_loop
 from tests.e2e.conftest import Stack, wait_for

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 
 from aztrain.adapters.memory import FakeComputeBackend, InMemoryControlStore, InMemoryDataStore
-from aztrain.runs import Run
-from aztrain.service import BlobEvent, ControlPlane
-from aztrain.settings import Settings
+from aztrain.domain.runs import Run
+from aztrain.service.facade import BlobEvent, ControlPlane
+from aztrain.service.settings import Settings
 from tests.clock import Clock
 
 #: Every scenario's job reads `datasets/digits/`: a run on an empty prefix fails before provisioning.

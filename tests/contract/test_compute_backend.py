@@ -21,15 +21,15 @@ from typing import Any, Literal, Protocol
 import psutil
 import pytest
 
-from aztrain.adapters.azureml import AzureMLBackend, connect
-from aztrain.adapters.local import LocalBackend, job_processes
+from aztrain.adapters.compute.azureml import AzureMLBackend, connect
+from aztrain.adapters.compute.local.backend import LocalBackend, job_processes
 from aztrain.adapters.memory import FakeComputeBackend
-from aztrain.layout import backend_job_name, run_output_prefix, snapshot_blob
-from aztrain.manifest import ComputeSpec
-from aztrain.ports import ComputeBackend
-from aztrain.records import BlobInfo, ClusterSpec, JobObservation, JobPhase, JobSubmission
-from aztrain.retrain import Snapshot
-from aztrain.settings import Settings
+from aztrain.domain.layout import backend_job_name, run_output_prefix, snapshot_blob
+from aztrain.domain.manifest import ComputeSpec
+from aztrain.domain.records import BlobInfo, ClusterSpec, JobObservation, JobPhase, JobSubmission
+from aztrain.domain.retrain import Snapshot
+from aztrain.service.ports import ComputeBackend
+from aztrain.service.settings import Settings
 from tests.e2e.conftest import wait_for
 from tests.fakes.aml_service import PROVISION_SECONDS, FakeAzureML, FakeCredential
 from tests.unit.test_azureml_backend import workspace_settings
@@ -322,6 +322,14 @@ def test_a_job_moves_forward_only_and_completes(driver):
     assert set(phases[:-1]) <= set(ORDER), phases
     ranks = [ORDER[p] for p in phases[:-1]]
     assert ranks == sorted(ranks), phases  # never back to an earlier phase
+
+
+def test_the_backend_reads_its_own_status_words_as_its_observations_do(driver):
+    """Status events carry the backend's own words; the backend, not the trigger, maps them."""
+    job_id = started(driver, "complete")
+    last = watch(driver, job_id, final, "finished")[-1]
+    assert driver.backend.phase_of(last.status) is last.phase is JobPhase.COMPLETED
+    assert driver.backend.phase_of("NoSuchStatus") is JobPhase.UNKNOWN
 
 
 def test_a_failed_job_says_why(driver):

@@ -7,11 +7,11 @@ from pathlib import Path
 import azure.functions as func
 import pytest
 
-from aztrain.adapters.local_job import Supervisor
+from aztrain.adapters.compute.local.job import Supervisor
 from aztrain.adapters.memory import RecordingEventSink
-from aztrain.service import BlobEvent, ControlPlane
-from aztrain.telemetry import trace_id_of
-from aztrain.views import run_view
+from aztrain.service.facade import BlobEvent, ControlPlane
+from aztrain.service.telemetry import trace_id_of
+from aztrain.service.views import run_view
 from functions import submission
 from tests.contract.conftest import deliver, drive
 from tests.contract.test_outbox import MANIFEST

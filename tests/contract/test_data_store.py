@@ -2,8 +2,8 @@
 
 import pytest
 
-from aztrain.errors import DataChanged, NotFound
-from aztrain.ports import DataStore
+from aztrain.domain.errors import DataChanged, NotFound
+from aztrain.service.ports import DataStore
 
 
 def test_write_read_and_limits(data_store: DataStore):

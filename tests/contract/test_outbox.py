@@ -4,11 +4,11 @@ from dataclasses import replace
 
 import pytest
 
-from aztrain import faults
 from aztrain.adapters.memory import RecordingEventSink
-from aztrain.records import JobPhase
-from aztrain.runs import RunState
-from aztrain.service import BlobEvent, ControlPlane
+from aztrain.domain.records import JobPhase
+from aztrain.domain.runs import RunState
+from aztrain.service import faults
+from aztrain.service.facade import BlobEvent, ControlPlane
 from tests.contract.conftest import MANIFEST, deliver, drive
 
 #: What a run driven to COMPLETED publishes, in order (docs/events.md).

@@ -12,10 +12,10 @@ import random
 
 import pytest
 
-from aztrain.records import JobPhase
-from aztrain.runs import RunState
-from aztrain.service import BlobEvent, ControlPlane
-from aztrain.views import window_view
+from aztrain.domain.records import JobPhase
+from aztrain.domain.runs import RunState
+from aztrain.service.facade import BlobEvent, ControlPlane
+from aztrain.service.views import window_view
 from tests.contract.conftest import SEED_BLOB, deliver, drive
 
 
@@ -185,8 +185,8 @@ def test_the_jobs_own_outputs_and_logs_start_nothing(plane):
 
 
 def test_snapshot_ids_follow_content(plane):
-    from aztrain.manifest import manifest_from_dict
-    from aztrain.retrain import snapshot_of
+    from aztrain.domain.manifest import manifest_from_dict
+    from aztrain.domain.retrain import snapshot_of
 
     spec = manifest_from_dict(
         {

@@ -6,11 +6,11 @@ from typing import Any
 
 import pytest
 
-from aztrain.errors import ConcurrencyError
-from aztrain.manifest import JobManifest, manifest_from_dict
-from aztrain.ports import ControlStore
-from aztrain.records import Arrival, ClusterRecord, DeadLetter, Intake, JobRecord, ModelVersion
-from aztrain.runs import ACTIVE_STATES, Run, RunState
+from aztrain.domain.errors import ConcurrencyError
+from aztrain.domain.manifest import JobManifest, manifest_from_dict
+from aztrain.domain.records import Arrival, ClusterRecord, DeadLetter, Intake, JobRecord, ModelVersion
+from aztrain.domain.runs import ACTIVE_STATES, Run, RunState
+from aztrain.service.ports import ControlStore
 
 T0 = datetime(2026, 3, 1, 12, 0, 0, 123000, tzinfo=UTC)
 SPEC: JobManifest = manifest_from_dict(

@@ -4,10 +4,10 @@ from dataclasses import replace
 
 import pytest
 
-from aztrain.errors import ConcurrencyError, InvalidTransition
-from aztrain.records import JobPhase
-from aztrain.runs import Run, RunState
-from aztrain.service import BlobEvent, ControlPlane
+from aztrain.domain.errors import ConcurrencyError, InvalidTransition
+from aztrain.domain.records import JobPhase
+from aztrain.domain.runs import Run, RunState
+from aztrain.service.facade import BlobEvent, ControlPlane
 from tests.contract.conftest import deliver, drive
 
 MANIFEST = b"""

@@ -15,11 +15,11 @@ from typing import Any
 
 import pytest
 
-from aztrain.adapters.blobs import BlobDataStore
-from aztrain.adapters.tables import TableControlStore
-from aztrain.bootstrap import build_control_store, build_data_store
-from aztrain.client import Client
-from aztrain.settings import AZURITE_CONNECTION_STRING, Settings
+from aztrain.adapters.storage.blobs import BlobDataStore
+from aztrain.adapters.storage.tables import TableControlStore
+from aztrain.cli.client import Client
+from aztrain.service.bootstrap import build_control_store, build_data_store
+from aztrain.service.settings import AZURITE_CONNECTION_STRING, Settings
 from devhost import azurite_connection_string
 from tests.conftest import free_port_block
 
@@ -71,7 +71,7 @@ def running_stack(state_dir: Path) -> Iterator[Stack]:
     command = [
         sys.executable,
         "-m",
-        "aztrain.cli",
+        "aztrain.cli.main",
         "dev",
         "--port",
         str(host_port),

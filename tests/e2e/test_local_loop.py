@@ -13,9 +13,9 @@ from typing import Any
 
 import pytest
 
-from aztrain.adapters.local import job_processes
-from aztrain.client import ApiError
-from aztrain.settings import PROJECT_ROOT
+from aztrain.adapters.compute.local.backend import job_processes
+from aztrain.cli.client import ApiError
+from aztrain.service.settings import PROJECT_ROOT
 from tests.e2e.conftest import Stack, wait_for
 
 TRAINING_TIMEOUT = 240.0
@@ -225,7 +225,7 @@ def test_malformed_manifest_is_rejected_visibly_and_never_retried(stack: Stack):
     status, _ = post_event(stack, [blob_created("jobs", "manifests/broken-job.yaml", "broken-again")])
     assert status == 202  # not 500: a bad manifest is not worth a retry
     out = subprocess.run(
-        [sys.executable, "-m", "aztrain.cli", "--url", stack.url, "runs", "--state", "REJECTED"],
+        [sys.executable, "-m", "aztrain.cli.main", "--url", stack.url, "runs", "--state", "REJECTED"],
         capture_output=True,
         text=True,
         timeout=60,
@@ -262,11 +262,13 @@ def test_importing_function_app_does_not_import_azure_ml():
 def test_cli_validates_manifests_offline(tmp_path: Path):
     bad = tmp_path / "bad.yaml"
     bad.write_bytes(manifest("cli-job").replace(b"nodes: 1", b"nodes: 0"))
-    result = subprocess.run([sys.executable, "-m", "aztrain.cli", "validate", str(bad)], capture_output=True, text=True)
+    result = subprocess.run(
+        [sys.executable, "-m", "aztrain.cli.main", "validate", str(bad)], capture_output=True, text=True
+    )
     assert result.returncode == 1
     assert "compute.nodes: input should be greater than or equal to 1" in result.stderr
     good = subprocess.run(
-        [sys.executable, "-m", "aztrain.cli", "validate", str(PROJECT_ROOT / "examples" / "digits.yaml")],
+        [sys.executable, "-m", "aztrain.cli.main", "validate", str(PROJECT_ROOT / "examples" / "digits.yaml")],
         capture_output=True,
         text=True,
     )

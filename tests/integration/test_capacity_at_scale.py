@@ -14,12 +14,12 @@ import pytest
 from azure.data.tables import TableServiceClient
 
 from aztrain.adapters.memory import FakeComputeBackend, InMemoryDataStore
-from aztrain.adapters.tables import TableControlStore, active_entity
-from aztrain.manifest import parse_manifest
-from aztrain.runs import ACTIVE_STATES, Run, RunState
-from aztrain.service import ControlPlane
-from aztrain.settings import Settings
-from aztrain.usecases import capacity
+from aztrain.adapters.storage.tables import TableControlStore, active_entity
+from aztrain.domain.manifest import parse_manifest
+from aztrain.domain.runs import ACTIVE_STATES, Run, RunState
+from aztrain.service.facade import ControlPlane
+from aztrain.service.settings import Settings
+from aztrain.service.usecases import capacity
 from tests.clock import Clock
 from tests.contract.conftest import MANIFEST
 

@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 
-from aztrain.cli import main
-from aztrain.cli_output import ExitCode
+from aztrain.cli.main import main
+from aztrain.cli.output import ExitCode
 from tests.e2e import conftest as e2e
 from tests.e2e.conftest import Stack
 
@@ -49,7 +49,7 @@ def cli(stack: Stack, capsys: pytest.CaptureFixture[str], *args: str) -> tuple[i
 
 
 def cli_process(stack: Stack, *args: str) -> subprocess.Popen[str]:
-    command = [sys.executable, "-m", "aztrain.cli", "--url", stack.url, *args]
+    command = [sys.executable, "-m", "aztrain.cli.main", "--url", stack.url, *args]
     return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
@@ -123,7 +123,7 @@ def test_logs_follow_prints_lines_as_written_and_a_canceled_run_exits_3(stack: S
         assert int(later.split("epoch ")[1].split("/")[0]) > int(first.split("epoch ")[1].split("/")[0])
         assert (
             subprocess.run(
-                [sys.executable, "-m", "aztrain.cli", "--url", stack.url, "cancel", run_id[:12]], check=False
+                [sys.executable, "-m", "aztrain.cli.main", "--url", stack.url, "cancel", run_id[:12]], check=False
             ).returncode
             == ExitCode.OK
         )

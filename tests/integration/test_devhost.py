@@ -20,7 +20,7 @@ import pytest
 from azure.eventgrid import EventGridEvent
 from azure.storage.blob import BlobServiceClient
 
-from aztrain.settings import AZURITE_CONNECTION_STRING
+from aztrain.service.settings import AZURITE_CONNECTION_STRING
 from devhost import (
     Azurite,
     AzuriteError,

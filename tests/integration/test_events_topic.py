@@ -16,11 +16,11 @@ from typing import Any
 
 import pytest
 
-from aztrain.adapters.eventgrid import EventGridSink
+from aztrain.adapters.events.eventgrid import EventGridSink
 from aztrain.adapters.memory import FakeComputeBackend
-from aztrain.cli import main
-from aztrain.runs import RunState
-from aztrain.service import BlobEvent, ControlPlane
+from aztrain.cli.main import main
+from aztrain.domain.runs import RunState
+from aztrain.service.facade import BlobEvent, ControlPlane
 from devhost.topic import LocalTopic, Subscriber, problems
 from tests.clock import Clock
 from tests.contract.conftest import MANIFEST, SEED_BLOB, deliver, drive

@@ -24,10 +24,10 @@ import pytest
 from jsonschema import Draft202012Validator
 from openapi_spec_validator import validate
 
-from aztrain.records import ModelVersion
-from aztrain.run_outputs import LiveMetrics, RunFiles
-from aztrain.runs import RunState
-from aztrain.service import ControlPlane
+from aztrain.domain.records import ModelVersion
+from aztrain.domain.runs import RunState
+from aztrain.service.facade import ControlPlane
+from aztrain.service.run_outputs import LiveMetrics, RunFiles
 from devhost import DevHost
 from tests.apps import hosted_app
 from tests.integration.test_devhost import Response, wait_for

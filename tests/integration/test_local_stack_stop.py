@@ -13,10 +13,10 @@ from pathlib import Path
 import psutil
 import pytest
 
-from aztrain.adapters.local import JOB_ENV_MARKER
-from aztrain.bootstrap import build_data_store
-from aztrain.client import Client
-from aztrain.settings import AZURITE_CONNECTION_STRING, Settings
+from aztrain.adapters.compute.local.backend import JOB_ENV_MARKER
+from aztrain.cli.client import Client
+from aztrain.service.bootstrap import build_data_store
+from aztrain.service.settings import AZURITE_CONNECTION_STRING, Settings
 from devhost import azurite_connection_string
 from tests.conftest import free_port_block
 from tests.e2e.conftest import STARTUP_TIMEOUT, wait_for
@@ -68,7 +68,7 @@ def test_stopping_aztrain_dev_ends_every_process_of_the_stack(tmp_path: Path, st
     azurite_port, host_port = free_port_block(), free_port_block(1)
     env = {**os.environ, "AZTRAIN_LOCAL_PROVISION_SECONDS": "1", "AZTRAIN_LOCAL_MAX_SLOTS": "2"}
     env.pop("AZTRAIN_LOCAL_STATE_DIR", None)  # the stack's own, under its state dir
-    command = [sys.executable, "-m", "aztrain.cli", "dev", "--port", str(host_port)]
+    command = [sys.executable, "-m", "aztrain.cli.main", "dev", "--port", str(host_port)]
     command += ["--azurite-port", str(azurite_port), "--state-dir", str(state_dir), "--timer-interval", "0.5"]
     log = tmp_path / "dev.log"
     with log.open("wb") as out:

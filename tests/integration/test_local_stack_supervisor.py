@@ -5,9 +5,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from aztrain.adapters.local import LocalBackend, job_processes, read_json
-from aztrain.records import ClusterSpec, JobSubmission
-from aztrain.settings import AZURITE_CONNECTION_STRING, Settings
+from aztrain.adapters.compute.local.backend import LocalBackend, job_processes, read_json
+from aztrain.domain.records import ClusterSpec, JobSubmission
+from aztrain.service.settings import AZURITE_CONNECTION_STRING, Settings
 from devhost import azurite_connection_string
 from tests.conftest import free_port_block
 from tests.e2e.conftest import wait_for

@@ -8,12 +8,12 @@ from datetime import UTC, datetime
 from azure.data.tables import TableServiceClient
 
 from aztrain.adapters.memory import FakeComputeBackend, InMemoryDataStore
-from aztrain.adapters.tables import TableControlStore
-from aztrain.records import JobPhase, JobSubmission
-from aztrain.runs import Run, RunState
-from aztrain.service import ControlPlane
-from aztrain.settings import Settings
-from aztrain.usecases.progress import submission_for
+from aztrain.adapters.storage.tables import TableControlStore
+from aztrain.domain.records import JobPhase, JobSubmission
+from aztrain.domain.runs import Run, RunState
+from aztrain.service.facade import ControlPlane
+from aztrain.service.settings import Settings
+from aztrain.service.usecases.progress import submission_for
 from tests.clock import Clock
 
 #: A run's manifest as stored before `registry`, `retrain`, `compute.max_runtime`, `compute.vm_size`

@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 from azure.storage.blob import BlobServiceClient, ContainerClient
 
-from aztrain.cli import main
-from aztrain.cli_output import ExitCode
-from aztrain.upload import Uploader, UploadError, blob_name, connect, normalise_prefix, upload_folder
+from aztrain.cli.main import main
+from aztrain.cli.output import ExitCode
+from aztrain.cli.upload import Uploader, UploadError, blob_name, connect, normalise_prefix, upload_folder
 
 pytestmark = pytest.mark.azurite
 

@@ -23,13 +23,13 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from aztrain.adapters.memory import FakeComputeBackend, InMemoryControlStore, InMemoryDataStore
-from aztrain.bootstrap import build_control_store, build_data_store
-from aztrain.records import JobPhase
-from aztrain.retrain import Window
-from aztrain.runs import ACTIVE_STATES, Run, RunState
-from aztrain.service import BlobEvent, ControlPlane
-from aztrain.settings import Settings
-from aztrain.usecases import capacity, inbox, progress, retraining
+from aztrain.domain.records import JobPhase
+from aztrain.domain.retrain import Window
+from aztrain.domain.runs import ACTIVE_STATES, Run, RunState
+from aztrain.service.bootstrap import build_control_store, build_data_store
+from aztrain.service.facade import BlobEvent, ControlPlane
+from aztrain.service.settings import Settings
+from aztrain.service.usecases import capacity, inbox, progress, retraining
 from tests.clock import Clock
 from tests.conftest import CONTAINERS
 

@@ -14,13 +14,13 @@ from typing import Any
 
 import pytest
 
-from aztrain.adapters.blobs import BlobDataStore
 from aztrain.adapters.memory import FakeComputeBackend
-from aztrain.adapters.tables import TableControlStore
-from aztrain.layout import backend_job_name
-from aztrain.runs import ACTIVE_STATES, Run, RunState, can_transition
-from aztrain.service import BlobEvent, ControlPlane
-from aztrain.settings import Settings
+from aztrain.adapters.storage.blobs import BlobDataStore
+from aztrain.adapters.storage.tables import TableControlStore
+from aztrain.domain.layout import backend_job_name
+from aztrain.domain.runs import ACTIVE_STATES, Run, RunState, can_transition
+from aztrain.service.facade import BlobEvent, ControlPlane
+from aztrain.service.settings import Settings
 from tests.apps import hosted_app
 from tests.clock import Clock
 from tests.integration.test_devhost import WEBHOOK, Response

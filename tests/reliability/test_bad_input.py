@@ -21,14 +21,14 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from aztrain.adapters.memory import InMemoryDataStore
-from aztrain.cli import main
-from aztrain.errors import ManifestError
-from aztrain.manifest import parse_manifest
-from aztrain.ports import DataStore
-from aztrain.records import BlobInfo
-from aztrain.runs import RunState
-from aztrain.service import BlobEvent
-from aztrain.settings import PROJECT_ROOT
+from aztrain.cli.main import main
+from aztrain.domain.errors import ManifestError
+from aztrain.domain.manifest import parse_manifest
+from aztrain.domain.records import BlobInfo
+from aztrain.domain.runs import RunState
+from aztrain.service.facade import BlobEvent
+from aztrain.service.ports import DataStore
+from aztrain.service.settings import PROJECT_ROOT
 from tests.integration.test_devhost import Response
 from tests.integration.test_http_api import Api, manifest, unique
 from tests.reliability.conftest import blob_created, post_events, run_status_changed

@@ -1,6 +1,6 @@
 """Crashes at every step boundary: after redelivery and the reconciler, every run converges.
 
-A named fault point (`aztrain.faults`) raises where a crash would split two writes: after the
+A named fault point (`aztrain.service.faults`) raises where a crash would split two writes: after the
 job row and before the run row, between a new run's index copy and its row, after the backend
 submit and before it is recorded, around the scale-down, between two runs of a reconcile, after
 a retraining window named its run. Event Grid redelivers what raised and the reconciler keeps
@@ -15,10 +15,10 @@ from collections.abc import Callable
 
 import pytest
 
-from aztrain import faults
-from aztrain.records import JobPhase
-from aztrain.runs import ACTIVE_STATES, RunState
-from aztrain.service import BlobEvent, ControlPlane
+from aztrain.domain.records import JobPhase
+from aztrain.domain.runs import ACTIVE_STATES, RunState
+from aztrain.service import faults
+from aztrain.service.facade import BlobEvent, ControlPlane
 from tests.reliability.conftest import assert_converged, backend_jobs, drop_manifest, manifest
 
 JOBS = ("crash-a", "crash-b")

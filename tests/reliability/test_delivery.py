@@ -11,9 +11,9 @@ import uuid
 
 import pytest
 
-from aztrain.layout import backend_job_name
-from aztrain.records import JobPhase
-from aztrain.service import ControlPlane
+from aztrain.domain.layout import backend_job_name
+from aztrain.domain.records import JobPhase
+from aztrain.service.facade import ControlPlane
 from tests.integration.test_http_api import Api
 from tests.reliability.conftest import (
     assert_converged,

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from aztrain.cli import main
-from aztrain.settings import AZURITE_CONNECTION_STRING, PROJECT_ROOT
+from aztrain.cli.main import main
+from aztrain.service.settings import AZURITE_CONNECTION_STRING, PROJECT_ROOT
 from tests.integration.test_http_api import Api
 from tests.reliability.conftest import drop_manifest, manifest, settle
 

@@ -14,13 +14,13 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
 
 from aztrain.adapters.memory import FakeComputeBackend
-from aztrain.bootstrap import build_control_store, build_data_store
-from aztrain.errors import ConcurrencyError
-from aztrain.layout import backend_job_name
-from aztrain.records import JobPhase
-from aztrain.runs import Run, RunState
-from aztrain.service import BlobEvent, ControlPlane
-from aztrain.settings import Settings
+from aztrain.domain.errors import ConcurrencyError
+from aztrain.domain.layout import backend_job_name
+from aztrain.domain.records import JobPhase
+from aztrain.domain.runs import Run, RunState
+from aztrain.service.bootstrap import build_control_store, build_data_store
+from aztrain.service.facade import BlobEvent, ControlPlane
+from aztrain.service.settings import Settings
 from tests.clock import Clock
 from tests.reliability.conftest import assert_converged, drop_manifest, manifest, settle
 

@@ -13,11 +13,11 @@ import pytest
 from azure.data.tables import TableServiceClient, UpdateMode
 
 from aztrain.adapters.memory import FakeComputeBackend, RecordingEventSink
-from aztrain.adapters.tables import active_entity
-from aztrain.manifest import parse_manifest
-from aztrain.runs import ACTIVE_STATES, Run, RunState
-from aztrain.service import ControlPlane
-from aztrain.settings import Settings
+from aztrain.adapters.storage.tables import active_entity
+from aztrain.domain.manifest import parse_manifest
+from aztrain.domain.runs import ACTIVE_STATES, Run, RunState
+from aztrain.service.facade import ControlPlane
+from aztrain.service.settings import Settings
 from tests.reliability.conftest import assert_converged, manifest, settle
 
 pytestmark = pytest.mark.azurite

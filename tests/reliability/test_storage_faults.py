@@ -18,15 +18,15 @@ from azure.core.exceptions import AzureError
 from azure.data.tables import TableServiceClient
 from azure.storage.blob import BlobServiceClient
 
-from aztrain import faults
-from aztrain.adapters.blobs import BlobDataStore
 from aztrain.adapters.memory import FakeComputeBackend
-from aztrain.adapters.tables import TableControlStore
-from aztrain.bootstrap import ensure_storage
-from aztrain.layout import backend_job_name
-from aztrain.records import JobPhase
-from aztrain.service import BlobEvent, ControlPlane
-from aztrain.settings import AZURITE_CONNECTION_STRING, PROJECT_ROOT, Settings
+from aztrain.adapters.storage.blobs import BlobDataStore
+from aztrain.adapters.storage.tables import TableControlStore
+from aztrain.domain.layout import backend_job_name
+from aztrain.domain.records import JobPhase
+from aztrain.service import faults
+from aztrain.service.bootstrap import ensure_storage
+from aztrain.service.facade import BlobEvent, ControlPlane
+from aztrain.service.settings import AZURITE_CONNECTION_STRING, PROJECT_ROOT, Settings
 from devhost import Azurite, azurite_connection_string
 from tests.clock import Clock
 from tests.conftest import free_port_block

@@ -7,13 +7,13 @@ import inspect
 import re
 from pathlib import Path
 
-from aztrain import service
-from aztrain.backends import BACKENDS
-from aztrain.settings import Settings
+from aztrain.service import facade as service
+from aztrain.service.backends import BACKENDS
+from aztrain.service.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
 #: Only these may read a manifest as a dict: the model itself and the storage mappers.
-MANIFEST_DICT_READERS = {"aztrain/manifest.py", "aztrain/adapters/tables.py"}
+MANIFEST_DICT_READERS = {"aztrain/domain/manifest.py", "aztrain/adapters/storage/tables.py"}
 #: `manifest["compute"]`, `compute.get("nodes")`, `policy["debounce"]`, `x["retrain"]` and the like.
 _DICT_READ = re.compile(
     r"""\b(manifest|compute|retrain|policy|registry)\s*(\[\s*["']|\.get\(\s*["'])"""

@@ -8,11 +8,11 @@ from dataclasses import replace
 
 import pytest
 
-from aztrain.adapters.azureml import AzureMLBackend, connect
-from aztrain.errors import BackendError, ConfigError
-from aztrain.manifest import ComputeSpec
-from aztrain.records import ClusterSpec, JobObservation, JobPhase, JobSubmission
-from aztrain.settings import Settings
+from aztrain.adapters.compute.azureml import AzureMLBackend, connect
+from aztrain.domain.errors import BackendError, ConfigError
+from aztrain.domain.manifest import ComputeSpec
+from aztrain.domain.records import ClusterSpec, JobObservation, JobPhase, JobSubmission
+from aztrain.service.settings import Settings
 from tests.fakes.aml_service import (
     PREEMPTION_MESSAGE,
     PROVISION_SECONDS,

@@ -10,10 +10,10 @@ from typing import Any
 import pytest
 import yaml
 
-from aztrain.adapters.azureml import build_compute, build_job, datastore_for, trainer_code, trainer_command
-from aztrain.manifest import ComputeSpec
-from aztrain.profiles import DEFAULT_PROFILES, ComputeProfile, cluster_for, load_profiles
-from aztrain.records import JobSubmission
+from aztrain.adapters.compute.azureml import build_compute, build_job, datastore_for, trainer_code, trainer_command
+from aztrain.domain.manifest import ComputeSpec
+from aztrain.domain.profiles import DEFAULT_PROFILES, ComputeProfile, cluster_for, load_profiles
+from aztrain.domain.records import JobSubmission
 
 pytestmark = pytest.mark.filterwarnings("ignore::marshmallow.warnings.Marshmallow4Warning")  # azure-ai-ml's schemas
 

@@ -9,9 +9,9 @@ import shlex
 import pytest
 import yaml
 
-from aztrain.errors import ConfigError, ManifestError
-from aztrain.plan import COMPUTE_SCHEMA, JOB_SCHEMA, render_plan
-from aztrain.settings import Settings
+from aztrain.domain.errors import ConfigError, ManifestError
+from aztrain.service.plan import COMPUTE_SCHEMA, JOB_SCHEMA, render_plan
+from aztrain.service.settings import Settings
 
 pytestmark = pytest.mark.filterwarnings("ignore::marshmallow.warnings.Marshmallow4Warning")  # azure-ai-ml's schemas
 
@@ -101,8 +101,8 @@ def text_documents(text: str) -> list[str]:
 
 
 def test_the_example_plans_onto_a_current_gpu_with_no_more_processes_per_node_than_gpus():
-    from aztrain.profiles import GPUS_PER_NODE, retirement_notice
-    from aztrain.settings import PROJECT_ROOT
+    from aztrain.domain.profiles import GPUS_PER_NODE, retirement_notice
+    from aztrain.service.settings import PROJECT_ROOT
 
     compute, job = yaml.safe_load_all(render_plan((PROJECT_ROOT / "examples" / "digits.yaml").read_bytes(), Settings()))
     assert compute["size"] == "Standard_NC4as_T4_v3" and not retirement_notice(compute["size"])

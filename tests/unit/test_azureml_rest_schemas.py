@@ -19,9 +19,9 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 from jsonschema import Draft202012Validator, validators
 
-from aztrain.adapters.azureml import AzureMLBackend, connect
-from aztrain.manifest import ComputeSpec
-from aztrain.records import ModelVersion
+from aztrain.adapters.compute.azureml import AzureMLBackend, connect
+from aztrain.domain.manifest import ComputeSpec
+from aztrain.domain.records import ModelVersion
 from tests.fakes.aml_service import ARM, PROVISION_SECONDS, FakeAzureML, FakeCredential
 from tests.unit.test_azureml_backend import submission, workspace_settings
 

@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from aztrain.adapters.azureml import RUN_HISTORY_SDK_VERSION, connect, run_history_error
-from aztrain.settings import Settings
+from aztrain.adapters.compute.azureml import RUN_HISTORY_SDK_VERSION, connect, run_history_error
+from aztrain.service.settings import Settings
 from tests.fakes.aml_service import RESOURCE_GROUP, SUBSCRIPTION, WORKSPACE, FakeAzureML, FakeCredential, Job
 
 pytestmark = pytest.mark.filterwarnings("ignore::marshmallow.warnings.Marshmallow4Warning")  # azure-ai-ml's schemas

@@ -11,11 +11,11 @@ from typing import Any
 
 import pytest
 
-from aztrain.adapters.azureml import AzureMLBackend, connect
+from aztrain.adapters.compute.azureml import AzureMLBackend, connect
 from aztrain.adapters.memory import InMemoryControlStore, InMemoryDataStore
-from aztrain.runs import Run, RunState
-from aztrain.service import ControlPlane
-from aztrain.settings import Settings
+from aztrain.domain.runs import Run, RunState
+from aztrain.service.facade import ControlPlane
+from aztrain.service.settings import Settings
 from tests.clock import Clock
 from tests.fakes.aml_service import (
     PROVISION_SECONDS,

@@ -15,10 +15,10 @@ import pytest
 import typer
 import yaml
 
-from aztrain import cli_follow
-from aztrain.cli import app, main
-from aztrain.cli_follow import RunFollower
-from aztrain.cli_output import ExitCode
+from aztrain.cli import follow as cli_follow
+from aztrain.cli.follow import RunFollower
+from aztrain.cli.main import app, main
+from aztrain.cli.output import ExitCode
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = str(ROOT / "examples" / "digits.yaml")
@@ -481,7 +481,7 @@ def test_every_option_and_argument_has_help_and_every_command_examples():
 def test_an_account_url_signs_in_with_azure_identity_and_wins_over_a_connection_string(capsys, monkeypatch):
     from azure.identity import DefaultAzureCredential
 
-    from aztrain.upload import connect
+    from aztrain.cli.upload import connect
 
     service = connect(account_url="https://acct.blob.core.windows.net", connection_string="UseDevelopmentStorage=true")
     assert service.account_name == "acct" and isinstance(service.credential, DefaultAzureCredential)
@@ -496,7 +496,7 @@ def test_ctrl_c_during_an_upload_exits_130_and_says_how_to_resume(capsys, monkey
     def interrupted(*args: Any, **kwargs: Any) -> None:
         raise KeyboardInterrupt
 
-    monkeypatch.setattr("aztrain.upload.upload_folder", interrupted)
+    monkeypatch.setattr("aztrain.cli.upload.upload_folder", interrupted)
     status, _, err = cli(capsys, "upload", str(tmp_path), "--container", "datasets", "--prefix", "x/")
     assert status == ExitCode.INTERRUPTED and "run the same command again to resume" in err
 

@@ -6,8 +6,8 @@ import shlex
 
 import typer
 
-from aztrain.cli import app, first_steps
-from aztrain.settings import AZURITE_CONNECTION_STRING
+from aztrain.cli.main import app, first_steps
+from aztrain.service.settings import AZURITE_CONNECTION_STRING
 
 
 def test_the_first_steps_name_the_storage_and_only_commands_that_exist():

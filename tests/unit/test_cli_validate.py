@@ -20,7 +20,7 @@ compute: {profile: gpu-small, nodes: 1, processes_per_node: PPN}
 def validate(tmp_path: Path, processes: int) -> subprocess.CompletedProcess[str]:
     path = tmp_path / "job.yaml"
     path.write_text(MANIFEST.replace("PPN", str(processes)))
-    command = [sys.executable, "-m", "aztrain.cli", "validate", str(path)]
+    command = [sys.executable, "-m", "aztrain.cli.main", "validate", str(path)]
     return subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=60, check=False)
 
 

@@ -25,9 +25,9 @@ OFF_THE_COLD_PATH = (
     "azure.data.tables",
     "azure.ai.ml",
     "azure.identity",
-    "aztrain.adapters.blobs",
-    "aztrain.adapters.tables",
-    "aztrain.adapters.azureml",
+    "aztrain.adapters.storage.blobs",
+    "aztrain.adapters.storage.tables",
+    "aztrain.adapters.compute.azureml",
 )
 
 

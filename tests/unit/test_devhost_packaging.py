@@ -8,7 +8,7 @@ import subprocess
 import sys
 
 import devhost
-from aztrain.settings import PROJECT_ROOT
+from aztrain.service.settings import PROJECT_ROOT
 
 #: The two modules that wire aztrain's own stack on top of the host; the rest know nothing of aztrain.
 AZTRAIN_WIRING = {"devhost.localstack", "devhost.demo"}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
-from aztrain.settings import PROJECT_ROOT
+from aztrain.service.settings import PROJECT_ROOT
 from tests.unit.test_devhost_packaging import loaded_modules
 
 CONFIGURED = """
@@ -24,10 +24,10 @@ def test_importing_function_app_with_telemetry_and_a_topic_configured_loads_neit
 
 #: A run driven to completion on the in-memory fakes, in a span, with console telemetry.
 RUN_TO_COMPLETION = """
-from aztrain import telemetry
+from aztrain.service import telemetry
 from aztrain.adapters.memory import FakeComputeBackend, InMemoryControlStore, InMemoryDataStore
-from aztrain.service import ControlPlane
-from aztrain.settings import Settings
+from aztrain.service.facade import ControlPlane
+from aztrain.service.settings import Settings
 from tests.clock import Clock
 from tests.contract.test_outbox import MANIFEST
 

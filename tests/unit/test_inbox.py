@@ -7,9 +7,9 @@ from datetime import timedelta
 import pytest
 
 from aztrain.adapters.memory import FakeComputeBackend
-from aztrain.runs import RunState
-from aztrain.service import BlobEvent
-from aztrain.usecases import inbox
+from aztrain.domain.runs import RunState
+from aztrain.service.facade import BlobEvent
+from aztrain.service.usecases import inbox
 from tests.unit.test_reconcile_pass import MANIFEST, plane_with
 
 WATCHING = MANIFEST.format(name="watcher") + "retrain: {on_data_arrival: true}\n"

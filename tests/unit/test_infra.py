@@ -18,11 +18,11 @@ import pytest
 import yaml
 from packaging.specifiers import SpecifierSet
 
-from aztrain.adapters.tables import TABLES
-from aztrain.layout import BACKEND_JOB_PREFIX
-from aztrain.manifest import ComputeSpec
-from aztrain.profiles import CLUSTER_PREFIX, DEFAULT_PROFILES, GPUS_PER_NODE, load_profiles, retirement_notice
-from aztrain.settings import PROJECT_ROOT, Settings
+from aztrain.adapters.storage.tables import TABLES
+from aztrain.domain.layout import BACKEND_JOB_PREFIX
+from aztrain.domain.manifest import ComputeSpec
+from aztrain.domain.profiles import CLUSTER_PREFIX, DEFAULT_PROFILES, GPUS_PER_NODE, load_profiles, retirement_notice
+from aztrain.service.settings import PROJECT_ROOT, Settings
 from devhost.localstack import subscriptions
 from functions.events import BLOB_CREATED, RUN_STATUS_CHANGED
 from tests.apps import fresh_function_app
@@ -127,7 +127,7 @@ def test_tables_are_the_table_store_tables() -> None:
 
 def test_app_settings_are_read_by_the_app_and_carry_no_secret() -> None:
     main, app = bicep("main.bicep"), bicep("modules/functionapp.bicep")
-    settings_source = (PROJECT_ROOT / "aztrain" / "settings.py").read_text()
+    settings_source = (PROJECT_ROOT / "aztrain" / "service" / "settings.py").read_text()
     names = re.findall(r"^\s*(AZTRAIN_\w+):", main, re.MULTILINE)
     assert "AZTRAIN_STORAGE_ACCOUNT" in names
     # AZTRAIN_AML_* are reserved for the Azure ML backend; every other one must be read.

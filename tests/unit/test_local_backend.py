@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from aztrain.adapters.local import LocalBackend
-from aztrain.errors import ManifestError
-from aztrain.manifest import ComputeSpec
-from aztrain.settings import Settings
+from aztrain.adapters.compute.local.backend import LocalBackend
+from aztrain.domain.errors import ManifestError
+from aztrain.domain.manifest import ComputeSpec
+from aztrain.service.settings import Settings
 
 
 @pytest.fixture

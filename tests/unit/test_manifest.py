@@ -3,10 +3,10 @@ import json
 import pytest
 import yaml
 
-from aztrain import documents
-from aztrain.errors import ManifestError
-from aztrain.manifest import manifest_schema, parse_duration, parse_manifest
-from aztrain.settings import PROJECT_ROOT
+from aztrain.domain import documents
+from aztrain.domain.errors import ManifestError
+from aztrain.domain.manifest import manifest_schema, parse_duration, parse_manifest
+from aztrain.service.settings import PROJECT_ROOT
 
 VALID = """
 apiVersion: aztrain/v1

@@ -6,9 +6,9 @@ import json
 
 import pytest
 
-from aztrain.errors import ConfigError, ManifestError
-from aztrain.manifest import ComputeSpec
-from aztrain.profiles import (
+from aztrain.domain.errors import ConfigError, ManifestError
+from aztrain.domain.manifest import ComputeSpec
+from aztrain.domain.profiles import (
     DEFAULT_PROFILES,
     GPUS_PER_NODE,
     SETTING,
@@ -17,7 +17,7 @@ from aztrain.profiles import (
     retirement_notice,
     select_profile,
 )
-from aztrain.settings import Settings
+from aztrain.service.settings import Settings
 
 
 def compute(**fields: object) -> ComputeSpec:
@@ -271,7 +271,7 @@ def test_the_compute_name_rule_is_the_rest_specs():
     """3-24 characters, a letter first, letters, digits and '-', not ending in '-' and digits."""
     import re
 
-    from aztrain.profiles import COMPUTE_NAME_PATTERN
+    from aztrain.domain.profiles import COMPUTE_NAME_PATTERN
 
     valid = ["abc", "aztrain-gpu-small-low", "a" * 24, "a-1b"]
     invalid = ["ab", "a" * 25, "1abc", "abc-1", "ab_c", "aztrain-gpu-100"]

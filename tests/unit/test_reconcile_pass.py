@@ -11,10 +11,10 @@ from dataclasses import replace
 from typing import Any
 
 from aztrain.adapters.memory import FakeComputeBackend, InMemoryControlStore, InMemoryDataStore, RecordingEventSink
-from aztrain.manifest import parse_manifest
-from aztrain.runs import Run, RunState
-from aztrain.service import ControlPlane
-from aztrain.settings import Settings
+from aztrain.domain.manifest import parse_manifest
+from aztrain.domain.runs import Run, RunState
+from aztrain.service.facade import ControlPlane
+from aztrain.service.settings import Settings
 from tests.clock import Clock
 
 MANIFEST = "apiVersion: aztrain/v1\nkind: TrainingJob\nname: {name}\ndata: {{container: datasets, prefix: digits/}}\n"

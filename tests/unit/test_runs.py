@@ -2,9 +2,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from aztrain.layout import backend_job_name, new_run_id, run_id_of
-from aztrain.records import JobPhase
-from aztrain.runs import PHASE_STATE, TERMINAL_STATES, TRANSITIONS, Run, RunState, state_for_phase
+from aztrain.domain.layout import backend_job_name, new_run_id, run_id_of
+from aztrain.domain.records import JobPhase
+from aztrain.domain.runs import PHASE_STATE, TERMINAL_STATES, TRANSITIONS, Run, RunState, state_for_phase
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 

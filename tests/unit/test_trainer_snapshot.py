@@ -20,7 +20,7 @@ def mount(root: Path, files: dict[str, bytes]) -> Path:
 
 
 def snapshot_file(folder: Path, blobs: dict[str, int], *, prefix: str = "shapes/") -> Path:
-    """The control plane's snapshot JSON (`aztrain.retrain.Snapshot.to_json`)."""
+    """The control plane's snapshot JSON (`aztrain.domain.retrain.Snapshot.to_json`)."""
     listed = [{"name": prefix + name, "size": size, "etag": '"0x1"', "version_id": ""} for name, size in blobs.items()]
     path = folder / "snapshot.json"
     path.write_text(json.dumps({"id": "snap-abc", "container": "datasets", "prefix": prefix, "blobs": listed}))

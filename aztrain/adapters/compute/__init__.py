@@ -1,0 +1,1 @@
+"""Compute backends (`ComputeBackend`): Azure ML, and this machine's local simulation."""

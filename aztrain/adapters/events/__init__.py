@@ -1,0 +1,1 @@
+"""Outbound events: the `EventSink` on an Event Grid custom topic."""

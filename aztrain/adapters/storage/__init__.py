@@ -1,0 +1,1 @@
+"""Storage adapters: the control store on Table Storage and the data store on Blob Storage."""

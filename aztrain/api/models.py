@@ -1,0 +1,292 @@
+"""The HTTP API's queries and bodies as pydantic models.
+
+The same models validate requests, shape the JSON views (`aztrain.service.views`) and generate
+the OpenAPI document (`functions/openapi.py`), so what is documented is what is checked.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any
+
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer, model_validator
+
+from aztrain.domain.layout import JOB_NAME_PATTERN, RUN_ID_PATTERN
+from aztrain.domain.runs import RunState
+
+#: The most items one page of a list holds; larger `limit`s are capped to it.
+MAX_PAGE = 500
+#: Run ids may be shortened to a unique prefix of at least this many characters.
+MIN_RUN_PREFIX = 6
+#: A run id, or a prefix of one: 6-13 digits, or 13 digits, '-' and up to 6 hex digits.
+RUN_REF_PATTERN = rf"^(?:{RUN_ID_PATTERN}|\d{{{MIN_RUN_PREFIX},13}}|\d{{13}}-[0-9a-f]{{0,5}})$"
+NAME_PATTERN = rf"^{JOB_NAME_PATTERN}$"
+#: What a run's job may be called: a manifest name, or what a rejected manifest was filed under.
+RUN_JOB_PATTERN = r"^[A-Za-z0-9._-]{1,63}$"
+#: The longest log chunk one response carries; clients follow with the next offset.
+MAX_LOG_CHUNK = 1024 * 1024
+MAX_TAIL_LINES = 10_000
+
+Timestamp = Annotated[datetime, PlainSerializer(lambda at: at.isoformat(), return_type=str)]
+
+
+class _Query(BaseModel):
+    # Unknown parameters are ignored: Azure adds its own (`code=` carries the function key).
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+def _comma_separated(value: object) -> object:
+    return [part.strip().upper() for part in value.split(",") if part.strip()] if isinstance(value, str) else value
+
+
+Limit = Annotated[
+    int,
+    Field(ge=1, description=f"Items per page; at most {MAX_PAGE} (larger values are capped)"),
+    AfterValidator(lambda n: min(n, MAX_PAGE)),
+]
+Continuation = Annotated[
+    str | None,
+    Field(max_length=512, pattern=r"^[A-Za-z0-9_-]+$", description="The `next` token of the previous page"),
+]
+
+
+class PageQuery(_Query):
+    """Paging of a list: newest or first items first, then `?continuation=<next>` until `next` is null."""
+
+    limit: Limit = MAX_PAGE
+    continuation: Continuation = None
+
+
+class RunsQuery(_Query):
+    """Runs, newest first, optionally of one job and in some states."""
+
+    job: str | None = Field(default=None, pattern=RUN_JOB_PATTERN, description="Only runs of this job")
+    state: Annotated[list[RunState], BeforeValidator(_comma_separated)] = Field(
+        default_factory=list, description="Only runs in these states (comma-separated or repeated)"
+    )
+    limit: Limit = 50
+    continuation: Continuation = None
+
+
+class SubmitQuery(_Query):
+    force: bool = Field(
+        default=False, description="Run again even if an identical manifest's run is active or COMPLETED"
+    )
+
+
+class RunQuery(_Query):
+    all: bool = Field(
+        default=False, description="Also the refused transitions (late or duplicate news, `applied: false`)"
+    )
+
+
+class LogsQuery(_Query):
+    """Where to start reading a run's log: a byte offset (to follow it), or its last lines."""
+
+    offset: int | None = Field(default=None, ge=0, description="Byte offset to read from (X-Log-Next-Offset)")
+    tail: int | None = Field(default=None, ge=1, le=MAX_TAIL_LINES, description="Only the last N lines")
+
+    @model_validator(mode="after")
+    def _one_start(self) -> LogsQuery:
+        if self.offset is not None and self.tail is not None:
+            raise ValueError("give either offset or tail, not both")
+        return self
+
+
+class RunOutputs(_Body):
+    """Where a run keeps its files, as `container/blob` paths (they exist once written)."""
+
+    container: str
+    prefix: str
+    logs: str
+    model: str
+    metrics: str
+    epochs: str = Field(description="Per-epoch metrics, one JSON object a line, updated while training")
+
+
+class TransitionView(_Body):
+    seq: int
+    from_state: RunState | None = Field(alias="from")
+    to: RunState
+    applied: bool
+    cause: str
+    at: Timestamp
+    detail: str
+
+
+class RunView(_Body):
+    id: str
+    job: str
+    state: RunState
+    terminal: bool
+    trigger: str
+    source: str
+    cause: str
+    correlation_id: str = Field(
+        description="Followed from the request (traceparent, X-Request-Id) or upload through history, job tags, "
+        "logs and outbound events"
+    )
+    created_at: Timestamp
+    updated_at: Timestamp
+    cluster: str
+    backend_job_id: str
+    snapshot_id: str
+    attempt: int
+    manifest_hash: str
+    error: str
+    metrics: dict[str, Any]
+    outputs: RunOutputs | None = Field(description="Null for a rejected run, which never ran")
+
+
+class RunDetail(RunView):
+    history: list[TransitionView]
+
+
+class RunList(_Body):
+    runs: list[RunView]
+    next: str | None = Field(description="Continuation token of the next page; null on the last page")
+
+
+class Submitted(_Body):
+    run: RunView | None = Field(description="Null only while the job waits for data (`waiting`)")
+    created: bool = Field(description="False when an existing run (or none) was returned instead of a new one")
+    reason: str
+    job: str
+    waiting: bool = Field(
+        description="True for a watching job whose prefix holds no data yet: it is registered, no run started, "
+        "and the first upload opens its retraining window (Location: the window)"
+    )
+
+
+class JobView(_Body):
+    name: str
+    manifest_hash: str
+    updated_at: Timestamp
+    watch: str | None
+    last_run_id: str
+    manifest: dict[str, Any] = Field(description="The normalised manifest: defaults filled, durations in seconds")
+
+
+class JobList(_Body):
+    jobs: list[JobView]
+    next: str | None
+
+
+class BlockerView(_Body):
+    kind: str = Field(description="debounce | min_new_blobs | cooldown | active_run")
+    reason: str
+    until: Timestamp | None = Field(description="When it stops holding the window, where that is known")
+    run: str | None = Field(description="The active run (kind active_run)")
+
+
+class WindowView(_Body):
+    job: str
+    action: str = Field(description="idle | wait | launch | skip")
+    reason: str
+    arrivals: int
+    fires_at: Timestamp | None
+    blockers: list[BlockerView] = Field(description="Everything holding the window back now, all at once")
+    next: str = Field(description="What happens next, in a sentence")
+
+
+class ClusterView(_Body):
+    backend: str
+    name: str
+    desired_nodes: int
+    observed_nodes: int
+    active_runs: int
+    last_scale_action: str
+    last_scale_at: Timestamp | None
+    seconds_to_zero: float | None
+
+
+class ClusterList(_Body):
+    clusters: list[ClusterView]
+
+
+class DeadLetterView(_Body):
+    """An event a handler could never act on: recorded with why, then acknowledged."""
+
+    function: str
+    event_id: str
+    event_type: str
+    subject: str
+    reason: str
+    at: Timestamp
+
+
+class DeadLetterList(_Body):
+    deadletters: list[DeadLetterView]
+    next: str | None
+
+
+class ModelView(_Body):
+    name: str
+    version: int
+    run_id: str
+    snapshot_id: str
+    manifest_hash: str
+    artifact: str
+    metrics: dict[str, Any]
+    registered_at: Timestamp
+    promoted: bool
+    gate: str
+
+
+class ModelList(_Body):
+    models: list[ModelView]
+    next: str | None
+
+
+class ModelVersions(_Body):
+    name: str
+    current: int | None = Field(description="The latest promoted version")
+    versions: list[ModelView]
+
+
+class Lineage(_Body):
+    """model → run → snapshot → blobs."""
+
+    model: ModelView
+    run: RunView
+    snapshot: dict[str, Any]
+
+
+class Metrics(_Body):
+    run_id: str
+    state: RunState
+    epochs: list[dict[str, Any]] = Field(description="One row per completed epoch (epoch, loss, accuracy, ...)")
+    final: dict[str, Any] | None = Field(description="The final figures once the run completed")
+
+
+class Health(_Body):
+    status: str = Field(description="ok | unhealthy")
+    backend: str
+    storage: str
+
+
+class FieldError(_Body):
+    field: str = Field(description="The field (dotted path) or parameter at fault")
+    message: str = Field(description="What is wrong and how to fix it")
+
+
+class Problem(BaseModel):
+    """An error, as RFC 9457 problem details (`application/problem+json`)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    type: str = Field(description="A URI naming the kind of problem; documented in docs/api.md")
+    title: str
+    status: int
+    detail: str
+    instance: str = Field(description="The request path")
+    errors: list[FieldError] | None = Field(default=None, description="Field-level problems, when there are any")
+    error: str = Field(description="The same as `detail` (kept for clients of the first API)")
+    run: RunView | None = Field(default=None, description="A rejected manifest's run, recorded as REJECTED")
+    candidates: list[str] | None = Field(default=None, description="Run ids an ambiguous prefix matches")
+    state: RunState | None = Field(default=None, description="The run's state, when it forbids the request")
+    correlation_id: str | None = Field(default=None, description="Quote it when reporting a server error")

@@ -1,0 +1,220 @@
+"""`aztrain jobs | clusters | window | models | lineage`, and the offline `validate | plan | schema`."""
+
+from __future__ import annotations
+
+import sys
+from typing import Annotated, Any
+
+import typer
+import yaml
+from rich.text import Text
+
+from aztrain.cli.app import JsonOption, ManifestArgument, app, begin, examples
+from aztrain.cli.output import ExitCode, clip, summarise_metrics
+from aztrain.domain.errors import ManifestError
+from aztrain.domain.manifest import manifest_schema, parse_manifest
+from aztrain.domain.profiles import cluster_for, load_profiles
+from aztrain.service.settings import PROJECT_ROOT, Settings, load_local_settings
+
+
+@app.command(epilog=examples("aztrain jobs", "aztrain jobs --json"))
+def jobs(ctx: typer.Context, as_json: JsonOption = False) -> None:
+    """Registered jobs: what each watches, its manifest hash and its last run."""
+    session, out = begin(ctx, as_json)
+    out.listing("jobs", session.client.jobs(), ("JOB", "WATCHES", "LAST RUN", "MANIFEST", "UPDATED"), _job_row)
+
+
+def _job_row(job: dict[str, Any]) -> list[str | Text]:
+    return [
+        job["name"],
+        job["watch"] or "—",
+        job["last_run_id"] or "—",
+        job["manifest_hash"][:12],
+        job["updated_at"][:19],
+    ]
+
+
+@app.command(epilog=examples("aztrain clusters", "aztrain clusters --json"))
+def clusters(ctx: typer.Context, as_json: JsonOption = False) -> None:
+    """Compute clusters: desired vs observed nodes, active runs, the last scale action."""
+    session, out = begin(ctx, as_json)
+    columns = ("BACKEND", "CLUSTER", "DESIRED", "OBSERVED", "ACTIVE RUNS", "LAST SCALE", "TO ZERO")
+    out.listing("clusters", session.client.clusters(), columns, _cluster_row)
+
+
+def _cluster_row(c: dict[str, Any]) -> list[str | Text]:
+    zero = f"{c['seconds_to_zero']:.1f} s" if c["seconds_to_zero"] is not None else "—"
+    return [
+        c["backend"],
+        c["name"],
+        str(c["desired_nodes"]),
+        str(c["observed_nodes"]),
+        str(c["active_runs"]),
+        c["last_scale_action"] or "—",
+        zero,
+    ]
+
+
+@app.command(epilog=examples("aztrain deadletters", "aztrain deadletters --json"))
+def deadletters(ctx: typer.Context, as_json: JsonOption = False) -> None:
+    """Events the control plane could never act on (acknowledged, not retried), each with the reason."""
+    session, out = begin(ctx, as_json)
+    columns = ("AT", "FUNCTION", "EVENT", "SUBJECT", "REASON")
+    out.listing("deadletters", session.client.dead_letters(), columns, _dead_letter_row)
+
+
+def _dead_letter_row(d: dict[str, Any]) -> list[str | Text]:
+    return [d["at"][:19], d["function"], clip(d["event_id"], 36), clip(d["subject"], 60), d["reason"]]
+
+
+@app.command(epilog=examples("aztrain window digits-classifier"))
+def window(
+    ctx: typer.Context,
+    job: Annotated[str, typer.Argument(metavar="JOB", help="A job that watches a data prefix.")],
+    as_json: JsonOption = False,
+) -> None:
+    """A watched job's pending retraining window: arrivals, every blocker at once, and what happens next."""
+    session, out = begin(ctx, as_json)
+    found = session.client.window(job)
+    if as_json:
+        out.json(found)
+        return
+    blockers = found.get("blockers") or []
+    when = f", fires at {found['fires_at'][:19]}" if found["fires_at"] and found["action"] == "wait" else ""
+    # With blockers, each gets its own line below: the headline says only what the window does.
+    headline = found["action"] if blockers else found["reason"]
+    out.line(f"{found['job']}: {found['arrivals']} new blob(s) pending — {headline}{when}")
+    for blocker in blockers:
+        until = f" (until {blocker['until'][:19]})" if blocker["until"] else ""
+        out.line(f"  {blocker['kind']}: {blocker['reason']}{until}")
+    if found.get("next"):
+        out.line(f"  next: {found['next']}")
+
+
+@app.command(epilog=examples("aztrain models", "aztrain models digits-classifier --json"))
+def models(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(metavar="[NAME]", help="Only this model's versions.", show_default=False)] = "",
+    as_json: JsonOption = False,
+) -> None:
+    """Registered model versions, all or of one model (promoted ones marked)."""
+    session, out = begin(ctx, as_json)
+    if as_json and name:  # the API's document of one model: {name, current, versions}
+        out.json(session.client.model(name))
+        return
+    columns = ("MODEL", "VERSION", "PROMOTED", "RUN", "METRICS", "GATE")
+    out.listing("models", session.client.models(name), columns, _model_row)
+
+
+def _model_row(m: dict[str, Any]) -> list[str | Text]:
+    promoted = "yes" if m["promoted"] else ""
+    metrics = summarise_metrics(m["metrics"], 40) or "—"
+    return [m["name"], str(m["version"]), promoted, m["run_id"], metrics, clip(m["gate"], 50)]
+
+
+def _model_ref(value: str) -> str:
+    name, sep, number = value.rpartition("@")
+    if not sep or not name or not number.isdigit():
+        raise typer.BadParameter("name the model as NAME@VERSION, e.g. digits-classifier@3")
+    return value
+
+
+@app.command(epilog=examples("aztrain lineage digits-classifier@3"))
+def lineage(
+    ctx: typer.Context,
+    model: Annotated[str, typer.Argument(parser=_model_ref, metavar="NAME@VERSION", help="A model version.")],
+    as_json: JsonOption = False,
+) -> None:
+    """Where a model version came from: model → run → data snapshot → blobs."""
+    session, out = begin(ctx, as_json)
+    name, _, number = model.rpartition("@")
+    found = session.client.lineage(name, int(number))
+    if as_json:
+        out.json(found)
+        return
+    version, run, snap = found["model"], found["run"], found["snapshot"]
+    promoted = "(promoted) " if version["promoted"] else ""
+    out.line(f"model    {version['name']}@{version['version']}  {promoted}{version['artifact']}")
+    out.line(f"  run    {run['id']}  {run['state']}  {run['trigger']} from {run['source']}")
+    out.line(f"         manifest {run['manifest_hash'][:12]}  metrics {summarise_metrics(version['metrics'], 100)}")
+    out.line(f"  data   {snap['id']}  {len(snap['blobs'])} blob(s) in {snap['container']}/{snap['prefix']}")
+    for blob in snap["blobs"]:
+        out.line(f"    {blob['name']}  {blob['size']} B  etag {blob['etag']}")
+
+
+# ---- manifests, offline -------------------------------------------------------------------------------------
+
+
+@app.command(epilog=examples("aztrain validate examples/digits.yaml", "aztrain validate job.yaml --normalised"))
+def validate(
+    ctx: typer.Context,
+    manifest: ManifestArgument,
+    normalised: Annotated[
+        bool, typer.Option("--normalised", help="Also print the normalised manifest (defaults filled).")
+    ] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Check a manifest offline: every problem named, with its fix, including what its compute profile allows."""
+    _, out = begin(ctx, as_json)
+    load_local_settings(PROJECT_ROOT / "local.settings.json")  # the same profiles as the app and `plan`
+    try:
+        spec = parse_manifest(manifest.read_bytes(), source=str(manifest))
+        cluster_for(load_profiles(Settings.from_env().compute_profiles), spec.compute)
+    except ManifestError as exc:
+        if as_json:
+            out.json({"file": str(manifest), "valid": False, "problems": exc.problems})
+        else:
+            out.errors.print(f"{manifest}: invalid", markup=False)
+            for problem in exc.problems:
+                out.errors.print(f"  - {problem}", markup=False, soft_wrap=True)
+        raise typer.Exit(ExitCode.FAILED) from None
+    if as_json:
+        out.json(
+            {
+                "file": str(manifest),
+                "valid": True,
+                "job": spec.name,
+                "hash": spec.content_hash,
+                "problems": [],
+                "normalised": spec.normalised(),
+            }
+        )
+        return
+    out.line(f"{manifest}: valid (job {spec.name}, hash {spec.content_hash[:12]})")
+    if normalised:
+        out.json(spec.normalised())
+
+
+#: What `plan` prints for the job's code folder: a temp folder of this machine means nothing to the reader.
+TRAINER_CODE = "<trainer-code>"
+
+
+@app.command(epilog=examples("aztrain plan examples/digits.yaml", "aztrain plan job.yaml --json"))
+def plan(ctx: typer.Context, manifest: ManifestArgument, as_json: JsonOption = False) -> None:
+    """The Azure ML compute and command job (YAML) a manifest becomes, offline."""
+    from aztrain.service.plan import render_plan  # only this command loads azure.ai.ml
+
+    _, out = begin(ctx, as_json)
+    load_local_settings(PROJECT_ROOT / "local.settings.json")  # the same profiles and environment as the app
+    try:
+        rendered = render_plan(manifest.read_bytes(), Settings.from_env())
+    except ManifestError as exc:
+        out.error(f"{manifest}: cannot run on Azure ML", problems=exc.problems, code=ExitCode.FAILED)
+        raise typer.Exit(ExitCode.FAILED) from None
+    header = [line for line in rendered.splitlines() if line.startswith("#")]
+    compute, job = yaml.safe_load_all(rendered)
+    job["code"] = TRAINER_CODE
+    if as_json:
+        out.json({"compute": compute, "job": job})
+        return
+    header.append(f"# {TRAINER_CODE} is the trainer package (trainer/*.py), uploaded as a code snapshot on submit.")
+    sys.stdout.write(
+        "\n".join(header) + "\n" + yaml.safe_dump_all([compute, job], sort_keys=False, explicit_start=True)
+    )
+
+
+@app.command(epilog=examples("aztrain schema > manifest.schema.json"))
+def schema(ctx: typer.Context, as_json: JsonOption = False) -> None:
+    """The manifest's JSON Schema (always JSON; --json is accepted for uniformity)."""
+    _, out = begin(ctx, as_json)
+    out.json(manifest_schema())

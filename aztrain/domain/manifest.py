@@ -1,0 +1,245 @@
+"""The job manifest: parse, validate, normalise, hash, and publish its JSON Schema.
+
+A manifest arrives as YAML (a blob dropped into `manifests/`) or JSON (HTTP).
+Validation is strict: unknown keys, wrong types and out-of-range numbers are
+rejected with a message naming the field and the fix, because a manifest that
+is silently "fixed" trains the wrong thing on expensive GPUs. The guards that run
+before the YAML parser (size, nesting, aliases) live in `documents`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Callable
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    WithJsonSchema,
+    field_validator,
+    model_validator,
+)
+
+from aztrain.domain.documents import read_document
+from aztrain.domain.errors import ManifestError
+from aztrain.domain.layout import blob_path_problem
+from trainer.args import ArgsError
+from trainer.args import parse_args as parse_trainer_args
+
+#: Entry points a manifest may name, each with its argument validator. Never a shell string: the
+#: backend runs `python -m <entrypoint>`. Validating here rejects bad arguments before any GPU is paid for.
+ARGS_VALIDATORS: dict[str, Callable[[dict[str, Any]], object]] = {"trainer.train": parse_trainer_args}
+ALLOWED_ENTRYPOINTS = tuple(ARGS_VALIDATORS)
+_DURATION = re.compile(r"^(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
+_NAME = r"^[a-z0-9]([a-z0-9-]{1,61}[a-z0-9])$"
+
+
+def parse_duration(value: object, *, allow_zero: bool = False) -> int:
+    """Turn `90s`, `10m`, `2h`, `1h30m` or a number of seconds into seconds."""
+    if isinstance(value, bool) or not isinstance(value, (int, str)):
+        raise ValueError("expected a duration like '10m' or '2h'")
+    if isinstance(value, int):
+        seconds = value
+    else:
+        match = _DURATION.match(value.strip())
+        if not value.strip() or not match:
+            raise ValueError(f"{value!r} is not a duration; use e.g. '90s', '10m', '2h' or '1h30m'")
+        hours, minutes, secs = (int(g) if g else 0 for g in match.groups())
+        seconds = hours * 3600 + minutes * 60 + secs
+    if seconds < 0 or (seconds == 0 and not allow_zero):
+        raise ValueError("duration must be positive" if not allow_zero else "duration must not be negative")
+    return seconds
+
+
+_DURATION_SCHEMA = {"anyOf": [{"type": "string", "pattern": _DURATION.pattern}, {"type": "integer", "minimum": 0}]}
+
+
+Seconds = Annotated[
+    int,
+    BeforeValidator(parse_duration),
+    WithJsonSchema({**_DURATION_SCHEMA, "description": "A positive duration: '90s', '10m', '2h', '1h30m', or seconds"}),
+]
+SecondsOrZero = Annotated[
+    int,
+    BeforeValidator(lambda value: parse_duration(value, allow_zero=True)),
+    WithJsonSchema({**_DURATION_SCHEMA, "description": "A duration ('0s' for none): '90s', '10m', '2h', or seconds"}),
+]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+class DataSpec(_Strict):
+    """Where the job's training data lives; also what it may watch for retraining."""
+
+    container: str = Field(pattern=r"^[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$", description="A blob container name")
+    prefix: str = Field(default="", max_length=1024)
+
+    @field_validator("prefix")
+    @classmethod
+    def _folder_prefix(cls, value: str) -> str:
+        problem = blob_path_problem(value)
+        if problem:
+            raise ValueError(f"{problem}; write a folder below the container, e.g. 'digits/'")
+        if "//" in value:
+            raise ValueError("must not contain empty segments ('//'); write e.g. 'digits/2026/'")
+        return value if not value or value.endswith("/") else value + "/"
+
+
+class TrainerSpec(_Strict):
+    """Which allowlisted program to run and its arguments (validated by the trainer itself)."""
+
+    entrypoint: str = "trainer.train"
+    args: dict[str, str | int | float | bool] = Field(default_factory=dict)
+
+    @field_validator("entrypoint")
+    @classmethod
+    def _allowlisted(cls, value: str) -> str:
+        if value not in ALLOWED_ENTRYPOINTS:
+            raise ValueError(f"{value!r} is not allowed; use one of: {', '.join(ALLOWED_ENTRYPOINTS)}")
+        return value
+
+
+class ComputeSpec(_Strict):
+    """The cluster shape: a named profile (or VM size), nodes and Horovod processes per node."""
+
+    profile: str = "gpu-small"
+    vm_size: str | None = None
+    nodes: int = Field(default=1, ge=1, le=64)
+    processes_per_node: int = Field(default=1, ge=1, le=16)
+    priority: Literal["low", "dedicated"] = "dedicated"
+    max_runtime: Seconds = 2 * 3600
+
+
+class RetrainSpec(_Strict):
+    """Optional: retrain the job when new data lands under its data prefix.
+
+    A burst of uploads is one window: it closes once no blob has arrived for `debounce`,
+    and launches a run if it holds at least `min_new_blobs` and the last completed run ended
+    more than `cooldown` ago (none by default). `concurrency` says what happens when a run is
+    already active.
+    """
+
+    on_data_arrival: bool = False
+    include: list[str] = Field(default_factory=list, description="Globs relative to data.prefix; empty: all")
+    exclude: list[str] = Field(default_factory=list, description="Globs relative to data.prefix")
+    debounce: SecondsOrZero = 600
+    min_new_blobs: int = Field(default=1, ge=1)
+    cooldown: SecondsOrZero = 0  # a first upload after a run should retrain; a cooldown is a cost lever
+    concurrency: Literal["queue", "skip", "replace"] = "queue"
+
+
+_GATE = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_]*)\s*(>=|>|<=|<)\s*(best|[-+]?\d+(?:\.\d+)?)\s*$")
+
+
+class RegistrySpec(_Strict):
+    """Optional: how completed runs' models are registered and promoted."""
+
+    promote_if: str | None = Field(
+        default=None,
+        description="'<metric> <op> <number>' or '<metric> <op> best', e.g. 'accuracy >= 0.95' or 'loss < best'",
+    )
+
+    @field_validator("promote_if")
+    @classmethod
+    def _gate(cls, value: str | None) -> str | None:
+        if value is not None and not _GATE.match(value):
+            raise ValueError(f"{value!r} is not a gate; write e.g. 'accuracy >= 0.95' or 'accuracy > best'")
+        return value
+
+    def gate(self) -> tuple[str, str, float | None] | None:
+        """(metric, operator, threshold); threshold None means "the current best version"."""
+        match = _GATE.match(self.promote_if or "")
+        if not match:
+            return None
+        metric, op, bound = match.groups()
+        return metric, op, None if bound == "best" else float(bound)
+
+
+class JobManifest(_Strict):
+    """A training job: `apiVersion: aztrain/v1`, `kind: TrainingJob`."""
+
+    api_version: Literal["aztrain/v1"] = Field(alias="apiVersion")
+    kind: Literal["TrainingJob"]
+    name: str = Field(pattern=_NAME, description="DNS-label style, 3-63 characters")
+    data: DataSpec
+    trainer: TrainerSpec = Field(default_factory=TrainerSpec)
+    compute: ComputeSpec = Field(default_factory=ComputeSpec)
+    retrain: RetrainSpec | None = None
+    registry: RegistrySpec = Field(default_factory=RegistrySpec)
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True, populate_by_name=True)
+
+    @model_validator(mode="after")
+    def _retrain_needs_prefix(self) -> JobManifest:
+        if self.retrain and self.retrain.on_data_arrival and not self.data.prefix:
+            raise ValueError(
+                "retrain.on_data_arrival needs data.prefix, so the job watches a folder, not a whole container"
+            )
+        return self
+
+    def normalised(self) -> dict[str, Any]:
+        """The canonical JSON form: defaults filled in, durations in seconds."""
+        return self.model_dump(mode="json", by_alias=True)
+
+    @property
+    def content_hash(self) -> str:
+        """sha256 of the canonical form: equal manifests have equal hashes however they were written."""
+        canonical = json.dumps(self.normalised(), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(canonical.encode()).hexdigest()
+
+    @property
+    def watches_data(self) -> bool:
+        return bool(self.retrain and self.retrain.on_data_arrival)
+
+
+def parse_manifest(text: str | bytes, *, source: str = "", max_bytes: int = 64 * 1024) -> JobManifest:
+    """Parse YAML or JSON text into a validated manifest, or raise `ManifestError`."""
+    return manifest_from_dict(read_document(text, source=source, max_bytes=max_bytes), source=source)
+
+
+def manifest_from_dict(document: object, *, source: str = "") -> JobManifest:
+    """Validate an already-decoded document."""
+    if not isinstance(document, dict):
+        raise ManifestError(
+            [f"expected a mapping with apiVersion, kind, name, data; got {type(document).__name__}"], source=source
+        )
+    try:
+        manifest = JobManifest.model_validate(document)
+    except ValidationError as exc:
+        raise ManifestError([_describe(err) for err in exc.errors()], source=source) from None
+    try:
+        ARGS_VALIDATORS[manifest.trainer.entrypoint](dict(manifest.trainer.args))
+    except ArgsError as exc:  # each problem already names its trainer.args.<name>
+        raise ManifestError(exc.problems, source=source) from None
+    return manifest
+
+
+def _describe(error: Any) -> str:
+    field = ".".join(str(part) for part in error["loc"]) or "(document)"
+    kind = error["type"]
+    if kind == "extra_forbidden":
+        return f"{field}: unknown field; remove it or check its spelling against `aztrain schema`"
+    if kind == "missing":
+        return f"{field}: required field is missing"
+    if kind == "literal_error":
+        return f"{field}: {error['msg'].lower()}"
+    if kind == "string_pattern_mismatch" and field == "name":
+        return "name: use 3-63 lowercase letters, digits or '-', starting and ending with a letter or digit"
+    message = error["msg"].removeprefix("Value error, ")
+    return f"{field}: {message[:1].lower()}{message[1:]} (got {error.get('input')!r})"
+
+
+def manifest_schema() -> dict[str, Any]:
+    """The JSON Schema of a manifest, generated from the model (`aztrain schema`)."""
+    schema = JobManifest.model_json_schema(by_alias=True)
+    schema["$id"] = "https://aztrain.dev/schemas/trainingjob-v1.json"
+    schema["title"] = "aztrain TrainingJob (aztrain/v1)"
+    return schema

@@ -1,0 +1,273 @@
+"""Compute profiles: the named clusters a manifest's `compute` section can run on (Azure ML backend).
+
+One AmlCompute cluster per profile, named `aztrain-<profile>`. The defaults below can be
+changed or extended with `AZTRAIN_COMPUTE_PROFILES`, a JSON object of profile name → fields;
+fields left out of an existing profile keep their value, e.g.
+`{"gpu-small": {"max_nodes": 8}, "a100-spot": {"vm_size": "Standard_NC24ads_A100_v4",
+"max_nodes": 2, "tier": "low_priority", "delete_when_idle": true}}`.
+
+A profile knows its GPUs per node (from `GPUS_PER_NODE` for the sizes below, given for any
+other), because the trainer pins each Horovod process to its own GPU: a manifest asking for more
+processes per node than that is rejected before anything is paid for. VM sizes Azure has retired
+are rejected naming a replacement, in a profile and in a manifest's `compute.vm_size`.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import date
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
+
+from aztrain.domain.errors import ConfigError, ManifestError
+from aztrain.domain.manifest import ComputeSpec
+from aztrain.domain.records import ClusterSpec, cluster_spec
+
+SETTING = "AZTRAIN_COMPUTE_PROFILES"
+CLUSTER_PREFIX = "aztrain-"
+#: A manifest's `compute.priority` → the profile tier that serves it.
+TIER_FOR_PRIORITY = {"low": "low_priority", "dedicated": "dedicated"}
+#: Profile names: lowercase, and short enough that `aztrain-<name>` fits a compute name's 24 characters.
+_NAME_PATTERN = r"^[a-z][a-z0-9-]{0,14}[a-z0-9]$"
+#: Azure ML compute names, as the REST spec's `computeName` path parameter has them (Compute_CreateOrUpdate,
+#: 2023-08-01-preview): 3-24 letters, digits or '-', starting with a letter, not ending in '-' and digits.
+#: The service's message says it as "Numbers cannot be the ending of the name if the previous character
+#: is a minus symbol": with a name ending in a letter or digit, every '-' is followed later by a letter.
+COMPUTE_NAME_PATTERN = r"^[a-zA-Z](?![a-zA-Z0-9-]*-\d+$)[a-zA-Z0-9\-]{2,23}$"
+
+#: GPUs per node of the VM sizes aztrain knows, from Azure's size pages ("Accelerators" tab):
+#: learn.microsoft.com/azure/virtual-machines/sizes/gpu-accelerated/{ncast4v3,nca100v4,ncadsh100v5,
+#: ndma100v4,ndh100v5}-series, and general-purpose/dsv2-series for the CPU size. Fractional-GPU sizes
+#: (NVadsA10 v5) are left out: a Horovod process needs a whole GPU.
+GPUS_PER_NODE: dict[str, int] = {
+    "Standard_NC4as_T4_v3": 1,
+    "Standard_NC8as_T4_v3": 1,
+    "Standard_NC16as_T4_v3": 1,
+    "Standard_NC64as_T4_v3": 4,
+    "Standard_NC24ads_A100_v4": 1,
+    "Standard_NC48ads_A100_v4": 2,
+    "Standard_NC96ads_A100_v4": 4,
+    "Standard_NC40ads_H100_v5": 1,
+    "Standard_NC80adis_H100_v5": 2,
+    "Standard_ND96amsr_A100_v4": 8,
+    "Standard_ND96isr_H100_v5": 8,
+    "Standard_DS3_v2": 0,
+}
+
+
+@dataclass(frozen=True)
+class Retirement:
+    """A VM series Azure has retired: its sizes are deallocated and can no longer be allocated."""
+
+    series: str
+    sizes: str  # a regular expression matching the series' size names whole
+    retired_on: date
+    replacement: str
+
+
+#: Azure's retirement notices (learn.microsoft.com/azure/virtual-machines/...):
+#: sizes/migration-guides/{nc,ncv2,nd,nv}-series-retirement (6 Sep 2023) and
+#: ncv3-nc6s-nc12s-nc24s-retirement (30 Sep 2025).
+RETIRED: tuple[Retirement, ...] = (
+    Retirement("NCv3", r"Standard_NC(6|12|24|24r)s_v3", date(2025, 9, 30),
+               "Standard_NC4as_T4_v3 (1 x T4) or Standard_NC24ads_A100_v4 (1 x A100)"),
+    Retirement("NCv2", r"Standard_NC(6|12|24|24r)s_v2", date(2023, 9, 6),
+               "Standard_NC4as_T4_v3 (1 x T4) or Standard_NC24ads_A100_v4 (1 x A100)"),
+    Retirement("NC", r"Standard_NC(6|12|24|24r)(_Promo)?", date(2023, 9, 6), "Standard_NC4as_T4_v3 (1 x T4)"),
+    Retirement("ND", r"Standard_ND(6|12|24|24r)s", date(2023, 9, 6), "Standard_NC24ads_A100_v4 (1 x A100)"),
+    Retirement("NV", r"Standard_NV(6|12|24)(_Promo)?", date(2023, 9, 6), "Standard_NC4as_T4_v3 (1 x T4)"),
+)  # fmt: skip
+
+
+def retirement_notice(vm_size: str) -> str:
+    """Why `vm_size` cannot be used and what to use instead, or '' when Azure has not retired it."""
+    for retired in RETIRED:
+        if re.fullmatch(retired.sizes, vm_size, flags=re.IGNORECASE):
+            return (
+                f"{vm_size} ({retired.series} series) was retired by Azure on {retired.retired_on:%d %b %Y}; "
+                f"use {retired.replacement} instead"
+            )
+    return ""
+
+
+class ComputeProfile(BaseModel):
+    """A cluster shape: VM size and its GPUs, node ceiling, tier, and how it scales down when idle."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+    name: str = Field(pattern=_NAME_PATTERN)
+    vm_size: str = Field(pattern=r"^Standard_[A-Za-z0-9_]+$")
+    #: 0 for a CPU-only size: its processes are not bound to GPUs.
+    gpus_per_node: int = Field(ge=0, le=16)
+    max_nodes: int = Field(ge=1, le=100)
+    tier: Literal["low_priority", "dedicated"]
+    idle_seconds_before_scale_down: int = Field(default=120, ge=0)
+    #: Delete the cluster when its last run ends instead of leaving it at zero nodes.
+    delete_when_idle: bool = False
+
+    @model_validator(mode="before")
+    @classmethod
+    def _known_gpus(cls, data: Any) -> Any:
+        """Sizes in `GPUS_PER_NODE` need no `gpus_per_node`; any other size must say."""
+        if isinstance(data, dict) and "gpus_per_node" not in data and data.get("vm_size") in GPUS_PER_NODE:
+            return {**data, "gpus_per_node": GPUS_PER_NODE[data["vm_size"]]}
+        return data
+
+    @field_validator("name")
+    @classmethod
+    def _valid_cluster_name(cls, value: str) -> str:
+        if not re.fullmatch(COMPUTE_NAME_PATTERN, CLUSTER_PREFIX + value):
+            raise ValueError("invalid cluster name")  # described by `_describe`, which knows the profile
+        return value
+
+    @field_validator("vm_size")
+    @classmethod
+    def _current(cls, value: str) -> str:
+        notice = retirement_notice(value)
+        if notice:
+            raise ValueError(notice)
+        return value
+
+    @field_validator("gpus_per_node")
+    @classmethod
+    def _as_azure_says(cls, value: int, info: ValidationInfo) -> int:
+        known = GPUS_PER_NODE.get(info.data.get("vm_size", ""))
+        if known is not None and value != known:
+            raise ValueError(f"{info.data['vm_size']} has {known} GPU(s) per node, not {value}")
+        return value
+
+    @property
+    def cluster(self) -> str:
+        """The AmlCompute cluster this profile runs on."""
+        return CLUSTER_PREFIX + self.name
+
+
+DEFAULT_PROFILES: tuple[ComputeProfile, ...] = (
+    ComputeProfile(name="gpu-small", vm_size="Standard_NC4as_T4_v3", gpus_per_node=1, max_nodes=4, tier="dedicated"),
+    # The same GPUs, preemptible: what `priority: low` with the default profile runs on.
+    ComputeProfile(
+        name="gpu-small-low", vm_size="Standard_NC4as_T4_v3", gpus_per_node=1, max_nodes=4, tier="low_priority"
+    ),
+    ComputeProfile(name="gpu-a100", vm_size="Standard_NC24ads_A100_v4", gpus_per_node=1, max_nodes=2, tier="dedicated"),
+    ComputeProfile(name="gpu-h100", vm_size="Standard_NC40ads_H100_v5", gpus_per_node=1, max_nodes=2, tier="dedicated"),
+    ComputeProfile(name="cpu-debug", vm_size="Standard_DS3_v2", gpus_per_node=0, max_nodes=2, tier="dedicated"),
+)
+
+
+def load_profiles(raw: str = "") -> dict[str, ComputeProfile]:
+    """The default profiles with `raw` (the JSON of `AZTRAIN_COMPUTE_PROFILES`) applied over them.
+
+    `ConfigError` names every bad profile and field, so a typo fails the app at startup, not a run.
+    """
+    profiles = {p.name: p for p in DEFAULT_PROFILES}
+    if not raw.strip():
+        return profiles
+    try:
+        document = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"{SETTING} is not valid JSON: {exc}", setting=SETTING) from None
+    if not isinstance(document, dict):
+        raise ConfigError(
+            f"{SETTING} must be a JSON object of profile name → fields, got {type(document).__name__}",
+            setting=SETTING,
+        )
+    problems: list[str] = []
+    for name, fields in document.items():
+        if not isinstance(fields, dict):
+            problems.append(f"{name}: expected an object of fields, got {type(fields).__name__}")
+            continue
+        base = profiles[name].model_dump() if name in profiles else {}
+        if "vm_size" in fields:  # another size has its own GPUs: the old profile's count does not carry over
+            base.pop("gpus_per_node", None)
+        try:
+            profiles[name] = ComputeProfile.model_validate({**base, **fields, "name": name})
+        except ValidationError as exc:
+            problems.extend(_describe(name, error) for error in exc.errors())
+    if problems:
+        raise ConfigError(f"{SETTING}: " + "; ".join(problems), setting=SETTING)
+    return profiles
+
+
+def _describe(profile: str, error: Any) -> str:
+    field = ".".join(str(part) for part in error["loc"])
+    if field == "name":
+        return (
+            f"{profile}: a profile name is 2-16 lowercase letters, digits or '-', starting with a letter, with a "
+            f"letter somewhere after every '-', so that {CLUSTER_PREFIX}{profile} is a valid Azure ML compute name"
+        )
+    if field == "gpus_per_node" and error["type"] == "missing":
+        return (
+            f"{profile}.gpus_per_node: required for a VM size aztrain does not know; give the size's GPUs per "
+            f"node from Azure's size page (0 for a CPU-only size)"
+        )
+    if error["type"] == "missing":
+        return f"{profile}.{field}: required for a new profile"
+    if error["type"] == "extra_forbidden":
+        known = ", ".join(name for name in ComputeProfile.model_fields if name != "name")
+        return f"{profile}.{field}: unknown field; use {known}"
+    if error["type"] == "value_error":  # our own validators' messages, without pydantic's "Value error, "
+        return f"{profile}.{field}: {error['ctx']['error']}"
+    message = error["msg"]
+    return f"{profile}.{field}: {message[:1].lower()}{message[1:]} (got {error.get('input')!r})"
+
+
+def select_profile(profiles: Mapping[str, ComputeProfile], compute: ComputeSpec) -> ComputeProfile:
+    """The profile a manifest's `compute` runs on.
+
+    The named profile, unless the manifest asks for another VM size or priority: then the
+    profile offering exactly that (a cluster has one VM size and one tier). `ManifestError` if none
+    does, or if the manifest names a VM size Azure has retired.
+    """
+    if compute.vm_size and (notice := retirement_notice(compute.vm_size)):
+        raise ManifestError([f"compute.vm_size: {notice}"])
+    named = profiles.get(compute.profile)
+    if named is None:
+        known = ", ".join(sorted(profiles))
+        raise ManifestError([f"compute.profile: {compute.profile!r} is not a compute profile; use one of: {known}"])
+    wanted = (compute.vm_size or named.vm_size, TIER_FOR_PRIORITY[compute.priority])
+    candidates = [named, *sorted(profiles.values(), key=lambda p: p.name)]
+    match = next((p for p in candidates if (p.vm_size, p.tier) == wanted), None)
+    if match is None:
+        field = "compute.vm_size" if wanted[0] != named.vm_size else "compute.priority"
+        offered = ", ".join(f"{p.name} ({p.vm_size}, {p.tier})" for p in profiles.values())
+        raise ManifestError(
+            [f"{field}: no compute profile runs {wanted[0]} on {wanted[1]} nodes; profiles: {offered} ({SETTING})"]
+        )
+    return match
+
+
+def cluster_for(profiles: Mapping[str, ComputeProfile], compute: ComputeSpec) -> ClusterSpec:
+    """The cluster for a manifest's `compute`.
+
+    `ManifestError` naming every problem: no profile fits, more nodes than the profile allows, or
+    more Horovod processes per node than its nodes have GPUs (each process needs its own).
+    """
+    profile = select_profile(profiles, compute)
+    problems = []
+    if compute.nodes > profile.max_nodes:
+        problems.append(
+            f"compute.nodes: {compute.nodes} is more than the {profile.max_nodes} node(s) "
+            f"compute profile {profile.name} allows; ask for fewer or raise its max_nodes ({SETTING})"
+        )
+    gpus = gpu_problem(profile, compute)
+    if gpus:
+        problems.append(gpus)
+    if problems:
+        raise ManifestError(problems)
+    return cluster_spec(compute, name=profile.cluster, vm_size=profile.vm_size, max_nodes=profile.max_nodes)
+
+
+def gpu_problem(profile: ComputeProfile, compute: ComputeSpec) -> str | None:
+    """Why `compute` asks for more Horovod processes per node than the profile's nodes have GPUs, or None."""
+    if not profile.gpus_per_node or compute.processes_per_node <= profile.gpus_per_node:
+        return None
+    return (
+        f"compute.processes_per_node: {compute.processes_per_node} is more than the {profile.gpus_per_node} "
+        f"GPU(s) per node of compute profile {profile.name} ({profile.vm_size}), and each Horovod process "
+        f"needs its own GPU; ask for at most {profile.gpus_per_node} per node and more nodes, or a profile "
+        f"with more GPUs per node"
+    )

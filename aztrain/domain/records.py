@@ -1,0 +1,234 @@
+"""Records: the plain, immutable data the ports exchange (rows, blobs, cluster shapes, job observations).
+
+Kept apart from `ports` so that a module can name a record without depending on a Protocol,
+and apart from `runs`, which owns the run and its state machine.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from aztrain.domain.errors import ManifestError
+from aztrain.domain.manifest import ComputeSpec, JobManifest
+
+
+@dataclass(frozen=True)
+class JobRecord:
+    """The `jobs` table row: a job's latest accepted manifest and what it watches."""
+
+    name: str
+    spec: JobManifest
+    manifest_hash: str
+    updated_at: datetime
+    watch_container: str = ""
+    watch_prefix: str = ""  # empty: the job does not retrain on data arrival
+    watch_since: datetime | None = None  # uploads before this belong to the first run, not to a window
+    last_run_id: str = ""
+    etag: str | None = None
+
+
+@dataclass(frozen=True)
+class ClusterRecord:
+    """The `clusters` table row: desired vs observed nodes and the last scale action."""
+
+    backend: str
+    name: str
+    desired_nodes: int = 0
+    observed_nodes: int = 0
+    active_runs: int = 0  # a count: the runs are in the `active` index, so this row never grows
+    last_scale_action: str = ""
+    last_scale_at: datetime | None = None
+    zero_at: datetime | None = None  # when the node count was first seen at zero after a scale-down
+    seconds_to_zero: float | None = None
+    zero_published_at: datetime | None = None  # the `zero_at` whose scaled_to_zero event was published
+
+
+@dataclass(frozen=True)
+class BlobInfo:
+    """One blob as listed: enough to snapshot a data set."""
+
+    name: str
+    size: int
+    etag: str
+    version_id: str = ""  # set where blob versioning is on
+
+
+@dataclass(frozen=True)
+class Arrival:
+    """A data blob that landed under a watched prefix (`arrivals` table).
+
+    `key` identifies the upload (blob name + ETag), so however often Event Grid
+    delivers it, it is one row. `consumed_by` is the run that served it, or why none did.
+    """
+
+    job: str
+    key: str
+    blob: str
+    at: datetime
+    consumed_by: str = ""
+
+
+@dataclass(frozen=True)
+class Intake:
+    """A blob event as it arrived, recorded for the reconciler to act on (`usecases.intake`).
+
+    `key` orders intakes oldest first and is the same on every delivery of the event (see
+    `layout.intake_key`), so a redelivery before the intake is acted on records nothing new.
+    """
+
+    key: str
+    event_id: str
+    container: str
+    name: str
+    etag: str = ""
+    raised: datetime | None = None  # when storage raised the event
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    """An event that can never succeed (`deadletters` table): recorded with why, then acknowledged.
+
+    One row per (function, event id), so a redelivery of the same event changes nothing.
+    """
+
+    function: str  # the handler that gave up on it
+    event_id: str
+    event_type: str
+    subject: str
+    reason: str
+    at: datetime
+
+
+@dataclass(frozen=True)
+class ModelVersion:
+    """A registered model (`models` table): what a completed run produced, and its lineage."""
+
+    name: str
+    version: int
+    run_id: str
+    snapshot_id: str
+    manifest_hash: str
+    artifact: str  # container/path of model.pt
+    metrics: dict[str, Any]
+    registered_at: datetime
+    promoted: bool = False
+    gate: str = ""  # the promotion rule and how it was judged
+
+
+@dataclass(frozen=True)
+class ClusterSpec:
+    """The cluster a run needs: one per compute profile."""
+
+    name: str
+    nodes: int
+    processes_per_node: int
+    vm_size: str
+    priority: str
+
+
+def cluster_spec(compute: ComputeSpec, *, name: str, vm_size: str, max_nodes: int) -> ClusterSpec:
+    """The `ClusterSpec` for a manifest's `compute`, or `ManifestError` if it asks for more than `max_nodes`."""
+    if compute.nodes > max_nodes:
+        raise ManifestError([f"compute.nodes: {compute.nodes} is more than the {max_nodes} node(s) {name} allows"])
+    return ClusterSpec(
+        name=name,
+        nodes=compute.nodes,
+        processes_per_node=compute.processes_per_node,
+        vm_size=vm_size,
+        priority=compute.priority,
+    )
+
+
+@dataclass(frozen=True)
+class JobSubmission:
+    """Everything a backend needs to start one run's training."""
+
+    name: str  # deterministic, derived from the run id: a repeated submit finds the same job
+    run_id: str
+    job: str
+    cluster: ClusterSpec
+    entrypoint: str
+    args: dict[str, Any]
+    data_container: str
+    data_prefix: str
+    snapshot: str  # blob (in output_container) listing exactly the data blobs to read
+    output_container: str
+    output_prefix: str
+    max_runtime_seconds: int
+    snapshot_id: str
+    manifest_hash: str
+    correlation: str = ""  # the run's correlation id: in the job's tags and its log header
+
+    @property
+    def tags(self) -> dict[str, str]:
+        """What links the backend's job back to its run: run, job, manifest hash, data snapshot and correlation."""
+        return {
+            "aztrain.run": self.run_id,
+            "aztrain.job": self.job,
+            "aztrain.manifest": self.manifest_hash,
+            "aztrain.snapshot": self.snapshot_id,
+            "aztrain.correlation": self.correlation,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> JobSubmission:
+        """The inverse of `dataclasses.asdict`: how a submission written to disk is read back."""
+        return cls(**{**data, "cluster": ClusterSpec(**data["cluster"])})
+
+    def trainer_flags(self) -> list[str]:
+        """The trainer's arguments after its data and output folders: the manifest's args and the run's lineage.
+
+        The snapshot id keys the trainer's node-local cache; both ids are recorded in `model.pt`.
+        """
+        return [
+            "--args-json", json.dumps(self.args, sort_keys=True),
+            "--snapshot-id", self.snapshot_id,
+            "--manifest-hash", self.manifest_hash,
+        ]  # fmt: skip
+
+
+@dataclass(frozen=True)
+class OutboundEvent:
+    """One CloudEvents 1.0 event for the custom topic (`aztrain.*` types, documented in docs/events.md).
+
+    `id` is stable (`<run id>:<seq>[:<kind>]`): a redelivery carries the same id, for subscribers to dedupe on.
+    """
+
+    id: str
+    type: str
+    source: str
+    subject: str
+    time: datetime
+    data: dict[str, Any]
+    correlation: str  # the `correlationid` extension attribute
+    cause: str  # the `causationid` extension: the event or request that caused this one
+
+
+class JobPhase(StrEnum):
+    """Where a backend job is, in the control plane's own words; each backend maps its statuses onto these."""
+
+    PENDING = "pending"  # accepted, waiting for nodes, preparing its environment
+    RUNNING = "running"  # training (or finalizing its outputs)
+    STOPPING = "stopping"  # a cancel was accepted and has not finished
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELED = "canceled"
+    UNKNOWN = "unknown"  # the backend cannot tell now (not responding, paused, a status this version does not know)
+
+    @property
+    def is_final(self) -> bool:
+        return self in (JobPhase.COMPLETED, JobPhase.FAILED, JobPhase.CANCELED)
+
+
+@dataclass(frozen=True)
+class JobObservation:
+    """One look at a backend job: its phase, the backend's own word for it, and why it failed if it did."""
+
+    phase: JobPhase
+    status: str  # the backend's own status, for history ("Queued", "NotResponding", ...)
+    error: str = ""  # a short reason when the job failed ('' when none is known)
+    preempted: bool = False  # failed because its (low-priority) nodes were taken back: worth resubmitting

@@ -1,0 +1,141 @@
+"""The service layer's facade: the entry points triggers, the CLI and tests call.
+
+Each method delegates to a use-case module in `aztrain.service.usecases` (intake, progress,
+retraining, registry, capacity), all sharing one `Context`. Every use case is idempotent
+and quick: handlers record intent and take one cheap step; `reconcile` drives runs forward
+from backend state and is the backstop for every lost or late event.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+
+from aztrain.domain.records import DeadLetter, JobPhase, ModelVersion
+from aztrain.domain.retrain import Snapshot, Window
+from aztrain.domain.runs import Run
+from aztrain.service.ports import ComputeBackend, ControlStore, DataStore, EventSink
+from aztrain.service.settings import Settings
+from aztrain.service.usecases import deadletters, inbox, intake, progress, reconciler, registry, retraining
+from aztrain.service.usecases.context import Context
+from aztrain.service.usecases.inbox import BlobEvent
+from aztrain.service.usecases.intake import Submitted
+
+__all__ = ["BlobEvent", "ControlPlane", "Submitted"]
+
+
+class ControlPlane:
+    """Jobs in, runs out, clusters back to zero."""
+
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        store: ControlStore,
+        data: DataStore,
+        backend: ComputeBackend,
+        now: Callable[[], datetime],
+        events: EventSink | None = None,
+    ) -> None:
+        self.ctx = Context(settings=settings, store=store, data=data, backend=backend, now=now, events=events)
+
+    @property
+    def settings(self) -> Settings:
+        return self.ctx.settings
+
+    @property
+    def store(self) -> ControlStore:
+        return self.ctx.store
+
+    @property
+    def data(self) -> DataStore:
+        return self.ctx.data
+
+    @property
+    def backend(self) -> ComputeBackend:
+        return self.ctx.backend
+
+    @property
+    def now(self) -> Callable[[], datetime]:
+        return self.ctx.now
+
+    # ------------------------------------------------------------------ intake
+    def submit(
+        self,
+        manifest_text: str | bytes,
+        *,
+        trigger: str,
+        cause: str,
+        source: str,
+        force: bool = False,
+        run_id: str | None = None,
+        correlation: str = "",
+    ) -> Submitted:
+        """Accept a manifest and start a run of it; an identical manifest returns its run unless `force`."""
+        return intake.submit(
+            self.ctx,
+            manifest_text,
+            trigger=trigger,
+            cause=cause,
+            source=source,
+            force=force,
+            run_id=run_id,
+            correlation=correlation,
+        )
+
+    def on_blob_created(self, event: BlobEvent) -> None:
+        """A blob landed: recorded for the reconciler, whose next pass starts its job or records its data."""
+        inbox.on_blob_created(self.ctx, event)
+
+    def process_inbox(self) -> int:
+        """Act on the blob events recorded so far (the reconciler's first step); returns how many."""
+        return inbox.process_inbox(self.ctx)
+
+    def dead_letter(self, *, function: str, event_id: str, event_type: str, subject: str, reason: str) -> DeadLetter:
+        """Record an event that can never succeed, so its handler can acknowledge it."""
+        return deadletters.record(
+            self.ctx, function=function, event_id=event_id, event_type=event_type, subject=subject, reason=reason
+        )
+
+    # ---------------------------------------------------------------- progress
+    def on_job_status(self, backend_job_id: str, phase: JobPhase, *, cause: str) -> Run | None:
+        """A backend status event; late or duplicated news is recorded as ignored, never applied."""
+        return progress.on_job_status(self.ctx, backend_job_id, phase, cause=cause)
+
+    def on_backend_status(self, backend_job_id: str, status: str, *, cause: str) -> Run | None:
+        """A backend's status event in its own words (Azure ML's `runStatus`), mapped by the backend itself."""
+        return progress.on_job_status(self.ctx, backend_job_id, self.ctx.backend.phase_of(status), cause=cause)
+
+    def advance(self, run_id: str) -> Run:
+        """Take one step for a run from what the backend says now."""
+        return progress.advance(self.ctx, run_id)
+
+    def cancel(self, run_id: str, *, cause: str) -> Run:
+        """Ask a run to stop; `InvalidTransition` for finished runs."""
+        return progress.cancel(self.ctx, run_id, cause=cause)
+
+    def get_run(self, run_id: str) -> Run:
+        """A run by id, or `NotFound`."""
+        return self.ctx.get_run(run_id)
+
+    # -------------------------------------------------------------- retraining
+    def window(self, job_name: str) -> Window:
+        """A watched job's pending retraining window: arrivals so far, when it fires, or why not."""
+        return retraining.window(self.ctx, job_name)
+
+    # ---------------------------------------------------------------- registry
+    def snapshot(self, snapshot_id: str) -> Snapshot:
+        return registry.snapshot(self.ctx, snapshot_id)
+
+    def lineage(self, name: str, version: int) -> tuple[ModelVersion, Run, Snapshot]:
+        """model → the run that trained it → the snapshot it read."""
+        return registry.lineage(self.ctx, name, version)
+
+    def current_model(self, name: str) -> ModelVersion | None:
+        """The latest promoted version of a model."""
+        return registry.current_model(self.ctx, name)
+
+    # --------------------------------------------------------------- reconcile
+    def reconcile(self) -> None:
+        """One reconciler pass: runs advanced, windows acted on, clusters sized, the outbox drained."""
+        reconciler.reconcile(self.ctx)

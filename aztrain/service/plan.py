@@ -1,0 +1,66 @@
+"""`aztrain plan <manifest>`: the Azure ML compute and job definitions a manifest becomes, offline.
+
+Built by the same functions the Azure ML backend submits with and written in the SDK's own YAML
+form (what `az ml compute create -f` and `az ml job create -f` read), without credentials or
+network. Only what exists at submit time is a placeholder: the run id and the data snapshot id.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+import yaml
+
+from aztrain.domain.manifest import parse_manifest
+from aztrain.domain.profiles import cluster_for, load_profiles, select_profile
+from aztrain.domain.runs import Run, RunState
+from aztrain.service.settings import Settings
+from aztrain.service.usecases.progress import submission_for
+
+RUN_ID = "<run-id>"
+SNAPSHOT_ID = "<snapshot-id>"
+COMPUTE_SCHEMA = "https://azuremlschemas.azureedge.net/latest/amlCompute.schema.json"
+JOB_SCHEMA = "https://azuremlschemas.azureedge.net/latest/commandJob.schema.json"
+
+
+def render_plan(manifest_text: str | bytes, settings: Settings) -> str:
+    """Two YAML documents: the AmlCompute cluster, then the command job. `ManifestError` if the manifest cannot run."""
+    from aztrain.adapters.compute.azureml import build_compute, build_job, trainer_code
+
+    manifest = parse_manifest(manifest_text, source="plan", max_bytes=settings.max_manifest_bytes)
+    profiles = load_profiles(settings.compute_profiles)
+    profile = select_profile(profiles, manifest.compute)
+    run = Run.create(
+        id=RUN_ID,
+        job=manifest.name,
+        state=RunState.ACCEPTED,
+        at=datetime.now(UTC),
+        trigger="plan",
+        cause="plan",
+        spec=manifest,
+        manifest_hash=manifest.content_hash,
+        snapshot_id=SNAPSHOT_ID,
+    )
+    submission = submission_for(
+        run, cluster_for(profiles, manifest.compute), runs_container=settings.runs_container, attempt=1
+    )
+    job = build_job(submission, environment=settings.aml_environment, code=trainer_code())
+    documents = [
+        {
+            "$schema": COMPUTE_SCHEMA,
+            **_plain(build_compute(profile, identity=settings.aml_compute_identity_id)._to_dict()),
+        },
+        {"$schema": JOB_SCHEMA, **_plain(job._to_job()._to_dict())},
+    ]
+    header = (
+        f"# aztrain plan for job {manifest.name} (manifest {manifest.content_hash[:12]}) on compute profile "
+        f"{profile.name}\n# {RUN_ID} and {SNAPSHOT_ID} are assigned when the run starts.\n"
+    )
+    return header + yaml.safe_dump_all(documents, sort_keys=False, explicit_start=True)
+
+
+def _plain(value: Any) -> Any:
+    """The SDK's dicts hold OrderedDicts and enums; YAML wants plain data."""
+    return json.loads(json.dumps(value, default=str))

@@ -1,0 +1,14 @@
+"""The control plane's use cases, one module per concern, each a set of functions over a `Context`.
+
+- `inbox`: blob events recorded as they arrive, and acted on (manifests submitted, uploads made arrivals).
+- `intake`: manifests in (HTTP, manifest blobs), jobs recorded, runs created; data uploads recorded.
+- `progress`: runs driven forward from what the backend observes; cancel; preemption and resubmit.
+- `retraining`: a watched job's pending arrivals, the window that launches a run.
+- `registry`: a completed run's model version, its promotion, its lineage.
+- `capacity`: cluster records, and scale to zero when the last active run ends.
+- `publishing`: the outbox of recorded transitions, published as CloudEvents.
+- `deadletters`: events no retry can fix, recorded with the reason and acknowledged.
+- `reconciler`: the timer-driven pass over all of them, the backstop for every lost or late event.
+
+`aztrain.service.facade.ControlPlane` is the facade the triggers and tests call (the CLI calls the HTTP API).
+"""
