@@ -126,6 +126,23 @@ def test_tables_are_the_table_store_tables() -> None:
     assert sorted(var(bicep("main.bicep"), "tables")) == sorted(TABLES)
 
 
+def test_the_deploy_guide_lists_every_table() -> None:
+    """docs/deploy.md's resource tree names the tables a deployment creates: kept true by this test."""
+    guide = (PROJECT_ROOT / "docs" / "deploy.md").read_text()
+    listed = re.search(r"tables: ([\w,\s]+?)\n\s*(?:monitoring\.bicep|\S+\.bicep)", guide)
+    assert listed, "docs/deploy.md: the storage.bicep line lists 'tables: ...'"
+    assert sorted(t.strip() for t in listed[1].split(",")) == sorted(TABLES)
+
+
+def test_previous_blob_versions_are_deleted_by_a_lifecycle_rule() -> None:
+    """Versioning without a lifecycle rule keeps every overwritten checkpoint, log and manifest forever."""
+    storage = bicep("modules/storage.bicep")
+    assert "isVersioningEnabled: true" in storage
+    assert "Microsoft.Storage/storageAccounts/managementPolicies@" in storage
+    assert re.search(r"version: \{ delete: \{ daysAfterCreationGreaterThan: previousVersionRetentionDays \} \}", storage)
+    assert "previousVersionRetentionDays: previousVersionRetentionDays" in bicep("main.bicep")
+
+
 def test_app_settings_are_read_by_the_app_and_carry_no_secret() -> None:
     main, app = bicep("main.bicep"), bicep("modules/functionapp.bicep")
     settings_source = (PROJECT_ROOT / "aztrain" / "service" / "settings.py").read_text()
