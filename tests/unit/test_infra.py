@@ -139,7 +139,8 @@ def test_previous_blob_versions_are_deleted_by_a_lifecycle_rule() -> None:
     storage = bicep("modules/storage.bicep")
     assert "isVersioningEnabled: true" in storage
     assert "Microsoft.Storage/storageAccounts/managementPolicies@" in storage
-    assert re.search(r"version: \{ delete: \{ daysAfterCreationGreaterThan: previousVersionRetentionDays \} \}", storage)
+    rule = r"version: \{ delete: \{ daysAfterCreationGreaterThan: previousVersionRetentionDays \} \}"
+    assert re.search(rule, storage)
     assert "previousVersionRetentionDays: previousVersionRetentionDays" in bicep("main.bicep")
 
 
