@@ -25,6 +25,7 @@ from aztrain.service.bootstrap import control_plane
 from aztrain.service.run_outputs import AmbiguousRun, RunFiles, find_run, read_log, read_metrics
 from aztrain.service.views import (
     cluster_view,
+    cost_report_view,
     dead_letter_view,
     dump,
     job_view,
@@ -333,6 +334,25 @@ def run_metrics(req: func.HttpRequest) -> func.HttpResponse:
     epochs, final = read_metrics(control_plane().data, RunFiles.of(run, _runs_container()))
     metrics = api.Metrics(run_id=run.id, state=run.state, epochs=epochs, final=final or run.metrics or None)
     return _json(dump(metrics))
+
+
+# ------------------------------------------------------------------------------------ cost, teams
+
+
+@_route(
+    "GET",
+    "cost",
+    "A month's spend per team, per job and per day: finished runs' final cost and active runs' live cost",
+    {200: api.CostReport},
+    errors=(400,),
+    query=api.CostQuery,
+)
+def cost(req: func.HttpRequest) -> func.HttpResponse:
+    query = _query(api.CostQuery, req)
+    service = control_plane()
+    report = service.cost_report(query.month, team=query.team)
+    budgets = {t.name: t.monthly_budget for t in service.teams()}
+    return _json(cost_report_view(report, region=service.settings.region, budgets=budgets))
 
 
 # ---------------------------------------------------------------------------------------- the rest

@@ -13,6 +13,7 @@ from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Fie
 
 from aztrain.domain.layout import JOB_NAME_PATTERN, RUN_ID_PATTERN
 from aztrain.domain.runs import RunState
+from aztrain.domain.teams import TEAM_PATTERN
 
 #: The most items one page of a list holds; larger `limit`s are capped to it.
 MAX_PAGE = 500
@@ -118,6 +119,21 @@ class TransitionView(_Body):
     detail: str
 
 
+class RunCost(_Body):
+    """What a run costs: nodes x billed seconds x the price table's node-hour price (docs/teams.md)."""
+
+    amount: float = Field(description="Money so far; final once the run has ended")
+    final: bool
+    currency: str
+    billed_seconds: float = Field(description="From when its nodes were asked for (PROVISIONING) to its end, or now")
+    nodes: int
+    gpus: int
+    vm_size: str
+    tier: str
+    region: str
+    node_hour: float = Field(description="The price table's price of one node-hour of this size and tier")
+
+
 class RunView(_Body):
     id: str
     job: str
@@ -145,6 +161,7 @@ class RunView(_Body):
         description="The signed-in user who submitted it; empty for a dropped manifest or retraining"
     )
     priority: int = Field(description="Its place among its team's waiting runs, higher first")
+    cost: RunCost | None = Field(description="Null until the run is placed (it has asked for no nodes yet)")
 
 
 class RunDetail(RunView):
@@ -296,3 +313,46 @@ class Problem(BaseModel):
     state: RunState | None = Field(default=None, description="The run's state, when it forbids the request")
     correlation_id: str | None = Field(default=None, description="Quote it when reporting a server error")
     missing: str | None = Field(default=None, description="What the caller lacks for a 403: a role or a team")
+
+
+# ------------------------------------------------------------------------------------ teams and cost
+
+MONTH_PATTERN = r"^[0-9]{4}-(0[1-9]|1[0-2])$"
+
+
+class CostQuery(_Query):
+    """Which month's spend, and optionally one team's only."""
+
+    month: str | None = Field(default=None, pattern=MONTH_PATTERN, description="YYYY-MM (UTC); default this month")
+    team: str | None = Field(default=None, pattern=TEAM_PATTERN, description="Only this team's runs")
+
+
+class Spend(_Body):
+    """Money and GPU-hours: `final` from finished runs, `live` from runs still holding nodes (this month only)."""
+
+    team: str
+    job: str | None = None
+    day: str | None = Field(default=None, description="YYYY-MM-DD (UTC) the runs ended on (today while they run)")
+    cost: float
+    final: float
+    live: float
+    gpu_hours: float
+    runs: int
+    budget: float | None = Field(default=None, description="The team's monthly budget, when it has one")
+
+
+class PriceSource(_Body):
+    source: str
+    fetched: str
+    region: str
+
+
+class CostReport(_Body):
+    """A month's spend per team, per job and per day (docs/teams.md)."""
+
+    month: str
+    currency: str
+    prices: PriceSource
+    teams: list[Spend]
+    jobs: list[Spend]
+    days: list[Spend]

@@ -21,7 +21,7 @@ from aztrain.domain.records import BlobInfo, ClusterSpec, JobObservation, JobPha
 from aztrain.domain.retrain import Snapshot, covered, snapshot_of
 from aztrain.domain.runs import ACTIVE_STATES, Run, RunState, can_transition, state_for_phase
 from aztrain.service import faults
-from aztrain.service.usecases import capacity, intake, publishing, registry
+from aztrain.service.usecases import capacity, costing, intake, publishing, registry
 from aztrain.service.usecases.context import Context, read_decide_write
 
 log = logging.getLogger(__name__)
@@ -250,6 +250,8 @@ def _next_step(ctx: Context, run: Run, looks: _Looks) -> Run | None:
             cluster=spec.name,
             snapshot_id=snapshot.id,
             detail=f"snapshot {snapshot.id}: {len(snapshot.blobs)} blob(s)",
+            placed_at=now,  # its nodes are asked for: billing starts, at the rate of now
+            rate=costing.rate_for(ctx, run.manifest.compute),
         )
     if run.state is RunState.PROVISIONING:
         if looks.ready(spec, again=True) < spec.nodes:
