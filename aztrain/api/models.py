@@ -138,6 +138,11 @@ class RunView(_Body):
     attempt: int
     manifest_hash: str
     error: str
+    waiting_reason: str | None = Field(
+        default=None,
+        description="Why a QUEUED run is not admitted yet (e.g. 'needs 8 vCPUs of standardNCASv3_T4Family; "
+        "4 of 64 free'); null once it may take nodes",
+    )
     metrics: dict[str, Any]
     outputs: RunOutputs | None = Field(description="Null for a rejected run, which never ran")
 

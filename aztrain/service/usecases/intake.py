@@ -25,7 +25,7 @@ from aztrain.domain.records import JobRecord
 from aztrain.domain.retrain import snapshot_of
 from aztrain.domain.runs import ACTIVE_STATES, Run, RunState
 from aztrain.service import faults
-from aztrain.service.usecases import publishing
+from aztrain.service.usecases import admission, publishing
 from aztrain.service.usecases.context import SAVE_ATTEMPTS, Context
 
 log = logging.getLogger(__name__)
@@ -91,6 +91,7 @@ def submit(
     try:
         manifest = parse_manifest(manifest_text, source=source, max_bytes=ctx.settings.max_manifest_bytes)
         ctx.backend.cluster_for(manifest.compute)
+        admission.refuse(ctx, manifest)  # a wait that could never end is a refusal now
     except ManifestError as exc:
         return _reject(
             ctx, exc, manifest_text, trigger=trigger, cause=cause, source=source, run_id=run_id, correlation=correlation
