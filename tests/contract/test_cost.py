@@ -31,7 +31,12 @@ def test_a_finished_runs_cost_is_its_billed_seconds_times_the_tables_price(plane
     run = plane.get_run(finished(plane, 3600))
     assert run.rate is not None and run.placed_at is not None
     price = price_table().node_hour("eastus", "Standard_NC4as_T4_v3", "dedicated")
-    assert (run.rate.vm_size, run.rate.nodes, run.rate.gpus, run.rate.node_hour) == ("Standard_NC4as_T4_v3", 2, 2, price)
+    assert (run.rate.vm_size, run.rate.nodes, run.rate.gpus, run.rate.node_hour) == (
+        "Standard_NC4as_T4_v3",
+        2,
+        2,
+        price,
+    )
     billed = (run.updated_at - run.placed_at).total_seconds()
     assert billed >= 3600
     assert costing.cost_of(run, plane.now()) == pytest.approx(2 * billed * price / 3600)

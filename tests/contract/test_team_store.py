@@ -47,7 +47,10 @@ def test_teams_are_created_replaced_only_if_unchanged_listed_and_deleted(run_sto
     updated = run_store.put_team(replace(vision, gpus=16))
     with pytest.raises(ConcurrencyError):
         run_store.put_team(replace(vision, gpus=4))  # stale ETag
-    assert [(t.name, t.gpus, t.gpu_hours) for t in run_store.list_teams()] == [("nlp", None, None), ("vision", 16, None)]
+    assert [(t.name, t.gpus, t.gpu_hours) for t in run_store.list_teams()] == [
+        ("nlp", None, None),
+        ("vision", 16, None),
+    ]
     assert run_store.get_team("vision") == updated
     run_store.delete_team("nlp")
     run_store.delete_team("nlp")
