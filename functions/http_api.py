@@ -19,6 +19,7 @@ import azure.functions as func
 from pydantic import BaseModel, ValidationError
 
 from aztrain.api import models as api
+from aztrain.api import teams as teams_api
 from aztrain.domain.errors import InvalidTransition
 from aztrain.domain.runs import Run, RunState
 from aztrain.service.bootstrap import control_plane
@@ -343,12 +344,12 @@ def run_metrics(req: func.HttpRequest) -> func.HttpResponse:
     "GET",
     "cost",
     "A month's spend per team, per job and per day: finished runs' final cost and active runs' live cost",
-    {200: api.CostReport},
+    {200: teams_api.CostReport},
     errors=(400,),
-    query=api.CostQuery,
+    query=teams_api.CostQuery,
 )
 def cost(req: func.HttpRequest) -> func.HttpResponse:
-    query = _query(api.CostQuery, req)
+    query = _query(teams_api.CostQuery, req)
     service = control_plane()
     report = service.cost_report(query.month, team=query.team)
     budgets = {t.name: t.monthly_budget for t in service.teams()}

@@ -2,6 +2,8 @@
 
 The same models validate requests, shape the JSON views (`aztrain.service.views`) and generate
 the OpenAPI document (`functions/openapi.py`), so what is documented is what is checked.
+It runs past 300 lines because the run's view nests its outputs, cost and history here, beside it;
+the teams' and cost bodies are in `aztrain.api.teams`.
 """
 
 from __future__ import annotations
@@ -13,7 +15,6 @@ from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Fie
 
 from aztrain.domain.layout import JOB_NAME_PATTERN, RUN_ID_PATTERN
 from aztrain.domain.runs import RunState
-from aztrain.domain.teams import TEAM_PATTERN
 
 #: The most items one page of a list holds; larger `limit`s are capped to it.
 MAX_PAGE = 500
@@ -314,46 +315,3 @@ class Problem(BaseModel):
     state: RunState | None = Field(default=None, description="The run's state, when it forbids the request")
     correlation_id: str | None = Field(default=None, description="Quote it when reporting a server error")
     missing: str | None = Field(default=None, description="What the caller lacks for a 403: a role or a team")
-
-
-# ------------------------------------------------------------------------------------ teams and cost
-
-MONTH_PATTERN = r"^[0-9]{4}-(0[1-9]|1[0-2])$"
-
-
-class CostQuery(_Query):
-    """Which month's spend, and optionally one team's only."""
-
-    month: str | None = Field(default=None, pattern=MONTH_PATTERN, description="YYYY-MM (UTC); default this month")
-    team: str | None = Field(default=None, pattern=TEAM_PATTERN, description="Only this team's runs")
-
-
-class Spend(_Body):
-    """Money and GPU-hours: `final` from finished runs, `live` from runs still holding nodes (this month only)."""
-
-    team: str
-    job: str | None = None
-    day: str | None = Field(default=None, description="YYYY-MM-DD (UTC) the runs ended on (today while they run)")
-    cost: float
-    final: float
-    live: float
-    gpu_hours: float
-    runs: int
-    budget: float | None = Field(default=None, description="The team's monthly budget, when it has one")
-
-
-class PriceSource(_Body):
-    source: str
-    fetched: str
-    region: str
-
-
-class CostReport(_Body):
-    """A month's spend per team, per job and per day (docs/teams.md)."""
-
-    month: str
-    currency: str
-    prices: PriceSource
-    teams: list[Spend]
-    jobs: list[Spend]
-    days: list[Spend]

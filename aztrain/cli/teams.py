@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from aztrain.api import models as api
+from aztrain.api import teams as api
 from aztrain.cli.app import JsonOption, app, begin, examples
 
 

@@ -11,6 +11,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from aztrain.api import models as api
+from aztrain.api import teams as teams_api
 from aztrain.domain.cost import billed_seconds, money, price_table
 from aztrain.domain.identity import DEFAULT_TEAM
 from aztrain.domain.records import ClusterRecord, DeadLetter, JobRecord, ModelVersion
@@ -139,8 +140,8 @@ def lineage_view(model: ModelVersion, run: Run, snapshot: Snapshot, *, runs_cont
 def cost_report_view(report: costing.Report, *, region: str, budgets: dict[str, float | None]) -> dict[str, Any]:
     """A month's spend per team, job and day, with the price table's source; money rounded as stored."""
 
-    def spend(team: str, value: costing.Spend, **where: str) -> api.Spend:
-        return api.Spend(
+    def spend(team: str, value: costing.Spend, **where: str) -> teams_api.Spend:
+        return teams_api.Spend(
             team=team,
             cost=money(value.total),
             final=money(value.final),
@@ -153,10 +154,10 @@ def cost_report_view(report: costing.Report, *, region: str, budgets: dict[str, 
 
     table = price_table()
     return dump(
-        api.CostReport(
+        teams_api.CostReport(
             month=report.month,
             currency=report.currency,
-            prices=api.PriceSource(source=table.source, fetched=table.fetched, region=region),
+            prices=teams_api.PriceSource(source=table.source, fetched=table.fetched, region=region),
             teams=[spend(team, value) for team, value in sorted(report.teams.items())],
             jobs=[spend(team, value, job=job) for (team, job), value in sorted(report.jobs.items())],
             days=[spend(team, value, day=day) for (team, day), value in sorted(report.days.items())],
