@@ -5,7 +5,6 @@ import pytest
 import yaml
 
 import trainer.distributed
-
 from aztrain.domain import documents
 from aztrain.domain.errors import ManifestError
 from aztrain.domain.manifest import Distribution, manifest_schema, parse_duration, parse_manifest
