@@ -60,6 +60,25 @@ class Runs(Protocol):
         """Runs, newest first, optionally of one job, in some states, on one cluster."""
         ...
 
+    def page_of_runs(
+        self,
+        *,
+        job: str | None = None,
+        states: Iterable[RunState] | None = None,
+        after: str | None = None,
+        limit: int,
+    ) -> list[Run]:
+        """Up to `limit` runs, newest first, older than the run id `after`: one page, read as one.
+
+        What it costs does not grow with history: without `states`, or with active ones only, it reads
+        `limit` rows (or the active runs); with finished states it reads past the newer runs in other states.
+        """
+        ...
+
+    def runs_by_prefix(self, prefix: str, limit: int) -> list[Run]:
+        """Up to `limit` runs whose ids start with `prefix` (at least 6 characters), newest first."""
+        ...
+
     def history(self, run_id: str) -> list[Transition]:
         """Every transition of a run, oldest first."""
         ...
