@@ -4,6 +4,8 @@ Adapters in `aztrain.adapters` implement them on Azure SDKs, on this machine,
 or in memory for unit tests; `bootstrap` picks which. The records they exchange
 live in `aztrain.domain.records`. Storage is split by role, so a use case names only the
 tables it touches; one Table Storage adapter implements them all (`ControlStore`).
+It runs past 300 lines because each method's docstring is its contract, which every adapter and its
+contract tests (`tests/contract/`) keep.
 """
 
 from __future__ import annotations
