@@ -96,7 +96,8 @@ class DataSpec(_Strict):
 class TrainerSpec(_Strict):
     """Which allowlisted program to run and its arguments (validated by the trainer itself)."""
 
-    entrypoint: str = "trainer.train"
+    # The document lists what the validator below allows, so what the schema says is what is checked.
+    entrypoint: str = Field(default="trainer.train", json_schema_extra={"enum": list(ALLOWED_ENTRYPOINTS)})
     args: dict[str, str | int | float | bool] = Field(default_factory=dict)
 
     @field_validator("entrypoint")
