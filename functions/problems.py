@@ -16,6 +16,7 @@ from pydantic import ValidationError
 
 from aztrain.api.models import FieldError, Problem
 from aztrain.domain.errors import Forbidden, NotFound
+from aztrain.service.facade import AmbiguousRun, InvalidContinuation
 
 log = logging.getLogger(__name__)
 
@@ -102,6 +103,10 @@ def guarded(handler: Handler) -> Handler:
             return problem_response(problem, req)
         except NotFound as exc:
             return problem_response(ApiProblem(404, "not-found", str(exc)), req)
+        except AmbiguousRun as exc:
+            return problem_response(ApiProblem(409, "ambiguous-run-id", str(exc), candidates=exc.candidates), req)
+        except InvalidContinuation as exc:
+            return problem_response(invalid("continuation", str(exc)), req)
         except Forbidden as exc:
             return problem_response(
                 ApiProblem(403, "forbidden", f"{exc}: needs {exc.missing}", missing=exc.missing), req

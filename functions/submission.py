@@ -19,7 +19,6 @@ from aztrain.domain.layout import new_run_id
 from aztrain.domain.runs import Run, RunState
 from aztrain.service import telemetry
 from aztrain.service.facade import ControlPlane
-from aztrain.service.views import run_view
 from functions.openapi import Header
 from functions.problems import PROBLEM_TYPE, ApiProblem, invalid, problem_body
 
@@ -78,7 +77,6 @@ def submit(req: func.HttpRequest, service: ControlPlane, *, force: bool, by: Pri
     # One id follows the run everywhere: the caller's W3C trace id if it sent one, else its request id.
     correlation = telemetry.trace_id_of(req.headers.get("traceparent")) or request_id
     path = urlsplit(req.url).path
-    container = service.settings.runs_container
 
     def answer(run_id: str | None) -> Answer:
         result = service.submit(
@@ -93,9 +91,9 @@ def submit(req: func.HttpRequest, service: ControlPlane, *, force: bool, by: Pri
         )
         run = result.run
         if run and run.state is RunState.REJECTED:
-            return _rejected(run, path, container)
+            return _rejected(run, service.queries.view(run), path)
         body = {
-            "run": run_view(run, runs_container=container) if run else None,
+            "run": service.queries.view(run).model_dump(mode="json", by_alias=True) if run else None,
             "created": result.created,
             "reason": result.reason,
             "job": result.job,
@@ -130,7 +128,7 @@ def _manifest(req: func.HttpRequest, limit: int) -> bytes:
     return body
 
 
-def _rejected(run: Run, path: str, runs_container: str) -> Answer:
+def _rejected(run: Run, view: api.RunView, path: str) -> Answer:
     """A manifest the service recorded as REJECTED, as a problem carrying the run."""
     syntax = _NOT_YAML in run.error
     problem = ApiProblem(
@@ -138,7 +136,7 @@ def _rejected(run: Run, path: str, runs_container: str) -> Answer:
         "malformed-manifest" if syntax else "invalid-manifest",
         run.error,
         errors=_field_errors(run.error),
-        run=run_view(run, runs_container=runs_container),
+        run=view,
     )
     return Answer(problem.status, problem_body(problem, path), PROBLEM_TYPE)
 

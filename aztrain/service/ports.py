@@ -4,6 +4,8 @@ Adapters in `aztrain.adapters` implement them on Azure SDKs, on this machine,
 or in memory for unit tests; `bootstrap` picks which. The records they exchange
 live in `aztrain.domain.records`. Storage is split by role, so a use case names only the
 tables it touches; one Table Storage adapter implements them all (`ControlStore`).
+It runs past 300 lines because each method's docstring is its contract, which every adapter and its
+contract tests (`tests/contract/`) keep.
 """
 
 from __future__ import annotations
@@ -59,6 +61,25 @@ class Runs(Protocol):
         limit: int | None = None,
     ) -> list[Run]:
         """Runs, newest first, optionally of one job, in some states, on one cluster."""
+        ...
+
+    def page_of_runs(
+        self,
+        *,
+        job: str | None = None,
+        states: Iterable[RunState] | None = None,
+        after: str | None = None,
+        limit: int,
+    ) -> list[Run]:
+        """Up to `limit` runs, newest first, older than the run id `after`: one page, read as one.
+
+        What it costs does not grow with history: without `states`, or with active ones only, it reads
+        `limit` rows (or the active runs); with finished states it reads past the newer runs in other states.
+        """
+        ...
+
+    def runs_by_prefix(self, prefix: str, limit: int) -> list[Run]:
+        """Up to `limit` runs whose ids start with `prefix` (at least 6 characters), newest first."""
         ...
 
     def history(self, run_id: str) -> list[Transition]:

@@ -440,7 +440,7 @@ def test_an_unexpected_failure_is_a_500_problem_with_a_correlation_id_and_no_int
     def broken(**_: Any) -> None:
         raise RuntimeError("TableEndpoint=http://secret AccountKey=abc")
 
-    monkeypatch.setattr(api.service.store, "find_runs", broken)
+    monkeypatch.setattr(api.service.store, "page_of_runs", broken)
     response = api.call("GET", "/api/runs")
     assert response.status == 500
     problem = response.json()
