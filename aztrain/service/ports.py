@@ -273,7 +273,11 @@ class ComputeBackend(Protocol):
         ...
 
     def submit(self, job: JobSubmission) -> str:
-        """Start the job, or find it if already started under `job.name`. Returns the backend job id."""
+        """Start the job, or find it if already started under `job.name`. Returns the backend job id.
+
+        The backend starts the job's processes with the launcher of `job.distribution` (Horovod's or
+        PyTorch's), which sets the environment docs/trainer.md documents for it.
+        """
         ...
 
     def observe(self, backend_job_id: str) -> JobObservation:
