@@ -74,7 +74,7 @@ _SAFE_KEY = re.compile(r"^[A-Za-z0-9._:@=-]{1,512}$")
 _BATCH = 100  # Table Storage's limit on operations in one transaction
 _REMEMBERED = 100_000  # run ids whose job a store remembers (a few MB), forgotten all at once beyond
 T = TypeVar("T")
-_OUTBOX_DETAIL = 1000  # characters of a transition's detail kept in the outbox (history keeps 16000)
+_OUTBOX_DETAIL = 500  # characters of a transition's detail kept in the outbox (history keeps 16000)
 
 
 class TableControlStore:
@@ -474,9 +474,11 @@ def _run_to_entity(run: Run) -> dict[str, Any]:
 
 
 def _outbox_columns(run: Run) -> dict[str, Any]:
-    # `Unpublished` makes the backstop a filtered query; details are cut so the column stays under 64 KiB.
+    # `Unpublished` makes the backstop a filtered query. Details are cut, and kept as characters rather than
+    # \u escapes (6 characters each), so the column stays under the 32K-character property limit
+    # (MAX_PREEMPTION_ATTEMPTS_BOUND).
     staged = [s.to_json(max_detail=_OUTBOX_DETAIL) for s in run.outbox]
-    return {"Outbox": json.dumps(staged), "Unpublished": bool(run.outbox)}
+    return {"Outbox": json.dumps(staged, ensure_ascii=False), "Unpublished": bool(run.outbox)}
 
 
 def _run_from_entity(e: Any) -> Run:
