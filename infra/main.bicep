@@ -39,15 +39,18 @@ param gpuPriority string = 'Dedicated'
 
 // Flex Consumption scale limits (learn.microsoft.com/azure/azure-functions/flex-consumption-plan:
 // "The lowest maximum scale ... is 40. The highest currently supported value is 1000"; instance
-// memory 2048 MB, the default, or 4096 MB).
+// memory 512, 2048 or 4096 MB, as the official Flex samples allow: Azure-Samples/azure-functions-flex-consumption-samples).
 @minValue(40)
 @maxValue(1000)
 @description('Most Function App instances Flex Consumption may run at once; caps the control plane\'s cost. Handlers are idempotent, so any value in range is safe.')
 param functionMaximumInstanceCount int = 40
 
-@allowed([2048, 4096])
-@description('Memory per Function App instance (MB). 2048 is plenty: handlers take one cheap step and return.')
-param functionInstanceMemoryMB int = 2048
+// Measured: the app's Python process peaks at about 136 MB with every SDK it uses imported (azure-ai-ml,
+// storage, Event Grid, OpenTelemetry; docs/deploy.md, *Instance memory*), so 512 MB, the smallest size, is
+// the default: execution is billed per GB-s, a quarter of 2048's.
+@allowed([512, 2048, 4096])
+@description('Memory per Function App instance (MB). 512 holds the app (it peaks near 136 MB); 2048 or 4096 for headroom.')
+param functionInstanceMemoryMB int = 512
 
 // Replication of both storage accounts: the control plane's (run records, manifests, the model
 // registry, datasets) and the workspace's (job snapshots, logs, registered model files).

@@ -219,12 +219,12 @@ def test_default_gpu_size_is_current_and_the_gpu_small_profile() -> None:
 
 
 def test_flex_consumption_scale_limits_are_bounded_as_azure_documents() -> None:
-    """Maximum instances 40..1000 and 2048 or 4096 MB per instance, in the module and at the top."""
+    """Maximum instances 40..1000 and 512 (the default), 2048 or 4096 MB per instance, in the module and at the top."""
     app, main = bicep("modules/functionapp.bicep"), bicep("main.bicep")
     for text, count, memory in ((app, "maximumInstanceCount", "instanceMemoryMB"),
                                 (main, "functionMaximumInstanceCount", "functionInstanceMemoryMB")):  # fmt: skip
         assert re.search(rf"@minValue\(40\)\n@maxValue\(1000\)\n(@description\(.*\)\n)?param {count} int = 40\n", text)
-        assert re.search(rf"@allowed\(\[2048, 4096\]\)\n(@description\(.*\)\n)?param {memory} int = 2048\n", text)
+        assert re.search(rf"@allowed\(\[512, 2048, 4096\]\)\n(@description\(.*\)\n)?param {memory} int = 512\n", text)
     assert "maximumInstanceCount: functionMaximumInstanceCount\n" in main
     assert "instanceMemoryMB: functionInstanceMemoryMB\n" in main
     assert "maximumInstanceCount: maximumInstanceCount\n" in app and "instanceMemoryMB: instanceMemoryMB\n" in app
