@@ -78,6 +78,9 @@ var runsContainer = 'runs'
 var dataContainers = ['datasets']
 var tables = ['jobs', 'runs', 'runhistory', 'claims', 'clusters', 'arrivals', 'models', 'deadletters', 'active', 'watches', 'inbox']
 var deadLetterContainer = 'deadletter'
+// The trainer's Azure ML environment (aztrain.service.settings's default name), registered from
+// trainer/environment by the postprovision hook; the app's jobs use its latest version.
+var trainerEnvironment = 'aztrain-horovod'
 var deploymentContainer = 'app-package'
 // The name the azureml backend gives the `gpu-small` profile's cluster (aztrain.domain.profiles.CLUSTER_PREFIX).
 var gpuClusterName = 'aztrain-gpu-small'
@@ -168,6 +171,7 @@ module functionApp 'modules/functionapp.bicep' = {
       AZTRAIN_AML_SUBSCRIPTION_ID: subscription().subscriptionId
       AZTRAIN_AML_RESOURCE_GROUP: resourceGroup().name
       AZTRAIN_AML_WORKSPACE: aml.outputs.workspaceName
+      AZTRAIN_AML_ENVIRONMENT: '${trainerEnvironment}@latest'
       AZTRAIN_AML_COMPUTE_IDENTITY_ID: aml.outputs.trainingIdentityId // attach to clusters it creates
       // The gpu-small profile as deployed here, so the backend adopts this cluster instead of resizing it.
       AZTRAIN_COMPUTE_PROFILES: string({ 'gpu-small': union(gpuSmallProfile, gpuSmallGpus) })
@@ -220,6 +224,7 @@ output AZURE_FUNCTION_APP_NAME string = functionApp.outputs.name
 output AZURE_STORAGE_ACCOUNT_NAME string = storage.outputs.name
 output AZURE_ML_WORKSPACE_NAME string = aml.outputs.workspaceName
 output AZURE_ML_GPU_CLUSTER string = aml.outputs.gpuClusterName
+output AZURE_ML_ENVIRONMENT_NAME string = trainerEnvironment
 // The CLI's AZTRAIN_URL (it appends /api/...); API_BASE_URL is the same with /api.
 output AZTRAIN_URL string = 'https://${functionApp.outputs.defaultHostName}'
 output API_BASE_URL string = 'https://${functionApp.outputs.defaultHostName}/api'
