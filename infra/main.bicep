@@ -33,6 +33,9 @@ param gpuCountPerNode int = 0
 @description('Most nodes the `gpu-small` cluster may scale to.')
 param gpuMaxNodes int = 2
 
+@description('Compute profiles users may run on, comma-separated (azd: ALLOWED_PROFILES). The default is the one cluster this template provisions; a manifest naming any other profile, or a priority it does not offer, is refused at submit (422 naming these). Add gpu-small-low, gpu-a100, ... only with quota and budget for them.')
+param allowedProfiles string = 'gpu-small'
+
 @allowed(['LowPriority', 'Dedicated'])
 @description('Dedicated matches the manifest default (compute.priority: dedicated). LowPriority costs a fraction but can be preempted.')
 param gpuPriority string = 'Dedicated'
@@ -175,6 +178,7 @@ module functionApp 'modules/functionapp.bicep' = {
       AZTRAIN_AML_COMPUTE_IDENTITY_ID: aml.outputs.trainingIdentityId // attach to clusters it creates
       // The gpu-small profile as deployed here, so the backend adopts this cluster instead of resizing it.
       AZTRAIN_COMPUTE_PROFILES: string({ 'gpu-small': union(gpuSmallProfile, gpuSmallGpus) })
+      AZTRAIN_ALLOWED_PROFILES: allowedProfiles
       // Outbound events: no key, so the managed identity (EventGrid Data Sender, rbac.bicep) signs them.
       AZTRAIN_EVENTS_TOPIC_ENDPOINT: topic.outputs.endpoint
     }

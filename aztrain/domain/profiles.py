@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from datetime import date
 from typing import Any, Literal
@@ -28,6 +28,7 @@ from aztrain.domain.manifest import ComputeSpec
 from aztrain.domain.records import ClusterSpec, cluster_spec
 
 SETTING = "AZTRAIN_COMPUTE_PROFILES"
+ALLOWED_SETTING = "AZTRAIN_ALLOWED_PROFILES"
 CLUSTER_PREFIX = "aztrain-"
 #: A manifest's `compute.priority` → the profile tier that serves it.
 TIER_FOR_PRIORITY = {"low": "low_priority", "dedicated": "dedicated"}
@@ -158,12 +159,26 @@ DEFAULT_PROFILES: tuple[ComputeProfile, ...] = (
 )
 
 
-def load_profiles(raw: str = "") -> dict[str, ComputeProfile]:
+def load_profiles(raw: str = "", allowed: Collection[str] = ()) -> dict[str, ComputeProfile]:
     """The default profiles with `raw` (the JSON of `AZTRAIN_COMPUTE_PROFILES`) applied over them.
 
+    `allowed` (`AZTRAIN_ALLOWED_PROFILES`) keeps only the profiles a deployment offers its users, so a
+    manifest cannot start a cluster the deployment did not mean to pay for; empty keeps every profile.
     `ConfigError` names every bad profile and field, so a typo fails the app at startup, not a run.
     """
-    profiles = {p.name: p for p in DEFAULT_PROFILES}
+    profiles = _with_overrides({p.name: p for p in DEFAULT_PROFILES}, raw)
+    if not allowed:
+        return profiles
+    unknown = sorted(set(allowed) - profiles.keys())
+    if unknown:
+        raise ConfigError(
+            f"{ALLOWED_SETTING} names no profile {', '.join(unknown)}; profiles: {', '.join(sorted(profiles))}",
+            setting=ALLOWED_SETTING,
+        )
+    return {name: profile for name, profile in profiles.items() if name in allowed}
+
+
+def _with_overrides(profiles: dict[str, ComputeProfile], raw: str) -> dict[str, ComputeProfile]:
     if not raw.strip():
         return profiles
     try:
@@ -227,7 +242,8 @@ def select_profile(profiles: Mapping[str, ComputeProfile], compute: ComputeSpec)
     named = profiles.get(compute.profile)
     if named is None:
         known = ", ".join(sorted(profiles))
-        raise ManifestError([f"compute.profile: {compute.profile!r} is not a compute profile; use one of: {known}"])
+        problem = f"compute.profile: {compute.profile!r} is not a compute profile this deployment offers"
+        raise ManifestError([f"{problem}; use one of: {known}"])
     wanted = (compute.vm_size or named.vm_size, TIER_FOR_PRIORITY[compute.priority])
     candidates = [named, *sorted(profiles.values(), key=lambda p: p.name)]
     match = next((p for p in candidates if (p.vm_size, p.tier) == wanted), None)

@@ -66,6 +66,8 @@ class Settings:
     aml_compute_identity_id: str = ""
     #: JSON adding or overriding compute profiles (`aztrain.domain.profiles`); empty: the defaults.
     compute_profiles: str = ""
+    #: The profiles users may run on (empty: every profile); infra/ sets what it provisions.
+    allowed_profiles: tuple[str, ...] = ()
     #: Attempts a run preempted on low-priority nodes gets before it fails.
     max_preemption_attempts: int = 3
     #: Outbound run events: the Event Grid custom topic (empty: events are recorded and not sent),
@@ -116,6 +118,7 @@ class Settings:
             aml_environment=env.get("AZTRAIN_AML_ENVIRONMENT") or defaults.aml_environment,
             aml_compute_identity_id=env.get("AZTRAIN_AML_COMPUTE_IDENTITY_ID", ""),
             compute_profiles=env.get("AZTRAIN_COMPUTE_PROFILES", ""),
+            allowed_profiles=tuple(p.strip() for p in env.get("AZTRAIN_ALLOWED_PROFILES", "").split(",") if p.strip()),
             max_preemption_attempts=_preemption_attempts(env, defaults.max_preemption_attempts),
             events_topic_endpoint=env.get("AZTRAIN_EVENTS_TOPIC_ENDPOINT", ""),
             events_topic_key=env.get("AZTRAIN_EVENTS_TOPIC_KEY", ""),

@@ -122,6 +122,17 @@ def test_default_gpu_cluster_is_the_default_profile_and_scales_to_zero() -> None
     assert "nodeIdleTimeBeforeScaleDown: 'PT120S'" in aml
 
 
+def test_users_may_run_only_on_what_the_deployment_provisions() -> None:
+    main = bicep("main.bicep")
+    assert "AZTRAIN_ALLOWED_PROFILES: allowedProfiles" in main
+    assert re.search(r"^param allowedProfiles string = 'gpu-small'$", main, re.MULTILINE)
+    assert var(main, "gpuClusterName") == CLUSTER_PREFIX + "gpu-small"  # the profile infra/ creates a cluster for
+    parameters = json.loads((INFRA / "main.parameters.json").read_text())["parameters"]
+    assert parameters["allowedProfiles"]["value"] == "${ALLOWED_PROFILES=gpu-small}"
+    example = yaml.safe_load((PROJECT_ROOT / "examples" / "digits.yaml").read_text())["compute"]
+    assert (example["profile"], example["priority"]) == ("gpu-small", "dedicated")  # what infra/ provisions
+
+
 def test_tables_are_the_table_store_tables() -> None:
     assert sorted(var(bicep("main.bicep"), "tables")) == sorted(TABLES)
 
@@ -348,7 +359,9 @@ AZD_ENV = {
 
 def test_every_hook_names_azds_subscription_on_every_az_call() -> None:
     for hook in (HOOK_SH, HOOK_PS1, HOOK_PROVISION_SH, HOOK_PROVISION_PS1):
-        calls = [line for line in hook.read_text().splitlines() if re.search(r"^\s*(until |if )?(! )?az (?!extension)", line)]
+        calls = [
+            line for line in hook.read_text().splitlines() if re.search(r"^\s*(until |if )?(! )?az (?!extension)", line)
+        ]
         assert calls and all("--subscription" in line or "$where" in line for line in calls), hook
 
 
@@ -364,7 +377,9 @@ def test_postprovision_registers_the_trainer_environment_from_its_build_context(
     result, calls, _ = run_hook(tmp_path, HOOK_PROVISION_SH, **PROVISIONED)
     assert result.returncode == 0, result.stderr
     create = next(c for c in calls if c.startswith("ml environment create"))
-    where = "--subscription 00000000-0000-0000-0000-00000000beef --resource-group rg-aztrain --workspace-name mlw-aztrain"
+    where = (
+        "--subscription 00000000-0000-0000-0000-00000000beef --resource-group rg-aztrain --workspace-name mlw-aztrain"
+    )
     assert where in create and "--name aztrain-horovod" in create and "--dockerfile-path Dockerfile" in create
     assert f"--build-context {HOOK_PROVISION_SH.parent}/../../trainer/environment " in create
     assert (HOOK_PROVISION_SH.parent / "../../trainer/environment/Dockerfile").is_file()

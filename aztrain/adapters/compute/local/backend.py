@@ -1,15 +1,12 @@
 """`ComputeBackend` on this machine: a simulated GPU cluster that runs real `horovodrun`.
 
-Nodes are simulated (they "provision" after a configurable delay and count down to zero when
-released); the training is not: each job is a supervisor process (`local.job`) that downloads exactly
-the blobs of the run's snapshot, runs `horovodrun --gloo`, streams logs to blob storage, uploads
-outputs and writes Azure ML-style statuses to `status.json`. Job folders live under the state dir, so
-the backend survives a restart of the host.
-
-Each simulated cluster has a fixed number of nodes (`AZTRAIN_LOCAL_CLUSTER_NODES`). As on
-Azure ML, a job that does not fit on the nodes left waits in `Queued` and starts, oldest
-first, when running jobs free theirs; a cluster's member jobs are indexed in a folder of
-its own, so scheduling costs grow with the jobs on the cluster, never with history.
+Nodes are simulated (they "provision" after a configurable delay and count down to zero when released);
+the training is not: each job is a supervisor process (`local.job`) that downloads exactly the blobs of
+the run's snapshot, runs `horovodrun --gloo`, streams logs to blob storage, uploads outputs and writes
+Azure ML-style statuses to `status.json`. Job folders live under the state dir, so the backend survives a
+restart of the host. Each simulated cluster has `AZTRAIN_LOCAL_CLUSTER_NODES` nodes; as on Azure ML, a
+job that does not fit waits in `Queued` and starts, oldest first, when running jobs free their nodes. A
+cluster's member jobs are indexed in a folder of their own: scheduling costs grow with them, not history.
 """
 
 from __future__ import annotations
@@ -33,7 +30,7 @@ import psutil
 
 from aztrain.domain.errors import ManifestError
 from aztrain.domain.manifest import ComputeSpec
-from aztrain.domain.profiles import gpu_problem, load_profiles
+from aztrain.domain.profiles import gpu_problem, load_profiles, select_profile
 from aztrain.domain.records import ClusterSpec, JobObservation, JobPhase, JobSubmission, ModelVersion, cluster_spec
 from aztrain.service.settings import PROJECT_ROOT, Settings
 
@@ -95,7 +92,7 @@ class LocalBackend:
         self._clusters_dir.mkdir(parents=True, exist_ok=True)
         self._jobs_dir.mkdir(parents=True, exist_ok=True)
         self._child_env = child_env if child_env is not None else dict(os.environ)
-        self._profiles = load_profiles(settings.compute_profiles)
+        self._profiles = load_profiles(settings.compute_profiles, settings.allowed_profiles)
         self._lock = threading.Lock()
         self._children: dict[str, subprocess.Popen[bytes]] = {}
 
@@ -103,6 +100,8 @@ class LocalBackend:
     def cluster_for(self, compute: ComputeSpec) -> ClusterSpec:
         """A simulated cluster named after the profile; a known profile's GPUs per node bound the processes."""
         profile = self._profiles.get(compute.profile)
+        if self._settings.allowed_profiles:  # a deployment's profiles are decided as the Azure ML backend does
+            select_profile(self._profiles, compute)
         problem = gpu_problem(profile, compute) if profile else None
         if problem:
             raise ManifestError([problem])
