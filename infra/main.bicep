@@ -150,12 +150,14 @@ module topic 'modules/topic.bicep' = {
   }
 }
 
+var functionAppName = '${namePrefix}-func-${token}'
+
 module functionApp 'modules/functionapp.bicep' = {
   name: 'functionapp'
   params: {
     location: location
     tags: tags
-    name: '${namePrefix}-func-${token}'
+    name: functionAppName
     planName: 'plan-${token}'
     storageAccountName: storage.outputs.name
     deploymentContainerName: deploymentContainer
@@ -174,6 +176,9 @@ module functionApp 'modules/functionapp.bicep' = {
       AZTRAIN_AML_SUBSCRIPTION_ID: subscription().subscriptionId
       AZTRAIN_AML_RESOURCE_GROUP: resourceGroup().name
       AZTRAIN_AML_WORKSPACE: aml.outputs.workspaceName
+      // CloudEvents: `source` + `id` identify an event, so each deployment names itself, with its
+      // resource path as Azure's own events do (docs/events.md, *Envelope*).
+      AZTRAIN_EVENTS_SOURCE: resourceId('Microsoft.Web/sites', functionAppName)
       AZTRAIN_AML_ENVIRONMENT: '${trainerEnvironment}@latest'
       AZTRAIN_AML_COMPUTE_IDENTITY_ID: aml.outputs.trainingIdentityId // attach to clusters it creates
       // The gpu-small profile as deployed here, so the backend adopts this cluster instead of resizing it.

@@ -171,6 +171,13 @@ def test_app_settings_are_read_by_the_app_and_carry_no_secret() -> None:
     assert "allowSharedKeyAccess: false" in bicep("modules/storage.bicep")
 
 
+def test_each_deployment_names_its_events_by_its_own_resource_path() -> None:
+    """CloudEvents: source + id identify an event, so two deployments must not share a source."""
+    main = bicep("main.bicep")
+    assert "AZTRAIN_EVENTS_SOURCE: resourceId('Microsoft.Web/sites', functionAppName)" in main
+    assert "    name: functionAppName\n" in main
+
+
 def test_role_assignments_use_documented_builtin_roles() -> None:
     docs = (PROJECT_ROOT / "docs" / "deploy.md").read_text()
     rbac = bicep("modules/rbac.bicep")
