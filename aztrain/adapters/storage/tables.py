@@ -35,6 +35,7 @@ first) until the reconciler acts on them.
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import itertools
 import json
@@ -219,10 +220,12 @@ class TableControlStore:
             params.update({f"s{i}": state for i, state in enumerate(wanted)})
         # One partition comes back in RowKey order, which is newest first: its first `limit` rows are the answer.
         first = limit if limit is not None and (table is self._active or job is not None) else None
+        # A copy in the index is read for deciding, never for publishing: leave its outbox on the wire.
+        select = copy_columns() if table is self._active else None
         entities: Iterable[TableEntity] = (
-            table.query_entities(" and ".join(clauses), parameters=params, results_per_page=first)
+            table.query_entities(" and ".join(clauses), parameters=params, results_per_page=first, select=select)
             if clauses
-            else table.list_entities(results_per_page=first)
+            else table.list_entities(results_per_page=first, select=select)
         )
         if first is not None:
             entities = itertools.islice(entities, first)
@@ -246,7 +249,7 @@ class TableControlStore:
     def unpublished_runs(self) -> list[Run]:
         # The index, not the runs table: a finished run keeps its copy there until its outbox is drained.
         rows = self._active.query_entities(
-            "PartitionKey eq @active and Unpublished eq true", parameters={"active": _ACTIVE}
+            "PartitionKey eq @active and Unpublished eq true", parameters={"active": _ACTIVE}, select=copy_columns()
         )
         return sorted((_indexed_run_from_entity(e) for e in rows), key=lambda r: r.id)
 
@@ -505,6 +508,17 @@ def _run_from_entity(e: Any) -> Run:
         outbox=tuple(Staged.from_json(s) for s in json.loads(e.get("Outbox") or "[]")),
         etag=e.metadata["etag"],
     )
+
+
+@functools.cache
+def copy_columns() -> list[str]:
+    """What a reader of the `active` index needs of a copy: every column but the outbox.
+
+    The outbox can grow to 64 KiB while the topic is down, and it is only ever published from the run
+    itself (`publishing.drain`). Derived from the mapper, so a new column is never left behind.
+    """
+    sample = Run.create(job="j", state=RunState.ACCEPTED, at=datetime.now(UTC), trigger="http", cause="c")
+    return [column for column in active_entity(sample) if column != "Outbox"]
 
 
 def active_entity(run: Run) -> dict[str, Any]:
