@@ -16,13 +16,14 @@ from aztrain.domain.records import DeadLetter, JobPhase, ModelVersion
 from aztrain.domain.retrain import Snapshot, Window
 from aztrain.domain.runs import Run
 from aztrain.service.ports import ComputeBackend, ControlStore, DataStore, EventSink
+from aztrain.service.queries import AmbiguousRun, InvalidContinuation, Queries
 from aztrain.service.settings import Settings
 from aztrain.service.usecases import deadletters, inbox, intake, progress, reconciler, registry, retraining
 from aztrain.service.usecases.context import Context
 from aztrain.service.usecases.inbox import BlobEvent
 from aztrain.service.usecases.intake import Submitted
 
-__all__ = ["BlobEvent", "ControlPlane", "Submitted"]
+__all__ = ["AmbiguousRun", "BlobEvent", "ControlPlane", "InvalidContinuation", "Submitted"]
 
 
 class ControlPlane:
@@ -43,6 +44,11 @@ class ControlPlane:
     @property
     def settings(self) -> Settings:
         return self.ctx.settings
+
+    @property
+    def queries(self) -> Queries:
+        """The read side: what the API shows (runs a page at a time, a run, its log and metrics, ...)."""
+        return Queries(self.ctx)
 
     @property
     def store(self) -> ControlStore:

@@ -1,10 +1,10 @@
-"""`ComputeBackend` on this machine: a simulated GPU cluster that runs real `horovodrun`.
+"""`ComputeBackend` on this machine: a simulated GPU cluster that runs real `horovodrun` or `torchrun`.
 
 Nodes are simulated (they "provision" after a configurable delay and count down to zero when
 released); the training is not: each job is a supervisor process (`local.job`) that downloads exactly
-the blobs of the run's snapshot, runs `horovodrun --gloo`, streams logs to blob storage, uploads
-outputs and writes Azure ML-style statuses to `status.json`. Job folders live under the state dir, so
-the backend survives a restart of the host.
+the blobs of the run's snapshot, runs its distribution's launcher (`local.launchers`), streams logs to
+blob storage, uploads outputs and writes Azure ML-style statuses to `status.json`. Job folders live
+under the state dir, so the backend survives a restart of the host.
 
 Each simulated cluster has a fixed number of nodes (`AZTRAIN_LOCAL_CLUSTER_NODES`). As on
 Azure ML, a job that does not fit on the nodes left waits in `Queued` and starts, oldest
@@ -99,7 +99,7 @@ def job_processes(job_name: str) -> list[psutil.Process]:
 
 
 class LocalBackend:
-    """A simulated cluster per compute profile; jobs run as real Horovod processes."""
+    """A simulated cluster per compute profile; jobs run as real Horovod or PyTorch DDP processes."""
 
     name = "local"
 
