@@ -34,7 +34,7 @@ def render_plan(manifest_text: str | bytes, settings: Settings) -> str:
     from aztrain.adapters.compute.azureml import build_compute, build_job, trainer_code
 
     manifest = parse_manifest(manifest_text, source="plan", max_bytes=settings.max_manifest_bytes)
-    profiles = load_profiles(settings.compute_profiles)
+    profiles = load_profiles(settings.compute_profiles, settings.allowed_profiles)
     profile = select_profile(profiles, manifest.compute)
     run = Run.create(
         id=RUN_ID,

@@ -302,7 +302,7 @@ class AzureMLBackend:
     def __init__(self, settings: Settings, *, client: Any = None) -> None:
         require_workspace(settings)  # at startup, not halfway through a run's first step
         self._settings = settings
-        self._profiles = load_profiles(settings.compute_profiles)
+        self._profiles = load_profiles(settings.compute_profiles, settings.allowed_profiles)
         self._by_cluster = {p.cluster: p for p in self._profiles.values()}
         self._client = client
         self._usages = Usages(lambda: self._ml)
