@@ -2,8 +2,8 @@
 
 The same models validate requests, shape the JSON views (`aztrain.service.views`) and generate
 the OpenAPI document (`functions/openapi.py`), so what is documented is what is checked.
-It runs past 300 lines because it is the whole wire contract, one model per query and body. The teams' and cost
-bodies are in `aztrain.api.teams`.
+It runs past 300 lines because it is the whole wire contract, one model per query and body;
+the teams' and cost bodies are in `aztrain.api.teams`.
 """
 
 from __future__ import annotations
