@@ -19,7 +19,17 @@ from aztrain.domain.teams import Team
 from aztrain.service.ports import ComputeBackend, ControlStore, DataStore, EventSink
 from aztrain.service.queries import AmbiguousRun, InvalidContinuation, Queries
 from aztrain.service.settings import Settings
-from aztrain.service.usecases import costing, deadletters, inbox, intake, progress, reconciler, registry, retraining
+from aztrain.service.usecases import (
+    costing,
+    deadletters,
+    inbox,
+    intake,
+    progress,
+    reconciler,
+    registry,
+    retraining,
+    teamadmin,
+)
 from aztrain.service.usecases.context import Context
 from aztrain.service.usecases.inbox import BlobEvent
 from aztrain.service.usecases.intake import Submitted
@@ -152,6 +162,14 @@ class ControlPlane:
     def teams(self) -> list[Team]:
         """Every team and its bounds, by name."""
         return self.ctx.store.list_teams()
+
+    def set_team(self, team: Team, *, by: Principal) -> Team:
+        """Create a team or replace its bounds (admins only: `Forbidden` otherwise)."""
+        return teamadmin.set_team(self.ctx, team, by=by)
+
+    def delete_team(self, name: str, *, by: Principal) -> None:
+        """Forget a team's bounds (admins only)."""
+        teamadmin.delete_team(self.ctx, name, by=by)
 
     def cost_report(self, month: str | None = None, *, team: str | None = None) -> costing.Report:
         """A month's spend (default: this month's) per team, job and day: its ledger plus active runs' live cost."""
