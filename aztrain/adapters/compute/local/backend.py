@@ -1,10 +1,10 @@
-"""`ComputeBackend` on this machine: a simulated GPU cluster that runs real `horovodrun`.
+"""`ComputeBackend` on this machine: a simulated GPU cluster that runs real `horovodrun` or `torchrun`.
 
 Nodes are simulated (they "provision" after a configurable delay and count down to zero when
 released); the training is not: each job is a supervisor process (`local.job`) that downloads exactly
-the blobs of the run's snapshot, runs `horovodrun --gloo`, streams logs to blob storage, uploads
-outputs and writes Azure ML-style statuses to `status.json`. Job folders live under the state dir, so
-the backend survives a restart of the host.
+the blobs of the run's snapshot, runs its distribution's launcher (`local.launchers`), streams logs to
+blob storage, uploads outputs and writes Azure ML-style statuses to `status.json`. Job folders live
+under the state dir, so the backend survives a restart of the host.
 
 Each simulated cluster has a fixed number of nodes (`AZTRAIN_LOCAL_CLUSTER_NODES`). As on
 Azure ML, a job that does not fit on the nodes left waits in `Queued` and starts, oldest
@@ -41,7 +41,7 @@ import psutil
 from aztrain.adapters.compute.local.quota import SimulatedQuota, cluster_quota_fields
 from aztrain.domain.errors import ManifestError
 from aztrain.domain.manifest import ComputeSpec
-from aztrain.domain.profiles import gpu_problem, load_profiles
+from aztrain.domain.profiles import gpu_problem, load_profiles, select_profile
 from aztrain.domain.records import (
     ClusterSpec,
     JobObservation,
@@ -99,7 +99,7 @@ def job_processes(job_name: str) -> list[psutil.Process]:
 
 
 class LocalBackend:
-    """A simulated cluster per compute profile; jobs run as real Horovod processes."""
+    """A simulated cluster per compute profile; jobs run as real Horovod or PyTorch DDP processes."""
 
     name = "local"
 
@@ -111,7 +111,7 @@ class LocalBackend:
         self._clusters_dir.mkdir(parents=True, exist_ok=True)
         self._jobs_dir.mkdir(parents=True, exist_ok=True)
         self._child_env = child_env if child_env is not None else dict(os.environ)
-        self._profiles = load_profiles(settings.compute_profiles)
+        self._profiles = load_profiles(settings.compute_profiles, settings.allowed_profiles)
         self._lock = threading.Lock()
         self._children: dict[str, subprocess.Popen[bytes]] = {}
         self._quota = SimulatedQuota(
@@ -126,6 +126,8 @@ class LocalBackend:
         what the simulated quota counts; serverless nodes are bounded by the profile's `max_nodes`.
         """
         profile = self._profiles.get(compute.profile)
+        if self._settings.allowed_profiles:  # a deployment's profiles are decided as the Azure ML backend does
+            select_profile(self._profiles, compute)
         problem = gpu_problem(profile, compute) if profile else None
         if problem:
             raise ManifestError([problem])
