@@ -56,7 +56,8 @@ def render_plan(manifest_text: str | bytes, settings: Settings) -> str:
     ]
     header = (
         f"# aztrain plan for job {manifest.name} (manifest {manifest.content_hash[:12]}) on compute profile "
-        f"{profile.name}\n# {RUN_ID} and {SNAPSHOT_ID} are assigned when the run starts.\n"
+        f"{profile.name}, distribution {manifest.trainer.distribution}\n"
+        f"# {RUN_ID} and {SNAPSHOT_ID} are assigned when the run starts.\n"
     )
     return header + yaml.safe_dump_all(documents, sort_keys=False, explicit_start=True)
 

@@ -183,7 +183,7 @@ class FakeAzureML:
         self.clusters: dict[str, Cluster] = {}
         self.jobs: dict[str, Job] = {}
         self.code_versions: dict[tuple[str, str], dict[str, Any]] = {}
-        self.environments: dict[str, list[str]] = {"aztrain-horovod": ["1", "2"]}
+        self.environments: dict[str, list[str]] = {"aztrain-trainer": ["1", "2"]}
         self.models: dict[tuple[str, str], dict[str, Any]] = {}  # (name, version) → resource, in creation order
         self.uploads: dict[str, bytes] = {}  # blob path → bytes, for the code snapshot
         self.blob_metadata: dict[str, dict[str, str]] = {}
