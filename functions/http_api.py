@@ -23,7 +23,7 @@ from aztrain.domain.errors import InvalidTransition
 from aztrain.domain.runs import RunState
 from aztrain.service.bootstrap import control_plane
 from aztrain.service.queries import Queries
-from functions import submission
+from functions import not_allowed, submission
 from functions.identity import Access, caller
 from functions.openapi import Body, Header, Operation, PathParameter, document
 from functions.problems import ApiProblem, Handler, bad_request, guarded, invalid
@@ -37,11 +37,16 @@ OPERATIONS: list[Operation] = []
 RUN_ID = PathParameter(api.RUN_REF_PATTERN, "a run id, or a unique prefix of one (at least 6 characters)")
 NAME = PathParameter(api.NAME_PATTERN, "a job (and model) name: 3-63 lowercase letters, digits or '-'")
 VERSION = PathParameter(r"^[1-9][0-9]{0,8}$", "a version number, from 1")
+_BYTES = r"^[0-9]+$"
 LOG_HEADERS = (
-    Header("X-Log-Offset", "Byte offset of the first byte returned"),
-    Header("X-Log-Next-Offset", "Where to continue (`?offset=`) to follow the log"),
-    Header("X-Log-Size", "The log's size when read"),
-    Header("X-Run-State", "The run's state when read: follow until it is terminal and nothing new arrives"),
+    Header("X-Log-Offset", "Byte offset of the first byte returned", _BYTES),
+    Header("X-Log-Next-Offset", "Where to continue (`?offset=`) to follow the log", _BYTES),
+    Header("X-Log-Size", "The log's size when read", _BYTES),
+    Header(
+        "X-Run-State",
+        "The run's state when read: follow until it is terminal and nothing new arrives",
+        enum=tuple(state.value for state in RunState),
+    ),
 )
 
 Q = TypeVar("Q", bound=BaseModel)
@@ -112,9 +117,9 @@ def _queries() -> Queries:
 
 
 def _query(model: type[Q], req: func.HttpRequest) -> Q:
-    """The query as `model`; an empty value (`?job=`, as forms send) means the parameter is not given."""
+    """The query as `model`, each value checked as the document says (an empty one too)."""
     try:
-        return model.model_validate({name: value for name, value in req.params.items() if value != ""})
+        return model.model_validate(dict(req.params))
     except ValidationError as exc:
         raise bad_request(exc) from None
 
@@ -333,3 +338,7 @@ def openapi(req: func.HttpRequest) -> func.HttpResponse:
 @functools.cache
 def _document() -> dict[str, Any]:
     return document(OPERATIONS)
+
+
+# Last, once every route above is declared: 405 for each method a path leaves out.
+not_allowed.register(bp, OPERATIONS)

@@ -26,7 +26,10 @@ TYPE_BASE = "https://aztrain.dev/problems/"
 
 
 class ApiProblem(Exception):
-    """Raised by a route to answer with a problem: `slug` names its kind, `extra` adds members (`run`, ...)."""
+    """Raised by a route to answer with a problem: `slug` names its kind, `extra` adds members (`run`, ...).
+
+    `headers` go on the response (a 405's `Allow`).
+    """
 
     def __init__(
         self,
@@ -35,6 +38,7 @@ class ApiProblem(Exception):
         detail: str,
         *,
         errors: list[FieldError] | None = None,
+        headers: dict[str, str] | None = None,
         **extra: Any,
     ) -> None:
         super().__init__(detail)
@@ -42,6 +46,7 @@ class ApiProblem(Exception):
         self.slug = slug
         self.detail = detail
         self.errors = errors
+        self.headers = headers or {}
         self.extra = extra
 
 
@@ -76,7 +81,9 @@ def problem_body(problem: ApiProblem, path: str) -> dict[str, Any]:
 
 def problem_response(problem: ApiProblem, req: func.HttpRequest) -> func.HttpResponse:
     body = problem_body(problem, urlsplit(req.url).path)
-    return func.HttpResponse(json.dumps(body, indent=2), status_code=problem.status, mimetype=PROBLEM_TYPE)
+    return func.HttpResponse(
+        json.dumps(body, indent=2), status_code=problem.status, mimetype=PROBLEM_TYPE, headers=problem.headers
+    )
 
 
 Handler = Callable[[func.HttpRequest], func.HttpResponse]

@@ -24,16 +24,22 @@ from functions.problems import PROBLEM_TYPE, ApiProblem, invalid, problem_body
 
 IDEMPOTENCY_KEY = Header(
     "Idempotency-Key",
-    "Makes a retried submit safe: the same key returns the first answer and creates one run",
-    r'^"?[\x21-\x7e]{1,255}"?$',
+    "Makes a retried submit safe: the same key returns the first answer and creates one run. 1-255 visible "
+    "ASCII characters, or a structured-field string (in double quotes) of them; anything else is a 400",
+    r'^(?:"[\x21\x23-\x7e]{1,255}"|[\x21-\x7e]{1,255})$',
 )
+#: A structured-field string (RFC 9651 §3.3.3) of visible characters: the key is what is between the quotes.
+_QUOTED_KEY = re.compile(r'"([\x21\x23-\x7e]{1,255})"')
 REQUEST_ID = Header(
     "X-Request-Id",
-    "Recorded as the run's cause (`http:<id>`) and, without a `traceparent`, its correlation id",
+    "Recorded as the run's cause (`http:<id>`) and, without a `traceparent`, its correlation id. "
+    "1-128 visible ASCII characters; anything else (an empty value too) is a 400",
     r"^[\x21-\x7e]{1,128}$",
 )
 LOCATION = Header("Location", "The new run (/api/runs/<id>), or a waiting job's window (/api/jobs/<name>/window)")
-REPLAYED = Header("Idempotent-Replayed", "true when this is the stored answer to an earlier request")
+REPLAYED = Header(
+    "Idempotent-Replayed", "Sent (as true) when this is the stored answer to an earlier request", enum=("true",)
+)
 #: Media types a manifest may be sent as (a missing Content-Type is fine too); the service reads YAML, a JSON superset.
 MANIFEST_MEDIA_TYPES = frozenset(
     {"application/json", "application/yaml", "application/x-yaml", "text/yaml", "text/x-yaml", "text/plain"}
@@ -155,12 +161,18 @@ def _idempotency_key(req: func.HttpRequest) -> str | None:
         return None
     if not re.fullmatch(IDEMPOTENCY_KEY.pattern, raw):
         raise invalid(IDEMPOTENCY_KEY.name, "use 1-255 visible ASCII characters, e.g. a UUID")
-    return raw.strip('"')  # the header may be sent as a structured-field string
+    quoted = _QUOTED_KEY.fullmatch(raw)
+    return quoted.group(1) if quoted else raw
 
 
 def _request_id(req: func.HttpRequest) -> str:
-    given = req.headers.get("x-request-id", "")
-    return given if re.fullmatch(REQUEST_ID.pattern, given) else str(uuid.uuid4())
+    """The caller's request id, refused unless it has the documented shape; a new one when none is sent."""
+    given: str | None = req.headers.get("x-request-id")
+    if given is None:
+        return str(uuid.uuid4())
+    if not re.fullmatch(REQUEST_ID.pattern, given):
+        raise invalid(REQUEST_ID.name, "use 1-128 visible ASCII characters, e.g. a UUID")
+    return given
 
 
 def _idempotent(service: ControlPlane, key: str, digest: str, answer: Callable[[str], Answer]) -> func.HttpResponse:

@@ -102,7 +102,8 @@ Distribution = Literal["horovod", "pytorch"]
 class TrainerSpec(_Strict):
     """Which allowlisted program to run, its arguments (validated by the trainer itself) and its distribution."""
 
-    entrypoint: str = "trainer.train"
+    # The document lists what the validator below allows, so what the schema says is what is checked.
+    entrypoint: str = Field(default="trainer.train", json_schema_extra={"enum": list(ALLOWED_ENTRYPOINTS)})
     args: dict[str, str | int | float | bool] = Field(default_factory=dict)
     distribution: Distribution = Field(
         default="horovod", description="horovod (horovodrun / MPI) or pytorch (DDP: torchrun / PyTorchDistribution)"

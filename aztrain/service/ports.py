@@ -60,7 +60,10 @@ class Runs(Protocol):
         cluster: str | None = None,
         limit: int | None = None,
     ) -> list[Run]:
-        """Runs, newest first, optionally of one job, in some states, on one cluster."""
+        """Runs, newest first, optionally of one job, in some states, on one cluster.
+
+        Active runs of all jobs come from the active index: copies, possibly behind, without outboxes.
+        """
         ...
 
     def page_of_runs(
@@ -105,7 +108,8 @@ class Outbox(Protocol):
     def unpublished_runs(self) -> list[Run]:
         """Runs (in any state) whose outbox is not empty, from the active index: the reconciler's backstop drains them.
 
-        They may be copies behind their runs (without an ETag): read a run before draining it.
+        They are copies, possibly behind their runs and without their outboxes (nor an ETag): read a run before
+        draining it.
         """
         ...
 

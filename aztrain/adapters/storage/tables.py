@@ -38,6 +38,7 @@ so a page of runs, newest first, is one range read from the start of the table o
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import itertools
 import json
@@ -81,7 +82,7 @@ _SAFE_KEY = re.compile(r"^[A-Za-z0-9._:@=-]{1,512}$")
 _BATCH = 100  # Table Storage's limit on operations in one transaction
 _REMEMBERED = 100_000  # run ids whose job a store remembers (a few MB), forgotten all at once beyond
 T = TypeVar("T")
-_OUTBOX_DETAIL = 1000  # characters of a transition's detail kept in the outbox (history keeps 16000)
+_OUTBOX_DETAIL = 500  # characters of a transition's detail kept in the outbox (history keeps 16000)
 
 
 class TableControlStore:
@@ -239,10 +240,12 @@ class TableControlStore:
             clauses.append(_in_states(states, params))
         # One partition comes back in RowKey order, which is newest first: its first `limit` rows are the answer.
         first = limit if limit is not None and (table is self._active or job is not None) else None
+        # A copy in the index is read for deciding, never for publishing: leave its outbox on the wire.
+        select = copy_columns() if table is self._active else None
         entities: Iterable[TableEntity] = (
-            table.query_entities(" and ".join(clauses), parameters=params, results_per_page=first)
+            table.query_entities(" and ".join(clauses), parameters=params, results_per_page=first, select=select)
             if clauses
-            else table.list_entities(results_per_page=first)
+            else table.list_entities(results_per_page=first, select=select)
         )
         if first is not None:
             entities = itertools.islice(entities, first)
@@ -306,7 +309,7 @@ class TableControlStore:
     def unpublished_runs(self) -> list[Run]:
         # The index, not the runs table: a finished run keeps its copy there until its outbox is drained.
         rows = self._active.query_entities(
-            "PartitionKey eq @active and Unpublished eq true", parameters={"active": _ACTIVE}
+            "PartitionKey eq @active and Unpublished eq true", parameters={"active": _ACTIVE}, select=copy_columns()
         )
         return sorted((_indexed_run_from_entity(e) for e in rows), key=lambda r: r.id)
 
@@ -547,9 +550,11 @@ def run_entity(run: Run) -> dict[str, Any]:
 
 
 def _outbox_columns(run: Run) -> dict[str, Any]:
-    # `Unpublished` makes the backstop a filtered query; details are cut so the column stays under 64 KiB.
+    # `Unpublished` makes the backstop a filtered query. Details are cut, and kept as characters rather than
+    # \u escapes (6 characters each), so the column stays under the 32K-character property limit
+    # (MAX_PREEMPTION_ATTEMPTS_BOUND).
     staged = [s.to_json(max_detail=_OUTBOX_DETAIL) for s in run.outbox]
-    return {"Outbox": json.dumps(staged), "Unpublished": bool(run.outbox)}
+    return {"Outbox": json.dumps(staged, ensure_ascii=False), "Unpublished": bool(run.outbox)}
 
 
 def _run_from_entity(e: Any) -> Run:
@@ -582,6 +587,17 @@ def _run_from_entity(e: Any) -> Run:
         outbox=tuple(Staged.from_json(s) for s in json.loads(e.get("Outbox") or "[]")),
         etag=e.metadata["etag"],
     )
+
+
+@functools.cache
+def copy_columns() -> list[str]:
+    """What a reader of the `active` index needs of a copy: every column but the outbox.
+
+    The outbox can grow to 64 KiB while the topic is down, and it is only ever published from the run
+    itself (`publishing.drain`). Derived from the mapper, so a new column is never left behind.
+    """
+    sample = Run.create(job="j", state=RunState.ACCEPTED, at=datetime.now(UTC), trigger="http", cause="c")
+    return [column for column in active_entity(sample) if column != "Outbox"]
 
 
 def active_entity(run: Run) -> dict[str, Any]:
