@@ -79,7 +79,7 @@ var jobsContainer = 'jobs'
 var manifestsPrefix = 'manifests/'
 var runsContainer = 'runs'
 var dataContainers = ['datasets']
-var tables = ['jobs', 'runs', 'runhistory', 'claims', 'clusters', 'arrivals', 'models', 'deadletters', 'active', 'watches', 'inbox', 'runsbytime']
+var tables = ['jobs', 'runs', 'runhistory', 'claims', 'clusters', 'arrivals', 'models', 'deadletters', 'active', 'watches', 'inbox', 'runsbytime', 'costs', 'teams']
 var deadLetterContainer = 'deadletter'
 // The trainer's Azure ML environment (aztrain.service.settings's default name), registered from
 // trainer/environment by the postprovision hook; the app's jobs use its latest version.
