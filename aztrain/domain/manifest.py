@@ -118,7 +118,7 @@ class TrainerSpec(_Strict):
 
 
 class ComputeSpec(_Strict):
-    """The cluster shape: a named profile (or VM size), nodes and Horovod processes per node."""
+    """The cluster shape: a named profile (or VM size), nodes and training processes per node."""
 
     profile: str = "gpu-small"
     vm_size: str | None = None
