@@ -59,6 +59,7 @@ def cost(
 teams = typer.Typer(
     help="Teams and their bounds: GPUs at once, GPU-hours per 30 days, monthly budget, priorities (set: Admin).",
     no_args_is_help=True,
+    epilog=examples("aztrain teams list", "aztrain --user root teams set vision --gpus 8 --budget 2000"),
 )
 app.add_typer(teams, name="teams")
 
