@@ -79,11 +79,11 @@ var jobsContainer = 'jobs'
 var manifestsPrefix = 'manifests/'
 var runsContainer = 'runs'
 var dataContainers = ['datasets']
-var tables = ['jobs', 'runs', 'runhistory', 'claims', 'clusters', 'arrivals', 'models', 'deadletters', 'active', 'watches', 'inbox', 'runsbytime']
+var tables = ['jobs', 'runs', 'runhistory', 'claims', 'clusters', 'arrivals', 'models', 'deadletters', 'active', 'watches', 'inbox', 'runsbytime', 'costs', 'teams']
 var deadLetterContainer = 'deadletter'
 // The trainer's Azure ML environment (aztrain.service.settings's default name), registered from
 // trainer/environment by the postprovision hook; the app's jobs use its latest version.
-var trainerEnvironment = 'aztrain-horovod'
+var trainerEnvironment = 'aztrain-trainer'
 var deploymentContainer = 'app-package'
 // The name the azureml backend gives the `gpu-small` profile's cluster (aztrain.domain.profiles.CLUSTER_PREFIX).
 var gpuClusterName = 'aztrain-gpu-small'

@@ -52,11 +52,12 @@ from azure.core import MatchConditions
 from azure.core.exceptions import ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
 from azure.data.tables import TableClient, TableEntity, TableServiceClient, TableTransactionError, UpdateMode
 
-from aztrain.domain.cost import Rate
+from aztrain.domain.cost import CostEntry, Rate
 from aztrain.domain.errors import ConcurrencyError
 from aztrain.domain.manifest import JobManifest
 from aztrain.domain.records import Arrival, ClusterRecord, DeadLetter, Intake, JobRecord, ModelVersion
 from aztrain.domain.runs import ACTIVE_STATES, Run, RunState, Staged, Transition
+from aztrain.domain.teams import Team
 from aztrain.service import faults
 
 TABLES = (
@@ -72,12 +73,15 @@ TABLES = (
     "watches",
     "inbox",
     "runsbytime",
+    "costs",
+    "teams",
 )
 _ACTIVE = "active"  # the one partition of the `active` index: read whole, it holds only active runs
 _WATCHES = "watches"  # the one partition of the `watches` index: the jobs that watch data, by name
 _INBOX = "inbox"  # the one partition of the `inbox`: blob events not yet acted on, oldest first
 #: A run id's leading digits name its partition in `runsbytime`: 10^8 ms (about 28 hours) of creation times.
 _BUCKET_DIGITS = 5
+_TEAMS = "teams"  # the one partition of `teams`: a handful of rows, read whole
 _SAFE_KEY = re.compile(r"^[A-Za-z0-9._:@=-]{1,512}$")
 _BATCH = 100  # Table Storage's limit on operations in one transaction
 _REMEMBERED = 100_000  # run ids whose job a store remembers (a few MB), forgotten all at once beyond
@@ -103,6 +107,8 @@ class TableControlStore:
         self._watches = self._table("watches")
         self._inbox = self._table("inbox")
         self._listed = self._table("runsbytime")
+        self._costs = self._table("costs")
+        self._teams = self._table("teams")
         self._job_of: dict[str, str] = {}  # run id -> job, for the runs this process has seen
 
     def _table(self, name: str) -> TableClient:
@@ -421,6 +427,36 @@ class TableControlStore:
         return sorted(letters, key=lambda d: (d.at, d.function, d.event_id))
 
     # ------------------------------------------------------------- helpers
+    # ---------------------------------------------------------------- costs
+    def record_cost(self, entry: CostEntry) -> None:
+        _insert_once(self._costs, _cost_to_entity(entry))
+
+    def costs(self, month: str, team: str | None = None) -> list[CostEntry]:
+        query = "PartitionKey eq @month"
+        parameters = {"month": month}
+        if team is not None:  # the team's rows are one RowKey range: `<team>|...`
+            query += " and RowKey ge @low and RowKey lt @high"
+            parameters |= {"low": f"{team}|", "high": f"{team}}}"}  # "}" sorts right after "|"
+        rows = self._costs.query_entities(query, parameters=parameters)
+        return [_cost_from_entity(e) for e in rows]
+
+    # ---------------------------------------------------------------- teams
+    def get_team(self, name: str) -> Team | None:
+        try:
+            return _team_from_entity(self._teams.get_entity(_TEAMS, name))
+        except ResourceNotFoundError:
+            return None
+
+    def put_team(self, team: Team) -> Team:
+        return replace(team, etag=self._write(self._teams, _team_to_entity(team), team.etag, f"team {team.name}"))
+
+    def delete_team(self, name: str) -> None:
+        self._teams.delete_entity(_TEAMS, name)
+
+    def list_teams(self) -> list[Team]:
+        rows = self._teams.query_entities("PartitionKey eq @p", parameters={"p": _TEAMS})
+        return sorted((_team_from_entity(e) for e in rows), key=lambda t: t.name)
+
     @staticmethod
     def _write(table: TableClient, entity: dict[str, Any], etag: str | None, what: str) -> str:
         """Create when `etag` is None, else replace only if unchanged. Returns the new ETag."""
@@ -748,4 +784,66 @@ def _model_from_entity(e: Any) -> ModelVersion:
         registered_at=_utc(e["RegisteredAt"]) or datetime.now(UTC),
         promoted=bool(e.get("Promoted", False)),
         gate=e.get("Gate", ""),
+    )
+
+
+def _cost_to_entity(c: CostEntry) -> dict[str, Any]:
+    return {
+        "PartitionKey": c.month,
+        "RowKey": f"{c.team}|{c.run_id}",
+        "RunId": c.run_id,
+        "Job": c.job,
+        "Team": c.team,
+        "SubmittedBy": c.submitted_by,
+        "EndedAt": c.ended_at,
+        "BilledSeconds": c.billed_seconds,
+        "GpuSeconds": c.gpu_seconds,
+        "Cost": c.cost,
+        "VmSize": c.vm_size,
+        "Tier": c.tier,
+    }
+
+
+def _cost_from_entity(e: Any) -> CostEntry:
+    return CostEntry(
+        run_id=e["RunId"],
+        job=e["Job"],
+        team=e["Team"],
+        submitted_by=e.get("SubmittedBy", ""),
+        ended_at=_utc(e["EndedAt"]) or datetime.now(UTC),
+        billed_seconds=float(e["BilledSeconds"]),
+        gpu_seconds=float(e["GpuSeconds"]),
+        cost=float(e["Cost"]),
+        vm_size=e.get("VmSize", ""),
+        tier=e.get("Tier", ""),
+    )
+
+
+def _team_to_entity(t: Team) -> dict[str, Any]:
+    return {
+        "PartitionKey": _TEAMS,
+        "RowKey": t.name,
+        "Gpus": t.gpus,
+        "GpuHours": t.gpu_hours,
+        "MonthlyBudget": t.monthly_budget,
+        "DefaultPriority": t.default_priority,
+        "MaxPriority": t.max_priority,
+        "Weight": t.weight,
+    }
+
+
+def _team_from_entity(e: Any) -> Team:
+    def number(name: str) -> float | None:
+        return None if e.get(name) is None else float(e[name])
+
+    gpus = number("Gpus")
+    return Team(
+        name=e["RowKey"],
+        gpus=None if gpus is None else int(gpus),
+        gpu_hours=number("GpuHours"),
+        monthly_budget=number("MonthlyBudget"),
+        default_priority=int(e.get("DefaultPriority", 0)),
+        max_priority=int(e.get("MaxPriority", 0)),
+        weight=float(e.get("Weight", 1.0)),
+        etag=e.metadata["etag"],
     )
