@@ -83,6 +83,10 @@ resource mlAppInsights 'Microsoft.Insights/components@2020-02-02' = {
   }
 }
 
+// The workspace keeps its system-assigned identity (its storage, key vault, studio's datastore reads)
+// and carries the training identity too: serverless jobs run as a user-assigned identity of the
+// workspace (learn.microsoft.com/azure/machine-learning/how-to-use-serverless-compute), and that
+// identity already holds the trainer's roles (rbac.bicep), as on the clusters it is attached to.
 resource workspace 'Microsoft.MachineLearningServices/workspaces@2024-04-01' = {
   name: workspaceName
   location: location
@@ -91,11 +95,6 @@ resource workspace 'Microsoft.MachineLearningServices/workspaces@2024-04-01' = {
     name: 'Basic'
     tier: 'Basic'
   }
-  // The system-assigned identity stays the workspace's own (its storage, key vault, studio's datastore
-  // reads). The training identity is attached too: serverless jobs run as a user-assigned identity of
-  // the workspace (system-assigned is not supported for them; learn.microsoft.com/azure/machine-learning/
-  // how-to-use-serverless-compute), and it already holds the trainer's roles (rbac.bicep: data read,
-  // runs write), the same as on the clusters it is attached to.
   identity: {
     type: 'SystemAssigned,UserAssigned'
     userAssignedIdentities: {
