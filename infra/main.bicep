@@ -69,7 +69,11 @@ var jobsContainer = 'jobs'
 var manifestsPrefix = 'manifests/'
 var runsContainer = 'runs'
 var dataContainers = ['datasets']
-var tables = ['jobs', 'runs', 'runhistory', 'claims', 'clusters', 'arrivals', 'models', 'deadletters', 'active', 'watches', 'inbox']
+var tables = ['jobs', 'runs', 'runhistory', 'claims', 'clusters', 'arrivals', 'models', 'deadletters', 'active', 'watches']
+// The queue the BlobCreated subscriptions write to, and the one its trigger moves poison messages to
+// (functions/blob_queue.py BLOB_EVENTS_QUEUE, POISON_QUEUE).
+var blobEventsQueue = 'blob-events'
+var poisonQueue = '${blobEventsQueue}-poison'
 var deadLetterContainer = 'deadletter'
 var deploymentContainer = 'app-package'
 // The name the azureml backend gives the `gpu-small` profile's cluster (aztrain.domain.profiles.CLUSTER_PREFIX).
@@ -102,6 +106,7 @@ module storage 'modules/storage.bicep' = {
     skuName: storageSkuName
     containers: concat([jobsContainer, runsContainer, deadLetterContainer, deploymentContainer], dataContainers)
     tables: tables
+    queues: [blobEventsQueue, poisonQueue]
   }
 }
 
@@ -203,6 +208,8 @@ module rbac 'modules/rbac.bicep' = {
     runsContainer: runsContainer
     dataContainers: dataContainers
     deadLetterContainer: deadLetterContainer
+    blobEventsQueue: blobEventsQueue
+    poisonQueue: poisonQueue
     userPrincipalId: principalId
   }
 }
@@ -229,5 +236,6 @@ output AZTRAIN_EVENTS_PARAMETERS string = string({
     manifestsPrefix: { value: manifestsPrefix }
     dataContainers: { value: dataContainers }
     deadLetterContainer: { value: deadLetterContainer }
+    blobEventsQueue: { value: blobEventsQueue }
   }
 })

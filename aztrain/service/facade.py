@@ -2,8 +2,8 @@
 
 Each method delegates to a use-case module in `aztrain.service.usecases` (intake, progress,
 retraining, registry, capacity), all sharing one `Context`. Every use case is idempotent
-and quick: handlers record intent and take one cheap step; `reconcile` drives runs forward
-from backend state and is the backstop for every lost or late event.
+and quick: handlers record intent and take the cheap steps due; `reconcile` is the slow backstop
+for every lost or late event.
 """
 
 from __future__ import annotations
@@ -16,9 +16,9 @@ from aztrain.domain.retrain import Snapshot, Window
 from aztrain.domain.runs import Run
 from aztrain.service.ports import ComputeBackend, ControlStore, DataStore, EventSink
 from aztrain.service.settings import Settings
-from aztrain.service.usecases import deadletters, inbox, intake, progress, reconciler, registry, retraining
+from aztrain.service.usecases import blob_events, deadletters, intake, progress, reconciler, registry, retraining
+from aztrain.service.usecases.blob_events import BlobEvent
 from aztrain.service.usecases.context import Context
-from aztrain.service.usecases.inbox import BlobEvent
 from aztrain.service.usecases.intake import Submitted
 
 __all__ = ["BlobEvent", "ControlPlane", "Submitted"]
@@ -84,12 +84,8 @@ class ControlPlane:
         )
 
     def on_blob_created(self, event: BlobEvent) -> None:
-        """A blob landed: recorded for the reconciler, whose next pass starts its job or records its data."""
-        inbox.on_blob_created(self.ctx, event)
-
-    def process_inbox(self) -> int:
-        """Act on the blob events recorded so far (the reconciler's first step); returns how many."""
-        return inbox.process_inbox(self.ctx)
+        """A blob landed: a manifest starts its job and run (first steps at once), an upload becomes arrivals."""
+        blob_events.on_blob_created(self.ctx, event)
 
     def dead_letter(self, *, function: str, event_id: str, event_type: str, subject: str, reason: str) -> DeadLetter:
         """Record an event that can never succeed, so its handler can acknowledge it."""

@@ -13,6 +13,9 @@ param containers array
 @description('Tables to create; must equal aztrain.adapters.storage.tables.TABLES.')
 param tables array
 
+@description('Queues to create: the blob-events queue Event Grid writes to, and its poison queue.')
+param queues array
+
 @description('Replication. main.bicep always passes its storageSkuName; the default (the same) lets checkov see the value.')
 param skuName string = 'Standard_GRS'
 
@@ -73,6 +76,18 @@ resource tableResources 'Microsoft.Storage/storageAccounts/tableServices/tables@
   for table in tables: {
     parent: tableService
     name: table
+  }
+]
+
+resource queueService 'Microsoft.Storage/storageAccounts/queueServices@2023-05-01' = {
+  parent: account
+  name: 'default'
+}
+
+resource queueResources 'Microsoft.Storage/storageAccounts/queueServices/queues@2023-05-01' = [
+  for queue in queues: {
+    parent: queueService
+    name: queue
   }
 ]
 

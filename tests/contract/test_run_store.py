@@ -8,7 +8,7 @@ import pytest
 
 from aztrain.domain.errors import ConcurrencyError
 from aztrain.domain.manifest import JobManifest, manifest_from_dict
-from aztrain.domain.records import Arrival, ClusterRecord, DeadLetter, Intake, JobRecord, ModelVersion
+from aztrain.domain.records import Arrival, ClusterRecord, DeadLetter, JobRecord, ModelVersion
 from aztrain.domain.runs import ACTIVE_STATES, Run, RunState
 from aztrain.service.ports import ControlStore
 
@@ -69,18 +69,6 @@ def test_adding_a_run_again_leaves_the_index_copy_of_its_later_steps_alone(run_s
         run_store.add_run(a_run("digits", run.id))
     (copy,) = run_store.find_runs(states=ACTIVE_STATES, cluster="c1")
     assert (copy.id, copy.state) == (run.id, RunState.PROVISIONING)
-
-
-def test_the_inbox_keeps_one_intake_per_key_oldest_first_until_removed(run_store: ControlStore):
-    def intake(key: str, event_id: str) -> Intake:
-        return Intake(key, event_id, "jobs", f"manifests/{event_id}.yaml", '"0x1"', T0 if key < "2" else None)
-
-    for key, event_id in [("2000-b", "b"), ("1000-a", "a"), ("3000-c", "c"), ("1000-a", "a-again")]:
-        run_store.record_intake(intake(key, event_id))
-    assert run_store.intakes(10) == [intake("1000-a", "a"), intake("2000-b", "b"), intake("3000-c", "c")]
-    assert [i.key for i in run_store.intakes(2)] == ["1000-a", "2000-b"]
-    run_store.remove_intakes(["2000-b", "9999-gone", "1000-a"])  # one already gone: no error
-    assert [i.key for i in run_store.intakes(10)] == ["3000-c"]
 
 
 def test_stale_writes_lose(run_store: ControlStore):

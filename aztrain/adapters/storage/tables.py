@@ -1,8 +1,8 @@
 """`ControlStore` on Azure Table Storage (azure-data-tables), with ETag-conditional writes.
 
-One adapter implements every storage role (runs, jobs, claims, inbox, arrivals, models, clusters,
+One adapter implements every storage role (runs, jobs, claims, arrivals, models, clusters,
 dead letters): they share one account and the same entity mapping rules. It runs past 300 lines because
-each of the eleven tables needs its own entity mapper, kept beside the queries that read it.
+each of the ten tables needs its own entity mapper, kept beside the queries that read it.
 
 | table       | PartitionKey | RowKey                    |
 | ----------- | ------------ | ------------------------- |
@@ -16,7 +16,6 @@ each of the eleven tables needs its own entity mapper, kept beside the queries t
 | deadletters | function     | event id (hashed if odd)  |
 | active      | `active`     | run id                    |
 | watches     | `watches`    | job name                  |
-| inbox       | `inbox`      | intake key (time + event) |
 
 `active` indexes the runs that are not finished, or whose events are not yet published: a copy
 of each such run's row, kept by `add_run`/`save_run` (and `refresh_active` after an outbox is
@@ -28,8 +27,7 @@ run (a crash between the two writes, or two writers racing), never ahead: the re
 on the copy whether a step could be due, decides again on the run's own row before writing, and
 refreshes a copy it finds behind. `watches` does
 the same for jobs watching data, so a data upload reads the jobs that watch its container, not
-every job. `inbox` holds blob events as they arrive (one insert each, in one partition read oldest
-first) until the reconciler acts on them.
+every job.
 """
 
 from __future__ import annotations
@@ -50,7 +48,7 @@ from azure.data.tables import TableClient, TableEntity, TableServiceClient, Tabl
 
 from aztrain.domain.errors import ConcurrencyError
 from aztrain.domain.manifest import JobManifest
-from aztrain.domain.records import Arrival, ClusterRecord, DeadLetter, Intake, JobRecord, ModelVersion
+from aztrain.domain.records import Arrival, ClusterRecord, DeadLetter, JobRecord, ModelVersion
 from aztrain.domain.runs import ACTIVE_STATES, Run, RunState, Staged, Transition
 from aztrain.service import faults
 
@@ -65,11 +63,9 @@ TABLES = (
     "deadletters",
     "active",
     "watches",
-    "inbox",
 )
 _ACTIVE = "active"  # the one partition of the `active` index: read whole, it holds only active runs
 _WATCHES = "watches"  # the one partition of the `watches` index: the jobs that watch data, by name
-_INBOX = "inbox"  # the one partition of the `inbox`: blob events not yet acted on, oldest first
 _SAFE_KEY = re.compile(r"^[A-Za-z0-9._:@=-]{1,512}$")
 _BATCH = 100  # Table Storage's limit on operations in one transaction
 _REMEMBERED = 100_000  # run ids whose job a store remembers (a few MB), forgotten all at once beyond
@@ -93,7 +89,6 @@ class TableControlStore:
         self._dead_letters = self._table("deadletters")
         self._active = self._table("active")
         self._watches = self._table("watches")
-        self._inbox = self._table("inbox")
         self._job_of: dict[str, str] = {}  # run id -> job, for the runs this process has seen
 
     def _table(self, name: str) -> TableClient:
@@ -262,32 +257,6 @@ class TableControlStore:
             return value
         except ResourceExistsError:  # someone claimed first: theirs is the answer
             return str(self._claims.get_entity(scope, row)["Value"])
-
-    # --------------------------------------------------------------- inbox
-    def record_intake(self, intake: Intake) -> None:
-        entity = {
-            "PartitionKey": _INBOX,
-            "RowKey": intake.key,
-            "EventId": intake.event_id,
-            "Container": intake.container,
-            "Name": intake.name,
-            "ETag": intake.etag,
-            **({"Raised": intake.raised} if intake.raised else {}),
-        }
-        _insert_once(self._inbox, entity)  # a redelivery before the reconciler acted on it changes nothing
-
-    def intakes(self, limit: int) -> list[Intake]:
-        rows = self._inbox.query_entities(
-            "PartitionKey eq @inbox", parameters={"inbox": _INBOX}, results_per_page=min(limit, 1000)
-        )
-        return [_intake_from_entity(e) for e in itertools.islice(rows, limit)]
-
-    def remove_intakes(self, keys: Sequence[str]) -> None:
-        def delete(entity: dict[str, Any]) -> None:
-            with contextlib.suppress(ResourceNotFoundError):  # gone already
-                self._inbox.delete_entity(_INBOX, entity["RowKey"])
-
-        _transact_or_one_by_one(self._inbox, "delete", [{"PartitionKey": _INBOX, "RowKey": k} for k in keys], delete)
 
     # ------------------------------------------------------------ arrivals
     def record_arrivals(self, arrivals: Sequence[Arrival]) -> None:
@@ -591,17 +560,6 @@ def _arrival_from_entity(e: Any) -> Arrival:
         blob=e.get("Blob", ""),
         at=_utc(e["At"]) or datetime.now(UTC),
         consumed_by=e.get("ConsumedBy", ""),
-    )
-
-
-def _intake_from_entity(e: Any) -> Intake:
-    return Intake(
-        key=e["RowKey"],
-        event_id=e.get("EventId", ""),
-        container=e.get("Container", ""),
-        name=e.get("Name", ""),
-        etag=e.get("ETag", ""),
-        raised=_utc(e.get("Raised")),
     )
 
 

@@ -105,6 +105,10 @@ def submit(
         existing = ctx.store.get_run(mine) if given and job and job.last_run_id and mine >= job.last_run_id else None
         if existing:
             return Submitted(existing, created=False, reason="already processed")
+        if given and job and job.last_run_id and mine > job.last_run_id and job.manifest_hash != manifest.content_hash:
+            # Raised before the job's latest run: a late delivery of an older manifest (queue messages
+            # come in any order). It gets its run; the job keeps the newer manifest.
+            break
         if job and job.manifest_hash == manifest.content_hash and job.last_run_id and not force:
             last = ctx.store.get_run(job.last_run_id)
             # The job's latest run, unless it FAILED or was CANCELED and no other run of this manifest is active.
