@@ -34,7 +34,7 @@ BLOB_CREATED = "Microsoft.Storage.BlobCreated"
 BLOB_EVENTS_QUEUE = "blob-events"
 #: Where the host moves a message that failed `MAX_DEQUEUE_COUNT` times (its `<queue>-poison` rule).
 POISON_QUEUE = f"{BLOB_EVENTS_QUEUE}-poison"
-#: host.json `extensions.queues.maxDequeueCount` (tests/unit/test_blob_queue.py keeps the two equal).
+#: host.json `extensions.queues.maxDequeueCount` (tests/unit/test_infra.py keeps the two equal).
 MAX_DEQUEUE_COUNT = 5
 #: The app setting naming the storage account (`AzureWebJobsStorage__accountName` with an identity in Azure).
 CONNECTION = "AzureWebJobsStorage"

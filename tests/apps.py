@@ -30,11 +30,18 @@ def fresh_function_app() -> func.FunctionApp:
 
 @contextlib.contextmanager
 def hosted_app(
-    azurite: str, *, table_prefix: str, state_dir: Path, backend: ComputeBackend | None = None
+    azurite: str,
+    *,
+    table_prefix: str,
+    state_dir: Path,
+    backend: ComputeBackend | None = None,
+    queue_lease: float = 30.0,
 ) -> Iterator[tuple[DevHost, ControlPlane]]:
     """A freshly built `function_app` on the dev host over Azurite, timers off, and the service it uses.
 
     Settings come from the environment, as in Azure; `backend` replaces the configured one (e.g. a scripted fake).
+    `queue_lease`: how long a queue message stays invisible while its function runs (a host that dies
+    holding one is relieved of it after that).
     """
     env = {
         "AZTRAIN_STORAGE_CONNECTION_STRING": azurite,
@@ -57,6 +64,7 @@ def hosted_app(
                 port=0,
                 timer_interval=None,
                 queue_settings=QueueSettings.from_host_json(PROJECT_ROOT / "host.json"),
+                queue_lease=queue_lease,
             ) as host:
                 yield host, service
         finally:

@@ -1,5 +1,6 @@
 """The ControlStore contract: the in-memory fake and Table Storage (on Azurite) behave the same."""
 
+import json
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
@@ -7,7 +8,7 @@ from typing import Any
 import pytest
 
 from aztrain.domain.errors import ConcurrencyError
-from aztrain.domain.manifest import JobManifest, manifest_from_dict
+from aztrain.domain.manifest import JobManifest, manifest_from_dict, parse_manifest
 from aztrain.domain.records import Arrival, ClusterRecord, DeadLetter, JobRecord, ModelVersion
 from aztrain.domain.runs import ACTIVE_STATES, Run, RunState
 from aztrain.service.ports import ControlStore
@@ -248,3 +249,13 @@ def test_a_finished_run_is_listed_unpublished_until_its_outbox_is_cleared(run_st
     assert [r.id for r in run_store.find_runs(states=ACTIVE_STATES)] == [quiet.id]  # the finished one is not active
     run_store.refresh_active(run_store.save_outbox(replace(ended, outbox=())))
     assert run_store.unpublished_runs() == []
+
+
+def test_a_manifest_past_one_string_property_is_stored_and_read_back_whole(run_store: ControlStore):
+    include = [f"part-{i:05d}/*.npz" for i in range(3000)]  # about 60,000 characters of JSON: two parts
+    text = "apiVersion: aztrain/v1\nkind: TrainingJob\nname: long\ndata: {container: datasets, prefix: long/}\n"
+    spec = parse_manifest(text + f"retrain: {{on_data_arrival: true, include: {json.dumps(include)}}}\n")
+    run = run_store.add_run(replace(a_run("long", "5000000000001-abcdef"), spec=spec))
+    assert run_store.get_run(run.id).spec == spec  # type: ignore[union-attr]
+    (copy,) = run_store.find_runs(states=ACTIVE_STATES)
+    assert copy.spec == spec

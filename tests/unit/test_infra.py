@@ -24,7 +24,7 @@ from aztrain.domain.manifest import ComputeSpec
 from aztrain.domain.profiles import CLUSTER_PREFIX, DEFAULT_PROFILES, GPUS_PER_NODE, load_profiles, retirement_notice
 from aztrain.service.settings import PROJECT_ROOT, Settings
 from devhost.localstack import subscriptions
-from functions.blob_queue import BLOB_CREATED, BLOB_EVENTS_QUEUE, POISON_QUEUE
+from functions.blob_queue import BLOB_CREATED, BLOB_EVENTS_QUEUE, MAX_DEQUEUE_COUNT, POISON_QUEUE
 from functions.events import RUN_STATUS_CHANGED
 from tests.apps import fresh_function_app
 
@@ -118,6 +118,9 @@ def test_blob_events_go_to_the_queue_the_trigger_reads_and_status_events_to_a_re
     assert events.count(f"includedEventTypes: ['{RUN_STATUS_CHANGED}']") == 1
     assert f"values: ['{BACKEND_JOB_PREFIX}']" in events  # only aztrain's own Azure ML jobs
     assert events.count("maxEventsPerBatch: 1\n") == 1
+    queue_settings = json.loads((PROJECT_ROOT / "host.json").read_text())["extensions"]["queues"]
+    assert queue_settings["maxDequeueCount"] == MAX_DEQUEUE_COUNT  # the last attempt records its dead letter
+    assert queue_settings["messageEncoding"] == "base64"  # as Event Grid writes the messages
     # Created after the code is deployed (postdeploy hook), never by `azd provision`: no second provision.
     assert "eventSubscriptions@" not in bicep("modules/eventgrid.bicep")
     assert not re.search(r"deploy(Event)?Subscriptions", "\n".join(p.read_text() for p in INFRA.rglob("*.bicep")))

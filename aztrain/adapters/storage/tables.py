@@ -71,6 +71,7 @@ _BATCH = 100  # Table Storage's limit on operations in one transaction
 _REMEMBERED = 100_000  # run ids whose job a store remembers (a few MB), forgotten all at once beyond
 T = TypeVar("T")
 _OUTBOX_DETAIL = 1000  # characters of a transition's detail kept in the outbox (history keeps 16000)
+_PART_CHARS = 32_000  # characters of a manifest's JSON in one string property (`_manifest_columns`)
 
 
 class TableControlStore:
@@ -372,8 +373,25 @@ def _insert_once(table: TableClient, entity: dict[str, Any]) -> None:
 # added later with a default is filled in on rows written before it existed.
 
 
-def _manifest_to_json(spec: JobManifest | None) -> str:
-    return json.dumps(spec.normalised()) if spec is not None else ""
+def _manifest_columns(spec: JobManifest | None) -> dict[str, Any]:
+    """A manifest's normalised JSON as `Manifest`, `Manifest1`, ...: a string property holds 64 KiB, 32K
+    UTF-16 characters, and an entity 1 MiB (learn.microsoft.com/azure/storage/tables/scalability-targets;
+    learn.microsoft.com/rest/api/storageservices/understanding-the-table-service-data-model). json.dumps
+    writes ASCII, so a part of `_PART_CHARS` characters is 64,000 bytes, and a manifest within the
+    domain's limit (`documents.MAX_CHARS`: 8 parts, 512,000 bytes) leaves the row room for the rest."""
+    text = json.dumps(spec.normalised()) if spec is not None else ""
+    parts = [text[i : i + _PART_CHARS] for i in range(0, len(text), _PART_CHARS)] or [""]
+    return {
+        "Manifest": parts[0],
+        **{f"Manifest{n}": part for n, part in enumerate(parts[1:], start=1)},
+        "ManifestParts": len(parts),
+    }
+
+
+def _manifest_text(e: Any) -> str:
+    """The manifest JSON of a row, its parts joined (rows written before parts existed have one)."""
+    parts = int(e.get("ManifestParts") or 1)
+    return str(e.get("Manifest") or "") + "".join(str(e.get(f"Manifest{n}", "")) for n in range(1, parts))
 
 
 def _manifest_from_json(text: str | None) -> JobManifest | None:
@@ -393,7 +411,7 @@ def _job_to_entity(job: JobRecord) -> dict[str, Any]:
     return {
         "PartitionKey": job.name,
         "RowKey": "spec",
-        "Manifest": _manifest_to_json(job.spec),
+        **_manifest_columns(job.spec),
         "ManifestHash": job.manifest_hash,
         "UpdatedAt": job.updated_at,
         "WatchContainer": job.watch_container,
@@ -406,7 +424,7 @@ def _job_to_entity(job: JobRecord) -> dict[str, Any]:
 def _job_from_entity(e: Any) -> JobRecord:
     return JobRecord(
         name=e["PartitionKey"],
-        spec=JobManifest.model_validate(json.loads(e["Manifest"])),
+        spec=JobManifest.model_validate(json.loads(_manifest_text(e))),
         manifest_hash=e["ManifestHash"],
         updated_at=_utc(e["UpdatedAt"]) or datetime.now(UTC),
         watch_container=e.get("WatchContainer", ""),
@@ -427,7 +445,7 @@ def _run_to_entity(run: Run) -> dict[str, Any]:
         "Trigger": run.trigger,
         "Cause": run.cause,
         "ManifestHash": run.manifest_hash,
-        "Manifest": _manifest_to_json(run.spec),
+        **_manifest_columns(run.spec),
         "Source": run.source,
         "Cluster": run.cluster,
         "BackendJobId": run.backend_job_id,
@@ -458,7 +476,7 @@ def _run_from_entity(e: Any) -> Run:
         trigger=e.get("Trigger", ""),
         cause=e.get("Cause", ""),
         manifest_hash=e.get("ManifestHash", ""),
-        spec=_manifest_from_json(e.get("Manifest")),
+        spec=_manifest_from_json(_manifest_text(e)),
         source=e.get("Source", ""),
         cluster=e.get("Cluster", ""),
         backend_job_id=e.get("BackendJobId", ""),
