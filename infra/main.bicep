@@ -60,6 +60,10 @@ param storageSkuName string = 'Standard_GRS'
 @description('Optional object id (azd: AZURE_PRINCIPAL_ID) granted upload rights on the jobs and data containers and read access to run logs.')
 param principalId string = ''
 
+@minValue(1)
+@description('Days previous blob versions (overwritten or deleted manifests, logs, outputs, checkpoints) are kept before deletion.')
+param previousVersionRetentionDays int = 30
+
 var token = toLower(uniqueString(resourceGroup().id, environmentName))
 var tags = { 'azd-env-name': environmentName }
 
@@ -69,7 +73,7 @@ var jobsContainer = 'jobs'
 var manifestsPrefix = 'manifests/'
 var runsContainer = 'runs'
 var dataContainers = ['datasets']
-var tables = ['jobs', 'runs', 'runhistory', 'claims', 'clusters', 'arrivals', 'models', 'deadletters', 'active', 'watches']
+var tables = ['jobs', 'runs', 'runhistory', 'claims', 'clusters', 'arrivals', 'models', 'deadletters', 'active', 'watches', 'runsbytime']
 // The queue the BlobCreated subscriptions write to, and the one its trigger moves poison messages to
 // (functions/blob_queue.py BLOB_EVENTS_QUEUE, POISON_QUEUE).
 var blobEventsQueue = 'blob-events'
@@ -104,6 +108,7 @@ module storage 'modules/storage.bicep' = {
     tags: tags
     name: 'st${token}'
     skuName: storageSkuName
+    previousVersionRetentionDays: previousVersionRetentionDays
     containers: concat([jobsContainer, runsContainer, deadLetterContainer, deploymentContainer], dataContainers)
     tables: tables
     queues: [blobEventsQueue, poisonQueue]

@@ -17,6 +17,7 @@ from aztrain.service.facade import ControlPlane
 from aztrain.service.ports import ComputeBackend
 from aztrain.service.settings import PROJECT_ROOT, Settings
 from devhost import DevHost
+from devhost.identity import LocalUsers
 from devhost.queue_triggers import QueueSettings
 from functions import blob_queue, dashboard, events, http_api, reconcile
 
@@ -35,11 +36,13 @@ def hosted_app(
     table_prefix: str,
     state_dir: Path,
     backend: ComputeBackend | None = None,
+    users: LocalUsers | None = None,
     queue_lease: float = 30.0,
 ) -> Iterator[tuple[DevHost, ControlPlane]]:
     """A freshly built `function_app` on the dev host over Azurite, timers off, and the service it uses.
 
-    Settings come from the environment, as in Azure; `backend` replaces the configured one (e.g. a scripted fake).
+    Settings come from the environment, as in Azure; `backend` replaces the configured one (e.g. a scripted fake);
+    `users`: who the dev host signs callers in as (default: every caller is the local admin);
     `queue_lease`: how long a queue message stays invisible while its function runs (a host that dies
     holding one is relieved of it after that).
     """
@@ -63,6 +66,7 @@ def hosted_app(
                 connection_string=azurite,
                 port=0,
                 timer_interval=None,
+                users=users,
                 queue_settings=QueueSettings.from_host_json(PROJECT_ROOT / "host.json"),
                 queue_lease=queue_lease,
             ) as host:

@@ -29,6 +29,7 @@ from pydantic import (
 from aztrain.domain.documents import MAX_CHARS, read_document
 from aztrain.domain.errors import ManifestError
 from aztrain.domain.layout import blob_path_problem
+from aztrain.domain.teams import MAX_PRIORITY, TEAM_PATTERN
 from trainer.args import ArgsError
 from trainer.args import parse_args as parse_trainer_args
 
@@ -93,11 +94,20 @@ class DataSpec(_Strict):
         return value if not value or value.endswith("/") else value + "/"
 
 
-class TrainerSpec(_Strict):
-    """Which allowlisted program to run and its arguments (validated by the trainer itself)."""
+#: How a job's processes are started and average their gradients: Horovod (horovodrun, MPI on Azure ML)
+#: or PyTorch DDP (torchrun, PyTorchDistribution on Azure ML). `trainer.distributed.NAMES`, as a type.
+Distribution = Literal["horovod", "pytorch"]
 
-    entrypoint: str = "trainer.train"
+
+class TrainerSpec(_Strict):
+    """Which allowlisted program to run, its arguments (validated by the trainer itself) and its distribution."""
+
+    # The document lists what the validator below allows, so what the schema says is what is checked.
+    entrypoint: str = Field(default="trainer.train", json_schema_extra={"enum": list(ALLOWED_ENTRYPOINTS)})
     args: dict[str, str | int | float | bool] = Field(default_factory=dict)
+    distribution: Distribution = Field(
+        default="horovod", description="horovod (horovodrun / MPI) or pytorch (DDP: torchrun / PyTorchDistribution)"
+    )
 
     @field_validator("entrypoint")
     @classmethod
@@ -174,6 +184,19 @@ class JobManifest(_Strict):
     compute: ComputeSpec = Field(default_factory=ComputeSpec)
     retrain: RetrainSpec | None = None
     registry: RegistrySpec = Field(default_factory=RegistrySpec)
+    # Teams (docs/teams.md): whose GPUs and budget the job's runs use, and their place in its queue.
+    team: str | None = Field(
+        default=None,
+        pattern=TEAM_PATTERN,
+        description="The team whose quota and budget the runs use; default: the submitter's only team, or the "
+        "folder a manifest is dropped into (manifests/<team>/...). Set by the service when left out.",
+    )
+    queue_priority: int | None = Field(
+        default=None,
+        ge=0,
+        le=MAX_PRIORITY,
+        description="Order among the team's waiting runs, higher first; default: the team's default priority",
+    )
 
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True, populate_by_name=True)
 

@@ -34,8 +34,9 @@ in Azure/azure-rest-api-specs; the fragments used are kept in `tests/fixtures/am
   is Preparing/Running/Finalizing and released `idle_time_before_scale_down` after its last job
   ends (AmlCompute `scaleSettings.nodeIdleTimeBeforeScaleDown`).
 - Job create answers 201 with `status: NotStarted` (x-ms-example `Job/CommandJob/createOrUpdate.json`);
-  statuses are the spec's `JobStatus` enum, and jobs on a deleting or unknown compute, or with an
-  unknown code or environment version, are refused.
+  statuses are the spec's `JobStatus` enum, and jobs on a deleting or unknown compute, with an
+  unknown code or environment version, or with a `distribution` that is not one of the spec's
+  `DistributionConfiguration` shapes (`Mpi`, `PyTorch`, ...), are refused.
 - Cancel answers 202 with `Location` and `Retry-After` (x-ms-example `Job/cancel.json`, headers in
   the operation's responses). Only a job that has not started finalizing is cancelled: Azure ML
   refuses a job that is Finalizing (reported in Azure/azureml-assets#2496: "the job was finalizing
@@ -67,11 +68,13 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from http import HTTPStatus
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import requests
 import urllib3
+from jsonschema import Draft202012Validator
 from requests.adapters import HTTPAdapter
 
 SUBSCRIPTION = "00000000-0000-0000-0000-000000000001"
@@ -86,6 +89,11 @@ REGION_API = f"{LOCATION}.api.azureml.ms"
 PROVIDER = "Microsoft.MachineLearningServices"
 WS_PATH = f"/subscriptions/{SUBSCRIPTION}/resourceGroups/{RESOURCE_GROUP}/providers/{PROVIDER}/workspaces/{WORKSPACE}"
 #: Seconds a new cluster takes to provision, and a deletion to finish (fake time).
+_SPEC_DEFINITIONS = json.loads((Path(__file__).parents[1] / "fixtures" / "aml" / "rest_schemas.json").read_text())
+#: The spec's `DistributionConfiguration` (Mpi, PyTorch, ...): what a job's `distribution` must be.
+_DISTRIBUTION = Draft202012Validator(
+    {"$defs": _SPEC_DEFINITIONS["$defs"], "$ref": "#/$defs/mfe-2024-01-01-preview.DistributionConfiguration"}
+)
 PROVISION_SECONDS = 60
 DELETE_SECONDS = 90
 
@@ -143,6 +151,12 @@ class Job:
     @property
     def status(self) -> str:
         return str(self.resource["properties"]["status"])
+
+
+def distribution_problem(distribution: Any) -> str:
+    """Why a job's `distribution` is not one of the spec's `DistributionConfiguration` shapes ("" if it is)."""
+    wrong = next(_DISTRIBUTION.iter_errors(distribution), None)
+    return f"distribution: {wrong.message}" if wrong else ""
 
 
 def _json_reply(status: int, body: Any, headers: dict[str, str] | None = None) -> Reply:
@@ -541,7 +555,7 @@ class FakeAzureML:
         return _json_reply(201, resource)
 
     def _job_problem(self, props: dict[str, Any]) -> str:
-        """What the service would refuse: unknown compute, code or environment, or a command job without its parts."""
+        """What the service would refuse: unknown compute, code or environment; a distribution not of the spec."""
         if props.get("jobType") != "Command":
             return "the fake runs command jobs only"
         compute = str(props.get("computeId", "")).rsplit("/", 1)[-1]
@@ -553,7 +567,8 @@ class FakeAzureML:
         env = re.search(r"/environments/([^/]+)/versions/([^/]+)$", str(props.get("environmentId", "")))
         if not env or env.group(2) not in self.environments.get(env.group(1), []):
             return f"environment {props.get('environmentId')} not found"
-        return ""
+        distribution = props.get("distribution")  # none: a single-process job
+        return "" if distribution is None else distribution_problem(distribution)
 
     def _cancel_job(self, name: str, **_: Any) -> Reply:
         job = self.jobs.get(name)

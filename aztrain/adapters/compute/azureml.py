@@ -1,4 +1,10 @@
-"""`ComputeBackend` on Azure Machine Learning: one AmlCompute cluster per compute profile, Horovod as MPI jobs.
+"""`ComputeBackend` on Azure Machine Learning: one AmlCompute cluster per compute profile, jobs as command jobs.
+
+A job's distribution picks how Azure ML starts its processes: Horovod as an MPI job
+(`MpiDistribution`, mpirun), PyTorch DDP as a PyTorch job (`PyTorchDistribution`), where Azure ML
+starts `process_count_per_instance` processes per node and sets `MASTER_ADDR`, `MASTER_PORT`,
+`WORLD_SIZE`, `NODE_RANK`, `RANK` and `LOCAL_RANK` for `env://` initialisation
+(learn.microsoft.com/azure/machine-learning/how-to-train-distributed-gpu, "PyTorch").
 
 The local backend's Azure twin. Clusters are created on first need with `min_instances=0`, so
 Azure ML allocates nodes when a job is queued and releases them after the profile's idle time;
@@ -30,7 +36,7 @@ from azure.core.exceptions import HttpResponseError, ResourceExistsError, Resour
 from aztrain.domain.errors import BackendError, ConfigError
 from aztrain.domain.manifest import ALLOWED_ENTRYPOINTS, ComputeSpec
 from aztrain.domain.profiles import ComputeProfile, cluster_for, load_profiles
-from aztrain.domain.records import ClusterSpec, JobObservation, JobPhase, JobSubmission, ModelVersion
+from aztrain.domain.records import ClusterSpec, JobObservation, JobPhase, JobSubmission, ModelVersion, Quota
 from aztrain.service.settings import PROJECT_ROOT, Settings
 
 log = logging.getLogger(__name__)
@@ -122,8 +128,8 @@ def build_compute(profile: ComputeProfile, *, identity: str = "") -> Any:
 
 
 def build_job(job: JobSubmission, *, environment: str, code: Path) -> Any:
-    """The command job for a submission: Horovod over MPI, data and its snapshot read-only, outputs read-write."""
-    from azure.ai.ml import Input, MpiDistribution, Output, command
+    """The command job for a submission: its distribution, data and its snapshot read-only, outputs read-write."""
+    from azure.ai.ml import Input, Output, command
 
     return command(
         name=job.name,
@@ -135,7 +141,7 @@ def build_job(job: JobSubmission, *, environment: str, code: Path) -> Any:
         environment=environment.removeprefix("azureml:"),
         compute=job.cluster.name,
         instance_count=job.cluster.nodes,
-        distribution=MpiDistribution(process_count_per_instance=job.cluster.processes_per_node),
+        distribution=distribution_for(job),
         inputs={
             DATA_INPUT: Input(
                 type="uri_folder", path=datastore_uri(job.data_container, job.data_prefix), mode="ro_mount"
@@ -155,6 +161,20 @@ def build_job(job: JobSubmission, *, environment: str, code: Path) -> Any:
         timeout=job.max_runtime_seconds,
         tags=job.tags,
     )
+
+
+def distribution_for(job: JobSubmission) -> Any:
+    """`MpiDistribution` for Horovod, `PyTorchDistribution` for DDP: `processes_per_node` processes on each node.
+
+    The SDK sends them as `{"distributionType": "Mpi" | "PyTorch", "processCountPerInstance": n}`
+    (the REST spec's `DistributionConfiguration` subtypes `Mpi` and `PyTorch`; azure-ai-ml's
+    `PyTorchDistribution(process_count_per_instance=...)`,
+    learn.microsoft.com/python/api/azure-ai-ml/azure.ai.ml.pytorchdistribution).
+    """
+    from azure.ai.ml import MpiDistribution, PyTorchDistribution
+
+    kinds = {"horovod": MpiDistribution, "pytorch": PyTorchDistribution}
+    return kinds[job.distribution](process_count_per_instance=job.cluster.processes_per_node)
 
 
 def build_model(model: ModelVersion) -> Any:
@@ -247,7 +267,7 @@ def connect(settings: Settings, credential: Any = None, **client_kwargs: Any) ->
 
 
 class AzureMLBackend:
-    """Clusters and Horovod jobs in an Azure ML workspace."""
+    """Clusters and distributed training jobs (Horovod over MPI, or PyTorch DDP) in an Azure ML workspace."""
 
     name = "azureml"
 
@@ -268,6 +288,10 @@ class AzureMLBackend:
     # ------------------------------------------------------------ clusters
     def cluster_for(self, compute: ComputeSpec) -> ClusterSpec:
         return cluster_for(self._profiles, compute)
+
+    def quota(self, spec: ClusterSpec) -> Quota | None:
+        """No quota is checked yet on this backend."""
+        return None
 
     def ensure_cluster(self, spec: ClusterSpec) -> int:
         """Create the cluster on first need. Returns `spec.nodes` once it is provisioned, else 0.
