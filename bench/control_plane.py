@@ -29,7 +29,6 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from azure.data.tables import TableServiceClient
-from azure.storage.blob import BlobServiceClient
 
 from aztrain.adapters.memory import FakeComputeBackend
 from aztrain.domain.runs import ACTIVE_STATES, RunState
@@ -111,9 +110,7 @@ class Bench:
         self.connection_string = connection_string
         self.table_port = table_port
         self.calls = calls
-        self.blobs = BlobServiceClient.from_connection_string(connection_string)
         self.insert_rate = 0.0
-        self.settings = Settings(storage_connection_string=connection_string, table_prefix="bench")
 
     # ------------------------------------------------------------------------------ the ceiling
     def ceiling(self) -> dict[str, float]:
