@@ -19,6 +19,7 @@ import azure.functions as func
 from pydantic import BaseModel, ValidationError
 
 from aztrain.api import models as api
+from aztrain.api import teams as teams_api
 from aztrain.domain.errors import InvalidTransition
 from aztrain.domain.runs import RunState
 from aztrain.service.bootstrap import control_plane
@@ -292,6 +293,22 @@ def run_logs(req: func.HttpRequest) -> func.HttpResponse:
 )
 def run_metrics(req: func.HttpRequest) -> func.HttpResponse:
     return _json(_queries().metrics(_run_ref(req)))
+
+
+# ------------------------------------------------------------------------------------ cost, teams
+
+
+@_route(
+    "GET",
+    "cost",
+    "A month's spend per team, per job and per day: finished runs' final cost and active runs' live cost",
+    {200: teams_api.CostReport},
+    errors=(400,),
+    query=teams_api.CostQuery,
+)
+def cost(req: func.HttpRequest) -> func.HttpResponse:
+    query = _query(teams_api.CostQuery, req)
+    return _json(_queries().cost(query.month, team=query.team))
 
 
 # ---------------------------------------------------------------------------------------- the rest

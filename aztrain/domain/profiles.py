@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
@@ -32,6 +32,7 @@ from aztrain.domain.records import ClusterSpec, cluster_spec
 from aztrain.domain.sizes import GPUS_PER_NODE, SIZES, retirement_notice
 
 SETTING = "AZTRAIN_COMPUTE_PROFILES"
+ALLOWED_SETTING = "AZTRAIN_ALLOWED_PROFILES"
 CLUSTER_PREFIX = "aztrain-"
 #: A manifest's `compute.priority` → the cluster profile tier that serves it.
 TIER_FOR_PRIORITY = {"low": "low_priority", "dedicated": "dedicated"}
@@ -132,12 +133,26 @@ DEFAULT_PROFILES: tuple[ComputeProfile, ...] = (
 )
 
 
-def load_profiles(raw: str = "") -> dict[str, ComputeProfile]:
+def load_profiles(raw: str = "", allowed: Collection[str] = ()) -> dict[str, ComputeProfile]:
     """The default profiles with `raw` (the JSON of `AZTRAIN_COMPUTE_PROFILES`) applied over them.
 
+    `allowed` (`AZTRAIN_ALLOWED_PROFILES`) keeps only the profiles a deployment offers its users, so a
+    manifest cannot start a cluster the deployment did not mean to pay for; empty keeps every profile.
     `ConfigError` names every bad profile and field, so a typo fails the app at startup, not a run.
     """
-    profiles = {p.name: p for p in DEFAULT_PROFILES}
+    profiles = _with_overrides({p.name: p for p in DEFAULT_PROFILES}, raw)
+    if not allowed:
+        return profiles
+    unknown = sorted(set(allowed) - profiles.keys())
+    if unknown:
+        raise ConfigError(
+            f"{ALLOWED_SETTING} names no profile {', '.join(unknown)}; profiles: {', '.join(sorted(profiles))}",
+            setting=ALLOWED_SETTING,
+        )
+    return {name: profile for name, profile in profiles.items() if name in allowed}
+
+
+def _with_overrides(profiles: dict[str, ComputeProfile], raw: str) -> dict[str, ComputeProfile]:
     if not raw.strip():
         return profiles
     try:
@@ -203,7 +218,8 @@ def select_profile(profiles: Mapping[str, ComputeProfile], compute: ComputeSpec)
     named = profiles.get(compute.profile)
     if named is None:
         known = ", ".join(sorted(profiles))
-        raise ManifestError([f"compute.profile: {compute.profile!r} is not a compute profile; use one of: {known}"])
+        problem = f"compute.profile: {compute.profile!r} is not a compute profile this deployment offers"
+        raise ManifestError([f"{problem}; use one of: {known}"])
     tier = named.tier if named.serverless else TIER_FOR_PRIORITY[compute.priority]
     wanted = (compute.vm_size or named.vm_size, tier)
     same_placement = [p for p in sorted(profiles.values(), key=lambda p: p.name) if p.placement == named.placement]

@@ -15,10 +15,20 @@ from aztrain.domain.identity import Principal
 from aztrain.domain.records import DeadLetter, JobPhase, ModelVersion
 from aztrain.domain.retrain import Snapshot, Window
 from aztrain.domain.runs import Run
+from aztrain.domain.teams import Team
 from aztrain.service.ports import ComputeBackend, ControlStore, DataStore, EventSink
 from aztrain.service.queries import AmbiguousRun, InvalidContinuation, Queries
 from aztrain.service.settings import Settings
-from aztrain.service.usecases import blob_events, deadletters, intake, progress, reconciler, registry, retraining
+from aztrain.service.usecases import (
+    blob_events,
+    costing,
+    deadletters,
+    intake,
+    progress,
+    reconciler,
+    registry,
+    retraining,
+)
 from aztrain.service.usecases.blob_events import BlobEvent
 from aztrain.service.usecases.context import Context
 from aztrain.service.usecases.intake import Submitted
@@ -142,6 +152,15 @@ class ControlPlane:
     def current_model(self, name: str) -> ModelVersion | None:
         """The latest promoted version of a model."""
         return registry.current_model(self.ctx, name)
+
+    # ------------------------------------------------------------ teams, cost
+    def teams(self) -> list[Team]:
+        """Every team and its bounds, by name."""
+        return self.ctx.store.list_teams()
+
+    def cost_report(self, month: str | None = None, *, team: str | None = None) -> costing.Report:
+        """A month's spend (default: this month's) per team, job and day: its ledger plus active runs' live cost."""
+        return costing.report(self.ctx, month, team=team)
 
     # --------------------------------------------------------------- reconcile
     def reconcile(self) -> None:

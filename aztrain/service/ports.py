@@ -14,6 +14,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Protocol
 
+from aztrain.domain.cost import CostEntry
 from aztrain.domain.manifest import ComputeSpec
 from aztrain.domain.records import (
     Arrival,
@@ -30,6 +31,7 @@ from aztrain.domain.records import (
     Quota,
 )
 from aztrain.domain.runs import Run, RunState, Transition
+from aztrain.domain.teams import Team
 
 
 class Runs(Protocol):
@@ -59,7 +61,10 @@ class Runs(Protocol):
         cluster: str | None = None,
         limit: int | None = None,
     ) -> list[Run]:
-        """Runs, newest first, optionally of one job, in some states, on one cluster."""
+        """Runs, newest first, optionally of one job, in some states, on one cluster.
+
+        Active runs of all jobs come from the active index: copies, possibly behind, without outboxes.
+        """
         ...
 
     def page_of_runs(
@@ -104,7 +109,8 @@ class Outbox(Protocol):
     def unpublished_runs(self) -> list[Run]:
         """Runs (in any state) whose outbox is not empty, from the active index: the reconciler's backstop drains them.
 
-        They may be copies behind their runs (without an ETag): read a run before draining it.
+        They are copies, possibly behind their runs and without their outboxes (nor an ETag): read a run before
+        draining it.
         """
         ...
 
@@ -185,7 +191,37 @@ class DeadLetters(Protocol):
         ...
 
 
-class ControlStore(Runs, Outbox, Jobs, Claims, Arrivals, Models, Clusters, DeadLetters, Protocol):
+class Costs(Protocol):
+    """The cost ledger (`costs`): each finished run's final cost, kept by the month it ended in."""
+
+    def record_cost(self, entry: CostEntry) -> None:
+        """Store the entry unless its run's is already there (a repeated record changes nothing)."""
+        ...
+
+    def costs(self, month: str, team: str | None = None) -> list[CostEntry]:
+        """The entries of runs that ended in `month` (`YYYY-MM`), optionally of one team only: one partition read."""
+        ...
+
+
+class Teams(Protocol):
+    """Teams and their bounds (`teams`, one small partition read whole); writes are ETag-conditional."""
+
+    def get_team(self, name: str) -> Team | None: ...
+
+    def put_team(self, team: Team) -> Team:
+        """Create (`etag is None`) or replace if unchanged since read; `ConcurrencyError` on a lost race."""
+        ...
+
+    def delete_team(self, name: str) -> None:
+        """Forget a team (its runs keep their team name); no error if it is gone."""
+        ...
+
+    def list_teams(self) -> list[Team]:
+        """Every team, by name."""
+        ...
+
+
+class ControlStore(Runs, Outbox, Jobs, Claims, Arrivals, Models, Clusters, DeadLetters, Costs, Teams, Protocol):
     """Every table the control plane keeps; one Table Storage account holds them all."""
 
 

@@ -94,7 +94,8 @@ def test_a_crash_between_the_transition_and_the_publish_loses_nothing(plane, sin
     with _crash_at("publishing.before-publish"):  # in the first steps its delivery takes
         deliver(plane, BlobEvent(id="evt-1", container="jobs", name="manifests/digits.yaml"))
     assert sink.events == []
-    (run,) = plane.store.unpublished_runs()
+    (listed,) = plane.store.unpublished_runs()  # a listing: the events themselves stay on the run
+    run = plane.store.get_run(listed.id)
     assert run.state is RunState.SUBMITTED and len(run.outbox) == 3  # ACCEPTED, PROVISIONING, SUBMITTED: staged
     plane.data.write("runs", f"digits/{run.id}/outputs/metrics.json", b"{}")
     drive(plane)  # the reconciler, in a process that did not crash
@@ -104,7 +105,8 @@ def test_a_crash_between_the_transition_and_the_publish_loses_nothing(plane, sin
 def test_a_crash_after_the_publish_sends_again_under_the_same_ids_and_clears_once(plane, sink):
     with _crash_at("publishing.after-publish"):
         deliver(plane, BlobEvent(id="evt-1", container="jobs", name="manifests/digits.yaml"))
-    (run,) = plane.store.unpublished_runs()
+    (listed,) = plane.store.unpublished_runs()
+    run = plane.store.get_run(listed.id)
     plane.reconcile()
     ids = [e.id for e in sink.events]
     first = [f"{run.id}:{staged.transition.seq}" for staged in run.outbox]  # sent before the crash

@@ -129,3 +129,20 @@ def test_every_route_says_what_it_needs(stack: tuple[str, Any]) -> None:
     needs = {f"{m.upper()} {p}": op.get("x-aztrain-access") for p, ops in paths for m, op in ops.items()}
     assert all(needs.values()), [route for route, need in needs.items() if not need]
     assert needs["POST /api/jobs"].startswith("Runs.Submit") and needs["GET /api/health"] == "none"
+
+
+def test_the_cost_of_a_placed_run_shows_live_on_the_run_and_in_the_months_report(
+    stack: tuple[str, Any], capsys: pytest.CaptureFixture[str]
+) -> None:
+    url, service = stack
+    run = submitted(stack, "alice", compute={"profile": "gpu-small", "nodes": 1})
+    service.reconcile()  # placed: it asks for its nodes (which never come up here), and billing starts
+    shown = Client(url, user="alice").run(run["id"])
+    assert shown["state"] == "PROVISIONING"
+    assert shown["cost"]["vm_size"] == "Standard_NC4as_T4_v3" and shown["cost"]["final"] is False
+    assert shown["cost"]["node_hour"] == 0.526  # the committed table's eastus on-demand price
+    report = Client(url, user="carol").request("GET", "cost", team="vision")
+    assert report["teams"][0]["team"] == "vision" and report["teams"][0]["live"] >= 0
+    assert {j["job"] for j in report["jobs"]} >= {run["job"]}
+    assert main(["--url", url, "--user", "carol", "cost", "--by", "job"]) == 0
+    assert run["job"] in capsys.readouterr().out

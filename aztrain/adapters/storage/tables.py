@@ -36,6 +36,7 @@ so a page of runs, newest first, is one range read from the start of the table o
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import itertools
 import json
@@ -49,11 +50,13 @@ from azure.core import MatchConditions
 from azure.core.exceptions import ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
 from azure.data.tables import TableClient, TableEntity, TableServiceClient, TableTransactionError, UpdateMode
 
-from aztrain.domain.cost import Rate
+from aztrain.domain.cost import CostEntry, Rate
+from aztrain.domain.documents import MAX_CHARS
 from aztrain.domain.errors import ConcurrencyError
 from aztrain.domain.manifest import JobManifest
 from aztrain.domain.records import Arrival, ClusterRecord, DeadLetter, JobRecord, ModelVersion
 from aztrain.domain.runs import ACTIVE_STATES, Run, RunState, Staged, Transition
+from aztrain.domain.teams import Team
 from aztrain.service import faults
 
 TABLES = (
@@ -68,17 +71,21 @@ TABLES = (
     "active",
     "watches",
     "runsbytime",
+    "costs",
+    "teams",
 )
 _ACTIVE = "active"  # the one partition of the `active` index: read whole, it holds only active runs
 _WATCHES = "watches"  # the one partition of the `watches` index: the jobs that watch data, by name
 #: A run id's leading digits name its partition in `runsbytime`: 10^8 ms (about 28 hours) of creation times.
 _BUCKET_DIGITS = 5
+_TEAMS = "teams"  # the one partition of `teams`: a handful of rows, read whole
 _SAFE_KEY = re.compile(r"^[A-Za-z0-9._:@=-]{1,512}$")
 _BATCH = 100  # Table Storage's limit on operations in one transaction
 _REMEMBERED = 100_000  # run ids whose job a store remembers (a few MB), forgotten all at once beyond
 T = TypeVar("T")
-_OUTBOX_DETAIL = 1000  # characters of a transition's detail kept in the outbox (history keeps 16000)
+_OUTBOX_DETAIL = 500  # characters of a transition's detail kept in the outbox (history keeps 16000)
 _PART_CHARS = 32_000  # characters of a manifest's JSON in one string property (`_manifest_columns`)
+_MANIFEST_PARTS = -(-MAX_CHARS // _PART_CHARS)  # the most parts a manifest within the domain's limit takes
 
 
 class TableControlStore:
@@ -98,6 +105,8 @@ class TableControlStore:
         self._active = self._table("active")
         self._watches = self._table("watches")
         self._listed = self._table("runsbytime")
+        self._costs = self._table("costs")
+        self._teams = self._table("teams")
         self._job_of: dict[str, str] = {}  # run id -> job, for the runs this process has seen
 
     def _table(self, name: str) -> TableClient:
@@ -235,10 +244,12 @@ class TableControlStore:
             clauses.append(_in_states(states, params))
         # One partition comes back in RowKey order, which is newest first: its first `limit` rows are the answer.
         first = limit if limit is not None and (table is self._active or job is not None) else None
+        # A copy in the index is read for deciding, never for publishing: leave its outbox on the wire.
+        select = copy_columns() if table is self._active else None
         entities: Iterable[TableEntity] = (
-            table.query_entities(" and ".join(clauses), parameters=params, results_per_page=first)
+            table.query_entities(" and ".join(clauses), parameters=params, results_per_page=first, select=select)
             if clauses
-            else table.list_entities(results_per_page=first)
+            else table.list_entities(results_per_page=first, select=select)
         )
         if first is not None:
             entities = itertools.islice(entities, first)
@@ -302,7 +313,7 @@ class TableControlStore:
     def unpublished_runs(self) -> list[Run]:
         # The index, not the runs table: a finished run keeps its copy there until its outbox is drained.
         rows = self._active.query_entities(
-            "PartitionKey eq @active and Unpublished eq true", parameters={"active": _ACTIVE}
+            "PartitionKey eq @active and Unpublished eq true", parameters={"active": _ACTIVE}, select=copy_columns()
         )
         return sorted((_indexed_run_from_entity(e) for e in rows), key=lambda r: r.id)
 
@@ -388,6 +399,36 @@ class TableControlStore:
         return sorted(letters, key=lambda d: (d.at, d.function, d.event_id))
 
     # ------------------------------------------------------------- helpers
+    # ---------------------------------------------------------------- costs
+    def record_cost(self, entry: CostEntry) -> None:
+        _insert_once(self._costs, _cost_to_entity(entry))
+
+    def costs(self, month: str, team: str | None = None) -> list[CostEntry]:
+        query = "PartitionKey eq @month"
+        parameters = {"month": month}
+        if team is not None:  # the team's rows are one RowKey range: `<team>|...`
+            query += " and RowKey ge @low and RowKey lt @high"
+            parameters |= {"low": f"{team}|", "high": f"{team}}}"}  # "}" sorts right after "|"
+        rows = self._costs.query_entities(query, parameters=parameters)
+        return [_cost_from_entity(e) for e in rows]
+
+    # ---------------------------------------------------------------- teams
+    def get_team(self, name: str) -> Team | None:
+        try:
+            return _team_from_entity(self._teams.get_entity(_TEAMS, name))
+        except ResourceNotFoundError:
+            return None
+
+    def put_team(self, team: Team) -> Team:
+        return replace(team, etag=self._write(self._teams, _team_to_entity(team), team.etag, f"team {team.name}"))
+
+    def delete_team(self, name: str) -> None:
+        self._teams.delete_entity(_TEAMS, name)
+
+    def list_teams(self) -> list[Team]:
+        rows = self._teams.query_entities("PartitionKey eq @p", parameters={"p": _TEAMS})
+        return sorted((_team_from_entity(e) for e in rows), key=lambda t: t.name)
+
     @staticmethod
     def _write(table: TableClient, entity: dict[str, Any], etag: str | None, what: str) -> str:
         """Create when `etag` is None, else replace only if unchanged. Returns the new ETag."""
@@ -458,7 +499,7 @@ def _manifest_columns(spec: JobManifest | None) -> dict[str, Any]:
 def _manifest_text(e: Any) -> str:
     """The manifest JSON of a row, its parts joined (rows written before parts existed have one)."""
     parts = int(e.get("ManifestParts") or 1)
-    return str(e.get("Manifest") or "") + "".join(str(e.get(f"Manifest{n}", "")) for n in range(1, parts))
+    return str(e.get("Manifest") or "") + "".join(str(e.get(f"Manifest{n}") or "") for n in range(1, parts))
 
 
 def _manifest_from_json(text: str | None) -> JobManifest | None:
@@ -534,9 +575,11 @@ def run_entity(run: Run) -> dict[str, Any]:
 
 
 def _outbox_columns(run: Run) -> dict[str, Any]:
-    # `Unpublished` makes the backstop a filtered query; details are cut so the column stays under 64 KiB.
+    # `Unpublished` makes the backstop a filtered query. Details are cut, and kept as characters rather than
+    # \u escapes (6 characters each), so the column stays under the 32K-character property limit
+    # (MAX_PREEMPTION_ATTEMPTS_BOUND).
     staged = [s.to_json(max_detail=_OUTBOX_DETAIL) for s in run.outbox]
-    return {"Outbox": json.dumps(staged), "Unpublished": bool(run.outbox)}
+    return {"Outbox": json.dumps(staged, ensure_ascii=False), "Unpublished": bool(run.outbox)}
 
 
 def _run_from_entity(e: Any) -> Run:
@@ -569,6 +612,18 @@ def _run_from_entity(e: Any) -> Run:
         outbox=tuple(Staged.from_json(s) for s in json.loads(e.get("Outbox") or "[]")),
         etag=e.metadata["etag"],
     )
+
+
+@functools.cache
+def copy_columns() -> list[str]:
+    """What a reader of the `active` index needs of a copy: every column but the outbox.
+
+    The outbox can grow to 64 KiB while the topic is down, and it is only ever published from the run
+    itself (`publishing.drain`). Derived from the mapper, so a new column is never left behind.
+    """
+    sample = Run.create(job="j", state=RunState.ACCEPTED, at=datetime.now(UTC), trigger="http", cause="c")
+    parts = [f"Manifest{n}" for n in range(1, _MANIFEST_PARTS)]  # a long manifest's other parts
+    return [column for column in active_entity(sample) if column != "Outbox"] + parts
 
 
 def active_entity(run: Run) -> dict[str, Any]:
@@ -708,4 +763,66 @@ def _model_from_entity(e: Any) -> ModelVersion:
         registered_at=_utc(e["RegisteredAt"]) or datetime.now(UTC),
         promoted=bool(e.get("Promoted", False)),
         gate=e.get("Gate", ""),
+    )
+
+
+def _cost_to_entity(c: CostEntry) -> dict[str, Any]:
+    return {
+        "PartitionKey": c.month,
+        "RowKey": f"{c.team}|{c.run_id}",
+        "RunId": c.run_id,
+        "Job": c.job,
+        "Team": c.team,
+        "SubmittedBy": c.submitted_by,
+        "EndedAt": c.ended_at,
+        "BilledSeconds": c.billed_seconds,
+        "GpuSeconds": c.gpu_seconds,
+        "Cost": c.cost,
+        "VmSize": c.vm_size,
+        "Tier": c.tier,
+    }
+
+
+def _cost_from_entity(e: Any) -> CostEntry:
+    return CostEntry(
+        run_id=e["RunId"],
+        job=e["Job"],
+        team=e["Team"],
+        submitted_by=e.get("SubmittedBy", ""),
+        ended_at=_utc(e["EndedAt"]) or datetime.now(UTC),
+        billed_seconds=float(e["BilledSeconds"]),
+        gpu_seconds=float(e["GpuSeconds"]),
+        cost=float(e["Cost"]),
+        vm_size=e.get("VmSize", ""),
+        tier=e.get("Tier", ""),
+    )
+
+
+def _team_to_entity(t: Team) -> dict[str, Any]:
+    return {
+        "PartitionKey": _TEAMS,
+        "RowKey": t.name,
+        "Gpus": t.gpus,
+        "GpuHours": t.gpu_hours,
+        "MonthlyBudget": t.monthly_budget,
+        "DefaultPriority": t.default_priority,
+        "MaxPriority": t.max_priority,
+        "Weight": t.weight,
+    }
+
+
+def _team_from_entity(e: Any) -> Team:
+    def number(name: str) -> float | None:
+        return None if e.get(name) is None else float(e[name])
+
+    gpus = number("Gpus")
+    return Team(
+        name=e["RowKey"],
+        gpus=None if gpus is None else int(gpus),
+        gpu_hours=number("GpuHours"),
+        monthly_budget=number("MonthlyBudget"),
+        default_priority=int(e.get("DefaultPriority", 0)),
+        max_priority=int(e.get("MaxPriority", 0)),
+        weight=float(e.get("Weight", 1.0)),
+        etag=e.metadata["etag"],
     )

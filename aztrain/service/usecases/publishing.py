@@ -23,6 +23,7 @@ from aztrain.domain.errors import ConcurrencyError
 from aztrain.domain.records import ClusterRecord, ModelVersion, OutboundEvent
 from aztrain.domain.runs import Run, RunState, Staged, Transition
 from aztrain.service import faults, telemetry
+from aztrain.service.usecases import costing
 from aztrain.service.usecases.context import Context, read_decide_write
 
 log = logging.getLogger(__name__)
@@ -36,6 +37,12 @@ def drain(ctx: Context, run: Run) -> Run:
     """Publish the run's staged events and clear them; if the topic fails they stay for the reconciler."""
     if not run.outbox:
         return run
+    if run.is_terminal:  # its final cost is in the ledger before the event that it ended is sent
+        try:
+            costing.record_final(ctx, run)
+        except Exception as exc:  # the events wait with it: the backstop records and sends them later
+            log.warning("run %s: final cost not recorded yet: %s", run.id, exc)
+            return run
     upto = run.outbox[-1].transition.seq
     events = run_events(ctx, run)
     faults.checkpoint("publishing.before-publish")

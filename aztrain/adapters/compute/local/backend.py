@@ -41,7 +41,7 @@ import psutil
 from aztrain.adapters.compute.local.quota import SimulatedQuota, cluster_quota_fields
 from aztrain.domain.errors import ManifestError
 from aztrain.domain.manifest import ComputeSpec
-from aztrain.domain.profiles import gpu_problem, load_profiles
+from aztrain.domain.profiles import gpu_problem, load_profiles, select_profile
 from aztrain.domain.records import (
     ClusterSpec,
     JobObservation,
@@ -111,7 +111,7 @@ class LocalBackend:
         self._clusters_dir.mkdir(parents=True, exist_ok=True)
         self._jobs_dir.mkdir(parents=True, exist_ok=True)
         self._child_env = child_env if child_env is not None else dict(os.environ)
-        self._profiles = load_profiles(settings.compute_profiles)
+        self._profiles = load_profiles(settings.compute_profiles, settings.allowed_profiles)
         self._lock = threading.Lock()
         self._children: dict[str, subprocess.Popen[bytes]] = {}
         self._quota = SimulatedQuota(
@@ -126,6 +126,8 @@ class LocalBackend:
         what the simulated quota counts; serverless nodes are bounded by the profile's `max_nodes`.
         """
         profile = self._profiles.get(compute.profile)
+        if self._settings.allowed_profiles:  # a deployment's profiles are decided as the Azure ML backend does
+            select_profile(self._profiles, compute)
         problem = gpu_problem(profile, compute) if profile else None
         if problem:
             raise ManifestError([problem])
