@@ -87,7 +87,7 @@ var poisonQueue = '${blobEventsQueue}-poison'
 var deadLetterContainer = 'deadletter'
 // The trainer's Azure ML environment (aztrain.service.settings's default name), registered from
 // trainer/environment by the postprovision hook; the app's jobs use its latest version.
-var trainerEnvironment = 'aztrain-horovod'
+var trainerEnvironment = 'aztrain-trainer'
 var deploymentContainer = 'app-package'
 // The name the azureml backend gives the `gpu-small` profile's cluster (aztrain.domain.profiles.CLUSTER_PREFIX).
 var gpuClusterName = 'aztrain-gpu-small'

@@ -118,7 +118,7 @@ class TrainerSpec(_Strict):
 
 
 class ComputeSpec(_Strict):
-    """The cluster shape: a named profile (or VM size), nodes and Horovod processes per node."""
+    """The cluster shape: a named profile (or VM size), nodes and training processes per node."""
 
     profile: str = "gpu-small"
     vm_size: str | None = None
@@ -214,9 +214,13 @@ class JobManifest(_Strict):
 
     @property
     def content_hash(self) -> str:
-        """sha256 of the canonical form: equal manifests have equal hashes however they were written."""
-        canonical = json.dumps(self.normalised(), sort_keys=True, separators=(",", ":"))
-        return hashlib.sha256(canonical.encode()).hexdigest()
+        """sha256 of what the manifest sets: equal manifests have equal hashes however they were written.
+
+        A value equal to its default counts as unset, so a field the schema gains later, with a default,
+        changes no hash: an identical manifest resubmitted after an upgrade is still identical.
+        """
+        chosen = self.model_dump(mode="json", by_alias=True, exclude_defaults=True)
+        return hashlib.sha256(json.dumps(chosen, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
     @property
     def watches_data(self) -> bool:

@@ -10,6 +10,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime
+from typing import TypeVar
+
+from pydantic import BaseModel
 
 from aztrain.domain.identity import Principal
 from aztrain.domain.records import DeadLetter, JobPhase, ModelVersion
@@ -23,6 +26,7 @@ from aztrain.service.usecases import (
     blob_events,
     costing,
     deadletters,
+    idempotency,
     intake,
     progress,
     reconciler,
@@ -31,9 +35,12 @@ from aztrain.service.usecases import (
 )
 from aztrain.service.usecases.blob_events import BlobEvent
 from aztrain.service.usecases.context import Context
+from aztrain.service.usecases.idempotency import KeyReused, Once
 from aztrain.service.usecases.intake import Submitted
 
-__all__ = ["AmbiguousRun", "BlobEvent", "ControlPlane", "InvalidContinuation", "Submitted"]
+__all__ = ["AmbiguousRun", "BlobEvent", "ControlPlane", "InvalidContinuation", "KeyReused", "Once", "Submitted"]
+
+A = TypeVar("A", bound=BaseModel)
 
 
 class ControlPlane:
@@ -104,6 +111,10 @@ class ControlPlane:
             correlation=correlation,
             by=by,
         )
+
+    def once(self, key: str, request: bytes, answer: Callable[[str], A], *, keep: Callable[[A], bool]) -> Once[A]:
+        """`answer(run_id)` once per idempotency key: a retry of the same `request` gets the first answer."""
+        return idempotency.once(self.ctx, key, request, answer, keep=keep)
 
     def on_blob_created(self, event: BlobEvent) -> None:
         """A blob landed: a manifest starts its job and run (first steps at once), an upload becomes arrivals."""

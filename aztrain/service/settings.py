@@ -63,7 +63,7 @@ class Settings:
     aml_subscription_id: str = ""
     aml_resource_group: str = ""
     aml_workspace: str = ""
-    aml_environment: str = "aztrain-horovod@latest"
+    aml_environment: str = "aztrain-trainer@latest"
     #: Resource id of the user-assigned identity clusters run as (their jobs read and write datastores with it).
     aml_compute_identity_id: str = ""
     #: JSON adding or overriding compute profiles (`aztrain.domain.profiles`); empty: the defaults.

@@ -1,4 +1,4 @@
-"""The whole loop on this machine: events and HTTP in, real Horovod runs, Table Storage state, zero nodes out.
+"""The whole loop on this machine: events and HTTP in, real Horovod and DDP runs, Table Storage state, zero nodes out.
 
 Tests run in file order and share one stack; each uses its own job name.
 """
@@ -22,14 +22,16 @@ from tests.e2e.conftest import Stack, wait_for
 TRAINING_TIMEOUT = 240.0
 
 
-def manifest(name: str, *, epochs: int = 3, retrain: bool = False, extra: str = "") -> bytes:
+def manifest(
+    name: str, *, epochs: int = 3, retrain: bool = False, extra: str = "", distribution: str = "horovod"
+) -> bytes:
     text = (
         f"""
 apiVersion: aztrain/v1
 kind: TrainingJob
 name: {name}
 data: {{container: datasets, prefix: {name}/}}
-trainer: {{args: {{epochs: {epochs}}}}}
+trainer: {{distribution: {distribution}, args: {{epochs: {epochs}}}}}
 compute: {{profile: e2e, nodes: 1, processes_per_node: 2, max_runtime: 10m}}
 """
         + ("retrain: {on_data_arrival: true, debounce: 1s, cooldown: 0s}\n" if retrain else "")
@@ -147,6 +149,19 @@ def test_manifest_drop_runs_horovod_to_completion_and_scales_to_zero(stack: Stac
     assert "epoch 3/3" in log
     assert stack.data.read("runs", f"drop-job/{run['id']}/outputs/model.pt")
     assert wait_cluster_zero(stack, final["cluster"])["seconds_to_zero"] is not None
+
+
+def test_a_dropped_pytorch_manifest_trains_two_ddp_processes_to_a_registered_model(stack: Stack, digits_blob: bytes):
+    upload_data(stack, "ddp-job", digits_blob)
+    stack.data.write("jobs", "manifests/ddp-job.yaml", manifest("ddp-job", epochs=2, distribution="pytorch"))
+    run = wait_for(lambda: runs_of(stack, "ddp-job"), timeout=30, what="the BlobCreated event to create a run")[0]
+    final = wait_terminal(stack, run["id"])
+    assert final["state"] == "COMPLETED", final["error"]
+    assert final["metrics"]["world_size"] == 2 and final["metrics"]["ranks_in_sync"] is True  # two DDP ranks, in step
+    log = stack.data.read("runs", f"ddp-job/{run['id']}/logs/driver.log").decode()
+    assert "/torchrun --standalone --nnodes 1 --nproc-per-node 2" in log and "epoch 2/2" in log
+    models = stack.client.request("GET", "models/ddp-job")["versions"]
+    assert [m["run_id"] for m in models] == [run["id"]]
 
 
 def test_http_submit_runs_to_completion_and_identical_resubmit_is_deduplicated(stack: Stack, digits_blob: bytes):

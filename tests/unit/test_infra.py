@@ -393,7 +393,7 @@ PROVISIONED = {
     "AZURE_SUBSCRIPTION_ID": "00000000-0000-0000-0000-00000000beef",
     "AZURE_RESOURCE_GROUP": "rg-aztrain",
     "AZURE_ML_WORKSPACE_NAME": "mlw-aztrain",
-    "AZURE_ML_ENVIRONMENT_NAME": "aztrain-horovod",
+    "AZURE_ML_ENVIRONMENT_NAME": "aztrain-trainer",
 }
 
 
@@ -404,7 +404,7 @@ def test_postprovision_registers_the_trainer_environment_from_its_build_context(
     where = (
         "--subscription 00000000-0000-0000-0000-00000000beef --resource-group rg-aztrain --workspace-name mlw-aztrain"
     )
-    assert where in create and "--name aztrain-horovod" in create and "--dockerfile-path Dockerfile" in create
+    assert where in create and "--name aztrain-trainer" in create and "--dockerfile-path Dockerfile" in create
     assert f"--build-context {HOOK_PROVISION_SH.parent}/../../trainer/environment " in create
     assert (HOOK_PROVISION_SH.parent / "../../trainer/environment/Dockerfile").is_file()
     assert "registered" in result.stdout
