@@ -110,7 +110,7 @@ def _run_route(
 
 
 def _json(body: BaseModel, status: int = 200) -> func.HttpResponse:
-    return submission.Answer(status, body.model_dump(mode="json", by_alias=True)).response()
+    return submission.Answer(status=status, body=body.model_dump(mode="json", by_alias=True)).response()
 
 
 def _queries() -> Queries:
@@ -349,7 +349,7 @@ def health(req: func.HttpRequest) -> func.HttpResponse:
     access=Access.PUBLIC,
 )
 def openapi(req: func.HttpRequest) -> func.HttpResponse:
-    return submission.Answer(200, _document()).response()
+    return submission.Answer(status=200, body=_document()).response()
 
 
 @functools.cache

@@ -5,6 +5,7 @@ Tests run in file order and share one stack; each uses its own job name.
 
 from __future__ import annotations
 
+import base64
 import json
 import subprocess
 import sys
@@ -73,7 +74,7 @@ def post_event(
     events: list[dict[str, Any]] | dict[str, Any],
     *,
     kind: str | None = "Notification",
-    function: str = "on_blob_created",
+    function: str = "on_run_status_changed",
 ) -> tuple[int, bytes]:
     import urllib.error
     import urllib.request
@@ -92,6 +93,16 @@ def post_event(
             return response.status, response.read()
     except urllib.error.HTTPError as exc:
         return exc.code, exc.read()
+
+
+def enqueue(stack: Stack, event: dict[str, Any]) -> None:
+    """Write `event` to the blob-events queue as Event Grid writes it (one message, base64 JSON)."""
+    from azure.storage.queue import QueueClient
+
+    from functions.blob_queue import BLOB_EVENTS_QUEUE
+
+    queue = QueueClient.from_connection_string(stack.storage, BLOB_EVENTS_QUEUE)
+    queue.send_message(base64.b64encode(json.dumps(event).encode()).decode())
 
 
 def blob_created(container: str, name: str, event_id: str) -> dict[str, Any]:
@@ -216,8 +227,8 @@ def test_the_same_event_delivered_twice_creates_one_run(stack: Stack, digits_blo
     upload_data(stack, job, digits_blob)
     stack.data.write("jobs", f"manifests/{job}.yaml", manifest(job, epochs=1))
     event = blob_created("jobs", f"manifests/{job}.yaml", "dup-event-1")
-    assert post_event(stack, [event])[0] == 202
-    assert post_event(stack, [event])[0] == 202
+    enqueue(stack, event)
+    enqueue(stack, event)
     # The dev host also delivers its own BlobCreated (another id): identical content, so still one run.
     (run,) = wait_for(lambda: runs_of(stack, job), timeout=30, what="the run")
     wait_terminal(stack, run["id"])
@@ -237,8 +248,13 @@ def test_malformed_manifest_is_rejected_visibly_and_never_retried(stack: Stack):
         what="the rejection to show in GET /api/runs",
     )
     assert "compute.gpus: unknown field" in rejected[0]["error"]
-    status, _ = post_event(stack, [blob_created("jobs", "manifests/broken-job.yaml", "broken-again")])
-    assert status == 202  # not 500: a bad manifest is not worth a retry
+    enqueue(stack, blob_created("jobs", "manifests/broken-job.yaml", "broken-again"))
+    again = wait_for(
+        lambda: [r for r in stack.client.runs(job="broken-job", state="REJECTED") if r["cause"] == "broken-again"],
+        timeout=30,
+        what="the redelivered manifest's rejection",
+    )
+    assert len(again) == 1  # rejected at once, on its first attempt: a bad manifest is not worth a retry
     out = subprocess.run(
         [sys.executable, "-m", "aztrain.cli.main", "--url", stack.url, "runs", "--state", "REJECTED"],
         capture_output=True,
@@ -262,10 +278,12 @@ def test_webhook_contract_status_codes(stack: Stack):
     ]
     status, body = post_event(stack, validation, kind="SubscriptionValidation")
     assert (status, json.loads(body)) == (200, {"validationResponse": "code-123"})
-    ignored = blob_created("runs", "x/y/outputs/model.pt", "contract-1")
-    assert post_event(stack, [ignored])[0] == 202
-    assert post_event(stack, [ignored], kind=None)[0] == 400
-    assert post_event(stack, [ignored], function="no_such_function")[0] == 404
+    status_news = {"id": "contract-1", "eventType": "Microsoft.MachineLearningServices.RunStatusChanged"}
+    news = {**status_news, "subject": "x", "data": {"runId": "elsewhere", "runStatus": "Running"}}
+    news |= {"eventTime": "2026-11-22T10:00:00Z", "dataVersion": "2"}
+    assert post_event(stack, [news], function="on_run_status_changed")[0] == 202
+    assert post_event(stack, [news], kind=None, function="on_run_status_changed")[0] == 400
+    assert post_event(stack, [news], function="no_such_function")[0] == 404
 
 
 def test_importing_function_app_does_not_import_azure_ml():
