@@ -190,7 +190,7 @@ class JobSubmission:
         return {
             "aztrain.run": self.run_id,
             "aztrain.job": self.job,
-            "aztrain.domain.manifest": self.manifest_hash,
+            "aztrain.manifest": self.manifest_hash,
             "aztrain.snapshot": self.snapshot_id,
             "aztrain.correlation": self.correlation,
         }
