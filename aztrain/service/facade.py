@@ -2,8 +2,8 @@
 
 Each method delegates to a use-case module in `aztrain.service.usecases` (intake, progress,
 retraining, registry, capacity), all sharing one `Context`. Every use case is idempotent
-and quick: handlers record intent and take one cheap step; `reconcile` drives runs forward
-from backend state and is the backstop for every lost or late event.
+and quick: handlers record intent and take the cheap steps due; `reconcile` is the slow backstop
+for every lost or late event.
 """
 
 from __future__ import annotations
@@ -23,10 +23,10 @@ from aztrain.service.ports import ComputeBackend, ControlStore, DataStore, Event
 from aztrain.service.queries import AmbiguousRun, InvalidContinuation, Queries
 from aztrain.service.settings import Settings
 from aztrain.service.usecases import (
+    blob_events,
     costing,
     deadletters,
     idempotency,
-    inbox,
     intake,
     progress,
     reconciler,
@@ -34,9 +34,9 @@ from aztrain.service.usecases import (
     retraining,
     teamadmin,
 )
+from aztrain.service.usecases.blob_events import BlobEvent
 from aztrain.service.usecases.context import Context
 from aztrain.service.usecases.idempotency import KeyReused, Once
-from aztrain.service.usecases.inbox import BlobEvent
 from aztrain.service.usecases.intake import Submitted
 
 __all__ = ["AmbiguousRun", "BlobEvent", "ControlPlane", "InvalidContinuation", "KeyReused", "Once", "Submitted"]
@@ -118,12 +118,8 @@ class ControlPlane:
         return idempotency.once(self.ctx, key, request, answer, keep=keep)
 
     def on_blob_created(self, event: BlobEvent) -> None:
-        """A blob landed: recorded for the reconciler, whose next pass starts its job or records its data."""
-        inbox.on_blob_created(self.ctx, event)
-
-    def process_inbox(self) -> int:
-        """Act on the blob events recorded so far (the reconciler's first step); returns how many."""
-        return inbox.process_inbox(self.ctx)
+        """A blob landed: a manifest starts its job and run (first steps at once), an upload becomes arrivals."""
+        blob_events.on_blob_created(self.ctx, event)
 
     def dead_letter(self, *, function: str, event_id: str, event_type: str, subject: str, reason: str) -> DeadLetter:
         """Record an event that can never succeed, so its handler can acknowledge it."""

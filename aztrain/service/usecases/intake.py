@@ -140,6 +140,11 @@ def submit(
                 team=team,
                 by=by,
             )
+        job_is_newer = job is not None and job.spec.content_hash != manifest.content_hash and mine > job.last_run_id
+        if given and job and job.last_run_id and job_is_newer:
+            # Raised before the job's latest run: a late delivery of an older manifest (queue messages
+            # come in any order). It gets its run; the job keeps the newer manifest.
+            break
         # Hashed again from the stored manifest: a hash stored by an earlier scheme never makes it look new.
         if job and job.spec.content_hash == manifest.content_hash and job.last_run_id and not force:
             last = ctx.store.get_run(job.last_run_id)
