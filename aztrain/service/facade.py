@@ -26,6 +26,7 @@ from aztrain.service.usecases import (
     blob_events,
     costing,
     deadletters,
+    dryrun,
     idempotency,
     intake,
     progress,
@@ -169,6 +170,10 @@ class ControlPlane:
     def teams(self) -> list[Team]:
         """Every team and its bounds, by name."""
         return self.ctx.store.list_teams()
+
+    def dry_run(self, manifest_text: str | bytes, *, by: Principal) -> dryrun.DryRun:
+        """What submitting the manifest would do now (placement, cost, admission, wait), recording nothing."""
+        return dryrun.dry_run(self.ctx, manifest_text, by=by)
 
     def set_team(self, team: Team, *, by: Principal) -> Team:
         """Create a team or replace its bounds (admins only: `Forbidden` otherwise)."""
