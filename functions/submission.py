@@ -18,7 +18,6 @@ from aztrain.domain.identity import Principal
 from aztrain.domain.runs import Run, RunState
 from aztrain.service import telemetry
 from aztrain.service.facade import ControlPlane, KeyReused
-from aztrain.service.views import dry_run_view
 from functions.openapi import Header
 from functions.problems import PROBLEM_TYPE, ApiProblem, invalid, problem_body
 
@@ -115,7 +114,7 @@ def dry_run(req: func.HttpRequest, service: ControlPlane, *, by: Principal) -> D
     """What submitting the request's manifest would do now; an invalid manifest is a 422 problem, nothing recorded."""
     manifest = _manifest(req, service.settings.max_manifest_bytes)
     try:
-        return dry_run_view(service.dry_run(manifest, by=by))
+        return service.dry_run(manifest, by=by)
     except ManifestError as exc:
         syntax = _NOT_YAML in str(exc)
         status, slug = (400, "malformed-manifest") if syntax else (422, "invalid-manifest")
