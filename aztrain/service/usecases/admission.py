@@ -22,7 +22,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Sequence
 
-from aztrain.domain.errors import ManifestError
+from aztrain.domain.errors import FieldProblem, ManifestError
 from aztrain.domain.manifest import JobManifest
 from aztrain.domain.records import ClusterSpec, Quota
 from aztrain.domain.runs import Run, RunState
@@ -31,7 +31,7 @@ from aztrain.service.usecases.context import Context
 log = logging.getLogger(__name__)
 
 Gate = Callable[[Context, Run, Sequence[Run]], str | None]
-Refusal = Callable[[Context, JobManifest], str | None]
+Refusal = Callable[[Context, JobManifest], FieldProblem | None]
 
 
 def waiting_reason(ctx: Context, run: Run, active_copies: Sequence[Run]) -> str | None:
@@ -43,8 +43,8 @@ def waiting_reason(ctx: Context, run: Run, active_copies: Sequence[Run]) -> str 
     return None
 
 
-def refusals(ctx: Context, manifest: JobManifest) -> list[str]:
-    """Why a manifest can never be admitted (each refusal's reason); empty when it can."""
+def refusals(ctx: Context, manifest: JobManifest) -> list[FieldProblem]:
+    """Why a manifest can never be admitted (each refusal's field and reason); empty when it can."""
     return [reason for refuse in REFUSALS if (reason := refuse(ctx, manifest))]
 
 
@@ -81,7 +81,7 @@ def backend_quota(ctx: Context, run: Run, active_copies: Sequence[Run]) -> str |
     return f"needs {need} vCPUs of {quota.name}; {free} of {quota.limit} free"
 
 
-def backend_quota_refusal(ctx: Context, manifest: JobManifest) -> str | None:
+def backend_quota_refusal(ctx: Context, manifest: JobManifest) -> FieldProblem | None:
     """Refuse a run whose nodes need more vCPUs than the whole quota they count against."""
     spec = ctx.backend.cluster_for(manifest.compute)
     quota = _quota(ctx, spec)
@@ -89,9 +89,10 @@ def backend_quota_refusal(ctx: Context, manifest: JobManifest) -> str | None:
     if quota is None or need <= quota.limit:
         return None
     what = "has no quota for it" if quota.limit == 0 else f"allows {quota.limit} in all"
-    return (
-        f"compute: needs {need} vCPUs of {quota.name} ({spec.nodes} x {spec.vm_size}); the subscription {what}: "
-        f"ask for fewer nodes, another size, or more quota (Azure portal: Quotas, Machine learning)"
+    return FieldProblem(
+        "compute",
+        f"needs {need} vCPUs of {quota.name} ({spec.nodes} x {spec.vm_size}); the subscription {what}: "
+        f"ask for fewer nodes, another size, or more quota (Azure portal: Quotas, Machine learning)",
     )
 
 
