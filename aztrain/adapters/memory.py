@@ -24,7 +24,6 @@ from aztrain.domain.records import (
     ClusterRecord,
     ClusterSpec,
     DeadLetter,
-    Intake,
     JobObservation,
     JobPhase,
     JobRecord,
@@ -56,7 +55,6 @@ class InMemoryControlStore:
         self._arrivals: dict[tuple[str, str], Arrival] = {}
         self._models: dict[tuple[str, int], ModelVersion] = {}
         self._dead_letters: dict[tuple[str, str], DeadLetter] = {}
-        self._inbox: dict[str, Intake] = {}
         self._costs: dict[tuple[str, str], CostEntry] = {}
         self._teams: dict[str, Team] = {}
 
@@ -148,16 +146,6 @@ class InMemoryControlStore:
 
     def claim(self, scope: str, key: str, value: str) -> str:
         return self._claims.setdefault((scope, key), value)
-
-    def record_intake(self, intake: Intake) -> None:
-        self._inbox.setdefault(intake.key, intake)
-
-    def intakes(self, limit: int) -> list[Intake]:
-        return [self._inbox[key] for key in sorted(self._inbox)[:limit]]
-
-    def remove_intakes(self, keys: Sequence[str]) -> None:
-        for key in keys:
-            self._inbox.pop(key, None)
 
     def record_arrivals(self, arrivals: Sequence[Arrival]) -> None:
         for arrival in arrivals:

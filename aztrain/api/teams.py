@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from aztrain.api.models import _Body, _Query
-from aztrain.domain.teams import TEAM_PATTERN
+from aztrain.domain.teams import MAX_PRIORITY, TEAM_PATTERN
 
 MONTH_PATTERN = r"^[0-9]{4}-(0[1-9]|1[0-2])$"
 
@@ -46,3 +46,28 @@ class CostReport(_Body):
     teams: list[Spend]
     jobs: list[Spend]
     days: list[Spend]
+
+
+class TeamBounds(_Body):
+    """A team's bounds, as an admin sets them (`PUT /api/teams/{team}` replaces them all); null: unbounded."""
+
+    gpus: int | None = Field(default=None, ge=0, description="GPUs its runs may hold at once")
+    gpu_hours: float | None = Field(default=None, ge=0, description="GPU-hours per rolling 30 days")
+    monthly_budget: float | None = Field(default=None, ge=0, description="Money per calendar month (UTC)")
+    default_priority: int = Field(default=0, ge=0, le=MAX_PRIORITY)
+    max_priority: int = Field(default=0, ge=0, le=MAX_PRIORITY)
+    weight: float = Field(default=1.0, gt=0, description="Its share of contended capacity against other teams'")
+
+    @model_validator(mode="after")
+    def _default_within_max(self) -> TeamBounds:
+        if self.default_priority > self.max_priority:
+            raise ValueError(f"default_priority {self.default_priority} is above max_priority {self.max_priority}")
+        return self
+
+
+class TeamView(TeamBounds):
+    name: str
+
+
+class TeamList(_Body):
+    teams: list[TeamView]

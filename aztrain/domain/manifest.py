@@ -26,7 +26,7 @@ from pydantic import (
     model_validator,
 )
 
-from aztrain.domain.documents import read_document
+from aztrain.domain.documents import MAX_CHARS, read_document
 from aztrain.domain.errors import DOCUMENT, FieldProblem, ManifestError
 from aztrain.domain.layout import blob_path_problem
 from aztrain.domain.teams import MAX_PRIORITY, TEAM_PATTERN
@@ -229,7 +229,12 @@ class JobManifest(_Strict):
 
 def parse_manifest(text: str | bytes, *, source: str = "", max_bytes: int = 64 * 1024) -> JobManifest:
     """Parse YAML or JSON text into a validated manifest, or raise `ManifestError`."""
-    return manifest_from_dict(read_document(text, source=source, max_bytes=max_bytes), source=source)
+    manifest = manifest_from_dict(read_document(text, source=source, max_bytes=max_bytes), source=source)
+    stored = len(json.dumps(manifest.normalised()))
+    if stored > MAX_CHARS:  # what the store can hold of one manifest (documents.MAX_CHARS)
+        too_long = f"manifest comes to {stored:,} characters as normalised JSON; the limit is {MAX_CHARS:,}"
+        raise ManifestError([FieldProblem(DOCUMENT, too_long)], source=source)
+    return manifest
 
 
 def manifest_from_dict(document: object, *, source: str = "") -> JobManifest:

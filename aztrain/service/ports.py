@@ -22,7 +22,6 @@ from aztrain.domain.records import (
     ClusterRecord,
     ClusterSpec,
     DeadLetter,
-    Intake,
     JobObservation,
     JobPhase,
     JobRecord,
@@ -140,22 +139,6 @@ class Claims(Protocol):
         ...
 
 
-class Inbox(Protocol):
-    """Blob events recorded as they arrive, one write each, for the reconciler to act on (`inbox`)."""
-
-    def record_intake(self, intake: Intake) -> None:
-        """Store the intake unless its key is already there (a redelivery changes nothing)."""
-        ...
-
-    def intakes(self, limit: int) -> list[Intake]:
-        """The oldest `limit` intakes not yet acted on, oldest first."""
-        ...
-
-    def remove_intakes(self, keys: Sequence[str]) -> None:
-        """Forget intakes that were acted on (a key already gone is no error)."""
-        ...
-
-
 class Arrivals(Protocol):
     """Data uploads under watched prefixes, pending until a run consumes them (`arrivals`)."""
 
@@ -238,7 +221,7 @@ class Teams(Protocol):
         ...
 
 
-class ControlStore(Runs, Outbox, Jobs, Claims, Inbox, Arrivals, Models, Clusters, DeadLetters, Costs, Teams, Protocol):
+class ControlStore(Runs, Outbox, Jobs, Claims, Arrivals, Models, Clusters, DeadLetters, Costs, Teams, Protocol):
     """Every table the control plane keeps; one Table Storage account holds them all."""
 
 

@@ -29,6 +29,8 @@ roles = ["Runs.Submit", "Team.vision"]
 roles = ["Runs.Submit", "Team.nlp"]
 [users.carol]
 roles = ["Team.vision"]
+[users.erin]
+roles = ["Runs.Submit", "Team.robotics"]
 [users.root]
 roles = ["Admin"]
 """
@@ -146,3 +148,30 @@ def test_the_cost_of_a_placed_run_shows_live_on_the_run_and_in_the_months_report
     assert {j["job"] for j in report["jobs"]} >= {run["job"]}
     assert main(["--url", url, "--user", "carol", "cost", "--by", "job"]) == 0
     assert run["job"] in capsys.readouterr().out
+
+
+def test_an_admin_sets_a_teams_gpus_and_its_second_run_waits_with_the_reason_until_the_first_ends(
+    stack: tuple[str, Any], capsys: pytest.CaptureFixture[str]
+) -> None:
+    url, service = stack
+    assert main(["--url", url, "--user", "alice", "teams", "set", "robotics", "--gpus", "1"]) != 0  # not an admin
+    assert "app role Admin" in capsys.readouterr().err
+    assert main(["--url", url, "--user", "root", "teams", "set", "robotics", "--gpus", "1", "--budget", "500"]) == 0
+    one_gpu = {"profile": "gpu-small", "nodes": 1}
+    try:
+        first = submitted(stack, "erin", compute=one_gpu)
+        service.reconcile()  # placed: holds its GPU (its nodes never come up here)
+        second = submitted(stack, "erin", compute=one_gpu)
+        service.reconcile()
+        shown = Client(url, user="bob").run(second["id"])
+        assert (shown["state"], shown["waiting_reason"]) == (
+            "QUEUED",
+            "team robotics holds 1 of 1 GPUs; this run needs 1",
+        )
+        assert main(["--url", url, "--user", "bob", "show", second["id"]]) == 0
+        assert "team robotics holds 1 of 1 GPUs" in capsys.readouterr().out
+        Client(url, user="erin").cancel(first["id"])
+        service.reconcile()
+        assert Client(url, user="erin").run(second["id"])["state"] == "PROVISIONING"
+    finally:
+        assert main(["--url", url, "--user", "root", "teams", "delete", "robotics"]) == 0

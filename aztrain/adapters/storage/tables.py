@@ -1,8 +1,8 @@
 """`ControlStore` on Azure Table Storage (azure-data-tables), with ETag-conditional writes.
 
-One adapter implements every storage role (runs, jobs, claims, inbox, arrivals, models, clusters,
+One adapter implements every storage role (runs, jobs, claims, arrivals, models, clusters,
 dead letters): they share one account and the same entity mapping rules. It runs past 300 lines because
-each of the eleven tables needs its own entity mapper, kept beside the queries that read it.
+each of the ten tables needs its own entity mapper, kept beside the queries that read it.
 
 | table       | PartitionKey | RowKey                    |
 | ----------- | ------------ | ------------------------- |
@@ -16,7 +16,6 @@ each of the eleven tables needs its own entity mapper, kept beside the queries t
 | deadletters | function     | event id (hashed if odd)  |
 | active      | `active`     | run id                    |
 | watches     | `watches`    | job name                  |
-| inbox       | `inbox`      | intake key (time + event) |
 | runsbytime  | time bucket  | run id (newest first)     |
 
 `active` indexes the runs that are not finished, or whose events are not yet published: a copy
@@ -29,8 +28,7 @@ run (a crash between the two writes, or two writers racing), never ahead: the re
 on the copy whether a step could be due, decides again on the run's own row before writing, and
 refreshes a copy it finds behind. `watches` does
 the same for jobs watching data, so a data upload reads the jobs that watch its container, not
-every job. `inbox` holds blob events as they arrive (one insert each, in one partition read oldest
-first) until the reconciler acts on them. `runsbytime` is the run list: a copy of every run's row,
+every job. `runsbytime` is the run list: a copy of every run's row,
 partitioned by when the run was made (a run id's leading digits), kept like `active` but never dropped,
 so a page of runs, newest first, is one range read from the start of the table or from a token's run.
 """
@@ -53,9 +51,10 @@ from azure.core.exceptions import ResourceExistsError, ResourceModifiedError, Re
 from azure.data.tables import TableClient, TableEntity, TableServiceClient, TableTransactionError, UpdateMode
 
 from aztrain.domain.cost import CostEntry, Rate
+from aztrain.domain.documents import MAX_CHARS
 from aztrain.domain.errors import DOCUMENT, ConcurrencyError, FieldProblem
 from aztrain.domain.manifest import JobManifest
-from aztrain.domain.records import Arrival, ClusterRecord, DeadLetter, Intake, JobRecord, ModelVersion
+from aztrain.domain.records import Arrival, ClusterRecord, DeadLetter, JobRecord, ModelVersion
 from aztrain.domain.runs import ACTIVE_STATES, Run, RunState, Staged, Transition
 from aztrain.domain.teams import Team
 from aztrain.service import faults
@@ -71,14 +70,12 @@ TABLES = (
     "deadletters",
     "active",
     "watches",
-    "inbox",
     "runsbytime",
     "costs",
     "teams",
 )
 _ACTIVE = "active"  # the one partition of the `active` index: read whole, it holds only active runs
 _WATCHES = "watches"  # the one partition of the `watches` index: the jobs that watch data, by name
-_INBOX = "inbox"  # the one partition of the `inbox`: blob events not yet acted on, oldest first
 #: A run id's leading digits name its partition in `runsbytime`: 10^8 ms (about 28 hours) of creation times.
 _BUCKET_DIGITS = 5
 _TEAMS = "teams"  # the one partition of `teams`: a handful of rows, read whole
@@ -88,6 +85,8 @@ _REMEMBERED = 100_000  # run ids whose job a store remembers (a few MB), forgott
 T = TypeVar("T")
 _PROBLEMS, _PROBLEM_CHARS = 50, 1000  # a REJECTED run's problems kept, and the characters of each
 _OUTBOX_DETAIL = 500  # characters of a transition's detail kept in the outbox (history keeps 16000)
+_PART_CHARS = 32_000  # characters of a manifest's JSON in one string property (`_manifest_columns`)
+_MANIFEST_PARTS = -(-MAX_CHARS // _PART_CHARS)  # the most parts a manifest within the domain's limit takes
 
 
 class TableControlStore:
@@ -106,7 +105,6 @@ class TableControlStore:
         self._dead_letters = self._table("deadletters")
         self._active = self._table("active")
         self._watches = self._table("watches")
-        self._inbox = self._table("inbox")
         self._listed = self._table("runsbytime")
         self._costs = self._table("costs")
         self._teams = self._table("teams")
@@ -333,32 +331,6 @@ class TableControlStore:
         except ResourceExistsError:  # someone claimed first: theirs is the answer
             return str(self._claims.get_entity(scope, row)["Value"])
 
-    # --------------------------------------------------------------- inbox
-    def record_intake(self, intake: Intake) -> None:
-        entity = {
-            "PartitionKey": _INBOX,
-            "RowKey": intake.key,
-            "EventId": intake.event_id,
-            "Container": intake.container,
-            "Name": intake.name,
-            "ETag": intake.etag,
-            **({"Raised": intake.raised} if intake.raised else {}),
-        }
-        _insert_once(self._inbox, entity)  # a redelivery before the reconciler acted on it changes nothing
-
-    def intakes(self, limit: int) -> list[Intake]:
-        rows = self._inbox.query_entities(
-            "PartitionKey eq @inbox", parameters={"inbox": _INBOX}, results_per_page=min(limit, 1000)
-        )
-        return [_intake_from_entity(e) for e in itertools.islice(rows, limit)]
-
-    def remove_intakes(self, keys: Sequence[str]) -> None:
-        def delete(entity: dict[str, Any]) -> None:
-            with contextlib.suppress(ResourceNotFoundError):  # gone already
-                self._inbox.delete_entity(_INBOX, entity["RowKey"])
-
-        _transact_or_one_by_one(self._inbox, "delete", [{"PartitionKey": _INBOX, "RowKey": k} for k in keys], delete)
-
     # ------------------------------------------------------------ arrivals
     def record_arrivals(self, arrivals: Sequence[Arrival]) -> None:
         unique = {(a.job, a.key): _arrival_to_entity(a) for a in reversed(arrivals)}  # the first of each key
@@ -510,8 +482,25 @@ def _insert_once(table: TableClient, entity: dict[str, Any]) -> None:
 # added later with a default is filled in on rows written before it existed.
 
 
-def _manifest_to_json(spec: JobManifest | None) -> str:
-    return json.dumps(spec.normalised()) if spec is not None else ""
+def _manifest_columns(spec: JobManifest | None) -> dict[str, Any]:
+    """A manifest's normalised JSON as `Manifest`, `Manifest1`, ...: a string property holds 64 KiB, 32K
+    UTF-16 characters, and an entity 1 MiB (learn.microsoft.com/azure/storage/tables/scalability-targets;
+    learn.microsoft.com/rest/api/storageservices/understanding-the-table-service-data-model). json.dumps
+    writes ASCII, so a part of `_PART_CHARS` characters is 64,000 bytes, and a manifest within the
+    domain's limit (`documents.MAX_CHARS`: 8 parts, 512,000 bytes) leaves the row room for the rest."""
+    text = json.dumps(spec.normalised()) if spec is not None else ""
+    parts = [text[i : i + _PART_CHARS] for i in range(0, len(text), _PART_CHARS)] or [""]
+    return {
+        "Manifest": parts[0],
+        **{f"Manifest{n}": part for n, part in enumerate(parts[1:], start=1)},
+        "ManifestParts": len(parts),
+    }
+
+
+def _manifest_text(e: Any) -> str:
+    """The manifest JSON of a row, its parts joined (rows written before parts existed have one)."""
+    parts = int(e.get("ManifestParts") or 1)
+    return str(e.get("Manifest") or "") + "".join(str(e.get(f"Manifest{n}") or "") for n in range(1, parts))
 
 
 def _manifest_from_json(text: str | None) -> JobManifest | None:
@@ -531,7 +520,7 @@ def _job_to_entity(job: JobRecord) -> dict[str, Any]:
     return {
         "PartitionKey": job.name,
         "RowKey": "spec",
-        "Manifest": _manifest_to_json(job.spec),
+        **_manifest_columns(job.spec),
         "ManifestHash": job.manifest_hash,
         "UpdatedAt": job.updated_at,
         "WatchContainer": job.watch_container,
@@ -544,7 +533,7 @@ def _job_to_entity(job: JobRecord) -> dict[str, Any]:
 def _job_from_entity(e: Any) -> JobRecord:
     return JobRecord(
         name=e["PartitionKey"],
-        spec=JobManifest.model_validate(json.loads(e["Manifest"])),
+        spec=JobManifest.model_validate(json.loads(_manifest_text(e))),
         manifest_hash=e["ManifestHash"],
         updated_at=_utc(e["UpdatedAt"]) or datetime.now(UTC),
         watch_container=e.get("WatchContainer", ""),
@@ -565,7 +554,7 @@ def run_entity(run: Run) -> dict[str, Any]:
         "Trigger": run.trigger,
         "Cause": run.cause,
         "ManifestHash": run.manifest_hash,
-        "Manifest": _manifest_to_json(run.spec),
+        **_manifest_columns(run.spec),
         "Source": run.source,
         "Cluster": run.cluster,
         "BackendJobId": run.backend_job_id,
@@ -606,7 +595,7 @@ def _run_from_entity(e: Any) -> Run:
         trigger=e.get("Trigger", ""),
         cause=e.get("Cause", ""),
         manifest_hash=e.get("ManifestHash", ""),
-        spec=_manifest_from_json(e.get("Manifest")),
+        spec=_manifest_from_json(_manifest_text(e)),
         source=e.get("Source", ""),
         cluster=e.get("Cluster", ""),
         backend_job_id=e.get("BackendJobId", ""),
@@ -637,7 +626,8 @@ def copy_columns() -> list[str]:
     itself (`publishing.drain`). Derived from the mapper, so a new column is never left behind.
     """
     sample = Run.create(job="j", state=RunState.ACCEPTED, at=datetime.now(UTC), trigger="http", cause="c")
-    return [column for column in active_entity(sample) if column != "Outbox"]
+    parts = [f"Manifest{n}" for n in range(1, _MANIFEST_PARTS)]  # a long manifest's other parts
+    return [column for column in active_entity(sample) if column != "Outbox"] + parts
 
 
 def _problems_from_json(e: Any) -> tuple[FieldProblem, ...]:
@@ -743,17 +733,6 @@ def _arrival_from_entity(e: Any) -> Arrival:
         blob=e.get("Blob", ""),
         at=_utc(e["At"]) or datetime.now(UTC),
         consumed_by=e.get("ConsumedBy", ""),
-    )
-
-
-def _intake_from_entity(e: Any) -> Intake:
-    return Intake(
-        key=e["RowKey"],
-        event_id=e.get("EventId", ""),
-        container=e.get("Container", ""),
-        name=e.get("Name", ""),
-        etag=e.get("ETag", ""),
-        raised=_utc(e.get("Raised")),
     )
 
 

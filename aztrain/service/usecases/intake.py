@@ -32,7 +32,7 @@ from aztrain.domain.retrain import snapshot_of
 from aztrain.domain.runs import ACTIVE_STATES, Run, RunState
 from aztrain.domain.teams import dropped_team, shown_team
 from aztrain.service import faults
-from aztrain.service.usecases import admission, publishing
+from aztrain.service.usecases import admission, publishing, teamgates
 from aztrain.service.usecases.context import SAVE_ATTEMPTS, Context
 
 log = logging.getLogger(__name__)
@@ -140,6 +140,11 @@ def submit(
                 team=team,
                 by=by,
             )
+        job_is_newer = job is not None and job.spec.content_hash != manifest.content_hash and mine > job.last_run_id
+        if given and job and job.last_run_id and job_is_newer:
+            # Raised before the job's latest run: a late delivery of an older manifest (queue messages
+            # come in any order). It gets its run; the job keeps the newer manifest.
+            break
         # Hashed again from the stored manifest: a hash stored by an earlier scheme never makes it look new.
         if job and job.spec.content_hash == manifest.content_hash and job.last_run_id and not force:
             last = ctx.store.get_run(job.last_run_id)
@@ -177,7 +182,7 @@ def submit(
         manifest_hash=manifest.content_hash,
         team=team,
         submitted_by=by.user if by else "",
-        priority=manifest.queue_priority or 0,
+        priority=teamgates.priority_for(ctx, manifest),
     )
     created = run_id == mine
     stored = record_run(ctx, run)
