@@ -69,7 +69,7 @@ var jobsContainer = 'jobs'
 var manifestsPrefix = 'manifests/'
 var runsContainer = 'runs'
 var dataContainers = ['datasets']
-var tables = ['jobs', 'runs', 'runhistory', 'claims', 'clusters', 'arrivals', 'models', 'deadletters', 'active', 'watches', 'inbox']
+var tables = ['jobs', 'runs', 'runhistory', 'claims', 'clusters', 'arrivals', 'models', 'deadletters', 'active', 'watches', 'inbox', 'runaliases']
 var deadLetterContainer = 'deadletter'
 var deploymentContainer = 'app-package'
 // The name the azureml backend gives the `gpu-small` profile's cluster (aztrain.domain.profiles.CLUSTER_PREFIX).

@@ -6,20 +6,31 @@ the OpenAPI document (`functions/openapi.py`), so what is documented is what is 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    SerializerFunctionWrapHandler,
+    model_serializer,
+    model_validator,
+)
 
-from aztrain.domain.layout import JOB_NAME_PATTERN, RUN_ID_PATTERN
+from aztrain.domain.layout import JOB_NAME_PATTERN, RUN_ID_PATTERN, SHORT_RUN_ID_PATTERN
 from aztrain.domain.runs import RunState
 
 #: The most items one page of a list holds; larger `limit`s are capped to it.
 MAX_PAGE = 500
 #: Run ids may be shortened to a unique prefix of at least this many characters.
 MIN_RUN_PREFIX = 6
-#: A run id, or a prefix of one: 6-13 digits, or 13 digits, '-' and up to 6 hex digits.
-RUN_REF_PATTERN = rf"^(?:{RUN_ID_PATTERN}|\d{{{MIN_RUN_PREFIX},13}}|\d{{13}}-[0-9a-f]{{0,5}})$"
+#: A run id, its short id (6 hex digits), or a prefix of the id: 6-13 digits, or 13 digits, '-' and up to 6 hex digits.
+RUN_REF_PATTERN = rf"^(?:{RUN_ID_PATTERN}|{SHORT_RUN_ID_PATTERN}|\d{{{MIN_RUN_PREFIX},13}}|\d{{13}}-[0-9a-f]{{0,5}})$"
 NAME_PATTERN = rf"^{JOB_NAME_PATTERN}$"
 #: What a run's job may be called: a manifest name, or what a rejected manifest was filed under.
 RUN_JOB_PATTERN = r"^[A-Za-z0-9._-]{1,63}$"
@@ -120,6 +131,9 @@ class TransitionView(_Body):
 
 class RunView(_Body):
     id: str
+    short_id: str = Field(
+        description="The id's last 6 hex digits: what the CLI and the dashboard show, and accept wherever a run id goes"
+    )
     job: str
     state: RunState
     terminal: bool
@@ -248,19 +262,61 @@ class ModelVersions(_Body):
     versions: list[ModelView]
 
 
+class SnapshotBlobView(_Body):
+    name: str
+    size: int
+    etag: str
+    version_id: str = Field(description="Set where blob versioning is on")
+
+
+class SnapshotView(_Body):
+    """The immutable list of blobs a run trained on."""
+
+    id: str
+    container: str
+    prefix: str
+    blobs: list[SnapshotBlobView]
+
+
 class Lineage(_Body):
     """model → run → snapshot → blobs."""
 
     model: ModelView
     run: RunView
-    snapshot: dict[str, Any]
+    snapshot: SnapshotView
+
+
+class EpochMetrics(BaseModel):
+    """One completed epoch, as the trainer wrote it: the figures below, and any others it adds."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    epoch: int | None = None
+    loss: float | None = None
+    accuracy: float | None = None
+    samples_per_second: float | None = None
+
+    @model_serializer(mode="wrap")
+    def _as_written(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        """Only the figures the row has: a figure the trainer did not write is left out, not null."""
+        written = self.model_fields_set | set(self.model_extra or {})
+        return {name: value for name, value in handler(self).items() if name in written}
 
 
 class Metrics(_Body):
     run_id: str
     state: RunState
-    epochs: list[dict[str, Any]] = Field(description="One row per completed epoch (epoch, loss, accuracy, ...)")
+    epochs: list[EpochMetrics] = Field(description="One row per completed epoch (epoch, loss, accuracy, ...)")
     final: dict[str, Any] | None = Field(description="The final figures once the run completed")
+
+
+@dataclass(frozen=True)
+class LogChunk:
+    """What `GET /api/runs/{id}/logs` answers: log text from `offset`, and where the next read continues."""
+
+    text: str
+    offset: int
+    next_offset: int
 
 
 class Health(_Body):

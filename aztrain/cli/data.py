@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.table import Table
 
 from aztrain.cli import config as cli_config
 from aztrain.cli.app import (
@@ -94,6 +95,10 @@ def seed_digits(
         _upload(out, service, Path(tmp), container, prefix, workers=2)
 
 
+#: The widest `aztrain config` prints, whatever the terminal: it is read, not scanned.
+CONFIG_WIDTH = 100
+
+
 @app.command("config", epilog=examples("aztrain config", "aztrain --url https://my-app.azurewebsites.net config"))
 def show_config(ctx: typer.Context, as_json: JsonOption = False) -> None:
     """Where this CLI connects, and where each setting came from (flag, env, config file, default)."""
@@ -113,10 +118,16 @@ def show_config(ctx: typer.Context, as_json: JsonOption = False) -> None:
             }
         )
         return
-    out.line(f"config file: {cli_config.config_path(session.config)}")
-    table = out.table("SETTING", "VALUE", "FROM")
+    config_file = cli_config.config_path(session.config)
+    out.line(f"config file: {config_file}" + ("" if config_file.is_file() else " (none there)"))
+    # Long values (a connection string) wrap inside their column: the table fits 100 columns.
+    table = Table(box=None, pad_edge=False, header_style="bold", width=min(out.console.width, CONFIG_WIDTH))
+    table.add_column("SETTING", no_wrap=True)
+    table.add_column("VALUE", overflow="fold", ratio=1)
+    table.add_column("FROM", no_wrap=True)
     for key, value in values.items():
-        table.add_row(key, value or "—", conn.sources[key])
+        source = conn.sources[key]
+        table.add_row(key, value or "—", "config file" if source.startswith("config ") else source)
     out.console.print(table)
 
 

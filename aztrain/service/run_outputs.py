@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,7 +17,7 @@ from typing import Any
 
 from aztrain.api.models import MAX_LOG_CHUNK, MIN_RUN_PREFIX, RunOutputs
 from aztrain.domain.errors import NotFound
-from aztrain.domain.layout import RUN_ID_PATTERN, run_output_prefix
+from aztrain.domain.layout import is_run_id, is_short_run_id, run_output_prefix
 from aztrain.domain.runs import Run
 from aztrain.service.ports import DataStore, Runs
 
@@ -40,7 +39,7 @@ class AmbiguousRun(Exception):
     """A run id prefix matches more than one run."""
 
     def __init__(self, prefix: str, candidates: list[str]) -> None:
-        super().__init__(f"run id prefix {prefix!r} matches {len(candidates)} runs; give more characters")
+        super().__init__(f"run id {prefix!r} matches {len(candidates)} runs; give the full id of the one you mean")
         self.candidates = candidates
 
 
@@ -177,16 +176,25 @@ class LiveMetrics:
 
 
 def find_run(store: Runs, ref: str) -> Run:
-    """A run by its id or a unique prefix of it; `NotFound` or `AmbiguousRun` otherwise.
+    """A run by its id, its short id, or a unique prefix of its id; `NotFound` or `AmbiguousRun` otherwise.
 
-    A prefix is looked up among all runs (`find_runs()` reads the whole runs table): fine at the
-    scale of one team's runs; a RowKey range query per job would be the next step.
+    An id is a point read and a short id an index read (`runaliases`), whatever the history. A short id
+    that names no run but is all digits is tried as a prefix too. A prefix is looked up among all runs
+    (`find_runs()` reads the whole runs table): kept for the ids of runs made before short ids existed.
     """
-    if re.fullmatch(RUN_ID_PATTERN, ref):
+    if is_run_id(ref):
         run = store.get_run(ref)
         if run is None:
             raise NotFound("run", ref)
         return run
+    if is_short_run_id(ref):
+        named = store.runs_by_short_id(ref)
+        if len(named) > 1:
+            raise AmbiguousRun(ref, [run.id for run in named])
+        if named:
+            return named[0]
+        if not ref.isdigit():
+            raise NotFound("run", ref)
     if len(ref) < MIN_RUN_PREFIX:
         raise NotFound("run", ref)
     matches = [run for run in store.find_runs() if run.id.startswith(ref)]

@@ -10,6 +10,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from aztrain.api import models as api
+from aztrain.domain.layout import short_run_id
 from aztrain.domain.records import ClusterRecord, DeadLetter, JobRecord, ModelVersion
 from aztrain.domain.retrain import Snapshot, Window
 from aztrain.domain.runs import Run, RunState, Transition
@@ -25,6 +26,7 @@ def _run(run: Run, runs_container: str) -> dict[str, Any]:
     files = RunFiles.of(run, runs_container)
     return {
         "id": run.id,
+        "short_id": short_run_id(run.id),
         "job": run.job,
         "state": run.state,
         "terminal": run.is_terminal,

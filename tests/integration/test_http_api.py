@@ -385,6 +385,15 @@ def test_runs_are_found_by_a_unique_prefix_and_an_ambiguous_one_is_a_409(api: Ap
     assert api.call("GET", f"/api/runs/{first[:5]}").status == 400  # too short to mean anything
 
 
+def test_a_run_is_found_by_its_short_id_the_one_the_cli_and_dashboard_show(api: Api) -> None:
+    run = new_run(api)
+    assert run["short_id"] == run["id"].rsplit("-", 1)[1] and len(run["short_id"]) == 6
+    for method, route in ROUTES[:3]:  # the run, its cancel and its log
+        assert api.call(method, route.format(run["short_id"])).status in (200, 202), route
+    found = api.call("GET", f"/api/runs/{run['short_id']}")
+    assert found.status == 200 and found.json()["id"] == run["id"]
+
+
 def test_cancel_is_idempotent_and_a_finished_run_is_a_409(api: Api) -> None:
     run = new_run(api)
     canceled = api.call("POST", f"/api/runs/{run['id']}/cancel")

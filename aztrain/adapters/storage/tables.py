@@ -2,7 +2,7 @@
 
 One adapter implements every storage role (runs, jobs, claims, inbox, arrivals, models, clusters,
 dead letters): they share one account and the same entity mapping rules. It runs past 300 lines because
-each of the eleven tables needs its own entity mapper, kept beside the queries that read it.
+each of the twelve tables needs its own entity mapper, kept beside the queries that read it.
 
 | table       | PartitionKey | RowKey                    |
 | ----------- | ------------ | ------------------------- |
@@ -17,6 +17,7 @@ each of the eleven tables needs its own entity mapper, kept beside the queries t
 | active      | `active`     | run id                    |
 | watches     | `watches`    | job name                  |
 | inbox       | `inbox`      | intake key (time + event) |
+| runaliases  | short run id | run id                    |
 
 `active` indexes the runs that are not finished, or whose events are not yet published: a copy
 of each such run's row, kept by `add_run`/`save_run` (and `refresh_active` after an outbox is
@@ -49,6 +50,7 @@ from azure.core.exceptions import ResourceExistsError, ResourceModifiedError, Re
 from azure.data.tables import TableClient, TableEntity, TableServiceClient, TableTransactionError, UpdateMode
 
 from aztrain.domain.errors import ConcurrencyError
+from aztrain.domain.layout import short_run_id
 from aztrain.domain.manifest import JobManifest
 from aztrain.domain.records import Arrival, ClusterRecord, DeadLetter, Intake, JobRecord, ModelVersion
 from aztrain.domain.runs import ACTIVE_STATES, Run, RunState, Staged, Transition
@@ -66,6 +68,7 @@ TABLES = (
     "active",
     "watches",
     "inbox",
+    "runaliases",
 )
 _ACTIVE = "active"  # the one partition of the `active` index: read whole, it holds only active runs
 _WATCHES = "watches"  # the one partition of the `watches` index: the jobs that watch data, by name
@@ -94,6 +97,7 @@ class TableControlStore:
         self._active = self._table("active")
         self._watches = self._table("watches")
         self._inbox = self._table("inbox")
+        self._aliases = self._table("runaliases")
         self._job_of: dict[str, str] = {}  # run id -> job, for the runs this process has seen
 
     def _table(self, name: str) -> TableClient:
@@ -146,6 +150,8 @@ class TableControlStore:
         # Before the run, so the index never misses one; inserted, never replaced: a second add of
         # the same run (a race, a retry) must not put a creation copy over a later step's.
         _insert_once(self._active, active_entity(run))
+        # The short id's row: a partition per short id, so finding what it names is one partition read.
+        _insert_once(self._aliases, {"PartitionKey": short_run_id(run.id), "RowKey": run.id, "Job": run.job})
         faults.checkpoint("runs.after-index")
         return self._remember(replace(run, etag=self._write(self._runs, _run_to_entity(run), None, f"run {run.id}")))
 
@@ -188,6 +194,16 @@ class TableControlStore:
             self._job_of.clear()
         self._job_of[run.id] = run.job
         return run
+
+    def runs_by_short_id(self, short_id: str) -> list[Run]:
+        rows = self._aliases.query_entities("PartitionKey eq @short", parameters={"short": short_id})
+        found = []
+        for row in rows:  # one row per run, and two runs share a short id rarely (24 random bits)
+            self._job_of.setdefault(row["RowKey"], row["Job"])
+            run = self.get_run(row["RowKey"])
+            if run is not None:  # None: a crash between the alias row and the run's own row
+                found.append(run)
+        return found
 
     def find_runs(
         self,
