@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import sys
+import time
+from datetime import datetime, timedelta
 from typing import Annotated
 
 import typer
@@ -13,7 +15,7 @@ from aztrain.api import models as api
 from aztrain.api.models import LogChunk
 from aztrain.cli.app import JsonOption, ManifestArgument, RunIdArgument, TimeoutOption, app, begin, examples
 from aztrain.cli.client import ApiError, Client
-from aztrain.cli.follow import RunFollower, WaitTimedOut, follow_log
+from aztrain.cli.follow import POLL_SECONDS, RunFollower, WaitTimedOut, follow_log
 from aztrain.cli.output import (
     STATE_EXIT,
     STATE_STYLE,
@@ -30,7 +32,7 @@ from aztrain.cli.output import (
     summarise_metrics,
     transition_line,
 )
-from aztrain.domain.errors import ManifestError
+from aztrain.domain.errors import AztrainError, ManifestError
 from aztrain.domain.manifest import parse_manifest
 from aztrain.domain.runs import RunState
 
@@ -77,6 +79,33 @@ def _follow(
     if final.state == "COMPLETED":
         out.note(f"get the model: aztrain download {final.short_id}")
     return final, follower.metrics
+
+
+def follow_to_end(
+    out: Out, client: Client, run: api.RunView, *, timeout: int
+) -> tuple[api.RunDetail, api.Metrics | None]:
+    """Follow a run to its end with `epoch k/n` progress (n from its manifest)."""
+    return _follow(out, client, run, total_epochs=_planned_epochs(client, run), timeout=timeout)
+
+
+def wait_for_new_run(client: Client, job: str, *, since: datetime, timeout: float) -> api.RunView:
+    """The job's newest run once one created after `since` shows (a dropped manifest's, say)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        newest = client.runs(job=job, limit=1)
+        if newest and newest[0].created_at >= since - _CLOCK_SKEW:
+            return newest[0]
+        if time.monotonic() > deadline:
+            raise AztrainError(
+                f"no new run of job {job} within {timeout:.0f} s. A manifest identical to the job's current one "
+                "starts none while its run is active or completed (`aztrain submit --force` reruns it); otherwise "
+                "is the app receiving blob events (`aztrain dev` is; in Azure, the Event Grid subscription)?"
+            )
+        time.sleep(POLL_SECONDS)
+
+
+#: This machine's clock and the app's may differ by this much.
+_CLOCK_SKEW = timedelta(seconds=5)
 
 
 def _goes_on(run: api.RunView) -> str:
@@ -133,9 +162,7 @@ def submit(
             out.json(result)
         out.note(f"follow it: aztrain show {run.short_id} --wait  ·  aztrain logs -f {run.short_id}")
         return
-    final, metrics = _follow(
-        out, session.client, run, total_epochs=_planned_epochs(session.client, run), timeout=timeout
-    )
+    final, metrics = follow_to_end(out, session.client, run, timeout=timeout)
     if as_json:
         out.json({**plain(result), "run": final, "metrics": metrics})
     raise typer.Exit(STATE_EXIT.get(final.state, ExitCode.OK))
