@@ -35,6 +35,7 @@ from aztrain.service.views import (
     window_view,
 )
 from functions import submission
+from functions.identity import Access, caller
 from functions.openapi import Body, Header, Operation, PathParameter, document
 from functions.pagination import page
 from functions.problems import ApiProblem, Handler, bad_request, guarded, invalid
@@ -60,19 +61,50 @@ Q = TypeVar("Q", bound=BaseModel)
 
 
 def _route(
-    method: str, route: str, summary: str, responses: dict[int, Body], **details: Any
+    method: str,
+    route: str,
+    summary: str,
+    responses: dict[int, Body],
+    *,
+    access: Access = Access.SIGNED_IN,
+    **details: Any,
 ) -> Callable[[Handler], Any]:
-    """Register a route with the blueprint, inside the problem guard, and record it for the OpenAPI document."""
+    """Register a route with the blueprint, inside the problem guard, and record it for the OpenAPI document.
+
+    `access`: what the caller needs; any but PUBLIC answers 401 to a caller who is not signed in.
+    """
+    errors = tuple(details.pop("errors", ()))
+    if access is not Access.PUBLIC:
+        errors = (*errors, 401) + ((403,) if access in (Access.SUBMIT, Access.ADMIN) else ())
 
     def register(handler: Handler) -> Any:
         OPERATIONS.append(
             Operation(
-                method=method, route=route, name=handler.__name__, summary=summary, responses=responses, **details
+                method=method,
+                route=route,
+                name=handler.__name__,
+                summary=summary,
+                responses=responses,
+                errors=tuple(sorted(errors)),
+                access=access.value,
+                **details,
             )
         )
-        return bp.route(route=route, methods=[method])(guarded(handler))
+        checked = handler if access is Access.PUBLIC else _signed_in(handler)
+        return bp.route(route=route, methods=[method])(guarded(checked))
 
     return register
+
+
+def _signed_in(handler: Handler) -> Handler:
+    """`handler`, answering 401 before it runs unless the caller is signed in."""
+
+    @functools.wraps(handler)
+    def route(req: func.HttpRequest) -> func.HttpResponse:
+        caller(req)
+        return handler(req)
+
+    return route
 
 
 def _run_route(
@@ -127,6 +159,7 @@ def _runs_container() -> str:
     "or registers a watching job that waits for its data",
     {202: api.Submitted, 200: api.Submitted},
     errors=(400, 413, 415, 422),
+    access=Access.SUBMIT,
     query=api.SubmitQuery,
     manifest_body=True,
     request_headers=(submission.IDEMPOTENCY_KEY, submission.REQUEST_ID),
@@ -134,7 +167,7 @@ def _runs_container() -> str:
 )
 def submit_job(req: func.HttpRequest) -> func.HttpResponse:
     """202 with a new run (or `waiting`), 200 with an existing one; 422 (with the REJECTED run) if invalid."""
-    return submission.submit(req, control_plane(), force=_query(api.SubmitQuery, req).force)
+    return submission.submit(req, control_plane(), force=_query(api.SubmitQuery, req).force, by=caller(req))
 
 
 @_route(
@@ -254,11 +287,12 @@ def get_run(req: func.HttpRequest) -> func.HttpResponse:
     "/cancel",
     "Ask a run to stop (idempotent while it stops)",
     {202: api.RunView},
+    access=Access.SUBMIT,
 )
 def cancel_run(req: func.HttpRequest) -> func.HttpResponse:
     run = _run(req)
     try:
-        canceled = control_plane().cancel(run.id, cause="http:cancel")
+        canceled = control_plane().cancel(run.id, cause="http:cancel", by=caller(req))
     except InvalidTransition as exc:
         raise ApiProblem(409, "run-finished", str(exc), state=RunState(exc.state)) from None
     return _json(run_view(canceled, runs_container=_runs_container()), 202)
@@ -331,7 +365,7 @@ def list_dead_letters(req: func.HttpRequest) -> func.HttpResponse:
     return _json({"deadletters": [dead_letter_view(d) for d in letters], "next": next_token})
 
 
-@_route("GET", "health", "Liveness plus a storage round trip", {200: api.Health, 503: api.Health})
+@_route("GET", "health", "Liveness plus a storage round trip", {200: api.Health, 503: api.Health}, access=Access.PUBLIC)
 def health(req: func.HttpRequest) -> func.HttpResponse:
     """A misconfigured app says so at once; the storage error itself goes to the log, not the reply."""
     service = control_plane()
@@ -345,7 +379,11 @@ def health(req: func.HttpRequest) -> func.HttpResponse:
 
 
 @_route(
-    "GET", "openapi.json", "This document: every route, its parameters, bodies and problems", {200: "application/json"}
+    "GET",
+    "openapi.json",
+    "This document: every route, its parameters, bodies and problems",
+    {200: "application/json"},
+    access=Access.PUBLIC,
 )
 def openapi(req: func.HttpRequest) -> func.HttpResponse:
     return _json(_document())

@@ -58,6 +58,7 @@ class Operation:
     manifest_body: bool = False
     request_headers: tuple[Header, ...] = ()
     response_headers: dict[int, tuple[Header, ...]] = field(default_factory=dict)
+    access: str = ""  # the role the caller needs (`functions.identity.Access`), as docs/api.md words it
 
     @property
     def path_template(self) -> str:
@@ -116,6 +117,9 @@ def _operation(op: Operation, schemas: dict[str, Any]) -> dict[str, Any]:
         "description": "Unexpected failure: a problem with a correlation id, details only in the log",
         "content": {PROBLEM_TYPE: {"schema": {"$ref": _REF.format(model="Problem")}}},
     }
+    if op.access:
+        spec["x-aztrain-access"] = op.access
+        spec["description"] = f"Needs: {op.access}."
     if op.manifest_body:
         manifest = {"schema": {"$ref": _REF.format(model="JobManifest")}}
         spec["requestBody"] = {"required": True, "content": dict.fromkeys(MANIFEST_TYPES, manifest)}
@@ -189,6 +193,8 @@ _SUCCESS_DESCRIPTIONS = {
 }
 _PROBLEM_DESCRIPTIONS = {
     400: "Malformed request: a route parameter, query value, header or document that is not well-formed",
+    401: "Not signed in: no X-MS-CLIENT-PRINCIPAL (App Service Authentication, or the dev host's users)",
+    403: "Signed in, but without the role or team membership the request needs (named in `missing`)",
     404: "Not found: well-formed, but no such run, job or model",
     409: "Conflict: an ambiguous run id prefix, or a run whose state forbids the request",
     413: "The manifest is larger than the limit (declared Content-Length or actual body)",

@@ -15,7 +15,7 @@ import azure.functions as func
 from pydantic import ValidationError
 
 from aztrain.api.models import FieldError, Problem
-from aztrain.domain.errors import NotFound
+from aztrain.domain.errors import Forbidden, NotFound
 
 log = logging.getLogger(__name__)
 
@@ -95,6 +95,10 @@ def guarded(handler: Handler) -> Handler:
             return problem_response(problem, req)
         except NotFound as exc:
             return problem_response(ApiProblem(404, "not-found", str(exc)), req)
+        except Forbidden as exc:
+            return problem_response(
+                ApiProblem(403, "forbidden", f"{exc}: needs {exc.missing}", missing=exc.missing), req
+            )
         except Exception:
             correlation_id = str(uuid.uuid4())
             log.exception("%s %s failed (correlation id %s)", req.method, urlsplit(req.url).path, correlation_id)

@@ -14,6 +14,7 @@ from urllib.parse import urlsplit
 import azure.functions as func
 
 from aztrain.api import models as api
+from aztrain.domain.identity import Principal
 from aztrain.domain.layout import new_run_id
 from aztrain.domain.runs import Run, RunState
 from aztrain.service import telemetry
@@ -62,8 +63,8 @@ class Answer:
         )
 
 
-def submit(req: func.HttpRequest, service: ControlPlane, *, force: bool) -> func.HttpResponse:
-    """Submit the request's manifest: once per `Idempotency-Key`, when one is given."""
+def submit(req: func.HttpRequest, service: ControlPlane, *, force: bool, by: Principal) -> func.HttpResponse:
+    """Submit the request's manifest for the signed-in `by`: once per `Idempotency-Key`, when one is given."""
     manifest = _manifest(req, service.settings.max_manifest_bytes)
     key = _idempotency_key(req)
     request_id = _request_id(req)
@@ -75,7 +76,14 @@ def submit(req: func.HttpRequest, service: ControlPlane, *, force: bool) -> func
 
     def answer(run_id: str | None) -> Answer:
         result = service.submit(
-            manifest, trigger="http", cause=cause, source="http", force=force, run_id=run_id, correlation=correlation
+            manifest,
+            trigger="http",
+            cause=cause,
+            source="http",
+            force=force,
+            run_id=run_id,
+            correlation=correlation,
+            by=by,
         )
         run = result.run
         if run and run.state is RunState.REJECTED:

@@ -60,6 +60,10 @@ param storageSkuName string = 'Standard_GRS'
 @description('Optional object id (azd: AZURE_PRINCIPAL_ID) granted upload rights on the jobs and data containers and read access to run logs.')
 param principalId string = ''
 
+@minValue(1)
+@description('Days previous blob versions (overwritten or deleted manifests, logs, outputs, checkpoints) are kept before deletion.')
+param previousVersionRetentionDays int = 30
+
 var token = toLower(uniqueString(resourceGroup().id, environmentName))
 var tags = { 'azd-env-name': environmentName }
 
@@ -100,6 +104,7 @@ module storage 'modules/storage.bicep' = {
     tags: tags
     name: 'st${token}'
     skuName: storageSkuName
+    previousVersionRetentionDays: previousVersionRetentionDays
     containers: concat([jobsContainer, runsContainer, deadLetterContainer, deploymentContainer], dataContainers)
     tables: tables
   }

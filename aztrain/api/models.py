@@ -154,6 +154,11 @@ class RunView(_Body):
     error: str
     metrics: dict[str, Any]
     outputs: RunOutputs | None = Field(description="Null for a rejected run, which never ran")
+    team: str = Field(description="The team whose quota and budget the run uses")
+    submitted_by: str = Field(
+        description="The signed-in user who submitted it; empty for a dropped manifest or retraining"
+    )
+    priority: int = Field(description="Its place among its team's waiting runs, higher first")
 
 
 class RunDetail(RunView):
@@ -346,3 +351,4 @@ class Problem(BaseModel):
     candidates: list[str] | None = Field(default=None, description="Run ids an ambiguous prefix matches")
     state: RunState | None = Field(default=None, description="The run's state, when it forbids the request")
     correlation_id: str | None = Field(default=None, description="Quote it when reporting a server error")
+    missing: str | None = Field(default=None, description="What the caller lacks for a 403: a role or a team")

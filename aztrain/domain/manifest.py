@@ -29,6 +29,7 @@ from pydantic import (
 from aztrain.domain.documents import read_document
 from aztrain.domain.errors import ManifestError
 from aztrain.domain.layout import blob_path_problem
+from aztrain.domain.teams import MAX_PRIORITY, TEAM_PATTERN
 from trainer.args import ArgsError
 from trainer.args import parse_args as parse_trainer_args
 
@@ -174,6 +175,19 @@ class JobManifest(_Strict):
     compute: ComputeSpec = Field(default_factory=ComputeSpec)
     retrain: RetrainSpec | None = None
     registry: RegistrySpec = Field(default_factory=RegistrySpec)
+    # Teams (docs/teams.md): whose GPUs and budget the job's runs use, and their place in its queue.
+    team: str | None = Field(
+        default=None,
+        pattern=TEAM_PATTERN,
+        description="The team whose quota and budget the runs use; default: the submitter's only team, or the "
+        "folder a manifest is dropped into (manifests/<team>/...). Set by the service when left out.",
+    )
+    queue_priority: int | None = Field(
+        default=None,
+        ge=0,
+        le=MAX_PRIORITY,
+        description="Order among the team's waiting runs, higher first; default: the team's default priority",
+    )
 
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True, populate_by_name=True)
 

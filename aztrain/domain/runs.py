@@ -18,6 +18,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
+from aztrain.domain.cost import Rate
 from aztrain.domain.layout import new_run_id
 from aztrain.domain.manifest import JobManifest
 from aztrain.domain.records import JobPhase
@@ -171,6 +172,11 @@ class Run:
     snapshot_id: str = ""  # the immutable list of blobs this run reads (taken when it leaves ACCEPTED)
     attempt: int = 1
     error: str = ""
+    team: str = ""  # whose quota and budget it uses (docs/teams.md); "" only for rows stored before teams
+    submitted_by: str = ""  # the signed-in user who submitted it; "" for a dropped manifest or a retraining run
+    priority: int = 0  # its place among its team's waiting runs, higher first
+    placed_at: datetime | None = None  # when it asked for its nodes (entered PROVISIONING): billing starts
+    rate: Rate | None = None  # what its nodes cost an hour, fixed when it was placed (`aztrain.domain.cost`)
     metrics: dict[str, Any] = field(default_factory=dict)
     seq: int = 0
     last: Transition | None = None

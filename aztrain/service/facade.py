@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import datetime
 
+from aztrain.domain.identity import Principal
 from aztrain.domain.records import DeadLetter, JobPhase, ModelVersion
 from aztrain.domain.retrain import Snapshot, Window
 from aztrain.domain.runs import Run
@@ -70,8 +71,12 @@ class ControlPlane:
         force: bool = False,
         run_id: str | None = None,
         correlation: str = "",
+        by: Principal | None = None,
     ) -> Submitted:
-        """Accept a manifest and start a run of it; an identical manifest returns its run unless `force`."""
+        """Accept a manifest and start a run of it; an identical manifest returns its run unless `force`.
+
+        `by`: the signed-in submitter (`Forbidden` if they may not); None for a dropped manifest.
+        """
         return intake.submit(
             self.ctx,
             manifest_text,
@@ -81,6 +86,7 @@ class ControlPlane:
             force=force,
             run_id=run_id,
             correlation=correlation,
+            by=by,
         )
 
     def on_blob_created(self, event: BlobEvent) -> None:
@@ -110,9 +116,9 @@ class ControlPlane:
         """Take one step for a run from what the backend says now."""
         return progress.advance(self.ctx, run_id)
 
-    def cancel(self, run_id: str, *, cause: str) -> Run:
-        """Ask a run to stop; `InvalidTransition` for finished runs."""
-        return progress.cancel(self.ctx, run_id, cause=cause)
+    def cancel(self, run_id: str, *, cause: str, by: Principal | None = None) -> Run:
+        """Ask a run to stop; `InvalidTransition` for finished runs, `Forbidden` if `by` may not cancel it."""
+        return progress.cancel(self.ctx, run_id, cause=cause, by=by)
 
     def get_run(self, run_id: str) -> Run:
         """A run by id, or `NotFound`."""

@@ -10,6 +10,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from aztrain.api import models as api
+from aztrain.domain.identity import DEFAULT_TEAM
 from aztrain.domain.layout import short_run_id
 from aztrain.domain.records import ClusterRecord, DeadLetter, JobRecord, ModelVersion
 from aztrain.domain.retrain import Snapshot, Window
@@ -45,6 +46,9 @@ def _run(run: Run, runs_container: str) -> dict[str, Any]:
         "metrics": run.metrics,
         # A rejected manifest never ran: it has no files to point at.
         "outputs": None if run.state is RunState.REJECTED else files.outputs(),
+        "team": run.team or DEFAULT_TEAM,
+        "submitted_by": run.submitted_by,
+        "priority": run.priority,
     }
 
 

@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 import yaml
+from packaging.requirements import Requirement
 from packaging.specifiers import SpecifierSet
 
 from aztrain.adapters.storage.tables import TABLES
@@ -123,6 +124,24 @@ def test_default_gpu_cluster_is_the_default_profile_and_scales_to_zero() -> None
 
 def test_tables_are_the_table_store_tables() -> None:
     assert sorted(var(bicep("main.bicep"), "tables")) == sorted(TABLES)
+
+
+def test_the_deploy_guide_lists_every_table() -> None:
+    """docs/deploy.md's resource tree names the tables a deployment creates: kept true by this test."""
+    guide = (PROJECT_ROOT / "docs" / "deploy.md").read_text()
+    listed = re.search(r"tables: ([\w,\s]+?)\n\s*(?:monitoring\.bicep|\S+\.bicep)", guide)
+    assert listed, "docs/deploy.md: the storage.bicep line lists 'tables: ...'"
+    assert sorted(t.strip() for t in listed[1].split(",")) == sorted(TABLES)
+
+
+def test_previous_blob_versions_are_deleted_by_a_lifecycle_rule() -> None:
+    """Versioning without a lifecycle rule keeps every overwritten checkpoint, log and manifest forever."""
+    storage = bicep("modules/storage.bicep")
+    assert "isVersioningEnabled: true" in storage
+    assert "Microsoft.Storage/storageAccounts/managementPolicies@" in storage
+    rule = r"version: \{ delete: \{ daysAfterCreationGreaterThan: previousVersionRetentionDays \} \}"
+    assert re.search(rule, storage)
+    assert "previousVersionRetentionDays: previousVersionRetentionDays" in bicep("main.bicep")
 
 
 def test_app_settings_are_read_by_the_app_and_carry_no_secret() -> None:
@@ -307,10 +326,24 @@ PARAMETERS = json.dumps(
     }
 )
 AZD_ENV = {
+    "AZURE_SUBSCRIPTION_ID": "00000000-0000-0000-0000-00000000beef",
     "AZURE_RESOURCE_GROUP": "rg-aztrain",
     "AZURE_FUNCTION_APP_NAME": "aztrain-func-x",
     "AZTRAIN_EVENTS_PARAMETERS": PARAMETERS,
 }
+
+
+def test_both_hooks_name_azds_subscription_on_every_az_call() -> None:
+    for hook in (HOOK_SH, HOOK_PS1):
+        calls = [line for line in hook.read_text().splitlines() if re.match(r"\s*(until )?az ", line)]
+        assert calls and all("--subscription" in line for line in calls), hook
+
+
+def test_postdeploy_hook_refuses_to_run_without_azds_subscription(tmp_path: Path) -> None:
+    env = {k: v for k, v in AZD_ENV.items() if k != "AZURE_SUBSCRIPTION_ID"}
+    result, calls, _ = run_hook(tmp_path, **env)
+    assert result.returncode == 1 and calls == []
+    assert "AZURE_SUBSCRIPTION_ID is not set" in result.stderr
 
 
 def test_postdeploy_hook_waits_for_the_functions_then_deploys_the_subscriptions(tmp_path: Path) -> None:
@@ -321,6 +354,8 @@ def test_postdeploy_hook_waits_for_the_functions_then_deploys_the_subscriptions(
     assert len(shows) == 4 and "--function-name on_blob_created" in shows[0]  # two misses, then each function
     assert "--function-name on_run_status_changed" in shows[-1]
     assert all("--resource-group rg-aztrain --name aztrain-func-x" in c for c in shows)
+    # az may be signed in to another subscription than azd: every call names azd's.
+    assert all(f"--subscription {AZD_ENV['AZURE_SUBSCRIPTION_ID']} " in c for c in calls), calls
     assert len(deploys) == 1 and calls[-1] == deploys[0]  # only once the functions are listed
     assert "--resource-group rg-aztrain --name aztrain-events" in deploys[0]
     assert f"--template-file {HOOK_SH.parent}/../events.bicep " in deploys[0]
@@ -491,15 +526,40 @@ def test_every_checkov_skip_in_the_bicep_has_a_written_reason() -> None:
 # ---------------------------------------------------------------- the azure-functions pin
 
 
-def test_requirements_and_pyproject_pin_azure_functions_below_2() -> None:
-    """2.x requires Python 3.13; the app runs 3.11 (functionapp.bicep). Both files install the same range."""
-    requirement = next(
-        line.strip() for line in (PROJECT_ROOT / "requirements.txt").read_text().splitlines()
-        if line.startswith("azure-functions")
-    )  # fmt: skip
+def _requirements() -> dict[str, Requirement]:
+    """requirements.txt, by lower-case name."""
+    lines = [line.strip() for line in (PROJECT_ROOT / "requirements.txt").read_text().splitlines()]
+    found = [Requirement(line) for line in lines if line and not line.startswith("#")]
+    return {r.name.lower(): r for r in found}
+
+
+def _declared() -> dict[str, Requirement]:
+    """pyproject.toml's dependencies, by lower-case name."""
     project = tomllib.loads((PROJECT_ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
-    declared = next(d for d in project if re.match(r"azure-functions\b", d))
-    assert requirement == declared == "azure-functions>=1.20,<2"
-    specifier = SpecifierSet(declared.removeprefix("azure-functions"))
-    assert "1.24.0" in specifier and "2.0.0" not in specifier
+    return {r.name.lower(): r for r in map(Requirement, project)}
+
+
+def _pinned(requirement: Requirement) -> str | None:
+    """The one version `==` pins, or None for anything looser."""
+    specs = list(requirement.specifier)
+    return specs[0].version if len(specs) == 1 and specs[0].operator == "==" else None
+
+
+def test_the_deployment_installs_exactly_the_tested_releases() -> None:
+    """Flex's remote build installs requirements.txt on every deploy: a range would ship untested releases."""
+    requirements, declared = _requirements(), _declared()
+    assert [str(r) for r in requirements.values() if _pinned(r) is None] == [], "pin exactly what the suite tests"
+    for name, requirement in requirements.items():
+        assert declared[name].specifier.contains(_pinned(requirement) or ""), f"{requirement} is outside pyproject.toml"
+
+
+def test_azure_ai_ml_is_pinned_to_the_release_its_private_call_was_checked_against() -> None:
+    from aztrain.adapters.compute.azureml import RUN_HISTORY_SDK_VERSION
+
+    assert _pinned(_requirements()["azure-ai-ml"]) == _pinned(_declared()["azure-ai-ml"]) == RUN_HISTORY_SDK_VERSION
+
+
+def test_azure_functions_stays_below_2() -> None:
+    """2.x requires Python 3.13; the app runs 3.11 (functionapp.bicep)."""
+    assert SpecifierSet("<2").contains(_pinned(_requirements()["azure-functions"]) or "2")
     assert "version: '3.11'" in bicep("modules/functionapp.bicep")

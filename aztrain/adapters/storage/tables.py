@@ -49,6 +49,7 @@ from azure.core import MatchConditions
 from azure.core.exceptions import ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
 from azure.data.tables import TableClient, TableEntity, TableServiceClient, TableTransactionError, UpdateMode
 
+from aztrain.domain.cost import Rate
 from aztrain.domain.errors import ConcurrencyError
 from aztrain.domain.layout import short_run_id
 from aztrain.domain.manifest import JobManifest
@@ -485,6 +486,11 @@ def _run_to_entity(run: Run) -> dict[str, Any]:
         "Seq": run.seq,
         "Last": json.dumps(run.last.to_json()) if run.last else "",
         "Correlation": run.correlation,
+        "Team": run.team,
+        "SubmittedBy": run.submitted_by,
+        "Priority": run.priority,
+        "PlacedAt": run.placed_at,
+        "Rate": json.dumps(run.rate.to_json()) if run.rate else "",
         **_outbox_columns(run),
     }
 
@@ -516,6 +522,11 @@ def _run_from_entity(e: Any) -> Run:
         seq=int(e.get("Seq", 0)),
         last=Transition.from_json(json.loads(e["Last"])) if e.get("Last") else None,
         correlation=e.get("Correlation") or e.get("Cause", ""),
+        team=e.get("Team", ""),
+        submitted_by=e.get("SubmittedBy", ""),
+        priority=int(e.get("Priority", 0)),
+        placed_at=_utc(e.get("PlacedAt")),
+        rate=Rate.from_json(json.loads(e["Rate"])) if e.get("Rate") else None,
         outbox=tuple(Staged.from_json(s) for s in json.loads(e.get("Outbox") or "[]")),
         etag=e.metadata["etag"],
     )

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aztrain.domain.errors import InvalidTransition
+from aztrain.domain.identity import DEFAULT_TEAM, Principal
 from aztrain.domain.layout import backend_job_name, run_id_of, run_output_prefix, snapshot_blob
 from aztrain.domain.records import BlobInfo, ClusterSpec, JobObservation, JobPhase, JobSubmission
 from aztrain.domain.retrain import Snapshot, covered, snapshot_of
@@ -157,10 +158,15 @@ def on_job_status(ctx: Context, backend_job_id: str, phase: JobPhase, *, cause: 
     return update_run(ctx, run.id, decide)
 
 
-def cancel(ctx: Context, run_id: str, *, cause: str) -> Run:
-    """Ask a run to stop. Idempotent for runs already stopping; `InvalidTransition` for finished ones."""
+def cancel(ctx: Context, run_id: str, *, cause: str, by: Principal | None = None) -> Run:
+    """Ask a run to stop. Idempotent for runs already stopping; `InvalidTransition` for finished ones.
+
+    `by`: the signed-in caller, `Forbidden` unless an admin or a submitter in the run's team.
+    """
 
     def decide(run: Run) -> Run | None:
+        if by is not None:
+            by.require_canceller(run.team or DEFAULT_TEAM)
         if run.state in (RunState.CANCEL_REQUESTED, RunState.CANCELED):
             return None
         if run.is_terminal:
