@@ -331,7 +331,8 @@ def run_logs(req: func.HttpRequest) -> func.HttpResponse:
 def run_metrics(req: func.HttpRequest) -> func.HttpResponse:
     run = _run(req)
     epochs, final = read_metrics(control_plane().data, RunFiles.of(run, _runs_container()))
-    metrics = api.Metrics(run_id=run.id, state=run.state, epochs=epochs, final=final or run.metrics or None)
+    rows = [api.EpochMetrics.model_validate(row) for row in epochs]
+    metrics = api.Metrics(run_id=run.id, state=run.state, epochs=rows, final=final or run.metrics or None)
     return _json(dump(metrics))
 
 

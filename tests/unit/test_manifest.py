@@ -35,7 +35,7 @@ def test_example_manifest_parses_with_defaults_filled_in():
     manifest = parse_manifest((PROJECT_ROOT / "examples" / "digits.yaml").read_text())
     assert manifest.name == "digits-classifier"
     assert manifest.compute.max_runtime == 1800
-    assert manifest.retrain is not None and manifest.retrain.debounce == 20  # seconds: a first try shows its window fire
+    assert manifest.retrain is not None and manifest.retrain.debounce == 20  # seconds, for a first try
     assert manifest.watches_data
 
 
