@@ -18,12 +18,12 @@ from aztrain.service.ports import ComputeBackend
 from aztrain.service.settings import Settings
 from devhost import DevHost
 from devhost.identity import LocalUsers
-from functions import dashboard, events, http_api, reconcile
+from functions import dashboard, events, http_api, outputs, reconcile
 
 
 def fresh_function_app() -> func.FunctionApp:
     """`function_app.app` built anew, blueprints included, whatever other tests in the session have indexed."""
-    for blueprints in (http_api, events, reconcile, dashboard):
+    for blueprints in (http_api, outputs, events, reconcile, dashboard):  # outputs: on http_api.bp
         importlib.reload(blueprints)
     return importlib.reload(function_app).app
 

@@ -315,6 +315,23 @@ class Metrics(_Body):
     final: dict[str, Any] | None = Field(description="The final figures once the run completed")
 
 
+#: A file at the top of a run's outputs folder: `model.pt`, `metrics.json`, ...
+OUTPUT_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,254}$"
+
+
+class OutputFile(_Body):
+    name: str = Field(description="The file's name: GET /api/runs/{id}/outputs/{name} streams it")
+    size: int = Field(description="Bytes")
+    path: str = Field(description="Where it is, as `container/blob`")
+
+
+class OutputList(_Body):
+    """What a run wrote to its outputs folder (its checkpoints, below it, are left out)."""
+
+    run_id: str
+    files: list[OutputFile]
+
+
 @dataclass(frozen=True)
 class LogChunk:
     """What `GET /api/runs/{id}/logs` answers: log text from `offset`, and where the next read continues."""

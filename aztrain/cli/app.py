@@ -28,13 +28,13 @@ EXIT_CODES_HELP = "\n\n".join(
         "\n".join(f"{code.value:>3}  {meaning}" for code, meaning in EXIT_MEANINGS.items()),
         "Connection: flags, then environment (AZTRAIN_URL, AZTRAIN_FUNCTION_KEY, ...), then the config file "
         "($AZTRAIN_CONFIG or ~/.config/aztrain/config.toml), then the local stack. The global options "
-        "(--url, --function-key, --config) and --json may come anywhere on the command line. Docs: docs/cli.md",
+        "(--url, --function-key, --config, --user) and --json may come anywhere on the command line. Docs: docs/cli.md",
     ]
 )
 
 
 #: The global options that take a value; `_Commands` accepts them anywhere on the command line.
-GLOBAL_VALUE_OPTIONS = ("--url", "--function-key", "--config")
+GLOBAL_VALUE_OPTIONS = ("--url", "--function-key", "--config", "--user")
 #: Every command that answers has `--json`; given before the command's name, it is moved after it.
 _JSON = "--json"
 

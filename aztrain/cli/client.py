@@ -225,9 +225,13 @@ class Client:
         next_offset = int(headers.get("x-log-next-offset") or headers.get("x-log-offset") or offset + len(reply.body))
         return LogChunk(reply.body.decode(errors="replace"), offset, next_offset)
 
-    def output(self, run_id: str, name: str) -> Response:
-        """One of a run's output files (`model.pt`, `metrics.json`, ...), as the API streams it."""
-        return self.send("GET", f"runs/{urllib.parse.quote(run_id)}/outputs/{urllib.parse.quote(name)}")
+    def output_files(self, run_id: str) -> list[api.OutputFile]:
+        """The files at the top of a run's outputs folder (model, metrics)."""
+        return self.get(api.OutputList, f"runs/{urllib.parse.quote(run_id)}/outputs").files
+
+    def output(self, run_id: str, name: str) -> bytes:
+        """One of a run's output files (`model.pt`, `metrics.json`, ...)."""
+        return self.send("GET", f"runs/{urllib.parse.quote(run_id)}/outputs/{urllib.parse.quote(name)}").body
 
     def metrics(self, run_id: str) -> api.Metrics:
         """Per-epoch metrics so far and the final ones."""

@@ -1,4 +1,4 @@
-"""`aztrain submit | runs | show | cancel | logs`: runs, followed as they happen."""
+"""`aztrain submit | runs | show | cancel | logs | download`: runs, followed as they happen, and what they made."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import json
 import sys
 import time
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -33,6 +34,7 @@ from aztrain.cli.output import (
     transition_line,
 )
 from aztrain.domain.errors import AztrainError, ManifestError
+from aztrain.domain.layout import local_path
 from aztrain.domain.manifest import parse_manifest
 from aztrain.domain.runs import RunState
 
@@ -315,3 +317,48 @@ def _emit_log(out: Out, run_id: str, chunk: LogChunk) -> None:
     else:
         sys.stdout.write(chunk.text)
         sys.stdout.flush()
+
+
+#: What `download --model` fetches: the trainer's model file (state dict, classes, input shape, lineage).
+MODEL_FILE = "model.pt"
+
+
+@app.command(
+    epilog=examples(
+        "aztrain download last",
+        "aztrain download 3fa9c2 --outputs -o results/",
+        "aztrain download 3fa9c2 --json",
+    )
+)
+def download(
+    ctx: typer.Context,
+    run_id: RunIdArgument,
+    outputs: Annotated[
+        bool, typer.Option("--outputs", help="Every file of the run's outputs (model, metrics), not only the model.")
+    ] = False,
+    model: Annotated[bool, typer.Option("--model", help="Only the model (the default).")] = False,
+    folder: Annotated[
+        Path, typer.Option("--output-dir", "-o", file_okay=False, help="Where the files go (made if missing).")
+    ] = Path("."),
+    as_json: JsonOption = False,
+) -> None:
+    """Download a run's model (model.pt), or with --outputs all its output files, into a folder."""
+    session, out = begin(ctx, as_json)
+    if outputs and model:
+        raise typer.BadParameter("give --model or --outputs, not both", param_hint="--outputs")
+    client = session.client
+    run = client.run(run_id)
+    files = client.output_files(run.id)
+    wanted = files if outputs else [f for f in files if f.name == MODEL_FILE]
+    if not wanted:
+        what = "no output files" if outputs else f"no {MODEL_FILE}"
+        raise AztrainError(f"run {run.short_id} ({run.state}) has {what} (yet): a COMPLETED run has its model")
+    folder.mkdir(parents=True, exist_ok=True)
+    written = []
+    for file in wanted:
+        target = local_path(folder, file.name)  # a name that would climb out of the folder is refused
+        target.write_bytes(client.output(run.id, file.name))
+        written.append({"name": file.name, "size": file.size, "path": str(target), "from": file.path})
+        out.line(f"{target}  {file.size:,} bytes  (from {file.path})")
+    if as_json:
+        out.json({"run": run.id, "files": written})

@@ -16,8 +16,9 @@ from types import TracebackType
 from typing import Any
 
 from aztrain.api.models import MAX_LOG_CHUNK, MIN_RUN_PREFIX, RunOutputs
-from aztrain.domain.errors import NotFound
+from aztrain.domain.errors import AztrainError, NotFound
 from aztrain.domain.layout import is_run_id, is_short_run_id, run_output_prefix
+from aztrain.domain.records import BlobInfo
 from aztrain.domain.runs import Run
 from aztrain.service.ports import DataStore, Runs
 
@@ -29,6 +30,8 @@ OUTPUTS_FOLDER = "outputs/"
 EPOCHS_FILE = "metrics.jsonl"
 METRICS_FILE = "metrics.json"
 MODEL_FILE = "model.pt"
+#: The largest output file one API answer carries (the digits model is 100 KB; a big one is read from the blob).
+MAX_OUTPUT_BYTES = 256 * 1024 * 1024
 #: Per-epoch rows are small; this bounds what one request reads however long a run trained.
 _MAX_EPOCHS_BYTES = 4 * 1024 * 1024
 #: How far back a `tail` reads per step while looking for enough line breaks.
@@ -110,6 +113,30 @@ def _tail(data: DataStore, files: RunFiles, lines: int) -> LogChunk:
             break
     kept = text[cut + 1 :]
     return LogChunk(kept, size - len(kept), size, size)
+
+
+class OutputTooLarge(AztrainError):
+    """An output file beyond what one API answer carries: it is read from the runs container instead."""
+
+    def __init__(self, path: str, size: int) -> None:
+        super().__init__(
+            f"{path} is {size / 1e6:.0f} MB, more than the {MAX_OUTPUT_BYTES // 10**6} MB one answer carries; "
+            "download it from the runs container (az storage blob download, or the SDK)"
+        )
+
+
+def output_files(data: DataStore, files: RunFiles) -> list[BlobInfo]:
+    """The files at the top of the run's outputs folder (model, metrics); `checkpoints/` below it are not outputs."""
+    folder = files.output("")
+    return [b for b in data.list(files.container, folder) if "/" not in b.name.removeprefix(folder)]
+
+
+def read_output(data: DataStore, files: RunFiles, name: str) -> bytes:
+    """One output file's bytes; `NotFound` if the run did not write it, `OutputTooLarge` past `MAX_OUTPUT_BYTES`."""
+    raw = data.read(files.container, files.output(name), max_bytes=MAX_OUTPUT_BYTES)
+    if len(raw) > MAX_OUTPUT_BYTES:
+        raise OutputTooLarge(f"{files.container}/{files.output(name)}", len(raw))
+    return raw
 
 
 def read_metrics(data: DataStore, files: RunFiles) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:

@@ -394,6 +394,21 @@ def test_a_run_is_found_by_its_short_id_the_one_the_cli_and_dashboard_show(api: 
     assert found.status == 200 and found.json()["id"] == run["id"]
 
 
+def test_a_runs_output_files_are_listed_and_each_is_served_as_an_attachment(api: Api) -> None:
+    run = new_run(api)
+    files = RunFiles(api.service.settings.runs_container, f"{run['job']}/{run['id']}/")
+    assert api.call("GET", f"/api/runs/{run['short_id']}/outputs").json()["files"] == []
+    assert api.call("GET", f"/api/runs/{run['id']}/outputs/model.pt").status == 404
+    api.service.data.write(files.container, files.output("model.pt"), b"\x80weights")
+    api.service.data.write(files.container, files.output("checkpoints/epoch-1.pt"), b"not an output")
+    listed = api.call("GET", f"/api/runs/{run['id']}/outputs").json()["files"]
+    assert listed == [{"name": "model.pt", "size": 8, "path": f"{files.container}/{files.output('model.pt')}"}]
+    served = api.call("GET", f"/api/runs/{run['short_id']}/outputs/model.pt")
+    assert served.status == 200 and served.body == b"\x80weights"
+    assert served.headers["content-disposition"] == 'attachment; filename="model.pt"'
+    assert api.call("GET", f"/api/runs/{run['id']}/outputs/..model").status == 400
+
+
 def test_cancel_is_idempotent_and_a_finished_run_is_a_409(api: Api) -> None:
     run = new_run(api)
     canceled = api.call("POST", f"/api/runs/{run['id']}/cancel")

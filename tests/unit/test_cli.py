@@ -588,3 +588,23 @@ def test_a_watching_job_without_data_is_reported_as_waiting_not_as_a_run(api, ca
     )
     status, out, _ = cli(capsys, "submit", EXAMPLE, "--wait", url=api.url)
     assert (status, reason in out) == (ExitCode.OK, True)
+
+
+def test_download_writes_the_model_or_every_output_into_the_folder(api, capsys, tmp_path):
+    api.on("GET", f"runs/{SHORT_ID}", run_view("COMPLETED"))
+    files = [
+        {"name": name, "size": len(body), "path": f"runs/digits/{RUN_ID}/outputs/{name}"}
+        for name, body in (("model.pt", "weights"), ("metrics.json", "{}"))
+    ]
+    api.on("GET", f"runs/{RUN_ID}/outputs", {"run_id": RUN_ID, "files": files})
+    api.on("GET", f"runs/{RUN_ID}/outputs/model.pt", "weights")
+    api.on("GET", f"runs/{RUN_ID}/outputs/metrics.json", "{}")
+    status, out, _ = cli(capsys, "download", SHORT_ID, "-o", str(tmp_path / "model"), url=api.url)
+    assert status == ExitCode.OK and (tmp_path / "model" / "model.pt").read_text() == "weights"
+    assert [p.name for p in (tmp_path / "model").iterdir()] == ["model.pt"] and "model.pt" in out
+    status, out, _ = cli(capsys, "download", SHORT_ID, "--outputs", "-o", str(tmp_path / "all"), "--json", url=api.url)
+    assert status == ExitCode.OK and sorted(f["name"] for f in json.loads(out)["files"]) == ["metrics.json", "model.pt"]
+    assert (tmp_path / "all" / "metrics.json").read_text() == "{}"
+    api.on("GET", f"runs/{RUN_ID}/outputs", {"run_id": RUN_ID, "files": []})
+    status, _, err = cli(capsys, "download", SHORT_ID, url=api.url)
+    assert status == ExitCode.FAILED and "has no model.pt" in err
