@@ -152,6 +152,7 @@ class RunView(_Body):
     attempt: int
     manifest_hash: str
     error: str
+    waiting_reason: str | None = Field(None, description="Why a QUEUED run is not admitted yet; null once admitted")
     metrics: dict[str, Any]
     outputs: RunOutputs | None = Field(description="Null for a rejected run, which never ran")
     team: str = Field(description="The team whose quota and budget the run uses")

@@ -196,7 +196,8 @@ def runs(
 
 
 def _run_row(run: api.RunView) -> list[str | Text]:
-    extra = clip(run.error, 90) if run.error else summarise_metrics(run.metrics)
+    said = run.error or (f"waiting: {run.waiting_reason}" if run.waiting_reason else "")
+    extra = clip(said, 90) if said else summarise_metrics(run.metrics)
     return [run.short_id, run.job, state_text(run.state), run.trigger, moment(run.created_at), extra or "—"]
 
 
@@ -240,6 +241,8 @@ def show(
         out.line(f"correlation id {run.correlation_id}")
     if run.error:
         out.line(f"error: {run.error}", style="red")
+    if run.waiting_reason:
+        out.line(f"waiting: {run.waiting_reason}", style="yellow")
     total = _planned_epochs(client, run)
     metrics: api.Metrics | None
     if wait and not run.terminal:

@@ -26,6 +26,7 @@ from aztrain.domain.records import (
     JobSubmission,
     ModelVersion,
     OutboundEvent,
+    Quota,
 )
 from aztrain.domain.runs import Run, RunState, Transition
 
@@ -241,7 +242,17 @@ class ComputeBackend(Protocol):
         ...
 
     def ensure_cluster(self, spec: ClusterSpec) -> int:
-        """Start growing the cluster to `spec.nodes` if it is smaller. Returns the nodes ready now."""
+        """Start growing the cluster to `spec.nodes` if it is smaller. Returns the nodes ready now.
+
+        Serverless nodes (`spec.serverless`) come with the job itself: `spec.nodes` at once, and nothing is created.
+        """
+        ...
+
+    def quota(self, spec: ClusterSpec) -> Quota | None:
+        """The vCPU quota `spec`'s nodes count against, as used now; None when the backend sets none for them.
+
+        Depends on the VM family and priority alone, and is quick to repeat (a backend caches its reads).
+        """
         ...
 
     def submit(self, job: JobSubmission) -> str:

@@ -52,6 +52,8 @@ class Settings:
     local_max_slots: int = 2
     #: Local backend: nodes of each simulated cluster; jobs beyond them wait in the queue.
     local_cluster_nodes: int = 2
+    #: Local backend: the simulated quota, JSON of VM family → vCPUs (`adapters/compute/local/quota.py`); empty: none.
+    local_quota: str = ""
     local_python: str = ""
     max_manifest_bytes: int = 64 * 1024
     #: Azure ML backend (`AZTRAIN_BACKEND=azureml`): the workspace, and the registered environment jobs run in.
@@ -105,6 +107,7 @@ class Settings:
             local_provision_seconds=_number(env, "AZTRAIN_LOCAL_PROVISION_SECONDS", defaults.local_provision_seconds),
             local_max_slots=int(_number(env, "AZTRAIN_LOCAL_MAX_SLOTS", defaults.local_max_slots)),
             local_cluster_nodes=int(_number(env, "AZTRAIN_LOCAL_CLUSTER_NODES", defaults.local_cluster_nodes)),
+            local_quota=env.get("AZTRAIN_LOCAL_QUOTA", ""),
             local_python=env.get("AZTRAIN_LOCAL_PYTHON", ""),
             max_manifest_bytes=int(_number(env, "AZTRAIN_MAX_MANIFEST_BYTES", defaults.max_manifest_bytes)),
             aml_subscription_id=env.get("AZTRAIN_AML_SUBSCRIPTION_ID", ""),

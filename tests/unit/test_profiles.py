@@ -34,13 +34,17 @@ def problems(raw: object) -> str:
 
 def test_default_profiles():
     profiles = load_profiles()
-    assert {name: (p.vm_size, p.gpus_per_node, p.tier) for name, p in profiles.items()} == {
-        "gpu-small": ("Standard_NC4as_T4_v3", 1, "dedicated"),
-        "gpu-small-low": ("Standard_NC4as_T4_v3", 1, "low_priority"),
-        "gpu-a100": ("Standard_NC24ads_A100_v4", 1, "dedicated"),
-        "gpu-h100": ("Standard_NC40ads_H100_v5", 1, "dedicated"),
-        "cpu-debug": ("Standard_DS3_v2", 0, "dedicated"),
+    assert {name: (p.vm_size, p.gpus_per_node, p.placement) for name, p in profiles.items()} == {
+        "gpu-small": ("Standard_NC4as_T4_v3", 1, "cluster"),
+        "gpu-small-low": ("Standard_NC4as_T4_v3", 1, "cluster"),
+        "gpu-a100": ("Standard_NC24ads_A100_v4", 1, "cluster"),
+        "gpu-h100": ("Standard_NC40ads_H100_v5", 1, "cluster"),
+        "cpu-debug": ("Standard_DS3_v2", 0, "cluster"),
+        "serverless-t4": ("Standard_NC4as_T4_v3", 1, "serverless"),
+        "serverless-a100": ("Standard_NC24ads_A100_v4", 1, "serverless"),
     }
+    assert profiles["gpu-small-low"].tier == "low_priority"
+    assert (profiles["gpu-small"].vcpus_per_node, profiles["gpu-small"].vm_family) == (4, "standardNCASv3_T4Family")
     for profile in DEFAULT_PROFILES:
         assert profile.cluster == f"aztrain-{profile.name}"
         assert 3 <= len(profile.cluster) <= 24  # Azure ML's limit on compute names

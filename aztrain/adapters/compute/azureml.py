@@ -30,7 +30,7 @@ from azure.core.exceptions import HttpResponseError, ResourceExistsError, Resour
 from aztrain.domain.errors import BackendError, ConfigError
 from aztrain.domain.manifest import ALLOWED_ENTRYPOINTS, ComputeSpec
 from aztrain.domain.profiles import ComputeProfile, cluster_for, load_profiles
-from aztrain.domain.records import ClusterSpec, JobObservation, JobPhase, JobSubmission, ModelVersion
+from aztrain.domain.records import ClusterSpec, JobObservation, JobPhase, JobSubmission, ModelVersion, Quota
 from aztrain.service.settings import PROJECT_ROOT, Settings
 
 log = logging.getLogger(__name__)
@@ -268,6 +268,10 @@ class AzureMLBackend:
     # ------------------------------------------------------------ clusters
     def cluster_for(self, compute: ComputeSpec) -> ClusterSpec:
         return cluster_for(self._profiles, compute)
+
+    def quota(self, spec: ClusterSpec) -> Quota | None:
+        """No quota is checked yet on this backend."""
+        return None
 
     def ensure_cluster(self, spec: ClusterSpec) -> int:
         """Create the cluster on first need. Returns `spec.nodes` once it is provisioned, else 0.

@@ -32,7 +32,7 @@ from aztrain.domain.retrain import snapshot_of
 from aztrain.domain.runs import ACTIVE_STATES, Run, RunState
 from aztrain.domain.teams import dropped_team, shown_team
 from aztrain.service import faults
-from aztrain.service.usecases import publishing
+from aztrain.service.usecases import admission, publishing
 from aztrain.service.usecases.context import SAVE_ATTEMPTS, Context
 
 log = logging.getLogger(__name__)
@@ -103,6 +103,7 @@ def submit(
         team = by.submitting_team(parsed.team) if by else dropped_team(source, _drop_prefix(ctx), parsed.team)
         manifest = parsed.model_copy(update={"team": team})  # the job's team: its retraining runs' too
         ctx.backend.cluster_for(manifest.compute)
+        admission.refuse(ctx, manifest)  # a wait that could never end is a refusal now
     except ManifestError as exc:
         return _reject(
             ctx,
