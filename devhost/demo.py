@@ -61,9 +61,7 @@ def run_demo(*, port: int, azurite_port: int) -> int:
 
         _step("result")
         accuracy = final.metrics.get("accuracy")
-        print(
-            f"    test accuracy: {accuracy:.4f}" if isinstance(accuracy, float) else f"    metrics: {final.metrics}"
-        )
+        print(f"    test accuracy: {accuracy:.4f}" if isinstance(accuracy, float) else f"    metrics: {final.metrics}")
         print(f"    model: runs/{final.job}/{final.id}/outputs/model.pt (aztrain download {final.short_id})")
         cluster = _wait_for_zero(client, final.cluster)
         print(
