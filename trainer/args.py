@@ -62,7 +62,7 @@ def parse_args(raw: dict[str, Any]) -> TrainArgs:
     for name, value in raw.items():
         expected = _TYPES.get(name)
         if expected is None:
-            problems.append(f"{_PREFIX}.{name}: unknown argument; known: {', '.join(sorted(_TYPES))}")
+            problems.append(f"{_PREFIX}.{name}: unknown argument (known: {', '.join(sorted(_TYPES))})")
             continue
         try:
             values[name] = _coerce(name, value, expected)

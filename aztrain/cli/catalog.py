@@ -15,7 +15,7 @@ from aztrain.cli.output import ExitCode, clip, headline_metrics, moment, origin,
 from aztrain.domain.errors import ManifestError
 from aztrain.domain.layout import short_run_id
 from aztrain.domain.manifest import manifest_schema, parse_manifest
-from aztrain.domain.profiles import cluster_for, load_profiles
+from aztrain.domain.profiles import compute_rules
 from aztrain.service.settings import PROJECT_ROOT, Settings, load_local_settings
 
 
@@ -150,19 +150,26 @@ def validate(
     ] = False,
     as_json: JsonOption = False,
 ) -> None:
-    """Check a manifest offline: every problem named, with its fix, including what its compute profile allows."""
+    """Check a manifest offline as the app would: every problem at once, its compute against the app's backend."""
     _, out = begin(ctx, as_json)
-    load_local_settings(PROJECT_ROOT / "local.settings.json")  # the same profiles as the app and `plan`
+    settings_file = PROJECT_ROOT / "local.settings.json"
+    load_local_settings(settings_file)  # the same settings as the app and `plan`: its backend and profiles
+    settings = Settings.from_env()
+    check, rules = compute_rules(
+        settings.backend, profiles_setting=settings.compute_profiles, local_cluster_nodes=settings.local_cluster_nodes
+    )
+    read_from = str(settings_file) if settings_file.is_file() else "the environment (no local.settings.json)"
+    checked = f"compute checked as {rules} decides; settings from {read_from}; AZTRAIN_BACKEND=azureml|local chooses"
     try:
-        spec = parse_manifest(manifest.read_bytes(), source=str(manifest))
-        cluster_for(load_profiles(Settings.from_env().compute_profiles), spec.compute)
+        spec = parse_manifest(manifest.read_bytes(), source=str(manifest), compute_check=check)
     except ManifestError as exc:
         if as_json:
-            out.json({"file": str(manifest), "valid": False, "problems": exc.problems})
+            out.json({"file": str(manifest), "valid": False, "problems": exc.problems, "checked": checked})
         else:
             out.errors.print(f"{manifest}: invalid", markup=False)
             for problem in exc.problems:
                 out.errors.print(f"  - {problem}", markup=False, soft_wrap=True)
+            out.note(checked)
         raise typer.Exit(ExitCode.FAILED) from None
     if as_json:
         out.json(
@@ -172,11 +179,13 @@ def validate(
                 "job": spec.name,
                 "hash": spec.content_hash,
                 "problems": [],
+                "checked": checked,
                 "normalised": spec.normalised(),
             }
         )
         return
     out.line(f"{manifest}: valid (job {spec.name}, hash {spec.content_hash[:12]})")
+    out.note(checked)
     if normalised:
         out.json(spec.normalised())
 

@@ -13,7 +13,7 @@ import hashlib
 import json
 import re
 from collections.abc import Callable
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import (
     BaseModel,
@@ -39,6 +39,7 @@ ARGS_VALIDATORS: dict[str, Callable[[dict[str, Any]], object]] = {"trainer.train
 ALLOWED_ENTRYPOINTS = tuple(ARGS_VALIDATORS)
 _DURATION = re.compile(r"^(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
 _NAME = r"^[a-z0-9]([a-z0-9-]{1,61}[a-z0-9])$"
+S = TypeVar("S", bound=BaseModel)
 
 
 def parse_duration(value: object, *, allow_zero: bool = False) -> int:
@@ -214,26 +215,57 @@ class JobManifest(_Strict):
         return bool(self.retrain and self.retrain.on_data_arrival)
 
 
-def parse_manifest(text: str | bytes, *, source: str = "", max_bytes: int = 64 * 1024) -> JobManifest:
-    """Parse YAML or JSON text into a validated manifest, or raise `ManifestError`."""
-    return manifest_from_dict(read_document(text, source=source, max_bytes=max_bytes), source=source)
+#: A check of a manifest's `compute` against where it would run (the backend's profiles): raises `ManifestError`.
+ComputeCheck = Callable[[ComputeSpec], object]
 
 
-def manifest_from_dict(document: object, *, source: str = "") -> JobManifest:
-    """Validate an already-decoded document."""
+def parse_manifest(
+    text: str | bytes, *, source: str = "", max_bytes: int = 64 * 1024, compute_check: ComputeCheck | None = None
+) -> JobManifest:
+    """Parse YAML or JSON text into a validated manifest, or raise `ManifestError` naming every problem."""
+    document = read_document(text, source=source, max_bytes=max_bytes)
+    return manifest_from_dict(document, source=source, compute_check=compute_check)
+
+
+def manifest_from_dict(document: object, *, source: str = "", compute_check: ComputeCheck | None = None) -> JobManifest:
+    """Validate an already-decoded document: the schema, the trainer's arguments and `compute_check`, all at once.
+
+    Each section that is well-formed on its own is checked further even when another section is not,
+    so one answer names every problem, not the first layer of them.
+    """
     if not isinstance(document, dict):
         raise ManifestError(
             [f"expected a mapping with apiVersion, kind, name, data; got {type(document).__name__}"], source=source
         )
+    problems: list[str] = []
     try:
-        manifest = JobManifest.model_validate(document)
+        manifest: JobManifest | None = JobManifest.model_validate(document)
     except ValidationError as exc:
-        raise ManifestError([_describe(err) for err in exc.errors()], source=source) from None
-    try:
-        ARGS_VALIDATORS[manifest.trainer.entrypoint](dict(manifest.trainer.args))
-    except ArgsError as exc:  # each problem already names its trainer.args.<name>
-        raise ManifestError(exc.problems, source=source) from None
+        manifest = None
+        problems += [_describe(err) for err in exc.errors()]
+    trainer = manifest.trainer if manifest else _section(TrainerSpec, document.get("trainer", {}))
+    if trainer is not None:
+        try:
+            ARGS_VALIDATORS[trainer.entrypoint](dict(trainer.args))
+        except ArgsError as exc:  # each problem already names its trainer.args.<name>
+            problems += exc.problems
+    compute = manifest.compute if manifest else _section(ComputeSpec, document.get("compute", {}))
+    if compute is not None and compute_check is not None:
+        try:
+            compute_check(compute)
+        except ManifestError as exc:
+            problems += exc.problems
+    if problems or manifest is None:
+        raise ManifestError(problems, source=source)
     return manifest
+
+
+def _section(model: type[S], value: object) -> S | None:
+    """One section of a manifest on its own, or None where it has problems (already named by the whole)."""
+    try:
+        return model.model_validate(value)
+    except ValidationError:
+        return None
 
 
 def _describe(error: Any) -> str:

@@ -24,6 +24,7 @@ import pytest
 from jsonschema import Draft202012Validator
 from openapi_spec_validator import validate
 
+from aztrain.cli.main import main
 from aztrain.domain.records import ModelVersion
 from aztrain.domain.runs import RunState
 from aztrain.service.facade import ControlPlane
@@ -407,6 +408,22 @@ def test_a_runs_output_files_are_listed_and_each_is_served_as_an_attachment(api:
     assert served.status == 200 and served.body == b"\x80weights"
     assert served.headers["content-disposition"] == 'attachment; filename="model.pt"'
     assert api.call("GET", f"/api/runs/{run['id']}/outputs/..model").status == 400
+
+
+def test_offline_validate_names_the_same_problems_as_the_service_all_at_once(
+    api: Api, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    body = manifest(unique("same"), compute={"nodes": 9}, trainer={"args": {"epochs": "five", "batchsize": 3}})
+    body["extra"] = 1
+    refused = api.submit(body)
+    assert refused.status == 422
+    served = [f"{p['field']}: {p['message']}" for p in refused.json()["errors"]]
+    path = tmp_path / "same.json"
+    path.write_text(json.dumps(body))
+    assert main(["validate", str(path), "--json"]) == 1
+    answer = json.loads(capsys.readouterr().out)
+    assert answer["problems"] == served and len(served) == 4, served  # extra, epochs, batchsize, nodes
+    assert "the local backend" in answer["checked"]
 
 
 def test_cancel_is_idempotent_and_a_finished_run_is_a_409(api: Api) -> None:

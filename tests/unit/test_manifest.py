@@ -5,7 +5,7 @@ import yaml
 
 from aztrain.domain import documents
 from aztrain.domain.errors import ManifestError
-from aztrain.domain.manifest import manifest_schema, parse_duration, parse_manifest
+from aztrain.domain.manifest import ComputeSpec, manifest_schema, parse_duration, parse_manifest
 from aztrain.service.settings import PROJECT_ROOT
 
 VALID = """
@@ -121,7 +121,18 @@ def test_schema_is_generated_from_the_model_and_forbids_extras():
 def test_trainer_arguments_are_checked_at_submit_by_the_entrypoint():
     found = problems(VALID + "trainer: {args: {epochs: five, lr: 0.1, dropout: 0.5}}\n")
     assert any(p.startswith("trainer.args.epochs: expected int, got str 'five'") for p in found)
-    assert any(p.startswith("trainer.args.dropout: unknown argument; known: batch_size, epochs") for p in found)
+    assert any(p.startswith("trainer.args.dropout: unknown argument (known: batch_size, epochs") for p in found)
+
+
+def test_every_problem_is_named_in_one_answer_schema_arguments_and_compute_alike():
+    def too_many_nodes(compute: ComputeSpec) -> None:
+        raise ManifestError([f"compute.nodes: {compute.nodes} is more than the 2 node(s) the profile allows"])
+
+    text = VALID + "extra: 1\ntrainer: {args: {epochs: five, dropout: 0.5}}\ncompute: {nodes: 3}\n"
+    with pytest.raises(ManifestError) as refused:
+        parse_manifest(text.replace("digits-classifier", "Bad_Name"), compute_check=too_many_nodes)
+    fields = [problem.split(":", 1)[0] for problem in refused.value.problems]
+    assert fields == ["name", "extra", "trainer.args.epochs", "trainer.args.dropout", "compute.nodes"]
 
 
 def test_duplicate_keys_are_rejected_not_silently_merged():

@@ -44,8 +44,8 @@ def test_an_unknown_argument_is_named_with_every_known_one():
     with pytest.raises(ArgsError) as err:
         parse_args({"dropout": 0.5})
     assert err.value.problems == [
-        "trainer.args.dropout: unknown argument; known: batch_size, epochs, fp16_allreduce, "
-        "gradient_accumulation_steps, image_size, lr, mixed_precision, momentum, seed, warmup_epochs"
+        "trainer.args.dropout: unknown argument (known: batch_size, epochs, fp16_allreduce, "
+        "gradient_accumulation_steps, image_size, lr, mixed_precision, momentum, seed, warmup_epochs)"
     ]
 
 
