@@ -51,6 +51,7 @@ screenshots: setup /usr/bin/chromium
 bench: setup
 	$(PY) bench/control_plane.py
 	$(PY) bench/upload.py
+	$(PY) bench/run_list.py
 
 clean:
 	rm -rf .aztrain .azurite .pytest_cache .mypy_cache .ruff_cache

@@ -125,6 +125,19 @@ class InMemoryControlStore:
         ]
         return runs[:limit] if limit is not None else runs
 
+    def page_of_runs(
+        self,
+        *,
+        job: str | None = None,
+        states: Iterable[RunState] | None = None,
+        after: str | None = None,
+        limit: int,
+    ) -> list[Run]:
+        return [r for r in self.find_runs(job=job, states=states) if after is None or r.id > after][:limit]
+
+    def runs_by_prefix(self, prefix: str, limit: int) -> list[Run]:
+        return [r for r in self.find_runs() if r.id.startswith(prefix)][:limit]
+
     def refresh_active(self, run: Run) -> None:
         pass  # the active runs are computed here, never stored: nothing can be left behind
 

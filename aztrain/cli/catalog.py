@@ -156,7 +156,10 @@ def validate(
     load_local_settings(settings_file)  # the same settings as the app and `plan`: its backend and profiles
     settings = Settings.from_env()
     check, rules = compute_rules(
-        settings.backend, profiles_setting=settings.compute_profiles, local_cluster_nodes=settings.local_cluster_nodes
+        settings.backend,
+        profiles_setting=settings.compute_profiles,
+        allowed=settings.allowed_profiles,
+        local_cluster_nodes=settings.local_cluster_nodes,
     )
     read_from = str(settings_file) if settings_file.is_file() else "the environment (no local.settings.json)"
     checked = f"compute checked as {rules} decides; settings from {read_from}; AZTRAIN_BACKEND=azureml|local chooses"

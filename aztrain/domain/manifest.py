@@ -95,11 +95,20 @@ class DataSpec(_Strict):
         return value if not value or value.endswith("/") else value + "/"
 
 
-class TrainerSpec(_Strict):
-    """Which allowlisted program to run and its arguments (validated by the trainer itself)."""
+#: How a job's processes are started and average their gradients: Horovod (horovodrun, MPI on Azure ML)
+#: or PyTorch DDP (torchrun, PyTorchDistribution on Azure ML). `trainer.distributed.NAMES`, as a type.
+Distribution = Literal["horovod", "pytorch"]
 
-    entrypoint: str = "trainer.train"
+
+class TrainerSpec(_Strict):
+    """Which allowlisted program to run, its arguments (validated by the trainer itself) and its distribution."""
+
+    # The document lists what the validator below allows, so what the schema says is what is checked.
+    entrypoint: str = Field(default="trainer.train", json_schema_extra={"enum": list(ALLOWED_ENTRYPOINTS)})
     args: dict[str, str | int | float | bool] = Field(default_factory=dict)
+    distribution: Distribution = Field(
+        default="horovod", description="horovod (horovodrun / MPI) or pytorch (DDP: torchrun / PyTorchDistribution)"
+    )
 
     @field_validator("entrypoint")
     @classmethod

@@ -22,7 +22,7 @@ from __future__ import annotations
 import functools
 import json
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
@@ -33,6 +33,7 @@ from aztrain.domain.records import ClusterSpec, cluster_spec
 from aztrain.domain.sizes import GPUS_PER_NODE, SIZES, retirement_notice
 
 SETTING = "AZTRAIN_COMPUTE_PROFILES"
+ALLOWED_SETTING = "AZTRAIN_ALLOWED_PROFILES"
 #: How many nodes each of the local backend's simulated clusters has.
 LOCAL_NODES_SETTING = "AZTRAIN_LOCAL_CLUSTER_NODES"
 CLUSTER_PREFIX = "aztrain-"
@@ -135,12 +136,26 @@ DEFAULT_PROFILES: tuple[ComputeProfile, ...] = (
 )
 
 
-def load_profiles(raw: str = "") -> dict[str, ComputeProfile]:
+def load_profiles(raw: str = "", allowed: Collection[str] = ()) -> dict[str, ComputeProfile]:
     """The default profiles with `raw` (the JSON of `AZTRAIN_COMPUTE_PROFILES`) applied over them.
 
+    `allowed` (`AZTRAIN_ALLOWED_PROFILES`) keeps only the profiles a deployment offers its users, so a
+    manifest cannot start a cluster the deployment did not mean to pay for; empty keeps every profile.
     `ConfigError` names every bad profile and field, so a typo fails the app at startup, not a run.
     """
-    profiles = {p.name: p for p in DEFAULT_PROFILES}
+    profiles = _with_overrides({p.name: p for p in DEFAULT_PROFILES}, raw)
+    if not allowed:
+        return profiles
+    unknown = sorted(set(allowed) - profiles.keys())
+    if unknown:
+        raise ConfigError(
+            f"{ALLOWED_SETTING} names no profile {', '.join(unknown)}; profiles: {', '.join(sorted(profiles))}",
+            setting=ALLOWED_SETTING,
+        )
+    return {name: profile for name, profile in profiles.items() if name in allowed}
+
+
+def _with_overrides(profiles: dict[str, ComputeProfile], raw: str) -> dict[str, ComputeProfile]:
     if not raw.strip():
         return profiles
     try:
@@ -206,7 +221,8 @@ def select_profile(profiles: Mapping[str, ComputeProfile], compute: ComputeSpec)
     named = profiles.get(compute.profile)
     if named is None:
         known = ", ".join(sorted(profiles))
-        raise ManifestError([f"compute.profile: {compute.profile!r} is not a compute profile; use one of: {known}"])
+        problem = f"compute.profile: {compute.profile!r} is not a compute profile this deployment offers"
+        raise ManifestError([f"{problem}; use one of: {known}"])
     tier = named.tier if named.serverless else TIER_FOR_PRIORITY[compute.priority]
     wanted = (compute.vm_size or named.vm_size, tier)
     same_placement = [p for p in sorted(profiles.values(), key=lambda p: p.name) if p.placement == named.placement]
@@ -251,18 +267,25 @@ def cluster_for(profiles: Mapping[str, ComputeProfile], compute: ComputeSpec) ->
 
 
 def local_cluster_for(
-    profiles: Mapping[str, ComputeProfile], compute: ComputeSpec, *, cluster_nodes: int
+    profiles: Mapping[str, ComputeProfile], compute: ComputeSpec, *, cluster_nodes: int, offered_only: bool = False
 ) -> ClusterSpec:
     """The local backend's nodes: a simulated cluster of `cluster_nodes` named after the profile, or serverless nodes.
 
     A known profile's GPUs per node bound the processes, and its size's vCPUs and family are what the
-    simulated quota counts; serverless nodes are bounded by the profile's `max_nodes`. Every problem at once.
+    simulated quota counts; serverless nodes are bounded by the profile's `max_nodes`. `offered_only`
+    (a deployment's `AZTRAIN_ALLOWED_PROFILES`): the profile is decided as the Azure ML backend does.
+    Every problem at once.
     """
     profile = profiles.get(compute.profile)
     serverless = profile is not None and profile.serverless
     name = f"local-{compute.profile}"
     max_nodes = profile.max_nodes if profile and serverless else cluster_nodes
     problems = [gpu_problem(profile, compute) if profile else None]
+    if offered_only:
+        try:
+            select_profile(profiles, compute)
+        except ManifestError as exc:
+            problems += exc.problems
     if compute.nodes > max_nodes:
         problems.append(
             f"compute.nodes: {compute.nodes} is more than the {max_nodes} node(s) {name} allows"
@@ -282,17 +305,22 @@ def local_cluster_for(
 
 
 def compute_rules(
-    backend: str, *, profiles_setting: str = "", local_cluster_nodes: int = 2
+    backend: str, *, profiles_setting: str = "", allowed: Collection[str] = (), local_cluster_nodes: int = 2
 ) -> tuple[Callable[[ComputeSpec], ClusterSpec], str]:
     """How the `backend` of these settings decides a manifest's `compute`, and those rules in words.
 
-    The service's backends and the CLI's offline `validate` both decide through this, so they agree.
+    The backends and the CLI's offline `validate` decide through the same functions, so they agree.
     """
-    profiles = load_profiles(profiles_setting)
+    profiles = load_profiles(profiles_setting, allowed)
     which = "the built-in profiles" if not profiles_setting else f"the profiles of {SETTING}"
+    if allowed:
+        which += f", only {', '.join(allowed)} ({ALLOWED_SETTING})"
     if backend == "local":
         rules = f"the local backend ({which}; clusters of {local_cluster_nodes} node(s), {LOCAL_NODES_SETTING})"
-        return functools.partial(local_cluster_for, profiles, cluster_nodes=local_cluster_nodes), rules
+        decide = functools.partial(
+            local_cluster_for, profiles, cluster_nodes=local_cluster_nodes, offered_only=bool(allowed)
+        )
+        return decide, rules
     return functools.partial(cluster_for, profiles), f"the {backend} backend ({which})"
 
 

@@ -13,7 +13,7 @@ from enum import StrEnum
 from typing import Any, Literal
 
 from aztrain.domain.errors import ManifestError
-from aztrain.domain.manifest import ComputeSpec, JobManifest
+from aztrain.domain.manifest import ComputeSpec, Distribution, JobManifest
 
 
 @dataclass(frozen=True)
@@ -198,6 +198,7 @@ class JobSubmission:
     snapshot_id: str
     manifest_hash: str
     correlation: str = ""  # the run's correlation id: in the job's tags and its log header
+    distribution: Distribution = "horovod"  # which launcher starts the processes (each backend picks its own)
 
     @property
     def tags(self) -> dict[str, str]:
@@ -216,12 +217,13 @@ class JobSubmission:
         return cls(**{**data, "cluster": ClusterSpec(**data["cluster"])})
 
     def trainer_flags(self) -> list[str]:
-        """The trainer's arguments after its data and output folders: the manifest's args and the run's lineage.
+        """The trainer's arguments after its data and output folders: the manifest's args and distribution, the lineage.
 
         The snapshot id keys the trainer's node-local cache; both ids are recorded in `model.pt`.
         """
         return [
             "--args-json", json.dumps(self.args, sort_keys=True),
+            "--distribution", self.distribution,
             "--snapshot-id", self.snapshot_id,
             "--manifest-hash", self.manifest_hash,
         ]  # fmt: skip

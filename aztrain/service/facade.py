@@ -12,19 +12,18 @@ from collections.abc import Callable
 from datetime import datetime
 
 from aztrain.domain.identity import Principal
-from aztrain.domain.records import BlobInfo, DeadLetter, JobPhase, ModelVersion
+from aztrain.domain.records import DeadLetter, JobPhase, ModelVersion
 from aztrain.domain.retrain import Snapshot, Window
 from aztrain.domain.runs import Run
-from aztrain.service import run_outputs
 from aztrain.service.ports import ComputeBackend, ControlStore, DataStore, EventSink
-from aztrain.service.run_outputs import RunFiles
+from aztrain.service.queries import AmbiguousRun, InvalidContinuation, Queries
 from aztrain.service.settings import Settings
 from aztrain.service.usecases import deadletters, inbox, intake, progress, reconciler, registry, retraining
 from aztrain.service.usecases.context import Context
 from aztrain.service.usecases.inbox import BlobEvent
 from aztrain.service.usecases.intake import Submitted
 
-__all__ = ["BlobEvent", "ControlPlane", "Submitted"]
+__all__ = ["AmbiguousRun", "BlobEvent", "ControlPlane", "InvalidContinuation", "Submitted"]
 
 
 class ControlPlane:
@@ -45,6 +44,11 @@ class ControlPlane:
     @property
     def settings(self) -> Settings:
         return self.ctx.settings
+
+    @property
+    def queries(self) -> Queries:
+        """The read side: what the API shows (runs a page at a time, a run, its log and metrics, ...)."""
+        return Queries(self.ctx)
 
     @property
     def store(self) -> ControlStore:
@@ -125,14 +129,6 @@ class ControlPlane:
     def get_run(self, run_id: str) -> Run:
         """A run by id, or `NotFound`."""
         return self.ctx.get_run(run_id)
-
-    def output_files(self, run: Run) -> list[BlobInfo]:
-        """The files the run wrote at the top of its outputs folder (model, metrics)."""
-        return run_outputs.output_files(self.ctx.data, RunFiles.of(run, self.ctx.settings.runs_container))
-
-    def read_output(self, run: Run, name: str) -> bytes:
-        """One output file of the run; `NotFound`, or `OutputTooLarge` for one an answer cannot carry."""
-        return run_outputs.read_output(self.ctx.data, RunFiles.of(run, self.ctx.settings.runs_container), name)
 
     # -------------------------------------------------------------- retraining
     def window(self, job_name: str) -> Window:

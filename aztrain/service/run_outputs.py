@@ -15,12 +15,12 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from aztrain.api.models import MAX_LOG_CHUNK, MIN_RUN_PREFIX, RunOutputs
-from aztrain.domain.errors import AztrainError, NotFound
-from aztrain.domain.layout import is_run_id, is_short_run_id, run_output_prefix
+from aztrain.api.models import MAX_LOG_CHUNK, RunOutputs
+from aztrain.domain.errors import NotFound
+from aztrain.domain.layout import run_output_prefix
 from aztrain.domain.records import BlobInfo
 from aztrain.domain.runs import Run
-from aztrain.service.ports import DataStore, Runs
+from aztrain.service.ports import DataStore
 
 log = logging.getLogger(__name__)
 
@@ -36,14 +36,6 @@ MAX_OUTPUT_BYTES = 256 * 1024 * 1024
 _MAX_EPOCHS_BYTES = 4 * 1024 * 1024
 #: How far back a `tail` reads per step while looking for enough line breaks.
 _TAIL_STEP = 64 * 1024
-
-
-class AmbiguousRun(Exception):
-    """A run id prefix matches more than one run."""
-
-    def __init__(self, prefix: str, candidates: list[str]) -> None:
-        super().__init__(f"run id {prefix!r} matches {len(candidates)} runs; give the full id of the one you mean")
-        self.candidates = candidates
 
 
 @dataclass(frozen=True)
@@ -115,16 +107,6 @@ def _tail(data: DataStore, files: RunFiles, lines: int) -> LogChunk:
     return LogChunk(kept, size - len(kept), size, size)
 
 
-class OutputTooLarge(AztrainError):
-    """An output file beyond what one API answer carries: it is read from the runs container instead."""
-
-    def __init__(self, path: str, size: int) -> None:
-        super().__init__(
-            f"{path} is {size / 1e6:.0f} MB, more than the {MAX_OUTPUT_BYTES // 10**6} MB one answer carries; "
-            "download it from the runs container (az storage blob download, or the SDK)"
-        )
-
-
 def output_files(data: DataStore, files: RunFiles) -> list[BlobInfo]:
     """The files at the top of the run's outputs folder (model, metrics); `checkpoints/` below it are not outputs."""
     folder = files.output("")
@@ -132,11 +114,8 @@ def output_files(data: DataStore, files: RunFiles) -> list[BlobInfo]:
 
 
 def read_output(data: DataStore, files: RunFiles, name: str) -> bytes:
-    """One output file's bytes; `NotFound` if the run did not write it, `OutputTooLarge` past `MAX_OUTPUT_BYTES`."""
-    raw = data.read(files.container, files.output(name), max_bytes=MAX_OUTPUT_BYTES)
-    if len(raw) > MAX_OUTPUT_BYTES:
-        raise OutputTooLarge(f"{files.container}/{files.output(name)}", len(raw))
-    return raw
+    """One output file's bytes, at most `MAX_OUTPUT_BYTES` + 1 (so a caller sees one too large); `NotFound`."""
+    return data.read(files.container, files.output(name), max_bytes=MAX_OUTPUT_BYTES)
 
 
 def read_metrics(data: DataStore, files: RunFiles) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
@@ -200,33 +179,3 @@ class LiveMetrics:
             return
         except Exception:  # storage hiccup: retried at the next tick, and the outputs are uploaded at the end anyway
             log.warning("could not upload %s; will retry", self._path, exc_info=True)
-
-
-def find_run(store: Runs, ref: str) -> Run:
-    """A run by its id, its short id, or a unique prefix of its id; `NotFound` or `AmbiguousRun` otherwise.
-
-    An id is a point read and a short id an index read (`runaliases`), whatever the history. A short id
-    that names no run but is all digits is tried as a prefix too. A prefix is looked up among all runs
-    (`find_runs()` reads the whole runs table): kept for the ids of runs made before short ids existed.
-    """
-    if is_run_id(ref):
-        run = store.get_run(ref)
-        if run is None:
-            raise NotFound("run", ref)
-        return run
-    if is_short_run_id(ref):
-        named = store.runs_by_short_id(ref)
-        if len(named) > 1:
-            raise AmbiguousRun(ref, [run.id for run in named])
-        if named:
-            return named[0]
-        if not ref.isdigit():
-            raise NotFound("run", ref)
-    if len(ref) < MIN_RUN_PREFIX:
-        raise NotFound("run", ref)
-    matches = [run for run in store.find_runs() if run.id.startswith(ref)]
-    if not matches:
-        raise NotFound("run", ref)
-    if len(matches) > 1:
-        raise AmbiguousRun(ref, [run.id for run in matches])
-    return matches[0]

@@ -1,6 +1,6 @@
-"""JSON views of domain objects, as the HTTP API answers them (the CLI reads them back as `aztrain.api` models).
+"""The API's views of domain objects, as `aztrain.api` models (the CLI reads the same models back).
 
-Each view is built through its model in `aztrain.api.models`, so the OpenAPI document describes exactly this JSON.
+Each view is built through its model, so the OpenAPI document describes exactly the JSON it dumps to (`dump`).
 """
 
 from __future__ import annotations
@@ -53,63 +53,59 @@ def _run(run: Run, runs_container: str) -> dict[str, Any]:
     }
 
 
-def run_view(run: Run, *, runs_container: str) -> dict[str, Any]:
+def run_view(run: Run, *, runs_container: str) -> api.RunView:
     """A run, with where its logs, metrics and model are (`outputs`)."""
-    return dump(api.RunView.model_validate(_run(run, runs_container)))
+    return api.RunView.model_validate(_run(run, runs_container))
 
 
-def run_detail(run: Run, history: list[Transition], *, runs_container: str) -> dict[str, Any]:
+def run_detail(run: Run, history: list[Transition], *, runs_container: str) -> api.RunDetail:
     """A run and every transition of its history."""
-    return dump(api.RunDetail.model_validate({**_run(run, runs_container), "history": [t.to_json() for t in history]}))
+    return api.RunDetail.model_validate({**_run(run, runs_container), "history": [t.to_json() for t in history]})
 
 
-def job_view(job: JobRecord) -> dict[str, Any]:
-    return dump(
-        api.JobView(
-            name=job.name,
-            manifest_hash=job.manifest_hash,
-            updated_at=job.updated_at,
-            watch=f"{job.watch_container}/{job.watch_prefix}" if job.watch_prefix else None,
-            last_run_id=job.last_run_id,
-            manifest=job.spec.normalised(),
-        )
+def job_view(job: JobRecord) -> api.JobView:
+    return api.JobView(
+        name=job.name,
+        manifest_hash=job.manifest_hash,
+        updated_at=job.updated_at,
+        watch=f"{job.watch_container}/{job.watch_prefix}" if job.watch_prefix else None,
+        last_run_id=job.last_run_id,
+        manifest=job.spec.normalised(),
     )
 
 
-def cluster_view(cluster: ClusterRecord) -> dict[str, Any]:
-    return dump(api.ClusterView.model_validate(cluster, from_attributes=True))
+def cluster_view(cluster: ClusterRecord) -> api.ClusterView:
+    return api.ClusterView.model_validate(cluster, from_attributes=True)
 
 
-def dead_letter_view(letter: DeadLetter) -> dict[str, Any]:
-    return dump(api.DeadLetterView.model_validate(letter, from_attributes=True))
+def dead_letter_view(letter: DeadLetter) -> api.DeadLetterView:
+    return api.DeadLetterView.model_validate(letter, from_attributes=True)
 
 
-def window_view(job: str, window: Window) -> dict[str, Any]:
+def window_view(job: str, window: Window) -> api.WindowView:
     """A job's retraining window: what it does now, every blocker at once, and what happens next."""
     blockers = [
         api.BlockerView(kind=b.kind, reason=b.reason, until=b.until, run=b.run or None) for b in window.blockers
     ]
-    return dump(
-        api.WindowView(
-            job=job,
-            action=window.action,
-            reason=window.reason,
-            arrivals=window.arrivals,
-            fires_at=window.fires_at,
-            blockers=blockers,
-            next=window.next,
-        )
+    return api.WindowView(
+        job=job,
+        action=window.action,
+        reason=window.reason,
+        arrivals=window.arrivals,
+        fires_at=window.fires_at,
+        blockers=blockers,
+        next=window.next,
     )
 
 
-def model_view(model: ModelVersion) -> dict[str, Any]:
-    return dump(api.ModelView.model_validate(model, from_attributes=True))
+def model_view(model: ModelVersion) -> api.ModelView:
+    return api.ModelView.model_validate(model, from_attributes=True)
 
 
-def lineage_view(model: ModelVersion, run: Run, snapshot: Snapshot, *, runs_container: str) -> dict[str, Any]:
+def lineage_view(model: ModelVersion, run: Run, snapshot: Snapshot, *, runs_container: str) -> api.Lineage:
     """model → run → snapshot → blobs."""
-    return {
-        "model": model_view(model),
-        "run": run_view(run, runs_container=runs_container),
-        "snapshot": snapshot.to_json(),
-    }
+    return api.Lineage(
+        model=model_view(model),
+        run=run_view(run, runs_container=runs_container),
+        snapshot=api.SnapshotView.model_validate(snapshot.to_json()),
+    )

@@ -182,6 +182,7 @@ def submission_for(run: Run, spec: ClusterSpec, *, runs_container: str, attempt:
         snapshot_id=run.snapshot_id,
         manifest_hash=run.manifest_hash,
         correlation=run.correlation,
+        distribution=manifest.trainer.distribution,
     )
 
 

@@ -1,10 +1,10 @@
-"""`ComputeBackend` on this machine: a simulated GPU cluster that runs real `horovodrun`.
+"""`ComputeBackend` on this machine: a simulated GPU cluster that runs real `horovodrun` or `torchrun`.
 
 Nodes are simulated (they "provision" after a configurable delay and count down to zero when
 released); the training is not: each job is a supervisor process (`local.job`) that downloads exactly
-the blobs of the run's snapshot, runs `horovodrun --gloo`, streams logs to blob storage, uploads
-outputs and writes Azure ML-style statuses to `status.json`. Job folders live under the state dir, so
-the backend survives a restart of the host.
+the blobs of the run's snapshot, runs its distribution's launcher (`local.launchers`), streams logs to
+blob storage, uploads outputs and writes Azure ML-style statuses to `status.json`. Job folders live
+under the state dir, so the backend survives a restart of the host.
 
 Each simulated cluster has a fixed number of nodes (`AZTRAIN_LOCAL_CLUSTER_NODES`). As on
 Azure ML, a job that does not fit on the nodes left waits in `Queued` and starts, oldest
@@ -97,7 +97,7 @@ def job_processes(job_name: str) -> list[psutil.Process]:
 
 
 class LocalBackend:
-    """A simulated cluster per compute profile; jobs run as real Horovod processes."""
+    """A simulated cluster per compute profile; jobs run as real Horovod or PyTorch DDP processes."""
 
     name = "local"
 
@@ -109,7 +109,7 @@ class LocalBackend:
         self._clusters_dir.mkdir(parents=True, exist_ok=True)
         self._jobs_dir.mkdir(parents=True, exist_ok=True)
         self._child_env = child_env if child_env is not None else dict(os.environ)
-        self._profiles = load_profiles(settings.compute_profiles)
+        self._profiles = load_profiles(settings.compute_profiles, settings.allowed_profiles)
         self._lock = threading.Lock()
         self._children: dict[str, subprocess.Popen[bytes]] = {}
         self._quota = SimulatedQuota(
@@ -119,7 +119,12 @@ class LocalBackend:
     # ------------------------------------------------------------ clusters
     def cluster_for(self, compute: ComputeSpec) -> ClusterSpec:
         """A simulated cluster named after the profile, or serverless nodes (`profiles.local_cluster_for`)."""
-        return local_cluster_for(self._profiles, compute, cluster_nodes=self._settings.local_cluster_nodes)
+        return local_cluster_for(
+            self._profiles,
+            compute,
+            cluster_nodes=self._settings.local_cluster_nodes,
+            offered_only=bool(self._settings.allowed_profiles),
+        )
 
     def quota(self, spec: ClusterSpec) -> Quota | None:
         """The simulated quota of the spec's family (`AZTRAIN_LOCAL_QUOTA`), with the nodes held now."""
