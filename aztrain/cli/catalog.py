@@ -12,10 +12,10 @@ from rich.text import Text
 from aztrain.api import models as api
 from aztrain.cli.app import JsonOption, ManifestArgument, app, begin, examples
 from aztrain.cli.output import ExitCode, clip, headline_metrics, moment, origin, summarise_metrics
+from aztrain.domain.compute_rules import compute_rules
 from aztrain.domain.errors import ManifestError
 from aztrain.domain.layout import short_run_id
 from aztrain.domain.manifest import manifest_schema, parse_manifest
-from aztrain.domain.profiles import compute_rules
 from aztrain.service.settings import PROJECT_ROOT, Settings, load_local_settings
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
@@ -26,6 +27,7 @@ from aztrain.cli.app import (
 from aztrain.cli.output import STATE_EXIT, ExitCode, Out, UploadBar
 from aztrain.cli.runs import follow_to_end, wait_for_new_run
 from aztrain.domain.errors import AztrainError, ManifestError
+from aztrain.domain.layout import blob_path_problem
 from aztrain.domain.manifest import parse_manifest
 
 
@@ -125,8 +127,6 @@ def drop(
     as_json: JsonOption = False,
 ) -> None:
     """Drop a manifest into the jobs container (what Event Grid turns into a run); checked offline first."""
-    from aztrain.cli.upload import upload_file
-
     session, out = begin(ctx, as_json)
     try:
         spec = parse_manifest(manifest.read_bytes(), source=str(manifest))
@@ -134,8 +134,10 @@ def drop(
         out.error(f"{manifest}: invalid; nothing dropped", problems=exc.problems, code=ExitCode.FAILED)
         raise typer.Exit(ExitCode.FAILED) from None
     name = prefix.rstrip("/") + "/" + manifest.name if prefix.strip("/") else manifest.name
+    if problem := blob_path_problem(name):
+        raise typer.BadParameter(f"{name!r} {problem}", param_hint="--prefix")
     dropped_at = datetime.now(UTC)
-    upload_file(_blob_service(session, connection_string, account_url, workers=1), manifest, container, name)
+    _put_file(_blob_service(session, connection_string, account_url, workers=1), manifest, container, name)
     out.line(f"dropped {container}/{name} (job {spec.name}); its run appears at the app's next reconcile")
     if not wait:
         if as_json:
@@ -148,6 +150,20 @@ def drop(
     if as_json:
         out.json({"container": container, "blob": name, "job": spec.name, "run": final, "metrics": metrics})
     raise typer.Exit(STATE_EXIT.get(final.state, ExitCode.OK))
+
+
+def _put_file(service: Any, path: Path, container: str, name: str) -> None:
+    """One small file as one blob (replacing what is there), with its Content-MD5; the container made if missing."""
+    from azure.core.exceptions import ResourceExistsError
+    from azure.storage.blob import ContentSettings
+
+    from aztrain.cli.upload import file_md5
+
+    client = service.get_container_client(container)
+    with contextlib.suppress(ResourceExistsError):
+        client.create_container()
+    settings = ContentSettings(content_md5=bytearray(file_md5(path)))
+    client.upload_blob(name, path.read_bytes(), overwrite=True, content_settings=settings)
 
 
 #: How long a dropped manifest's run may take to appear (an event, then a reconcile: seconds, unless busy).

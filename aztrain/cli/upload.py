@@ -28,7 +28,6 @@ from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
 from azure.storage.blob import BlobBlock, BlobServiceClient, ContainerClient, ContentSettings
 
 from aztrain.domain.errors import AztrainError
-from aztrain.domain.layout import blob_path_problem
 
 #: Files above this size are sent in staged blocks of this size.
 BLOCK_SIZE = 8 * 1024 * 1024
@@ -128,19 +127,6 @@ def connect(*, connection_string: str = "", account_url: str = "", workers: int 
 
         return BlobServiceClient(account_url, credential=DefaultAzureCredential(), transport=transport)
     return BlobServiceClient.from_connection_string(connection_string, transport=transport)
-
-
-def upload_file(service: BlobServiceClient, path: Path, container: str, name: str) -> None:
-    """One small file as one blob (replacing what is there), with its Content-MD5, the container made if missing."""
-    problem = blob_path_problem(name)
-    if problem:
-        raise UploadError(f"blob name {name!r} {problem}")
-    client = service.get_container_client(container)
-    with contextlib.suppress(ResourceExistsError):
-        client.create_container()
-    data = path.read_bytes()
-    settings = ContentSettings(content_md5=bytearray(file_md5(path)))
-    client.upload_blob(name, data, overwrite=True, content_settings=settings)
 
 
 @dataclass

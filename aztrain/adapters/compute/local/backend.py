@@ -39,8 +39,9 @@ from typing import Any
 import psutil
 
 from aztrain.adapters.compute.local.quota import SimulatedQuota, cluster_quota_fields
+from aztrain.domain.compute_rules import local_cluster_for
 from aztrain.domain.manifest import ComputeSpec
-from aztrain.domain.profiles import load_profiles, local_cluster_for
+from aztrain.domain.profiles import load_profiles
 from aztrain.domain.records import (
     ClusterSpec,
     JobObservation,
