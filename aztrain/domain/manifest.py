@@ -4,7 +4,9 @@ A manifest arrives as YAML (a blob dropped into `manifests/`) or JSON (HTTP).
 Validation is strict: unknown keys, wrong types and out-of-range numbers are
 rejected with a message naming the field and the fix, because a manifest that
 is silently "fixed" trains the wrong thing on expensive GPUs. The guards that run
-before the YAML parser (size, nesting, aliases) live in `documents`.
+before the YAML parser (size, nesting, aliases) live in `documents`. It runs past 300 lines
+because one answer names every problem: a section that is well-formed is checked further
+(its arguments, its compute) even when another is not, beside the model it checks.
 """
 
 from __future__ import annotations
