@@ -12,6 +12,8 @@ import azure.functions as func
 from pydantic import BaseModel, Field
 
 from aztrain.api import models as api
+from aztrain.api.teams import DryRunView
+from aztrain.domain.errors import ManifestError
 from aztrain.domain.identity import Principal
 from aztrain.domain.runs import Run, RunState
 from aztrain.service import telemetry
@@ -106,6 +108,17 @@ def submit(req: func.HttpRequest, service: ControlPlane, *, force: bool, by: Pri
     except KeyReused as exc:
         raise ApiProblem(422, "idempotency-key-reused", str(exc)) from None
     return first.answer.response(**{REPLAYED.name: "true"} if first.replayed else {})
+
+
+def dry_run(req: func.HttpRequest, service: ControlPlane, *, by: Principal) -> DryRunView:
+    """What submitting the request's manifest would do now; an invalid manifest is a 422 problem, nothing recorded."""
+    manifest = _manifest(req, service.settings.max_manifest_bytes)
+    try:
+        return service.dry_run(manifest, by=by)
+    except ManifestError as exc:
+        syntax = _NOT_YAML in str(exc)
+        status, slug = (400, "malformed-manifest") if syntax else (422, "invalid-manifest")
+        raise ApiProblem(status, slug, str(exc), errors=_field_errors(str(exc))) from None
 
 
 def _manifest(req: func.HttpRequest, limit: int) -> bytes:

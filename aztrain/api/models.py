@@ -100,6 +100,9 @@ class SubmitQuery(_Query):
     force: Annotated[bool, QUERY_BOOLEAN] = Field(
         default=False, description="Run again even if an identical manifest's run is active or COMPLETED"
     )
+    dry_run: Annotated[bool, QUERY_BOOLEAN] = Field(
+        default=False, description="Answer what would happen (placement, cost, admission, wait); record nothing"
+    )
 
 
 class RunQuery(_Query):
