@@ -131,7 +131,9 @@ def drop(
     try:
         spec = parse_manifest(manifest.read_bytes(), source=str(manifest))
     except ManifestError as exc:  # the app would record it REJECTED: say why now instead
-        out.error(f"{manifest}: invalid; nothing dropped", problems=exc.problems, code=ExitCode.FAILED)
+        out.error(
+            f"{manifest}: invalid; nothing dropped", problems=[str(p) for p in exc.problems], code=ExitCode.FAILED
+        )
         raise typer.Exit(ExitCode.FAILED) from None
     name = prefix.rstrip("/") + "/" + manifest.name if prefix.strip("/") else manifest.name
     if problem := blob_path_problem(name):

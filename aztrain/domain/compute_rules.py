@@ -10,7 +10,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable, Collection, Mapping
 
-from aztrain.domain.errors import ManifestError
+from aztrain.domain.errors import FieldProblem, ManifestError
 from aztrain.domain.manifest import ComputeSpec
 from aztrain.domain.profiles import (
     ALLOWED_SETTING,
@@ -41,19 +41,22 @@ def local_cluster_for(
     serverless = profile is not None and profile.serverless
     name = f"local-{compute.profile}"
     max_nodes = profile.max_nodes if profile and serverless else cluster_nodes
-    problems = [gpu_problem(profile, compute) if profile else None]
+    gpus = gpu_problem(profile, compute) if profile else None
+    problems = [gpus] if gpus else []
     if offered_only:
         try:
             select_profile(profiles, compute)
         except ManifestError as exc:
             problems += exc.problems
     if compute.nodes > max_nodes:
+        clusters = "" if serverless else f" (the local backend's clusters: {LOCAL_NODES_SETTING}={cluster_nodes})"
         problems.append(
-            f"compute.nodes: {compute.nodes} is more than the {max_nodes} node(s) {name} allows"
-            + ("" if serverless else f" (the local backend's clusters: {LOCAL_NODES_SETTING}={cluster_nodes})")
+            FieldProblem(
+                "compute.nodes", f"{compute.nodes} is more than the {max_nodes} node(s) {name} allows{clusters}"
+            )
         )
-    if any(problems):
-        raise ManifestError([found for found in problems if found])
+    if problems:
+        raise ManifestError(problems)
     return cluster_spec(
         compute,
         name=name,

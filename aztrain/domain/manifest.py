@@ -29,7 +29,7 @@ from pydantic import (
 )
 
 from aztrain.domain.documents import MAX_CHARS, read_document
-from aztrain.domain.errors import ManifestError
+from aztrain.domain.errors import DOCUMENT, FieldProblem, ManifestError
 from aztrain.domain.layout import blob_path_problem
 from aztrain.domain.teams import MAX_PRIORITY, TEAM_PATTERN
 from trainer.args import ArgsError
@@ -242,9 +242,8 @@ def parse_manifest(
     manifest = manifest_from_dict(document, source=source, compute_check=compute_check)
     stored = len(json.dumps(manifest.normalised()))
     if stored > MAX_CHARS:  # what the store can hold of one manifest (documents.MAX_CHARS)
-        raise ManifestError(
-            [f"manifest comes to {stored:,} characters as normalised JSON; the limit is {MAX_CHARS:,}"], source=source
-        )
+        too_long = f"manifest comes to {stored:,} characters as normalised JSON; the limit is {MAX_CHARS:,}"
+        raise ManifestError([FieldProblem(DOCUMENT, too_long)], source=source)
     return manifest
 
 
@@ -255,10 +254,9 @@ def manifest_from_dict(document: object, *, source: str = "", compute_check: Com
     so one answer names every problem, not the first layer of them.
     """
     if not isinstance(document, dict):
-        raise ManifestError(
-            [f"expected a mapping with apiVersion, kind, name, data; got {type(document).__name__}"], source=source
-        )
-    problems: list[str] = []
+        expected = f"expected a mapping with apiVersion, kind, name, data; got {type(document).__name__}"
+        raise ManifestError([FieldProblem(DOCUMENT, expected)], source=source)
+    problems: list[FieldProblem] = []
     try:
         manifest: JobManifest | None = JobManifest.model_validate(document)
     except ValidationError as exc:
@@ -268,8 +266,8 @@ def manifest_from_dict(document: object, *, source: str = "", compute_check: Com
     if trainer is not None:
         try:
             ARGS_VALIDATORS[trainer.entrypoint](dict(trainer.args))
-        except ArgsError as exc:  # each problem already names its trainer.args.<name>
-            problems += exc.problems
+        except ArgsError as exc:  # each problem names its trainer.args.<name>
+            problems += [FieldProblem(field, message) for field, message in exc.problems]
     compute = manifest.compute if manifest else _section(ComputeSpec, document.get("compute", {}))
     if compute is not None and compute_check is not None:
         try:
@@ -289,19 +287,21 @@ def _section(model: type[S], value: object) -> S | None:
         return None
 
 
-def _describe(error: Any) -> str:
-    field = ".".join(str(part) for part in error["loc"]) or "(document)"
+def _describe(error: Any) -> FieldProblem:
+    field = ".".join(str(part) for part in error["loc"]) or DOCUMENT
     kind = error["type"]
     if kind == "extra_forbidden":
-        return f"{field}: unknown field; remove it or check its spelling against `aztrain schema`"
+        return FieldProblem(field, "unknown field; remove it or check its spelling against `aztrain schema`")
     if kind == "missing":
-        return f"{field}: required field is missing"
+        return FieldProblem(field, "required field is missing")
     if kind == "literal_error":
-        return f"{field}: {error['msg'].lower()}"
+        return FieldProblem(field, error["msg"].lower())
     if kind == "string_pattern_mismatch" and field == "name":
-        return "name: use 3-63 lowercase letters, digits or '-', starting and ending with a letter or digit"
+        return FieldProblem(
+            field, "use 3-63 lowercase letters, digits or '-', starting and ending with a letter or digit"
+        )
     message = error["msg"].removeprefix("Value error, ")
-    return f"{field}: {message[:1].lower()}{message[1:]} (got {error.get('input')!r})"
+    return FieldProblem(field, f"{message[:1].lower()}{message[1:]} (got {error.get('input')!r})")
 
 
 def manifest_schema() -> dict[str, Any]:

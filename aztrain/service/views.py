@@ -47,6 +47,7 @@ def _run(run: Run, runs_container: str) -> dict[str, Any]:
         "attempt": run.attempt,
         "manifest_hash": run.manifest_hash,
         "error": run.error,
+        "problems": [{"field": p.field, "message": p.message} for p in run.problems],
         "waiting_reason": run.waiting_reason,
         "metrics": run.metrics,
         # A rejected manifest never ran: it has no files to point at.

@@ -62,6 +62,7 @@ def run_view(state: str, *, history: list[dict[str, Any]] | None = None, **field
         "submitted_by": "",
         "priority": 0,
         "cost": None,
+        "problems": [],
         "created_at": "2026-11-28T09:12:31+00:00",
         "updated_at": "2026-11-28T09:12:52+00:00",
         "cluster": "local-gpu-small",

@@ -55,7 +55,7 @@ def dry_run(ctx: Context, manifest_text: str | bytes, *, by: Principal) -> DryRu
         team=manifest.team or "",
         priority=teamgates.priority_for(ctx, manifest),
     )
-    refusals = admission.refusals(ctx, manifest)
+    refusals = [str(problem) for problem in admission.refusals(ctx, manifest)]
     active = [r for r in ctx.store.find_runs(states=ACTIVE_STATES) if r.spec is not None]
     reason = None if refusals else admission.waiting_reason(ctx, run, teamgates.Copies([*active, run], {}))
     return DryRun(
