@@ -19,7 +19,6 @@ count; one that has them is in both), and then what older runs waiting for the s
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable, Sequence
 
 from aztrain.domain.errors import ManifestError
@@ -27,8 +26,6 @@ from aztrain.domain.manifest import JobManifest
 from aztrain.domain.records import ClusterSpec, Quota
 from aztrain.domain.runs import Run, RunState
 from aztrain.service.usecases.context import Context
-
-log = logging.getLogger(__name__)
 
 Gate = Callable[[Context, Run, Sequence[Run]], str | None]
 Refusal = Callable[[Context, JobManifest], str | None]
