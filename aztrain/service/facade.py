@@ -1,9 +1,9 @@
-"""The service layer's facade: the entry points triggers, the CLI and tests call.
+"""The service layer's facade: the entry points triggers and tests call (the CLI calls the HTTP API).
 
-Each method delegates to a use-case module in `aztrain.service.usecases` (intake, progress,
-retraining, registry, capacity), all sharing one `Context`. Every use case is idempotent
-and quick: handlers record intent and take the cheap steps due; `reconcile` is the slow backstop
-for every lost or late event.
+Each method delegates to a use-case module in `aztrain.service.usecases` (intake, idempotency,
+progress, retraining, registry, capacity), all sharing one `Context`; reads for display go through
+`queries` (`aztrain.service.queries`). Every use case is idempotent and quick: handlers record
+intent and take the cheap steps due; `reconcile` is the slow backstop for every lost or late event.
 """
 
 from __future__ import annotations
