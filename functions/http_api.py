@@ -1,5 +1,5 @@
 """HTTP triggers: submit jobs; list and inspect runs, their logs and metrics; cancel; jobs, models, clusters,
-dead letters; health.
+dead letters; teams and cost; health.
 
 Every route parameter, query value and header is checked against its shape before any storage call,
 and every error is an RFC 9457 problem (`functions/problems.py`). Routes are declared with `_route`,
@@ -22,6 +22,7 @@ from aztrain.api import models as api
 from aztrain.api import teams as teams_api
 from aztrain.domain.errors import InvalidTransition
 from aztrain.domain.runs import RunState
+from aztrain.domain.teams import TEAM_PATTERN, Team
 from aztrain.service.bootstrap import control_plane
 from aztrain.service.queries import Queries
 from functions import not_allowed, submission
@@ -145,8 +146,8 @@ def _run_ref(req: func.HttpRequest) -> str:
     "POST",
     "jobs",
     "Submit a manifest (JSON or YAML); starts a run, returns the run of an identical manifest, "
-    "or registers a watching job that waits for its data",
-    {202: api.Submitted, 200: api.Submitted},
+    "or registers a watching job that waits for its data; with ?dry_run=true, what it would do (200 DryRunView)",
+    {202: api.Submitted, 200: (api.Submitted, teams_api.DryRunView)},
     errors=(400, 413, 415, 422),
     access=Access.SUBMIT,
     query=api.SubmitQuery,
@@ -155,8 +156,14 @@ def _run_ref(req: func.HttpRequest) -> str:
     response_headers={202: (submission.LOCATION, submission.REPLAYED), 200: (submission.REPLAYED,)},
 )
 def submit_job(req: func.HttpRequest) -> func.HttpResponse:
-    """202 with a new run (or `waiting`), 200 with an existing one; 422 (with the REJECTED run) if invalid."""
-    return submission.submit(req, control_plane(), force=_query(api.SubmitQuery, req).force, by=caller(req))
+    """202 with a new run (or `waiting`), 200 with an existing one; 422 (with the REJECTED run) if invalid.
+
+    `?dry_run=true`: 200 with what would happen; nothing is recorded (an invalid manifest is a 422 without a run).
+    """
+    query = _query(api.SubmitQuery, req)
+    if query.dry_run:
+        return _json(submission.dry_run(req, control_plane(), by=caller(req)))
+    return submission.submit(req, control_plane(), force=query.force, by=caller(req))
 
 
 @_route(
@@ -309,6 +316,56 @@ def run_metrics(req: func.HttpRequest) -> func.HttpResponse:
 def cost(req: func.HttpRequest) -> func.HttpResponse:
     query = _query(teams_api.CostQuery, req)
     return _json(_queries().cost(query.month, team=query.team))
+
+
+TEAM = PathParameter(TEAM_PATTERN, "a team's name: 3-32 lowercase letters, digits or '-', starting with a letter")
+
+
+@_route(
+    "GET", "teams", "Every team and its bounds (GPUs, GPU-hours, budget, priorities, weight)", {200: teams_api.TeamList}
+)
+def list_teams(req: func.HttpRequest) -> func.HttpResponse:
+    return _json(teams_api.TeamList(teams=[_team_view(t) for t in control_plane().teams()]))
+
+
+@_route(
+    "PUT",
+    "teams/{team}",
+    "Create a team or replace its bounds (a bound left out or null does not bound)",
+    {200: teams_api.TeamView},
+    errors=(400,),
+    access=Access.ADMIN,
+    path={"team": TEAM},
+    json_body=teams_api.TeamBounds,
+)
+def put_team(req: func.HttpRequest) -> func.HttpResponse:
+    name = _param(req, "team", TEAM)
+    try:
+        bounds = teams_api.TeamBounds.model_validate_json(req.get_body() or b"{}")
+    except ValidationError as exc:
+        raise bad_request(exc) from None
+    team = control_plane().set_team(Team(name=name, **bounds.model_dump()), by=caller(req))
+    return _json(_team_view(team))
+
+
+@_route(
+    "DELETE",
+    "teams/{team}",
+    "Forget a team's bounds (its runs keep their team)",
+    {200: teams_api.TeamList},
+    errors=(400,),
+    access=Access.ADMIN,
+    path={"team": TEAM},
+)
+def delete_team(req: func.HttpRequest) -> func.HttpResponse:
+    service = control_plane()
+    service.delete_team(_param(req, "team", TEAM), by=caller(req))
+    return _json(teams_api.TeamList(teams=[_team_view(t) for t in service.teams()]))
+
+
+def _team_view(team: Team) -> teams_api.TeamView:
+    fields = {name: getattr(team, name) for name in teams_api.TeamBounds.model_fields}
+    return teams_api.TeamView(name=team.name, **fields)
 
 
 # ---------------------------------------------------------------------------------------- the rest

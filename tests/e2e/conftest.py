@@ -67,6 +67,8 @@ def running_stack(state_dir: Path) -> Iterator[Stack]:
         "AZTRAIN_LOCAL_PROVISION_SECONDS": "1",
         "AZTRAIN_LOCAL_MAX_SLOTS": "2",
         "AZTRAIN_LOCAL_CLUSTER_NODES": "2",
+        # Two serverless-t4 nodes' worth of T4 vCPUs; the other tests' profiles (e2e, queue) have no family.
+        "AZTRAIN_LOCAL_QUOTA": '{"standardNCASv3_T4Family": 8}',
         "PYTHONUNBUFFERED": "1",
     }
     command = [

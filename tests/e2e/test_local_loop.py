@@ -365,3 +365,35 @@ def test_runs_beyond_the_local_clusters_nodes_wait_in_queued_then_run(stack: Sta
         stack.client.request("POST", f"runs/{run_id}/cancel")
     for run_id in ids:
         assert wait_terminal(stack, run_id)["state"] == "CANCELED"
+
+
+def test_a_run_over_the_simulated_quota_waits_with_the_reason_and_starts_when_the_earlier_run_ends(
+    stack: Stack, digits_blob: bytes
+):
+    """The stack's simulated quota holds 8 T4 vCPUs (AZTRAIN_LOCAL_QUOTA): one run of two serverless-t4 nodes."""
+
+    def serverless(name: str) -> bytes:
+        upload_data(stack, name, digits_blob)
+        text = manifest(name, epochs=2000)
+        return text.replace(b"profile: e2e, nodes: 1, processes_per_node: 2", b"profile: serverless-t4, nodes: 2")
+
+    first = stack.client.submit(serverless("quota-first"))["run"]["id"]
+    wait_for(lambda: stack.client.run(first)["state"] == "RUNNING", timeout=TRAINING_TIMEOUT, what="the first run")
+    second = stack.client.submit(serverless("quota-second"))["run"]["id"]
+    waiting = wait_for(
+        lambda: (run := stack.client.run(second))["waiting_reason"] and run,
+        timeout=TRAINING_TIMEOUT,
+        what="the second run to wait for quota",
+    )
+    assert waiting["state"] == "QUEUED" and not waiting["backend_job_id"] and not waiting["cluster"]
+    assert waiting["waiting_reason"] == "needs 8 vCPUs of standardNCASv3_T4Family; 0 of 8 free"
+    assert not job_processes(f"aztrain-{second}")  # nothing of it runs, nothing is provisioned
+    stack.client.cancel(first)
+    wait_for(
+        lambda: stack.client.run(second)["state"] == "RUNNING",
+        timeout=TRAINING_TIMEOUT,
+        what="the waiting run to start once the first run's nodes are released",
+    )
+    assert stack.client.run(second)["waiting_reason"] is None
+    stack.client.cancel(second)
+    assert wait_terminal(stack, second)["state"] == "CANCELED"

@@ -149,7 +149,7 @@ def test_openapi_document_is_valid_and_lists_exactly_the_served_routes(api: Api)
 
 def test_every_undeclared_method_of_a_documented_path_is_405_with_allow_and_a_problem(api: Api) -> None:
     for template, operations in api.openapi["paths"].items():
-        path = template.format(run_id="0000000000000-000000", name="some-job", version="1")
+        path = template.format(run_id="0000000000000-000000", name="some-job", version="1", team="some-team")
         declared = sorted(method.upper() for method in operations)
         for method in set(not_allowed.HTTP_METHODS) - set(declared):
             response = api.call(method, path)
@@ -199,6 +199,10 @@ def test_an_invalid_manifest_is_a_422_problem_naming_each_field_with_the_rejecte
     assert problem["run"]["state"] == "REJECTED"
     assert problem["run"]["outputs"] is None
     assert problem["error"] == problem["detail"]  # what clients of the first API read
+    # The run keeps its problems as the same list, field by field: shown again wherever the run is.
+    shown = api.call("GET", f"/api/runs/{problem['run']['id']}").json()
+    assert shown["problems"] == problem["run"]["problems"] == problem["errors"]
+    assert any(e["message"].startswith("unknown field") for e in shown["problems"])
 
 
 def test_a_document_that_is_not_yaml_is_a_400_problem(api: Api) -> None:
@@ -206,6 +210,7 @@ def test_a_document_that_is_not_yaml_is_a_400_problem(api: Api) -> None:
     assert response.status == 400
     assert response.json()["type"].endswith("/malformed-manifest")
     assert response.json()["run"]["state"] == "REJECTED"
+    assert [e["field"] for e in response.json()["errors"]] == ["(syntax)"]
 
 
 def test_yaml_and_no_content_type_are_accepted_and_other_types_are_415(api: Api) -> None:

@@ -530,6 +530,14 @@ def test_function_app_has_what_host_storage_and_the_app_need_and_no_more() -> No
     assert "functions-reference#connecting-to-host-storage-with-an-identity" in rbac  # the source, cited
 
 
+def test_the_workspace_carries_the_training_identity_serverless_jobs_run_as() -> None:
+    aml, rbac = bicep("modules/aml.bicep"), bicep("modules/rbac.bicep")
+    workspace = aml[aml.index("resource workspace ") : aml.index("resource trainingIdentity ")]
+    assert "type: 'SystemAssigned,UserAssigned'" in workspace and "'${trainingIdentity.id}': {}" in workspace
+    # ...the identity that already reads the data and writes the runs (the trainer's needs).
+    assert ("trainingWritesRuns", "storageBlobDataContributor", "trainingPrincipalId") in role_assignments(rbac)
+
+
 def test_workspace_identity_reads_the_datastores_for_studio() -> None:
     rbac, aml = bicep("modules/rbac.bicep"), bicep("modules/aml.bicep")
     assert "serviceDataAccessAuthIdentity: 'WorkspaceSystemAssignedIdentity'" in aml

@@ -32,7 +32,7 @@ from aztrain.domain.retrain import snapshot_of
 from aztrain.domain.runs import ACTIVE_STATES, Run, RunState
 from aztrain.domain.teams import dropped_team, shown_team
 from aztrain.service import faults
-from aztrain.service.usecases import admission, publishing
+from aztrain.service.usecases import admission, publishing, teamgates
 from aztrain.service.usecases.context import SAVE_ATTEMPTS, Context
 
 log = logging.getLogger(__name__)
@@ -130,7 +130,7 @@ def submit(
         if job and job.spec.team and job.spec.team != team:
             return _reject(
                 ctx,
-                ManifestError([f"name: job {manifest.name} belongs to team {job.spec.team}; choose another name"]),
+                ManifestError.at("name", f"job {manifest.name} belongs to team {job.spec.team}; choose another name"),
                 manifest_text,
                 trigger=trigger,
                 cause=cause,
@@ -182,7 +182,7 @@ def submit(
         manifest_hash=manifest.content_hash,
         team=team,
         submitted_by=by.user if by else "",
-        priority=manifest.queue_priority or 0,
+        priority=teamgates.priority_for(ctx, manifest),
     )
     created = run_id == mine
     stored = record_run(ctx, run)
@@ -248,6 +248,7 @@ def _reject(
         correlation=correlation,
         source=source,
         error=str(exc),
+        problems=tuple(exc.problems),
         team=team,
         submitted_by=by.user if by else "",
     )
