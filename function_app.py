@@ -2,7 +2,7 @@
 
 import azure.functions as func
 
-from functions import blob_queue, dashboard, events, http_api, reconcile
+from functions import blob_queue, dashboard, events, http_api, outputs, reconcile  # noqa: F401 (outputs: on http_api.bp)
 
 app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
 app.register_functions(http_api.bp)

@@ -86,8 +86,8 @@ def test_run_page_plots_epochs_while_training_and_cancels_after_confirmation(
     stack: Stack, dashboard: Dashboard, digits_blob: bytes
 ) -> None:
     upload_data(stack, "web-live", digits_blob)
-    run = stack.client.submit(manifest("web-live", epochs=400))["run"]
-    page = dashboard.open(f"runs/{run['id']}")
+    run = stack.client.submit(manifest("web-live", epochs=400)).run
+    page = dashboard.open(f"runs/{run.id}")
 
     loss = page.locator("figure.chart").filter(has_text="Loss").locator(".point")
     expect(loss.first).to_be_attached(timeout=TRAINING_MS)
@@ -96,20 +96,20 @@ def test_run_page_plots_epochs_while_training_and_cancels_after_confirmation(
     dashboard.at_widths("run")
 
     dashboard.open("clusters")
-    busy = page.locator(f"tr[data-cluster={stack.client.run(run['id'])['cluster']}]")
+    busy = page.locator(f"tr[data-cluster={stack.client.run(run.id).cluster}]")
     expect(busy).to_contain_text("1 observed / 1 desired")
     expect(busy).to_contain_text("in use")
     dashboard.at_widths("clusters")
-    dashboard.open(f"runs/{run['id']}")
+    dashboard.open(f"runs/{run.id}")
 
     # Escape keeps the run; only the dialog's own button cancels it.
     page.get_by_role("button", name="Cancel run…").press("Enter")
     dialog = page.get_by_role("dialog")
-    expect(dialog).to_contain_text(f"Cancel run {run['id']}?")
+    expect(dialog).to_contain_text(f"Cancel run {run.id}?")
     expect(dialog.get_by_role("button", name="Keep running")).to_be_focused()
     page.keyboard.press("Escape")
     expect(dialog).to_have_count(0)
-    assert not stack.client.run(run["id"])["terminal"]
+    assert not stack.client.run(run.id).terminal
 
     page.get_by_role("button", name="Cancel run…").click()
     page.get_by_role("dialog").get_by_role("button", name="Cancel run").click()
@@ -117,7 +117,7 @@ def test_run_page_plots_epochs_while_training_and_cancels_after_confirmation(
     expect(page.locator(".run-head .badge")).to_have_text("CANCELED", timeout=60_000)
     expect(page.get_by_role("button", name="Cancel run…")).to_have_count(0)
     expect(page.locator(".timeline")).to_contain_text("CANCEL_REQUESTED")
-    assert stack.client.run(run["id"])["state"] == "CANCELED"
+    assert stack.client.run(run.id).state == "CANCELED"
 
 
 def test_jobs_page_shows_arrivals_in_the_pending_window(stack: Stack, dashboard: Dashboard) -> None:
@@ -130,7 +130,7 @@ def test_jobs_page_shows_arrivals_in_the_pending_window(stack: Stack, dashboard:
     expect(card).to_contain_text("web-watch")
     # A blob's event time is its Last-Modified, in whole seconds: one written in the very second the
     # watch began reads as older than the watch and is not an arrival. Upload from the next second on.
-    began = datetime.fromisoformat(next(j for j in stack.client.jobs() if j["name"] == "web-watch")["updated_at"])
+    began = next(j for j in stack.client.jobs() if j.name == "web-watch").updated_at
     wait_for(lambda: datetime.now(UTC) >= began.replace(microsecond=0) + timedelta(seconds=1), timeout=5, what="1 s")
 
     for name in ("a.npz", "b.npz"):
@@ -172,8 +172,8 @@ def test_dead_letters_page_shows_an_event_given_up_on_with_its_reason(stack: Sta
 
 
 def test_models_page_compares_versions_and_shows_lineage_down_to_the_blobs(stack: Stack, dashboard: Dashboard) -> None:
-    second = stack.client.submit(manifest("web-drop", epochs=2, extra=GATED))["run"]  # another manifest: v2
-    wait_for(lambda: stack.client.run(second["id"])["terminal"], timeout=TRAINING_TIMEOUT, what="version 2")
+    second = stack.client.submit(manifest("web-drop", epochs=2, extra=GATED)).run  # another manifest: v2
+    wait_for(lambda: stack.client.run(second.id).terminal, timeout=TRAINING_TIMEOUT, what="version 2")
     page = dashboard.open("models/web-drop")
     card = page.locator("article[data-model=web-drop]")
     expect(card.locator("tr[data-version]")).to_have_count(2)
@@ -185,7 +185,7 @@ def test_models_page_compares_versions_and_shows_lineage_down_to_the_blobs(stack
     lineage = page.get_by_role("region", name="Lineage of web-drop v1")
     expect(lineage).to_contain_text("datasets/web-drop/digits.npz")
     first_run = stack.client.runs(job="web-drop")[-1]  # newest first
-    expect(lineage.get_by_role("link")).to_have_text(first_run["id"])
+    expect(lineage.get_by_role("link")).to_have_text(first_run.id)
     dashboard.at_widths("models")
 
 
