@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -53,21 +54,11 @@ def on_blob_event(message: func.QueueMessage) -> None:
         event = _event(message)
         blob = _blob_event(event)
     except _Unusable as exc:
-        _dead_letter(message, _fields(message), str(exc))
+        dead_letter(message, _fields(message), str(exc))
         return
-    attempt = message.dequeue_count or 1
     # The event's id is the correlation id of the runs it starts: in their history, job tags, logs and events.
     with telemetry.span("aztrain.blob_created", {"correlation_id": blob.id, "blob": f"{blob.container}/{blob.name}"}):
-        try:
-            control_plane().on_blob_created(blob)
-        except Exception as exc:
-            if attempt >= MAX_DEQUEUE_COUNT:  # the host moves it to the poison queue next: say why, once
-                reason = f"failed {attempt} of {MAX_DEQUEUE_COUNT} attempts, last with {type(exc).__name__}: {exc}"
-                try:
-                    _dead_letter(message, event, reason)
-                except Exception:  # storage is down too: the poison queue's trigger records it later
-                    log.exception("event %s: dead letter not recorded yet", blob.id)
-            raise
+        attempted(message, event, lambda: control_plane().on_blob_created(blob))
     if blob.time is not None:
         telemetry.event_handled("blob_created", (datetime.now(UTC) - blob.time).total_seconds())
     log.info("event %s (%s/%s): handled [correlation id %s]", blob.id, blob.container, blob.name, blob.id)
@@ -76,11 +67,34 @@ def on_blob_event(message: func.QueueMessage) -> None:
 @bp.queue_trigger(arg_name="message", queue_name=POISON_QUEUE, connection=CONNECTION)
 def on_blob_event_poison(message: func.QueueMessage) -> None:
     """A blob event that failed every attempt: it is a dead letter (the last attempt's reason stays, if recorded)."""
-    _dead_letter(
-        message,
-        _fields(message),
-        f"failed {MAX_DEQUEUE_COUNT} attempts (maxDequeueCount); the host moved it to {POISON_QUEUE}",
-    )
+    poisoned(message, _fields(message), POISON_QUEUE)
+
+
+def attempted(
+    message: func.QueueMessage, event: dict[str, Any], work: Callable[[], object], *, function: str = FUNCTION
+) -> None:
+    """One attempt at a message's `work`: a failure raises, so the host retries it; the last one is a dead letter.
+
+    `event` is what the dead letter names (`id`, `eventType`, `subject`); `function` is recorded with it.
+    Shared by every queue trigger of the app, so each poison message ends the same way.
+    """
+    attempt = message.dequeue_count or 1
+    try:
+        work()
+    except Exception as exc:
+        if attempt >= MAX_DEQUEUE_COUNT:  # the host moves it to the poison queue next: say why, once
+            reason = f"failed {attempt} of {MAX_DEQUEUE_COUNT} attempts, last with {type(exc).__name__}: {exc}"
+            try:
+                dead_letter(message, event, reason, function=function)
+            except Exception:  # storage is down too: the poison queue's trigger records it later
+                log.exception("message %s: dead letter not recorded yet", event.get("id") or message.id)
+        raise
+
+
+def poisoned(message: func.QueueMessage, event: dict[str, Any], poison_queue: str, *, function: str = FUNCTION) -> None:
+    """A message the host moved to `poison_queue`: a dead letter (the last attempt's reason stays, if recorded)."""
+    reason = f"failed {MAX_DEQUEUE_COUNT} attempts (maxDequeueCount); the host moved it to {poison_queue}"
+    dead_letter(message, event, reason, function=function)
 
 
 def _event(message: func.QueueMessage) -> dict[str, Any]:
@@ -127,9 +141,10 @@ def _fields(message: func.QueueMessage) -> dict[str, Any]:
         return {}
 
 
-def _dead_letter(message: func.QueueMessage, event: dict[str, Any], reason: str) -> None:
+def dead_letter(message: func.QueueMessage, event: dict[str, Any], reason: str, *, function: str = FUNCTION) -> None:
+    """Record the message as a dead letter of `function`, named by its event's id (else the message's)."""
     control_plane().dead_letter(
-        function=FUNCTION,
+        function=function,
         event_id=str(event.get("id") or f"message:{message.id}"),
         event_type=str(event.get("eventType") or ""),
         subject=str(event.get("subject") or ""),

@@ -84,6 +84,8 @@ def submit(req: func.HttpRequest, service: ControlPlane, *, force: bool, by: Pri
             by=by,
         )
         run = result.run
+        if result.created:  # its first steps now, through the run-steps queue, not at the reconciler's next pass
+            service.request_steps(run)
         if run and run.state is RunState.REJECTED:
             return _rejected(service.queries.view(run), path)
         body = {

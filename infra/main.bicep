@@ -84,6 +84,10 @@ var tables = ['jobs', 'runs', 'runhistory', 'claims', 'clusters', 'arrivals', 'm
 // (functions/blob_queue.py BLOB_EVENTS_QUEUE, POISON_QUEUE).
 var blobEventsQueue = 'blob-events'
 var poisonQueue = '${blobEventsQueue}-poison'
+// The queue an HTTP submit hints a new run's first steps on, read by `on_run_steps`, and its poison
+// queue (aztrain/service/usecases/steps.py RUN_STEPS_QUEUE, functions/run_steps.py POISON_QUEUE).
+var runStepsQueue = 'run-steps'
+var runStepsPoisonQueue = '${runStepsQueue}-poison'
 var deadLetterContainer = 'deadletter'
 // The trainer's Azure ML environment (aztrain.service.settings's default name), registered from
 // trainer/environment by the postprovision hook; the app's jobs use its latest version.
@@ -120,7 +124,7 @@ module storage 'modules/storage.bicep' = {
     previousVersionRetentionDays: previousVersionRetentionDays
     containers: concat([jobsContainer, runsContainer, deadLetterContainer, deploymentContainer], dataContainers)
     tables: tables
-    queues: [blobEventsQueue, poisonQueue]
+    queues: [blobEventsQueue, poisonQueue, runStepsQueue, runStepsPoisonQueue]
   }
 }
 
@@ -231,6 +235,8 @@ module rbac 'modules/rbac.bicep' = {
     deadLetterContainer: deadLetterContainer
     blobEventsQueue: blobEventsQueue
     poisonQueue: poisonQueue
+    runStepsQueue: runStepsQueue
+    runStepsPoisonQueue: runStepsPoisonQueue
     userPrincipalId: principalId
   }
 }

@@ -13,19 +13,20 @@ import pytest
 
 import function_app
 from aztrain.service.bootstrap import control_plane, ensure_storage
-from aztrain.service.facade import ControlPlane
+from aztrain.service.facade import RUN_STEPS_QUEUE, ControlPlane
 from aztrain.service.ports import ComputeBackend
 from aztrain.service.settings import PROJECT_ROOT, Settings
 from devhost import DevHost
 from devhost.identity import LocalUsers
 from devhost.queue_triggers import QueueSettings
-from functions import blob_queue, dashboard, events, http_api, outputs, reconcile
+from functions import blob_queue, dashboard, events, http_api, outputs, reconcile, run_steps
 
 
 def fresh_function_app() -> func.FunctionApp:
     """`function_app.app` built anew, blueprints included, whatever other tests in the session have indexed."""
-    for blueprints in (http_api, outputs, events, blob_queue, reconcile, dashboard):  # outputs: on http_api.bp
-        importlib.reload(blueprints)
+    blueprints = (http_api, outputs, events, blob_queue, run_steps, reconcile, dashboard)  # outputs: on http_api.bp
+    for blueprint in blueprints:
+        importlib.reload(blueprint)
     return importlib.reload(function_app).app
 
 
@@ -76,11 +77,12 @@ def hosted_app(
 
 
 def _empty_queues(azurite: str) -> None:
-    """The blob-events queues as a new deployment has them: empty (the session's Azurite is shared by its tests)."""
+    """The app's queues as a new deployment has them: empty (the session's Azurite is shared by its tests)."""
     from azure.core.exceptions import ResourceNotFoundError
     from azure.storage.queue import QueueServiceClient
 
     service = QueueServiceClient.from_connection_string(azurite)
-    for name in (blob_queue.BLOB_EVENTS_QUEUE, blob_queue.POISON_QUEUE):
+    queues = (blob_queue.BLOB_EVENTS_QUEUE, blob_queue.POISON_QUEUE, RUN_STEPS_QUEUE, run_steps.POISON_QUEUE)
+    for name in queues:
         with contextlib.suppress(ResourceNotFoundError):
             service.get_queue_client(name).clear_messages()

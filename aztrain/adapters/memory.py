@@ -225,6 +225,19 @@ class RecordingEventSink:
         self.events.extend(events)
 
 
+class RecordingStepRequests:
+    """A `StepRequests` that keeps the run ids it is sent, in order; `failing` makes it refuse, as a queue down."""
+
+    def __init__(self) -> None:
+        self.requested: list[str] = []
+        self.failing = False
+
+    def request(self, run_id: str) -> None:
+        if self.failing:
+            raise ConnectionError("queue unavailable")
+        self.requested.append(run_id)
+
+
 class InMemoryDataStore:
     """`DataStore` over a dictionary of (container, name) → bytes."""
 

@@ -13,11 +13,12 @@ from typing import TYPE_CHECKING, Any
 
 from aztrain.adapters.events.eventgrid import EventGridSink
 from aztrain.service.backends import build_backend
-from aztrain.service.facade import ControlPlane
+from aztrain.service.facade import RUN_STEPS_QUEUE, ControlPlane
 from aztrain.service.settings import Settings
 
 if TYPE_CHECKING:
     from aztrain.adapters.storage.blobs import BlobDataStore
+    from aztrain.adapters.storage.queues import QueueStepRequests
     from aztrain.adapters.storage.tables import TableControlStore
 
 
@@ -60,6 +61,21 @@ def build_control_store(settings: Settings) -> TableControlStore:
     return TableControlStore(service, prefix=settings.table_prefix)
 
 
+def build_step_requests(settings: Settings) -> QueueStepRequests:
+    """The `run-steps` queue new runs' first steps are asked for on."""
+    # Lazy, as the stores: azure-storage-queue is imported when the service is first built, not at cold start.
+    from azure.storage.queue import QueueClient
+
+    from aztrain.adapters.storage.queues import QueueStepRequests
+
+    if settings.storage_connection_string:
+        queue = QueueClient.from_connection_string(settings.storage_connection_string, RUN_STEPS_QUEUE)
+    else:
+        url = f"https://{settings.storage_account}.queue.core.windows.net"
+        queue = QueueClient(url, RUN_STEPS_QUEUE, credential=_credential())
+    return QueueStepRequests(queue)
+
+
 def build_event_sink(settings: Settings) -> EventGridSink | None:
     """The custom topic's sink: by key if one is set, else by identity; None when no topic is configured."""
     endpoint = settings.events_topic_endpoint
@@ -77,6 +93,7 @@ def build_control_plane(settings: Settings) -> ControlPlane:
         backend=build_backend(settings),
         now=utc_now,
         events=build_event_sink(settings),
+        steps=build_step_requests(settings),
     )
 
 

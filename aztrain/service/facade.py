@@ -21,7 +21,7 @@ from aztrain.domain.retrain import Snapshot, Window
 from aztrain.domain.runs import Run
 from aztrain.domain.teams import Team
 from aztrain.service import views
-from aztrain.service.ports import ComputeBackend, ControlStore, DataStore, EventSink
+from aztrain.service.ports import ComputeBackend, ControlStore, DataStore, EventSink, StepRequests
 from aztrain.service.queries import AmbiguousRun, InvalidContinuation, Queries
 from aztrain.service.settings import Settings
 from aztrain.service.usecases import (
@@ -35,14 +35,25 @@ from aztrain.service.usecases import (
     reconciler,
     registry,
     retraining,
+    steps,
     teamadmin,
 )
 from aztrain.service.usecases.blob_events import BlobEvent
 from aztrain.service.usecases.context import Context
 from aztrain.service.usecases.idempotency import KeyReused, Once
 from aztrain.service.usecases.intake import Submitted
+from aztrain.service.usecases.steps import RUN_STEPS_QUEUE
 
-__all__ = ["AmbiguousRun", "BlobEvent", "ControlPlane", "InvalidContinuation", "KeyReused", "Once", "Submitted"]
+__all__ = [
+    "RUN_STEPS_QUEUE",
+    "AmbiguousRun",
+    "BlobEvent",
+    "ControlPlane",
+    "InvalidContinuation",
+    "KeyReused",
+    "Once",
+    "Submitted",
+]
 
 A = TypeVar("A", bound=BaseModel)
 
@@ -59,8 +70,11 @@ class ControlPlane:
         backend: ComputeBackend,
         now: Callable[[], datetime],
         events: EventSink | None = None,
+        steps: StepRequests | None = None,
     ) -> None:
-        self.ctx = Context(settings=settings, store=store, data=data, backend=backend, now=now, events=events)
+        self.ctx = Context(
+            settings=settings, store=store, data=data, backend=backend, now=now, events=events, steps=steps
+        )
 
     @property
     def settings(self) -> Settings:
@@ -138,6 +152,14 @@ class ControlPlane:
     def on_backend_status(self, backend_job_id: str, status: str, *, cause: str) -> Run | None:
         """A backend's status event in its own words (Azure ML's `runStatus`), mapped by the backend itself."""
         return progress.on_job_status(self.ctx, backend_job_id, self.ctx.backend.phase_of(status), cause=cause)
+
+    def request_steps(self, run: Run | None) -> None:
+        """Queue a hint to take a just-submitted run's first steps now; if it cannot be queued, the reconciler will."""
+        steps.request(self.ctx, run)
+
+    def take_steps(self, run_id: str) -> Run:
+        """A `run-steps` hint: the run's steps due now, none if it is past them (`NotFound` for an unknown run)."""
+        return steps.take(self.ctx, run_id)
 
     def advance(self, run_id: str) -> Run:
         """Take one step for a run from what the backend says now."""

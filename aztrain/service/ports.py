@@ -237,6 +237,18 @@ class EventSink(Protocol):
         ...
 
 
+class StepRequests(Protocol):
+    """A queue of hints that a run has steps due now (the `run-steps` storage queue).
+
+    A hint names a run and nothing else: whoever takes it reads the run and decides. Hints may be
+    lost, duplicated or late; the reconciler is the backstop for all three.
+    """
+
+    def request(self, run_id: str) -> None:
+        """Queue one message naming `run_id`; raise if the queue did not take it."""
+        ...
+
+
 class DataStore(Protocol):
     """Blob Storage: manifests, data, logs and outputs."""
 

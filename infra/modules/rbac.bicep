@@ -29,6 +29,12 @@ param blobEventsQueue string
 @description('Where the Functions host moves a blob event that failed every attempt (its `<queue>-poison`).')
 param poisonQueue string
 
+@description('The queue an HTTP submit hints a new run\'s first steps on, which the app sends to and its trigger reads.')
+param runStepsQueue string
+
+@description('Where the Functions host moves a run-steps hint that failed every attempt.')
+param runStepsPoisonQueue string
+
 @description('Optional: a user (object id) allowed to upload manifests and data and read run logs.')
 param userPrincipalId string = ''
 
@@ -242,7 +248,7 @@ resource workspaceReadsDatastores 'Microsoft.Authorization/roleAssignments@2022-
   }
 ]
 
-// ---------------------------------------------------------------- the blob-events queues
+// ---------------------------------------------------------------- the blob-events and run-steps queues
 
 resource queueService 'Microsoft.Storage/storageAccounts/queueServices@2023-05-01' existing = {
   parent: storage
@@ -259,12 +265,24 @@ resource poisonEvents 'Microsoft.Storage/storageAccounts/queueServices/queues@20
   name: poisonQueue
 }
 
-// The queue trigger reads, updates and deletes messages of the blob-events queue, and writes the ones
-// that failed every attempt to the poison queue, whose own trigger reads them: Storage Queue Data
-// Contributor on those two queues only ("Azure Queue storage trigger": identity-based connections
-// need it, learn.microsoft.com/azure/azure-functions/functions-bindings-storage-queue-trigger).
+resource runSteps 'Microsoft.Storage/storageAccounts/queueServices/queues@2023-05-01' existing = {
+  parent: queueService
+  name: runStepsQueue
+}
+
+resource poisonSteps 'Microsoft.Storage/storageAccounts/queueServices/queues@2023-05-01' existing = {
+  parent: queueService
+  name: runStepsPoisonQueue
+}
+
+// The queue triggers read, update and delete messages of the blob-events and run-steps queues, and
+// write the ones that failed every attempt to their poison queues, whose own triggers read them; the
+// app also sends the run-steps hints (Contributor includes Message Sender's add-message action):
+// Storage Queue Data Contributor on those four queues only ("Azure Queue storage trigger":
+// identity-based connections need it,
+// learn.microsoft.com/azure/azure-functions/functions-bindings-storage-queue-trigger).
 resource functionQueues 'Microsoft.Authorization/roleAssignments@2022-04-01' = [
-  for queue in [blobEvents, poisonEvents]: {
+  for queue in [blobEvents, poisonEvents, runSteps, poisonSteps]: {
     name: guid(queue.id, functionPrincipalId, roles.storageQueueDataContributor)
     scope: queue
     properties: {

@@ -13,7 +13,7 @@ param containers array
 @description('Tables to create; must equal aztrain.adapters.storage.tables.TABLES.')
 param tables array
 
-@description('Queues to create: the blob-events queue Event Grid writes to, and its poison queue.')
+@description('Queues to create: the blob-events queue Event Grid writes to, the run-steps queue, and their poison queues.')
 param queues array
 
 @minValue(1)

@@ -23,10 +23,12 @@ from aztrain.adapters.storage.tables import TABLES
 from aztrain.domain.layout import BACKEND_JOB_PREFIX
 from aztrain.domain.manifest import ComputeSpec
 from aztrain.domain.profiles import CLUSTER_PREFIX, DEFAULT_PROFILES, GPUS_PER_NODE, load_profiles, retirement_notice
+from aztrain.service.facade import RUN_STEPS_QUEUE
 from aztrain.service.settings import PROJECT_ROOT, Settings
 from devhost.localstack import subscriptions
 from functions.blob_queue import BLOB_CREATED, BLOB_EVENTS_QUEUE, MAX_DEQUEUE_COUNT, POISON_QUEUE
 from functions.events import RUN_STATUS_CHANGED
+from functions.run_steps import POISON_QUEUE as RUN_STEPS_POISON
 from tests.apps import fresh_function_app
 
 INFRA = PROJECT_ROOT / "infra"
@@ -106,7 +108,10 @@ def test_blob_events_go_to_the_queue_the_trigger_reads_and_status_events_to_a_re
     queues = {name: f.get_trigger().get_dict_repr().get("queueName") for name, f in functions.items()}
     assert queues["on_blob_event"] == BLOB_EVENTS_QUEUE == var(main, "blobEventsQueue")
     assert queues["on_blob_event_poison"] == POISON_QUEUE == f"{BLOB_EVENTS_QUEUE}-poison"
-    assert "poisonQueue = '${blobEventsQueue}-poison'" in main and "queues: [blobEventsQueue, poisonQueue]" in main
+    assert "poisonQueue = '${blobEventsQueue}-poison'" in main
+    assert "queues: [blobEventsQueue, poisonQueue, runStepsQueue, runStepsPoisonQueue]" in main
+    assert queues["on_run_steps"] == RUN_STEPS_QUEUE == var(main, "runStepsQueue")
+    assert queues["on_run_steps_poison"] == RUN_STEPS_POISON == f"{RUN_STEPS_QUEUE}-poison"
     assert "blobEventsQueue: { value: blobEventsQueue }" in main  # the events.bicep parameter
     # Both blob subscriptions: a StorageQueue endpoint, written with the topic's identity, never expiring.
     assert events.count("deliveryWithResourceIdentity: queueDelivery") == 2
@@ -114,7 +119,8 @@ def test_blob_events_go_to_the_queue_the_trigger_reads_and_status_events_to_a_re
     assert "identity: { type: 'SystemAssigned' }\n  destination:" in events
     rbac = bicep("modules/rbac.bicep")
     assert "scope: blobEvents" in rbac and "roles.storageQueueDataMessageSender" in rbac
-    assert "for queue in [blobEvents, poisonEvents]" in rbac and "roles.storageQueueDataContributor" in rbac
+    assert "for queue in [blobEvents, poisonEvents, runSteps, poisonSteps]" in rbac
+    assert "roles.storageQueueDataContributor" in rbac
     assert events.count(f"includedEventTypes: ['{BLOB_CREATED}']") == 2
     assert events.count(f"includedEventTypes: ['{RUN_STATUS_CHANGED}']") == 1
     assert f"values: ['{BACKEND_JOB_PREFIX}']" in events  # only aztrain's own Azure ML jobs
@@ -523,10 +529,10 @@ def test_function_app_has_what_host_storage_and_the_app_need_and_no_more() -> No
         "azureMLComputeOperator",
         "managedIdentityOperator",
         "eventGridDataSender",  # outbound run events to the custom topic
-        "storageQueueDataContributor",  # the blob-events queue and its poison queue, nothing else
+        "storageQueueDataContributor",  # the blob-events and run-steps queues and their poison queues, nothing else
     }
     rbac = bicep("modules/rbac.bicep")
-    assert "scope: queue\n" in rbac and "for queue in [blobEvents, poisonEvents]" in rbac
+    assert "scope: queue\n" in rbac and "for queue in [blobEvents, poisonEvents, runSteps, poisonSteps]" in rbac
     assert "functions-reference#connecting-to-host-storage-with-an-identity" in rbac  # the source, cited
 
 

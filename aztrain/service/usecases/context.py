@@ -9,7 +9,7 @@ from typing import TypeVar
 
 from aztrain.domain.errors import ConcurrencyError, NotFound
 from aztrain.domain.runs import Run
-from aztrain.service.ports import ComputeBackend, ControlStore, DataStore, EventSink
+from aztrain.service.ports import ComputeBackend, ControlStore, DataStore, EventSink, StepRequests
 from aztrain.service.settings import Settings
 
 T = TypeVar("T")
@@ -28,6 +28,7 @@ class Context:
     backend: ComputeBackend
     now: Callable[[], datetime]
     events: EventSink | None = None  # None: no topic configured, events are recorded and not sent
+    steps: StepRequests | None = None  # None: new runs' first steps wait for the reconciler
 
     def get_run(self, run_id: str) -> Run:
         """A run by id, or `NotFound`."""
