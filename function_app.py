@@ -1,8 +1,11 @@
-"""Azure Functions entry point: one FunctionApp, four blueprints. Nothing else belongs here."""
+"""Azure Functions entry point: one FunctionApp, four blueprints (and the API's 405s). Nothing else belongs here."""
 
 import azure.functions as func
 
-from functions import dashboard, events, http_api, reconcile
+from functions import dashboard, events, http_api, not_allowed, reconcile
+
+# Once every module has declared its HTTP API routes: a 405 for each method a path leaves out.
+not_allowed.register(http_api.bp, http_api.OPERATIONS)
 
 app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
 app.register_functions(http_api.bp)

@@ -23,7 +23,7 @@ from aztrain.domain.errors import InvalidTransition
 from aztrain.domain.runs import RunState
 from aztrain.service.bootstrap import control_plane
 from aztrain.service.queries import Queries
-from functions import not_allowed, submission
+from functions import submission
 from functions.identity import Access, caller
 from functions.openapi import Body, Header, Operation, PathParameter, document
 from functions.problems import ApiProblem, Handler, bad_request, guarded, invalid
@@ -338,7 +338,3 @@ def openapi(req: func.HttpRequest) -> func.HttpResponse:
 @functools.cache
 def _document() -> dict[str, Any]:
     return document(OPERATIONS)
-
-
-# Last, once every route above is declared: 405 for each method a path leaves out.
-not_allowed.register(bp, OPERATIONS)
