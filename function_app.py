@@ -1,8 +1,8 @@
-"""Azure Functions entry point: one FunctionApp, four blueprints (and the API's 405s). Nothing else belongs here."""
+"""Azure Functions entry point: one FunctionApp, five blueprints (and the API's 405s). Nothing else belongs here."""
 
 import azure.functions as func
 
-from functions import dashboard, events, http_api, not_allowed, reconcile
+from functions import blob_queue, dashboard, events, http_api, not_allowed, reconcile
 
 # Once every module has declared its HTTP API routes: a 405 for each method a path leaves out.
 not_allowed.register(http_api.bp, http_api.OPERATIONS)
@@ -10,5 +10,6 @@ not_allowed.register(http_api.bp, http_api.OPERATIONS)
 app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
 app.register_functions(http_api.bp)
 app.register_functions(events.bp)
+app.register_functions(blob_queue.bp)
 app.register_functions(reconcile.bp)
 app.register_functions(dashboard.bp)

@@ -64,6 +64,7 @@ class Operation:
     query: type[BaseModel] | None = None
     path: dict[str, PathParameter] = field(default_factory=dict)
     manifest_body: bool = False
+    json_body: type[BaseModel] | None = None  # a JSON request body other than a manifest
     request_headers: tuple[Header, ...] = ()
     response_headers: dict[int, tuple[Header, ...]] = field(default_factory=dict)
     access: str = ""  # the role the caller needs (`functions.identity.Access`), as docs/api.md words it
@@ -76,6 +77,7 @@ class Operation:
 def document(operations: list[Operation]) -> dict[str, Any]:
     """The OpenAPI document for `operations`."""
     requests: set[type[BaseModel]] = {JobManifest, *(op.query for op in operations if op.query)}
+    requests.update(op.json_body for op in operations if op.json_body)
     replies: set[type[BaseModel]] = {api.Problem}
     for op in operations:
         replies.update(body for body in op.responses.values() if isinstance(body, type))
@@ -128,6 +130,9 @@ def _operation(op: Operation, schemas: dict[str, Any]) -> dict[str, Any]:
     if op.access:
         spec["x-aztrain-access"] = op.access
         spec["description"] = f"Needs: {op.access}."
+    if op.json_body:
+        body = {"schema": {"$ref": _REF.format(model=op.json_body.__name__)}}
+        spec["requestBody"] = {"required": True, "content": {"application/json": body}}
     if op.manifest_body:
         manifest = {"schema": {"$ref": _REF.format(model="JobManifest")}}
         spec["requestBody"] = {"required": True, "content": dict.fromkeys(MANIFEST_TYPES, manifest)}

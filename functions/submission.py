@@ -2,23 +2,20 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 import uuid
-from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
 import azure.functions as func
+from pydantic import BaseModel, Field
 
 from aztrain.api import models as api
 from aztrain.domain.identity import Principal
-from aztrain.domain.layout import new_run_id
 from aztrain.domain.runs import Run, RunState
 from aztrain.service import telemetry
-from aztrain.service.facade import ControlPlane
+from aztrain.service.facade import ControlPlane, KeyReused
 from functions.openapi import Header
 from functions.problems import PROBLEM_TYPE, ApiProblem, invalid, problem_body
 
@@ -46,18 +43,15 @@ MANIFEST_MEDIA_TYPES = frozenset(
 )
 #: The service's message for a document that is not YAML or JSON at all: malformed (400), not invalid (422).
 _NOT_YAML = "not valid YAML or JSON"
-_IDEMPOTENCY_SCOPE = "http-idempotency"
-_REPLY_SCOPE = "http-replies"
 
 
-@dataclass(frozen=True)
-class Answer:
+class Answer(BaseModel):
     """A reply as data, so the first answer to an idempotent request can be stored and replayed."""
 
     status: int
     body: dict[str, Any]
     media_type: str = "application/json"
-    headers: dict[str, str] = field(default_factory=dict)
+    headers: dict[str, str] = Field(default_factory=dict)
 
     def response(self, **headers: str) -> func.HttpResponse:
         return func.HttpResponse(
@@ -100,15 +94,18 @@ def submit(req: func.HttpRequest, service: ControlPlane, *, force: bool, by: Pri
             "waiting": result.waiting,
         }
         if not (result.created or result.waiting):
-            return Answer(200, body)
+            return Answer(status=200, body=body)
         # A job waiting for data has no run to point at yet: its window says what will start one.
         location = f"/api/runs/{run.id}" if run else f"/api/jobs/{result.job}/window"
-        return Answer(202, body, headers={"Location": location})
+        return Answer(status=202, body=body, headers={"Location": location})
 
     if key is None:
         return answer(None).response()
-    digest = hashlib.sha256(f"force={force}\n".encode() + manifest).hexdigest()[:32]
-    return _idempotent(service, key, digest, answer)
+    try:
+        first = service.once(key, f"force={force}\n".encode() + manifest, answer, keep=lambda mine: mine.status < 400)
+    except KeyReused as exc:
+        raise ApiProblem(422, "idempotency-key-reused", str(exc)) from None
+    return first.answer.response(**{REPLAYED.name: "true"} if first.replayed else {})
 
 
 def _manifest(req: func.HttpRequest, limit: int) -> bytes:
@@ -138,7 +135,7 @@ def _rejected(run: Run, view: api.RunView, path: str) -> Answer:
         errors=_field_errors(run.error),
         run=view,
     )
-    return Answer(problem.status, problem_body(problem, path), PROBLEM_TYPE)
+    return Answer(status=problem.status, body=problem_body(problem, path), media_type=PROBLEM_TYPE)
 
 
 _ERROR_PREFIX = re.compile(r"^invalid manifest(?: \([^)]*\))?: ")
@@ -173,29 +170,3 @@ def _request_id(req: func.HttpRequest) -> str:
     if not re.fullmatch(REQUEST_ID.pattern, given):
         raise invalid(REQUEST_ID.name, "use 1-128 visible ASCII characters, e.g. a UUID")
     return given
-
-
-def _idempotent(service: ControlPlane, key: str, digest: str, answer: Callable[[str], Answer]) -> func.HttpResponse:
-    """The first answer for `key`: its run id is claimed before the run exists, its reply after.
-
-    A retry finds the claimed run id (so the service returns that run rather than making another) and
-    the stored reply. A rejection is not stored: its run never changes, so it is answered the same again.
-    """
-    store = service.store
-    claimed = store.claim(_IDEMPOTENCY_SCOPE, key, f"{new_run_id(service.now())} {digest}")
-    run_id, first_digest = claimed.split(" ", 1)
-    if first_digest != digest:
-        raise ApiProblem(
-            422,
-            "idempotency-key-reused",
-            "this Idempotency-Key was used for a different request; use a new key for a new request",
-        )
-    mine = answer(run_id)
-    if mine.status >= 400:
-        return mine.response()
-    reply = {"status": mine.status, "body": mine.body, "headers": mine.headers}
-    first = json.loads(store.claim(_REPLY_SCOPE, key, json.dumps(reply)))
-    replayed = first != reply
-    return Answer(first["status"], first["body"], headers=first["headers"]).response(
-        **{REPLAYED.name: "true"} if replayed else {}
-    )

@@ -14,6 +14,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from aztrain.domain.cost import CostEntry
 from aztrain.domain.errors import ConcurrencyError, DataChanged, NotFound
 from aztrain.domain.layout import local_path
 from aztrain.domain.manifest import ComputeSpec
@@ -23,7 +24,6 @@ from aztrain.domain.records import (
     ClusterRecord,
     ClusterSpec,
     DeadLetter,
-    Intake,
     JobObservation,
     JobPhase,
     JobRecord,
@@ -34,6 +34,7 @@ from aztrain.domain.records import (
     cluster_spec,
 )
 from aztrain.domain.runs import Run, RunState, Transition
+from aztrain.domain.teams import Team
 
 _etags = itertools.count(1)
 
@@ -54,7 +55,8 @@ class InMemoryControlStore:
         self._arrivals: dict[tuple[str, str], Arrival] = {}
         self._models: dict[tuple[str, int], ModelVersion] = {}
         self._dead_letters: dict[tuple[str, str], DeadLetter] = {}
-        self._inbox: dict[str, Intake] = {}
+        self._costs: dict[tuple[str, str], CostEntry] = {}
+        self._teams: dict[str, Team] = {}
 
     def get_job(self, name: str) -> JobRecord | None:
         return self._jobs.get(name)
@@ -145,16 +147,6 @@ class InMemoryControlStore:
     def claim(self, scope: str, key: str, value: str) -> str:
         return self._claims.setdefault((scope, key), value)
 
-    def record_intake(self, intake: Intake) -> None:
-        self._inbox.setdefault(intake.key, intake)
-
-    def intakes(self, limit: int) -> list[Intake]:
-        return [self._inbox[key] for key in sorted(self._inbox)[:limit]]
-
-    def remove_intakes(self, keys: Sequence[str]) -> None:
-        for key in keys:
-            self._inbox.pop(key, None)
-
     def record_arrivals(self, arrivals: Sequence[Arrival]) -> None:
         for arrival in arrivals:
             self._arrivals.setdefault((arrival.job, arrival.key), arrival)
@@ -191,6 +183,30 @@ class InMemoryControlStore:
 
     def dead_letters(self) -> list[DeadLetter]:
         return sorted(self._dead_letters.values(), key=lambda d: (d.at, d.function, d.event_id))
+
+    def record_cost(self, entry: CostEntry) -> None:
+        self._costs.setdefault((entry.month, entry.run_id), entry)
+
+    def costs(self, month: str, team: str | None = None) -> list[CostEntry]:
+        entries = [e for (m, _), e in self._costs.items() if m == month and team in (None, e.team)]
+        return sorted(entries, key=lambda e: (e.team, e.run_id))
+
+    def get_team(self, name: str) -> Team | None:
+        return self._teams.get(name)
+
+    def put_team(self, team: Team) -> Team:
+        current = self._teams.get(team.name)
+        if (current.etag if current else None) != team.etag:
+            raise ConcurrencyError(f"team {team.name}")
+        stored = replace(team, etag=_etag())
+        self._teams[team.name] = stored
+        return stored
+
+    def delete_team(self, name: str) -> None:
+        self._teams.pop(name, None)
+
+    def list_teams(self) -> list[Team]:
+        return sorted(self._teams.values(), key=lambda t: t.name)
 
 
 class RecordingEventSink:

@@ -2,7 +2,8 @@
 
 The same models validate requests, shape the JSON views (`aztrain.service.views`) and generate
 the OpenAPI document (`functions/openapi.py`), so what is documented is what is checked.
-It runs past 300 lines because it is the whole wire contract, one model per query and body.
+It runs past 300 lines because it is the whole wire contract, one model per query and body;
+the teams' and cost bodies are in `aztrain.api.teams`.
 """
 
 from __future__ import annotations
@@ -136,6 +137,21 @@ class TransitionView(_Body):
     detail: str
 
 
+class RunCost(_Body):
+    """What a run costs: nodes x billed seconds x the price table's node-hour price (docs/teams.md)."""
+
+    amount: float = Field(description="Money so far; final once the run has ended")
+    final: bool
+    currency: str
+    billed_seconds: float = Field(description="From when its nodes were asked for (PROVISIONING) to its end, or now")
+    nodes: int
+    gpus: int
+    vm_size: str
+    tier: str
+    region: str
+    node_hour: float = Field(description="The price table's price of one node-hour of this size and tier")
+
+
 class RunView(_Body):
     id: str
     job: str
@@ -164,6 +180,7 @@ class RunView(_Body):
         description="The signed-in user who submitted it; empty for a dropped manifest or retraining"
     )
     priority: int = Field(description="Its place among its team's waiting runs, higher first")
+    cost: RunCost | None = Field(description="Null until the run is placed (it has asked for no nodes yet)")
 
 
 class RunDetail(RunView):

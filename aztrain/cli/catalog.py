@@ -40,6 +40,14 @@ def clusters(ctx: typer.Context, as_json: JsonOption = False) -> None:
     session, out = begin(ctx, as_json)
     columns = ("BACKEND", "CLUSTER", "DESIRED", "OBSERVED", "ACTIVE RUNS", "LAST SCALE", "TO ZERO")
     out.listing("clusters", session.client.clusters(), columns, _cluster_row)
+    out.note(SERVERLESS_NOTE)
+
+
+#: What `aztrain clusters` cannot show: serverless runs have no cluster, so no row here.
+SERVERLESS_NOTE = (
+    "runs on serverless profiles (e.g. serverless-t4) have no cluster and no row here: their nodes are "
+    "provisioned for each run and released when it ends, so they leave no idle tail (aztrain runs lists them)"
+)
 
 
 def _cluster_row(c: dict[str, Any]) -> list[str | Text]:

@@ -77,6 +77,10 @@ def read_document(text: str | bytes, *, source: str = "", max_bytes: int = 64 * 
         raise ManifestError(
             ["document repeats a list or mapping through a YAML alias (*name); write it out"], source=source
         )
+    chars = _text_chars(document)
+    if chars > MAX_CHARS:  # only aliases that repeat a string get this far: counted before anything copies them
+        problem = f"document's text comes to {chars:,} characters; the limit is {MAX_CHARS:,}"
+        raise ManifestError([problem], source=source)
     return document
 
 
@@ -98,6 +102,12 @@ def peek_name(text: str | bytes, *, max_bytes: int) -> str | None:
 
 #: Deepest nesting a manifest may have: the schema itself needs 4 levels.
 MAX_NESTING = 32
+#: The most characters a manifest may come to: its text once parsed, and its normalised JSON, which is
+#: what the store keeps of it in one row (Table Storage: 1 MiB an entity; `adapters.storage.tables`
+#: spreads the JSON over 64 KiB string properties). Four times the default document limit (64 KiB):
+#: JSON of a YAML or JSON document is at most about three times its size, so every manifest under the
+#: document limit fits, unless YAML aliases repeat a long string.
+MAX_CHARS = 256_000
 
 
 def _nesting(text: bytes) -> int:
@@ -110,6 +120,21 @@ def _nesting(text: bytes) -> int:
 
 
 _NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
+
+
+def _text_chars(document: object) -> int:
+    """Characters of the document's keys and scalar values (aliases of a string count each time)."""
+    total, pending = 0, [document]
+    while pending:
+        node = pending.pop()
+        if isinstance(node, dict):
+            pending.extend(node.keys())
+            pending.extend(node.values())
+        elif isinstance(node, list):
+            pending.extend(node)
+        else:
+            total += len(str(node))
+    return total
 
 
 def _repeats_a_node(document: object) -> bool:

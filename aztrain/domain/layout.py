@@ -60,11 +60,6 @@ def event_run_id(event_id: str, raised: datetime) -> str:
     return f"{_inverted_millis(raised):013d}-{hashlib.sha256(event_id.encode()).hexdigest()[:6]}"
 
 
-def intake_key(event_id: str, raised: datetime) -> str:
-    """An intake's key: when its event was raised, then a hash of the event's id; sorts oldest first."""
-    return f"{int(raised.timestamp() * 1000):013d}-{hashlib.sha256(event_id.encode()).hexdigest()[:12]}"
-
-
 def _inverted_millis(at: datetime) -> int:
     return 10**13 - int(at.timestamp() * 1000)
 

@@ -26,7 +26,7 @@ from pydantic import (
     model_validator,
 )
 
-from aztrain.domain.documents import read_document
+from aztrain.domain.documents import MAX_CHARS, read_document
 from aztrain.domain.errors import ManifestError
 from aztrain.domain.layout import blob_path_problem
 from aztrain.domain.teams import MAX_PRIORITY, TEAM_PATTERN
@@ -118,7 +118,7 @@ class TrainerSpec(_Strict):
 
 
 class ComputeSpec(_Strict):
-    """The cluster shape: a named profile (or VM size), nodes and Horovod processes per node."""
+    """The cluster shape: a named profile (or VM size), nodes and training processes per node."""
 
     profile: str = "gpu-small"
     vm_size: str | None = None
@@ -214,9 +214,13 @@ class JobManifest(_Strict):
 
     @property
     def content_hash(self) -> str:
-        """sha256 of the canonical form: equal manifests have equal hashes however they were written."""
-        canonical = json.dumps(self.normalised(), sort_keys=True, separators=(",", ":"))
-        return hashlib.sha256(canonical.encode()).hexdigest()
+        """sha256 of what the manifest sets: equal manifests have equal hashes however they were written.
+
+        A value equal to its default counts as unset, so a field the schema gains later, with a default,
+        changes no hash: an identical manifest resubmitted after an upgrade is still identical.
+        """
+        chosen = self.model_dump(mode="json", by_alias=True, exclude_defaults=True)
+        return hashlib.sha256(json.dumps(chosen, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
     @property
     def watches_data(self) -> bool:
@@ -225,7 +229,13 @@ class JobManifest(_Strict):
 
 def parse_manifest(text: str | bytes, *, source: str = "", max_bytes: int = 64 * 1024) -> JobManifest:
     """Parse YAML or JSON text into a validated manifest, or raise `ManifestError`."""
-    return manifest_from_dict(read_document(text, source=source, max_bytes=max_bytes), source=source)
+    manifest = manifest_from_dict(read_document(text, source=source, max_bytes=max_bytes), source=source)
+    stored = len(json.dumps(manifest.normalised()))
+    if stored > MAX_CHARS:  # what the store can hold of one manifest (documents.MAX_CHARS)
+        raise ManifestError(
+            [f"manifest comes to {stored:,} characters as normalised JSON; the limit is {MAX_CHARS:,}"], source=source
+        )
+    return manifest
 
 
 def manifest_from_dict(document: object, *, source: str = "") -> JobManifest:

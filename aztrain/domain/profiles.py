@@ -238,7 +238,7 @@ def cluster_for(profiles: Mapping[str, ComputeProfile], compute: ComputeSpec) ->
     """The nodes for a manifest's `compute`: its profile's cluster, or serverless nodes named after the profile.
 
     `ManifestError` naming every problem: no profile fits, more nodes than the profile allows, or
-    more Horovod processes per node than its nodes have GPUs (each process needs its own).
+    more training processes per node than its nodes have GPUs (each process needs its own).
     """
     profile = select_profile(profiles, compute)
     problems = []
@@ -264,12 +264,12 @@ def cluster_for(profiles: Mapping[str, ComputeProfile], compute: ComputeSpec) ->
 
 
 def gpu_problem(profile: ComputeProfile, compute: ComputeSpec) -> str | None:
-    """Why `compute` asks for more Horovod processes per node than the profile's nodes have GPUs, or None."""
+    """Why `compute` asks for more training processes per node than the profile's nodes have GPUs, or None."""
     if not profile.gpus_per_node or compute.processes_per_node <= profile.gpus_per_node:
         return None
     return (
         f"compute.processes_per_node: {compute.processes_per_node} is more than the {profile.gpus_per_node} "
-        f"GPU(s) per node of compute profile {profile.name} ({profile.vm_size}), and each Horovod process "
+        f"GPU(s) per node of compute profile {profile.name} ({profile.vm_size}), and each training process "
         f"needs its own GPU; ask for at most {profile.gpus_per_node} per node and more nodes, or a profile "
         f"with more GPUs per node"
     )

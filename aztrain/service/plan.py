@@ -26,7 +26,11 @@ JOB_SCHEMA = "https://azuremlschemas.azureedge.net/latest/commandJob.schema.json
 
 
 def render_plan(manifest_text: str | bytes, settings: Settings) -> str:
-    """Two YAML documents: the AmlCompute cluster, then the command job. `ManifestError` if the manifest cannot run."""
+    """The AmlCompute cluster, then the command job, as YAML documents; `ManifestError` if the manifest cannot run.
+
+    A serverless profile has no cluster: one document, the job, with no compute target, its
+    `resources` (instance type and count) and `queue_settings.job_tier`.
+    """
     from aztrain.adapters.compute.azureml import build_compute, build_job, trainer_code
 
     manifest = parse_manifest(manifest_text, source="plan", max_bytes=settings.max_manifest_bytes)
@@ -46,17 +50,19 @@ def render_plan(manifest_text: str | bytes, settings: Settings) -> str:
     submission = submission_for(
         run, cluster_for(profiles, manifest.compute), runs_container=settings.runs_container, attempt=1
     )
-    job = build_job(submission, environment=settings.aml_environment, code=trainer_code())
-    documents = [
-        {
-            "$schema": COMPUTE_SCHEMA,
-            **_plain(build_compute(profile, identity=settings.aml_compute_identity_id)._to_dict()),
-        },
-        {"$schema": JOB_SCHEMA, **_plain(job._to_job()._to_dict())},
-    ]
+    identity = settings.aml_compute_identity_id
+    job = build_job(submission, environment=settings.aml_environment, code=trainer_code(), identity=identity)
+    documents = [{"$schema": JOB_SCHEMA, **_plain(job._to_job()._to_dict())}]
+    if not profile.serverless:
+        compute = {"$schema": COMPUTE_SCHEMA, **_plain(build_compute(profile, identity=identity)._to_dict())}
+        documents.insert(0, compute)
+    where = "serverless compute (no cluster)" if profile.serverless else "its cluster"
+    if profile.serverless and identity:  # the SDK's YAML form keeps the identity's type, not which one
+        where += f"\n# the job runs as the workspace's user-assigned identity {identity}"
     header = (
-        f"# aztrain plan for job {manifest.name} (manifest {manifest.content_hash[:12]}) on compute profile "
-        f"{profile.name}\n# {RUN_ID} and {SNAPSHOT_ID} are assigned when the run starts.\n"
+        f"# aztrain plan for job {manifest.name} (manifest {manifest.content_hash[:12]}, distribution "
+        f"{manifest.trainer.distribution}) on compute profile {profile.name}, {where}\n"
+        f"# {RUN_ID} and {SNAPSHOT_ID} are assigned when the run starts.\n"
     )
     return header + yaml.safe_dump_all(documents, sort_keys=False, explicit_start=True)
 

@@ -19,13 +19,14 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 from aztrain.api import models as api
+from aztrain.api import teams as teams_api
 from aztrain.api.models import MIN_RUN_PREFIX
 from aztrain.domain.errors import AztrainError, NotFound
 from aztrain.domain.layout import RUN_ID_PATTERN
 from aztrain.domain.runs import Run, RunState
 from aztrain.service import views
 from aztrain.service.run_outputs import LogChunk, RunFiles, read_log, read_metrics
-from aztrain.service.usecases import registry, retraining
+from aztrain.service.usecases import costing, registry, retraining
 from aztrain.service.usecases.context import Context
 
 T = TypeVar("T")
@@ -68,6 +69,13 @@ class Queries:
     @property
     def _container(self) -> str:
         return self._ctx.settings.runs_container
+
+    # ------------------------------------------------------------------ cost
+    def cost(self, month: str | None, *, team: str | None) -> teams_api.CostReport:
+        """A month's spend per team (with its budget), job and day: one ledger partition plus the active index."""
+        budgets = {t.name: t.monthly_budget for t in self._ctx.store.list_teams()}
+        report = costing.report(self._ctx, month, team=team)
+        return views.cost_report_view(report, region=self._ctx.settings.region, budgets=budgets)
 
     # ------------------------------------------------------------------ runs
     def runs(self, *, job: str | None, states: Sequence[RunState], limit: int, continuation: str | None) -> api.RunList:

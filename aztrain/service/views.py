@@ -5,16 +5,20 @@ Each view is built through its model, so the OpenAPI document describes exactly 
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 from pydantic import BaseModel
 
 from aztrain.api import models as api
+from aztrain.api import teams as teams_api
+from aztrain.domain.cost import billed_seconds, money, price_table
 from aztrain.domain.identity import DEFAULT_TEAM
 from aztrain.domain.records import ClusterRecord, DeadLetter, JobRecord, ModelVersion
 from aztrain.domain.retrain import Snapshot, Window
 from aztrain.domain.runs import Run, RunState, Transition
 from aztrain.service.run_outputs import RunFiles
+from aztrain.service.usecases import costing
 
 
 def dump(model: BaseModel) -> dict[str, Any]:
@@ -48,6 +52,26 @@ def _run(run: Run, runs_container: str) -> dict[str, Any]:
         "team": run.team or DEFAULT_TEAM,
         "submitted_by": run.submitted_by,
         "priority": run.priority,
+        "cost": _cost(run),
+    }
+
+
+def _cost(run: Run) -> dict[str, Any] | None:
+    if run.rate is None:
+        return None
+    now = datetime.now(UTC)  # a live cost is as of the answer
+    rate = run.rate
+    return {
+        "amount": money(costing.cost_of(run, now)),
+        "final": run.is_terminal,
+        "currency": rate.currency,
+        "billed_seconds": billed_seconds(run.placed_at, costing.ended_at(run), now),
+        "nodes": rate.nodes,
+        "gpus": rate.gpus,
+        "vm_size": rate.vm_size,
+        "tier": rate.tier,
+        "region": rate.region,
+        "node_hour": rate.node_hour,
     }
 
 
@@ -104,4 +128,30 @@ def lineage_view(model: ModelVersion, run: Run, snapshot: Snapshot, *, runs_cont
     """model → run → snapshot → blobs."""
     return api.Lineage(
         model=model_view(model), run=run_view(run, runs_container=runs_container), snapshot=snapshot.to_json()
+    )
+
+
+def cost_report_view(report: costing.Report, *, region: str, budgets: dict[str, float | None]) -> teams_api.CostReport:
+    """A month's spend per team, job and day, with the price table's source; money rounded as stored."""
+
+    def spend(team: str, value: costing.Spend, **where: str) -> teams_api.Spend:
+        return teams_api.Spend(
+            team=team,
+            cost=money(value.total),
+            final=money(value.final),
+            live=money(value.live),
+            gpu_hours=round(value.gpu_seconds / 3600, 4),
+            runs=value.runs,
+            budget=budgets.get(team) if not where else None,
+            **where,
+        )
+
+    table = price_table()
+    return teams_api.CostReport(
+        month=report.month,
+        currency=report.currency,
+        prices=teams_api.PriceSource(source=table.source, fetched=table.fetched, region=region),
+        teams=[spend(team, value) for team, value in sorted(report.teams.items())],
+        jobs=[spend(team, value, job=job) for (team, job), value in sorted(report.jobs.items())],
+        days=[spend(team, value, day=day) for (team, day), value in sorted(report.days.items())],
     )

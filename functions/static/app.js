@@ -11,6 +11,7 @@
     jobs: () => "jobs",
     clusters: () => "clusters",
     models: () => "models",
+    cost: () => "cost",
   };
   let stop = () => {};
 

@@ -160,6 +160,14 @@ def test_clusters_page_shows_a_cluster_back_at_zero_after_its_run(
     expect(row).to_contain_text("after the last run")
 
 
+def test_cost_page_shows_this_months_spend_and_where_the_prices_come_from(stack: Stack, dashboard: Dashboard) -> None:
+    page = dashboard.open("cost")
+    expect(page.get_by_role("heading", level=1)).to_have_text("Cost")
+    expect(page.get_by_text(re.compile(r"^\d{4}-\d{2}, in USD; prices: eastus, \d{4}-\d{2}-\d{2}$"))).to_be_visible()
+    teams = page.get_by_role("table", name="Spend per team this month")
+    expect(teams.locator("tbody tr").first).to_be_visible()  # a team's row, or that nothing was spent yet
+
+
 def test_models_page_compares_versions_and_shows_lineage_down_to_the_blobs(
     stack: Stack, dashboard: Dashboard, digits_blob: bytes
 ) -> None:
@@ -200,7 +208,8 @@ def test_every_view_is_reachable_from_the_keyboard(dashboard: Dashboard) -> None
     expect(page.get_by_role("link", name="Skip to content")).to_be_focused()
     page.keyboard.press("Enter")
     expect(page.locator("main")).to_be_focused()
-    for link, heading in (("Jobs", "Jobs and retraining windows"), ("Clusters", "Clusters"), ("Models", "Models")):
+    views = (("Jobs", "Jobs and retraining windows"), ("Clusters", "Clusters"), ("Models", "Models"), ("Cost", "Cost"))
+    for link, heading in views:
         page.get_by_role("navigation").get_by_role("link", name=link).focus()
         page.keyboard.press("Enter")
         expect(page.get_by_role("heading", level=1)).to_have_text(heading)

@@ -43,7 +43,7 @@ def test_a_run_over_the_free_quota_waits_with_the_reason_and_starts_when_the_ear
     waiting = plane.get_run(second.id)
     assert waiting.state is RunState.QUEUED and not waiting.backend_job_id
     assert waiting.waiting_reason == "needs 8 vCPUs of fakeGPUFamily; 0 of 8 free"
-    assert run_view(waiting, runs_container="runs")["waiting_reason"] == waiting.waiting_reason
+    assert run_view(waiting, runs_container="runs").waiting_reason == waiting.waiting_reason
     drive(plane, 8)
     assert plane.get_run(first.id).state is RunState.COMPLETED
     done = plane.get_run(second.id)

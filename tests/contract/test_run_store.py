@@ -1,5 +1,6 @@
 """The ControlStore contract: the in-memory fake and Table Storage (on Azurite) behave the same."""
 
+import json
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
@@ -7,8 +8,8 @@ from typing import Any
 import pytest
 
 from aztrain.domain.errors import ConcurrencyError
-from aztrain.domain.manifest import JobManifest, manifest_from_dict
-from aztrain.domain.records import Arrival, ClusterRecord, DeadLetter, Intake, JobRecord, ModelVersion
+from aztrain.domain.manifest import JobManifest, manifest_from_dict, parse_manifest
+from aztrain.domain.records import Arrival, ClusterRecord, DeadLetter, JobRecord, ModelVersion
 from aztrain.domain.runs import ACTIVE_STATES, Run, RunState
 from aztrain.service.ports import ControlStore
 
@@ -69,18 +70,6 @@ def test_adding_a_run_again_leaves_the_index_copy_of_its_later_steps_alone(run_s
         run_store.add_run(a_run("digits", run.id))
     (copy,) = run_store.find_runs(states=ACTIVE_STATES, cluster="c1")
     assert (copy.id, copy.state) == (run.id, RunState.PROVISIONING)
-
-
-def test_the_inbox_keeps_one_intake_per_key_oldest_first_until_removed(run_store: ControlStore):
-    def intake(key: str, event_id: str) -> Intake:
-        return Intake(key, event_id, "jobs", f"manifests/{event_id}.yaml", '"0x1"', T0 if key < "2" else None)
-
-    for key, event_id in [("2000-b", "b"), ("1000-a", "a"), ("3000-c", "c"), ("1000-a", "a-again")]:
-        run_store.record_intake(intake(key, event_id))
-    assert run_store.intakes(10) == [intake("1000-a", "a"), intake("2000-b", "b"), intake("3000-c", "c")]
-    assert [i.key for i in run_store.intakes(2)] == ["1000-a", "2000-b"]
-    run_store.remove_intakes(["2000-b", "9999-gone", "1000-a"])  # one already gone: no error
-    assert [i.key for i in run_store.intakes(10)] == ["3000-c"]
 
 
 def test_stale_writes_lose(run_store: ControlStore):
@@ -289,3 +278,13 @@ def test_a_finished_run_is_listed_unpublished_until_its_outbox_is_cleared(run_st
     assert [r.id for r in run_store.find_runs(states=ACTIVE_STATES)] == [quiet.id]  # the finished one is not active
     run_store.refresh_active(run_store.save_outbox(replace(ended, outbox=())))
     assert run_store.unpublished_runs() == []
+
+
+def test_a_manifest_past_one_string_property_is_stored_and_read_back_whole(run_store: ControlStore):
+    include = [f"part-{i:05d}/*.npz" for i in range(3000)]  # about 60,000 characters of JSON: two parts
+    text = "apiVersion: aztrain/v1\nkind: TrainingJob\nname: long\ndata: {container: datasets, prefix: long/}\n"
+    spec = parse_manifest(text + f"retrain: {{on_data_arrival: true, include: {json.dumps(include)}}}\n")
+    run = run_store.add_run(replace(a_run("long", "5000000000001-abcdef"), spec=spec))
+    assert run_store.get_run(run.id).spec == spec  # type: ignore[union-attr]
+    (copy,) = run_store.find_runs(states=ACTIVE_STATES)
+    assert copy.spec == spec

@@ -1,10 +1,11 @@
-"""The whole loop on this machine: events and HTTP in, real Horovod runs, Table Storage state, zero nodes out.
+"""The whole loop on this machine: events and HTTP in, real Horovod and DDP runs, Table Storage state, zero nodes out.
 
 Tests run in file order and share one stack; each uses its own job name.
 """
 
 from __future__ import annotations
 
+import base64
 import json
 import subprocess
 import sys
@@ -21,14 +22,16 @@ from tests.e2e.conftest import Stack, wait_for
 TRAINING_TIMEOUT = 240.0
 
 
-def manifest(name: str, *, epochs: int = 3, retrain: bool = False, extra: str = "") -> bytes:
+def manifest(
+    name: str, *, epochs: int = 3, retrain: bool = False, extra: str = "", distribution: str = "horovod"
+) -> bytes:
     text = (
         f"""
 apiVersion: aztrain/v1
 kind: TrainingJob
 name: {name}
 data: {{container: datasets, prefix: {name}/}}
-trainer: {{args: {{epochs: {epochs}}}}}
+trainer: {{distribution: {distribution}, args: {{epochs: {epochs}}}}}
 compute: {{profile: e2e, nodes: 1, processes_per_node: 2, max_runtime: 10m}}
 """
         + ("retrain: {on_data_arrival: true, debounce: 1s, cooldown: 0s}\n" if retrain else "")
@@ -71,7 +74,7 @@ def post_event(
     events: list[dict[str, Any]] | dict[str, Any],
     *,
     kind: str | None = "Notification",
-    function: str = "on_blob_created",
+    function: str = "on_run_status_changed",
 ) -> tuple[int, bytes]:
     import urllib.error
     import urllib.request
@@ -90,6 +93,16 @@ def post_event(
             return response.status, response.read()
     except urllib.error.HTTPError as exc:
         return exc.code, exc.read()
+
+
+def enqueue(stack: Stack, event: dict[str, Any]) -> None:
+    """Write `event` to the blob-events queue as Event Grid writes it (one message, base64 JSON)."""
+    from azure.storage.queue import QueueClient
+
+    from functions.blob_queue import BLOB_EVENTS_QUEUE
+
+    queue = QueueClient.from_connection_string(stack.storage, BLOB_EVENTS_QUEUE)
+    queue.send_message(base64.b64encode(json.dumps(event).encode()).decode())
 
 
 def blob_created(container: str, name: str, event_id: str) -> dict[str, Any]:
@@ -136,6 +149,19 @@ def test_manifest_drop_runs_horovod_to_completion_and_scales_to_zero(stack: Stac
     assert "epoch 3/3" in log
     assert stack.data.read("runs", f"drop-job/{run['id']}/outputs/model.pt")
     assert wait_cluster_zero(stack, final["cluster"])["seconds_to_zero"] is not None
+
+
+def test_a_dropped_pytorch_manifest_trains_two_ddp_processes_to_a_registered_model(stack: Stack, digits_blob: bytes):
+    upload_data(stack, "ddp-job", digits_blob)
+    stack.data.write("jobs", "manifests/ddp-job.yaml", manifest("ddp-job", epochs=2, distribution="pytorch"))
+    run = wait_for(lambda: runs_of(stack, "ddp-job"), timeout=30, what="the BlobCreated event to create a run")[0]
+    final = wait_terminal(stack, run["id"])
+    assert final["state"] == "COMPLETED", final["error"]
+    assert final["metrics"]["world_size"] == 2 and final["metrics"]["ranks_in_sync"] is True  # two DDP ranks, in step
+    log = stack.data.read("runs", f"ddp-job/{run['id']}/logs/driver.log").decode()
+    assert "/torchrun --standalone --nnodes 1 --nproc-per-node 2" in log and "epoch 2/2" in log
+    models = stack.client.request("GET", "models/ddp-job")["versions"]
+    assert [m["run_id"] for m in models] == [run["id"]]
 
 
 def test_http_submit_runs_to_completion_and_identical_resubmit_is_deduplicated(stack: Stack, digits_blob: bytes):
@@ -201,8 +227,8 @@ def test_the_same_event_delivered_twice_creates_one_run(stack: Stack, digits_blo
     upload_data(stack, job, digits_blob)
     stack.data.write("jobs", f"manifests/{job}.yaml", manifest(job, epochs=1))
     event = blob_created("jobs", f"manifests/{job}.yaml", "dup-event-1")
-    assert post_event(stack, [event])[0] == 202
-    assert post_event(stack, [event])[0] == 202
+    enqueue(stack, event)
+    enqueue(stack, event)
     # The dev host also delivers its own BlobCreated (another id): identical content, so still one run.
     (run,) = wait_for(lambda: runs_of(stack, job), timeout=30, what="the run")
     wait_terminal(stack, run["id"])
@@ -222,8 +248,13 @@ def test_malformed_manifest_is_rejected_visibly_and_never_retried(stack: Stack):
         what="the rejection to show in GET /api/runs",
     )
     assert "compute.gpus: unknown field" in rejected[0]["error"]
-    status, _ = post_event(stack, [blob_created("jobs", "manifests/broken-job.yaml", "broken-again")])
-    assert status == 202  # not 500: a bad manifest is not worth a retry
+    enqueue(stack, blob_created("jobs", "manifests/broken-job.yaml", "broken-again"))
+    again = wait_for(
+        lambda: [r for r in stack.client.runs(job="broken-job", state="REJECTED") if r["cause"] == "broken-again"],
+        timeout=30,
+        what="the redelivered manifest's rejection",
+    )
+    assert len(again) == 1  # rejected at once, on its first attempt: a bad manifest is not worth a retry
     out = subprocess.run(
         [sys.executable, "-m", "aztrain.cli.main", "--url", stack.url, "runs", "--state", "REJECTED"],
         capture_output=True,
@@ -247,10 +278,12 @@ def test_webhook_contract_status_codes(stack: Stack):
     ]
     status, body = post_event(stack, validation, kind="SubscriptionValidation")
     assert (status, json.loads(body)) == (200, {"validationResponse": "code-123"})
-    ignored = blob_created("runs", "x/y/outputs/model.pt", "contract-1")
-    assert post_event(stack, [ignored])[0] == 202
-    assert post_event(stack, [ignored], kind=None)[0] == 400
-    assert post_event(stack, [ignored], function="no_such_function")[0] == 404
+    status_news = {"id": "contract-1", "eventType": "Microsoft.MachineLearningServices.RunStatusChanged"}
+    news = {**status_news, "subject": "x", "data": {"runId": "elsewhere", "runStatus": "Running"}}
+    news |= {"eventTime": "2026-11-22T10:00:00Z", "dataVersion": "2"}
+    assert post_event(stack, [news], function="on_run_status_changed")[0] == 202
+    assert post_event(stack, [news], kind=None, function="on_run_status_changed")[0] == 400
+    assert post_event(stack, [news], function="no_such_function")[0] == 404
 
 
 def test_importing_function_app_does_not_import_azure_ml():
@@ -332,3 +365,35 @@ def test_runs_beyond_the_local_clusters_nodes_wait_in_queued_then_run(stack: Sta
         stack.client.request("POST", f"runs/{run_id}/cancel")
     for run_id in ids:
         assert wait_terminal(stack, run_id)["state"] == "CANCELED"
+
+
+def test_a_run_over_the_simulated_quota_waits_with_the_reason_and_starts_when_the_earlier_run_ends(
+    stack: Stack, digits_blob: bytes
+):
+    """The stack's simulated quota holds 8 T4 vCPUs (AZTRAIN_LOCAL_QUOTA): one run of two serverless-t4 nodes."""
+
+    def serverless(name: str) -> bytes:
+        upload_data(stack, name, digits_blob)
+        text = manifest(name, epochs=2000)
+        return text.replace(b"profile: e2e, nodes: 1, processes_per_node: 2", b"profile: serverless-t4, nodes: 2")
+
+    first = stack.client.submit(serverless("quota-first"))["run"]["id"]
+    wait_for(lambda: stack.client.run(first)["state"] == "RUNNING", timeout=TRAINING_TIMEOUT, what="the first run")
+    second = stack.client.submit(serverless("quota-second"))["run"]["id"]
+    waiting = wait_for(
+        lambda: (run := stack.client.run(second))["waiting_reason"] and run,
+        timeout=TRAINING_TIMEOUT,
+        what="the second run to wait for quota",
+    )
+    assert waiting["state"] == "QUEUED" and not waiting["backend_job_id"] and not waiting["cluster"]
+    assert waiting["waiting_reason"] == "needs 8 vCPUs of standardNCASv3_T4Family; 0 of 8 free"
+    assert not job_processes(f"aztrain-{second}")  # nothing of it runs, nothing is provisioned
+    stack.client.cancel(first)
+    wait_for(
+        lambda: stack.client.run(second)["state"] == "RUNNING",
+        timeout=TRAINING_TIMEOUT,
+        what="the waiting run to start once the first run's nodes are released",
+    )
+    assert stack.client.run(second)["waiting_reason"] is None
+    stack.client.cancel(second)
+    assert wait_terminal(stack, second)["state"] == "CANCELED"

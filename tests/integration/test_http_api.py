@@ -149,7 +149,7 @@ def test_openapi_document_is_valid_and_lists_exactly_the_served_routes(api: Api)
 
 def test_every_undeclared_method_of_a_documented_path_is_405_with_allow_and_a_problem(api: Api) -> None:
     for template, operations in api.openapi["paths"].items():
-        path = template.format(run_id="0000000000000-000000", name="some-job", version="1")
+        path = template.format(run_id="0000000000000-000000", name="some-job", version="1", team="some-team")
         declared = sorted(method.upper() for method in operations)
         for method in set(not_allowed.HTTP_METHODS) - set(declared):
             response = api.call(method, path)

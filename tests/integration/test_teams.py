@@ -29,6 +29,8 @@ roles = ["Runs.Submit", "Team.vision"]
 roles = ["Runs.Submit", "Team.nlp"]
 [users.carol]
 roles = ["Team.vision"]
+[users.erin]
+roles = ["Runs.Submit", "Team.robotics"]
 [users.root]
 roles = ["Admin"]
 """
@@ -129,3 +131,47 @@ def test_every_route_says_what_it_needs(stack: tuple[str, Any]) -> None:
     needs = {f"{m.upper()} {p}": op.get("x-aztrain-access") for p, ops in paths for m, op in ops.items()}
     assert all(needs.values()), [route for route, need in needs.items() if not need]
     assert needs["POST /api/jobs"].startswith("Runs.Submit") and needs["GET /api/health"] == "none"
+
+
+def test_the_cost_of_a_placed_run_shows_live_on_the_run_and_in_the_months_report(
+    stack: tuple[str, Any], capsys: pytest.CaptureFixture[str]
+) -> None:
+    url, service = stack
+    run = submitted(stack, "alice", compute={"profile": "gpu-small", "nodes": 1})
+    service.reconcile()  # placed: it asks for its nodes (which never come up here), and billing starts
+    shown = Client(url, user="alice").run(run["id"])
+    assert shown["state"] == "PROVISIONING"
+    assert shown["cost"]["vm_size"] == "Standard_NC4as_T4_v3" and shown["cost"]["final"] is False
+    assert shown["cost"]["node_hour"] == 0.526  # the committed table's eastus on-demand price
+    report = Client(url, user="carol").request("GET", "cost", team="vision")
+    assert report["teams"][0]["team"] == "vision" and report["teams"][0]["live"] >= 0
+    assert {j["job"] for j in report["jobs"]} >= {run["job"]}
+    assert main(["--url", url, "--user", "carol", "cost", "--by", "job"]) == 0
+    assert run["job"] in capsys.readouterr().out
+
+
+def test_an_admin_sets_a_teams_gpus_and_its_second_run_waits_with_the_reason_until_the_first_ends(
+    stack: tuple[str, Any], capsys: pytest.CaptureFixture[str]
+) -> None:
+    url, service = stack
+    assert main(["--url", url, "--user", "alice", "teams", "set", "robotics", "--gpus", "1"]) != 0  # not an admin
+    assert "app role Admin" in capsys.readouterr().err
+    assert main(["--url", url, "--user", "root", "teams", "set", "robotics", "--gpus", "1", "--budget", "500"]) == 0
+    one_gpu = {"profile": "gpu-small", "nodes": 1}
+    try:
+        first = submitted(stack, "erin", compute=one_gpu)
+        service.reconcile()  # placed: holds its GPU (its nodes never come up here)
+        second = submitted(stack, "erin", compute=one_gpu)
+        service.reconcile()
+        shown = Client(url, user="bob").run(second["id"])
+        assert (shown["state"], shown["waiting_reason"]) == (
+            "QUEUED",
+            "team robotics holds 1 of 1 GPUs; this run needs 1",
+        )
+        assert main(["--url", url, "--user", "bob", "show", second["id"]]) == 0
+        assert "team robotics holds 1 of 1 GPUs" in capsys.readouterr().out
+        Client(url, user="erin").cancel(first["id"])
+        service.reconcile()
+        assert Client(url, user="erin").run(second["id"])["state"] == "PROVISIONING"
+    finally:
+        assert main(["--url", url, "--user", "root", "teams", "delete", "robotics"]) == 0

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import shlex
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -67,7 +68,7 @@ def plain(value: Any) -> Any:
     return json.loads(json.dumps(value, default=str))
 
 
-@pytest.mark.parametrize("profile", DEFAULT_PROFILES, ids=lambda p: p.name)
+@pytest.mark.parametrize("profile", [p for p in DEFAULT_PROFILES if not p.serverless], ids=lambda p: p.name)
 def test_compute_rest_body_scales_from_zero(profile):
     from azure.ai.ml import load_compute
 
@@ -107,12 +108,17 @@ def test_job_passes_sdk_validation_and_its_rest_body_carries_the_run(profile, di
     from azure.ai.ml import load_job
 
     job = build_job(
-        submission(profile, distribution=distribution), environment="aztrain-horovod:3", code=trainer_code()
+        submission(profile, distribution=distribution), environment="aztrain-trainer:3", code=trainer_code()
     )
     assert job._validate().passed
     body = job._to_job()._to_rest_object().as_dict()["properties"]
     assert body["jobType"] == "Command"
-    assert body["computeId"] == profile.cluster
+    if profile.serverless:  # no compute target: serverless nodes of the profile's size, on the job's tier
+        assert "computeId" not in body
+        assert body["resources"]["instanceType"] == profile.vm_size
+        assert body["queueSettings"] == {"jobTier": "Standard"}
+    else:
+        assert body["computeId"] == profile.cluster
     assert body["experimentName"] == "digits"
     assert body["resources"]["instanceCount"] == profile.max_nodes
     # Horovod over MPI (mpirun starts the ranks) or PyTorch DDP (Azure ML starts them, with MASTER_ADDR etc.).
@@ -137,15 +143,15 @@ def test_job_passes_sdk_validation_and_its_rest_body_carries_the_run(profile, di
     }
     assert body["limits"] == {"jobLimitsType": "Command", "timeout": "PT1H30M"}
     assert body["tags"] == TAGS
-    assert body["environmentId"] == "aztrain-horovod:3"
+    assert body["environmentId"] == "aztrain-trainer:3"
     # And the CLI schema accepts the job as YAML (what `aztrain plan` prints).
     reloaded = load_job(source=io.StringIO(yaml.safe_dump(plain(job._to_job()._to_dict()))))
     assert reloaded.resources.instance_count == profile.max_nodes
 
 
 def test_the_yaml_style_environment_prefix_is_accepted():
-    job = build_job(submission(DEFAULT_PROFILES[0]), environment="azureml:aztrain-horovod@latest", code=trainer_code())
-    assert job._to_job()._to_rest_object().as_dict()["properties"]["environmentId"] == "aztrain-horovod@latest"
+    job = build_job(submission(DEFAULT_PROFILES[0]), environment="azureml:aztrain-trainer@latest", code=trainer_code())
+    assert job._to_job()._to_rest_object().as_dict()["properties"]["environmentId"] == "aztrain-trainer@latest"
 
 
 @pytest.mark.parametrize(
@@ -188,3 +194,14 @@ def test_code_snapshot_is_the_trainer_package_alone():
 def test_datastores_are_named_after_their_containers():
     assert datastore_for("datasets") == "aztrain_datasets"
     assert datastore_for("my-data") == "aztrain_my_data"
+
+
+def test_a_serverless_job_runs_as_the_workspace_identity_on_the_tier_its_priority_names():
+    identity = "/subscriptions/s/resourceGroups/rg/providers/Microsoft.ManagedIdentity/userAssignedIdentities/id-train"
+    serverless = next(p for p in DEFAULT_PROFILES if p.serverless)
+    job = submission(serverless)
+    spot = replace(job, cluster=replace(job.cluster, priority="low"))
+    body = build_job(spot, environment="e:1", code=trainer_code(), identity=identity)._to_job()._to_rest_object()
+    properties = body.as_dict()["properties"]
+    assert properties["queueSettings"] == {"jobTier": "Spot"}
+    assert properties["identity"] == {"identityType": "Managed", "resourceId": identity}

@@ -3,11 +3,19 @@ from typing import get_args
 
 import pytest
 import yaml
+from pydantic import Field
 
 import trainer.distributed
 from aztrain.domain import documents
 from aztrain.domain.errors import ManifestError
-from aztrain.domain.manifest import Distribution, manifest_schema, parse_duration, parse_manifest
+from aztrain.domain.manifest import (
+    Distribution,
+    JobManifest,
+    TrainerSpec,
+    manifest_schema,
+    parse_duration,
+    parse_manifest,
+)
 from aztrain.service.settings import PROJECT_ROOT
 
 VALID = """
@@ -56,6 +64,20 @@ def test_prefix_is_normalised_to_a_folder_and_hash_ignores_formatting():
     assert a.data.prefix == "digits/"
     assert a.content_hash == b.content_hash
     assert parse_manifest(VALID.replace("digits}", "other}")).content_hash != a.content_hash
+
+
+def test_a_defaulted_field_the_schema_gains_changes_no_hash_and_a_default_written_out_counts_as_unset():
+    class NewTrainer(TrainerSpec):
+        warm_start: bool = False  # a field a later version adds, with a default
+
+    class NewManifest(JobManifest):
+        trainer: NewTrainer = Field(default_factory=NewTrainer)
+        notes: str = ""
+
+    today = parse_manifest(VALID)
+    assert NewManifest.model_validate(today.normalised()).content_hash == today.content_hash
+    assert parse_manifest(VALID + "compute: {nodes: 1, profile: gpu-small}\n").content_hash == today.content_hash
+    assert parse_manifest(VALID + "compute: {nodes: 2}\n").content_hash != today.content_hash
 
 
 def test_unknown_fields_are_named_with_the_fix():

@@ -116,7 +116,7 @@ def test_settings_read_the_azure_ml_variables():
             "AZTRAIN_AML_SUBSCRIPTION_ID": "sub",
             "AZTRAIN_AML_RESOURCE_GROUP": "rg",
             "AZTRAIN_AML_WORKSPACE": "ws",
-            "AZTRAIN_AML_ENVIRONMENT": "aztrain-horovod:7",
+            "AZTRAIN_AML_ENVIRONMENT": "aztrain-trainer:7",
             "AZTRAIN_AML_COMPUTE_IDENTITY_ID": "/subscriptions/s/resourceGroups/rg/providers/x/id-train",
             "AZTRAIN_COMPUTE_PROFILES": '{"gpu-small": {"max_nodes": 2}}',
             "AZTRAIN_MAX_PREEMPTION_ATTEMPTS": "5",
@@ -128,10 +128,10 @@ def test_settings_read_the_azure_ml_variables():
         "rg",
         "ws",
     )
-    assert settings.aml_environment == "aztrain-horovod:7" and settings.max_preemption_attempts == 5
+    assert settings.aml_environment == "aztrain-trainer:7" and settings.max_preemption_attempts == 5
     assert settings.aml_compute_identity_id.endswith("/id-train")
     assert load_profiles(settings.compute_profiles)["gpu-small"].max_nodes == 2
-    assert Settings.from_env({}).aml_environment == "aztrain-horovod@latest"
+    assert Settings.from_env({}).aml_environment == "aztrain-trainer@latest"
 
 
 def test_a_manifest_runs_on_its_named_profile():

@@ -33,9 +33,10 @@ from typing import Any
 
 from azure.core.exceptions import HttpResponseError, ResourceExistsError, ResourceNotFoundError
 
+from aztrain.adapters.compute.aml_quota import Usages
 from aztrain.domain.errors import BackendError, ConfigError
 from aztrain.domain.manifest import ALLOWED_ENTRYPOINTS, ComputeSpec
-from aztrain.domain.profiles import ComputeProfile, cluster_for, load_profiles
+from aztrain.domain.profiles import JOB_TIER_FOR_PRIORITY, ComputeProfile, cluster_for, load_profiles
 from aztrain.domain.records import ClusterSpec, JobObservation, JobPhase, JobSubmission, ModelVersion, Quota
 from aztrain.service.settings import PROJECT_ROOT, Settings
 
@@ -127,8 +128,12 @@ def build_compute(profile: ComputeProfile, *, identity: str = "") -> Any:
     )
 
 
-def build_job(job: JobSubmission, *, environment: str, code: Path) -> Any:
-    """The command job for a submission: its distribution, data and its snapshot read-only, outputs read-write."""
+def build_job(job: JobSubmission, *, environment: str, code: Path, identity: str = "") -> Any:
+    """The command job for a submission: its distribution, data and its snapshot read-only, outputs read-write.
+
+    On a cluster profile it runs on the profile's cluster; on a serverless one (`serverless_resources`)
+    on nodes Azure ML provisions for it alone.
+    """
     from azure.ai.ml import Input, Output, command
 
     return command(
@@ -139,7 +144,11 @@ def build_job(job: JobSubmission, *, environment: str, code: Path) -> Any:
         command=trainer_command(job),
         # The SDK resolves `name@label` only without the YAML-style `azureml:` prefix.
         environment=environment.removeprefix("azureml:"),
-        compute=job.cluster.name,
+        **(
+            serverless_resources(job.cluster, identity=identity)
+            if job.cluster.serverless
+            else {"compute": job.cluster.name}
+        ),
         instance_count=job.cluster.nodes,
         distribution=distribution_for(job),
         inputs={
@@ -161,6 +170,25 @@ def build_job(job: JobSubmission, *, environment: str, code: Path) -> Any:
         timeout=job.max_runtime_seconds,
         tags=job.tags,
     )
+
+
+def serverless_resources(spec: ClusterSpec, *, identity: str) -> dict[str, Any]:
+    """`command()`'s arguments for serverless compute: no compute, the VM size, the job tier, the identity.
+
+    A command job without a compute target runs on serverless compute, sized by
+    `resources.instance_type` and `instance_count`, on the spot or standard tier of
+    `queue_settings.job_tier` (learn.microsoft.com/azure/machine-learning/how-to-use-serverless-compute;
+    azure-ai-ml 1.35.2 `command(instance_type=, instance_count=, job_tier=)`, which builds the job's
+    `JobResourceConfiguration` and `QueueSettings`). The job runs as `identity`, the user-assigned
+    identity attached to the workspace (infra/modules/aml.bicep), which reads the datastores.
+    """
+    from azure.ai.ml.entities import ManagedIdentityConfiguration
+
+    return {
+        "instance_type": spec.vm_size,
+        "job_tier": JOB_TIER_FOR_PRIORITY[spec.priority],
+        "identity": ManagedIdentityConfiguration(resource_id=identity) if identity else None,
+    }
 
 
 def distribution_for(job: JobSubmission) -> Any:
@@ -277,6 +305,7 @@ class AzureMLBackend:
         self._profiles = load_profiles(settings.compute_profiles, settings.allowed_profiles)
         self._by_cluster = {p.cluster: p for p in self._profiles.values()}
         self._client = client
+        self._usages = Usages(lambda: self._ml)
 
     @property
     def _ml(self) -> Any:
@@ -290,15 +319,18 @@ class AzureMLBackend:
         return cluster_for(self._profiles, compute)
 
     def quota(self, spec: ClusterSpec) -> Quota | None:
-        """No quota is checked yet on this backend."""
-        return None
+        """The workspace region's vCPU quota `spec`'s nodes count against (`MLClient.compute.list_usage`)."""
+        return self._usages.quota(spec)
 
     def ensure_cluster(self, spec: ClusterSpec) -> int:
         """Create the cluster on first need. Returns `spec.nodes` once it is provisioned, else 0.
 
         With `min_instances=0` Azure ML allocates nodes when a job is queued, so a provisioned
         cluster that can grow to `spec.nodes` is ready: waiting for idle nodes first would wait forever.
+        Serverless nodes need no cluster: they are ready at once, and nothing is created.
         """
+        if spec.serverless:
+            return spec.nodes
         profile = self._by_cluster[spec.name]
         cluster = self._get_cluster(spec.name)
         if cluster is None:
@@ -350,12 +382,18 @@ class AzureMLBackend:
         existing = self._get_job(job.name)
         if existing is not None:
             return str(existing.name)
-        definition = build_job(job, environment=self._settings.aml_environment, code=trainer_code())
+        definition = build_job(
+            job,
+            environment=self._settings.aml_environment,
+            code=trainer_code(),
+            identity=self._settings.aml_compute_identity_id,
+        )
         try:
             created = self._ml.jobs.create_or_update(definition)
         except ResourceExistsError:  # a concurrent submit of the same run won
             return job.name
-        log.info("azureml job %s: submitted to %s", job.name, job.cluster.name)
+        where = f"serverless {job.cluster.vm_size}" if job.cluster.serverless else job.cluster.name
+        log.info("azureml job %s: submitted to %s", job.name, where)
         return str(created.name)
 
     def observe(self, backend_job_id: str) -> JobObservation:

@@ -32,7 +32,7 @@ from aztrain.domain.retrain import snapshot_of
 from aztrain.domain.runs import ACTIVE_STATES, Run, RunState
 from aztrain.domain.teams import dropped_team, shown_team
 from aztrain.service import faults
-from aztrain.service.usecases import admission, publishing
+from aztrain.service.usecases import admission, publishing, teamgates
 from aztrain.service.usecases.context import SAVE_ATTEMPTS, Context
 
 log = logging.getLogger(__name__)
@@ -140,7 +140,13 @@ def submit(
                 team=team,
                 by=by,
             )
-        if job and job.manifest_hash == manifest.content_hash and job.last_run_id and not force:
+        job_is_newer = job is not None and job.spec.content_hash != manifest.content_hash and mine > job.last_run_id
+        if given and job and job.last_run_id and job_is_newer:
+            # Raised before the job's latest run: a late delivery of an older manifest (queue messages
+            # come in any order). It gets its run; the job keeps the newer manifest.
+            break
+        # Hashed again from the stored manifest: a hash stored by an earlier scheme never makes it look new.
+        if job and job.spec.content_hash == manifest.content_hash and job.last_run_id and not force:
             last = ctx.store.get_run(job.last_run_id)
             # The job's latest run, unless it FAILED or was CANCELED and no other run of this manifest is active.
             kept = last if last is None or last.state not in RETRIED else _active_run(ctx, manifest)
@@ -176,7 +182,7 @@ def submit(
         manifest_hash=manifest.content_hash,
         team=team,
         submitted_by=by.user if by else "",
-        priority=manifest.queue_priority or 0,
+        priority=teamgates.priority_for(ctx, manifest),
     )
     created = run_id == mine
     stored = record_run(ctx, run)
@@ -186,7 +192,7 @@ def submit(
 def _active_run(ctx: Context, manifest: JobManifest) -> Run | None:
     """A run of this manifest that is still active (one forced beside it may have been the last to fail)."""
     active = ctx.store.find_runs(job=manifest.name, states=ACTIVE_STATES)
-    return next((r for r in active if r.manifest_hash == manifest.content_hash), None)
+    return next((r for r in active if r.spec and r.spec.content_hash == manifest.content_hash), None)
 
 
 def _selected(ctx: Context, manifest: JobManifest) -> bool:

@@ -115,7 +115,11 @@ class LocalBackend:
         self._lock = threading.Lock()
         self._children: dict[str, subprocess.Popen[bytes]] = {}
         self._quota = SimulatedQuota(
-            settings.local_quota, self._clusters_dir, self._root / "serverless", self._holds_nodes
+            settings.local_quota,
+            self._clusters_dir,
+            self._root / "serverless",
+            nodes=self.cluster_nodes,
+            alive=self._holds_nodes,
         )
 
     # ------------------------------------------------------------ clusters
