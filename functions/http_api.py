@@ -334,8 +334,11 @@ def list_teams(req: func.HttpRequest) -> func.HttpResponse:
 )
 def put_team(req: func.HttpRequest) -> func.HttpResponse:
     name = _param(req, "team", TEAM)
+    if not req.get_body():  # the document says the body is required: `{}` sets no bound, nothing is a 400
+        raise invalid("body", "send the team's bounds as a JSON object; {} sets none")
     try:
-        bounds = teams_api.TeamBounds.model_validate_json(req.get_body() or b"{}")
+        # Strict, as the document types it: `false` is not a number, `"2"` not an integer.
+        bounds = teams_api.TeamBounds.model_validate_json(req.get_body(), strict=True)
     except ValidationError as exc:
         raise bad_request(exc) from None
     team = control_plane().set_team(Team(name=name, **bounds.model_dump()), by=caller(req))
