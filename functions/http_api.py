@@ -146,8 +146,8 @@ def _run_ref(req: func.HttpRequest) -> str:
     "POST",
     "jobs",
     "Submit a manifest (JSON or YAML); starts a run, returns the run of an identical manifest, "
-    "or registers a watching job that waits for its data",
-    {202: api.Submitted, 200: api.Submitted},
+    "or registers a watching job that waits for its data; with ?dry_run=true, what it would do (200 DryRunView)",
+    {202: api.Submitted, 200: (api.Submitted, teams_api.DryRunView)},
     errors=(400, 413, 415, 422),
     access=Access.SUBMIT,
     query=api.SubmitQuery,
@@ -156,8 +156,14 @@ def _run_ref(req: func.HttpRequest) -> str:
     response_headers={202: (submission.LOCATION, submission.REPLAYED), 200: (submission.REPLAYED,)},
 )
 def submit_job(req: func.HttpRequest) -> func.HttpResponse:
-    """202 with a new run (or `waiting`), 200 with an existing one; 422 (with the REJECTED run) if invalid."""
-    return submission.submit(req, control_plane(), force=_query(api.SubmitQuery, req).force, by=caller(req))
+    """202 with a new run (or `waiting`), 200 with an existing one; 422 (with the REJECTED run) if invalid.
+
+    `?dry_run=true`: 200 with what would happen; nothing is recorded (an invalid manifest is a 422 without a run).
+    """
+    query = _query(api.SubmitQuery, req)
+    if query.dry_run:
+        return _json(submission.dry_run(req, control_plane(), by=caller(req)))
+    return submission.submit(req, control_plane(), force=query.force, by=caller(req))
 
 
 @_route(

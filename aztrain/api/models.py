@@ -89,6 +89,9 @@ class SubmitQuery(_Query):
     force: Annotated[bool, QUERY_BOOLEAN] = Field(
         default=False, description="Run again even if an identical manifest's run is active or COMPLETED"
     )
+    dry_run: Annotated[bool, QUERY_BOOLEAN] = Field(
+        default=False, description="Answer what would happen (placement, cost, admission, wait); record nothing"
+    )
 
 
 class RunQuery(_Query):
@@ -172,6 +175,9 @@ class RunView(_Body):
     attempt: int
     manifest_hash: str
     error: str
+    problems: list[FieldError] = Field(
+        default_factory=list, description="A REJECTED run's manifest problems: each field and how to fix it"
+    )
     waiting_reason: str | None = Field(None, description="Why a QUEUED run is not admitted yet; null once admitted")
     metrics: dict[str, Any]
     outputs: RunOutputs | None = Field(description="Null for a rejected run, which never ran")

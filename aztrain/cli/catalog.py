@@ -171,7 +171,7 @@ def validate(
         cluster_for(load_profiles(settings.compute_profiles, settings.allowed_profiles), spec.compute)
     except ManifestError as exc:
         if as_json:
-            out.json({"file": str(manifest), "valid": False, "problems": exc.problems})
+            out.json({"file": str(manifest), "valid": False, "problems": [str(p) for p in exc.problems]})
         else:
             out.errors.print(f"{manifest}: invalid", markup=False)
             for problem in exc.problems:
@@ -208,7 +208,7 @@ def plan(ctx: typer.Context, manifest: ManifestArgument, as_json: JsonOption = F
     try:
         rendered = render_plan(manifest.read_bytes(), Settings.from_env())
     except ManifestError as exc:
-        out.error(f"{manifest}: cannot run on Azure ML", problems=exc.problems, code=ExitCode.FAILED)
+        out.error(f"{manifest}: cannot run on Azure ML", problems=[str(p) for p in exc.problems], code=ExitCode.FAILED)
         raise typer.Exit(ExitCode.FAILED) from None
     header = [line for line in rendered.splitlines() if line.startswith("#")]
     compute, job = yaml.safe_load_all(rendered)

@@ -25,6 +25,7 @@ from aztrain.cli.output import (
     summarise_metrics,
     transition_line,
 )
+from aztrain.cli.teams import show_dry_run
 from aztrain.domain.errors import ManifestError
 from aztrain.domain.manifest import parse_manifest
 from aztrain.domain.runs import RunState
@@ -98,11 +99,18 @@ def submit(
         typer.Option("--wait", help="Follow the run to its end: states, per-epoch progress, where its outputs are."),
     ] = False,
     timeout: TimeoutOption = 3600,
+    dry_run: Annotated[
+        bool,
+        typer.Option("--dry-run", help="Say what would happen (placement, cost, quota, wait); start nothing."),
+    ] = False,
     as_json: JsonOption = False,
 ) -> None:
-    """Submit a manifest (POST /api/jobs); with --wait, follow the run to its end."""
+    """Submit a manifest (POST /api/jobs); with --wait, follow the run to its end; --dry-run records nothing."""
     session, out = begin(ctx, as_json)
     data = manifest.read_bytes()
+    if dry_run:
+        show_dry_run(out, session.client, data, as_json=as_json)
+        return
     try:
         result = session.client.submit(data, force=force)
     except ApiError as exc:

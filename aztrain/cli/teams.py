@@ -9,6 +9,7 @@ import typer
 
 from aztrain.api import teams as api
 from aztrain.cli.app import JsonOption, app, begin, examples
+from aztrain.cli.client import Client
 from aztrain.cli.output import Out
 
 
@@ -143,3 +144,26 @@ def delete_team(
     """Forget a team's bounds. Needs Admin."""
     session, out = begin(ctx, as_json)
     _show(out, api.TeamList.model_validate(session.client.send("DELETE", f"teams/{name}").json()), as_json)
+
+
+def show_dry_run(out: Out, client: Client, manifest: bytes, *, as_json: bool) -> None:
+    """`aztrain submit --dry-run`: what the API says a submit would do now."""
+    answer = api.DryRunView.model_validate(client.send("POST", "jobs", manifest, params={"dry_run": "true"}).json())
+    if as_json:
+        out.json(answer.model_dump(mode="json"))
+        return
+    where = answer.placement
+    on = "serverless nodes" if where.serverless else f"cluster {where.cluster}"
+    out.line(f"job {answer.job} of team {answer.team} (priority {answer.priority}), nothing recorded:")
+    out.line(f"  placement  {where.nodes} x {where.vm_size} ({where.tier}, {where.gpus} GPUs) on {on}, {where.region}")
+    out.line(f"  cost       at most {answer.cost_bound:,.2f} {answer.currency} ({where.node_hour:g} a node-hour)")
+    expected = "no earlier runs" if answer.expected_cost is None else f"{answer.expected_cost:,.2f} {answer.currency}"
+    out.line(f"  expected   {expected}")
+    if answer.refusals:
+        out.line("  refused    " + "; ".join(answer.refusals))
+    elif answer.admits_now:
+        out.line("  admission  would start now")
+    else:
+        wait = answer.estimated_wait_seconds
+        estimate = "unknown" if wait is None else f"about {wait / 60:,.0f} min"
+        out.line(f"  admission  would wait: {answer.waiting_reason} (estimated wait {estimate})")

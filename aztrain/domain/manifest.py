@@ -27,7 +27,7 @@ from pydantic import (
 )
 
 from aztrain.domain.documents import MAX_CHARS, read_document
-from aztrain.domain.errors import ManifestError
+from aztrain.domain.errors import DOCUMENT, FieldProblem, ManifestError
 from aztrain.domain.layout import blob_path_problem
 from aztrain.domain.teams import MAX_PRIORITY, TEAM_PATTERN
 from trainer.args import ArgsError
@@ -232,42 +232,42 @@ def parse_manifest(text: str | bytes, *, source: str = "", max_bytes: int = 64 *
     manifest = manifest_from_dict(read_document(text, source=source, max_bytes=max_bytes), source=source)
     stored = len(json.dumps(manifest.normalised()))
     if stored > MAX_CHARS:  # what the store can hold of one manifest (documents.MAX_CHARS)
-        raise ManifestError(
-            [f"manifest comes to {stored:,} characters as normalised JSON; the limit is {MAX_CHARS:,}"], source=source
-        )
+        too_long = f"manifest comes to {stored:,} characters as normalised JSON; the limit is {MAX_CHARS:,}"
+        raise ManifestError([FieldProblem(DOCUMENT, too_long)], source=source)
     return manifest
 
 
 def manifest_from_dict(document: object, *, source: str = "") -> JobManifest:
     """Validate an already-decoded document."""
     if not isinstance(document, dict):
-        raise ManifestError(
-            [f"expected a mapping with apiVersion, kind, name, data; got {type(document).__name__}"], source=source
-        )
+        expected = f"expected a mapping with apiVersion, kind, name, data; got {type(document).__name__}"
+        raise ManifestError([FieldProblem(DOCUMENT, expected)], source=source)
     try:
         manifest = JobManifest.model_validate(document)
     except ValidationError as exc:
         raise ManifestError([_describe(err) for err in exc.errors()], source=source) from None
     try:
         ARGS_VALIDATORS[manifest.trainer.entrypoint](dict(manifest.trainer.args))
-    except ArgsError as exc:  # each problem already names its trainer.args.<name>
-        raise ManifestError(exc.problems, source=source) from None
+    except ArgsError as exc:  # each problem names its trainer.args.<name>
+        raise ManifestError([FieldProblem(field, message) for field, message in exc.problems], source=source) from None
     return manifest
 
 
-def _describe(error: Any) -> str:
-    field = ".".join(str(part) for part in error["loc"]) or "(document)"
+def _describe(error: Any) -> FieldProblem:
+    field = ".".join(str(part) for part in error["loc"]) or DOCUMENT
     kind = error["type"]
     if kind == "extra_forbidden":
-        return f"{field}: unknown field; remove it or check its spelling against `aztrain schema`"
+        return FieldProblem(field, "unknown field; remove it or check its spelling against `aztrain schema`")
     if kind == "missing":
-        return f"{field}: required field is missing"
+        return FieldProblem(field, "required field is missing")
     if kind == "literal_error":
-        return f"{field}: {error['msg'].lower()}"
+        return FieldProblem(field, error["msg"].lower())
     if kind == "string_pattern_mismatch" and field == "name":
-        return "name: use 3-63 lowercase letters, digits or '-', starting and ending with a letter or digit"
+        return FieldProblem(
+            field, "use 3-63 lowercase letters, digits or '-', starting and ending with a letter or digit"
+        )
     message = error["msg"].removeprefix("Value error, ")
-    return f"{field}: {message[:1].lower()}{message[1:]} (got {error.get('input')!r})"
+    return FieldProblem(field, f"{message[:1].lower()}{message[1:]} (got {error.get('input')!r})")
 
 
 def manifest_schema() -> dict[str, Any]:

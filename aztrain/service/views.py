@@ -18,7 +18,7 @@ from aztrain.domain.records import ClusterRecord, DeadLetter, JobRecord, ModelVe
 from aztrain.domain.retrain import Snapshot, Window
 from aztrain.domain.runs import Run, RunState, Transition
 from aztrain.service.run_outputs import RunFiles
-from aztrain.service.usecases import costing
+from aztrain.service.usecases import costing, dryrun
 
 
 def dump(model: BaseModel) -> dict[str, Any]:
@@ -45,6 +45,7 @@ def _run(run: Run, runs_container: str) -> dict[str, Any]:
         "attempt": run.attempt,
         "manifest_hash": run.manifest_hash,
         "error": run.error,
+        "problems": [{"field": p.field, "message": p.message} for p in run.problems],
         "waiting_reason": run.waiting_reason,
         "metrics": run.metrics,
         # A rejected manifest never ran: it has no files to point at.
@@ -154,4 +155,31 @@ def cost_report_view(report: costing.Report, *, region: str, budgets: dict[str, 
         teams=[spend(team, value) for team, value in sorted(report.teams.items())],
         jobs=[spend(team, value, job=job) for (team, job), value in sorted(report.jobs.items())],
         days=[spend(team, value, day=day) for (team, day), value in sorted(report.days.items())],
+    )
+
+
+def dry_run_view(answer: dryrun.DryRun) -> teams_api.DryRunView:
+    spec, rate = answer.placement, answer.rate
+    placement = teams_api.Placement(
+        cluster="" if spec.serverless else spec.name,
+        serverless=spec.serverless,
+        vm_size=rate.vm_size,
+        tier=rate.tier,
+        nodes=rate.nodes,
+        gpus=rate.gpus,
+        region=rate.region,
+        node_hour=rate.node_hour,
+    )
+    return teams_api.DryRunView(
+        job=answer.job,
+        team=answer.team,
+        priority=answer.priority,
+        placement=placement,
+        currency=rate.currency,
+        cost_bound=money(answer.cost_bound),
+        expected_cost=None if answer.expected_cost is None else money(answer.expected_cost),
+        admits_now=not answer.refusals and answer.waiting_reason is None,
+        refusals=answer.refusals,
+        waiting_reason=answer.waiting_reason,
+        estimated_wait_seconds=answer.estimated_wait_seconds,
     )

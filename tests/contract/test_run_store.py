@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from aztrain.domain.errors import ConcurrencyError
+from aztrain.domain.errors import DOCUMENT, ConcurrencyError, FieldProblem
 from aztrain.domain.manifest import JobManifest, manifest_from_dict, parse_manifest
 from aztrain.domain.records import Arrival, ClusterRecord, DeadLetter, JobRecord, ModelVersion
 from aztrain.domain.runs import ACTIVE_STATES, Run, RunState
@@ -113,6 +113,15 @@ def test_pages_of_runs_go_newest_first_from_a_run_id_across_time_and_jobs(run_st
     assert page(states=[RunState.ACCEPTED], after=ids[0], limit=5) == ids[2:]
     assert page(job="b", states=[RunState.ACCEPTED], limit=5) == [ids[0], ids[2]]
     assert page(states=[], limit=5) == []
+
+
+def test_a_rejected_run_keeps_its_problems_field_by_field(run_store: ControlStore):
+    problems = (FieldProblem("compute.nodes", "must be at least 1"), FieldProblem(DOCUMENT, "document is empty"))
+    rejected = Run.create(
+        job="digits", state=RunState.REJECTED, at=T0, trigger="http", cause="c", error="invalid", problems=problems
+    )
+    run_store.add_run(rejected)
+    assert run_store.get_run(rejected.id).problems == problems
 
 
 def test_runs_are_found_by_an_id_prefix(run_store: ControlStore):

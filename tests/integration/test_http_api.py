@@ -199,6 +199,10 @@ def test_an_invalid_manifest_is_a_422_problem_naming_each_field_with_the_rejecte
     assert problem["run"]["state"] == "REJECTED"
     assert problem["run"]["outputs"] is None
     assert problem["error"] == problem["detail"]  # what clients of the first API read
+    # The run keeps its problems as the same list, field by field: shown again wherever the run is.
+    shown = api.call("GET", f"/api/runs/{problem['run']['id']}").json()
+    assert shown["problems"] == problem["run"]["problems"] == problem["errors"]
+    assert any(e["message"].startswith("unknown field") for e in shown["problems"])
 
 
 def test_a_document_that_is_not_yaml_is_a_400_problem(api: Api) -> None:
@@ -206,6 +210,7 @@ def test_a_document_that_is_not_yaml_is_a_400_problem(api: Api) -> None:
     assert response.status == 400
     assert response.json()["type"].endswith("/malformed-manifest")
     assert response.json()["run"]["state"] == "REJECTED"
+    assert [e["field"] for e in response.json()["errors"]] == ["(syntax)"]
 
 
 def test_yaml_and_no_content_type_are_accepted_and_other_types_are_415(api: Api) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -173,5 +174,38 @@ def test_an_admin_sets_a_teams_gpus_and_its_second_run_waits_with_the_reason_unt
         Client(url, user="erin").cancel(first["id"])
         service.reconcile()
         assert Client(url, user="erin").run(second["id"])["state"] == "PROVISIONING"
+        Client(url, user="erin").cancel(second["id"])
+    finally:
+        assert main(["--url", url, "--user", "root", "teams", "delete", "robotics"]) == 0
+
+
+def test_a_dry_run_answers_placement_cost_and_admission_without_recording_a_run(
+    stack: tuple[str, Any], capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    url, service = stack
+    name = f"dry-{uuid.uuid4().hex[:8]}"
+    document = manifest(name, compute={"profile": "gpu-small", "nodes": 2, "max_runtime": "1h"})
+    answer = Client(url, user="erin").send("POST", "jobs", document, params={"dry_run": "true"}).json()
+    assert answer["dry_run"] is True and answer["team"] == "robotics" and answer["admits_now"] is True
+    assert answer["placement"]["vm_size"] == "Standard_NC4as_T4_v3" and answer["placement"]["gpus"] == 2
+    assert answer["cost_bound"] == round(2 * 0.526 * 1, 4) and answer["expected_cost"] is None
+    assert service.store.get_job(name) is None and service.store.find_runs(job=name) == []
+    assert main(["--url", url, "--user", "root", "teams", "set", "robotics", "--gpus", "2"]) == 0
+    try:
+        holder = submitted(stack, "erin", compute={"profile": "gpu-small", "nodes": 2})
+        service.reconcile()
+        waits = Client(url, user="erin").send("POST", "jobs", document, params={"dry_run": "true"}).json()
+        assert (waits["admits_now"], waits["waiting_reason"]) == (
+            False,
+            "team robotics holds 2 of 2 GPUs; this run needs 2",
+        )
+        assert 0 < waits["estimated_wait_seconds"] <= 2 * 3600  # the holder's max_runtime at the latest
+        file = tmp_path / "dry.json"
+        file.write_bytes(document)
+        assert main(["--url", url, "--user", "erin", "submit", str(file), "--dry-run"]) == 0
+        printed = capsys.readouterr().out
+        assert "nothing recorded" in printed and "would wait: team robotics holds 2 of 2 GPUs" in printed
+        assert service.store.find_runs(job=name) == []
+        Client(url, user="erin").cancel(holder["id"])
     finally:
         assert main(["--url", url, "--user", "root", "teams", "delete", "robotics"]) == 0

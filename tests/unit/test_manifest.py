@@ -38,7 +38,7 @@ def loader(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> N
 def problems(text: str, **kwargs: int) -> list[str]:
     with pytest.raises(ManifestError) as err:
         parse_manifest(text, source="manifests/x.yaml", **kwargs)
-    return err.value.problems
+    return [str(p) for p in err.value.problems]
 
 
 def test_example_manifest_parses_with_defaults_filled_in():

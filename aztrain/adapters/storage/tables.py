@@ -52,7 +52,7 @@ from azure.data.tables import TableClient, TableEntity, TableServiceClient, Tabl
 
 from aztrain.domain.cost import CostEntry, Rate
 from aztrain.domain.documents import MAX_CHARS
-from aztrain.domain.errors import ConcurrencyError
+from aztrain.domain.errors import DOCUMENT, ConcurrencyError, FieldProblem
 from aztrain.domain.manifest import JobManifest
 from aztrain.domain.records import Arrival, ClusterRecord, DeadLetter, JobRecord, ModelVersion
 from aztrain.domain.runs import ACTIVE_STATES, Run, RunState, Staged, Transition
@@ -83,6 +83,7 @@ _SAFE_KEY = re.compile(r"^[A-Za-z0-9._:@=-]{1,512}$")
 _BATCH = 100  # Table Storage's limit on operations in one transaction
 _REMEMBERED = 100_000  # run ids whose job a store remembers (a few MB), forgotten all at once beyond
 T = TypeVar("T")
+_PROBLEMS, _PROBLEM_CHARS = 50, 1000  # a REJECTED run's problems kept, and the characters of each
 _OUTBOX_DETAIL = 500  # characters of a transition's detail kept in the outbox (history keeps 16000)
 _PART_CHARS = 32_000  # characters of a manifest's JSON in one string property (`_manifest_columns`)
 _MANIFEST_PARTS = -(-MAX_CHARS // _PART_CHARS)  # the most parts a manifest within the domain's limit takes
@@ -561,6 +562,8 @@ def run_entity(run: Run) -> dict[str, Any]:
         "Attempt": run.attempt,
         "WaitingReason": run.waiting_reason or "",
         "Error": run.error[:16000],
+        # Bounded like `Error`, so the column stays under 64 KiB however many problems a manifest has.
+        "Problems": json.dumps([[p.field, p.message[:_PROBLEM_CHARS]] for p in run.problems[:_PROBLEMS]]),
         "Metrics": json.dumps(run.metrics),
         "Seq": run.seq,
         "Last": json.dumps(run.last.to_json()) if run.last else "",
@@ -600,6 +603,7 @@ def _run_from_entity(e: Any) -> Run:
         attempt=int(e.get("Attempt", 1)),
         waiting_reason=e.get("WaitingReason") or None,
         error=e.get("Error", ""),
+        problems=_problems_from_json(e),
         metrics=json.loads(e.get("Metrics") or "{}"),
         seq=int(e.get("Seq", 0)),
         last=Transition.from_json(json.loads(e["Last"])) if e.get("Last") else None,
@@ -624,6 +628,13 @@ def copy_columns() -> list[str]:
     sample = Run.create(job="j", state=RunState.ACCEPTED, at=datetime.now(UTC), trigger="http", cause="c")
     parts = [f"Manifest{n}" for n in range(1, _MANIFEST_PARTS)]  # a long manifest's other parts
     return [column for column in active_entity(sample) if column != "Outbox"] + parts
+
+
+def _problems_from_json(e: Any) -> tuple[FieldProblem, ...]:
+    """A REJECTED run's problems; a row stored before they were kept has its error as one, of the document."""
+    if "Problems" not in e:
+        return (FieldProblem(DOCUMENT, e["Error"]),) if e.get("State") == RunState.REJECTED and e.get("Error") else ()
+    return tuple(FieldProblem(field, message) for field, message in json.loads(e["Problems"]))
 
 
 def active_entity(run: Run) -> dict[str, Any]:

@@ -130,7 +130,7 @@ def submit(
         if job and job.spec.team and job.spec.team != team:
             return _reject(
                 ctx,
-                ManifestError([f"name: job {manifest.name} belongs to team {job.spec.team}; choose another name"]),
+                ManifestError.at("name", f"job {manifest.name} belongs to team {job.spec.team}; choose another name"),
                 manifest_text,
                 trigger=trigger,
                 cause=cause,
@@ -248,6 +248,7 @@ def _reject(
         correlation=correlation,
         source=source,
         error=str(exc),
+        problems=tuple(exc.problems),
         team=team,
         submitted_by=by.user if by else "",
     )

@@ -20,6 +20,7 @@ from datetime import datetime
 from typing import Any
 
 from aztrain.domain.cost import month_of
+from aztrain.domain.errors import FieldProblem
 from aztrain.domain.fairshare import WINDOW, Usage, Waiting, decayed, fair_order
 from aztrain.domain.identity import DEFAULT_TEAM
 from aztrain.domain.manifest import JobManifest
@@ -173,26 +174,32 @@ GATES = [team_gpus, team_gpu_hours, team_budget]
 
 
 # -------------------------------------------------------------------------------------- refusals
-def team_refusal(ctx: Context, manifest: JobManifest) -> str | None:
+def team_refusal(ctx: Context, manifest: JobManifest) -> list[FieldProblem]:
     """Refuse what the team's bounds can never admit: more GPUs than it may hold, a bound above its budget."""
     team = ctx.store.get_team(manifest.team or DEFAULT_TEAM)
     if team is None:
-        return None
+        return []
     problems = []
     gpus = costing.rate_for(ctx, manifest.compute).gpus
     if team.gpus is not None and gpus > team.gpus:
-        problems.append(f"compute: needs {gpus} GPUs; team {team.name} may hold {team.gpus} at once")
+        problems.append(FieldProblem("compute", f"needs {gpus} GPUs; team {team.name} may hold {team.gpus} at once"))
     bound = cost_bound(ctx, manifest)
     if team.monthly_budget is not None and bound > team.monthly_budget:
         problems.append(
-            f"compute.max_runtime: this run may cost up to {bound:,.2f}, more than team {team.name}'s monthly "
-            f"budget of {team.monthly_budget:,.2f}; ask for fewer nodes or a shorter max_runtime"
+            FieldProblem(
+                "compute.max_runtime",
+                f"this run may cost up to {bound:,.2f}, more than team {team.name}'s monthly "
+                f"budget of {team.monthly_budget:,.2f}; ask for fewer nodes or a shorter max_runtime",
+            )
         )
     if manifest.queue_priority is not None and manifest.queue_priority > team.max_priority:
         problems.append(
-            f"queue_priority: {manifest.queue_priority} is above team {team.name}'s maximum of {team.max_priority}"
+            FieldProblem(
+                "queue_priority",
+                f"{manifest.queue_priority} is above team {team.name}'s maximum of {team.max_priority}",
+            )
         )
-    return "; ".join(problems) or None
+    return problems
 
 
 def priority_for(ctx: Context, manifest: JobManifest) -> int:
