@@ -20,7 +20,6 @@ The team gates (`teamgates`) come first: a team's own bounds hold its runs befor
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable, Sequence
 
 from aztrain.domain.errors import FieldProblem, ManifestError
@@ -29,8 +28,6 @@ from aztrain.domain.records import ClusterSpec, Quota
 from aztrain.domain.runs import Run, RunState
 from aztrain.service.usecases import teamgates
 from aztrain.service.usecases.context import Context
-
-log = logging.getLogger(__name__)
 
 Gate = Callable[[Context, Run, Sequence[Run]], str | None]
 Refusal = Callable[[Context, JobManifest], list[FieldProblem]]
