@@ -2,9 +2,10 @@
 
 import azure.functions as func
 
-from functions import blob_queue, dashboard, events, http_api, not_allowed, reconcile
+from functions import blob_queue, dashboard, events, http_api, not_allowed, outputs, reconcile  # noqa: F401 (outputs)
 
-# Once every module has declared its HTTP API routes: a 405 for each method a path leaves out.
+# Once every module has declared its HTTP API routes (outputs too, on http_api.bp): a 405 for each
+# method a path leaves out.
 not_allowed.register(http_api.bp, http_api.OPERATIONS)
 
 app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)

@@ -36,7 +36,9 @@ log = logging.getLogger(__name__)
 #: Every route this blueprint serves, as the OpenAPI document describes it.
 OPERATIONS: list[Operation] = []
 
-RUN_ID = PathParameter(api.RUN_REF_PATTERN, "a run id, or a unique prefix of one (at least 6 characters)")
+RUN_ID = PathParameter(
+    api.RUN_REF_PATTERN, "a run id, its short id (6 hex digits), or a unique prefix of the id (at least 6 characters)"
+)
 NAME = PathParameter(api.NAME_PATTERN, "a job (and model) name: 3-63 lowercase letters, digits or '-'")
 VERSION = PathParameter(r"^[1-9][0-9]{0,8}$", "a version number, from 1")
 _BYTES = r"^[0-9]+$"

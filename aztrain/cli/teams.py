@@ -31,7 +31,7 @@ def cost(
 ) -> None:
     """What each team spent in a month: finished runs' final cost, and the live cost of runs still running."""
     session, out = begin(ctx, as_json)
-    report = api.CostReport.model_validate(session.client.request("GET", "cost", month=month or "", team=team or ""))
+    report = session.client.get(api.CostReport, "cost", month=month or "", team=team or "")
     if as_json:
         out.json(report.model_dump(mode="json"))
         return
@@ -99,7 +99,7 @@ def _show(out: Out, listed: api.TeamList, as_json: bool) -> None:
 def list_teams(ctx: typer.Context, as_json: JsonOption = False) -> None:
     """Every team and its bounds."""
     session, out = begin(ctx, as_json)
-    _show(out, api.TeamList.model_validate(session.client.request("GET", "teams")), as_json)
+    _show(out, session.client.get(api.TeamList, "teams"), as_json)
 
 
 @teams.command(

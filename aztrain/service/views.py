@@ -14,6 +14,7 @@ from aztrain.api import models as api
 from aztrain.api import teams as teams_api
 from aztrain.domain.cost import billed_seconds, money, price_table
 from aztrain.domain.identity import DEFAULT_TEAM
+from aztrain.domain.layout import short_run_id
 from aztrain.domain.records import ClusterRecord, DeadLetter, JobRecord, ModelVersion
 from aztrain.domain.retrain import Snapshot, Window
 from aztrain.domain.runs import Run, RunState, Transition
@@ -30,6 +31,7 @@ def _run(run: Run, runs_container: str) -> dict[str, Any]:
     files = RunFiles.of(run, runs_container)
     return {
         "id": run.id,
+        "short_id": short_run_id(run.id),
         "job": run.job,
         "state": run.state,
         "terminal": run.is_terminal,
@@ -128,7 +130,9 @@ def model_view(model: ModelVersion) -> api.ModelView:
 def lineage_view(model: ModelVersion, run: Run, snapshot: Snapshot, *, runs_container: str) -> api.Lineage:
     """model → run → snapshot → blobs."""
     return api.Lineage(
-        model=model_view(model), run=run_view(run, runs_container=runs_container), snapshot=snapshot.to_json()
+        model=model_view(model),
+        run=run_view(run, runs_container=runs_container),
+        snapshot=api.SnapshotView.model_validate(snapshot.to_json()),
     )
 
 

@@ -91,8 +91,8 @@ def test_run_page_plots_epochs_while_training_and_cancels_after_confirmation(
     stack: Stack, dashboard: Dashboard, digits_blob: bytes
 ) -> None:
     upload_data(stack, "web-live", digits_blob)
-    run = stack.client.submit(manifest("web-live", epochs=400))["run"]
-    page = dashboard.open(f"runs/{run['id']}")
+    run = stack.client.submit(manifest("web-live", epochs=400)).run
+    page = dashboard.open(f"runs/{run.id}")
 
     loss = page.locator("figure.chart").filter(has_text="Loss").locator(".point")
     expect(loss.first).to_be_attached(timeout=TRAINING_MS)
@@ -101,20 +101,20 @@ def test_run_page_plots_epochs_while_training_and_cancels_after_confirmation(
     dashboard.at_widths("run")
 
     dashboard.open("clusters")
-    busy = page.locator(f"tr[data-cluster={stack.client.run(run['id'])['cluster']}]")
+    busy = page.locator(f"tr[data-cluster={stack.client.run(run.id).cluster}]")
     expect(busy).to_contain_text("1 observed / 1 desired")
     expect(busy).to_contain_text("in use")
     dashboard.at_widths("clusters")
-    dashboard.open(f"runs/{run['id']}")
+    dashboard.open(f"runs/{run.id}")
 
     # Escape keeps the run; only the dialog's own button cancels it.
     page.get_by_role("button", name="Cancel run…").press("Enter")
     dialog = page.get_by_role("dialog")
-    expect(dialog).to_contain_text(f"Cancel run {run['id']}?")
+    expect(dialog).to_contain_text(f"Cancel run {run.id}?")
     expect(dialog.get_by_role("button", name="Keep running")).to_be_focused()
     page.keyboard.press("Escape")
     expect(dialog).to_have_count(0)
-    assert not stack.client.run(run["id"])["terminal"]
+    assert not stack.client.run(run.id).terminal
 
     page.get_by_role("button", name="Cancel run…").click()
     page.get_by_role("dialog").get_by_role("button", name="Cancel run").click()
@@ -122,7 +122,7 @@ def test_run_page_plots_epochs_while_training_and_cancels_after_confirmation(
     expect(page.locator(".run-head .badge")).to_have_text("CANCELED", timeout=60_000)
     expect(page.get_by_role("button", name="Cancel run…")).to_have_count(0)
     expect(page.locator(".timeline")).to_contain_text("CANCEL_REQUESTED")
-    assert stack.client.run(run["id"])["state"] == "CANCELED"
+    assert stack.client.run(run.id).state == "CANCELED"
 
 
 def test_jobs_page_shows_arrivals_in_the_pending_window(stack: Stack, dashboard: Dashboard) -> None:
@@ -135,7 +135,7 @@ def test_jobs_page_shows_arrivals_in_the_pending_window(stack: Stack, dashboard:
     expect(card).to_contain_text("web-watch")
     # A blob's event time is its Last-Modified, in whole seconds: one written in the very second the
     # watch began reads as older than the watch and is not an arrival. Upload from the next second on.
-    began = datetime.fromisoformat(next(j for j in stack.client.jobs() if j["name"] == "web-watch")["updated_at"])
+    began = next(j for j in stack.client.jobs() if j.name == "web-watch").updated_at
     wait_for(lambda: datetime.now(UTC) >= began.replace(microsecond=0) + timedelta(seconds=1), timeout=5, what="1 s")
 
     for name in ("a.npz", "b.npz"):
@@ -152,8 +152,9 @@ def test_clusters_page_shows_a_cluster_back_at_zero_after_its_run(
     stack: Stack, dashboard: Dashboard, digits_blob: bytes
 ) -> None:
     upload_data(stack, "web-zero", digits_blob)
-    run = stack.client.submit(manifest("web-zero", epochs=1))["run"]
-    cluster = wait_terminal(stack, run["id"])["cluster"]
+    run = stack.client.submit(manifest("web-zero", epochs=1)).run
+    assert run is not None
+    cluster = wait_terminal(stack, run.id).cluster
     page = dashboard.open("clusters")
     row = page.locator(f"tr[data-cluster={cluster}]")
     expect(row).to_contain_text("0 observed / 0 desired", timeout=60_000)
@@ -174,9 +175,9 @@ def test_models_page_compares_versions_and_shows_lineage_down_to_the_blobs(
     upload_data(stack, "web-models", digits_blob)
     versions = []
     for epochs in (3, 1):  # v2 trains fewer epochs, so it is less accurate and does not beat v1
-        run = stack.client.submit(manifest("web-models", epochs=epochs, extra=GATED))["run"]
-        assert wait_terminal(stack, run["id"])["state"] == "COMPLETED"
-        versions.append(run["id"])
+        run = stack.client.submit(manifest("web-models", epochs=epochs, extra=GATED)).run
+        assert run is not None and wait_terminal(stack, run.id).state == "COMPLETED"
+        versions.append(run.id)
     page = dashboard.open("models/web-models")
     card = page.locator("article[data-model=web-models]")
     expect(card.locator("tr[data-version]")).to_have_count(2)

@@ -63,6 +63,14 @@ def test_a_run_id_is_one_jobs_only(run_store: ControlStore):
     assert run_store.find_runs(job="other-job") == []
 
 
+def test_a_short_id_finds_every_run_whose_id_ends_in_it_and_no_other(run_store: ControlStore):
+    twins = [run_store.add_run(a_run(job, f"500000000000{n}-c0ffee")) for n, job in ((2, "digits"), (3, "other-job"))]
+    single = run_store.add_run(a_run("digits", "5000000000004-beef01"))
+    assert sorted(r.id for r in run_store.runs_by_short_id("c0ffee")) == sorted(r.id for r in twins)
+    assert run_store.runs_by_short_id("beef01") == [single]
+    assert run_store.runs_by_short_id("000000") == []
+
+
 def test_adding_a_run_again_leaves_the_index_copy_of_its_later_steps_alone(run_store: ControlStore):
     run = run_store.add_run(a_run("digits", "5000000000001-abcdef"))
     run_store.save_run(run.moved(RunState.PROVISIONING, cause="r", at=T0, cluster="c1"))

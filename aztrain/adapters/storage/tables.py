@@ -2,7 +2,7 @@
 
 One adapter implements every storage role (runs, jobs, claims, arrivals, models, clusters,
 dead letters): they share one account and the same entity mapping rules. It runs past 300 lines because
-each of the ten tables needs its own entity mapper, kept beside the queries that read it.
+each of its tables needs its own entity mapper, kept beside the queries that read it.
 
 | table       | PartitionKey | RowKey                    |
 | ----------- | ------------ | ------------------------- |
@@ -17,6 +17,7 @@ each of the ten tables needs its own entity mapper, kept beside the queries that
 | active      | `active`     | run id                    |
 | watches     | `watches`    | job name                  |
 | runsbytime  | time bucket  | run id (newest first)     |
+| runaliases  | short run id | run id                    |
 
 `active` indexes the runs that are not finished, or whose events are not yet published: a copy
 of each such run's row, kept by `add_run`/`save_run` (and `refresh_active` after an outbox is
@@ -53,6 +54,7 @@ from azure.data.tables import TableClient, TableEntity, TableServiceClient, Tabl
 from aztrain.domain.cost import CostEntry, Rate
 from aztrain.domain.documents import MAX_CHARS
 from aztrain.domain.errors import DOCUMENT, ConcurrencyError, FieldProblem
+from aztrain.domain.layout import short_run_id
 from aztrain.domain.manifest import JobManifest
 from aztrain.domain.records import Arrival, ClusterRecord, DeadLetter, JobRecord, ModelVersion
 from aztrain.domain.runs import ACTIVE_STATES, Run, RunState, Staged, Transition
@@ -73,6 +75,7 @@ TABLES = (
     "runsbytime",
     "costs",
     "teams",
+    "runaliases",
 )
 _ACTIVE = "active"  # the one partition of the `active` index: read whole, it holds only active runs
 _WATCHES = "watches"  # the one partition of the `watches` index: the jobs that watch data, by name
@@ -108,6 +111,7 @@ class TableControlStore:
         self._listed = self._table("runsbytime")
         self._costs = self._table("costs")
         self._teams = self._table("teams")
+        self._aliases = self._table("runaliases")
         self._job_of: dict[str, str] = {}  # run id -> job, for the runs this process has seen
 
     def _table(self, name: str) -> TableClient:
@@ -175,6 +179,8 @@ class TableControlStore:
         # the same run (a race, a retry) must not put a creation copy over a later step's.
         _insert_once(self._active, active_entity(run))
         _insert_once(self._listed, listed_entity(run))
+        # The short id's row: a partition per short id, so finding what it names is one partition read.
+        _insert_once(self._aliases, {"PartitionKey": short_run_id(run.id), "RowKey": run.id, "Job": run.job})
         faults.checkpoint("runs.after-index")
         return self._remember(replace(run, etag=self._write(self._runs, run_entity(run), None, f"run {run.id}")))
 
@@ -218,6 +224,16 @@ class TableControlStore:
             self._job_of.clear()
         self._job_of[run.id] = run.job
         return run
+
+    def runs_by_short_id(self, short_id: str) -> list[Run]:
+        rows = self._aliases.query_entities("PartitionKey eq @short", parameters={"short": short_id})
+        found = []
+        for row in rows:  # one row per run, and two runs share a short id rarely (24 random bits)
+            self._job_of.setdefault(row["RowKey"], row["Job"])
+            run = self.get_run(row["RowKey"])
+            if run is not None:  # None: a crash between the alias row and the run's own row
+                found.append(run)
+        return found
 
     def find_runs(
         self,
