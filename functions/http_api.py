@@ -25,7 +25,7 @@ from aztrain.domain.runs import RunState
 from aztrain.domain.teams import TEAM_PATTERN, Team
 from aztrain.service.bootstrap import control_plane
 from aztrain.service.queries import Queries
-from functions import not_allowed, submission
+from functions import submission
 from functions.identity import Access, caller
 from functions.openapi import Body, Header, Operation, PathParameter, document
 from functions.problems import ApiProblem, Handler, bad_request, guarded, invalid
@@ -36,7 +36,9 @@ log = logging.getLogger(__name__)
 #: Every route this blueprint serves, as the OpenAPI document describes it.
 OPERATIONS: list[Operation] = []
 
-RUN_ID = PathParameter(api.RUN_REF_PATTERN, "a run id, or a unique prefix of one (at least 6 characters)")
+RUN_ID = PathParameter(
+    api.RUN_REF_PATTERN, "a run id, its short id (6 hex digits), or a unique prefix of the id (at least 6 characters)"
+)
 NAME = PathParameter(api.NAME_PATTERN, "a job (and model) name: 3-63 lowercase letters, digits or '-'")
 VERSION = PathParameter(r"^[1-9][0-9]{0,8}$", "a version number, from 1")
 _BYTES = r"^[0-9]+$"
@@ -146,8 +148,8 @@ def _run_ref(req: func.HttpRequest) -> str:
     "POST",
     "jobs",
     "Submit a manifest (JSON or YAML); starts a run, returns the run of an identical manifest, "
-    "or registers a watching job that waits for its data",
-    {202: api.Submitted, 200: api.Submitted},
+    "or registers a watching job that waits for its data; with ?dry_run=true, what it would do (200 DryRunView)",
+    {202: api.Submitted, 200: (api.Submitted, teams_api.DryRunView)},
     errors=(400, 413, 415, 422),
     access=Access.SUBMIT,
     query=api.SubmitQuery,
@@ -156,8 +158,14 @@ def _run_ref(req: func.HttpRequest) -> str:
     response_headers={202: (submission.LOCATION, submission.REPLAYED), 200: (submission.REPLAYED,)},
 )
 def submit_job(req: func.HttpRequest) -> func.HttpResponse:
-    """202 with a new run (or `waiting`), 200 with an existing one; 422 (with the REJECTED run) if invalid."""
-    return submission.submit(req, control_plane(), force=_query(api.SubmitQuery, req).force, by=caller(req))
+    """202 with a new run (or `waiting`), 200 with an existing one; 422 (with the REJECTED run) if invalid.
+
+    `?dry_run=true`: 200 with what would happen; nothing is recorded (an invalid manifest is a 422 without a run).
+    """
+    query = _query(api.SubmitQuery, req)
+    if query.dry_run:
+        return _json(submission.dry_run(req, control_plane(), by=caller(req)))
+    return submission.submit(req, control_plane(), force=query.force, by=caller(req))
 
 
 @_route(
@@ -334,8 +342,11 @@ def list_teams(req: func.HttpRequest) -> func.HttpResponse:
 )
 def put_team(req: func.HttpRequest) -> func.HttpResponse:
     name = _param(req, "team", TEAM)
+    if not req.get_body():  # the document says the body is required: `{}` sets no bound, nothing is a 400
+        raise invalid("body", "send the team's bounds as a JSON object; {} sets none")
     try:
-        bounds = teams_api.TeamBounds.model_validate_json(req.get_body() or b"{}")
+        # Strict, as the document types it: `false` is not a number, `"2"` not an integer.
+        bounds = teams_api.TeamBounds.model_validate_json(req.get_body(), strict=True)
     except ValidationError as exc:
         raise bad_request(exc) from None
     team = control_plane().set_team(Team(name=name, **bounds.model_dump()), by=caller(req))
@@ -406,7 +417,3 @@ def openapi(req: func.HttpRequest) -> func.HttpResponse:
 @functools.cache
 def _document() -> dict[str, Any]:
     return document(OPERATIONS)
-
-
-# Last, once every route above is declared: 405 for each method a path leaves out.
-not_allowed.register(bp, OPERATIONS)

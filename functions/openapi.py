@@ -48,7 +48,8 @@ class Header:
 
 
 #: A response: a model (JSON), a media type whose body is text, or None (no body).
-Body = type[BaseModel] | str | None
+#: A JSON model, a media type, nothing, or one of several models (the query decides which).
+Body = type[BaseModel] | str | None | tuple[type[BaseModel], ...]
 
 
 @dataclass(frozen=True)
@@ -81,6 +82,7 @@ def document(operations: list[Operation]) -> dict[str, Any]:
     replies: set[type[BaseModel]] = {api.Problem}
     for op in operations:
         replies.update(body for body in op.responses.values() if isinstance(body, type))
+        replies.update(model for body in op.responses.values() if isinstance(body, tuple) for model in body)
     modes: list[tuple[type[BaseModel], Literal["validation", "serialization"]]] = [
         *((model, "validation") for model in sorted(requests, key=lambda m: m.__name__)),
         *((model, "serialization") for model in sorted(replies, key=lambda m: m.__name__)),
@@ -202,6 +204,9 @@ def _response(op: Operation, status: int, body: Body) -> dict[str, Any]:
     response: dict[str, Any] = {"description": _SUCCESS_DESCRIPTIONS.get(status, "OK")}
     if isinstance(body, type):
         response["content"] = {"application/json": {"schema": {"$ref": _REF.format(model=body.__name__)}}}
+    elif isinstance(body, tuple):
+        one_of = [{"$ref": _REF.format(model=model.__name__)} for model in body]
+        response["content"] = {"application/json": {"schema": {"oneOf": one_of}}}
     elif isinstance(body, str):  # a media type: text, or a JSON document this API does not model (itself)
         response["content"] = {body: {"schema": {"type": "string" if body.startswith("text/") else "object"}}}
     headers = op.response_headers.get(status, ())

@@ -12,8 +12,10 @@ import azure.functions as func
 from pydantic import BaseModel, Field
 
 from aztrain.api import models as api
+from aztrain.api.teams import DryRunView
+from aztrain.domain.errors import SYNTAX, ManifestError
 from aztrain.domain.identity import Principal
-from aztrain.domain.runs import Run, RunState
+from aztrain.domain.runs import RunState
 from aztrain.service import telemetry
 from aztrain.service.facade import ControlPlane, KeyReused
 from functions.openapi import Header
@@ -41,8 +43,6 @@ REPLAYED = Header(
 MANIFEST_MEDIA_TYPES = frozenset(
     {"application/json", "application/yaml", "application/x-yaml", "text/yaml", "text/x-yaml", "text/plain"}
 )
-#: The service's message for a document that is not YAML or JSON at all: malformed (400), not invalid (422).
-_NOT_YAML = "not valid YAML or JSON"
 
 
 class Answer(BaseModel):
@@ -85,7 +85,7 @@ def submit(req: func.HttpRequest, service: ControlPlane, *, force: bool, by: Pri
         )
         run = result.run
         if run and run.state is RunState.REJECTED:
-            return _rejected(run, service.queries.view(run), path)
+            return _rejected(service.queries.view(run), path)
         body = {
             "run": service.queries.view(run).model_dump(mode="json", by_alias=True) if run else None,
             "created": result.created,
@@ -108,6 +108,21 @@ def submit(req: func.HttpRequest, service: ControlPlane, *, force: bool, by: Pri
     return first.answer.response(**{REPLAYED.name: "true"} if first.replayed else {})
 
 
+def dry_run(req: func.HttpRequest, service: ControlPlane, *, by: Principal) -> DryRunView:
+    """What submitting the request's manifest would do now; an invalid manifest is a 422 problem, nothing recorded."""
+    manifest = _manifest(req, service.settings.max_manifest_bytes)
+    # A dry run uses neither header, but checks them as the document says, as a submit would.
+    _idempotency_key(req)
+    _request_id(req)
+    try:
+        return service.dry_run(manifest, by=by)
+    except ManifestError as exc:
+        syntax = any(problem.field == SYNTAX for problem in exc.problems)
+        status, slug = (400, "malformed-manifest") if syntax else (422, "invalid-manifest")
+        errors = [api.FieldError(field=problem.field, message=problem.message) for problem in exc.problems]
+        raise ApiProblem(status, slug, str(exc), errors=errors) from None
+
+
 def _manifest(req: func.HttpRequest, limit: int) -> bytes:
     """The body, refused before anything parses it when its type is not JSON/YAML or it is over the limit."""
     media_type = req.headers.get("content-type", "").split(";")[0].strip().lower()
@@ -125,31 +140,17 @@ def _manifest(req: func.HttpRequest, limit: int) -> bytes:
     return body
 
 
-def _rejected(run: Run, view: api.RunView, path: str) -> Answer:
-    """A manifest the service recorded as REJECTED, as a problem carrying the run."""
-    syntax = _NOT_YAML in run.error
+def _rejected(view: api.RunView, path: str) -> Answer:
+    """A manifest the service recorded as REJECTED, as a problem carrying the run and its problems."""
+    syntax = any(problem.field == SYNTAX for problem in view.problems)  # not YAML or JSON at all: malformed
     problem = ApiProblem(
         400 if syntax else 422,
         "malformed-manifest" if syntax else "invalid-manifest",
-        run.error,
-        errors=_field_errors(run.error),
+        view.error,
+        errors=view.problems,
         run=view,
     )
     return Answer(status=problem.status, body=problem_body(problem, path), media_type=PROBLEM_TYPE)
-
-
-_ERROR_PREFIX = re.compile(r"^invalid manifest(?: \([^)]*\))?: ")
-_FIELD = r"[\w.\[\]()-]+"
-
-
-def _field_errors(error: str) -> list[api.FieldError]:
-    """The service's `invalid manifest: <field>: <message>; ...` as one entry per field."""
-    errors = []
-    for problem in re.split(rf"; (?={_FIELD}: )", _ERROR_PREFIX.sub("", error, count=1)):
-        match = re.fullmatch(rf"({_FIELD}): (.*)", problem, flags=re.DOTALL)
-        field_name, message = match.groups() if match else ("(document)", problem)
-        errors.append(api.FieldError(field=field_name, message=message))
-    return errors
 
 
 def _idempotency_key(req: func.HttpRequest) -> str | None:

@@ -79,7 +79,7 @@ var jobsContainer = 'jobs'
 var manifestsPrefix = 'manifests/'
 var runsContainer = 'runs'
 var dataContainers = ['datasets']
-var tables = ['jobs', 'runs', 'runhistory', 'claims', 'clusters', 'arrivals', 'models', 'deadletters', 'active', 'watches', 'runsbytime', 'costs', 'teams']
+var tables = ['jobs', 'runs', 'runhistory', 'claims', 'clusters', 'arrivals', 'models', 'deadletters', 'active', 'watches', 'runsbytime', 'costs', 'teams', 'runaliases']
 // The queue the BlobCreated subscriptions write to, and the one its trigger moves poison messages to
 // (functions/blob_queue.py BLOB_EVENTS_QUEUE, POISON_QUEUE).
 var blobEventsQueue = 'blob-events'

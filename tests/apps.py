@@ -19,12 +19,12 @@ from aztrain.service.settings import PROJECT_ROOT, Settings
 from devhost import DevHost
 from devhost.identity import LocalUsers
 from devhost.queue_triggers import QueueSettings
-from functions import blob_queue, dashboard, events, http_api, reconcile
+from functions import blob_queue, dashboard, events, http_api, outputs, reconcile
 
 
 def fresh_function_app() -> func.FunctionApp:
     """`function_app.app` built anew, blueprints included, whatever other tests in the session have indexed."""
-    for blueprints in (http_api, events, blob_queue, reconcile, dashboard):
+    for blueprints in (http_api, outputs, events, blob_queue, reconcile, dashboard):  # outputs: on http_api.bp
         importlib.reload(blueprints)
     return importlib.reload(function_app).app
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from aztrain.domain.cost import CostEntry
 from aztrain.domain.errors import ConcurrencyError, DataChanged, NotFound
-from aztrain.domain.layout import local_path
+from aztrain.domain.layout import local_path, short_run_id
 from aztrain.domain.manifest import ComputeSpec
 from aztrain.domain.records import (
     Arrival,
@@ -95,6 +95,9 @@ class InMemoryControlStore:
 
     def get_run(self, run_id: str) -> Run | None:
         return self._runs.get(run_id)
+
+    def runs_by_short_id(self, short_id: str) -> list[Run]:
+        return [run for run in self._runs.values() if short_run_id(run.id) == short_id]
 
     def save_outbox(self, run: Run) -> Run:
         current = self._runs.get(run.id)

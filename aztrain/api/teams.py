@@ -71,3 +71,33 @@ class TeamView(TeamBounds):
 
 class TeamList(_Body):
     teams: list[TeamView]
+
+
+class Placement(_Body):
+    cluster: str = Field(description="The cluster it would run on; empty for serverless nodes")
+    serverless: bool
+    vm_size: str
+    tier: str
+    nodes: int
+    gpus: int
+    region: str
+    node_hour: float = Field(description="The price table's price of one node-hour")
+
+
+class DryRunView(_Body):
+    """What `POST /api/jobs?dry_run=true` would do now; nothing is recorded."""
+
+    dry_run: bool = True
+    job: str
+    team: str
+    priority: int
+    placement: Placement
+    currency: str
+    cost_bound: float = Field(description="nodes x node-hour price x compute.max_runtime: the most the run can cost")
+    expected_cost: float | None = Field(description="The mean cost of the job's latest finished runs; null if none")
+    admits_now: bool = Field(description="Whether it would be admitted at once (not wait in QUEUED)")
+    refusals: list[str] = Field(description="Why it could never be admitted: a submit would be REJECTED (422)")
+    waiting_reason: str | None = Field(description="Why it would wait in QUEUED, when it would")
+    estimated_wait_seconds: float | None = Field(
+        description="Until what holds it should have ended (each run by its max_runtime at the latest); null: unknown"
+    )

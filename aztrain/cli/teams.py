@@ -9,6 +9,7 @@ import typer
 
 from aztrain.api import teams as api
 from aztrain.cli.app import JsonOption, app, begin, examples
+from aztrain.cli.client import Client
 from aztrain.cli.output import Out
 
 
@@ -30,7 +31,7 @@ def cost(
 ) -> None:
     """What each team spent in a month: finished runs' final cost, and the live cost of runs still running."""
     session, out = begin(ctx, as_json)
-    report = api.CostReport.model_validate(session.client.request("GET", "cost", month=month or "", team=team or ""))
+    report = session.client.get(api.CostReport, "cost", month=month or "", team=team or "")
     if as_json:
         out.json(report.model_dump(mode="json"))
         return
@@ -98,7 +99,7 @@ def _show(out: Out, listed: api.TeamList, as_json: bool) -> None:
 def list_teams(ctx: typer.Context, as_json: JsonOption = False) -> None:
     """Every team and its bounds."""
     session, out = begin(ctx, as_json)
-    _show(out, api.TeamList.model_validate(session.client.request("GET", "teams")), as_json)
+    _show(out, session.client.get(api.TeamList, "teams"), as_json)
 
 
 @teams.command(
@@ -143,3 +144,26 @@ def delete_team(
     """Forget a team's bounds. Needs Admin."""
     session, out = begin(ctx, as_json)
     _show(out, api.TeamList.model_validate(session.client.send("DELETE", f"teams/{name}").json()), as_json)
+
+
+def show_dry_run(out: Out, client: Client, manifest: bytes, *, as_json: bool) -> None:
+    """`aztrain submit --dry-run`: what the API says a submit would do now."""
+    answer = api.DryRunView.model_validate(client.send("POST", "jobs", manifest, params={"dry_run": "true"}).json())
+    if as_json:
+        out.json(answer.model_dump(mode="json"))
+        return
+    where = answer.placement
+    on = "serverless nodes" if where.serverless else f"cluster {where.cluster}"
+    out.line(f"job {answer.job} of team {answer.team} (priority {answer.priority}), nothing recorded:")
+    out.line(f"  placement  {where.nodes} x {where.vm_size} ({where.tier}, {where.gpus} GPUs) on {on}, {where.region}")
+    out.line(f"  cost       at most {answer.cost_bound:,.2f} {answer.currency} ({where.node_hour:g} a node-hour)")
+    expected = "no earlier runs" if answer.expected_cost is None else f"{answer.expected_cost:,.2f} {answer.currency}"
+    out.line(f"  expected   {expected}")
+    if answer.refusals:
+        out.line("  refused    " + "; ".join(answer.refusals))
+    elif answer.admits_now:
+        out.line("  admission  would start now")
+    else:
+        wait = answer.estimated_wait_seconds
+        estimate = "unknown" if wait is None else f"about {wait / 60:,.0f} min"
+        out.line(f"  admission  would wait: {answer.waiting_reason} (estimated wait {estimate})")

@@ -141,7 +141,7 @@ def cluster_spec(
 ) -> ClusterSpec:
     """The `ClusterSpec` for a manifest's `compute`, or `ManifestError` if it asks for more than `max_nodes`."""
     if compute.nodes > max_nodes:
-        raise ManifestError([f"compute.nodes: {compute.nodes} is more than the {max_nodes} node(s) {name} allows"])
+        raise ManifestError.at("compute.nodes", f"{compute.nodes} is more than the {max_nodes} node(s) {name} allows")
     return ClusterSpec(
         name=name,
         nodes=compute.nodes,

@@ -1,9 +1,9 @@
-"""The service layer's facade: the entry points triggers, the CLI and tests call.
+"""The service layer's facade: the entry points triggers and tests call (the CLI calls the HTTP API).
 
-Each method delegates to a use-case module in `aztrain.service.usecases` (intake, progress,
-retraining, registry, capacity), all sharing one `Context`. Every use case is idempotent
-and quick: handlers record intent and take the cheap steps due; `reconcile` is the slow backstop
-for every lost or late event.
+Each method delegates to a use-case module in `aztrain.service.usecases` (intake, idempotency,
+progress, retraining, registry, capacity), all sharing one `Context`; reads for display go through
+`queries` (`aztrain.service.queries`). Every use case is idempotent and quick: handlers record
+intent and take the cheap steps due; `reconcile` is the slow backstop for every lost or late event.
 """
 
 from __future__ import annotations
@@ -14,11 +14,13 @@ from typing import TypeVar
 
 from pydantic import BaseModel
 
+from aztrain.api.teams import DryRunView
 from aztrain.domain.identity import Principal
 from aztrain.domain.records import DeadLetter, JobPhase, ModelVersion
 from aztrain.domain.retrain import Snapshot, Window
 from aztrain.domain.runs import Run
 from aztrain.domain.teams import Team
+from aztrain.service import views
 from aztrain.service.ports import ComputeBackend, ControlStore, DataStore, EventSink
 from aztrain.service.queries import AmbiguousRun, InvalidContinuation, Queries
 from aztrain.service.settings import Settings
@@ -26,6 +28,7 @@ from aztrain.service.usecases import (
     blob_events,
     costing,
     deadletters,
+    dryrun,
     idempotency,
     intake,
     progress,
@@ -169,6 +172,10 @@ class ControlPlane:
     def teams(self) -> list[Team]:
         """Every team and its bounds, by name."""
         return self.ctx.store.list_teams()
+
+    def dry_run(self, manifest_text: str | bytes, *, by: Principal) -> DryRunView:
+        """What submitting the manifest would do now (placement, cost, admission, wait), recording nothing."""
+        return views.dry_run_view(dryrun.dry_run(self.ctx, manifest_text, by=by))
 
     def set_team(self, team: Team, *, by: Principal) -> Team:
         """Create a team or replace its bounds (admins only: `Forbidden` otherwise)."""

@@ -53,6 +53,10 @@ class Runs(Protocol):
         """A run by id alone (point reads, not a table scan)."""
         ...
 
+    def runs_by_short_id(self, short_id: str) -> list[Run]:
+        """The runs whose id ends in `short_id` (`layout.short_run_id`): an index read, then a point read each."""
+        ...
+
     def find_runs(
         self,
         *,

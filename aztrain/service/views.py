@@ -14,11 +14,12 @@ from aztrain.api import models as api
 from aztrain.api import teams as teams_api
 from aztrain.domain.cost import billed_seconds, money, price_table
 from aztrain.domain.identity import DEFAULT_TEAM
+from aztrain.domain.layout import short_run_id
 from aztrain.domain.records import ClusterRecord, DeadLetter, JobRecord, ModelVersion
 from aztrain.domain.retrain import Snapshot, Window
 from aztrain.domain.runs import Run, RunState, Transition
 from aztrain.service.run_outputs import RunFiles
-from aztrain.service.usecases import costing
+from aztrain.service.usecases import costing, dryrun
 
 
 def dump(model: BaseModel) -> dict[str, Any]:
@@ -30,6 +31,7 @@ def _run(run: Run, runs_container: str) -> dict[str, Any]:
     files = RunFiles.of(run, runs_container)
     return {
         "id": run.id,
+        "short_id": short_run_id(run.id),
         "job": run.job,
         "state": run.state,
         "terminal": run.is_terminal,
@@ -45,6 +47,7 @@ def _run(run: Run, runs_container: str) -> dict[str, Any]:
         "attempt": run.attempt,
         "manifest_hash": run.manifest_hash,
         "error": run.error,
+        "problems": [{"field": p.field, "message": p.message} for p in run.problems],
         "waiting_reason": run.waiting_reason,
         "metrics": run.metrics,
         # A rejected manifest never ran: it has no files to point at.
@@ -127,7 +130,9 @@ def model_view(model: ModelVersion) -> api.ModelView:
 def lineage_view(model: ModelVersion, run: Run, snapshot: Snapshot, *, runs_container: str) -> api.Lineage:
     """model → run → snapshot → blobs."""
     return api.Lineage(
-        model=model_view(model), run=run_view(run, runs_container=runs_container), snapshot=snapshot.to_json()
+        model=model_view(model),
+        run=run_view(run, runs_container=runs_container),
+        snapshot=api.SnapshotView.model_validate(snapshot.to_json()),
     )
 
 
@@ -154,4 +159,31 @@ def cost_report_view(report: costing.Report, *, region: str, budgets: dict[str, 
         teams=[spend(team, value) for team, value in sorted(report.teams.items())],
         jobs=[spend(team, value, job=job) for (team, job), value in sorted(report.jobs.items())],
         days=[spend(team, value, day=day) for (team, day), value in sorted(report.days.items())],
+    )
+
+
+def dry_run_view(answer: dryrun.DryRun) -> teams_api.DryRunView:
+    spec, rate = answer.placement, answer.rate
+    placement = teams_api.Placement(
+        cluster="" if spec.serverless else spec.name,
+        serverless=spec.serverless,
+        vm_size=rate.vm_size,
+        tier=rate.tier,
+        nodes=rate.nodes,
+        gpus=rate.gpus,
+        region=rate.region,
+        node_hour=rate.node_hour,
+    )
+    return teams_api.DryRunView(
+        job=answer.job,
+        team=answer.team,
+        priority=answer.priority,
+        placement=placement,
+        currency=rate.currency,
+        cost_bound=money(answer.cost_bound),
+        expected_cost=None if answer.expected_cost is None else money(answer.expected_cost),
+        admits_now=not answer.refusals and answer.waiting_reason is None,
+        refusals=answer.refusals,
+        waiting_reason=answer.waiting_reason,
+        estimated_wait_seconds=answer.estimated_wait_seconds,
     )

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from aztrain.domain.errors import ConcurrencyError
+from aztrain.domain.errors import DOCUMENT, ConcurrencyError, FieldProblem
 from aztrain.domain.manifest import JobManifest, manifest_from_dict, parse_manifest
 from aztrain.domain.records import Arrival, ClusterRecord, DeadLetter, JobRecord, ModelVersion
 from aztrain.domain.runs import ACTIVE_STATES, Run, RunState
@@ -63,6 +63,14 @@ def test_a_run_id_is_one_jobs_only(run_store: ControlStore):
     assert run_store.find_runs(job="other-job") == []
 
 
+def test_a_short_id_finds_every_run_whose_id_ends_in_it_and_no_other(run_store: ControlStore):
+    twins = [run_store.add_run(a_run(job, f"500000000000{n}-c0ffee")) for n, job in ((2, "digits"), (3, "other-job"))]
+    single = run_store.add_run(a_run("digits", "5000000000004-beef01"))
+    assert sorted(r.id for r in run_store.runs_by_short_id("c0ffee")) == sorted(r.id for r in twins)
+    assert run_store.runs_by_short_id("beef01") == [single]
+    assert run_store.runs_by_short_id("000000") == []
+
+
 def test_adding_a_run_again_leaves_the_index_copy_of_its_later_steps_alone(run_store: ControlStore):
     run = run_store.add_run(a_run("digits", "5000000000001-abcdef"))
     run_store.save_run(run.moved(RunState.PROVISIONING, cause="r", at=T0, cluster="c1"))
@@ -113,6 +121,15 @@ def test_pages_of_runs_go_newest_first_from_a_run_id_across_time_and_jobs(run_st
     assert page(states=[RunState.ACCEPTED], after=ids[0], limit=5) == ids[2:]
     assert page(job="b", states=[RunState.ACCEPTED], limit=5) == [ids[0], ids[2]]
     assert page(states=[], limit=5) == []
+
+
+def test_a_rejected_run_keeps_its_problems_field_by_field(run_store: ControlStore):
+    problems = (FieldProblem("compute.nodes", "must be at least 1"), FieldProblem(DOCUMENT, "document is empty"))
+    rejected = Run.create(
+        job="digits", state=RunState.REJECTED, at=T0, trigger="http", cause="c", error="invalid", problems=problems
+    )
+    run_store.add_run(rejected)
+    assert run_store.get_run(rejected.id).problems == problems
 
 
 def test_runs_are_found_by_an_id_prefix(run_store: ControlStore):

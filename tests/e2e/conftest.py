@@ -94,7 +94,7 @@ def running_stack(state_dir: Path) -> Iterator[Stack]:
         if process.poll() is not None:
             raise AssertionError(f"aztrain dev exited with {process.returncode}:\n{log.read_text()[-3000:]}")
         try:
-            return client.health()["status"] == "ok"
+            return client.health().status == "ok"
         except Exception:
             return False
 

@@ -178,3 +178,30 @@ def _plane(settings: Settings, store: TableControlStore) -> ControlPlane:
     return ControlPlane(
         settings=settings, store=store, data=InMemoryDataStore(), backend=FakeComputeBackend(), now=Clock()
     )
+
+
+def test_a_rejected_run_stored_before_problems_were_kept_shows_its_error_as_one_problem(
+    azurite_settings: Settings, run_store_on_azurite: TableControlStore
+) -> None:
+    at = datetime(2026, 1, 1, tzinfo=UTC)
+    service = TableServiceClient.from_connection_string(azurite_settings.storage_connection_string)
+    table = functools.partial(_table, service, azurite_settings.table_prefix)
+    error = "invalid manifest: compute.nodes: input should be greater than or equal to 1 (got 0)"
+    table("runhistory").create_entity(
+        {"PartitionKey": RUN_ID, "RowKey": "000001", "Job": "digits", "To": "REJECTED", "At": at, "Applied": True}
+    )
+    table("runs").create_entity(
+        {
+            "PartitionKey": "digits",
+            "RowKey": RUN_ID,
+            "State": "REJECTED",
+            "CreatedAt": at,
+            "UpdatedAt": at,
+            "Error": error,
+        }
+    )
+    plane = _plane(azurite_settings, run_store_on_azurite)
+
+    shown = plane.queries.view(plane.queries.run(RUN_ID))
+
+    assert [(p.field, p.message) for p in shown.problems] == [("(document)", error)]

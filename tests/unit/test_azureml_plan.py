@@ -123,7 +123,7 @@ def test_the_example_plans_onto_a_current_gpu_with_no_more_processes_per_node_th
 def test_plan_refuses_more_processes_per_node_than_gpus_naming_both_numbers():
     with pytest.raises(ManifestError) as caught:
         render_plan(MANIFEST.replace("processes_per_node: 1", "processes_per_node: 2"), Settings())
-    assert caught.value.problems[0].startswith(
+    assert str(caught.value.problems[0]).startswith(
         "compute.processes_per_node: 2 is more than the 1 GPU(s) per node of compute profile gpu-a100"
     )
 
@@ -156,6 +156,6 @@ def test_a_serverless_plan_loads_back_with_the_sdk_as_a_serverless_job():
 def test_a_serverless_profile_refuses_more_processes_per_node_than_gpus_naming_both_numbers():
     with pytest.raises(ManifestError) as caught:
         render_plan(SERVERLESS.replace("processes_per_node: 1", "processes_per_node: 4"), Settings())
-    assert caught.value.problems[0].startswith(
+    assert str(caught.value.problems[0]).startswith(
         "compute.processes_per_node: 4 is more than the 1 GPU(s) per node of compute profile serverless-t4"
     )

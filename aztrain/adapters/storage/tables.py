@@ -2,7 +2,7 @@
 
 One adapter implements every storage role (runs, jobs, claims, arrivals, models, clusters,
 dead letters): they share one account and the same entity mapping rules. It runs past 300 lines because
-each of the ten tables needs its own entity mapper, kept beside the queries that read it.
+each of its tables needs its own entity mapper, kept beside the queries that read it.
 
 | table       | PartitionKey | RowKey                    |
 | ----------- | ------------ | ------------------------- |
@@ -17,6 +17,7 @@ each of the ten tables needs its own entity mapper, kept beside the queries that
 | active      | `active`     | run id                    |
 | watches     | `watches`    | job name                  |
 | runsbytime  | time bucket  | run id (newest first)     |
+| runaliases  | short run id | run id                    |
 
 `active` indexes the runs that are not finished, or whose events are not yet published: a copy
 of each such run's row, kept by `add_run`/`save_run` (and `refresh_active` after an outbox is
@@ -52,7 +53,8 @@ from azure.data.tables import TableClient, TableEntity, TableServiceClient, Tabl
 
 from aztrain.domain.cost import CostEntry, Rate
 from aztrain.domain.documents import MAX_CHARS
-from aztrain.domain.errors import ConcurrencyError
+from aztrain.domain.errors import DOCUMENT, ConcurrencyError, FieldProblem
+from aztrain.domain.layout import short_run_id
 from aztrain.domain.manifest import JobManifest
 from aztrain.domain.records import Arrival, ClusterRecord, DeadLetter, JobRecord, ModelVersion
 from aztrain.domain.runs import ACTIVE_STATES, Run, RunState, Staged, Transition
@@ -73,6 +75,7 @@ TABLES = (
     "runsbytime",
     "costs",
     "teams",
+    "runaliases",
 )
 _ACTIVE = "active"  # the one partition of the `active` index: read whole, it holds only active runs
 _WATCHES = "watches"  # the one partition of the `watches` index: the jobs that watch data, by name
@@ -83,6 +86,7 @@ _SAFE_KEY = re.compile(r"^[A-Za-z0-9._:@=-]{1,512}$")
 _BATCH = 100  # Table Storage's limit on operations in one transaction
 _REMEMBERED = 100_000  # run ids whose job a store remembers (a few MB), forgotten all at once beyond
 T = TypeVar("T")
+_PROBLEMS, _PROBLEM_CHARS = 50, 1000  # a REJECTED run's problems kept, and the characters of each
 _OUTBOX_DETAIL = 500  # characters of a transition's detail kept in the outbox (history keeps 16000)
 _PART_CHARS = 32_000  # characters of a manifest's JSON in one string property (`_manifest_columns`)
 _MANIFEST_PARTS = -(-MAX_CHARS // _PART_CHARS)  # the most parts a manifest within the domain's limit takes
@@ -107,6 +111,7 @@ class TableControlStore:
         self._listed = self._table("runsbytime")
         self._costs = self._table("costs")
         self._teams = self._table("teams")
+        self._aliases = self._table("runaliases")
         self._job_of: dict[str, str] = {}  # run id -> job, for the runs this process has seen
 
     def _table(self, name: str) -> TableClient:
@@ -174,6 +179,8 @@ class TableControlStore:
         # the same run (a race, a retry) must not put a creation copy over a later step's.
         _insert_once(self._active, active_entity(run))
         _insert_once(self._listed, listed_entity(run))
+        # The short id's row: a partition per short id, so finding what it names is one partition read.
+        _insert_once(self._aliases, {"PartitionKey": short_run_id(run.id), "RowKey": run.id, "Job": run.job})
         faults.checkpoint("runs.after-index")
         return self._remember(replace(run, etag=self._write(self._runs, run_entity(run), None, f"run {run.id}")))
 
@@ -217,6 +224,16 @@ class TableControlStore:
             self._job_of.clear()
         self._job_of[run.id] = run.job
         return run
+
+    def runs_by_short_id(self, short_id: str) -> list[Run]:
+        rows = self._aliases.query_entities("PartitionKey eq @short", parameters={"short": short_id})
+        found = []
+        for row in rows:  # one row per run, and two runs share a short id rarely (24 random bits)
+            self._job_of.setdefault(row["RowKey"], row["Job"])
+            run = self.get_run(row["RowKey"])
+            if run is not None:  # None: a crash between the alias row and the run's own row
+                found.append(run)
+        return found
 
     def find_runs(
         self,
@@ -561,6 +578,8 @@ def run_entity(run: Run) -> dict[str, Any]:
         "Attempt": run.attempt,
         "WaitingReason": run.waiting_reason or "",
         "Error": run.error[:16000],
+        # Bounded like `Error`, so the column stays under 64 KiB however many problems a manifest has.
+        "Problems": json.dumps([[p.field, p.message[:_PROBLEM_CHARS]] for p in run.problems[:_PROBLEMS]]),
         "Metrics": json.dumps(run.metrics),
         "Seq": run.seq,
         "Last": json.dumps(run.last.to_json()) if run.last else "",
@@ -600,6 +619,7 @@ def _run_from_entity(e: Any) -> Run:
         attempt=int(e.get("Attempt", 1)),
         waiting_reason=e.get("WaitingReason") or None,
         error=e.get("Error", ""),
+        problems=_problems_from_json(e),
         metrics=json.loads(e.get("Metrics") or "{}"),
         seq=int(e.get("Seq", 0)),
         last=Transition.from_json(json.loads(e["Last"])) if e.get("Last") else None,
@@ -624,6 +644,13 @@ def copy_columns() -> list[str]:
     sample = Run.create(job="j", state=RunState.ACCEPTED, at=datetime.now(UTC), trigger="http", cause="c")
     parts = [f"Manifest{n}" for n in range(1, _MANIFEST_PARTS)]  # a long manifest's other parts
     return [column for column in active_entity(sample) if column != "Outbox"] + parts
+
+
+def _problems_from_json(e: Any) -> tuple[FieldProblem, ...]:
+    """A REJECTED run's problems; a row stored before they were kept has its error as one, of the document."""
+    if "Problems" not in e:
+        return (FieldProblem(DOCUMENT, e["Error"]),) if e.get("State") == RunState.REJECTED and e.get("Error") else ()
+    return tuple(FieldProblem(field, message) for field, message in json.loads(e["Problems"]))
 
 
 def active_entity(run: Run) -> dict[str, Any]:

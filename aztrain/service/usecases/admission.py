@@ -20,20 +20,17 @@ The team gates (`teamgates`) come first: a team's own bounds hold its runs befor
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable, Sequence
 
-from aztrain.domain.errors import ManifestError
+from aztrain.domain.errors import FieldProblem, ManifestError
 from aztrain.domain.manifest import JobManifest
 from aztrain.domain.records import ClusterSpec, Quota
 from aztrain.domain.runs import Run, RunState
 from aztrain.service.usecases import teamgates
 from aztrain.service.usecases.context import Context
 
-log = logging.getLogger(__name__)
-
 Gate = Callable[[Context, Run, Sequence[Run]], str | None]
-Refusal = Callable[[Context, JobManifest], str | None]
+Refusal = Callable[[Context, JobManifest], list[FieldProblem]]
 
 
 def waiting_reason(ctx: Context, run: Run, active_copies: Sequence[Run]) -> str | None:
@@ -45,9 +42,9 @@ def waiting_reason(ctx: Context, run: Run, active_copies: Sequence[Run]) -> str 
     return None
 
 
-def refusals(ctx: Context, manifest: JobManifest) -> list[str]:
-    """Why a manifest can never be admitted (each refusal's reason); empty when it can."""
-    return [reason for refuse in REFUSALS if (reason := refuse(ctx, manifest))]
+def refusals(ctx: Context, manifest: JobManifest) -> list[FieldProblem]:
+    """Why a manifest can never be admitted (each refusal's field and reason); empty when it can."""
+    return [problem for refuse in REFUSALS for problem in refuse(ctx, manifest)]
 
 
 def refuse(ctx: Context, manifest: JobManifest) -> None:
@@ -85,18 +82,19 @@ def backend_quota(ctx: Context, run: Run, active_copies: Sequence[Run]) -> str |
     return f"needs {need} vCPUs of {quota.name}; {free} of {quota.limit} free"
 
 
-def backend_quota_refusal(ctx: Context, manifest: JobManifest) -> str | None:
+def backend_quota_refusal(ctx: Context, manifest: JobManifest) -> list[FieldProblem]:
     """Refuse a run whose nodes need more vCPUs than the whole quota they count against."""
     spec = ctx.backend.cluster_for(manifest.compute)
     quota = _quota(ctx, spec)
     need = needed_vcpus(spec)
     if quota is None or need <= quota.limit:
-        return None
+        return []
     what = "has no quota for it" if quota.limit == 0 else f"allows {quota.limit} in all"
-    return (
-        f"compute: needs {need} vCPUs of {quota.name} ({spec.nodes} x {spec.vm_size}); the subscription {what}: "
+    message = (
+        f"needs {need} vCPUs of {quota.name} ({spec.nodes} x {spec.vm_size}); the subscription {what}: "
         f"ask for fewer nodes, another size, or more quota (Azure portal: Quotas, Machine learning)"
     )
+    return [FieldProblem("compute", message)]
 
 
 def needed_vcpus(spec: ClusterSpec) -> int:

@@ -99,10 +99,15 @@ def submit(
     None for a manifest dropped into storage, which belongs to the team of its folder.
     """
     try:
-        parsed = parse_manifest(manifest_text, source=source, max_bytes=ctx.settings.max_manifest_bytes)
+        # The backend's placement is checked with the schema, so one answer names every problem.
+        parsed = parse_manifest(
+            manifest_text,
+            source=source,
+            max_bytes=ctx.settings.max_manifest_bytes,
+            compute_check=ctx.backend.cluster_for,
+        )
         team = by.submitting_team(parsed.team) if by else dropped_team(source, _drop_prefix(ctx), parsed.team)
         manifest = parsed.model_copy(update={"team": team})  # the job's team: its retraining runs' too
-        ctx.backend.cluster_for(manifest.compute)
         admission.refuse(ctx, manifest)  # a wait that could never end is a refusal now
     except ManifestError as exc:
         return _reject(
@@ -130,7 +135,7 @@ def submit(
         if job and job.spec.team and job.spec.team != team:
             return _reject(
                 ctx,
-                ManifestError([f"name: job {manifest.name} belongs to team {job.spec.team}; choose another name"]),
+                ManifestError.at("name", f"job {manifest.name} belongs to team {job.spec.team}; choose another name"),
                 manifest_text,
                 trigger=trigger,
                 cause=cause,
@@ -248,6 +253,7 @@ def _reject(
         correlation=correlation,
         source=source,
         error=str(exc),
+        problems=tuple(exc.problems),
         team=team,
         submitted_by=by.user if by else "",
     )

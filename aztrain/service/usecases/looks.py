@@ -1,4 +1,4 @@
-"""What one reconciler pass has asked already (`progress.Looks`): each cluster, job and data prefix once.
+"""What one reconciler pass has asked already: each cluster, job, data prefix and admission once a run.
 
 Kept apart from `progress`, which decides the steps, so the answers a pass shares live in one place.
 """
