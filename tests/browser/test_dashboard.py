@@ -172,7 +172,7 @@ def test_models_page_compares_versions_and_shows_lineage_down_to_the_blobs(stack
     lineage = page.get_by_role("region", name="Lineage of web-drop v1")
     expect(lineage).to_contain_text("datasets/web-drop/digits.npz")
     first_run = stack.client.runs(job="web-drop")[-1]  # newest first
-    expect(lineage.get_by_role("link")).to_have_text(first_run.id)
+    expect(lineage.get_by_role("link")).to_have_text(first_run.short_id)  # the short id, its full id in the tooltip
     dashboard.at_widths("models")
 
 
