@@ -56,6 +56,7 @@ screenshots: setup /usr/bin/chromium
 
 bench: setup
 	$(PY) bench/control_plane.py
+	$(PY) bench/intake.py
 	$(PY) bench/upload.py
 	$(PY) bench/run_list.py
 	$(PY) bench/scheduler.py

@@ -12,6 +12,7 @@
     clusters: () => "clusters",
     models: () => "models",
     cost: () => "cost",
+    deadletters: () => "deadletters",
   };
   let stop = () => {};
 

@@ -158,6 +158,19 @@ def test_cost_page_shows_this_months_spend_and_where_the_prices_come_from(stack:
     expect(teams.locator("tbody tr").first).to_be_visible()  # a team's row, or that nothing was spent yet
 
 
+def test_dead_letters_page_shows_an_event_given_up_on_with_its_reason(stack: Stack, dashboard: Dashboard) -> None:
+    wrong = {
+        **test_local_loop.blob_created("datasets", "x.csv", "web-dead-1"),
+        "eventType": "Microsoft.Storage.BlobDeleted",
+    }
+    test_local_loop.enqueue(stack, wrong)  # through the blob-events queue, as Event Grid writes it
+    page = dashboard.open("deadletters")
+    expect(page.get_by_role("heading", level=1)).to_have_text("Dead letters")
+    row = page.locator("tr[data-event='web-dead-1']")
+    expect(row).to_contain_text("not a Microsoft.Storage.BlobCreated event", timeout=EVENT_MS)
+    expect(row).to_contain_text("on_blob_event")
+
+
 def test_models_page_compares_versions_and_shows_lineage_down_to_the_blobs(stack: Stack, dashboard: Dashboard) -> None:
     second = stack.client.submit(manifest("web-drop", epochs=2, extra=GATED)).run  # another manifest: v2
     wait_for(lambda: stack.client.run(second.id).terminal, timeout=TRAINING_TIMEOUT, what="version 2")
