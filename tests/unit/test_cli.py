@@ -614,7 +614,7 @@ def test_download_writes_the_model_or_every_output_into_the_folder(api, capsys, 
 
 
 def test_config_fits_100_columns_even_with_a_long_connection_string(capsys, monkeypatch):
-    monkeypatch.setenv("AZTRAIN_STORAGE_CONNECTION_STRING", "DefaultEndpointsProtocol=https;" + "x" * 240)
+    monkeypatch.setenv("AZTRAIN_STORAGE_CONNECTION_STRING", "DefaultEndpointsProtocol=https;AccountName=" + "x" * 240)
     status, out, _ = cli(capsys, "config")
     assert status == ExitCode.OK and max(len(line) for line in out.splitlines()) <= 100, out
     assert out.count("x") == 240  # the value wraps inside its column: nothing of it is cut
