@@ -219,7 +219,7 @@ def model_versions(req: func.HttpRequest) -> func.HttpResponse:
 )
 def model_lineage(req: func.HttpRequest) -> func.HttpResponse:
     name, version = _param(req, "name", NAME), int(_param(req, "version", VERSION))
-    return _json(lineage_view(*control_plane().lineage(name, version), runs_container=_runs_container()))
+    return _json(lineage_view(control_plane().lineage(name, version), runs_container=_runs_container()))
 
 
 # --------------------------------------------------------------------------------------------- runs

@@ -249,11 +249,17 @@ class ModelVersions(_Body):
 
 
 class Lineage(_Body):
-    """model → run → snapshot → blobs."""
+    """model → run → snapshot → blobs, and which of them the trainer read."""
 
     model: ModelView
     run: RunView
-    snapshot: dict[str, Any]
+    snapshot: dict[str, Any] = Field(
+        description="The data snapshot: id, container, prefix and blobs; each blob's `read` says whether the "
+        "trainer reported reading it (null when it reported nothing)"
+    )
+    data_read: list[str] | None = Field(
+        description="The blobs the trainer reported reading (its data_files.json), null when it reported none"
+    )
 
 
 class Metrics(_Body):

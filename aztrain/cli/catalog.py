@@ -138,8 +138,14 @@ def lineage(
     out.line(f"  run    {run['id']}  {run['state']}  {run['trigger']} from {run['source']}")
     out.line(f"         manifest {run['manifest_hash'][:12]}  metrics {summarise_metrics(version['metrics'], 100)}")
     out.line(f"  data   {snap['id']}  {len(snap['blobs'])} blob(s) in {snap['container']}/{snap['prefix']}")
+    read = found.get("data_read")
+    if read is None:
+        out.line("         the trainer did not report which files it read")
+    else:
+        out.line(f"         the trainer read {sum(1 for b in snap['blobs'] if b.get('read'))} of them")
     for blob in snap["blobs"]:
-        out.line(f"    {blob['name']}  {blob['size']} B  etag {blob['etag']}")
+        mark = {True: "read", False: "NOT READ"}.get(blob.get("read"), "")
+        out.line(f"    {blob['name']}  {blob['size']} B  etag {blob['etag']}  {mark}".rstrip())
 
 
 # ---- manifests, offline -------------------------------------------------------------------------------------

@@ -11,9 +11,10 @@ from pydantic import BaseModel
 
 from aztrain.api import models as api
 from aztrain.domain.records import ClusterRecord, DeadLetter, JobRecord, ModelVersion
-from aztrain.domain.retrain import Snapshot, Window
+from aztrain.domain.retrain import Window
 from aztrain.domain.runs import Run, RunState, Transition
 from aztrain.service.run_outputs import RunFiles
+from aztrain.service.usecases.registry import Lineage
 
 
 def dump(model: BaseModel) -> dict[str, Any]:
@@ -99,10 +100,16 @@ def model_view(model: ModelVersion) -> dict[str, Any]:
     return dump(api.ModelView.model_validate(model, from_attributes=True))
 
 
-def lineage_view(model: ModelVersion, run: Run, snapshot: Snapshot, *, runs_container: str) -> dict[str, Any]:
-    """model → run → snapshot → blobs."""
-    return {
-        "model": model_view(model),
-        "run": run_view(run, runs_container=runs_container),
-        "snapshot": snapshot.to_json(),
-    }
+def lineage_view(found: Lineage, *, runs_container: str) -> dict[str, Any]:
+    """model → run → snapshot → blobs, each blob marked with whether the trainer reported reading it."""
+    read = None if found.data_read is None else set(found.data_read)
+    snapshot = found.snapshot.to_json()
+    snapshot["blobs"] = [{**blob, "read": None if read is None else blob["name"] in read} for blob in snapshot["blobs"]]
+    return dump(
+        api.Lineage(
+            model=api.ModelView.model_validate(found.model, from_attributes=True),
+            run=api.RunView.model_validate(_run(found.run, runs_container)),
+            snapshot=snapshot,
+            data_read=None if found.data_read is None else list(found.data_read),
+        )
+    )
