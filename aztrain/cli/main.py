@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 
 import typer
 
-from aztrain.cli import catalog, data, events, runs  # noqa: F401  (they register their commands on `app`)
+from aztrain.cli import catalog, code_snapshots, data, events, runs  # noqa: F401  (they register their commands on `app`)
 from aztrain.cli.app import app, current_out, examples
 from aztrain.cli.client import AmbiguousRunId, ApiError, ApiUnreachable
 from aztrain.cli.output import ExitCode

@@ -11,6 +11,7 @@ from rich.text import Text
 
 from aztrain.cli.app import JsonOption, ManifestArgument, RunIdArgument, TimeoutOption, app, begin, examples
 from aztrain.cli.client import ApiError, Client, LogChunk
+from aztrain.cli.code_snapshots import manifest_with_code
 from aztrain.cli.follow import RunFollower, WaitTimedOut, follow_log
 from aztrain.cli.output import (
     STATE_EXIT,
@@ -102,7 +103,9 @@ def submit(
 ) -> None:
     """Submit a manifest (POST /api/jobs); with --wait, follow the run to its end."""
     session, out = begin(ctx, as_json)
-    data = manifest.read_bytes()
+    data, pushed = manifest_with_code(session, manifest)
+    if pushed:
+        out.note(pushed)
     try:
         result = session.client.submit(data, force=force)
     except ApiError as exc:

@@ -21,21 +21,27 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationError,
+    ValidationInfo,
     WithJsonSchema,
     field_validator,
     model_validator,
 )
 
+from aztrain.domain.code import (
+    CODE_ID_PATTERN,
+    EnvironmentSpec,
+    check_program_args,
+    entrypoint_problem,
+    registered_shorthand,
+)
 from aztrain.domain.documents import read_document
 from aztrain.domain.errors import ManifestError
 from aztrain.domain.layout import blob_path_problem
 from trainer.args import ArgsError
 from trainer.args import parse_args as parse_trainer_args
 
-#: Entry points a manifest may name, each with its argument validator. Never a shell string: the
-#: backend runs `python -m <entrypoint>`. Validating here rejects bad arguments before any GPU is paid for.
-ARGS_VALIDATORS: dict[str, Callable[[dict[str, Any]], object]] = {"trainer.train": parse_trainer_args}
-ALLOWED_ENTRYPOINTS = tuple(ARGS_VALIDATORS)
+#: The built-in trainer: what runs without `trainer.code`, its arguments checked here before any GPU is paid for.
+BUILTIN_ENTRYPOINT = "trainer.train"
 _DURATION = re.compile(r"^(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
 _NAME = r"^[a-z0-9]([a-z0-9-]{1,61}[a-z0-9])$"
 
@@ -94,17 +100,49 @@ class DataSpec(_Strict):
 
 
 class TrainerSpec(_Strict):
-    """Which allowlisted program to run and its arguments (validated by the trainer itself)."""
+    """What to run (the built-in trainer, or an entrypoint of a code snapshot), its arguments and environment."""
 
-    entrypoint: str = "trainer.train"
+    # `code` comes first: the checks of the fields after it depend on it.
+    code: str | None = Field(
+        default=None, description="A code snapshot id (code-...): `aztrain code push DIR` prints it"
+    )
+    entrypoint: str = BUILTIN_ENTRYPOINT
     args: dict[str, str | int | float | bool] = Field(default_factory=dict)
+    environment: Annotated[EnvironmentSpec | None, BeforeValidator(registered_shorthand)] = None
+
+    @field_validator("code")
+    @classmethod
+    def _snapshot_id(cls, value: str | None) -> str | None:
+        if value is not None and not re.fullmatch(CODE_ID_PATTERN, value):
+            raise ValueError(
+                f"{value!r} is not a code snapshot id (code-<24 hex digits>); `aztrain submit` uploads a folder "
+                "named here, a dropped manifest names the id `aztrain code push DIR` prints"
+            )
+        return value
 
     @field_validator("entrypoint")
     @classmethod
-    def _allowlisted(cls, value: str) -> str:
-        if value not in ALLOWED_ENTRYPOINTS:
-            raise ValueError(f"{value!r} is not allowed; use one of: {', '.join(ALLOWED_ENTRYPOINTS)}")
+    def _in_code(cls, value: str, info: ValidationInfo) -> str:
+        if info.data.get("code") is None and value != BUILTIN_ENTRYPOINT:
+            raise ValueError(
+                f"{value!r} is not allowed without trainer.code: name the snapshot of your code there, "
+                f"or leave the entrypoint as {BUILTIN_ENTRYPOINT!r} (the built-in trainer)"
+            )
+        if info.data.get("code") is not None and (problem := entrypoint_problem(value)):
+            raise ValueError(f"{value!r}: {problem}")
         return value
+
+    @field_validator("environment")
+    @classmethod
+    def _files_in_code(cls, value: EnvironmentSpec | None, info: ValidationInfo) -> EnvironmentSpec | None:
+        if value is not None and value.kind in ("requirements", "conda") and info.data.get("code") is None:
+            raise ValueError(f"{value.kind} names a file of trainer.code, which is not set")
+        return value
+
+    @property
+    def builtin(self) -> bool:
+        """Whether this runs the built-in trainer (no code snapshot)."""
+        return self.code is None
 
 
 class ComputeSpec(_Strict):
@@ -215,11 +253,23 @@ def manifest_from_dict(document: object, *, source: str = "") -> JobManifest:
         manifest = JobManifest.model_validate(document)
     except ValidationError as exc:
         raise ManifestError([_describe(err) for err in exc.errors()], source=source) from None
+    args = dict(manifest.trainer.args)
     try:
-        ARGS_VALIDATORS[manifest.trainer.entrypoint](dict(manifest.trainer.args))
+        parse_trainer_args(args) if manifest.trainer.builtin else check_program_args(args)
     except ArgsError as exc:  # each problem already names its trainer.args.<name>
         raise ManifestError(exc.problems, source=source) from None
     return manifest
+
+
+def with_pushed_code(document: object, push: Callable[[str], str]) -> object:
+    """A decoded manifest whose `trainer.code` names a folder, naming instead the snapshot `push(folder)` returns."""
+    trainer = document.get("trainer") if isinstance(document, dict) else None
+    if not isinstance(document, dict) or not isinstance(trainer, dict):
+        return document
+    code = trainer.get("code")
+    if not isinstance(code, str) or re.fullmatch(CODE_ID_PATTERN, code):
+        return document
+    return {**document, "trainer": {**trainer, "code": push(code)}}
 
 
 def _describe(error: Any) -> str:

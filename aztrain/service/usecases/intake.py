@@ -25,6 +25,7 @@ from aztrain.domain.records import JobRecord
 from aztrain.domain.retrain import snapshot_of
 from aztrain.domain.runs import ACTIVE_STATES, Run, RunState
 from aztrain.service import faults
+from aztrain.service.code_snapshots import check_code
 from aztrain.service.usecases import publishing
 from aztrain.service.usecases.context import SAVE_ATTEMPTS, Context
 
@@ -91,6 +92,7 @@ def submit(
     try:
         manifest = parse_manifest(manifest_text, source=source, max_bytes=ctx.settings.max_manifest_bytes)
         ctx.backend.cluster_for(manifest.compute)
+        check_code(ctx.data, ctx.settings.runs_container, manifest)  # its entrypoint exists before anything runs
     except ManifestError as exc:
         return _reject(
             ctx, exc, manifest_text, trigger=trigger, cause=cause, source=source, run_id=run_id, correlation=correlation

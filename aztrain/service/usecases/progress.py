@@ -215,6 +215,8 @@ def submission_for(run: Run, spec: ClusterSpec, *, runs_container: str, attempt:
         snapshot_id=run.snapshot_id,
         manifest_hash=run.manifest_hash,
         correlation=run.correlation,
+        code_snapshot=manifest.trainer.code or "",
+        environment=manifest.trainer.environment.model_dump(exclude_none=True) if manifest.trainer.environment else {},
     )
 
 

@@ -27,9 +27,11 @@ import psutil
 
 from aztrain.adapters.compute.local.backend import job_processes, write_json_atomic
 from aztrain.domain.errors import DataChanged
+from aztrain.domain.program import Places, program_argv, program_env
 from aztrain.domain.records import JobSubmission
 from aztrain.domain.retrain import Snapshot
 from aztrain.service.bootstrap import build_data_store
+from aztrain.service.code_snapshots import materialise
 from aztrain.service.ports import DataStore
 from aztrain.service.run_outputs import LiveMetrics, RunFiles
 from aztrain.service.settings import Settings
@@ -181,16 +183,24 @@ class Supervisor:
             )
         python = os.environ.get("AZTRAIN_LOCAL_PYTHON") or sys.executable
         horovodrun = str(Path(python).parent / "horovodrun")
-        command = [
-            horovodrun, "--gloo", "-np", str(processes), "-H", f"localhost:{processes}",
-            python, "-m", sub.entrypoint,
-            "--data-dir", str(data_dir), "--output-dir", str(out_dir), "--snapshot-file", str(snapshot_file),
-            *sub.trainer_flags(),
+        places = Places(str(data_dir), str(snapshot_file), str(out_dir), str(out_dir / "checkpoints"))
+        program = program_argv(sub, places, python=python)
+        if sub.code_snapshot:  # the user's code, run from its own folder as Azure ML runs it from the job's code
+            cwd = materialise(self.data, sub.output_container, sub.code_snapshot, self.folder.parent.parent / "code")
+            streamer.write(f"aztrain: code snapshot {sub.code_snapshot} in {cwd}\n".encode())
+        else:
+            cwd = Path.cwd()
             # The simulated nodes share this machine's disk, so they share one node-local cache too.
-            "--cache-dir", str(self.folder.parent.parent / "node-cache"),
-        ]  # fmt: skip
-        streamer.write(f"aztrain: {' '.join(command[:6])} ... -m {sub.entrypoint}\n".encode())
-        self.child = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, cwd=Path.cwd())
+            program += ["--cache-dir", str(self.folder.parent.parent / "node-cache")]
+        command = [horovodrun, "--gloo", "-np", str(processes), "-H", f"localhost:{processes}", *program]
+        streamer.write(f"aztrain: {' '.join(command[:6])} ... {' '.join(program[1:3])}\n".encode())
+        self.child = subprocess.Popen(
+            command,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            cwd=cwd,
+            env={**os.environ, **program_env(sub, places)},  # horovodrun passes them on to every process
+        )
         if self.canceled.is_set():  # SIGTERM arrived while we were starting it
             stop_tree(self.child.pid)
         timed_out = threading.Event()
