@@ -249,17 +249,13 @@ class ModelVersions(_Body):
 
 
 class Lineage(_Body):
-    """model → run → snapshot → blobs, and which of them the trainer read."""
+    """model → run → code and data snapshots → blobs (`read`: reported read by the trainer; null: unknown)."""
 
     model: ModelView
     run: RunView
-    snapshot: dict[str, Any] = Field(
-        description="The data snapshot: id, container, prefix and blobs; each blob's `read` says whether the "
-        "trainer reported reading it (null when it reported nothing)"
-    )
-    data_read: list[str] | None = Field(
-        description="The blobs the trainer reported reading (its data_files.json), null when it reported none"
-    )
+    snapshot: dict[str, Any] = Field(description="The data snapshot: id, container, prefix, blobs")
+    data_read: list[str] | None = Field(description="The blobs the trainer reported reading; null: not reported")
+    code: dict[str, Any] | None = Field(description="The run's code snapshot: id, files; null: the built-in trainer")
 
 
 class Metrics(_Body):

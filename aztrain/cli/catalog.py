@@ -137,6 +137,9 @@ def lineage(
     out.line(f"model    {version['name']}@{version['version']}  {promoted}{version['artifact']}")
     out.line(f"  run    {run['id']}  {run['state']}  {run['trigger']} from {run['source']}")
     out.line(f"         manifest {run['manifest_hash'][:12]}  metrics {summarise_metrics(version['metrics'], 100)}")
+    code = found.get("code")
+    trainer = f"code snapshot {code['id']}, {len(code['files'])} file(s)" if code else "the built-in trainer"
+    out.line(f"  code   {trainer}")
     out.line(f"  data   {snap['id']}  {len(snap['blobs'])} blob(s) in {snap['container']}/{snap['prefix']}")
     read = found.get("data_read")
     if read is None:

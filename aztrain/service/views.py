@@ -111,5 +111,6 @@ def lineage_view(found: Lineage, *, runs_container: str) -> dict[str, Any]:
             run=api.RunView.model_validate(_run(found.run, runs_container)),
             snapshot=snapshot,
             data_read=None if found.data_read is None else list(found.data_read),
+            code=found.code.to_json() if found.code else None,
         )
     )

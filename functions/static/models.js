@@ -56,7 +56,7 @@
   }
 
   async function lineage(name, version) {
-    const { model, run, snapshot, data_read } = await api.get(`models/${name}/versions/${version}`);
+    const { model, run, snapshot, data_read, code } = await api.get(`models/${name}/versions/${version}`);
     // What the trainer reported reading, beside what it was given: a skipped file never looks consumed.
     const read = (b) => (b.read === null ? "not reported" : b.read ? "read" : "not read");
     const blobs = table(`Blobs of snapshot ${snapshot.id}`, ["Blob", "Size (bytes)", "ETag", "Read by the trainer"]);
@@ -90,6 +90,13 @@
           " ",
           badge(run.state),
           ` (${run.trigger})`,
+        ),
+        h(
+          "li",
+          {},
+          "Code ",
+          code ? h("code", {}, code.id) : "the built-in trainer",
+          code ? ` (${code.files.length} file(s))` : "",
         ),
         h(
           "li",

@@ -31,6 +31,23 @@ def test_a_run_of_user_code_is_submitted_with_its_snapshot_entrypoint_args_and_e
     assert materialise(plane.data, "runs", code, tmp_path) == folder  # laid out once
 
 
+def test_lineage_walks_from_the_model_to_the_code_snapshot_and_the_data(plane):
+    from aztrain.domain.records import JobPhase
+
+    code = push_code(plane, {"train.py": TRAIN_PY})
+    run = plane.submit(
+        with_trainer(f"{{code: {code}, entrypoint: train.py}}"), trigger="http", cause="c", source="http"
+    )
+    drive(plane, 3)
+    plane.data.write("runs", f"digits/{run.run.id}/outputs/metrics.json", b'{"accuracy": 0.9}')
+    plane.backend.jobs[plane.get_run(run.run.id).backend_job_id].phases = [JobPhase.COMPLETED]
+    drive(plane, 2)
+    (version,) = plane.store.model_versions("digits")
+    found = plane.lineage("digits", version.version)
+    assert found.run.id == run.run.id and found.code is not None and found.code.id == code
+    assert [f.path for f in found.code.files] == ["train.py"] and found.snapshot.id == found.run.snapshot_id
+
+
 @pytest.mark.parametrize(
     "trainer, problem",
     [

@@ -11,11 +11,13 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
+from aztrain.domain.code import CodeSnapshot
 from aztrain.domain.errors import BackendError, ConcurrencyError, NotFound
 from aztrain.domain.layout import run_output_prefix, snapshot_blob
 from aztrain.domain.records import ModelVersion
 from aztrain.domain.retrain import Snapshot, judge_promotion
 from aztrain.domain.runs import Run
+from aztrain.service.code_snapshots import read_code_snapshot
 from aztrain.service.run_outputs import RunFiles, read_data_files
 from aztrain.service.usecases.context import SAVE_ATTEMPTS, Context
 
@@ -88,13 +90,15 @@ class Lineage:
     """Where a model version came from: the run that trained it and the data snapshot it was given.
 
     `data_read` is what the run's trainer reported reading, as blob names: a snapshot blob missing
-    from it was never trained on. None when the trainer reported nothing.
+    from it was never trained on. None when the trainer reported nothing. `code` is the run's code
+    snapshot (None: the built-in trainer).
     """
 
     model: ModelVersion
     run: Run
     snapshot: Snapshot
     data_read: tuple[str, ...] | None
+    code: CodeSnapshot | None
 
 
 def lineage(ctx: Context, name: str, version: int) -> Lineage:
@@ -105,7 +109,14 @@ def lineage(ctx: Context, name: str, version: int) -> Lineage:
     run, data = ctx.get_run(model.run_id), snapshot(ctx, model.snapshot_id)
     read = read_data_files(ctx.data, RunFiles.of(run, ctx.settings.runs_container))
     # The trainer names files below its data folder, which is the snapshot's prefix.
-    return Lineage(model, run, data, None if read is None else tuple(data.prefix + name for name in read))
+    code = run.manifest.trainer.code
+    return Lineage(
+        model,
+        run,
+        data,
+        None if read is None else tuple(data.prefix + name for name in read),
+        read_code_snapshot(ctx.data, ctx.settings.runs_container, code) if code else None,
+    )
 
 
 def current_model(ctx: Context, name: str) -> ModelVersion | None:
