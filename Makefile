@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 
 .PHONY: setup demo test lint bench dev clean screenshots
 
-setup: $(STAMP) node_modules/.installed $(VENV)/.horovod /usr/bin/chromium
+setup: $(STAMP) node_modules/.installed $(VENV)/.horovod
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -20,7 +20,8 @@ node_modules/.installed: package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
-# The dashboard's browser tests drive the system Chromium (Playwright's own browser download cannot work here).
+# Only the dashboard's browser tests need a browser: they drive the system Chromium (Playwright's own
+# browser download cannot work here), so `make test` installs it and `make demo` needs no system package.
 /usr/bin/chromium:
 	sudo=$$([ "$$(id -u)" = 0 ] || echo sudo); $$sudo apt-get update -qq && $$sudo apt-get install -y -qq chromium
 
@@ -35,7 +36,7 @@ demo: setup
 dev: setup
 	$(VENV)/bin/aztrain dev
 
-test: setup
+test: setup /usr/bin/chromium
 	$(VENV)/bin/pytest
 
 lint: setup
@@ -44,12 +45,13 @@ lint: setup
 	$(VENV)/bin/mypy aztrain devhost functions trainer function_app.py
 
 # The README's dashboard screenshots, taken by the browser tests.
-screenshots: setup
+screenshots: setup /usr/bin/chromium
 	AZTRAIN_SCREENSHOTS=docs/img $(VENV)/bin/pytest -q tests/browser
 
 bench: setup
 	$(PY) bench/control_plane.py
 	$(PY) bench/upload.py
+	$(PY) bench/run_list.py
 
 clean:
 	rm -rf .aztrain .azurite .pytest_cache .mypy_cache .ruff_cache

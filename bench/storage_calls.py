@@ -22,8 +22,8 @@ class StorageCalls:
         self._lock = threading.Lock()
 
     def install(self) -> StorageCalls:
-        """Count from now on, in this process."""
-        send = RequestsTransport.send
+        """Count from now on, in this process (until `uninstall`; or use it as a context manager)."""
+        self._send = send = RequestsTransport.send
         counts, lock = self._counts, self._lock
 
         def counted(transport: RequestsTransport, request: Any, **kwargs: Any) -> Any:
@@ -33,6 +33,15 @@ class StorageCalls:
 
         RequestsTransport.send = counted  # type: ignore[method-assign]
         return self
+
+    def uninstall(self) -> None:
+        RequestsTransport.send = self._send  # type: ignore[method-assign]
+
+    def __enter__(self) -> StorageCalls:
+        return self.install()
+
+    def __exit__(self, *_: object) -> None:
+        self.uninstall()
 
     def total(self, port: int) -> int:
         """Requests sent to `port` so far."""

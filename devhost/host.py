@@ -15,6 +15,7 @@ from devhost.blob_front_door import BlobFrontDoor
 from devhost.delivery import WebhookSender
 from devhost.functions_index import FunctionIndex
 from devhost.http_triggers import HttpTriggers
+from devhost.identity import LocalUsers
 from devhost.invoke import Invoker
 from devhost.server import DevServer, Dispatcher
 from devhost.timers import TimerRunner
@@ -26,7 +27,8 @@ log = logging.getLogger(__name__)
 class DevHost:
     """A local Functions host for `app`.
 
-    * HTTP triggers under `/<route_prefix>/<route>` (auth levels are not enforced locally);
+    * HTTP triggers under `/<route_prefix>/<route>` (auth levels are not enforced locally), each signed in
+      as one of `users` (their `X-MS-CLIENT-PRINCIPAL`, as App Service Authentication injects it);
     * the Event Grid webhook `POST /runtime/webhooks/EventGrid?functionName=<fn>`;
     * timer triggers every `timer_interval` seconds instead of their schedule (None: only
       when `run_timers_once()` is called);
@@ -52,6 +54,7 @@ class DevHost:
         blob_poll_interval: float = 0.3,
         blob_front_door_port: int | None = None,
         route_prefix: str = "api",
+        users: LocalUsers | None = None,
     ) -> None:
         self.index = FunctionIndex.from_app(app)
         self.subscriptions = list(subscriptions)
@@ -70,6 +73,7 @@ class DevHost:
             HttpTriggers(self.index, self._invoker),
             EventGridWebhook(self.index.event_grid, self._invoker),
             route_prefix=route_prefix,
+            users=users,
         )
         self._server = DevServer(dispatcher, host=host, port=port)
         self._timers = TimerRunner(self.index.timers, self._invoker, interval=timer_interval)

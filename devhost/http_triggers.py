@@ -43,7 +43,7 @@ class HttpTriggers:
         if function is None:
             if resolution.allowed:
                 allow = ", ".join(sorted(resolution.allowed))
-                reply = Reply.error(405, f"method {method} not allowed; allowed: {allow}")
+                reply = Reply.problem(405, f"method {method} not allowed; allowed: {allow}")
                 return Reply(reply.status, reply.body, (*reply.headers, ("Allow", allow)))
             return Reply.error(404, f"no HTTP function at /{route_path.strip('/')}")
         request = func.HttpRequest(

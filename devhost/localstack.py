@@ -40,6 +40,7 @@ from aztrain.service.settings import (
 from devhost.azurite import Azurite, azurite_connection_string
 from devhost.blob_events import Subscription
 from devhost.host import DevHost
+from devhost.identity import USERS_ENV, LocalUsers
 from devhost.topic import LocalTopic, load_subscribers
 
 log = logging.getLogger(__name__)
@@ -189,8 +190,20 @@ class LocalStack:
             port=self.port,
             timer_interval=self.timer_interval,
             blob_front_door_port=self.azurite_port,
+            users=self._users(),
         )
         self._host.start()
+
+    def _users(self) -> LocalUsers:
+        """Who the dev host signs callers in as: the users file at `AZTRAIN_DEV_USERS`, else `<state dir>/users.toml`.
+
+        Without either, every caller is the local admin (devhost/identity.py).
+        """
+        named = os.environ.get(USERS_ENV)
+        path = Path(named) if named else self.state_dir / "users.toml"
+        if named or path.is_file():
+            return LocalUsers.load(path)
+        return LocalUsers()
 
     def _start_topic(self) -> None:
         """The local Event Grid topic for outbound events (unless a topic in Azure is configured).

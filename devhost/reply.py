@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import uuid
 from dataclasses import dataclass
+from http import HTTPStatus
 from typing import Any
 
 INTERNAL_ERROR = "internal server error; the dev host log has the details under this correlation id"
@@ -32,6 +33,12 @@ class Reply:
     def error(cls, status: int, message: str) -> Reply:
         """A JSON `{"error": message}` response."""
         return cls.json(status, {"error": message})
+
+    @classmethod
+    def problem(cls, status: int, detail: str) -> Reply:
+        """An RFC 9457 problem (`application/problem+json`) of no particular type, as `about:blank` means."""
+        body = {"type": "about:blank", "title": HTTPStatus(status).phrase, "status": status, "detail": detail}
+        return cls(status, json.dumps(body).encode(), (("Content-Type", "application/problem+json"),))
 
     @classmethod
     def internal_error(cls, correlation: str) -> Reply:

@@ -11,6 +11,7 @@ from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 from devhost.http_triggers import HttpTriggers
+from devhost.identity import LocalUsers, UnknownUser
 from devhost.reply import Reply, correlation_id
 from devhost.webhook import EVENT_TYPE_HEADER, WEBHOOK_PATH, EventGridWebhook
 
@@ -20,9 +21,17 @@ log = logging.getLogger(__name__)
 class Dispatcher:
     """Chooses between the Event Grid webhook and the HTTP triggers for one request."""
 
-    def __init__(self, http: HttpTriggers, webhook: EventGridWebhook, *, route_prefix: str = "api") -> None:
+    def __init__(
+        self,
+        http: HttpTriggers,
+        webhook: EventGridWebhook,
+        *,
+        route_prefix: str = "api",
+        users: LocalUsers | None = None,
+    ) -> None:
         self._http = http
         self._webhook = webhook
+        self._users = users or LocalUsers()
         self._prefix = "/" + route_prefix.strip("/") if route_prefix.strip("/") else ""
 
     def dispatch(self, *, method: str, target: str, base_url: str, headers: Mapping[str, str], body: bytes) -> Reply:
@@ -38,6 +47,10 @@ class Dispatcher:
             )
         if self._prefix and not (path == self._prefix or path.startswith(self._prefix + "/")):
             return Reply.error(404, f"not found: {path}")
+        try:  # signed in as App Service Authentication would: the platform's header, never the caller's
+            headers = self._users.signed_in(headers)
+        except UnknownUser as exc:
+            return Reply.error(401, str(exc))
         return self._http.handle(
             method=method,
             url=base_url + target,
@@ -131,7 +144,12 @@ class _Handler(BaseHTTPRequestHandler):
             (time.monotonic() - started) * 1000,
         )
 
-    do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = do_OPTIONS = _serve
+    def __getattr__(self, name: str) -> Any:
+        # Every method goes to the dispatcher (TRACE, QUERY, ...), as the Functions host routes them:
+        # the functions decide, not the stdlib's HTML 501 for a method it has no `do_` for.
+        if name.startswith("do_"):
+            return self._serve
+        raise AttributeError(name)
 
     def _read_body(self) -> bytes:
         if "chunked" in self.headers.get("Transfer-Encoding", "").lower():

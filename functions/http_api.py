@@ -20,23 +20,12 @@ from pydantic import BaseModel, ValidationError
 
 from aztrain.api import models as api
 from aztrain.domain.errors import InvalidTransition
-from aztrain.domain.runs import Run, RunState
+from aztrain.domain.runs import RunState
 from aztrain.service.bootstrap import control_plane
-from aztrain.service.run_outputs import AmbiguousRun, RunFiles, find_run, read_log, read_metrics
-from aztrain.service.views import (
-    cluster_view,
-    dead_letter_view,
-    dump,
-    job_view,
-    lineage_view,
-    model_view,
-    run_detail,
-    run_view,
-    window_view,
-)
-from functions import submission
+from aztrain.service.queries import Queries
+from functions import not_allowed, submission
+from functions.identity import Access, caller
 from functions.openapi import Body, Header, Operation, PathParameter, document
-from functions.pagination import page
 from functions.problems import ApiProblem, Handler, bad_request, guarded, invalid
 
 bp = func.Blueprint()
@@ -48,31 +37,66 @@ OPERATIONS: list[Operation] = []
 RUN_ID = PathParameter(api.RUN_REF_PATTERN, "a run id, or a unique prefix of one (at least 6 characters)")
 NAME = PathParameter(api.NAME_PATTERN, "a job (and model) name: 3-63 lowercase letters, digits or '-'")
 VERSION = PathParameter(r"^[1-9][0-9]{0,8}$", "a version number, from 1")
+_BYTES = r"^[0-9]+$"
 LOG_HEADERS = (
-    Header("X-Log-Offset", "Byte offset of the first byte returned"),
-    Header("X-Log-Next-Offset", "Where to continue (`?offset=`) to follow the log"),
-    Header("X-Log-Size", "The log's size when read"),
-    Header("X-Run-State", "The run's state when read: follow until it is terminal and nothing new arrives"),
+    Header("X-Log-Offset", "Byte offset of the first byte returned", _BYTES),
+    Header("X-Log-Next-Offset", "Where to continue (`?offset=`) to follow the log", _BYTES),
+    Header("X-Log-Size", "The log's size when read", _BYTES),
+    Header(
+        "X-Run-State",
+        "The run's state when read: follow until it is terminal and nothing new arrives",
+        enum=tuple(state.value for state in RunState),
+    ),
 )
-_MAX_CANDIDATES = 20
 
 Q = TypeVar("Q", bound=BaseModel)
 
 
 def _route(
-    method: str, route: str, summary: str, responses: dict[int, Body], **details: Any
+    method: str,
+    route: str,
+    summary: str,
+    responses: dict[int, Body],
+    *,
+    access: Access = Access.SIGNED_IN,
+    **details: Any,
 ) -> Callable[[Handler], Any]:
-    """Register a route with the blueprint, inside the problem guard, and record it for the OpenAPI document."""
+    """Register a route with the blueprint, inside the problem guard, and record it for the OpenAPI document.
+
+    `access`: what the caller needs; any but PUBLIC answers 401 to a caller who is not signed in.
+    """
+    errors = tuple(details.pop("errors", ()))
+    if access is not Access.PUBLIC:
+        errors = (*errors, 401) + ((403,) if access in (Access.SUBMIT, Access.ADMIN) else ())
 
     def register(handler: Handler) -> Any:
         OPERATIONS.append(
             Operation(
-                method=method, route=route, name=handler.__name__, summary=summary, responses=responses, **details
+                method=method,
+                route=route,
+                name=handler.__name__,
+                summary=summary,
+                responses=responses,
+                errors=tuple(sorted(errors)),
+                access=access.value,
+                **details,
             )
         )
-        return bp.route(route=route, methods=[method])(guarded(handler))
+        checked = handler if access is Access.PUBLIC else _signed_in(handler)
+        return bp.route(route=route, methods=[method])(guarded(checked))
 
     return register
+
+
+def _signed_in(handler: Handler) -> Handler:
+    """`handler`, answering 401 before it runs unless the caller is signed in."""
+
+    @functools.wraps(handler)
+    def route(req: func.HttpRequest) -> func.HttpResponse:
+        caller(req)
+        return handler(req)
+
+    return route
 
 
 def _run_route(
@@ -84,14 +108,18 @@ def _run_route(
     )
 
 
-def _json(body: dict[str, Any], status: int = 200) -> func.HttpResponse:
-    return submission.Answer(status, body).response()
+def _json(body: BaseModel, status: int = 200) -> func.HttpResponse:
+    return submission.Answer(status, body.model_dump(mode="json", by_alias=True)).response()
+
+
+def _queries() -> Queries:
+    return control_plane().queries
 
 
 def _query(model: type[Q], req: func.HttpRequest) -> Q:
-    """The query as `model`; an empty value (`?job=`, as forms send) means the parameter is not given."""
+    """The query as `model`, each value checked as the document says (an empty one too)."""
     try:
-        return model.model_validate({name: value for name, value in req.params.items() if value != ""})
+        return model.model_validate(dict(req.params))
     except ValidationError as exc:
         raise bad_request(exc) from None
 
@@ -104,17 +132,9 @@ def _param(req: func.HttpRequest, name: str, shape: PathParameter) -> str:
     return value
 
 
-def _run(req: func.HttpRequest) -> Run:
-    """The run the route names, by id or unique prefix: 400 malformed, 404 absent, 409 ambiguous."""
-    ref = _param(req, "run_id", RUN_ID)
-    try:
-        return find_run(control_plane().store, ref)
-    except AmbiguousRun as exc:
-        raise ApiProblem(409, "ambiguous-run-id", str(exc), candidates=exc.candidates[:_MAX_CANDIDATES]) from None
-
-
-def _runs_container() -> str:
-    return control_plane().settings.runs_container
+def _run_ref(req: func.HttpRequest) -> str:
+    """The run id (or prefix) the route names: a 400 when malformed."""
+    return _param(req, "run_id", RUN_ID)
 
 
 # --------------------------------------------------------------------------------------------- jobs
@@ -127,6 +147,7 @@ def _runs_container() -> str:
     "or registers a watching job that waits for its data",
     {202: api.Submitted, 200: api.Submitted},
     errors=(400, 413, 415, 422),
+    access=Access.SUBMIT,
     query=api.SubmitQuery,
     manifest_body=True,
     request_headers=(submission.IDEMPOTENCY_KEY, submission.REQUEST_ID),
@@ -134,7 +155,7 @@ def _runs_container() -> str:
 )
 def submit_job(req: func.HttpRequest) -> func.HttpResponse:
     """202 with a new run (or `waiting`), 200 with an existing one; 422 (with the REJECTED run) if invalid."""
-    return submission.submit(req, control_plane(), force=_query(api.SubmitQuery, req).force)
+    return submission.submit(req, control_plane(), force=_query(api.SubmitQuery, req).force, by=caller(req))
 
 
 @_route(
@@ -147,10 +168,7 @@ def submit_job(req: func.HttpRequest) -> func.HttpResponse:
 )
 def list_jobs(req: func.HttpRequest) -> func.HttpResponse:
     query = _query(api.PageQuery, req)
-    jobs, next_token = page(
-        control_plane().store.list_jobs(), lambda j: j.name, limit=query.limit, continuation=query.continuation
-    )
-    return _json({"jobs": [job_view(j) for j in jobs], "next": next_token})
+    return _json(_queries().jobs(limit=query.limit, continuation=query.continuation))
 
 
 @_route(
@@ -162,8 +180,7 @@ def list_jobs(req: func.HttpRequest) -> func.HttpResponse:
     path={"name": NAME},
 )
 def job_window(req: func.HttpRequest) -> func.HttpResponse:
-    name = _param(req, "name", NAME)
-    return _json(window_view(name, control_plane().window(name)))
+    return _json(_queries().window(_param(req, "name", NAME)))
 
 
 # ------------------------------------------------------------------------------------------- models
@@ -179,14 +196,7 @@ def job_window(req: func.HttpRequest) -> func.HttpResponse:
 )
 def list_models(req: func.HttpRequest) -> func.HttpResponse:
     query = _query(api.PageQuery, req)
-    versions, next_token = page(
-        control_plane().store.model_versions(),
-        # Names never contain a space, which sorts before any name character: name order, then version.
-        lambda v: f"{v.name} {v.version:010d}",
-        limit=query.limit,
-        continuation=query.continuation,
-    )
-    return _json({"models": [model_view(v) for v in versions], "next": next_token})
+    return _json(_queries().models(limit=query.limit, continuation=query.continuation))
 
 
 @_route(
@@ -198,15 +208,7 @@ def list_models(req: func.HttpRequest) -> func.HttpResponse:
     path={"name": NAME},
 )
 def model_versions(req: func.HttpRequest) -> func.HttpResponse:
-    service = control_plane()
-    name = _param(req, "name", NAME)
-    versions = service.store.model_versions(name)
-    if not versions:
-        raise ApiProblem(404, "not-found", f"model {name!r} has no versions")
-    current = service.current_model(name)
-    return _json(
-        {"name": name, "current": current.version if current else None, "versions": [model_view(v) for v in versions]}
-    )
+    return _json(_queries().model(_param(req, "name", NAME)))
 
 
 @_route(
@@ -219,7 +221,7 @@ def model_versions(req: func.HttpRequest) -> func.HttpResponse:
 )
 def model_lineage(req: func.HttpRequest) -> func.HttpResponse:
     name, version = _param(req, "name", NAME), int(_param(req, "version", VERSION))
-    return _json(lineage_view(control_plane().lineage(name, version), runs_container=_runs_container()))
+    return _json(_queries().lineage(name, version))
 
 
 # --------------------------------------------------------------------------------------------- runs
@@ -228,11 +230,7 @@ def model_lineage(req: func.HttpRequest) -> func.HttpResponse:
 @_route("GET", "runs", "Runs, newest first, a page at a time", {200: api.RunList}, errors=(400,), query=api.RunsQuery)
 def list_runs(req: func.HttpRequest) -> func.HttpResponse:
     query = _query(api.RunsQuery, req)
-    runs = control_plane().store.find_runs(job=query.job, states=query.state or None)
-    # Run ids sort newest first, so a new run never lands after a page already read.
-    chosen, next_token = page(runs, lambda r: r.id, limit=query.limit, continuation=query.continuation)
-    container = _runs_container()
-    return _json({"runs": [run_view(r, runs_container=container) for r in chosen], "next": next_token})
+    return _json(_queries().runs(job=query.job, states=query.state, limit=query.limit, continuation=query.continuation))
 
 
 @_run_route(
@@ -244,9 +242,7 @@ def list_runs(req: func.HttpRequest) -> func.HttpResponse:
 )
 def get_run(req: func.HttpRequest) -> func.HttpResponse:
     shown = _query(api.RunQuery, req)
-    run = _run(req)
-    history = [t for t in control_plane().store.history(run.id) if t.applied or shown.all]
-    return _json(run_detail(run, history, runs_container=_runs_container()))
+    return _json(_queries().detail(_run_ref(req), refused=shown.all))
 
 
 @_run_route(
@@ -254,14 +250,16 @@ def get_run(req: func.HttpRequest) -> func.HttpResponse:
     "/cancel",
     "Ask a run to stop (idempotent while it stops)",
     {202: api.RunView},
+    access=Access.SUBMIT,
 )
 def cancel_run(req: func.HttpRequest) -> func.HttpResponse:
-    run = _run(req)
+    service = control_plane()
+    run = service.queries.run(_run_ref(req))
     try:
-        canceled = control_plane().cancel(run.id, cause="http:cancel")
+        canceled = service.cancel(run.id, cause="http:cancel", by=caller(req))
     except InvalidTransition as exc:
         raise ApiProblem(409, "run-finished", str(exc), state=RunState(exc.state)) from None
-    return _json(run_view(canceled, runs_container=_runs_container()), 202)
+    return _json(service.queries.view(canceled), 202)
 
 
 @_run_route(
@@ -274,14 +272,12 @@ def cancel_run(req: func.HttpRequest) -> func.HttpResponse:
 )
 def run_logs(req: func.HttpRequest) -> func.HttpResponse:
     query = _query(api.LogsQuery, req)
-    run = _run(req)
-    chunk = read_log(
-        control_plane().data, RunFiles.of(run, _runs_container()), offset=query.offset or 0, tail=query.tail
-    )
+    log_ = _queries().log(_run_ref(req), offset=query.offset or 0, tail=query.tail)
+    chunk = log_.chunk
     headers = dict(
         zip(
             (h.name for h in LOG_HEADERS),
-            (str(chunk.offset), str(chunk.next_offset), str(chunk.size), run.state.value),
+            (str(chunk.offset), str(chunk.next_offset), str(chunk.size), log_.state.value),
             strict=True,
         )
     )
@@ -295,10 +291,7 @@ def run_logs(req: func.HttpRequest) -> func.HttpResponse:
     {200: api.Metrics},
 )
 def run_metrics(req: func.HttpRequest) -> func.HttpResponse:
-    run = _run(req)
-    epochs, final = read_metrics(control_plane().data, RunFiles.of(run, _runs_container()))
-    metrics = api.Metrics(run_id=run.id, state=run.state, epochs=epochs, final=final or run.metrics or None)
-    return _json(dump(metrics))
+    return _json(_queries().metrics(_run_ref(req)))
 
 
 # ---------------------------------------------------------------------------------------- the rest
@@ -308,7 +301,7 @@ def run_metrics(req: func.HttpRequest) -> func.HttpResponse:
     "GET", "clusters", "Clusters: desired vs observed nodes, active runs, last scale action", {200: api.ClusterList}
 )
 def list_clusters(req: func.HttpRequest) -> func.HttpResponse:
-    return _json({"clusters": [cluster_view(c) for c in control_plane().store.list_clusters()]})
+    return _json(_queries().clusters())
 
 
 @_route(
@@ -321,36 +314,31 @@ def list_clusters(req: func.HttpRequest) -> func.HttpResponse:
 )
 def list_dead_letters(req: func.HttpRequest) -> func.HttpResponse:
     query = _query(api.PageQuery, req)
-    letters, next_token = page(
-        control_plane().store.dead_letters(),
-        # Event ids never hold a newline, which sorts before any of their characters: time order, then function.
-        lambda d: f"{d.at.isoformat()}\n{d.function}\n{d.event_id}",
-        limit=query.limit,
-        continuation=query.continuation,
-    )
-    return _json({"deadletters": [dead_letter_view(d) for d in letters], "next": next_token})
+    return _json(_queries().dead_letters(limit=query.limit, continuation=query.continuation))
 
 
-@_route("GET", "health", "Liveness plus a storage round trip", {200: api.Health, 503: api.Health})
+@_route("GET", "health", "Liveness plus a storage round trip", {200: api.Health, 503: api.Health}, access=Access.PUBLIC)
 def health(req: func.HttpRequest) -> func.HttpResponse:
-    """A misconfigured app says so at once; the storage error itself goes to the log, not the reply."""
-    service = control_plane()
-    try:
-        service.store.list_clusters()
-    except Exception as exc:  # report, don't crash: this endpoint exists to say what is wrong
-        log.warning("health: storage unreachable", exc_info=True)
-        storage = f"unreachable ({type(exc).__name__}); see the log"
-        return _json({"status": "unhealthy", "backend": service.backend.name, "storage": storage}, 503)
-    return _json({"status": "ok", "backend": service.backend.name, "storage": "ok"})
+    """A misconfigured app says so at once."""
+    health = _queries().health()
+    return _json(health, 200 if health.status == "ok" else 503)
 
 
 @_route(
-    "GET", "openapi.json", "This document: every route, its parameters, bodies and problems", {200: "application/json"}
+    "GET",
+    "openapi.json",
+    "This document: every route, its parameters, bodies and problems",
+    {200: "application/json"},
+    access=Access.PUBLIC,
 )
 def openapi(req: func.HttpRequest) -> func.HttpResponse:
-    return _json(_document())
+    return submission.Answer(200, _document()).response()
 
 
 @functools.cache
 def _document() -> dict[str, Any]:
     return document(OPERATIONS)
+
+
+# Last, once every route above is declared: 405 for each method a path leaves out.
+not_allowed.register(bp, OPERATIONS)

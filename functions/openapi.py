@@ -34,9 +34,17 @@ class PathParameter:
 
 @dataclass(frozen=True)
 class Header:
+    """A request or response header, and the shape its value has (a pattern, or one of `enum`)."""
+
     name: str
     description: str
     pattern: str = ""
+    enum: tuple[str, ...] = ()
+
+    @property
+    def schema(self) -> dict[str, Any]:
+        shape: dict[str, Any] = {"pattern": self.pattern} if self.pattern else {}
+        return {"type": "string", **shape, **({"enum": list(self.enum)} if self.enum else {})}
 
 
 #: A response: a model (JSON), a media type whose body is text, or None (no body).
@@ -58,6 +66,7 @@ class Operation:
     manifest_body: bool = False
     request_headers: tuple[Header, ...] = ()
     response_headers: dict[int, tuple[Header, ...]] = field(default_factory=dict)
+    access: str = ""  # the role the caller needs (`functions.identity.Access`), as docs/api.md words it
 
     @property
     def path_template(self) -> str:
@@ -116,6 +125,9 @@ def _operation(op: Operation, schemas: dict[str, Any]) -> dict[str, Any]:
         "description": "Unexpected failure: a problem with a correlation id, details only in the log",
         "content": {PROBLEM_TYPE: {"schema": {"$ref": _REF.format(model="Problem")}}},
     }
+    if op.access:
+        spec["x-aztrain-access"] = op.access
+        spec["description"] = f"Needs: {op.access}."
     if op.manifest_body:
         manifest = {"schema": {"$ref": _REF.format(model="JobManifest")}}
         spec["requestBody"] = {"required": True, "content": dict.fromkeys(MANIFEST_TYPES, manifest)}
@@ -149,12 +161,23 @@ def _query_parameters(op: Operation, schemas: dict[str, Any]) -> list[dict[str, 
             "in": "query",
             "required": name in model.get("required", ()),
             "description": schema.get("description", ""),
-            "schema": {k: v for k, v in schema.items() if k not in ("description", "title")},
+            "schema": _present(schema),
         }
         if schema.get("type") == "array":  # `?state=A,B` (a repeated parameter is joined the same way)
             parameter.update(style="form", explode=False)
         parameters.append(parameter)
     return parameters
+
+
+def _present(schema: dict[str, Any]) -> dict[str, Any]:
+    """A query value's schema: a parameter left out is the model's None, so a sent value is never null."""
+    kept = {k: v for k, v in schema.items() if k not in ("description", "title")}
+    choices = [choice for choice in kept.pop("anyOf", ()) if choice != {"type": "null"}]
+    if kept.get("default", "") is None:
+        del kept["default"]
+    if len(choices) == 1:
+        return {**choices[0], **kept}
+    return {**kept, "anyOf": choices} if choices else kept
 
 
 def _header_parameters(op: Operation) -> list[dict[str, Any]]:
@@ -164,7 +187,7 @@ def _header_parameters(op: Operation) -> list[dict[str, Any]]:
             "in": "header",
             "required": False,
             "description": header.description,
-            "schema": {"type": "string", **({"pattern": header.pattern} if header.pattern else {})},
+            "schema": header.schema,
         }
         for header in op.request_headers
     ]
@@ -178,7 +201,7 @@ def _response(op: Operation, status: int, body: Body) -> dict[str, Any]:
         response["content"] = {body: {"schema": {"type": "string" if body.startswith("text/") else "object"}}}
     headers = op.response_headers.get(status, ())
     if headers:
-        response["headers"] = {h.name: {"description": h.description, "schema": {"type": "string"}} for h in headers}
+        response["headers"] = {h.name: {"description": h.description, "schema": h.schema} for h in headers}
     return response
 
 
@@ -188,7 +211,10 @@ _SUCCESS_DESCRIPTIONS = {
     503: "Unhealthy: storage is unreachable",
 }
 _PROBLEM_DESCRIPTIONS = {
-    400: "Malformed request: a route parameter, query value, header or document that is not well-formed",
+    400: "Malformed request: a route parameter, query value, header or document that is not well-formed, "
+    "or a continuation token this API did not issue",
+    401: "Not signed in: no X-MS-CLIENT-PRINCIPAL (App Service Authentication, or the dev host's users)",
+    403: "Signed in, but without the role or team membership the request needs (named in `missing`)",
     404: "Not found: well-formed, but no such run, job or model",
     409: "Conflict: an ambiguous run id prefix, or a run whose state forbids the request",
     413: "The manifest is larger than the limit (declared Content-Length or actual body)",

@@ -15,7 +15,8 @@ import azure.functions as func
 from pydantic import ValidationError
 
 from aztrain.api.models import FieldError, Problem
-from aztrain.domain.errors import NotFound
+from aztrain.domain.errors import Forbidden, NotFound
+from aztrain.service.facade import AmbiguousRun, InvalidContinuation
 
 log = logging.getLogger(__name__)
 
@@ -25,7 +26,10 @@ TYPE_BASE = "https://aztrain.dev/problems/"
 
 
 class ApiProblem(Exception):
-    """Raised by a route to answer with a problem: `slug` names its kind, `extra` adds members (`run`, ...)."""
+    """Raised by a route to answer with a problem: `slug` names its kind, `extra` adds members (`run`, ...).
+
+    `headers` go on the response (a 405's `Allow`).
+    """
 
     def __init__(
         self,
@@ -34,6 +38,7 @@ class ApiProblem(Exception):
         detail: str,
         *,
         errors: list[FieldError] | None = None,
+        headers: dict[str, str] | None = None,
         **extra: Any,
     ) -> None:
         super().__init__(detail)
@@ -41,6 +46,7 @@ class ApiProblem(Exception):
         self.slug = slug
         self.detail = detail
         self.errors = errors
+        self.headers = headers or {}
         self.extra = extra
 
 
@@ -75,7 +81,9 @@ def problem_body(problem: ApiProblem, path: str) -> dict[str, Any]:
 
 def problem_response(problem: ApiProblem, req: func.HttpRequest) -> func.HttpResponse:
     body = problem_body(problem, urlsplit(req.url).path)
-    return func.HttpResponse(json.dumps(body, indent=2), status_code=problem.status, mimetype=PROBLEM_TYPE)
+    return func.HttpResponse(
+        json.dumps(body, indent=2), status_code=problem.status, mimetype=PROBLEM_TYPE, headers=problem.headers
+    )
 
 
 Handler = Callable[[func.HttpRequest], func.HttpResponse]
@@ -95,6 +103,14 @@ def guarded(handler: Handler) -> Handler:
             return problem_response(problem, req)
         except NotFound as exc:
             return problem_response(ApiProblem(404, "not-found", str(exc)), req)
+        except AmbiguousRun as exc:
+            return problem_response(ApiProblem(409, "ambiguous-run-id", str(exc), candidates=exc.candidates), req)
+        except InvalidContinuation as exc:
+            return problem_response(invalid("continuation", str(exc)), req)
+        except Forbidden as exc:
+            return problem_response(
+                ApiProblem(403, "forbidden", f"{exc}: needs {exc.missing}", missing=exc.missing), req
+            )
         except Exception:
             correlation_id = str(uuid.uuid4())
             log.exception("%s %s failed (correlation id %s)", req.method, urlsplit(req.url).path, correlation_id)

@@ -14,26 +14,32 @@ from urllib.parse import urlsplit
 import azure.functions as func
 
 from aztrain.api import models as api
+from aztrain.domain.identity import Principal
 from aztrain.domain.layout import new_run_id
 from aztrain.domain.runs import Run, RunState
 from aztrain.service import telemetry
 from aztrain.service.facade import ControlPlane
-from aztrain.service.views import run_view
 from functions.openapi import Header
 from functions.problems import PROBLEM_TYPE, ApiProblem, invalid, problem_body
 
 IDEMPOTENCY_KEY = Header(
     "Idempotency-Key",
-    "Makes a retried submit safe: the same key returns the first answer and creates one run",
-    r'^"?[\x21-\x7e]{1,255}"?$',
+    "Makes a retried submit safe: the same key returns the first answer and creates one run. 1-255 visible "
+    "ASCII characters, or a structured-field string (in double quotes) of them; anything else is a 400",
+    r'^(?:"[\x21\x23-\x7e]{1,255}"|[\x21-\x7e]{1,255})$',
 )
+#: A structured-field string (RFC 9651 §3.3.3) of visible characters: the key is what is between the quotes.
+_QUOTED_KEY = re.compile(r'"([\x21\x23-\x7e]{1,255})"')
 REQUEST_ID = Header(
     "X-Request-Id",
-    "Recorded as the run's cause (`http:<id>`) and, without a `traceparent`, its correlation id",
+    "Recorded as the run's cause (`http:<id>`) and, without a `traceparent`, its correlation id. "
+    "1-128 visible ASCII characters; anything else (an empty value too) is a 400",
     r"^[\x21-\x7e]{1,128}$",
 )
 LOCATION = Header("Location", "The new run (/api/runs/<id>), or a waiting job's window (/api/jobs/<name>/window)")
-REPLAYED = Header("Idempotent-Replayed", "true when this is the stored answer to an earlier request")
+REPLAYED = Header(
+    "Idempotent-Replayed", "Sent (as true) when this is the stored answer to an earlier request", enum=("true",)
+)
 #: Media types a manifest may be sent as (a missing Content-Type is fine too); the service reads YAML, a JSON superset.
 MANIFEST_MEDIA_TYPES = frozenset(
     {"application/json", "application/yaml", "application/x-yaml", "text/yaml", "text/x-yaml", "text/plain"}
@@ -62,8 +68,8 @@ class Answer:
         )
 
 
-def submit(req: func.HttpRequest, service: ControlPlane, *, force: bool) -> func.HttpResponse:
-    """Submit the request's manifest: once per `Idempotency-Key`, when one is given."""
+def submit(req: func.HttpRequest, service: ControlPlane, *, force: bool, by: Principal) -> func.HttpResponse:
+    """Submit the request's manifest for the signed-in `by`: once per `Idempotency-Key`, when one is given."""
     manifest = _manifest(req, service.settings.max_manifest_bytes)
     key = _idempotency_key(req)
     request_id = _request_id(req)
@@ -71,17 +77,23 @@ def submit(req: func.HttpRequest, service: ControlPlane, *, force: bool) -> func
     # One id follows the run everywhere: the caller's W3C trace id if it sent one, else its request id.
     correlation = telemetry.trace_id_of(req.headers.get("traceparent")) or request_id
     path = urlsplit(req.url).path
-    container = service.settings.runs_container
 
     def answer(run_id: str | None) -> Answer:
         result = service.submit(
-            manifest, trigger="http", cause=cause, source="http", force=force, run_id=run_id, correlation=correlation
+            manifest,
+            trigger="http",
+            cause=cause,
+            source="http",
+            force=force,
+            run_id=run_id,
+            correlation=correlation,
+            by=by,
         )
         run = result.run
         if run and run.state is RunState.REJECTED:
-            return _rejected(run, path, container)
+            return _rejected(run, service.queries.view(run), path)
         body = {
-            "run": run_view(run, runs_container=container) if run else None,
+            "run": service.queries.view(run).model_dump(mode="json", by_alias=True) if run else None,
             "created": result.created,
             "reason": result.reason,
             "job": result.job,
@@ -116,7 +128,7 @@ def _manifest(req: func.HttpRequest, limit: int) -> bytes:
     return body
 
 
-def _rejected(run: Run, path: str, runs_container: str) -> Answer:
+def _rejected(run: Run, view: api.RunView, path: str) -> Answer:
     """A manifest the service recorded as REJECTED, as a problem carrying the run."""
     syntax = _NOT_YAML in run.error
     problem = ApiProblem(
@@ -124,7 +136,7 @@ def _rejected(run: Run, path: str, runs_container: str) -> Answer:
         "malformed-manifest" if syntax else "invalid-manifest",
         run.error,
         errors=_field_errors(run.error),
-        run=run_view(run, runs_container=runs_container),
+        run=view,
     )
     return Answer(problem.status, problem_body(problem, path), PROBLEM_TYPE)
 
@@ -149,12 +161,18 @@ def _idempotency_key(req: func.HttpRequest) -> str | None:
         return None
     if not re.fullmatch(IDEMPOTENCY_KEY.pattern, raw):
         raise invalid(IDEMPOTENCY_KEY.name, "use 1-255 visible ASCII characters, e.g. a UUID")
-    return raw.strip('"')  # the header may be sent as a structured-field string
+    quoted = _QUOTED_KEY.fullmatch(raw)
+    return quoted.group(1) if quoted else raw
 
 
 def _request_id(req: func.HttpRequest) -> str:
-    given = req.headers.get("x-request-id", "")
-    return given if re.fullmatch(REQUEST_ID.pattern, given) else str(uuid.uuid4())
+    """The caller's request id, refused unless it has the documented shape; a new one when none is sent."""
+    given: str | None = req.headers.get("x-request-id")
+    if given is None:
+        return str(uuid.uuid4())
+    if not re.fullmatch(REQUEST_ID.pattern, given):
+        raise invalid(REQUEST_ID.name, "use 1-128 visible ASCII characters, e.g. a UUID")
+    return given
 
 
 def _idempotent(service: ControlPlane, key: str, digest: str, answer: Callable[[str], Answer]) -> func.HttpResponse:

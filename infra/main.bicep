@@ -33,21 +33,27 @@ param gpuCountPerNode int = 0
 @description('Most nodes the `gpu-small` cluster may scale to.')
 param gpuMaxNodes int = 2
 
+@description('Compute profiles users may run on, comma-separated (azd: ALLOWED_PROFILES). The default is the one cluster this template provisions; a manifest naming any other profile, or a priority it does not offer, is refused at submit (422 naming these). Add gpu-small-low, gpu-a100, ... only with quota and budget for them.')
+param allowedProfiles string = 'gpu-small'
+
 @allowed(['LowPriority', 'Dedicated'])
 @description('Dedicated matches the manifest default (compute.priority: dedicated). LowPriority costs a fraction but can be preempted.')
 param gpuPriority string = 'Dedicated'
 
 // Flex Consumption scale limits (learn.microsoft.com/azure/azure-functions/flex-consumption-plan:
 // "The lowest maximum scale ... is 40. The highest currently supported value is 1000"; instance
-// memory 2048 MB, the default, or 4096 MB).
+// memory 512, 2048 or 4096 MB, as the official Flex samples allow: Azure-Samples/azure-functions-flex-consumption-samples).
 @minValue(40)
 @maxValue(1000)
 @description('Most Function App instances Flex Consumption may run at once; caps the control plane\'s cost. Handlers are idempotent, so any value in range is safe.')
 param functionMaximumInstanceCount int = 40
 
-@allowed([2048, 4096])
-@description('Memory per Function App instance (MB). 2048 is plenty: handlers take one cheap step and return.')
-param functionInstanceMemoryMB int = 2048
+// Measured: the app's Python process peaks at about 136 MB with every SDK it uses imported (azure-ai-ml,
+// storage, Event Grid, OpenTelemetry; docs/deploy.md, *Instance memory*), so 512 MB, the smallest size, is
+// the default: execution is billed per GB-s, a quarter of 2048's.
+@allowed([512, 2048, 4096])
+@description('Memory per Function App instance (MB). 512 holds the app (it peaks near 136 MB); 2048 or 4096 for headroom.')
+param functionInstanceMemoryMB int = 512
 
 // Replication of both storage accounts: the control plane's (run records, manifests, the model
 // registry, datasets) and the workspace's (job snapshots, logs, registered model files).
@@ -60,6 +66,10 @@ param storageSkuName string = 'Standard_GRS'
 @description('Optional object id (azd: AZURE_PRINCIPAL_ID) granted upload rights on the jobs and data containers and read access to run logs.')
 param principalId string = ''
 
+@minValue(1)
+@description('Days previous blob versions (overwritten or deleted manifests, logs, outputs, checkpoints) are kept before deletion.')
+param previousVersionRetentionDays int = 30
+
 var token = toLower(uniqueString(resourceGroup().id, environmentName))
 var tags = { 'azd-env-name': environmentName }
 
@@ -69,8 +79,11 @@ var jobsContainer = 'jobs'
 var manifestsPrefix = 'manifests/'
 var runsContainer = 'runs'
 var dataContainers = ['datasets']
-var tables = ['jobs', 'runs', 'runhistory', 'claims', 'clusters', 'arrivals', 'models', 'deadletters', 'active', 'watches', 'inbox']
+var tables = ['jobs', 'runs', 'runhistory', 'claims', 'clusters', 'arrivals', 'models', 'deadletters', 'active', 'watches', 'inbox', 'runsbytime']
 var deadLetterContainer = 'deadletter'
+// The trainer's Azure ML environment (aztrain.service.settings's default name), registered from
+// trainer/environment by the postprovision hook; the app's jobs use its latest version.
+var trainerEnvironment = 'aztrain-horovod'
 var deploymentContainer = 'app-package'
 // The name the azureml backend gives the `gpu-small` profile's cluster (aztrain.domain.profiles.CLUSTER_PREFIX).
 var gpuClusterName = 'aztrain-gpu-small'
@@ -100,6 +113,7 @@ module storage 'modules/storage.bicep' = {
     tags: tags
     name: 'st${token}'
     skuName: storageSkuName
+    previousVersionRetentionDays: previousVersionRetentionDays
     containers: concat([jobsContainer, runsContainer, deadLetterContainer, deploymentContainer], dataContainers)
     tables: tables
   }
@@ -136,12 +150,14 @@ module topic 'modules/topic.bicep' = {
   }
 }
 
+var functionAppName = '${namePrefix}-func-${token}'
+
 module functionApp 'modules/functionapp.bicep' = {
   name: 'functionapp'
   params: {
     location: location
     tags: tags
-    name: '${namePrefix}-func-${token}'
+    name: functionAppName
     planName: 'plan-${token}'
     storageAccountName: storage.outputs.name
     deploymentContainerName: deploymentContainer
@@ -160,9 +176,14 @@ module functionApp 'modules/functionapp.bicep' = {
       AZTRAIN_AML_SUBSCRIPTION_ID: subscription().subscriptionId
       AZTRAIN_AML_RESOURCE_GROUP: resourceGroup().name
       AZTRAIN_AML_WORKSPACE: aml.outputs.workspaceName
+      // CloudEvents: `source` + `id` identify an event, so each deployment names itself, with its
+      // resource path as Azure's own events do (docs/events.md, *Envelope*).
+      AZTRAIN_EVENTS_SOURCE: resourceId('Microsoft.Web/sites', functionAppName)
+      AZTRAIN_AML_ENVIRONMENT: '${trainerEnvironment}@latest'
       AZTRAIN_AML_COMPUTE_IDENTITY_ID: aml.outputs.trainingIdentityId // attach to clusters it creates
       // The gpu-small profile as deployed here, so the backend adopts this cluster instead of resizing it.
       AZTRAIN_COMPUTE_PROFILES: string({ 'gpu-small': union(gpuSmallProfile, gpuSmallGpus) })
+      AZTRAIN_ALLOWED_PROFILES: allowedProfiles
       // Outbound events: no key, so the managed identity (EventGrid Data Sender, rbac.bicep) signs them.
       AZTRAIN_EVENTS_TOPIC_ENDPOINT: topic.outputs.endpoint
     }
@@ -212,6 +233,7 @@ output AZURE_FUNCTION_APP_NAME string = functionApp.outputs.name
 output AZURE_STORAGE_ACCOUNT_NAME string = storage.outputs.name
 output AZURE_ML_WORKSPACE_NAME string = aml.outputs.workspaceName
 output AZURE_ML_GPU_CLUSTER string = aml.outputs.gpuClusterName
+output AZURE_ML_ENVIRONMENT_NAME string = trainerEnvironment
 // The CLI's AZTRAIN_URL (it appends /api/...); API_BASE_URL is the same with /api.
 output AZTRAIN_URL string = 'https://${functionApp.outputs.defaultHostName}'
 output API_BASE_URL string = 'https://${functionApp.outputs.defaultHostName}/api'

@@ -17,6 +17,7 @@ from aztrain.service.facade import ControlPlane
 from aztrain.service.ports import ComputeBackend
 from aztrain.service.settings import Settings
 from devhost import DevHost
+from devhost.identity import LocalUsers
 from functions import dashboard, events, http_api, reconcile
 
 
@@ -29,11 +30,17 @@ def fresh_function_app() -> func.FunctionApp:
 
 @contextlib.contextmanager
 def hosted_app(
-    azurite: str, *, table_prefix: str, state_dir: Path, backend: ComputeBackend | None = None
+    azurite: str,
+    *,
+    table_prefix: str,
+    state_dir: Path,
+    backend: ComputeBackend | None = None,
+    users: LocalUsers | None = None,
 ) -> Iterator[tuple[DevHost, ControlPlane]]:
     """A freshly built `function_app` on the dev host over Azurite, timers off, and the service it uses.
 
-    Settings come from the environment, as in Azure; `backend` replaces the configured one (e.g. a scripted fake).
+    Settings come from the environment, as in Azure; `backend` replaces the configured one (e.g. a scripted fake);
+    `users`: who the dev host signs callers in as (default: every caller is the local admin).
     """
     env = {
         "AZTRAIN_STORAGE_CONNECTION_STRING": azurite,
@@ -49,7 +56,9 @@ def hosted_app(
         if backend is not None:
             patch.setattr(service, "ctx", replace(service.ctx, backend=backend))
         try:
-            with DevHost(fresh_function_app(), connection_string=azurite, port=0, timer_interval=None) as host:
+            with DevHost(
+                fresh_function_app(), connection_string=azurite, port=0, timer_interval=None, users=users
+            ) as host:
                 yield host, service
         finally:
             control_plane.cache_clear()

@@ -1,21 +1,21 @@
-"""The training loop: epochs of Horovod-synchronised steps, stoppable and resumable at any optimizer step."""
+"""The training loop: epochs of synchronised steps on every rank, stoppable and resumable at any optimizer step."""
 
 from __future__ import annotations
 
 import math
 import time
 from collections.abc import Callable
-from contextlib import AbstractContextManager
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-import horovod.torch as hvd
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from trainer.args import TrainArgs
 from trainer.data import Splits
+from trainer.distributed import Group
 from trainer.loader import batch_count, batches, shard_order
 
 # Optimizer steps between checks for a preemption: each check is a small allreduce, and a
@@ -52,12 +52,18 @@ def learning_rate(args: TrainArgs, *, world_size: int, step: int, steps_per_epoc
 
 @dataclass
 class Training:
-    """The model, its Horovod `DistributedOptimizer` and loss scaler, and the data, on this rank's device."""
+    """The model, the network and optimizer that average its gradients, loss scaler and data, on this rank's device.
+
+    `network` is what training runs through (the model itself, or a wrapper that averages
+    gradients); `model` is what is scored, checkpointed and saved.
+    """
 
     args: TrainArgs
     splits: Splits
     device: torch.device
+    group: Group
     model: nn.Module
+    network: nn.Module
     optimizer: torch.optim.Optimizer
     scaler: torch.amp.GradScaler
 
@@ -68,9 +74,9 @@ class Training:
         stop it returns False with `progress` at that step. True: the epoch is complete,
         scored and in `progress.history`.
         """
-        args, size = self.args, hvd.size()
+        args, group, size = self.args, self.group, self.group.size
         epoch = progress.epoch + 1
-        order = shard_order(len(self.splits.train), epoch=epoch, seed=args.seed, rank=hvd.rank(), world_size=size)
+        order = shard_order(len(self.splits.train), epoch=epoch, seed=args.seed, rank=group.rank, world_size=size)
         per_epoch = batch_count(len(order), args.batch_size)
         accumulation = args.gradient_accumulation_steps
         steps_per_epoch = math.ceil(per_epoch / accumulation)
@@ -78,27 +84,29 @@ class Training:
         started = time.perf_counter()
         # Summed on the device: reading each loss back would stall the GPU's queue every step.
         loss_sum = torch.tensor(progress.loss_sum, device=self.device)
-        self.model.train()
+        self.network.train()
         data = batches(self.splits.train, order, batch_size=args.batch_size, device=self.device, skip=progress.step)
         for index, (images, labels) in enumerate(data, start=progress.step):
-            with self._autocast():
-                loss = F.cross_entropy(self.model(images), labels)
-            loss_sum.add_(loss.detach(), alpha=len(labels))
-            # Horovod allreduces the gradients once they have been summed over `accumulation` passes.
-            scaled = self.scaler.scale(loss / accumulation)
-            scaled.backward()  # type: ignore[no-untyped-call]  # torch leaves Tensor.backward unannotated
-            if (index + 1) % accumulation and index + 1 < per_epoch:
+            # The gradients are averaged once they have been summed over `accumulation` passes.
+            last_pass = (index + 1) % accumulation == 0 or index + 1 == per_epoch
+            with nullcontext() if last_pass else group.accumulating(self.network):
+                with self._autocast():
+                    loss = F.cross_entropy(self.network(images), labels)
+                loss_sum.add_(loss.detach(), alpha=len(labels))
+                scaled = self.scaler.scale(loss / accumulation)
+                scaled.backward()  # type: ignore[no-untyped-call]  # torch leaves Tensor.backward unannotated
+            if not last_pass:
                 continue
             step = index // accumulation  # in this epoch, from 0
             self._step(learning_rate(args, world_size=size, step=first_step + step, steps_per_epoch=steps_per_epoch))
             if (step + 1) % POLL_STEPS == 0 and step + 1 < steps_per_epoch and should_stop():
                 progress.step = index + 1
                 # Each rank resumes from the same (averaged) sum: the epoch's mean comes out the same.
-                progress.loss_sum = float(hvd.allreduce(loss_sum, op=hvd.Average, name="partial_loss"))
+                progress.loss_sum = float(group.allreduce(loss_sum, "mean", name="partial_loss"))
                 progress.seconds += time.perf_counter() - started
                 return False
         # The shards are the same size, so the mean of the ranks' means is the mean over all samples.
-        mean_loss = float(hvd.allreduce(loss_sum / len(order), op=hvd.Average, name="train_loss"))  # waits for the GPU
+        mean_loss = float(group.allreduce(loss_sum / len(order), "mean", name="train_loss"))  # waits for the GPU
         seconds = progress.seconds + time.perf_counter() - started
         self._average_buffers()
         progress.history.append(
@@ -118,7 +126,7 @@ class Training:
 
     def evaluate(self) -> float:
         """Accuracy on the whole test set: each rank scores its share, then the counts are summed."""
-        test, rank, size = self.splits.test, hvd.rank(), hvd.size()
+        test, rank, size = self.splits.test, self.group.rank, self.group.size
         share = torch.arange(rank, len(test), size)  # no padding: each image is scored exactly once
         correct = torch.zeros((), dtype=torch.int64, device=self.device)
         self.model.eval()
@@ -127,7 +135,7 @@ class Training:
                 correct += (self.model(images).argmax(dim=1) == labels).sum()
         counts = torch.tensor([float(correct), len(share)], dtype=torch.float64)
         # Summed counts, not averaged accuracies: the ranks' shares can differ in size by one.
-        counts = hvd.allreduce(counts, op=hvd.Sum, name="test_counts")
+        counts = self.group.allreduce(counts, "sum", name="test_counts")
         return float(counts[0] / counts[1])
 
     def state(self, progress: Progress) -> dict[str, Any]:
@@ -155,9 +163,8 @@ class Training:
 
     def broadcast(self, progress: Progress, rng: dict[str, torch.Tensor] | None) -> Progress:
         """Make every rank start where rank 0 is: weights, optimizer, scaler, progress and random state."""
-        hvd.broadcast_parameters(self.model.state_dict(), root_rank=0)
-        hvd.broadcast_optimizer_state(self.optimizer, root_rank=0)
-        shared = hvd.broadcast_object((progress, self.scaler.state_dict(), rng), root_rank=0, name="resume_state")
+        self.group.broadcast_state(self.model, self.optimizer)
+        shared = self.group.broadcast_object((progress, self.scaler.state_dict(), rng), name="resume_state")
         progress, scaler, rng = shared
         if scaler:
             self.scaler.load_state_dict(scaler)
@@ -168,13 +175,11 @@ class Training:
         return progress
 
     def _step(self, lr: float) -> None:
-        for group in self.optimizer.param_groups:
-            group["lr"] = lr
-        # Wait for Horovod's allreduce first, so the scaler checks the averaged gradients for
-        # inf/NaN, which are identical on every rank: all ranks then skip or take the step together.
-        self.optimizer.synchronize()  # type: ignore[attr-defined]  # DistributedOptimizer's
-        with self.optimizer.skip_synchronize():  # type: ignore[attr-defined]
-            self.scaler.step(self.optimizer)
+        for params in self.optimizer.param_groups:
+            params["lr"] = lr
+        # The scaler checks the averaged gradients for inf/NaN, which are identical on every
+        # rank: all ranks then skip or take the step together.
+        self.group.step(self.optimizer, self.scaler)
         self.scaler.update()
         self.optimizer.zero_grad()
 
@@ -186,16 +191,16 @@ class Training:
     def _average_buffers(self) -> None:
         """Average the batch norms' running statistics across ranks.
 
-        Horovod averages gradients, not buffers: without this each rank would score, and
+        The ranks average gradients, not buffers: without this each rank would score, and
         rank 0 save, statistics of its own shard only.
         """
         statistics = [buffer for buffer in self.model.buffers() if buffer.is_floating_point()]
-        hvd.grouped_allreduce_(statistics, op=hvd.Average, name="batch_norm_statistics")
+        self.group.average_(statistics, name="batch_norm_statistics")
 
     def _layout(self) -> dict[str, int]:
         """What decides how an epoch is cut into batches: a partial epoch resumes only under the same."""
         return {
-            "world_size": hvd.size(),
+            "world_size": self.group.size,
             "batch_size": self.args.batch_size,
             "gradient_accumulation_steps": self.args.gradient_accumulation_steps,
         }

@@ -5,8 +5,9 @@ from __future__ import annotations
 import signal
 from types import FrameType
 
-import horovod.torch as hvd
 import torch
+
+from trainer.distributed import Group
 
 
 class Preemption:
@@ -19,7 +20,7 @@ class Preemption:
     def _on_sigterm(self, signum: int, frame: FrameType | None) -> None:
         self._requested = True  # acted on between steps: a half-done step cannot be checkpointed
 
-    def agreed(self) -> bool:
+    def agreed(self, group: Group) -> bool:
         """Whether any rank has been sent SIGTERM. A collective: every rank calls it at the same step."""
         requested = torch.tensor(int(self._requested))
-        return bool(hvd.allreduce(requested, op=hvd.Max, name="preemption").item())
+        return bool(group.allreduce(requested, "max", name="preemption").item())

@@ -1,9 +1,12 @@
-"""Train an image classifier with Horovod.
+"""Train an image classifier, data-parallel over Horovod or PyTorch DDP.
 
     horovodrun --gloo -np N -H localhost:N python -m trainer.train --data-dir DIR --output-dir DIR [--args-json JSON]
-        [--checkpoint-dir DIR] [--cache-dir DIR] [--snapshot-id ID] [--snapshot-file FILE] [--manifest-hash HASH]
+        [--distribution horovod|pytorch] [--checkpoint-dir DIR] [--cache-dir DIR] [--snapshot-id ID]
+        [--snapshot-file FILE] [--manifest-hash HASH]
+    torchrun --standalone --nproc-per-node N -m trainer.train --distribution pytorch ...
 
-One process per slot (per GPU); run without horovodrun it trains as a single process.
+One process per slot (per GPU), under the launcher of its `--distribution` (default horovod: see
+`trainer.distributed`); run without a launcher it trains as a single process.
 `--args-json` holds the manifest's `trainer.args` (see `trainer.args.TrainArgs`). Rank 0
 prints one line per epoch, `epoch 1/5 loss=0.1234 accuracy=0.9650 samples/s=...`, keeps
 a checkpoint after every epoch and writes `metrics.jsonl`, then `model.pt` and last
@@ -12,8 +15,8 @@ checkpoint folder and continues from there.
 
 Exit codes: 0 trained; 2 invalid arguments, data or checkpoint, with one line on stderr
 starting "error: "; 75 preempted: SIGTERM arrived, a checkpoint was written, and running
-again with the same checkpoint folder resumes. Anything else is a crash. (`horovodrun`
-exits 1 when any process fails, and prints each one's "Exit code: N".)
+again with the same checkpoint folder resumes. Anything else is a crash. (`horovodrun` and
+`torchrun` exit 1 when any process fails, and print each one's code: "Exit code: N", "exitcode: N".)
 """
 
 from __future__ import annotations
@@ -28,7 +31,6 @@ from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any, TypeVar
 
-import horovod.torch as hvd
 import torch
 
 from trainer.args import ArgsError, TrainArgs, parse_args
@@ -36,6 +38,7 @@ from trainer.cache import DataCache
 from trainer.checkpoint import CheckpointError, load_newest, save_checkpoint
 from trainer.data import Loaded, Splits, load, split
 from trainer.dataset import DataError, Dataset
+from trainer.distributed import DEFAULT, NAMES, Group, connect
 from trainer.exit_codes import EXIT_INVALID, EXIT_PREEMPTED
 from trainer.loop import Progress, Training
 from trainer.model import build_model, state_digest
@@ -57,23 +60,23 @@ def main(argv: list[str] | None = None) -> int:
     """Parse, validate, train and (on rank 0) save; returns the exit code."""
     cli = _parse_cli(argv)
     preemption = Preemption()  # first: a SIGTERM during start-up is then honoured at the first check
-    hvd.init()
+    group = connect(cli.distribution)
     try:
         args = parse_args(_decode(cli.args_json))
-        device = _device()
-        loaded, splits = _load_data(cli, args)
-        training = _build(args, splits, loaded.dataset, device)
+        device = _device(group)
+        loaded, splits = _load_data(cli, args, group)
+        training = _build(args, splits, loaded.dataset, device, group)
         progress, resumed_from = _resume(cli.checkpoint_dir, training, loaded.dataset)
     except (ArgsError, _Invalid) as exc:
-        if hvd.rank() == 0:  # every rank stops with the same problem; one report is enough
+        if group.rank == 0:  # every rank stops with the same problem; one report is enough
             print(f"error: {exc}", file=sys.stderr, flush=True)
         return EXIT_INVALID
-    reporter = _Reporter(cli, args, loaded) if hvd.rank() == 0 else None
+    reporter = _Reporter(cli, args, loaded, group) if group.rank == 0 else None
     if reporter is not None:
         reporter.start(device, progress, resumed_from)
     if not _fit(training, progress, preemption, reporter):
         return EXIT_PREEMPTED
-    digests = hvd.allgather_object(state_digest(training.model.state_dict()), name="parameter_digests")
+    digests = group.allgather_object(state_digest(training.model.state_dict()), name="parameter_digests")
     if reporter is not None:
         reporter.finish(training, progress, digests)
     return 0
@@ -86,22 +89,27 @@ def _fit(
     reporter: _Reporter | None,
 ) -> bool:
     """Train the remaining epochs, checkpointing after each. False: preempted, with a checkpoint written."""
+
+    def agreed() -> bool:
+        return preemption.agreed(training.group)
+
     while progress.epoch < training.args.epochs:
-        completed = training.run_epoch(progress, preemption.agreed)
+        completed = training.run_epoch(progress, agreed)
         if reporter is not None:
             reporter.checkpoint(training, progress)
             if completed:
                 reporter.epoch(progress)
         # `completed` is the same on every rank, so either all ranks take the collective or none does.
-        if not completed or preemption.agreed():
-            hvd.barrier()  # rank 0's checkpoint is on disk before any process exits (a launcher then kills the rest)
+        if not completed or agreed():
+            # Rank 0's checkpoint is on disk before any process exits (a launcher then kills the rest).
+            training.group.barrier()
             if reporter is not None:
                 reporter.preempted(progress)
             return False
     return True
 
 
-def _load_data(cli: argparse.Namespace, args: TrainArgs) -> tuple[Loaded, Splits]:
+def _load_data(cli: argparse.Namespace, args: TrainArgs, group: Group) -> tuple[Loaded, Splits]:
     cache = DataCache(cli.cache_dir)
 
     def load_and_split() -> tuple[Loaded, Splits]:
@@ -112,8 +120,8 @@ def _load_data(cli: argparse.Namespace, args: TrainArgs) -> tuple[Loaded, Splits
         return loaded, split(loaded.dataset)
 
     # One process per node decodes and fills the node's cache; the others then read it from there.
-    first = _agreed(load_and_split if hvd.local_rank() == 0 else lambda: None, name="data")
-    return _agreed(lambda: first if first is not None else load_and_split(), name="data_local")
+    first = _agreed(group, load_and_split if group.local_rank == 0 else lambda: None, name="data")
+    return _agreed(group, lambda: first if first is not None else load_and_split(), name="data_local")
 
 
 def _load_pinned(cli: argparse.Namespace, cache: DataCache, image_size: int) -> Loaded:
@@ -129,32 +137,38 @@ def _load_pinned(cli: argparse.Namespace, cache: DataCache, image_size: int) -> 
     return replace(loaded, note=f"{loaded.note}; {note}")
 
 
-def _build(args: TrainArgs, splits: Splits, dataset: Dataset, device: torch.device) -> Training:
+def _build(args: TrainArgs, splits: Splits, dataset: Dataset, device: torch.device, group: Group) -> Training:
     torch.manual_seed(args.seed)
     model = build_model(dataset.input_shape, len(dataset.classes)).to(device)
-    optimizer = hvd.DistributedOptimizer(
+    network, optimizer = group.distribute(
+        model,
         torch.optim.SGD(model.parameters(), lr=args.lr, momentum=args.momentum),
-        named_parameters=model.named_parameters(),
-        compression=hvd.Compression.fp16 if args.fp16_allreduce else hvd.Compression.none,
-        backward_passes_per_step=args.gradient_accumulation_steps,
-        # One allreduce per step for all gradients: the model is small, so each collective costs
-        # mostly latency, and the per-cycle fusion would split one backward pass into several.
-        groups=1,
+        accumulation=args.gradient_accumulation_steps,
+        fp16=args.fp16_allreduce,
     )
     scaler = torch.amp.GradScaler(device.type, enabled=args.mixed_precision and device.type == "cuda")
-    return Training(args=args, splits=splits, device=device, model=model, optimizer=optimizer, scaler=scaler)
+    return Training(
+        args=args,
+        splits=splits,
+        device=device,
+        group=group,
+        model=model,
+        network=network,
+        optimizer=optimizer,
+        scaler=scaler,
+    )
 
 
 def _resume(folder: Path, training: Training, dataset: Dataset) -> tuple[Progress, Path | None]:
     """Rank 0 loads the newest checkpoint, if any, and every rank starts from its state; rank 0 gets its path."""
 
     def read() -> tuple[Path, dict[str, Any]] | None:
-        found = load_newest(folder) if hvd.rank() == 0 else None
+        found = load_newest(folder) if training.group.rank == 0 else None
         if found is not None:
             _check_same_data(*found, dataset)
         return found
 
-    found = _agreed(read, name="checkpoint")
+    found = _agreed(training.group, read, name="checkpoint")
     if found is None:
         return training.broadcast(Progress(), rng=None), None
     path, state = found
@@ -172,7 +186,7 @@ def _check_same_data(path: Path, state: dict[str, Any], dataset: Dataset) -> Non
         )
 
 
-def _agreed(action: Callable[[], T], *, name: str) -> T:
+def _agreed(group: Group, action: Callable[[], T], *, name: str) -> T:
     """Run `action` on every rank; if it finds bad input on any rank, raise `_Invalid` on all of them.
 
     Without this a rank with a problem would exit while the others wait for it in the
@@ -182,20 +196,20 @@ def _agreed(action: Callable[[], T], *, name: str) -> T:
         result, problem = action(), None
     except (DataError, CheckpointError) as exc:
         result, problem = None, str(exc)
-    found = [p for p in hvd.allgather_object(problem, name=name) if p is not None]
+    found = [p for p in group.allgather_object(problem, name=name) if p is not None]
     if found:
         raise _Invalid(found[0])
     return result  # type: ignore[return-value]  # no problem: action returned
 
 
-def _device() -> torch.device:
+def _device(group: Group) -> torch.device:
     # The node's cores are shared by its processes; more threads than their share only contend.
-    torch.set_num_threads(max(1, len(os.sched_getaffinity(0)) // hvd.local_size()))
+    torch.set_num_threads(max(1, len(os.sched_getaffinity(0)) // group.local_size))
     if not torch.cuda.is_available():
         return torch.device("cpu")
-    torch.cuda.set_device(hvd.local_rank())  # one GPU per process: local rank i drives GPU i
+    torch.cuda.set_device(group.local_rank)  # one GPU per process: local rank i drives GPU i
     torch.backends.cudnn.benchmark = True  # fixed input shapes: pick the fastest convolution kernels once
-    return torch.device("cuda", hvd.local_rank())
+    return torch.device("cuda", group.local_rank)
 
 
 def _data_identity(dataset: Dataset) -> dict[str, Any]:
@@ -206,14 +220,14 @@ def _data_identity(dataset: Dataset) -> dict[str, Any]:
 class _Reporter:
     """Rank 0's reporting: the log, metrics.jsonl, MLflow, and at the end model.pt and metrics.json."""
 
-    def __init__(self, cli: argparse.Namespace, args: TrainArgs, loaded: Loaded) -> None:
-        self.cli, self.args, self.loaded = cli, args, loaded
+    def __init__(self, cli: argparse.Namespace, args: TrainArgs, loaded: Loaded, group: Group) -> None:
+        self.cli, self.args, self.loaded, self.size = cli, args, loaded, group.size
         self.tracker: Tracker | None = start_tracking()
         self.lineage = {"data_snapshot": cli.snapshot_id, "manifest_hash": cli.manifest_hash}
         self.last_checkpoint: Path | None = None
 
     def start(self, device: torch.device, progress: Progress, resumed_from: Path | None) -> None:
-        dataset, args, size = self.loaded.dataset, self.args, hvd.size()
+        dataset, args, size = self.loaded.dataset, self.args, self.size
         channels, height, width = dataset.input_shape
         print(
             f"data: {len(dataset.labels)} images, {len(dataset.classes)} classes, {dataset.source} "
@@ -263,14 +277,14 @@ class _Reporter:
             "accuracy": last["accuracy"],
             "loss": last["loss"],
             "epochs": progress.epoch,
-            "world_size": hvd.size(),
+            "world_size": self.size,
             "samples_per_second": round(samples / sum(e["epoch_seconds"] for e in progress.history), 1),
             "samples": len(dataset.labels),
             "data_sources": _samples(dataset),
             "data_from_cache": self.loaded.from_cache,
             "data_seconds": round(self.loaded.seconds, 3),
             "parameter_digest": digests[0],
-            "ranks_in_sync": len(set(digests)) == 1,  # Horovod kept every rank's copy identical
+            "ranks_in_sync": len(set(digests)) == 1,  # the averaged gradients kept every rank's copy identical
             **self.lineage,
         }
         save_model(
@@ -311,6 +325,12 @@ def _parse_cli(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--data-dir", type=Path, required=True, help="digits.npz, or one folder per class of images")
     parser.add_argument("--output-dir", type=Path, required=True, help="where rank 0 writes model.pt and metrics")
     parser.add_argument("--args-json", default="{}", help="the trainer arguments as a JSON object")
+    parser.add_argument(
+        "--distribution",
+        choices=NAMES,
+        default=DEFAULT,
+        help=f"how the processes average gradients, matching their launcher (default: {DEFAULT})",
+    )
     parser.add_argument(
         "--checkpoint-dir",
         type=Path,

@@ -30,6 +30,7 @@ from aztrain.domain.records import (
     JobSubmission,
     ModelVersion,
     OutboundEvent,
+    Quota,
     cluster_spec,
 )
 from aztrain.domain.runs import Run, RunState, Transition
@@ -120,6 +121,19 @@ class InMemoryControlStore:
             and (cluster is None or r.cluster == cluster)
         ]
         return runs[:limit] if limit is not None else runs
+
+    def page_of_runs(
+        self,
+        *,
+        job: str | None = None,
+        states: Iterable[RunState] | None = None,
+        after: str | None = None,
+        limit: int,
+    ) -> list[Run]:
+        return [r for r in self.find_runs(job=job, states=states) if after is None or r.id > after][:limit]
+
+    def runs_by_prefix(self, prefix: str, limit: int) -> list[Run]:
+        return [r for r in self.find_runs() if r.id.startswith(prefix)][:limit]
 
     def refresh_active(self, run: Run) -> None:
         pass  # the active runs are computed here, never stored: nothing can be left behind
@@ -251,9 +265,15 @@ class FakeJob:
 
 
 class FakeComputeBackend:
-    """A scripted `ComputeBackend`: clusters grow after `provision_polls` calls, jobs step through `script`."""
+    """A scripted `ComputeBackend`: clusters grow after `provision_polls` calls, jobs step through `script`.
+
+    Profiles named `serverless…` are serverless: no cluster, nodes for each job until it ends. Every
+    node has `VCPUS_PER_NODE` vCPUs of `VM_FAMILY`, whose quota is `vcpu_quota` (None: no quota).
+    """
 
     name = "fake"
+    VM_FAMILY = "fakeGPUFamily"
+    VCPUS_PER_NODE = 4
 
     def __init__(
         self,
@@ -261,10 +281,12 @@ class FakeComputeBackend:
         max_nodes: int = 4,
         provision_polls: int = 1,
         script: tuple[JobPhase, ...] = (JobPhase.PENDING, JobPhase.RUNNING, JobPhase.COMPLETED),
+        vcpu_quota: int | None = None,
     ) -> None:
         self.max_nodes = max_nodes
         self.provision_polls = provision_polls
         self.script = script
+        self.vcpu_quota = vcpu_quota
         self.nodes: dict[str, int] = {}
         self.jobs: dict[str, FakeJob] = {}
         self._polls: dict[str, int] = {}
@@ -272,14 +294,34 @@ class FakeComputeBackend:
 
     def cluster_for(self, compute: ComputeSpec) -> ClusterSpec:
         return cluster_spec(
-            compute, name=f"fake-{compute.profile}", vm_size=compute.vm_size or "Fake_GPU", max_nodes=self.max_nodes
+            compute,
+            name=f"fake-{compute.profile}",
+            vm_size=compute.vm_size or "Fake_GPU",
+            max_nodes=self.max_nodes,
+            placement="serverless" if compute.profile.startswith("serverless") else "cluster",
+            vm_family=self.VM_FAMILY,
+            vcpus_per_node=self.VCPUS_PER_NODE,
         )
 
     def ensure_cluster(self, spec: ClusterSpec) -> int:
+        if spec.serverless:
+            return spec.nodes
         polls = self._polls[spec.name] = self._polls.get(spec.name, 0) + 1
         if polls > self.provision_polls:
             self.nodes[spec.name] = max(self.nodes.get(spec.name, 0), spec.nodes)
         return self.nodes.get(spec.name, 0)
+
+    def quota(self, spec: ClusterSpec) -> Quota | None:
+        """Cluster nodes held, and the nodes of serverless jobs not finished, against `vcpu_quota`."""
+        if self.vcpu_quota is None:
+            return None
+        serverless = sum(
+            j.submission.cluster.nodes
+            for j in self.jobs.values()
+            if j.submission.cluster.serverless and not j.phase.is_final
+        )
+        used = (sum(self.nodes.values()) + serverless) * self.VCPUS_PER_NODE
+        return Quota(self.VM_FAMILY, used=used, limit=self.vcpu_quota)
 
     def submit(self, job: JobSubmission) -> str:
         self.jobs.setdefault(job.name, FakeJob(job, list(self.script)))

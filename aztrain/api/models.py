@@ -2,16 +2,19 @@
 
 The same models validate requests, shape the JSON views (`aztrain.service.views`) and generate
 the OpenAPI document (`functions/openapi.py`), so what is documented is what is checked.
+It runs past 300 lines because it is the whole wire contract, one model per query and body.
 """
 
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer, model_validator
 
+from aztrain.api.query_values import QUERY_BOOLEAN, QUERY_INTEGER, states
 from aztrain.domain.layout import JOB_NAME_PATTERN, RUN_ID_PATTERN
+from aztrain.domain.retrain import BlockerKind, WindowAction
 from aztrain.domain.runs import RunState
 
 #: The most items one page of a list holds; larger `limit`s are capped to it.
@@ -26,12 +29,19 @@ RUN_JOB_PATTERN = r"^[A-Za-z0-9._-]{1,63}$"
 #: The longest log chunk one response carries; clients follow with the next offset.
 MAX_LOG_CHUNK = 1024 * 1024
 MAX_TAIL_LINES = 10_000
+#: The largest log offset a client may ask for: far past any log, and exact in JavaScript (the dashboard).
+MAX_LOG_OFFSET = 2**53 - 1
 
 Timestamp = Annotated[datetime, PlainSerializer(lambda at: at.isoformat(), return_type=str)]
 
 
 class _Query(BaseModel):
-    # Unknown parameters are ignored: Azure adds its own (`code=` carries the function key).
+    """A query string as the schema gives it: every value is checked exactly as documented.
+
+    Unknown parameters are ignored (Azure adds its own: `code=` carries the function key); an empty
+    value is a value like any other, so `?continuation=` or `?all=` is refused unless the schema allows it.
+    """
+
     model_config = ConfigDict(extra="ignore", frozen=True)
 
 
@@ -39,18 +49,20 @@ class _Body(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
 
-def _comma_separated(value: object) -> object:
-    return [part.strip().upper() for part in value.split(",") if part.strip()] if isinstance(value, str) else value
-
-
 Limit = Annotated[
     int,
     Field(ge=1, description=f"Items per page; at most {MAX_PAGE} (larger values are capped)"),
     AfterValidator(lambda n: min(n, MAX_PAGE)),
+    QUERY_INTEGER,
 ]
 Continuation = Annotated[
     str | None,
-    Field(max_length=512, pattern=r"^[A-Za-z0-9_-]+$", description="The `next` token of the previous page"),
+    Field(
+        max_length=512,
+        pattern=r"^[A-Za-z0-9_-]+$",
+        description="The `next` of the previous page, unchanged: an opaque token. Any other value, "
+        "though it has this shape, is a 400 bad-request naming `continuation`",
+    ),
 ]
 
 
@@ -65,7 +77,7 @@ class RunsQuery(_Query):
     """Runs, newest first, optionally of one job and in some states."""
 
     job: str | None = Field(default=None, pattern=RUN_JOB_PATTERN, description="Only runs of this job")
-    state: Annotated[list[RunState], BeforeValidator(_comma_separated)] = Field(
+    state: Annotated[list[RunState], BeforeValidator(states)] = Field(
         default_factory=list, description="Only runs in these states (comma-separated or repeated)"
     )
     limit: Limit = 50
@@ -73,13 +85,13 @@ class RunsQuery(_Query):
 
 
 class SubmitQuery(_Query):
-    force: bool = Field(
+    force: Annotated[bool, QUERY_BOOLEAN] = Field(
         default=False, description="Run again even if an identical manifest's run is active or COMPLETED"
     )
 
 
 class RunQuery(_Query):
-    all: bool = Field(
+    all: Annotated[bool, QUERY_BOOLEAN] = Field(
         default=False, description="Also the refused transitions (late or duplicate news, `applied: false`)"
     )
 
@@ -87,8 +99,14 @@ class RunQuery(_Query):
 class LogsQuery(_Query):
     """Where to start reading a run's log: a byte offset (to follow it), or its last lines."""
 
-    offset: int | None = Field(default=None, ge=0, description="Byte offset to read from (X-Log-Next-Offset)")
-    tail: int | None = Field(default=None, ge=1, le=MAX_TAIL_LINES, description="Only the last N lines")
+    offset: Annotated[int, Field(ge=0, le=MAX_LOG_OFFSET), QUERY_INTEGER] | None = Field(
+        default=None,
+        description="Byte offset to read from (X-Log-Next-Offset); at or past the end, the body is empty "
+        "and X-Log-Next-Offset repeats it. Not with `tail` (a 400)",
+    )
+    tail: Annotated[int, Field(ge=1, le=MAX_TAIL_LINES), QUERY_INTEGER] | None = Field(
+        default=None, description="Only the last N lines. Not with `offset` (a 400)"
+    )
 
     @model_validator(mode="after")
     def _one_start(self) -> LogsQuery:
@@ -138,8 +156,14 @@ class RunView(_Body):
     attempt: int
     manifest_hash: str
     error: str
+    waiting_reason: str | None = Field(None, description="Why a QUEUED run is not admitted yet; null once admitted")
     metrics: dict[str, Any]
     outputs: RunOutputs | None = Field(description="Null for a rejected run, which never ran")
+    team: str = Field(description="The team whose quota and budget the run uses")
+    submitted_by: str = Field(
+        description="The signed-in user who submitted it; empty for a dropped manifest or retraining"
+    )
+    priority: int = Field(description="Its place among its team's waiting runs, higher first")
 
 
 class RunDetail(RunView):
@@ -177,7 +201,7 @@ class JobList(_Body):
 
 
 class BlockerView(_Body):
-    kind: str = Field(description="debounce | min_new_blobs | cooldown | active_run")
+    kind: BlockerKind
     reason: str
     until: Timestamp | None = Field(description="When it stops holding the window, where that is known")
     run: str | None = Field(description="The active run (kind active_run)")
@@ -185,7 +209,7 @@ class BlockerView(_Body):
 
 class WindowView(_Body):
     job: str
-    action: str = Field(description="idle | wait | launch | skip")
+    action: WindowAction
     reason: str
     arrivals: int
     fires_at: Timestamp | None
@@ -266,7 +290,7 @@ class Metrics(_Body):
 
 
 class Health(_Body):
-    status: str = Field(description="ok | unhealthy")
+    status: Literal["ok", "unhealthy"]
     backend: str
     storage: str
 
@@ -292,3 +316,4 @@ class Problem(BaseModel):
     candidates: list[str] | None = Field(default=None, description="Run ids an ambiguous prefix matches")
     state: RunState | None = Field(default=None, description="The run's state, when it forbids the request")
     correlation_id: str | None = Field(default=None, description="Quote it when reporting a server error")
+    missing: str | None = Field(default=None, description="What the caller lacks for a 403: a role or a team")

@@ -73,7 +73,7 @@ class Session:
 
     @cached_property
     def client(self) -> Client:
-        return Client(self.connection.url, key=self.connection.function_key)
+        return Client(self.connection.url, key=self.connection.function_key, user=self.connection.user)
 
 
 def begin(ctx: typer.Context, as_json: bool) -> tuple[Session, Out]:
@@ -160,6 +160,10 @@ def _global_options(
         str | None,
         typer.Option(help="Function key for an API in Azure. (env AZTRAIN_FUNCTION_KEY; config function_key)"),
     ] = None,
+    user: Annotated[
+        str | None,
+        typer.Option(help="The dev host's user to act as (its users file). (env AZTRAIN_USER; config user)"),
+    ] = None,
     config: Annotated[
         Path | None,
         typer.Option(help="Config file (TOML). (env AZTRAIN_CONFIG; default ~/.config/aztrain/config.toml)"),
@@ -169,7 +173,7 @@ def _global_options(
     ] = False,
 ) -> None:
     """Event-driven control plane for distributed Horovod training on Azure: the command line."""
-    ctx.obj = Session({"url": url, "function_key": function_key}, config)
+    ctx.obj = Session({"url": url, "function_key": function_key, "user": user}, config)
 
 
 def current_out() -> Out:

@@ -168,7 +168,8 @@ def validate(
     load_local_settings(PROJECT_ROOT / "local.settings.json")  # the same profiles as the app and `plan`
     try:
         spec = parse_manifest(manifest.read_bytes(), source=str(manifest))
-        cluster_for(load_profiles(Settings.from_env().compute_profiles), spec.compute)
+        settings = Settings.from_env()
+        cluster_for(load_profiles(settings.compute_profiles, settings.allowed_profiles), spec.compute)
     except ManifestError as exc:
         if as_json:
             out.json({"file": str(manifest), "valid": False, "problems": exc.problems})

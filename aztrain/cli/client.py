@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from http import HTTPStatus
 from typing import Any
 
+from aztrain.api.principal import USER_HEADER
 from aztrain.domain.errors import AztrainError
 
 DEFAULT_URL = "http://127.0.0.1:7071"
@@ -106,9 +107,10 @@ class LogChunk:
 class Client:
     """Calls `/api/...` on a Functions host (the local dev host or Azure, with a function key)."""
 
-    def __init__(self, base_url: str = DEFAULT_URL, *, key: str = "", timeout: float = 30.0) -> None:
+    def __init__(self, base_url: str = DEFAULT_URL, *, key: str = "", user: str = "", timeout: float = 30.0) -> None:
         self.base_url = base_url.rstrip("/")
         self.key = key
+        self.user = user  # the dev host's user to act as; in Azure the platform signs the caller in
         self.timeout = timeout
 
     def send(
@@ -126,6 +128,8 @@ class Client:
         all_headers = {"content-type": "application/json", **(headers or {})}
         if self.key:
             all_headers["x-functions-key"] = self.key
+        if self.user:
+            all_headers[USER_HEADER] = self.user
         request = urllib.request.Request(url, data=body, method=method, headers=all_headers)
         try:
             with urllib.request.urlopen(request, timeout=self.timeout) as reply:

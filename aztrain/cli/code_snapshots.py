@@ -23,9 +23,9 @@ from aztrain.domain.code import (
     code_file_blob,
     code_listing_blob,
     code_snapshot,
+    with_pushed_code,
 )
 from aztrain.domain.errors import AztrainError
-from aztrain.domain.manifest import with_pushed_code
 
 #: Never code: caches, virtual environments and version control.
 IGNORED_FOLDERS = frozenset({"__pycache__", ".git", ".venv", "venv", ".mypy_cache", ".pytest_cache", ".ruff_cache"})

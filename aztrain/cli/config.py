@@ -6,6 +6,7 @@ The config file is TOML, at `$AZTRAIN_CONFIG` or `~/.config/aztrain/config.toml`
     function_key = "..."
     storage_connection_string = "..."
     storage_account_url = "https://myaccount.blob.core.windows.net"   # wins over a connection string
+    user = "alice"                                        # the dev host's user to act as (docs/teams.md)
 
 An account URL authenticates with `DefaultAzureCredential` (az login, managed identity, ...).
 """
@@ -31,6 +32,7 @@ ENV = {
     "function_key": "AZTRAIN_FUNCTION_KEY",
     "storage_connection_string": "AZTRAIN_STORAGE_CONNECTION_STRING",
     "storage_account_url": "AZTRAIN_STORAGE_ACCOUNT_URL",
+    "user": "AZTRAIN_USER",
 }
 
 
@@ -42,6 +44,7 @@ class Connection:
     function_key: str
     storage_connection_string: str
     storage_account_url: str
+    user: str  # the dev host's user to act as (`X-Aztrain-User`); Azure signs the caller in instead
     sources: dict[str, str]
 
 
@@ -74,6 +77,7 @@ def resolve(flags: dict[str, str | None], *, config: Path | None = None) -> Conn
         "function_key": "",
         "storage_connection_string": AZURITE_CONNECTION_STRING,
         "storage_account_url": "",
+        "user": "",
     }
     values: dict[str, str] = {}
     sources: dict[str, str] = {}

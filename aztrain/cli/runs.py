@@ -162,7 +162,8 @@ def runs(
 
 
 def _run_row(run: dict[str, Any]) -> list[str | Text]:
-    extra = clip(run["error"], 90) if run["error"] else summarise_metrics(run["metrics"])
+    said = run["error"] or (f"waiting: {run['waiting_reason']}" if run.get("waiting_reason") else "")
+    extra = clip(said, 90) if said else summarise_metrics(run["metrics"])
     return [run["id"], run["job"], state_text(run["state"]), run["trigger"], run["created_at"][:19], extra or "—"]
 
 
@@ -206,6 +207,8 @@ def show(
         out.line(f"correlation id {run['correlation_id']}")
     if run["error"]:
         out.line(f"error: {run['error']}", style="red")
+    if run.get("waiting_reason"):  # an API before admission has none to show
+        out.line(f"waiting: {run['waiting_reason']}", style="yellow")
     total = _planned_epochs(client, run)
     if wait and not run["terminal"]:
         run, metrics = _follow(out, client, run, total_epochs=total, timeout=timeout)

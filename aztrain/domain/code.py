@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,6 +20,8 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from aztrain.domain.layout import blob_path_problem
 from trainer.args import ArgsError
 
+#: The built-in trainer: what runs without a code snapshot.
+BUILTIN_ENTRYPOINT = "trainer.train"
 CODE_FOLDER = "_code/"
 CODE_ID_PATTERN = r"code-[0-9a-f]{24}"
 #: What one snapshot may hold: code, not data (data goes under a data prefix). Far below Azure ML's
@@ -29,6 +32,13 @@ MAX_CODE_FILES = 1000
 _ENVIRONMENT = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,254}@(latest|[A-Za-z0-9][A-Za-z0-9._-]{0,30})$"
 _IMAGE = r"^[a-z0-9][a-z0-9._/:@-]{0,254}$"  # registry/repository[:tag|@digest], no spaces or shell characters
 _ARG_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,63}$")
+#: What `entrypoint_problem` accepts, as one pattern for the manifest's JSON Schema: a module, or a relative
+#: `.py` path without '.'/'..' segments, '//', backslashes or control characters.
+ENTRYPOINT_PATTERN = (
+    r"^(?:[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*"
+    # `(?!\n)`: Python's `$` would match before a final newline too.
+    r"|(?!/)(?!.*//)(?!(?:.*/)?\.{1,2}(?:/|$))[^\\\x00-\x1f\x7f]*[^/\\\x00-\x1f\x7f]\.py)$(?!\n)"
+)
 _MODULE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
 
 
@@ -95,17 +105,37 @@ def code_file_blob(snapshot_id: str, path: str) -> str:
     return f"{CODE_FOLDER}{snapshot_id}/{path}"
 
 
-def entrypoint_problem(entrypoint: str) -> str | None:
-    """Why `entrypoint` is neither a module name nor a relative `.py` path inside a snapshot, or None."""
+def code_id_problem(code: str) -> str | None:
+    """Why `code` is not a code snapshot id, or None."""
+    if re.fullmatch(CODE_ID_PATTERN, code):
+        return None
+    return (
+        f"{code!r} is not a code snapshot id (code-<24 hex digits>); `aztrain submit` uploads a folder "
+        "named here, a dropped manifest names the id `aztrain code push DIR` prints"
+    )
+
+
+def entrypoint_problem(entrypoint: str, *, code: str | None) -> str | None:
+    """Why `entrypoint` cannot run: without `code` only the built-in trainer; with it, a module or a relative
+    `.py` path inside the snapshot. None when it can."""
+    if code is None:
+        if entrypoint == BUILTIN_ENTRYPOINT:
+            return None
+        return (
+            f"{entrypoint!r} is not allowed without trainer.code: name the snapshot of your code there, "
+            f"or leave the entrypoint as {BUILTIN_ENTRYPOINT!r} (the built-in trainer)"
+        )
     if entrypoint.endswith(".py"):
         problem = blob_path_problem(entrypoint)
         if problem:
-            return f"a path inside the code snapshot {problem}"
+            return f"{entrypoint!r}: a path inside the code snapshot {problem}"
         if "//" in entrypoint or not entrypoint.removesuffix(".py").rsplit("/", 1)[-1]:
-            return "not a file path; write e.g. 'train.py' or 'src/train.py'"
+            return f"{entrypoint!r}: not a file path; write e.g. 'train.py' or 'src/train.py'"
         return None
-    if not _MODULE.match(entrypoint):
-        return "neither a module (e.g. 'mypackage.train') nor a relative .py path (e.g. 'src/train.py')"
+    if not _MODULE.fullmatch(entrypoint):
+        return (
+            f"{entrypoint!r}: neither a module (e.g. 'mypackage.train') nor a relative .py path (e.g. 'src/train.py')"
+        )
     return None
 
 
@@ -122,7 +152,7 @@ def check_program_args(args: dict[str, str | int | float | bool]) -> None:
     string value may read as an option. `ArgsError` names every bad one."""
     problems = []
     for name, value in args.items():
-        if not _ARG_NAME.match(name):
+        if not _ARG_NAME.fullmatch(name):
             problems.append(f"trainer.args.{name}: not a flag name; use letters, digits, '-' and '_' from a letter on")
         elif isinstance(value, str) and value.startswith("-"):
             problems.append(f"trainer.args.{name}: {value!r} starts with '-': the program would read it as an option")
@@ -167,3 +197,14 @@ class EnvironmentSpec(BaseModel):
     def kind(self) -> str:
         """registered | image | requirements | conda."""
         return next(name for name, value in self.model_dump().items() if value is not None)
+
+
+def with_pushed_code(document: object, push: Callable[[str], str]) -> object:
+    """A decoded manifest whose `trainer.code` names a folder, naming instead the snapshot `push(folder)` returns."""
+    trainer = document.get("trainer") if isinstance(document, dict) else None
+    if not isinstance(document, dict) or not isinstance(trainer, dict):
+        return document
+    code = trainer.get("code")
+    if not isinstance(code, str) or re.fullmatch(CODE_ID_PATTERN, code):
+        return document
+    return {**document, "trainer": {**trainer, "code": push(code)}}

@@ -63,3 +63,11 @@ class InvalidTransition(AztrainError):
 
 class BackendError(AztrainError):
     """The compute backend failed in a way that retrying later may fix."""
+
+
+class Forbidden(AztrainError):
+    """The caller is signed in but may not do this; `missing` names what would let them (a role, a team)."""
+
+    def __init__(self, message: str, *, missing: str) -> None:
+        super().__init__(message)
+        self.missing = missing

@@ -12,7 +12,6 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Callable
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -28,20 +27,21 @@ from pydantic import (
 )
 
 from aztrain.domain.code import (
-    CODE_ID_PATTERN,
+    BUILTIN_ENTRYPOINT,
+    ENTRYPOINT_PATTERN,
     EnvironmentSpec,
     check_program_args,
+    code_id_problem,
     entrypoint_problem,
     registered_shorthand,
 )
 from aztrain.domain.documents import read_document
 from aztrain.domain.errors import ManifestError
 from aztrain.domain.layout import blob_path_problem
+from aztrain.domain.teams import MAX_PRIORITY, TEAM_PATTERN
 from trainer.args import ArgsError
 from trainer.args import parse_args as parse_trainer_args
 
-#: The built-in trainer: what runs without `trainer.code`, its arguments checked here before any GPU is paid for.
-BUILTIN_ENTRYPOINT = "trainer.train"
 _DURATION = re.compile(r"^(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
 _NAME = r"^[a-z0-9]([a-z0-9-]{1,61}[a-z0-9])$"
 
@@ -99,37 +99,36 @@ class DataSpec(_Strict):
         return value if not value or value.endswith("/") else value + "/"
 
 
+#: How a job's processes are started and average their gradients: Horovod (horovodrun, MPI on Azure ML)
+#: or PyTorch DDP (torchrun, PyTorchDistribution on Azure ML). `trainer.distributed.NAMES`, as a type.
+Distribution = Literal["horovod", "pytorch"]
+
+
 class TrainerSpec(_Strict):
     """What to run (the built-in trainer, or an entrypoint of a code snapshot), its arguments and environment."""
 
     # `code` comes first: the checks of the fields after it depend on it.
-    code: str | None = Field(
-        default=None, description="A code snapshot id (code-...): `aztrain code push DIR` prints it"
-    )
-    entrypoint: str = BUILTIN_ENTRYPOINT
+    code: str | None = Field(default=None, description="A code snapshot id: `aztrain code push DIR` prints it")
+    # The document gives the entrypoint's syntax; whether it is in the snapshot is checked at submit.
+    entrypoint: str = Field(default=BUILTIN_ENTRYPOINT, json_schema_extra={"pattern": ENTRYPOINT_PATTERN})
     args: dict[str, str | int | float | bool] = Field(default_factory=dict)
     environment: Annotated[EnvironmentSpec | None, BeforeValidator(registered_shorthand)] = None
+    distribution: Distribution = Field(
+        default="horovod", description="horovod (horovodrun / MPI) or pytorch (DDP: torchrun / PyTorchDistribution)"
+    )
 
     @field_validator("code")
     @classmethod
     def _snapshot_id(cls, value: str | None) -> str | None:
-        if value is not None and not re.fullmatch(CODE_ID_PATTERN, value):
-            raise ValueError(
-                f"{value!r} is not a code snapshot id (code-<24 hex digits>); `aztrain submit` uploads a folder "
-                "named here, a dropped manifest names the id `aztrain code push DIR` prints"
-            )
+        if value is not None and (problem := code_id_problem(value)):
+            raise ValueError(problem)
         return value
 
     @field_validator("entrypoint")
     @classmethod
     def _in_code(cls, value: str, info: ValidationInfo) -> str:
-        if info.data.get("code") is None and value != BUILTIN_ENTRYPOINT:
-            raise ValueError(
-                f"{value!r} is not allowed without trainer.code: name the snapshot of your code there, "
-                f"or leave the entrypoint as {BUILTIN_ENTRYPOINT!r} (the built-in trainer)"
-            )
-        if info.data.get("code") is not None and (problem := entrypoint_problem(value)):
-            raise ValueError(f"{value!r}: {problem}")
+        if problem := entrypoint_problem(value, code=info.data.get("code")):
+            raise ValueError(problem)
         return value
 
     @field_validator("environment")
@@ -212,6 +211,19 @@ class JobManifest(_Strict):
     compute: ComputeSpec = Field(default_factory=ComputeSpec)
     retrain: RetrainSpec | None = None
     registry: RegistrySpec = Field(default_factory=RegistrySpec)
+    # Teams (docs/teams.md): whose GPUs and budget the job's runs use, and their place in its queue.
+    team: str | None = Field(
+        default=None,
+        pattern=TEAM_PATTERN,
+        description="The team whose quota and budget the runs use; default: the submitter's only team, or the "
+        "folder a manifest is dropped into (manifests/<team>/...). Set by the service when left out.",
+    )
+    queue_priority: int | None = Field(
+        default=None,
+        ge=0,
+        le=MAX_PRIORITY,
+        description="Order among the team's waiting runs, higher first; default: the team's default priority",
+    )
 
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True, populate_by_name=True)
 
@@ -259,17 +271,6 @@ def manifest_from_dict(document: object, *, source: str = "") -> JobManifest:
     except ArgsError as exc:  # each problem already names its trainer.args.<name>
         raise ManifestError(exc.problems, source=source) from None
     return manifest
-
-
-def with_pushed_code(document: object, push: Callable[[str], str]) -> object:
-    """A decoded manifest whose `trainer.code` names a folder, naming instead the snapshot `push(folder)` returns."""
-    trainer = document.get("trainer") if isinstance(document, dict) else None
-    if not isinstance(document, dict) or not isinstance(trainer, dict):
-        return document
-    code = trainer.get("code")
-    if not isinstance(code, str) or re.fullmatch(CODE_ID_PATTERN, code):
-        return document
-    return {**document, "trainer": {**trainer, "code": push(code)}}
 
 
 def _describe(error: Any) -> str:

@@ -1,24 +1,27 @@
-"""Compute profiles: the named clusters a manifest's `compute` section can run on (Azure ML backend).
+"""Compute profiles: where a manifest's `compute` section runs (Azure ML backend), and on what.
 
-One AmlCompute cluster per profile, named `aztrain-<profile>`. The defaults below can be
-changed or extended with `AZTRAIN_COMPUTE_PROFILES`, a JSON object of profile name → fields;
-fields left out of an existing profile keep their value, e.g.
+A profile's `placement` is `cluster` (one AmlCompute cluster per profile, named `aztrain-<profile>`,
+which scales to zero after its idle time) or `serverless` (Azure ML serverless compute: nodes for
+the job alone, released when it ends; no cluster is created, scaled or deleted, and
+`compute.priority` picks the job tier, `low` → spot, `dedicated` → standard). The defaults below
+can be changed or extended with `AZTRAIN_COMPUTE_PROFILES`, a JSON object of profile name →
+fields; fields left out of an existing profile keep their value, e.g.
 `{"gpu-small": {"max_nodes": 8}, "a100-spot": {"vm_size": "Standard_NC24ads_A100_v4",
 "max_nodes": 2, "tier": "low_priority", "delete_when_idle": true}}`.
 
-A profile knows its GPUs per node (from `GPUS_PER_NODE` for the sizes below, given for any
-other), because the trainer pins each Horovod process to its own GPU: a manifest asking for more
-processes per node than that is rejected before anything is paid for. VM sizes Azure has retired
-are rejected naming a replacement, in a profile and in a manifest's `compute.vm_size`.
+A profile knows its GPUs per node (from `SIZES` for the sizes below, given for any other),
+because the trainer pins each process to its own GPU: a manifest asking for more processes per
+node than that is rejected before anything is paid for, on either placement. It knows the vCPUs
+and the quota family of its nodes too (from `SIZES`), which the quota check before provisioning
+counts. VM sizes Azure has retired are rejected naming a replacement, in a profile and in a
+manifest's `compute.vm_size`.
 """
 
 from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping
-from dataclasses import dataclass
-from datetime import date
+from collections.abc import Collection, Mapping
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
@@ -26,11 +29,16 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationIn
 from aztrain.domain.errors import ConfigError, ManifestError
 from aztrain.domain.manifest import ComputeSpec
 from aztrain.domain.records import ClusterSpec, cluster_spec
+from aztrain.domain.sizes import GPUS_PER_NODE, SIZES, retirement_notice
 
 SETTING = "AZTRAIN_COMPUTE_PROFILES"
+ALLOWED_SETTING = "AZTRAIN_ALLOWED_PROFILES"
 CLUSTER_PREFIX = "aztrain-"
-#: A manifest's `compute.priority` → the profile tier that serves it.
+#: A manifest's `compute.priority` → the cluster profile tier that serves it.
 TIER_FOR_PRIORITY = {"low": "low_priority", "dedicated": "dedicated"}
+#: A manifest's `compute.priority` → the serverless job tier (`queue_settings.job_tier`; Azure ML's
+#: how-to-use-serverless-compute: "standard (dedicated) tier or spot (low-priority) VM").
+JOB_TIER_FOR_PRIORITY = {"low": "spot", "dedicated": "standard"}
 #: Profile names: lowercase, and short enough that `aztrain-<name>` fits a compute name's 24 characters.
 _NAME_PATTERN = r"^[a-z][a-z0-9-]{0,14}[a-z0-9]$"
 #: Azure ML compute names, as the REST spec's `computeName` path parameter has them (Compute_CreateOrUpdate,
@@ -39,63 +47,13 @@ _NAME_PATTERN = r"^[a-z][a-z0-9-]{0,14}[a-z0-9]$"
 #: is a minus symbol": with a name ending in a letter or digit, every '-' is followed later by a letter.
 COMPUTE_NAME_PATTERN = r"^[a-zA-Z](?![a-zA-Z0-9-]*-\d+$)[a-zA-Z0-9\-]{2,23}$"
 
-#: GPUs per node of the VM sizes aztrain knows, from Azure's size pages ("Accelerators" tab):
-#: learn.microsoft.com/azure/virtual-machines/sizes/gpu-accelerated/{ncast4v3,nca100v4,ncadsh100v5,
-#: ndma100v4,ndh100v5}-series, and general-purpose/dsv2-series for the CPU size. Fractional-GPU sizes
-#: (NVadsA10 v5) are left out: a Horovod process needs a whole GPU.
-GPUS_PER_NODE: dict[str, int] = {
-    "Standard_NC4as_T4_v3": 1,
-    "Standard_NC8as_T4_v3": 1,
-    "Standard_NC16as_T4_v3": 1,
-    "Standard_NC64as_T4_v3": 4,
-    "Standard_NC24ads_A100_v4": 1,
-    "Standard_NC48ads_A100_v4": 2,
-    "Standard_NC96ads_A100_v4": 4,
-    "Standard_NC40ads_H100_v5": 1,
-    "Standard_NC80adis_H100_v5": 2,
-    "Standard_ND96amsr_A100_v4": 8,
-    "Standard_ND96isr_H100_v5": 8,
-    "Standard_DS3_v2": 0,
-}
-
-
-@dataclass(frozen=True)
-class Retirement:
-    """A VM series Azure has retired: its sizes are deallocated and can no longer be allocated."""
-
-    series: str
-    sizes: str  # a regular expression matching the series' size names whole
-    retired_on: date
-    replacement: str
-
-
-#: Azure's retirement notices (learn.microsoft.com/azure/virtual-machines/...):
-#: sizes/migration-guides/{nc,ncv2,nd,nv}-series-retirement (6 Sep 2023) and
-#: ncv3-nc6s-nc12s-nc24s-retirement (30 Sep 2025).
-RETIRED: tuple[Retirement, ...] = (
-    Retirement("NCv3", r"Standard_NC(6|12|24|24r)s_v3", date(2025, 9, 30),
-               "Standard_NC4as_T4_v3 (1 x T4) or Standard_NC24ads_A100_v4 (1 x A100)"),
-    Retirement("NCv2", r"Standard_NC(6|12|24|24r)s_v2", date(2023, 9, 6),
-               "Standard_NC4as_T4_v3 (1 x T4) or Standard_NC24ads_A100_v4 (1 x A100)"),
-    Retirement("NC", r"Standard_NC(6|12|24|24r)(_Promo)?", date(2023, 9, 6), "Standard_NC4as_T4_v3 (1 x T4)"),
-    Retirement("ND", r"Standard_ND(6|12|24|24r)s", date(2023, 9, 6), "Standard_NC24ads_A100_v4 (1 x A100)"),
-    Retirement("NV", r"Standard_NV(6|12|24)(_Promo)?", date(2023, 9, 6), "Standard_NC4as_T4_v3 (1 x T4)"),
-)  # fmt: skip
-
-
-def retirement_notice(vm_size: str) -> str:
-    """Why `vm_size` cannot be used and what to use instead, or '' when Azure has not retired it."""
-    for retired in RETIRED:
-        if re.fullmatch(retired.sizes, vm_size, flags=re.IGNORECASE):
-            return (
-                f"{vm_size} ({retired.series} series) was retired by Azure on {retired.retired_on:%d %b %Y}; "
-                f"use {retired.replacement} instead"
-            )
-    return ""
-
 
 class ComputeProfile(BaseModel):
-    """A cluster shape: VM size and its GPUs, node ceiling, tier, and how it scales down when idle."""
+    """A node shape and where it runs: VM size and its GPUs, node ceiling, placement, tier, and idle scale-down.
+
+    `tier`, `idle_seconds_before_scale_down` and `delete_when_idle` are a cluster's; a serverless
+    job's tier follows the manifest's `compute.priority`, and it has no idle time.
+    """
 
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
 
@@ -104,18 +62,24 @@ class ComputeProfile(BaseModel):
     #: 0 for a CPU-only size: its processes are not bound to GPUs.
     gpus_per_node: int = Field(ge=0, le=16)
     max_nodes: int = Field(ge=1, le=100)
-    tier: Literal["low_priority", "dedicated"]
+    tier: Literal["low_priority", "dedicated"] = "dedicated"
+    placement: Literal["cluster", "serverless"] = "cluster"
+    #: vCPUs per node and their quota family: 0 and '' for a size aztrain does not know (no quota check).
+    vcpus_per_node: int = Field(default=0, ge=0)
+    vm_family: str = ""
     idle_seconds_before_scale_down: int = Field(default=120, ge=0)
     #: Delete the cluster when its last run ends instead of leaving it at zero nodes.
     delete_when_idle: bool = False
 
     @model_validator(mode="before")
     @classmethod
-    def _known_gpus(cls, data: Any) -> Any:
-        """Sizes in `GPUS_PER_NODE` need no `gpus_per_node`; any other size must say."""
-        if isinstance(data, dict) and "gpus_per_node" not in data and data.get("vm_size") in GPUS_PER_NODE:
-            return {**data, "gpus_per_node": GPUS_PER_NODE[data["vm_size"]]}
-        return data
+    def _known_size(cls, data: Any) -> Any:
+        """Sizes in `SIZES` need no `gpus_per_node`, `vcpus_per_node` or `vm_family`; others must give their GPUs."""
+        facts = SIZES.get(data.get("vm_size", "")) if isinstance(data, dict) else None
+        if facts is None:
+            return data
+        known = {"gpus_per_node": facts.gpus, "vcpus_per_node": facts.vcpus, "vm_family": facts.family}
+        return {**known, **data}
 
     @field_validator("name")
     @classmethod
@@ -142,8 +106,12 @@ class ComputeProfile(BaseModel):
 
     @property
     def cluster(self) -> str:
-        """The AmlCompute cluster this profile runs on."""
+        """The AmlCompute cluster this profile runs on (a serverless profile has none)."""
         return CLUSTER_PREFIX + self.name
+
+    @property
+    def serverless(self) -> bool:
+        return self.placement == "serverless"
 
 
 DEFAULT_PROFILES: tuple[ComputeProfile, ...] = (
@@ -155,15 +123,36 @@ DEFAULT_PROFILES: tuple[ComputeProfile, ...] = (
     ComputeProfile(name="gpu-a100", vm_size="Standard_NC24ads_A100_v4", gpus_per_node=1, max_nodes=2, tier="dedicated"),
     ComputeProfile(name="gpu-h100", vm_size="Standard_NC40ads_H100_v5", gpus_per_node=1, max_nodes=2, tier="dedicated"),
     ComputeProfile(name="cpu-debug", vm_size="Standard_DS3_v2", gpus_per_node=0, max_nodes=2, tier="dedicated"),
+    # Serverless: nodes for each job alone, spot or standard as its `compute.priority` says; no idle tail.
+    ComputeProfile(
+        name="serverless-t4", vm_size="Standard_NC4as_T4_v3", gpus_per_node=1, max_nodes=4, placement="serverless"
+    ),
+    ComputeProfile(
+        name="serverless-a100", vm_size="Standard_NC24ads_A100_v4", gpus_per_node=1, max_nodes=2, placement="serverless"
+    ),
 )
 
 
-def load_profiles(raw: str = "") -> dict[str, ComputeProfile]:
+def load_profiles(raw: str = "", allowed: Collection[str] = ()) -> dict[str, ComputeProfile]:
     """The default profiles with `raw` (the JSON of `AZTRAIN_COMPUTE_PROFILES`) applied over them.
 
+    `allowed` (`AZTRAIN_ALLOWED_PROFILES`) keeps only the profiles a deployment offers its users, so a
+    manifest cannot start a cluster the deployment did not mean to pay for; empty keeps every profile.
     `ConfigError` names every bad profile and field, so a typo fails the app at startup, not a run.
     """
-    profiles = {p.name: p for p in DEFAULT_PROFILES}
+    profiles = _with_overrides({p.name: p for p in DEFAULT_PROFILES}, raw)
+    if not allowed:
+        return profiles
+    unknown = sorted(set(allowed) - profiles.keys())
+    if unknown:
+        raise ConfigError(
+            f"{ALLOWED_SETTING} names no profile {', '.join(unknown)}; profiles: {', '.join(sorted(profiles))}",
+            setting=ALLOWED_SETTING,
+        )
+    return {name: profile for name, profile in profiles.items() if name in allowed}
+
+
+def _with_overrides(profiles: dict[str, ComputeProfile], raw: str) -> dict[str, ComputeProfile]:
     if not raw.strip():
         return profiles
     try:
@@ -181,8 +170,9 @@ def load_profiles(raw: str = "") -> dict[str, ComputeProfile]:
             problems.append(f"{name}: expected an object of fields, got {type(fields).__name__}")
             continue
         base = profiles[name].model_dump() if name in profiles else {}
-        if "vm_size" in fields:  # another size has its own GPUs: the old profile's count does not carry over
-            base.pop("gpus_per_node", None)
+        if "vm_size" in fields:  # another size has its own GPUs and vCPUs: the old profile's do not carry over
+            for known in ("gpus_per_node", "vcpus_per_node", "vm_family"):
+                base.pop(known, None)
         try:
             profiles[name] = ComputeProfile.model_validate({**base, **fields, "name": name})
         except ValidationError as exc:
@@ -218,30 +208,34 @@ def _describe(profile: str, error: Any) -> str:
 def select_profile(profiles: Mapping[str, ComputeProfile], compute: ComputeSpec) -> ComputeProfile:
     """The profile a manifest's `compute` runs on.
 
-    The named profile, unless the manifest asks for another VM size or priority: then the
-    profile offering exactly that (a cluster has one VM size and one tier). `ManifestError` if none
-    does, or if the manifest names a VM size Azure has retired.
+    The named profile, unless the manifest asks for another VM size or (on a cluster) priority:
+    then the profile of the same placement offering exactly that (a cluster has one VM size and one
+    tier; a serverless job takes its tier from the priority). `ManifestError` if none does, or if the
+    manifest names a VM size Azure has retired.
     """
     if compute.vm_size and (notice := retirement_notice(compute.vm_size)):
         raise ManifestError([f"compute.vm_size: {notice}"])
     named = profiles.get(compute.profile)
     if named is None:
         known = ", ".join(sorted(profiles))
-        raise ManifestError([f"compute.profile: {compute.profile!r} is not a compute profile; use one of: {known}"])
-    wanted = (compute.vm_size or named.vm_size, TIER_FOR_PRIORITY[compute.priority])
-    candidates = [named, *sorted(profiles.values(), key=lambda p: p.name)]
-    match = next((p for p in candidates if (p.vm_size, p.tier) == wanted), None)
+        problem = f"compute.profile: {compute.profile!r} is not a compute profile this deployment offers"
+        raise ManifestError([f"{problem}; use one of: {known}"])
+    tier = named.tier if named.serverless else TIER_FOR_PRIORITY[compute.priority]
+    wanted = (compute.vm_size or named.vm_size, tier)
+    same_placement = [p for p in sorted(profiles.values(), key=lambda p: p.name) if p.placement == named.placement]
+    match = next((p for p in [named, *same_placement] if (p.vm_size, p.tier) == wanted), None)
     if match is None:
         field = "compute.vm_size" if wanted[0] != named.vm_size else "compute.priority"
-        offered = ", ".join(f"{p.name} ({p.vm_size}, {p.tier})" for p in profiles.values())
+        offered = ", ".join(f"{p.name} ({p.vm_size}, {p.tier})" for p in same_placement)
+        nodes = f"{named.placement} nodes" if named.serverless else f"{wanted[1]} nodes"
         raise ManifestError(
-            [f"{field}: no compute profile runs {wanted[0]} on {wanted[1]} nodes; profiles: {offered} ({SETTING})"]
+            [f"{field}: no compute profile runs {wanted[0]} on {nodes}; profiles: {offered} ({SETTING})"]
         )
     return match
 
 
 def cluster_for(profiles: Mapping[str, ComputeProfile], compute: ComputeSpec) -> ClusterSpec:
-    """The cluster for a manifest's `compute`.
+    """The nodes for a manifest's `compute`: its profile's cluster, or serverless nodes named after the profile.
 
     `ManifestError` naming every problem: no profile fits, more nodes than the profile allows, or
     more Horovod processes per node than its nodes have GPUs (each process needs its own).
@@ -258,7 +252,15 @@ def cluster_for(profiles: Mapping[str, ComputeProfile], compute: ComputeSpec) ->
         problems.append(gpus)
     if problems:
         raise ManifestError(problems)
-    return cluster_spec(compute, name=profile.cluster, vm_size=profile.vm_size, max_nodes=profile.max_nodes)
+    return cluster_spec(
+        compute,
+        name=profile.name if profile.serverless else profile.cluster,
+        vm_size=profile.vm_size,
+        max_nodes=profile.max_nodes,
+        placement=profile.placement,
+        vm_family=profile.vm_family,
+        vcpus_per_node=profile.vcpus_per_node,
+    )
 
 
 def gpu_problem(profile: ComputeProfile, compute: ComputeSpec) -> str | None:

@@ -10,10 +10,10 @@ import json
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
+from typing import Any, Literal
 
 from aztrain.domain.errors import ManifestError
-from aztrain.domain.manifest import ComputeSpec, JobManifest
+from aztrain.domain.manifest import ComputeSpec, Distribution, JobManifest
 
 
 @dataclass(frozen=True)
@@ -119,18 +119,42 @@ class ModelVersion:
     gate: str = ""  # the promotion rule and how it was judged
 
 
+#: Where a run's nodes come from: a named cluster of its profile, or serverless nodes for the job alone.
+Placement = Literal["cluster", "serverless"]
+
+
 @dataclass(frozen=True)
 class ClusterSpec:
-    """The cluster a run needs: one per compute profile."""
+    """The nodes a run needs: on its compute profile's cluster, or (`serverless`) for the job alone.
+
+    `vm_family` and `vcpus_per_node` say what the nodes take from quota ('' and 0 when unknown:
+    no quota is checked).
+    """
 
     name: str
     nodes: int
     processes_per_node: int
     vm_size: str
     priority: str
+    placement: Placement = "cluster"
+    vm_family: str = ""
+    vcpus_per_node: int = 0
+
+    @property
+    def serverless(self) -> bool:
+        return self.placement == "serverless"
 
 
-def cluster_spec(compute: ComputeSpec, *, name: str, vm_size: str, max_nodes: int) -> ClusterSpec:
+def cluster_spec(
+    compute: ComputeSpec,
+    *,
+    name: str,
+    vm_size: str,
+    max_nodes: int,
+    placement: Placement = "cluster",
+    vm_family: str = "",
+    vcpus_per_node: int = 0,
+) -> ClusterSpec:
     """The `ClusterSpec` for a manifest's `compute`, or `ManifestError` if it asks for more than `max_nodes`."""
     if compute.nodes > max_nodes:
         raise ManifestError([f"compute.nodes: {compute.nodes} is more than the {max_nodes} node(s) {name} allows"])
@@ -140,7 +164,19 @@ def cluster_spec(compute: ComputeSpec, *, name: str, vm_size: str, max_nodes: in
         processes_per_node=compute.processes_per_node,
         vm_size=vm_size,
         priority=compute.priority,
+        placement=placement,
+        vm_family=vm_family,
+        vcpus_per_node=vcpus_per_node,
     )
+
+
+@dataclass(frozen=True)
+class Quota:
+    """One quota a backend's nodes count against, in vCPUs: what is in use now and the limit."""
+
+    name: str  # what the backend calls it, e.g. "standardNCASv3_T4Family"
+    used: int
+    limit: int
 
 
 @dataclass(frozen=True)
@@ -162,6 +198,7 @@ class JobSubmission:
     snapshot_id: str
     manifest_hash: str
     correlation: str = ""  # the run's correlation id: in the job's tags and its log header
+    distribution: Distribution = "horovod"  # which launcher starts the processes (each backend picks its own)
     code_snapshot: str = ""  # the user's code snapshot id; '' runs the built-in trainer
     environment: dict[str, str] = field(default_factory=dict)  # the manifest's trainer.environment; {}: default
 
@@ -183,12 +220,13 @@ class JobSubmission:
         return cls(**{**data, "cluster": ClusterSpec(**data["cluster"])})
 
     def trainer_flags(self) -> list[str]:
-        """The trainer's arguments after its data and output folders: the manifest's args and the run's lineage.
+        """The trainer's arguments after its data and output folders: the manifest's args and distribution, the lineage.
 
         The snapshot id keys the trainer's node-local cache; both ids are recorded in `model.pt`.
         """
         return [
             "--args-json", json.dumps(self.args, sort_keys=True),
+            "--distribution", self.distribution,
             "--snapshot-id", self.snapshot_id,
             "--manifest-hash", self.manifest_hash,
         ]  # fmt: skip

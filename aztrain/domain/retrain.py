@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from fnmatch import fnmatchcase
-from typing import Any
+from typing import Any, Literal
 
 from aztrain.domain.manifest import JobManifest, RetrainSpec
 from aztrain.domain.records import Arrival, BlobInfo, ModelVersion
@@ -41,11 +41,16 @@ def selected(relative: str, include: Sequence[str], exclude: Sequence[str]) -> b
     return included and not any(fnmatchcase(relative, pattern) for pattern in exclude)
 
 
+#: What may hold a window back, and what the reconciler does with a window (the API's enums).
+BlockerKind = Literal["debounce", "min_new_blobs", "cooldown", "active_run"]
+WindowAction = Literal["idle", "wait", "launch", "skip"]
+
+
 @dataclass(frozen=True)
 class Blocker:
     """One thing holding a window back, and until when where that is known."""
 
-    kind: str  # "debounce" | "min_new_blobs" | "cooldown" | "active_run"
+    kind: BlockerKind
     reason: str
     until: datetime | None = None
     run: str = ""  # the active run (kind "active_run")
@@ -55,7 +60,7 @@ class Blocker:
 class Window:
     """What the reconciler does with a job's pending arrivals now, why, and what happens next."""
 
-    action: str  # "idle" | "wait" | "launch" | "skip"
+    action: WindowAction
     reason: str
     arrivals: int = 0
     fires_at: datetime | None = None

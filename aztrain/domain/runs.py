@@ -3,9 +3,12 @@
 ```
 REJECTED (terminal: the manifest never became a job)
 ACCEPTED → PROVISIONING → SUBMITTED → QUEUED → RUNNING → COMPLETED
-                              ↑________/_________/   (preempted: the next attempt is SUBMITTED)
+    ↘ QUEUED ↗                ↑________/_________/   (preempted: the next attempt is SUBMITTED)
      any non-terminal state → FAILED | CANCEL_REQUESTED → CANCELED
 ```
+ACCEPTED → QUEUED → PROVISIONING is the admission wait: a run that may not take nodes yet
+(`service.usecases.admission`) waits in QUEUED, with no backend job, and says why in
+`waiting_reason`; the QUEUED after SUBMITTED is the backend's own queue.
 A transition the table does not allow (a late "Running" after "Completed") is
 recorded in the run's history as ignored and never applied. Backends report
 `JobPhase`s; `state_for_phase` is the one map from those onto run states.
@@ -18,6 +21,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
+from aztrain.domain.cost import Rate
 from aztrain.domain.layout import new_run_id
 from aztrain.domain.manifest import JobManifest
 from aztrain.domain.records import JobPhase
@@ -49,14 +53,17 @@ ACTIVE_STATES = frozenset(RunState) - TERMINAL_STATES
 _ENDINGS = {RunState.FAILED, RunState.CANCEL_REQUESTED}
 TRANSITIONS: dict[RunState, frozenset[RunState]] = {
     RunState.REJECTED: frozenset(),
-    RunState.ACCEPTED: frozenset({RunState.PROVISIONING, *_ENDINGS}),
+    # QUEUED: not admitted yet (`Run.awaiting_admission`); PROVISIONING from there once admitted.
+    RunState.ACCEPTED: frozenset({RunState.PROVISIONING, RunState.QUEUED, *_ENDINGS}),
     RunState.PROVISIONING: frozenset({RunState.SUBMITTED, *_ENDINGS}),
     # A backend may skip states we never observed (a short job goes Queued→Completed between polls).
     # SUBMITTED again: a preempted job is resubmitted, also one the reconciler never saw running.
     RunState.SUBMITTED: frozenset(
         {RunState.QUEUED, RunState.RUNNING, RunState.COMPLETED, RunState.SUBMITTED, *_ENDINGS}
     ),
-    RunState.QUEUED: frozenset({RunState.RUNNING, RunState.COMPLETED, RunState.SUBMITTED, *_ENDINGS}),
+    RunState.QUEUED: frozenset(
+        {RunState.PROVISIONING, RunState.RUNNING, RunState.COMPLETED, RunState.SUBMITTED, *_ENDINGS}
+    ),
     # Back to SUBMITTED only by resubmitting after preemption: no backend status maps to SUBMITTED.
     RunState.RUNNING: frozenset({RunState.COMPLETED, RunState.SUBMITTED, *_ENDINGS}),
     RunState.CANCEL_REQUESTED: frozenset({RunState.CANCELED, RunState.COMPLETED, RunState.FAILED}),
@@ -170,7 +177,14 @@ class Run:
     backend_job_id: str = ""
     snapshot_id: str = ""  # the immutable list of blobs this run reads (taken when it leaves ACCEPTED)
     attempt: int = 1
+    #: Why a run in QUEUED is not admitted yet (a quota, a team's share); None once it may take nodes.
+    waiting_reason: str | None = None
     error: str = ""
+    team: str = ""  # whose quota and budget it uses (docs/teams.md); "" only for rows stored before teams
+    submitted_by: str = ""  # the signed-in user who submitted it; "" for a dropped manifest or a retraining run
+    priority: int = 0  # its place among its team's waiting runs, higher first
+    placed_at: datetime | None = None  # when it asked for its nodes (entered PROVISIONING): billing starts
+    rate: Rate | None = None  # what its nodes cost an hour, fixed when it was placed (`aztrain.domain.cost`)
     metrics: dict[str, Any] = field(default_factory=dict)
     seq: int = 0
     last: Transition | None = None
@@ -202,6 +216,11 @@ class Run:
         return self.state.is_terminal
 
     @property
+    def awaiting_admission(self) -> bool:
+        """Waiting in QUEUED to be admitted: no backend job has been asked for yet."""
+        return self.state is RunState.QUEUED and not self.backend_job_id
+
+    @property
     def manifest(self) -> JobManifest:
         """The validated manifest this run executes (every run past REJECTED has one)."""
         if self.spec is None:
@@ -209,7 +228,10 @@ class Run:
         return self.spec
 
     def moved(self, target: RunState, *, cause: str, at: datetime, detail: str = "", **changes: Any) -> Run:
-        """The run after an attempted transition. Refused transitions only add a history row."""
+        """The run after an attempted transition. Refused transitions only add a history row.
+
+        A move out of the admission wait ends its reason, unless `changes` gives the next one.
+        """
         allowed = can_transition(self.state, target)
         step = Transition(
             seq=self.seq + 1,
@@ -222,5 +244,6 @@ class Run:
         )
         if not allowed:
             return replace(self, seq=step.seq, last=step, updated_at=at)
+        changes.setdefault("waiting_reason", None)
         moved = replace(self, state=target, seq=step.seq, last=step, updated_at=at, **changes)
         return replace(moved, outbox=(*self.outbox, Staged.of(moved, step)))

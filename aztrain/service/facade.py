@@ -11,17 +11,19 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import datetime
 
+from aztrain.domain.identity import Principal
 from aztrain.domain.records import DeadLetter, JobPhase, ModelVersion
 from aztrain.domain.retrain import Snapshot, Window
 from aztrain.domain.runs import Run
 from aztrain.service.ports import ComputeBackend, ControlStore, DataStore, EventSink
+from aztrain.service.queries import AmbiguousRun, InvalidContinuation, Queries
 from aztrain.service.settings import Settings
 from aztrain.service.usecases import deadletters, inbox, intake, progress, reconciler, registry, retraining
 from aztrain.service.usecases.context import Context
 from aztrain.service.usecases.inbox import BlobEvent
 from aztrain.service.usecases.intake import Submitted
 
-__all__ = ["BlobEvent", "ControlPlane", "Submitted"]
+__all__ = ["AmbiguousRun", "BlobEvent", "ControlPlane", "InvalidContinuation", "Submitted"]
 
 
 class ControlPlane:
@@ -42,6 +44,11 @@ class ControlPlane:
     @property
     def settings(self) -> Settings:
         return self.ctx.settings
+
+    @property
+    def queries(self) -> Queries:
+        """The read side: what the API shows (runs a page at a time, a run, its log and metrics, ...)."""
+        return Queries(self.ctx)
 
     @property
     def store(self) -> ControlStore:
@@ -70,8 +77,12 @@ class ControlPlane:
         force: bool = False,
         run_id: str | None = None,
         correlation: str = "",
+        by: Principal | None = None,
     ) -> Submitted:
-        """Accept a manifest and start a run of it; an identical manifest returns its run unless `force`."""
+        """Accept a manifest and start a run of it; an identical manifest returns its run unless `force`.
+
+        `by`: the signed-in submitter (`Forbidden` if they may not); None for a dropped manifest.
+        """
         return intake.submit(
             self.ctx,
             manifest_text,
@@ -81,6 +92,7 @@ class ControlPlane:
             force=force,
             run_id=run_id,
             correlation=correlation,
+            by=by,
         )
 
     def on_blob_created(self, event: BlobEvent) -> None:
@@ -110,9 +122,9 @@ class ControlPlane:
         """Take one step for a run from what the backend says now."""
         return progress.advance(self.ctx, run_id)
 
-    def cancel(self, run_id: str, *, cause: str) -> Run:
-        """Ask a run to stop; `InvalidTransition` for finished runs."""
-        return progress.cancel(self.ctx, run_id, cause=cause)
+    def cancel(self, run_id: str, *, cause: str, by: Principal | None = None) -> Run:
+        """Ask a run to stop; `InvalidTransition` for finished runs, `Forbidden` if `by` may not cancel it."""
+        return progress.cancel(self.ctx, run_id, cause=cause, by=by)
 
     def get_run(self, run_id: str) -> Run:
         """A run by id, or `NotFound`."""

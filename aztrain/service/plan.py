@@ -28,11 +28,15 @@ JOB_SCHEMA = "https://azuremlschemas.azureedge.net/latest/commandJob.schema.json
 
 
 def render_plan(manifest_text: str | bytes, settings: Settings) -> str:
-    """Two YAML documents: the AmlCompute cluster, then the command job. `ManifestError` if the manifest cannot run."""
+    """The AmlCompute cluster, then the command job, as YAML documents; `ManifestError` if the manifest cannot run.
+
+    A serverless profile has no cluster: one document, the job, with no compute target, its
+    `resources` (instance type and count) and `queue_settings.job_tier`.
+    """
     from aztrain.adapters.compute.azureml import build_compute, build_job, trainer_code
 
     manifest = parse_manifest(manifest_text, source="plan", max_bytes=settings.max_manifest_bytes)
-    profiles = load_profiles(settings.compute_profiles)
+    profiles = load_profiles(settings.compute_profiles, settings.allowed_profiles)
     profile = select_profile(profiles, manifest.compute)
     run = Run.create(
         id=RUN_ID,
@@ -48,19 +52,21 @@ def render_plan(manifest_text: str | bytes, settings: Settings) -> str:
     submission = submission_for(
         run, cluster_for(profiles, manifest.compute), runs_container=settings.runs_container, attempt=1
     )
+    identity = settings.aml_compute_identity_id
     code = trainer_code() if manifest.trainer.builtin else Path(f"<code snapshot {manifest.trainer.code}>")
     environment, which = plan_environment(submission, settings)
-    job = build_job(submission, environment=environment, code=code)
-    documents = [
-        {
-            "$schema": COMPUTE_SCHEMA,
-            **_plain(build_compute(profile, identity=settings.aml_compute_identity_id)._to_dict()),
-        },
-        {"$schema": JOB_SCHEMA, **_plain(job._to_job()._to_dict())},
-    ]
+    job = build_job(submission, environment=environment, code=code, identity=identity)
+    documents = [{"$schema": JOB_SCHEMA, **_plain(job._to_job()._to_dict())}]
+    if not profile.serverless:
+        compute = {"$schema": COMPUTE_SCHEMA, **_plain(build_compute(profile, identity=identity)._to_dict())}
+        documents.insert(0, compute)
+    where = "serverless compute (no cluster)" if profile.serverless else "its cluster"
+    if profile.serverless and identity:  # the SDK's YAML form keeps the identity's type, not which one
+        where += f"\n# the job runs as the workspace's user-assigned identity {identity}"
     header = (
         f"# aztrain plan for job {manifest.name} (manifest {manifest.content_hash[:12]}) on compute profile "
-        f"{profile.name}\n# {RUN_ID} and {SNAPSHOT_ID} are assigned when the run starts.\n# environment: {which}\n"
+        f"{profile.name}, {where}\n# {RUN_ID} and {SNAPSHOT_ID} are assigned when the run starts.\n"
+        f"# environment: {which}\n"
     )
     return header + yaml.safe_dump_all(documents, sort_keys=False, explicit_start=True)
 

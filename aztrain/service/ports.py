@@ -4,6 +4,8 @@ Adapters in `aztrain.adapters` implement them on Azure SDKs, on this machine,
 or in memory for unit tests; `bootstrap` picks which. The records they exchange
 live in `aztrain.domain.records`. Storage is split by role, so a use case names only the
 tables it touches; one Table Storage adapter implements them all (`ControlStore`).
+It runs past 300 lines because each method's docstring is its contract, which every adapter and its
+contract tests (`tests/contract/`) keep.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from aztrain.domain.records import (
     JobSubmission,
     ModelVersion,
     OutboundEvent,
+    Quota,
 )
 from aztrain.domain.runs import Run, RunState, Transition
 
@@ -57,7 +60,29 @@ class Runs(Protocol):
         cluster: str | None = None,
         limit: int | None = None,
     ) -> list[Run]:
-        """Runs, newest first, optionally of one job, in some states, on one cluster."""
+        """Runs, newest first, optionally of one job, in some states, on one cluster.
+
+        Active runs of all jobs come from the active index: copies, possibly behind, without outboxes.
+        """
+        ...
+
+    def page_of_runs(
+        self,
+        *,
+        job: str | None = None,
+        states: Iterable[RunState] | None = None,
+        after: str | None = None,
+        limit: int,
+    ) -> list[Run]:
+        """Up to `limit` runs, newest first, older than the run id `after`: one page, read as one.
+
+        What it costs does not grow with history: without `states`, or with active ones only, it reads
+        `limit` rows (or the active runs); with finished states it reads past the newer runs in other states.
+        """
+        ...
+
+    def runs_by_prefix(self, prefix: str, limit: int) -> list[Run]:
+        """Up to `limit` runs whose ids start with `prefix` (at least 6 characters), newest first."""
         ...
 
     def history(self, run_id: str) -> list[Transition]:
@@ -83,7 +108,8 @@ class Outbox(Protocol):
     def unpublished_runs(self) -> list[Run]:
         """Runs (in any state) whose outbox is not empty, from the active index: the reconciler's backstop drains them.
 
-        They may be copies behind their runs (without an ETag): read a run before draining it.
+        They are copies, possibly behind their runs and without their outboxes (nor an ETag): read a run before
+        draining it.
         """
         ...
 
@@ -237,11 +263,25 @@ class ComputeBackend(Protocol):
         ...
 
     def ensure_cluster(self, spec: ClusterSpec) -> int:
-        """Start growing the cluster to `spec.nodes` if it is smaller. Returns the nodes ready now."""
+        """Start growing the cluster to `spec.nodes` if it is smaller. Returns the nodes ready now.
+
+        Serverless nodes (`spec.serverless`) come with the job itself: `spec.nodes` at once, and nothing is created.
+        """
+        ...
+
+    def quota(self, spec: ClusterSpec) -> Quota | None:
+        """The vCPU quota `spec`'s nodes count against, as used now; None when the backend sets none for them.
+
+        Depends on the VM family and priority alone, and is quick to repeat (a backend caches its reads).
+        """
         ...
 
     def submit(self, job: JobSubmission) -> str:
-        """Start the job, or find it if already started under `job.name`. Returns the backend job id."""
+        """Start the job, or find it if already started under `job.name`. Returns the backend job id.
+
+        The backend starts the job's processes with the launcher of `job.distribution` (Horovod's or
+        PyTorch's), which sets the environment docs/trainer.md documents for it.
+        """
         ...
 
     def observe(self, backend_job_id: str) -> JobObservation:

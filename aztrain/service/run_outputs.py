@@ -9,18 +9,17 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 import threading
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from aztrain.api.models import MAX_LOG_CHUNK, MIN_RUN_PREFIX, RunOutputs
+from aztrain.api.models import MAX_LOG_CHUNK, RunOutputs
 from aztrain.domain.errors import NotFound
-from aztrain.domain.layout import RUN_ID_PATTERN, run_output_prefix
+from aztrain.domain.layout import run_output_prefix
 from aztrain.domain.runs import Run
-from aztrain.service.ports import DataStore, Runs
+from aztrain.service.ports import DataStore
 
 log = logging.getLogger(__name__)
 
@@ -38,14 +37,6 @@ _MAX_DATA_FILES_BYTES = 16 * 1024 * 1024
 _MAX_EPOCHS_BYTES = 4 * 1024 * 1024
 #: How far back a `tail` reads per step while looking for enough line breaks.
 _TAIL_STEP = 64 * 1024
-
-
-class AmbiguousRun(Exception):
-    """A run id prefix matches more than one run."""
-
-    def __init__(self, prefix: str, candidates: list[str]) -> None:
-        super().__init__(f"run id prefix {prefix!r} matches {len(candidates)} runs; give more characters")
-        self.candidates = candidates
 
 
 @dataclass(frozen=True)
@@ -191,24 +182,3 @@ class LiveMetrics:
             return
         except Exception:  # storage hiccup: retried at the next tick, and the outputs are uploaded at the end anyway
             log.warning("could not upload %s; will retry", self._path, exc_info=True)
-
-
-def find_run(store: Runs, ref: str) -> Run:
-    """A run by its id or a unique prefix of it; `NotFound` or `AmbiguousRun` otherwise.
-
-    A prefix is looked up among all runs (`find_runs()` reads the whole runs table): fine at the
-    scale of one team's runs; a RowKey range query per job would be the next step.
-    """
-    if re.fullmatch(RUN_ID_PATTERN, ref):
-        run = store.get_run(ref)
-        if run is None:
-            raise NotFound("run", ref)
-        return run
-    if len(ref) < MIN_RUN_PREFIX:
-        raise NotFound("run", ref)
-    matches = [run for run in store.find_runs() if run.id.startswith(ref)]
-    if not matches:
-        raise NotFound("run", ref)
-    if len(matches) > 1:
-        raise AmbiguousRun(ref, [run.id for run in matches])
-    return matches[0]

@@ -29,6 +29,9 @@ LOCAL_EVENTS_TOPIC = "http://127.0.0.1:7081/api/events"
 LOCAL_EVENTS_TOPIC_KEY = "aztrain-local-topic-key"
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
+#: Each attempt adds about three transitions to a run's outbox, which must fit one Table Storage string
+#: property (32K characters) while the events topic is down; tests/unit/test_outbox_bound.py checks the worst case.
+MAX_PREEMPTION_ATTEMPTS_BOUND = 5
 
 
 @dataclass(frozen=True)
@@ -52,6 +55,8 @@ class Settings:
     local_max_slots: int = 2
     #: Local backend: nodes of each simulated cluster; jobs beyond them wait in the queue.
     local_cluster_nodes: int = 2
+    #: Local backend: the simulated quota, JSON of VM family → vCPUs (`adapters/compute/local/quota.py`); empty: none.
+    local_quota: str = ""
     local_python: str = ""
     max_manifest_bytes: int = 64 * 1024
     #: Azure ML backend (`AZTRAIN_BACKEND=azureml`): the workspace, and the registered environment jobs run in.
@@ -63,6 +68,8 @@ class Settings:
     aml_compute_identity_id: str = ""
     #: JSON adding or overriding compute profiles (`aztrain.domain.profiles`); empty: the defaults.
     compute_profiles: str = ""
+    #: The profiles users may run on (empty: every profile); infra/ sets what it provisions.
+    allowed_profiles: tuple[str, ...] = ()
     #: Attempts a run preempted on low-priority nodes gets before it fails.
     max_preemption_attempts: int = 3
     #: Outbound run events: the Event Grid custom topic (empty: events are recorded and not sent),
@@ -105,6 +112,7 @@ class Settings:
             local_provision_seconds=_number(env, "AZTRAIN_LOCAL_PROVISION_SECONDS", defaults.local_provision_seconds),
             local_max_slots=int(_number(env, "AZTRAIN_LOCAL_MAX_SLOTS", defaults.local_max_slots)),
             local_cluster_nodes=int(_number(env, "AZTRAIN_LOCAL_CLUSTER_NODES", defaults.local_cluster_nodes)),
+            local_quota=env.get("AZTRAIN_LOCAL_QUOTA", ""),
             local_python=env.get("AZTRAIN_LOCAL_PYTHON", ""),
             max_manifest_bytes=int(_number(env, "AZTRAIN_MAX_MANIFEST_BYTES", defaults.max_manifest_bytes)),
             aml_subscription_id=env.get("AZTRAIN_AML_SUBSCRIPTION_ID", ""),
@@ -113,13 +121,23 @@ class Settings:
             aml_environment=env.get("AZTRAIN_AML_ENVIRONMENT") or defaults.aml_environment,
             aml_compute_identity_id=env.get("AZTRAIN_AML_COMPUTE_IDENTITY_ID", ""),
             compute_profiles=env.get("AZTRAIN_COMPUTE_PROFILES", ""),
-            max_preemption_attempts=int(
-                _number(env, "AZTRAIN_MAX_PREEMPTION_ATTEMPTS", defaults.max_preemption_attempts)
-            ),
+            allowed_profiles=tuple(p.strip() for p in env.get("AZTRAIN_ALLOWED_PROFILES", "").split(",") if p.strip()),
+            max_preemption_attempts=_preemption_attempts(env, defaults.max_preemption_attempts),
             events_topic_endpoint=env.get("AZTRAIN_EVENTS_TOPIC_ENDPOINT", ""),
             events_topic_key=env.get("AZTRAIN_EVENTS_TOPIC_KEY", ""),
             events_source=env.get("AZTRAIN_EVENTS_SOURCE") or defaults.events_source,
         )
+
+
+def _preemption_attempts(env: dict[str, str], default: int) -> int:
+    attempts = _number(env, "AZTRAIN_MAX_PREEMPTION_ATTEMPTS", default)
+    if attempts != int(attempts) or not 1 <= attempts <= MAX_PREEMPTION_ATTEMPTS_BOUND:
+        raise ConfigError(
+            f"AZTRAIN_MAX_PREEMPTION_ATTEMPTS must be a whole number from 1 to {MAX_PREEMPTION_ATTEMPTS_BOUND}"
+            f" (every attempt adds to the run's stored outbox), got {env['AZTRAIN_MAX_PREEMPTION_ATTEMPTS']!r}",
+            setting="AZTRAIN_MAX_PREEMPTION_ATTEMPTS",
+        )
+    return int(attempts)
 
 
 def _number(env: dict[str, str], name: str, default: float) -> float:

@@ -1,6 +1,6 @@
-"""JSON views of domain objects, as the HTTP API answers them (the CLI reads them back as `aztrain.api` models).
+"""The API's views of domain objects, as `aztrain.api` models (the CLI reads the same models back).
 
-Each view is built through its model in `aztrain.api.models`, so the OpenAPI document describes exactly this JSON.
+Each view is built through its model, so the OpenAPI document describes exactly the JSON it dumps to (`dump`).
 """
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from aztrain.api import models as api
+from aztrain.domain.identity import DEFAULT_TEAM
 from aztrain.domain.records import ClusterRecord, DeadLetter, JobRecord, ModelVersion
 from aztrain.domain.retrain import Window
 from aztrain.domain.runs import Run, RunState, Transition
@@ -41,76 +42,74 @@ def _run(run: Run, runs_container: str) -> dict[str, Any]:
         "attempt": run.attempt,
         "manifest_hash": run.manifest_hash,
         "error": run.error,
+        "waiting_reason": run.waiting_reason,
         "metrics": run.metrics,
         # A rejected manifest never ran: it has no files to point at.
         "outputs": None if run.state is RunState.REJECTED else files.outputs(),
+        "team": run.team or DEFAULT_TEAM,
+        "submitted_by": run.submitted_by,
+        "priority": run.priority,
     }
 
 
-def run_view(run: Run, *, runs_container: str) -> dict[str, Any]:
+def run_view(run: Run, *, runs_container: str) -> api.RunView:
     """A run, with where its logs, metrics and model are (`outputs`)."""
-    return dump(api.RunView.model_validate(_run(run, runs_container)))
+    return api.RunView.model_validate(_run(run, runs_container))
 
 
-def run_detail(run: Run, history: list[Transition], *, runs_container: str) -> dict[str, Any]:
+def run_detail(run: Run, history: list[Transition], *, runs_container: str) -> api.RunDetail:
     """A run and every transition of its history."""
-    return dump(api.RunDetail.model_validate({**_run(run, runs_container), "history": [t.to_json() for t in history]}))
+    return api.RunDetail.model_validate({**_run(run, runs_container), "history": [t.to_json() for t in history]})
 
 
-def job_view(job: JobRecord) -> dict[str, Any]:
-    return dump(
-        api.JobView(
-            name=job.name,
-            manifest_hash=job.manifest_hash,
-            updated_at=job.updated_at,
-            watch=f"{job.watch_container}/{job.watch_prefix}" if job.watch_prefix else None,
-            last_run_id=job.last_run_id,
-            manifest=job.spec.normalised(),
-        )
+def job_view(job: JobRecord) -> api.JobView:
+    return api.JobView(
+        name=job.name,
+        manifest_hash=job.manifest_hash,
+        updated_at=job.updated_at,
+        watch=f"{job.watch_container}/{job.watch_prefix}" if job.watch_prefix else None,
+        last_run_id=job.last_run_id,
+        manifest=job.spec.normalised(),
     )
 
 
-def cluster_view(cluster: ClusterRecord) -> dict[str, Any]:
-    return dump(api.ClusterView.model_validate(cluster, from_attributes=True))
+def cluster_view(cluster: ClusterRecord) -> api.ClusterView:
+    return api.ClusterView.model_validate(cluster, from_attributes=True)
 
 
-def dead_letter_view(letter: DeadLetter) -> dict[str, Any]:
-    return dump(api.DeadLetterView.model_validate(letter, from_attributes=True))
+def dead_letter_view(letter: DeadLetter) -> api.DeadLetterView:
+    return api.DeadLetterView.model_validate(letter, from_attributes=True)
 
 
-def window_view(job: str, window: Window) -> dict[str, Any]:
+def window_view(job: str, window: Window) -> api.WindowView:
     """A job's retraining window: what it does now, every blocker at once, and what happens next."""
     blockers = [
         api.BlockerView(kind=b.kind, reason=b.reason, until=b.until, run=b.run or None) for b in window.blockers
     ]
-    return dump(
-        api.WindowView(
-            job=job,
-            action=window.action,
-            reason=window.reason,
-            arrivals=window.arrivals,
-            fires_at=window.fires_at,
-            blockers=blockers,
-            next=window.next,
-        )
+    return api.WindowView(
+        job=job,
+        action=window.action,
+        reason=window.reason,
+        arrivals=window.arrivals,
+        fires_at=window.fires_at,
+        blockers=blockers,
+        next=window.next,
     )
 
 
-def model_view(model: ModelVersion) -> dict[str, Any]:
-    return dump(api.ModelView.model_validate(model, from_attributes=True))
+def model_view(model: ModelVersion) -> api.ModelView:
+    return api.ModelView.model_validate(model, from_attributes=True)
 
 
-def lineage_view(found: Lineage, *, runs_container: str) -> dict[str, Any]:
+def lineage_view(found: Lineage, *, runs_container: str) -> api.Lineage:
     """model → run → snapshot → blobs, each blob marked with whether the trainer reported reading it."""
     read = None if found.data_read is None else set(found.data_read)
     snapshot = found.snapshot.to_json()
     snapshot["blobs"] = [{**blob, "read": None if read is None else blob["name"] in read} for blob in snapshot["blobs"]]
-    return dump(
-        api.Lineage(
-            model=api.ModelView.model_validate(found.model, from_attributes=True),
-            run=api.RunView.model_validate(_run(found.run, runs_container)),
-            snapshot=snapshot,
-            data_read=None if found.data_read is None else list(found.data_read),
-            code=found.code.to_json() if found.code else None,
-        )
+    return api.Lineage(
+        model=model_view(found.model),
+        run=run_view(found.run, runs_container=runs_container),
+        snapshot=snapshot,
+        data_read=None if found.data_read is None else list(found.data_read),
+        code=found.code.to_json() if found.code else None,
     )

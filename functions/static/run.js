@@ -81,6 +81,7 @@
       ["Attempt", run.attempt],
     ];
     if (run.error) entries.push(["Error", h("span", { class: "error" }, run.error)]);
+    if (run.waiting_reason) entries.push(["Waiting", h("span", { class: "waiting" }, run.waiting_reason)]);
     return h(
       "dl",
       { class: "facts" },

@@ -69,7 +69,7 @@
                 { "data-run": run.id },
                 h("a", { href: route("runs", run.id) }, run.id),
                 run.job,
-                h("td", { class: "state" }, badge(run.state)),
+                h("td", { class: "state", title: run.waiting_reason || "" }, badge(run.state)),
                 run.trigger,
                 time(run.created_at),
                 runDuration(run),

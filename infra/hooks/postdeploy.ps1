@@ -38,6 +38,11 @@ function Get-EnvValue([string]$Name) {
     return $value
 }
 
+# az and azd keep separate sign-ins, possibly to different subscriptions: name azd's on every az call.
+$subscription = Get-EnvValue 'AZURE_SUBSCRIPTION_ID'
+if (-not $subscription) {
+    Stop-Hook "AZURE_SUBSCRIPTION_ID is not set; run 'azd provision' (or 'azd up') first"
+}
 $resourceGroup = Get-EnvValue 'AZURE_RESOURCE_GROUP'
 $app = Get-EnvValue 'AZURE_FUNCTION_APP_NAME'
 $parameters = Get-EnvValue 'AZTRAIN_EVENTS_PARAMETERS'
@@ -49,7 +54,7 @@ if (-not $resourceGroup -or -not $app -or -not $parameters) {
 $deadline = (Get-Date).AddSeconds($waitSeconds)
 foreach ($fn in $functions) {
     while ($true) {
-        az functionapp function show --resource-group $resourceGroup --name $app --function-name $fn --query name --output tsv *> $null
+        az functionapp function show --subscription $subscription --resource-group $resourceGroup --name $app --function-name $fn --query name --output tsv *> $null
         if ($LASTEXITCODE -eq 0) { break }
         if ((Get-Date) -ge $deadline) {
             Stop-Hook "$app does not list function $fn after ${waitSeconds}s; check the output of 'azd deploy' and the app's logs, then run 'pwsh infra/hooks/postdeploy.ps1' again"
@@ -64,7 +69,7 @@ try {
     Set-Content -Path $paramsFile -Value $parameters -Encoding utf8NoBOM
     # Event Grid can take a little longer than the function listing to accept the new destination.
     for ($attempt = 1; ; $attempt++) {
-        az deployment group create --resource-group $resourceGroup --name aztrain-events `
+        az deployment group create --subscription $subscription --resource-group $resourceGroup --name aztrain-events `
             --template-file $template --parameters "@$($paramsFile.FullName)" --output none
         if ($LASTEXITCODE -eq 0) { break }
         if ($attempt -ge 3) {

@@ -34,6 +34,12 @@ env_value() {
   printf '%s' "$value"
 }
 
+# az and azd keep separate sign-ins, possibly to different subscriptions: name azd's on every az call.
+subscription=$(env_value AZURE_SUBSCRIPTION_ID)
+if [ -z "$subscription" ]; then
+  echo "postdeploy: AZURE_SUBSCRIPTION_ID is not set; run 'azd provision' (or 'azd up') first" >&2
+  exit 1
+fi
 resource_group=$(env_value AZURE_RESOURCE_GROUP)
 app=$(env_value AZURE_FUNCTION_APP_NAME)
 parameters=$(env_value AZTRAIN_EVENTS_PARAMETERS)
@@ -46,7 +52,7 @@ fi
 # The host indexes the functions when it starts from the new package, shortly after the deploy.
 deadline=$(($(date +%s) + wait_seconds))
 for fn in $functions; do
-  until az functionapp function show --resource-group "$resource_group" --name "$app" \
+  until az functionapp function show --subscription "$subscription" --resource-group "$resource_group" --name "$app" \
     --function-name "$fn" --query name --output tsv >/dev/null 2>&1; do
     if [ "$(date +%s)" -ge "$deadline" ]; then
       echo "postdeploy: $app does not list function $fn after ${wait_seconds}s; check the output of" \
@@ -64,7 +70,7 @@ printf '%s\n' "$parameters" >"$params_file"
 
 # Event Grid can take a little longer than the function listing to accept the new destination.
 attempt=1
-until az deployment group create --resource-group "$resource_group" --name aztrain-events \
+until az deployment group create --subscription "$subscription" --resource-group "$resource_group" --name aztrain-events \
   --template-file "$template" --parameters "@$params_file" --output none; do
   if [ "$attempt" -ge 3 ]; then
     echo "postdeploy: could not create the Event Grid subscriptions; run 'sh infra/hooks/postdeploy.sh'" \

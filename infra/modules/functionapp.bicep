@@ -26,8 +26,8 @@ param appSettings object
 @description('Upper bound on Flex instances. Every handler is idempotent, so any value is safe; it caps cost.')
 param maximumInstanceCount int = 40
 
-@allowed([2048, 4096])
-param instanceMemoryMB int = 2048
+@allowed([512, 2048, 4096])
+param instanceMemoryMB int = 512
 
 resource storage 'Microsoft.Storage/storageAccounts@2023-05-01' existing = {
   name: storageAccountName

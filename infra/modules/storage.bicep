@@ -13,6 +13,10 @@ param containers array
 @description('Tables to create; must equal aztrain.adapters.storage.tables.TABLES.')
 param tables array
 
+@minValue(1)
+@description('Days a previous blob version (an overwritten or deleted manifest, log, output or checkpoint) is kept before lifecycle management deletes it.')
+param previousVersionRetentionDays int = 30
+
 @description('Replication. main.bicep always passes its storageSkuName; the default (the same) lets checkov see the value.')
 param skuName string = 'Standard_GRS'
 
@@ -50,6 +54,33 @@ resource blobService 'Microsoft.Storage/storageAccounts/blobServices@2023-05-01'
     containerDeleteRetentionPolicy: {
       enabled: true
       days: 7
+    }
+  }
+}
+
+// Versioning keeps every overwritten or deleted blob as a billed previous version (on GRS, twice);
+// Azure's versioning overview advises a lifecycle rule to delete them. Checkpoints count: the trainer
+// keeps its newest two and deletes the rest, and each deleted one is a previous version until this rule
+// runs. Rule shape: learn.microsoft.com/azure/storage/blobs/lifecycle-management-policy-delete
+// ("version" actions, daysAfterCreationGreaterThan counts from when the version became previous).
+resource lifecycle 'Microsoft.Storage/storageAccounts/managementPolicies@2023-05-01' = {
+  parent: account
+  name: 'default'
+  properties: {
+    policy: {
+      rules: [
+        {
+          name: 'delete-previous-versions'
+          enabled: true
+          type: 'Lifecycle'
+          definition: {
+            filters: { blobTypes: ['blockBlob', 'appendBlob'] }
+            actions: {
+              version: { delete: { daysAfterCreationGreaterThan: previousVersionRetentionDays } }
+            }
+          }
+        }
+      ]
     }
   }
 }

@@ -1,10 +1,11 @@
-"""The compute port's contract: the same scenarios on every backend (issue 10).
+"""The compute port's contract: the same scenarios on every backend, under each distribution (issues 10, 26).
 
 Three backends pass them: the scripted `FakeComputeBackend`, the `LocalBackend` (real supervisor
-processes and real `horovodrun` on this machine, data on Azurite) and the `AzureMLBackend` (the
-real `MLClient` over the HTTP-level fake of Azure ML). What only a test can do to a backend (let
-time pass, decide how a job ends, take its nodes back) is a small driver per backend below; the
-scenarios speak to the backend through the port alone.
+processes and real `horovodrun` or `torchrun` on this machine, data on Azurite) and the
+`AzureMLBackend` (the real `MLClient` over the HTTP-level fake of Azure ML); each runs every
+scenario with Horovod and with PyTorch DDP jobs. What only a test can do to a backend (let time
+pass, decide how a job ends, take its nodes back, see how it launched a job) is a small driver per
+backend below; the scenarios speak to the backend through the port alone.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from aztrain.adapters.compute.azureml import AzureMLBackend, connect
 from aztrain.adapters.compute.local.backend import LocalBackend, job_processes
 from aztrain.adapters.memory import FakeComputeBackend
 from aztrain.domain.layout import backend_job_name, run_output_prefix, snapshot_blob
-from aztrain.domain.manifest import ComputeSpec
+from aztrain.domain.manifest import ComputeSpec, Distribution
 from aztrain.domain.records import BlobInfo, ClusterSpec, JobObservation, JobPhase, JobSubmission
 from aztrain.domain.retrain import Snapshot
 from aztrain.service.ports import ComputeBackend
@@ -65,9 +66,18 @@ class Driver(Protocol):
 
     def jobs_created(self) -> int: ...
 
+    def launched_as(self, job_id: str) -> Distribution:
+        """The distribution whose launcher the backend started the (running) job's processes with."""
+        ...
+
 
 def submission(
-    spec: ClusterSpec, run_id: str, attempt: int, args: dict[str, Any], snapshot_id: str = "snap-contract"
+    spec: ClusterSpec,
+    run_id: str,
+    attempt: int,
+    args: dict[str, Any],
+    distribution: Distribution,
+    snapshot_id: str = "snap-contract",
 ) -> JobSubmission:
     return JobSubmission(
         name=backend_job_name(run_id, attempt),
@@ -84,6 +94,7 @@ def submission(
         max_runtime_seconds=600,
         snapshot_id=snapshot_id,
         manifest_hash="c" * 64,
+        distribution=distribution,
     )
 
 
@@ -92,6 +103,7 @@ def submission(
 class FakeDriver:
     """`FakeComputeBackend`: each look at a job moves it one step along the script its outcome names."""
 
+    distribution: Distribution
     backend: FakeComputeBackend = field(default_factory=FakeComputeBackend)
     timeout: float = 5.0
     interval: float = 0.0
@@ -104,7 +116,7 @@ class FakeDriver:
     }
 
     def submission(self, spec: ClusterSpec, run_id: str, outcome: Outcome, attempt: int = 1) -> JobSubmission:
-        job = submission(spec, run_id, attempt, {})
+        job = submission(spec, run_id, attempt, {}, self.distribution)
         self.outcomes[job.name] = outcome
         return job
 
@@ -119,6 +131,9 @@ class FakeDriver:
     def jobs_created(self) -> int:
         return len(self.backend.jobs)
 
+    def launched_as(self, job_id: str) -> Distribution:
+        return self.backend.jobs[job_id].submission.distribution
+
 
 # ------------------------------------------------------------------- Azure ML over its HTTP fake
 @dataclass
@@ -126,6 +141,7 @@ class AzureMLDriver:
     """`AzureMLBackend` on the fake service: each tick is a minute of the service's time and one status step."""
 
     fake: FakeAzureML
+    distribution: Distribution
     backend: AzureMLBackend = field(init=False)
     timeout: float = 30.0
     interval: float = 0.0
@@ -139,7 +155,7 @@ class AzureMLDriver:
         self.backend = AzureMLBackend(settings, client=client)
 
     def submission(self, spec: ClusterSpec, run_id: str, outcome: Outcome, attempt: int = 1) -> JobSubmission:
-        job = submission(spec, run_id, attempt, {"epochs": 1})
+        job = submission(spec, run_id, attempt, {"epochs": 1}, self.distribution)
         self.outcomes[job.name] = outcome
         return job
 
@@ -163,21 +179,27 @@ class AzureMLDriver:
     def jobs_created(self) -> int:
         return len(self.fake.jobs)
 
+    def launched_as(self, job_id: str) -> Distribution:
+        """From the job Azure ML was sent: an MPI job runs mpirun (Horovod), a PyTorch job starts the DDP ranks."""
+        kind = self.fake.jobs[job_id].resource["properties"]["distribution"]["distributionType"]
+        return {"Mpi": "horovod", "PyTorch": "pytorch"}[kind]  # type: ignore[return-value]
+
 
 # --------------------------------------------------------------------- this machine, for real
 @dataclass
 class LocalDriver:
-    """`LocalBackend`: real supervisors and `horovodrun` on the digits data in Azurite; time is real."""
+    """`LocalBackend`: real supervisors and `horovodrun` or `torchrun` on the digits data in Azurite; time is real."""
 
     backend: LocalBackend
     state_dir: Path
     snapshots: dict[Outcome, str]  # the id of the data snapshot a job of each outcome reads
+    distribution: Distribution
     timeout: float = 120.0
     interval: float = 0.2
 
     def submission(self, spec: ClusterSpec, run_id: str, outcome: Outcome, attempt: int = 1) -> JobSubmission:
         args = {"epochs": 10_000 if outcome == "long" else 1}
-        return submission(spec, run_id, attempt, args, self.snapshots[outcome])
+        return submission(spec, run_id, attempt, args, self.distribution, self.snapshots[outcome])
 
     def tick(self) -> None:
         """Nothing to do: the supervisors and the simulated nodes move on in real time."""
@@ -185,30 +207,40 @@ class LocalDriver:
     def preempt(self, job_id: str) -> None:
         """The trainer's own preemption path: its workers get the SIGTERM an evicted node's processes get."""
 
-        def workers() -> list[int]:
-            found = []
-            for proc in job_processes(job_id):
-                with contextlib.suppress(psutil.Error):
-                    command = " ".join(proc.cmdline())
-                    if (
-                        "-m trainer.train" in command
-                        and "horovodrun" not in command
-                        and proc.name().startswith("python")
-                    ):
-                        found.append(proc.pid)
-            return found
-
         def training() -> bool:  # a SIGTERM before the trainer's handler is installed is a plain kill
             log = self.state_dir / "jobs" / job_id / "driver.log"
             return log.is_file() and b"epoch 1/" in log.read_bytes()
 
         wait_for(training, timeout=self.timeout, what=f"the trainers of {job_id} to finish an epoch")
-        for pid in wait_for(workers, timeout=self.timeout, what=f"the trainers of {job_id}", interval=self.interval):
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGTERM)
+        for worker in self._workers(job_id):
+            with contextlib.suppress(psutil.Error):
+                worker.send_signal(signal.SIGTERM)
 
     def jobs_created(self) -> int:
         return sum(1 for folder in (self.state_dir / "jobs").iterdir() if folder.is_dir())
+
+    def launched_as(self, job_id: str) -> Distribution:
+        """From the training processes themselves: each launcher leaves its own mark in their environment."""
+        environments = [worker.environ() for worker in self._workers(job_id)]
+        if all("HOROVOD_RANK" in env for env in environments):
+            return "horovod"
+        assert all(
+            {"TORCHELASTIC_RUN_ID", "MASTER_ADDR", "MASTER_PORT", "NODE_RANK"} <= env.keys() for env in environments
+        )
+        return "pytorch"
+
+    def _workers(self, job_id: str) -> list[psutil.Process]:
+        """The job's training processes (`python -m trainer.train`), not its supervisor, launcher or shells."""
+
+        def found() -> list[psutil.Process]:
+            workers = []
+            for proc in job_processes(job_id):
+                with contextlib.suppress(psutil.Error):
+                    if proc.cmdline()[1:3] == ["-m", "trainer.train"]:
+                        workers.append(proc)
+            return workers
+
+        return wait_for(found, timeout=self.timeout, what=f"the trainers of {job_id}", interval=self.interval)
 
 
 @pytest.fixture(scope="module")
@@ -218,7 +250,7 @@ def digits(tmp_path_factory: pytest.TempPathFactory) -> bytes:
     return export_digits(tmp_path_factory.mktemp("digits")).read_bytes()
 
 
-def local_driver(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[LocalDriver]:
+def local_driver(request: pytest.FixtureRequest, tmp_path: Path, distribution: Distribution) -> Iterator[LocalDriver]:
     connection = request.getfixturevalue("azurite")
     data = request.getfixturevalue("data_store_on_azurite")
     data.write("datasets", f"{JOB}/digits.npz", request.getfixturevalue("digits"))
@@ -236,7 +268,7 @@ def local_driver(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Loc
     )
     backend = LocalBackend(settings, child_env={**os.environ, "AZTRAIN_STORAGE_CONNECTION_STRING": connection})
     driver = LocalDriver(
-        backend, settings.local_state_dir, {"complete": digits.id, "long": digits.id, "fail": missing.id}
+        backend, settings.local_state_dir, {"complete": digits.id, "long": digits.id, "fail": missing.id}, distribution
     )
     yield driver
     jobs = [folder.name for folder in (settings.local_state_dir / "jobs").iterdir()]
@@ -248,20 +280,25 @@ def local_driver(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Loc
 
 @pytest.fixture(
     params=[
-        "fake",
-        pytest.param("local", marks=[pytest.mark.horovod, pytest.mark.azurite]),
-        "azureml",
-    ]
+        ("fake", "horovod"),
+        ("fake", "pytorch"),
+        pytest.param(("local", "horovod"), marks=[pytest.mark.horovod, pytest.mark.azurite]),
+        pytest.param(("local", "pytorch"), marks=pytest.mark.azurite),
+        ("azureml", "horovod"),
+        ("azureml", "pytorch"),
+    ],
+    ids="-".join,
 )
 def driver(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Driver]:
-    if request.param == "fake":
-        yield FakeDriver()
-    elif request.param == "local":
-        yield from local_driver(request, tmp_path)
+    backend, distribution = request.param
+    if backend == "fake":
+        yield FakeDriver(distribution)
+    elif backend == "local":
+        yield from local_driver(request, tmp_path, distribution)
     else:
         service = FakeAzureML()
         with service.patch_blob_uploads():
-            yield AzureMLDriver(service)
+            yield AzureMLDriver(service, distribution)
         assert service.unhandled == []
 
 
@@ -312,6 +349,15 @@ def test_a_duplicate_submit_returns_the_same_job_and_starts_nothing_new(driver):
     job = driver.submission(ready_cluster(driver), RUN_ID, "complete")
     assert driver.backend.submit(job) == driver.backend.submit(job) == job.name
     assert driver.jobs_created() == 1
+
+
+def test_the_job_is_launched_as_its_distribution_asks(driver):
+    job = driver.submission(ready_cluster(driver), RUN_ID, "long")
+    job_id = driver.backend.submit(job)
+    watch(driver, job_id, lambda o: o.phase is JobPhase.RUNNING, "running")
+    assert driver.launched_as(job_id) == job.distribution
+    driver.backend.cancel(job_id)
+    assert watch(driver, job_id, final, "canceled")[-1].phase is JobPhase.CANCELED
 
 
 def test_a_job_moves_forward_only_and_completes(driver):

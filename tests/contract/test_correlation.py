@@ -31,7 +31,7 @@ def test_a_blob_uploads_event_id_follows_the_run_through_history_tags_log_header
     run = plane.get_run(run.id)
 
     assert run.correlation == UPLOAD
-    assert run_view(run, runs_container="runs")["correlation_id"] == UPLOAD
+    assert run_view(run, runs_container="runs").correlation_id == UPLOAD
     assert plane.store.history(run.id)[0].cause == UPLOAD
     (job,) = plane.backend.jobs.values()  # type: ignore[attr-defined]
     assert job.submission.tags["aztrain.correlation"] == UPLOAD

@@ -95,7 +95,8 @@ def test_a_crash_between_the_transition_and_the_publish_loses_nothing(plane, sin
     with _crash_at("publishing.before-publish"), pytest.raises(faults.InjectedFault):
         plane.advance(accepted.id)  # the reconciler's first step, in a process that crashes
     assert sink.events == []
-    (run,) = plane.store.unpublished_runs()
+    (listed,) = plane.store.unpublished_runs()  # a listing: the events themselves stay on the run
+    run = plane.store.get_run(listed.id)
     assert run.state is RunState.SUBMITTED and len(run.outbox) == 3  # ACCEPTED, PROVISIONING, SUBMITTED: staged
     plane.data.write("runs", f"digits/{run.id}/outputs/metrics.json", b"{}")
     drive(plane)  # the reconciler, in a process that did not crash
@@ -106,7 +107,8 @@ def test_a_crash_after_the_publish_sends_again_under_the_same_ids_and_clears_onc
     (accepted,) = deliver(plane, BlobEvent(id="evt-1", container="jobs", name="manifests/digits.yaml"))
     with _crash_at("publishing.after-publish"), pytest.raises(faults.InjectedFault):
         plane.advance(accepted.id)
-    (run,) = plane.store.unpublished_runs()
+    (listed,) = plane.store.unpublished_runs()
+    run = plane.store.get_run(listed.id)
     plane.reconcile()
     ids = [e.id for e in sink.events]
     first = [f"{run.id}:{staged.transition.seq}" for staged in run.outbox]  # sent before the crash

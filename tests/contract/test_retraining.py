@@ -16,7 +16,7 @@ import pytest
 from aztrain.domain.records import JobPhase
 from aztrain.domain.runs import RunState
 from aztrain.service.facade import BlobEvent, ControlPlane
-from aztrain.service.views import window_view
+from aztrain.service.views import dump
 from tests.contract.conftest import SEED_BLOB, deliver, drive
 
 
@@ -146,7 +146,7 @@ def test_the_window_shows_every_blocker_at_once_and_what_happens_next(plane):
     plane.reconcile()  # the forced run is on the backend now, and stays RUNNING
     upload(plane, "digits/a.npz")
     upload(plane, "digits/ignored.tmp")  # excluded by the glob: not an arrival
-    shown = window_view("digits", plane.window("digits"))
+    shown = dump(plane.queries.window("digits"))
     kinds = [b["kind"] for b in shown["blockers"]]
     assert (shown["action"], shown["arrivals"], kinds) == (
         "wait",

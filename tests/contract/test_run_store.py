@@ -107,6 +107,35 @@ def test_find_runs_filters_and_sorts_newest_first(run_store: ControlStore):
     assert run_store.get_run("nope") is None
 
 
+def test_pages_of_runs_go_newest_first_from_a_run_id_across_time_and_jobs(run_store: ControlStore):
+    # Made a day apart and an instant apart: the list's time partitions and one partition both.
+    ids = ["8000000000000-aaaaaa", "8000000000001-aaaaaa", "8000100000000-aaaaaa", "8000200000000-aaaaaa"]
+    for i, run_id in enumerate(ids):
+        run_store.add_run(a_run(job="a" if i % 2 else "b", run_id=run_id))
+    failed = run_store.get_run(ids[1])
+    run_store.save_run(failed.moved(RunState.FAILED, cause="x", at=T0))
+
+    def page(**query: Any) -> list[str]:
+        return [r.id for r in run_store.page_of_runs(**query)]
+
+    assert page(limit=3) == ids[:3] and page(after=ids[0], limit=2) == ids[1:3] and page(after=ids[3], limit=5) == []
+    assert page(job="a", limit=5) == [ids[1], ids[3]] and page(job="a", after=ids[1], limit=5) == [ids[3]]
+    assert page(states=[RunState.FAILED], limit=5) == [ids[1]]  # the list's copy moved with its run
+    assert page(states=[RunState.ACCEPTED], after=ids[0], limit=5) == ids[2:]
+    assert page(job="b", states=[RunState.ACCEPTED], limit=5) == [ids[0], ids[2]]
+    assert page(states=[], limit=5) == []
+
+
+def test_runs_are_found_by_an_id_prefix(run_store: ControlStore):
+    ids = ["8000000000000-aaaaaa", "8000000000001-bbbbbb", "8000100000000-aaaaaa"]
+    for run_id in ids:
+        run_store.add_run(a_run(run_id=run_id))
+    assert [r.id for r in run_store.runs_by_prefix("800000000000", 5)] == ids[:2]
+    assert [r.id for r in run_store.runs_by_prefix("8000000000001-b", 5)] == [ids[1]]
+    assert [r.id for r in run_store.runs_by_prefix("800000", 1)] == ids[:1]
+    assert run_store.runs_by_prefix("800020", 5) == []
+
+
 def test_jobs_are_conditional_too(run_store: ControlStore):
     job = JobRecord(
         name="digits",

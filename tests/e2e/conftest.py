@@ -36,6 +36,7 @@ class Stack:
     tables: TableControlStore
     local_state: Path
     log: Path
+    connection_string: str  # the stack's storage, for the CLI's commands that write to it
 
 
 def wait_for(condition: Callable[[], Any], *, timeout: float, what: str, interval: float = 0.25) -> Any:
@@ -97,14 +98,10 @@ def running_stack(state_dir: Path) -> Iterator[Stack]:
 
     try:
         wait_for(healthy, timeout=STARTUP_TIMEOUT, what="the dev host to report healthy")
-        settings = Settings(
-            storage_connection_string=azurite_connection_string(
-                AZURITE_CONNECTION_STRING,
-                blob_port=azurite_port,
-                queue_port=azurite_port + 1,
-                table_port=azurite_port + 2,
-            )
+        connection_string = azurite_connection_string(
+            AZURITE_CONNECTION_STRING, blob_port=azurite_port, queue_port=azurite_port + 1, table_port=azurite_port + 2
         )
+        settings = Settings(storage_connection_string=connection_string)
         yield Stack(
             url=url,
             client=client,
@@ -112,6 +109,7 @@ def running_stack(state_dir: Path) -> Iterator[Stack]:
             tables=build_control_store(settings),
             local_state=state_dir / "local",
             log=log,
+            connection_string=connection_string,
         )
     finally:
         os.killpg(process.pid, signal.SIGTERM)

@@ -34,8 +34,9 @@ in Azure/azure-rest-api-specs; the fragments used are kept in `tests/fixtures/am
   is Preparing/Running/Finalizing and released `idle_time_before_scale_down` after its last job
   ends (AmlCompute `scaleSettings.nodeIdleTimeBeforeScaleDown`).
 - Job create answers 201 with `status: NotStarted` (x-ms-example `Job/CommandJob/createOrUpdate.json`);
-  statuses are the spec's `JobStatus` enum, and jobs on a deleting or unknown compute, or with an
-  unknown code or environment version, are refused.
+  statuses are the spec's `JobStatus` enum, and jobs on a deleting or unknown compute, with an
+  unknown code or environment version, or with a `distribution` that is not one of the spec's
+  `DistributionConfiguration` shapes (`Mpi`, `PyTorch`, ...), are refused.
 - Cancel answers 202 with `Location` and `Retry-After` (x-ms-example `Job/cancel.json`, headers in
   the operation's responses). Only a job that has not started finalizing is cancelled: Azure ML
   refuses a job that is Finalizing (reported in Azure/azureml-assets#2496: "the job was finalizing
@@ -48,6 +49,16 @@ in Azure/azure-rest-api-specs; the fragments used are kept in `tests/fixtures/am
   `innerError` null, worded as users report it: MicrosoftDocs/azure-docs#66288,
   Azure/MachineLearningNotebooks#1242, microsoft/MLOpsPython#346 ("UserError: AzureMLCompute job
   failed. PreemptionError: Nodes of this job got pre-empted. ...").
+- A command job without `computeId` runs on serverless compute (how-to-use-serverless-compute):
+  its `resources` and `queueSettings` are validated against the spec's `JobResourceConfiguration`
+  and `QueueSettings` (`tests/fixtures/aml/rest_schemas.json`, README "Requests the fake checks");
+  it must name a VM size the fake knows (`SIZES`) and run as a managed identity (the workspace's
+  user-assigned one; refusals' status and wording assumed). Its nodes are its own while it is
+  Preparing/Running/Finalizing, and go with it.
+- Usages (Usages_List, `specs/2023-08-01-preview/machineLearningServices.json`; its example
+  `Usage/list.json`, an excerpt kept in the fixtures): a dedicated line per family in `quotas`
+  and a low-priority one with `limit: -1`, and the regional totals; in use is every cluster node
+  (idle ones too) and every serverless job's nodes, by tier (a Spot job's count as low priority).
 - A model version echoes what was sent plus `provisioningState` (x-ms-example
   `Workspace/ModelVersion/createOrUpdate.json`); `flavors: {}` when created without any (assumed:
   the SDK reads it as a dict); an existing version's path cannot change (a 400 "Asset paths cannot
@@ -67,11 +78,13 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from http import HTTPStatus
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import requests
 import urllib3
+from jsonschema import Draft202012Validator
 from requests.adapters import HTTPAdapter
 
 SUBSCRIPTION = "00000000-0000-0000-0000-000000000001"
@@ -86,6 +99,11 @@ REGION_API = f"{LOCATION}.api.azureml.ms"
 PROVIDER = "Microsoft.MachineLearningServices"
 WS_PATH = f"/subscriptions/{SUBSCRIPTION}/resourceGroups/{RESOURCE_GROUP}/providers/{PROVIDER}/workspaces/{WORKSPACE}"
 #: Seconds a new cluster takes to provision, and a deletion to finish (fake time).
+_SPEC_DEFINITIONS = json.loads((Path(__file__).parents[1] / "fixtures" / "aml" / "rest_schemas.json").read_text())
+#: The spec's `DistributionConfiguration` (Mpi, PyTorch, ...): what a job's `distribution` must be.
+_DISTRIBUTION = Draft202012Validator(
+    {"$defs": _SPEC_DEFINITIONS["$defs"], "$ref": "#/$defs/mfe-2024-01-01-preview.DistributionConfiguration"}
+)
 PROVISION_SECONDS = 60
 DELETE_SECONDS = 90
 
@@ -94,6 +112,18 @@ BUSY = frozenset({"preparing", "running", "finalizing"})
 FINAL = frozenset({"completed", "failed", "canceled"})
 #: Statuses in which Azure ML accepts a cancel (compared lower-case); see the module docstring.
 CANCELLABLE = frozenset({"notstarted", "queued", "preparing", "provisioning", "starting", "running"})
+#: VM sizes the fake knows: vCPUs per node and the family name of their usage lines.
+SIZES = {
+    "Standard_NC4as_T4_v3": (4, "Standard NCASv3_T4 Family"),
+    "Standard_NC24ads_A100_v4": (24, "Standard NCADSA100v4 Family"),
+    "Standard_NC40ads_H100_v5": (40, "Standard NCadsH100v5 Family"),
+    "Standard_DS3_v2": (4, "Standard DSv2 Family"),
+}
+REGIONAL = {
+    "Dedicated": "Total Cluster Dedicated Regional vCPUs",
+    "LowPriority": "Total Cluster LowPriority Regional vCPUs",
+}
+SCHEMAS = json.loads((Path(__file__).resolve().parents[1] / "fixtures" / "aml" / "rest_schemas.json").read_text())
 PREEMPTION_MESSAGE = (
     "AzureMLCompute job failed. PreemptionError: Nodes of this job got pre-empted. "
     "Check if the run has failed or restarted. Reason: Received pre-emption warning signal"
@@ -145,6 +175,12 @@ class Job:
         return str(self.resource["properties"]["status"])
 
 
+def distribution_problem(distribution: Any) -> str:
+    """Why a job's `distribution` is not one of the spec's `DistributionConfiguration` shapes ("" if it is)."""
+    wrong = next(_DISTRIBUTION.iter_errors(distribution), None)
+    return f"distribution: {wrong.message}" if wrong else ""
+
+
 def _json_reply(status: int, body: Any, headers: dict[str, str] | None = None) -> Reply:
     return Reply(status, body, headers or {})
 
@@ -171,6 +207,9 @@ class FakeAzureML:
         self.code_versions: dict[tuple[str, str], dict[str, Any]] = {}
         self.environments: dict[str, list[str]] = {"aztrain-horovod": ["1", "2"]}
         self.models: dict[tuple[str, str], dict[str, Any]] = {}  # (name, version) → resource, in creation order
+        #: Dedicated vCPU limits per family (`SIZES` names), and the regional totals per tier.
+        self.quotas: dict[str, int] = {family: 64 for _, family in SIZES.values()}
+        self.regional_limits: dict[str, int] = {"Dedicated": 256, "LowPriority": 256}
         self.uploads: dict[str, bytes] = {}  # blob path → bytes, for the code snapshot
         self.blob_metadata: dict[str, dict[str, str]] = {}
         self.requests: list[tuple[str, str]] = []  # (method, path) in arrival order
@@ -193,6 +232,12 @@ class FakeAzureML:
                     r"/computeOperationsStatus/(?P<op>[^/]+)$"
                 ),
                 self._compute_operation,
+            ),
+            (
+                "GET",
+                ARM,
+                re.compile(f"^/subscriptions/{SUBSCRIPTION}/providers/{PROVIDER}/locations/{LOCATION}/usages$"),
+                self._usages,
             ),
             ("GET", ARM, re.compile(f"^{WS_PATH}/jobs/(?P<name>[^/]+)$"), self._get_job),
             ("PUT", ARM, re.compile(f"^{WS_PATH}/jobs/(?P<name>[^/]+)$"), self._put_job),
@@ -309,8 +354,8 @@ class FakeAzureML:
         """Azure takes the job's low-priority nodes back: the nodes vanish and the job fails."""
         with self._lock:
             job = self.jobs[name]
-            cluster = self.clusters[self._cluster_of(job)]
-            for node in [n for n, run in cluster.nodes.items() if run == name]:
+            cluster = self.clusters.get(self._cluster_of(job))  # None: serverless, whose nodes go with it
+            for node in [n for n, run in cluster.nodes.items() if run == name] if cluster else []:
                 del cluster.nodes[node]
             job.error = {"code": "UserError", "message": PREEMPTION_MESSAGE}  # innerError null: the message says it
             self._set(job, "Failed")
@@ -333,7 +378,8 @@ class FakeAzureML:
         return (self._epoch + timedelta(seconds=self.now if at is None else at)).isoformat().replace("+00:00", "Z")
 
     def _cluster_of(self, job: Job) -> str:
-        return str(job.resource["properties"]["computeId"]).rsplit("/", 1)[-1]
+        """The job's cluster, or '' for a serverless job."""
+        return str(job.resource["properties"].get("computeId") or "").rsplit("/", 1)[-1]
 
     def _set(self, job: Job, status: str) -> None:
         job.resource["properties"]["status"] = status
@@ -541,11 +587,16 @@ class FakeAzureML:
         return _json_reply(201, resource)
 
     def _job_problem(self, props: dict[str, Any]) -> str:
-        """What the service would refuse: unknown compute, code or environment, or a command job without its parts."""
+        """What the service would refuse: unknown compute, code or environment; a distribution not of the spec."""
         if props.get("jobType") != "Command":
             return "the fake runs command jobs only"
-        compute = str(props.get("computeId", "")).rsplit("/", 1)[-1]
-        if compute not in self.clusters or self.clusters[compute].state == "Deleting":
+        if not props.get("computeId"):
+            problem = self._serverless_problem(props)
+            if problem:
+                return problem
+        elif (compute := str(props["computeId"]).rsplit("/", 1)[-1]) not in self.clusters or self.clusters[
+            compute
+        ].state == "Deleting":
             return f"Compute {compute} not found or being deleted"
         code = re.search(r"/codes/([^/]+)/versions/([^/]+)$", str(props.get("codeId", "")))
         if not code or (code.group(1), code.group(2)) not in self.code_versions:
@@ -553,7 +604,81 @@ class FakeAzureML:
         env = re.search(r"/environments/([^/]+)/versions/([^/]+)$", str(props.get("environmentId", "")))
         if not env or env.group(2) not in self.environments.get(env.group(1), []):
             return f"environment {props.get('environmentId')} not found"
+        distribution = props.get("distribution")  # none: a single-process job
+        return "" if distribution is None else distribution_problem(distribution)
+
+    @staticmethod
+    def _serverless_problem(props: dict[str, Any]) -> str:
+        """A serverless job: resources and queue settings as the spec defines them, a known size, a managed identity."""
+        for field_name, definition in (("resources", "JobResourceConfiguration"), ("queueSettings", "QueueSettings")):
+            schema = {"$defs": SCHEMAS["$defs"], "$ref": f"#/$defs/mfe-2024-01-01-preview.{definition}"}
+            errors = [e.message for e in Draft202012Validator(schema).iter_errors(props.get(field_name) or {})]
+            if errors:
+                return f"{field_name}: {'; '.join(errors)}"
+        size = (props.get("resources") or {}).get("instanceType")
+        if size not in SIZES:
+            return f"serverless compute needs resources.instanceType, a VM size it offers; got {size!r}"
+        if (props.get("identity") or {}).get("identityType") != "Managed":
+            return "serverless jobs here run as the workspace's user-assigned managed identity"
         return ""
+
+    def _usages(self, **_: Any) -> Reply:
+        """The usage lines (Usages_List): the regional totals, then each family's dedicated and low-priority one."""
+        used = self._vcpus_in_use()
+        sub = f"/subscriptions/{SUBSCRIPTION}"
+
+        def line(id_: str, kind: str, current: int, limit: int, name: str) -> dict[str, Any]:
+            value = {"value": name, "localizedValue": name}
+            return {"id": id_, "type": kind, "currentValue": current, "limit": limit, "name": value, "unit": "Count"}
+
+        lines = [
+            line(
+                f"{sub}/usages",
+                f"{PROVIDER}/{kind}Cores/usages",
+                sum(used[tier].values()),
+                self.regional_limits[tier],
+                name,
+            )
+            for tier, kind, name in (
+                ("Dedicated", "dedicated", REGIONAL["Dedicated"]),
+                ("LowPriority", "lowPriority", REGIONAL["LowPriority"]),
+            )
+        ]
+        for family, limit in self.quotas.items():
+            for tier, family_limit in (("Dedicated", limit), ("LowPriority", -1)):
+                name = f"{family} Cluster {tier} vCPUs"
+                lines.append(
+                    line(
+                        f"{sub}/usages/{name.replace(' ', '_')}",
+                        f"{PROVIDER}/vmFamily/usages",
+                        used[tier].get(family, 0),
+                        family_limit,
+                        name,
+                    )
+                )
+        return _json_reply(200, {"value": lines, "nextLink": None})
+
+    def _vcpus_in_use(self) -> dict[str, dict[str, int]]:
+        """vCPUs held per tier and family: every cluster node, and the nodes of serverless jobs at work."""
+        used: dict[str, dict[str, int]] = {"Dedicated": {}, "LowPriority": {}}
+        held = [
+            (
+                c.resource["properties"]["properties"]["vmSize"],
+                c.resource["properties"]["properties"].get("vmPriority"),
+                len(c.nodes),
+            )
+            for c in self.clusters.values()
+        ]
+        for job in self.jobs.values():
+            props = job.resource["properties"]
+            if not props.get("computeId") and job.status.lower() in BUSY:
+                tier = "LowPriority" if (props.get("queueSettings") or {}).get("jobTier") == "Spot" else "Dedicated"
+                held.append((props["resources"]["instanceType"], tier, int(props["resources"]["instanceCount"])))
+        for size, tier, nodes in held:
+            vcpus, family = SIZES.get(size, (0, ""))
+            bucket = used["LowPriority" if tier == "LowPriority" else "Dedicated"]
+            bucket[family] = bucket.get(family, 0) + vcpus * nodes
+        return used
 
     def _cancel_job(self, name: str, **_: Any) -> Reply:
         job = self.jobs.get(name)

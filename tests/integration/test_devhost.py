@@ -295,7 +295,18 @@ def test_wrong_method_is_405_with_allow(world: World) -> None:
     response = call(world, "DELETE", "/api/items/1")
     assert response.status == 405
     assert response.headers["allow"] == "GET, POST"
-    assert "error" in response.json()
+    assert response.headers["content-type"] == "application/problem+json"
+    assert response.json() == {
+        "type": "about:blank",
+        "title": "Method Not Allowed",
+        "status": 405,
+        "detail": "method DELETE not allowed; allowed: GET, POST",
+    }
+
+
+def test_any_method_reaches_the_functions_not_the_servers_own_501(world: World) -> None:
+    response = call(world, "TRACE", "/api/items/1")
+    assert (response.status, response.headers["allow"]) == (405, "GET, POST")
 
 
 def assert_logged_under_its_correlation_id(response: Response, caplog: pytest.LogCaptureFixture, detail: str) -> None:

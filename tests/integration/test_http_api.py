@@ -24,11 +24,13 @@ import pytest
 from jsonschema import Draft202012Validator
 from openapi_spec_validator import validate
 
+from aztrain.api.models import MAX_LOG_OFFSET
 from aztrain.domain.records import ModelVersion
 from aztrain.domain.runs import RunState
 from aztrain.service.facade import ControlPlane
 from aztrain.service.run_outputs import LiveMetrics, RunFiles
 from devhost import DevHost
+from functions import not_allowed
 from tests.apps import hosted_app
 from tests.integration.test_devhost import Response, wait_for
 
@@ -139,9 +141,22 @@ def test_openapi_document_is_valid_and_lists_exactly_the_served_routes(api: Api)
         for function in api.host.index.http
         for method in function.methods or ()
         if not function.route.template.startswith("dashboard")  # the dashboard's page, not the API
+        and not function.name.startswith("not_allowed_")  # the 405s for what a path does not declare
     }
     assert documented == served
     assert api.openapi["components"]["schemas"]["JobManifest"]["properties"]["name"]["pattern"]
+
+
+def test_every_undeclared_method_of_a_documented_path_is_405_with_allow_and_a_problem(api: Api) -> None:
+    for template, operations in api.openapi["paths"].items():
+        path = template.format(run_id="0000000000000-000000", name="some-job", version="1")
+        declared = sorted(method.upper() for method in operations)
+        for method in set(not_allowed.HTTP_METHODS) - set(declared):
+            response = api.call(method, path)
+            assert (response.status, response.headers.get("allow")) == (405, ", ".join(declared)), (method, path)
+            if method != "HEAD":  # a HEAD answer has no body
+                assert media_type(response) == PROBLEM
+                assert response.json()["type"].endswith("/method-not-allowed")
 
 
 def test_health(api: Api) -> None:
@@ -254,10 +269,22 @@ def test_a_rejected_submit_retried_with_its_key_is_rejected_the_same_once(api: A
     assert len(api.service.store.find_runs(job=name)) == 1
 
 
-def test_a_malformed_idempotency_key_is_a_400(api: Api) -> None:
-    response = api.submit(manifest(unique("idem")), **{"Idempotency-Key": "x" * 300})
+@pytest.mark.parametrize(
+    ("header", "value"),
+    [("Idempotency-Key", "x" * 300), ("Idempotency-Key", ""), ("X-Request-Id", ""), ("X-Request-Id", "x" * 129)],
+)
+def test_a_header_not_of_its_documented_shape_is_a_400_naming_it(api: Api, header: str, value: str) -> None:
+    response = api.submit(manifest(unique("headers")), **{header: value})
     assert response.status == 400
-    assert response.json()["errors"][0]["field"] == "Idempotency-Key"
+    assert response.json()["errors"][0]["field"] == header
+
+
+def test_a_quoted_idempotency_key_is_the_key_between_the_quotes(api: Api) -> None:
+    name, key = unique("idem-quoted"), str(uuid.uuid4())
+    first = api.submit(manifest(name), "?force=true", **{"Idempotency-Key": f'"{key}"'})
+    retry = api.submit(manifest(name), "?force=true", **{"Idempotency-Key": key})
+    assert first.status == 202 and retry.headers.get("idempotent-replayed") == "true"
+    assert retry.json()["run"]["id"] == first.json()["run"]["id"]
 
 
 # ----------------------------------------------------------------------------------------- pagination
@@ -303,13 +330,23 @@ def test_jobs_and_models_page_too(api: Api) -> None:
                 "state=BOGUS",
                 "continuation=%21%21",
                 "continuation=e30",
+                "continuation=0",  # the shape of a token, but not one this API issued
                 "job=a%2Fb",
+                "state=running",  # states are as the document spells them
+                "state=RUNNING,",
+                *(f"{name}=" for name in ("job", "limit", "continuation")),  # empty is a value, not an absence
+                "limit=1.0",
+                "limit=%2B5",
             )
         ),
         "/api/runs?job=%00",
         "/api/jobs?limit=-1",
         "/api/models?continuation=not%20a%20token",
-        *(f"/api/runs/9999999999999-abcdef/logs?{query}" for query in ("offset=-1", "tail=0", "tail=x", "offset=1.5")),
+        *(
+            f"/api/runs/9999999999999-abcdef/logs?{query}"
+            for query in ("offset=-1", "tail=0", "tail=x", "offset=1.5", "offset=", f"offset={MAX_LOG_OFFSET + 1}")
+        ),
+        *(f"/api/runs/9999999999999-abcdef?all={value}" for value in ("", "1", "yes", "True")),
     ],
 )
 def test_malformed_query_values_are_400_problems(api: Api, path: str) -> None:
@@ -321,7 +358,7 @@ def test_malformed_query_values_are_400_problems(api: Api, path: str) -> None:
 def test_a_large_limit_is_capped_and_states_filter(api: Api) -> None:
     job = unique("filter")
     new_run(api, job)
-    capped = api.call("GET", f"/api/runs?job={job}&limit=100000&state=provisioning,ACCEPTED&state=FAILED&continuation=")
+    capped = api.call("GET", f"/api/runs?job={job}&limit=100000&state=PROVISIONING,ACCEPTED&state=FAILED")
     assert capped.status == 200
     assert [r["state"] for r in capped.json()["runs"]] in (["PROVISIONING"], ["ACCEPTED"], ["FAILED"])
 
@@ -403,7 +440,7 @@ def test_an_unexpected_failure_is_a_500_problem_with_a_correlation_id_and_no_int
     def broken(**_: Any) -> None:
         raise RuntimeError("TableEndpoint=http://secret AccountKey=abc")
 
-    monkeypatch.setattr(api.service.store, "find_runs", broken)
+    monkeypatch.setattr(api.service.store, "page_of_runs", broken)
     response = api.call("GET", "/api/runs")
     assert response.status == 500
     problem = response.json()
@@ -461,6 +498,11 @@ def test_logs_follow_from_an_offset_and_tail_the_last_lines(api: Api) -> None:
     assert int(tail.headers["x-log-offset"]) == len(received) - len(tail.body)
     assert tail.headers["x-run-state"] == run["state"]
     assert api.call("GET", f"/api/runs/{run['id']}/logs?tail=2&offset=0").status == 400
+
+    for past in (len(received), len(received) + 1, MAX_LOG_OFFSET):  # at or past the end: nothing yet, as documented
+        reply = api.call("GET", f"/api/runs/{run['id']}/logs?offset={past}")
+        assert (reply.status, reply.body, reply.headers["x-log-next-offset"]) == (200, b"", str(past))
+        assert reply.headers["x-log-size"] == str(len(received))
 
 
 def epochs_shown(api: Api, path: str, count: int) -> bool:

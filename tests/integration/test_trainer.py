@@ -1,6 +1,8 @@
-"""The trainer program: real `horovodrun --gloo -np 2` training, its outputs, and bad input refused before training.
+"""The trainer program: real training under each distribution's launcher, its outputs, and bad input refused.
 
-Helpers here (`horovodrun`, `trainer`, `run`, ...) are shared by the other test_trainer_* modules.
+Two processes run under `horovodrun --gloo` (Horovod) and under `torchrun` (PyTorch DDP over Gloo),
+launched exactly as the local backend launches them. Helpers here (`launcher`, `trainer`, `run`,
+`DISTRIBUTIONS`, ...) are shared by the other test_trainer_* modules.
 """
 
 from __future__ import annotations
@@ -15,17 +17,20 @@ from typing import Any
 import pytest
 import torch
 
+from aztrain.adapters.compute.local.launchers import LAUNCHERS
 from trainer.cache import DataCache
 from trainer.data import export_digits, load, split
 from trainer.model import build_model, state_digest
 
-HOROVODRUN = Path(sys.executable).parent / "horovodrun"
 TRAIN_TIMEOUT = 180.0
 INVALID_TIMEOUT = 60.0
+#: Rank 0's epoch line; horovodrun puts "[0]<stdout>:" before it, torchrun passes it through as it is.
 EPOCH_LINE = re.compile(
-    r"^\[0\]<stdout>:epoch (\d+)/(\d+) loss=\d+\.\d{4} accuracy=[01]\.\d{4} samples/s=\d+ seconds=\d+\.\d{2}$",
+    r"^(?:\[0\]<stdout>:)?epoch (\d+)/(\d+) loss=\d+\.\d{4} accuracy=[01]\.\d{4} samples/s=\d+ seconds=\d+\.\d{2}$",
     re.MULTILINE,
 )
+#: Every test of several processes runs under both; Horovod's need it built (scripts/build_horovod.sh).
+DISTRIBUTIONS = [pytest.param("horovod", marks=pytest.mark.horovod), "pytorch"]
 
 
 def write_digits(root: Path) -> Path:
@@ -34,14 +39,15 @@ def write_digits(root: Path) -> Path:
     return root
 
 
-def horovodrun(processes: int) -> list[str]:
-    return [str(HOROVODRUN), "--gloo", "-np", str(processes), "-H", f"localhost:{processes}"]
+def launcher(distribution: str, processes: int) -> list[str]:
+    """The command that starts `processes` trainers under `distribution`, as the local backend runs it."""
+    return LAUNCHERS[distribution].argv(Path(sys.executable), processes)
 
 
-def trainer(data_dir: Path, output_dir: Path, args_json: str, *flags: str) -> list[str]:
-    """The trainer as one plain process (Horovod size 1); prefix `horovodrun(n)` for n processes."""
+def trainer(data_dir: Path, output_dir: Path, args_json: str, *flags: str, distribution: str = "horovod") -> list[str]:
+    """The trainer as one plain process (a group of one); prefix `launcher(distribution, n)` for n processes."""
     return [
-        sys.executable, "-m", "trainer.train",
+        sys.executable, "-m", "trainer.train", "--distribution", distribution,
         "--data-dir", str(data_dir), "--output-dir", str(output_dir), "--args-json", args_json, *flags,
     ]  # fmt: skip
 
@@ -60,22 +66,20 @@ def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return write_digits(tmp_path_factory.mktemp("data"))
 
 
-@pytest.mark.horovod
-def test_two_horovod_processes_train_to_high_accuracy_in_step_and_rank_0_writes_the_outputs(
-    data_dir: Path, tmp_path: Path, project_root: Path
+@pytest.mark.parametrize("distribution", DISTRIBUTIONS)
+def test_two_processes_train_to_high_accuracy_in_step_and_rank_0_writes_the_outputs(
+    data_dir: Path, tmp_path: Path, project_root: Path, distribution: str
 ):
     out = tmp_path / "outputs"
     lineage = ["--snapshot-id", "snap-0123", "--manifest-hash", "f00d"]
-    command = [
-        *horovodrun(2),
-        *trainer(data_dir, out, '{"epochs": 5}', "--cache-dir", str(tmp_path / "cache"), *lineage),
-    ]
+    flags = ["--cache-dir", str(tmp_path / "cache"), *lineage]
+    command = [*launcher(distribution, 2), *trainer(data_dir, out, '{"epochs": 5}', *flags, distribution=distribution)]
     result = run(command, project_root, TRAIN_TIMEOUT)
     assert result.returncode == 0, result.stdout + result.stderr
 
+    # One line per epoch: only rank 0 reports (each rank printing would double them).
     assert EPOCH_LINE.findall(result.stdout) == [(str(epoch), "5") for epoch in range(1, 6)]
-    assert "[1]<stdout>:" not in result.stdout  # only rank 0 reports
-    assert "[0]<stdout>:training: 2 process(es) on cpu, batch 64 x 1 pass(es) x 2, lr 0.05 -> 0.1" in result.stdout
+    assert result.stdout.count("training: 2 process(es) on cpu, batch 64 x 1 pass(es) x 2, lr 0.05 -> 0.1") == 1
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["accuracy"] >= 0.95
     assert (metrics["epochs"], metrics["world_size"]) == (5, 2)
@@ -190,15 +194,19 @@ def test_missing_data_exits_2_naming_the_folder(tmp_path: Path, project_root: Pa
     assert "epoch" not in result.stdout
 
 
-@pytest.mark.horovod
-def test_under_horovodrun_an_invalid_argument_stops_every_process_before_training(
-    data_dir: Path, tmp_path: Path, project_root: Path
+@pytest.mark.parametrize("distribution", DISTRIBUTIONS)
+def test_under_a_launcher_an_invalid_argument_stops_every_process_before_training(
+    data_dir: Path, tmp_path: Path, project_root: Path, distribution: str
 ):
-    result = run([*horovodrun(2), *trainer(data_dir, tmp_path / "out", '{"lr": "fast"}')], project_root, TRAIN_TIMEOUT)
-    # horovodrun exits 1 whenever a process fails; it names the process's own exit code.
+    command = [
+        *launcher(distribution, 2),
+        *trainer(data_dir, tmp_path / "out", '{"lr": "fast"}', distribution=distribution),
+    ]
+    result = run(command, project_root, TRAIN_TIMEOUT)
+    # The launcher exits 1 whenever a process fails; it names each process's own exit code.
     assert result.returncode != 0
-    output = result.stdout + result.stderr
-    assert "[0]<stderr>:error: trainer.args.lr: expected float, got str 'fast'" in output
-    assert "[1]<stderr>:error:" not in output  # only rank 0 reports
-    assert "Exit code: 2" in output
+    output, started = result.stdout + result.stderr, LAUNCHERS[distribution]
+    errors = [line for line in output.splitlines() if started.error_line().search(line)]
+    assert len(errors) == 1 and errors[0].endswith("error: trainer.args.lr: expected float, got str 'fast'")  # rank 0's
+    assert re.search(started.exit_code.format(code=2), output)
     assert "epoch" not in output

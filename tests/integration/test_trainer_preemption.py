@@ -1,7 +1,8 @@
 """Preemption: SIGTERM writes a checkpoint and exits 75; running again resumes where it stopped.
 
-Run directly, the trainer's own exit code is observable. Under horovodrun it is not (horovodrun
-exits 1 whenever a process fails) but horovodrun prints it, as "Exit code: 75".
+Run directly, the trainer's own exit code is observable. Under a launcher it is not (horovodrun
+and torchrun exit 1 whenever a process fails) but the launcher prints it ("Exit code: 75",
+"exitcode  : 75"). Both distributions are held to the same behaviour.
 """
 
 from __future__ import annotations
@@ -19,7 +20,16 @@ import psutil
 import pytest
 import torch
 
-from tests.integration.test_trainer import TRAIN_TIMEOUT, history, horovodrun, run, trainer, write_digits
+from aztrain.adapters.compute.local.launchers import LAUNCHERS
+from tests.integration.test_trainer import (
+    DISTRIBUTIONS,
+    TRAIN_TIMEOUT,
+    history,
+    launcher,
+    run,
+    trainer,
+    write_digits,
+)
 from trainer.train import EXIT_PREEMPTED
 
 Targets = Callable[[subprocess.Popen[str]], list[psutil.Process]]
@@ -40,11 +50,11 @@ def the_process(proc: subprocess.Popen[str]) -> list[psutil.Process]:
 
 
 def the_workers(proc: subprocess.Popen[str]) -> list[psutil.Process]:
-    """horovodrun's training processes (not the shells it starts them through), as a node's preemption signals them."""
+    """The training processes (not the launcher, nor shells it starts them through), as a preemption signals them."""
     return [
         child
         for child in psutil.Process(proc.pid).children(recursive=True)
-        if "trainer.train" in child.cmdline() and child.name().startswith("python")
+        if child.cmdline()[1:3] == ["-m", "trainer.train"]
     ]
 
 
@@ -74,20 +84,20 @@ def printed_epochs(output: str) -> list[int]:
     return [int(epoch) for epoch in re.findall(r"^(?:\[0\]<stdout>:)?epoch (\d+)/", output, re.MULTILINE)]
 
 
+@pytest.mark.parametrize("distribution", DISTRIBUTIONS)
 def test_sigterm_checkpoints_and_exits_75_and_the_rerun_resumes_exactly_where_it_stopped(
-    data_dir: Path, tmp_path: Path, project_root: Path
+    data_dir: Path, tmp_path: Path, project_root: Path, distribution: str
 ):
     args, cache = '{"epochs": 6}', ["--cache-dir", str(tmp_path / "cache")]
     out = tmp_path / "outputs"
-    code, output = sigterm_after_epoch(
-        trainer(data_dir, out, args, *cache), project_root, epoch=1, targets=the_process, preexec_fn=one_core
-    )
+    command = trainer(data_dir, out, args, *cache, distribution=distribution)
+    code, output = sigterm_after_epoch(command, project_root, epoch=1, targets=the_process, preexec_fn=one_core)
     assert code == EXIT_PREEMPTED == 75, output
     assert "preempted: SIGTERM; checkpoint" in output and not (out / "metrics.json").exists()
     done = len(history(out))  # the epochs completed before it stopped, maybe part of the next too
     assert 1 <= done < 6
 
-    resumed = subprocess.run(trainer(data_dir, out, args, *cache), cwd=project_root, capture_output=True, text=True,
+    resumed = subprocess.run(command, cwd=project_root, capture_output=True, text=True,
                              timeout=TRAIN_TIMEOUT, preexec_fn=one_core, check=False)  # fmt: skip
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     assert f"at epoch {done + 1}, batch " in resumed.stdout and "resuming from" in resumed.stdout
@@ -97,8 +107,9 @@ def test_sigterm_checkpoints_and_exits_75_and_the_rerun_resumes_exactly_where_it
     assert metrics["data_from_cache"] is True and metrics["epochs"] == 6
 
     reference = tmp_path / "uninterrupted"
-    whole = subprocess.run(trainer(data_dir, reference, args, *cache), cwd=project_root, capture_output=True,
-                           text=True, timeout=TRAIN_TIMEOUT, preexec_fn=one_core, check=False)  # fmt: skip
+    whole = subprocess.run(trainer(data_dir, reference, args, *cache, distribution=distribution), cwd=project_root,
+                           capture_output=True, text=True, timeout=TRAIN_TIMEOUT, preexec_fn=one_core,
+                           check=False)  # fmt: skip
     assert whole.returncode == 0, whole.stdout + whole.stderr
     expected = json.loads((reference / "metrics.json").read_text())
     # Model, optimizer, loss scaler, partial epoch and random state all came back: the same numbers, to the bit.
@@ -108,16 +119,17 @@ def test_sigterm_checkpoints_and_exits_75_and_the_rerun_resumes_exactly_where_it
     ]
 
 
-@pytest.mark.horovod
-def test_under_horovodrun_every_rank_stops_at_the_same_step_and_the_rerun_resumes(
-    data_dir: Path, tmp_path: Path, project_root: Path
+@pytest.mark.parametrize("distribution", DISTRIBUTIONS)
+def test_under_a_launcher_every_rank_stops_at_the_same_step_and_the_rerun_resumes(
+    data_dir: Path, tmp_path: Path, project_root: Path, distribution: str
 ):
     out = tmp_path / "outputs"
     args = json.dumps({"epochs": 5, "gradient_accumulation_steps": 2, "fp16_allreduce": True})
-    command = [*horovodrun(2), *trainer(data_dir, out, args, "--cache-dir", str(tmp_path / "cache"))]
+    flags = ["--cache-dir", str(tmp_path / "cache")]
+    command = [*launcher(distribution, 2), *trainer(data_dir, out, args, *flags, distribution=distribution)]
     code, output = sigterm_after_epoch(command, project_root, epoch=1, targets=the_workers)
-    assert code != 0 and "Exit code: 75" in output, output
-    assert "[0]<stderr>:preempted: SIGTERM; checkpoint" in output
+    assert code != 0 and LAUNCHERS[distribution].preempted_line().search(output), output
+    assert output.count("preempted: SIGTERM; checkpoint") == 1  # rank 0's report
     done = len(history(out))
     assert 1 <= done < 5
 

@@ -10,7 +10,7 @@ import pytest
 
 from aztrain.adapters.compute.azureml import AzureMLBackend, connect
 from aztrain.domain.errors import BackendError, ConfigError
-from aztrain.domain.manifest import ComputeSpec
+from aztrain.domain.manifest import ComputeSpec, Distribution
 from aztrain.domain.records import ClusterSpec, JobObservation, JobPhase, JobSubmission
 from aztrain.service.settings import Settings
 from tests.fakes.aml_service import (
@@ -21,6 +21,7 @@ from tests.fakes.aml_service import (
     WORKSPACE,
     FakeAzureML,
     FakeCredential,
+    distribution_problem,
 )
 
 pytestmark = pytest.mark.filterwarnings("ignore::marshmallow.warnings.Marshmallow4Warning")  # azure-ai-ml's schemas
@@ -70,7 +71,9 @@ def provisioned(backend: AzureMLBackend, fake: FakeAzureML, **compute: object) -
     return spec
 
 
-def submission(spec: ClusterSpec, run_id: str = "8232054399990-a1b2c3") -> JobSubmission:
+def submission(
+    spec: ClusterSpec, run_id: str = "8232054399990-a1b2c3", distribution: Distribution = "horovod"
+) -> JobSubmission:
     return JobSubmission(
         name=f"aztrain-{run_id}",
         run_id=run_id,
@@ -86,6 +89,7 @@ def submission(spec: ClusterSpec, run_id: str = "8232054399990-a1b2c3") -> JobSu
         max_runtime_seconds=3600,
         snapshot_id="snap-3f1e2d4c",
         manifest_hash="ab" * 32,
+        distribution=distribution,
     )
 
 
@@ -119,6 +123,25 @@ def test_submit_creates_the_job_once_and_a_repeat_finds_it(backend, fake):
         props["inputs"]["data"]["mode"] == "ReadOnlyMount" and props["outputs"]["outputs"]["mode"] == "ReadWriteMount"
     )
     assert props["tags"]["aztrain.run"] == job.run_id and props["limits"]["timeout"] == "PT1H"
+
+
+def test_a_pytorch_run_is_a_pytorch_job_whose_processes_azure_ml_starts_and_horovod_an_mpi_job(backend, fake):
+    spec = provisioned(backend, fake, nodes=2)
+    ddp, horovod = submission(spec, distribution="pytorch"), submission(spec, "8232054399980-d4e5f6")
+    backend.submit(ddp)
+    backend.submit(horovod)
+    sent = {job.name: fake.jobs[job.name].resource["properties"] for job in (ddp, horovod)}
+    assert sent[ddp.name]["distribution"] == {"distributionType": "PyTorch", "processCountPerInstance": 1}
+    assert sent[horovod.name]["distribution"] == {"distributionType": "Mpi", "processCountPerInstance": 1}
+    assert "--distribution pytorch" in sent[ddp.name]["command"]  # the trainer joins the group Azure ML formed
+    assert "--distribution horovod" in sent[horovod.name]["command"]
+
+
+def test_the_fake_refuses_a_distribution_the_spec_does_not_define():
+    """It checks what the SDK sent against the REST spec's shapes, so a wrong one cannot pass unnoticed."""
+    assert distribution_problem({"distributionType": "PyTorch", "processCountPerInstance": 2}) == ""
+    assert "'Horovod' is not one of" in distribution_problem({"distributionType": "Horovod"})
+    assert "is not of type" in distribution_problem({"distributionType": "PyTorch", "processCountPerInstance": "2"})
 
 
 def test_a_submit_that_loses_a_race_returns_the_winners_job(backend, fake, monkeypatch):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import shlex
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -19,7 +20,7 @@ from aztrain.adapters.compute.azureml import (
     trainer_code,
     trainer_command,
 )
-from aztrain.domain.manifest import ComputeSpec
+from aztrain.domain.manifest import ComputeSpec, Distribution
 from aztrain.domain.profiles import DEFAULT_PROFILES, ComputeProfile, cluster_for, load_profiles
 from aztrain.domain.records import JobSubmission
 
@@ -35,8 +36,10 @@ TAGS = {
 }
 
 
-def submission(profile: ComputeProfile, *, args: dict[str, Any] | None = None) -> JobSubmission:
-    """A multi-node run of `profile` at its maximum, one Horovod process per GPU (one on a CPU node)."""
+def submission(
+    profile: ComputeProfile, *, args: dict[str, Any] | None = None, distribution: Distribution = "horovod"
+) -> JobSubmission:
+    """A multi-node run of `profile` at its maximum, one process per GPU (one on a CPU node)."""
     priority = "low" if profile.tier == "low_priority" else "dedicated"
     compute = ComputeSpec(
         profile=profile.name,
@@ -61,6 +64,7 @@ def submission(profile: ComputeProfile, *, args: dict[str, Any] | None = None) -
         snapshot_id=TAGS["aztrain.snapshot"],
         manifest_hash=TAGS["aztrain.manifest"],
         correlation=TAGS["aztrain.correlation"],
+        distribution=distribution,
     )
 
 
@@ -72,7 +76,7 @@ def plain(value: Any) -> Any:
     return json.loads(json.dumps(value, default=str))
 
 
-@pytest.mark.parametrize("profile", DEFAULT_PROFILES, ids=lambda p: p.name)
+@pytest.mark.parametrize("profile", [p for p in DEFAULT_PROFILES if not p.serverless], ids=lambda p: p.name)
 def test_compute_rest_body_scales_from_zero(profile):
     from azure.ai.ml import load_compute
 
@@ -106,18 +110,30 @@ def test_compute_runs_as_the_configured_identity():
     assert "identity" not in build_compute(DEFAULT_PROFILES[0])._to_rest_object().as_dict()
 
 
+@pytest.mark.parametrize(("distribution", "rest_type"), [("horovod", "Mpi"), ("pytorch", "PyTorch")])
 @pytest.mark.parametrize("profile", DEFAULT_PROFILES, ids=lambda p: p.name)
-def test_job_passes_sdk_validation_and_its_rest_body_carries_the_run(profile):
+def test_job_passes_sdk_validation_and_its_rest_body_carries_the_run(profile, distribution, rest_type):
     from azure.ai.ml import load_job
 
-    job = build_job(submission(profile), environment="aztrain-horovod:3", code=trainer_code())
+    job = build_job(
+        submission(profile, distribution=distribution), environment="aztrain-horovod:3", code=trainer_code()
+    )
     assert job._validate().passed
     body = job._to_job()._to_rest_object().as_dict()["properties"]
     assert body["jobType"] == "Command"
-    assert body["computeId"] == profile.cluster
+    if profile.serverless:  # no compute target: serverless nodes of the profile's size, on the job's tier
+        assert "computeId" not in body
+        assert body["resources"]["instanceType"] == profile.vm_size
+        assert body["queueSettings"] == {"jobTier": "Standard"}
+    else:
+        assert body["computeId"] == profile.cluster
     assert body["experimentName"] == "digits"
     assert body["resources"]["instanceCount"] == profile.max_nodes
-    assert body["distribution"] == {"distributionType": "Mpi", "processCountPerInstance": processes_per_node(profile)}
+    # Horovod over MPI (mpirun starts the ranks) or PyTorch DDP (Azure ML starts them, with MASTER_ADDR etc.).
+    assert body["distribution"] == {
+        "distributionType": rest_type,
+        "processCountPerInstance": processes_per_node(profile),
+    }
     assert body["inputs"]["data"] == {
         "jobInputType": "uri_folder",
         "mode": "ReadOnlyMount",
@@ -192,7 +208,10 @@ def test_trainer_arguments_are_one_quoted_word_that_decodes_to_the_manifest_args
         "--snapshot-file", "${{inputs.snapshot}}",
     ]  # fmt: skip
     assert words[9] == "--args-json" and json.loads(words[10]) == args
-    assert words[11:] == ["--snapshot-id", TAGS["aztrain.snapshot"], "--manifest-hash", TAGS["aztrain.manifest"]]
+    assert words[11:] == [
+        "--distribution", "horovod",
+        "--snapshot-id", TAGS["aztrain.snapshot"], "--manifest-hash", TAGS["aztrain.manifest"],
+    ]  # fmt: skip
 
 
 def test_user_code_runs_its_entrypoint_with_each_argument_as_a_quoted_flag():
@@ -236,3 +255,14 @@ def test_code_snapshot_is_the_trainer_package_alone():
 def test_datastores_are_named_after_their_containers():
     assert datastore_for("datasets") == "aztrain_datasets"
     assert datastore_for("my-data") == "aztrain_my_data"
+
+
+def test_a_serverless_job_runs_as_the_workspace_identity_on_the_tier_its_priority_names():
+    identity = "/subscriptions/s/resourceGroups/rg/providers/Microsoft.ManagedIdentity/userAssignedIdentities/id-train"
+    serverless = next(p for p in DEFAULT_PROFILES if p.serverless)
+    job = submission(serverless)
+    spot = replace(job, cluster=replace(job.cluster, priority="low"))
+    body = build_job(spot, environment="e:1", code=trainer_code(), identity=identity)._to_job()._to_rest_object()
+    properties = body.as_dict()["properties"]
+    assert properties["queueSettings"] == {"jobTier": "Spot"}
+    assert properties["identity"] == {"identityType": "Managed", "resourceId": identity}

@@ -116,3 +116,36 @@ def test_plan_refuses_more_processes_per_node_than_gpus_naming_both_numbers():
     assert caught.value.problems[0].startswith(
         "compute.processes_per_node: 2 is more than the 1 GPU(s) per node of compute profile gpu-a100"
     )
+
+
+SERVERLESS = MANIFEST.replace("profile: gpu-a100", "profile: serverless-t4, priority: low")
+
+
+def test_a_serverless_manifest_plans_one_command_job_with_no_compute_target_and_its_tier():
+    identity = "/subscriptions/s/resourceGroups/rg/providers/Microsoft.ManagedIdentity/userAssignedIdentities/id-train"
+    text = render_plan(SERVERLESS, Settings(aml_compute_identity_id=identity))
+    (job,) = yaml.safe_load_all(text)  # no cluster to create
+    assert "serverless compute (no cluster)" in text and identity in text
+    assert job["$schema"] == JOB_SCHEMA and "compute" not in job
+    assert job["resources"]["instance_type"] == "Standard_NC4as_T4_v3" and job["resources"]["instance_count"] == 2
+    assert job["queue_settings"] == {"job_tier": "spot"}
+    assert job["identity"] == {"type": "managed_identity"}
+    dedicated = yaml.safe_load(render_plan(SERVERLESS.replace("priority: low", "priority: dedicated"), Settings()))
+    assert dedicated["queue_settings"] == {"job_tier": "standard"}
+
+
+def test_a_serverless_plan_loads_back_with_the_sdk_as_a_serverless_job():
+    from azure.ai.ml import load_job
+
+    (document,) = text_documents(render_plan(SERVERLESS, Settings()))
+    job = load_job(source=io.StringIO(document))
+    assert job.compute is None and job.resources.instance_type == "Standard_NC4as_T4_v3"
+    assert job.queue_settings.job_tier == "spot"
+
+
+def test_a_serverless_profile_refuses_more_processes_per_node_than_gpus_naming_both_numbers():
+    with pytest.raises(ManifestError) as caught:
+        render_plan(SERVERLESS.replace("processes_per_node: 1", "processes_per_node: 4"), Settings())
+    assert caught.value.problems[0].startswith(
+        "compute.processes_per_node: 4 is more than the 1 GPU(s) per node of compute profile serverless-t4"
+    )

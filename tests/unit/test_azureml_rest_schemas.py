@@ -134,7 +134,7 @@ def test_every_reply_of_the_fake_to_the_backend_matches_the_spec(fake):
     backend.cancel(job_id)  # refused: CancelRequested
     fake.advance(5)
     backend.observe(job_id)  # get job: Canceled
-    other = backend.submit(submission(spec, "8232054399980-d4e5f6"))
+    other = backend.submit(submission(spec, "8232054399980-d4e5f6", distribution="pytorch"))  # a PyTorch job
     fake.preempt(other)
     assert backend.observe(other).preempted
     backend.observe("aztrain-8232054399970-000000")  # get job: 404

@@ -43,10 +43,7 @@ ALLOWED: dict[str, set[str]] = {
         "aztrain.service.facade",
         "aztrain.service.bootstrap",
         "aztrain.service.telemetry",
-        "aztrain.service.views",
         "aztrain.service.queries",
-        # Issue 21's read model moves these behind the facade; then this line goes.
-        "aztrain.service.run_outputs",
     },
     "trainer": {"trainer"},
 }

@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 import yaml
+from packaging.requirements import Requirement
 from packaging.specifiers import SpecifierSet
 
 from aztrain.adapters.storage.tables import TABLES
@@ -121,8 +122,37 @@ def test_default_gpu_cluster_is_the_default_profile_and_scales_to_zero() -> None
     assert "nodeIdleTimeBeforeScaleDown: 'PT120S'" in aml
 
 
+def test_users_may_run_only_on_what_the_deployment_provisions() -> None:
+    main = bicep("main.bicep")
+    assert "AZTRAIN_ALLOWED_PROFILES: allowedProfiles" in main
+    assert re.search(r"^param allowedProfiles string = 'gpu-small'$", main, re.MULTILINE)
+    assert var(main, "gpuClusterName") == CLUSTER_PREFIX + "gpu-small"  # the profile infra/ creates a cluster for
+    parameters = json.loads((INFRA / "main.parameters.json").read_text())["parameters"]
+    assert parameters["allowedProfiles"]["value"] == "${ALLOWED_PROFILES=gpu-small}"
+    example = yaml.safe_load((PROJECT_ROOT / "examples" / "digits.yaml").read_text())["compute"]
+    assert (example["profile"], example["priority"]) == ("gpu-small", "dedicated")  # what infra/ provisions
+
+
 def test_tables_are_the_table_store_tables() -> None:
     assert sorted(var(bicep("main.bicep"), "tables")) == sorted(TABLES)
+
+
+def test_the_deploy_guide_lists_every_table() -> None:
+    """docs/deploy.md's resource tree names the tables a deployment creates: kept true by this test."""
+    guide = (PROJECT_ROOT / "docs" / "deploy.md").read_text()
+    listed = re.search(r"tables: ([\w,\s]+?)\n\s*(?:monitoring\.bicep|\S+\.bicep)", guide)
+    assert listed, "docs/deploy.md: the storage.bicep line lists 'tables: ...'"
+    assert sorted(t.strip() for t in listed[1].split(",")) == sorted(TABLES)
+
+
+def test_previous_blob_versions_are_deleted_by_a_lifecycle_rule() -> None:
+    """Versioning without a lifecycle rule keeps every overwritten checkpoint, log and manifest forever."""
+    storage = bicep("modules/storage.bicep")
+    assert "isVersioningEnabled: true" in storage
+    assert "Microsoft.Storage/storageAccounts/managementPolicies@" in storage
+    rule = r"version: \{ delete: \{ daysAfterCreationGreaterThan: previousVersionRetentionDays \} \}"
+    assert re.search(rule, storage)
+    assert "previousVersionRetentionDays: previousVersionRetentionDays" in bicep("main.bicep")
 
 
 def test_app_settings_are_read_by_the_app_and_carry_no_secret() -> None:
@@ -139,6 +169,13 @@ def test_app_settings_are_read_by_the_app_and_carry_no_secret() -> None:
     everything = "\n".join(p.read_text() for p in INFRA.rglob("*.bicep"))
     assert "listKeys(" not in everything and "AccountKey=" not in everything
     assert "allowSharedKeyAccess: false" in bicep("modules/storage.bicep")
+
+
+def test_each_deployment_names_its_events_by_its_own_resource_path() -> None:
+    """CloudEvents: source + id identify an event, so two deployments must not share a source."""
+    main = bicep("main.bicep")
+    assert "AZTRAIN_EVENTS_SOURCE: resourceId('Microsoft.Web/sites', functionAppName)" in main
+    assert "    name: functionAppName\n" in main
 
 
 def test_role_assignments_use_documented_builtin_roles() -> None:
@@ -200,12 +237,12 @@ def test_default_gpu_size_is_current_and_the_gpu_small_profile() -> None:
 
 
 def test_flex_consumption_scale_limits_are_bounded_as_azure_documents() -> None:
-    """Maximum instances 40..1000 and 2048 or 4096 MB per instance, in the module and at the top."""
+    """Maximum instances 40..1000 and 512 (the default), 2048 or 4096 MB per instance, in the module and at the top."""
     app, main = bicep("modules/functionapp.bicep"), bicep("main.bicep")
     for text, count, memory in ((app, "maximumInstanceCount", "instanceMemoryMB"),
                                 (main, "functionMaximumInstanceCount", "functionInstanceMemoryMB")):  # fmt: skip
         assert re.search(rf"@minValue\(40\)\n@maxValue\(1000\)\n(@description\(.*\)\n)?param {count} int = 40\n", text)
-        assert re.search(rf"@allowed\(\[2048, 4096\]\)\n(@description\(.*\)\n)?param {memory} int = 2048\n", text)
+        assert re.search(rf"@allowed\(\[512, 2048, 4096\]\)\n(@description\(.*\)\n)?param {memory} int = 512\n", text)
     assert "maximumInstanceCount: functionMaximumInstanceCount\n" in main
     assert "instanceMemoryMB: functionInstanceMemoryMB\n" in main
     assert "maximumInstanceCount: maximumInstanceCount\n" in app and "instanceMemoryMB: instanceMemoryMB\n" in app
@@ -217,14 +254,19 @@ HOOK_SH = INFRA / "hooks" / "postdeploy.sh"
 HOOK_PS1 = INFRA / "hooks" / "postdeploy.ps1"
 
 
-def test_azd_runs_the_postdeploy_hook_on_both_shells() -> None:
+HOOK_PROVISION_SH = INFRA / "hooks" / "postprovision.sh"
+HOOK_PROVISION_PS1 = INFRA / "hooks" / "postprovision.ps1"
+
+
+def test_azd_runs_both_hooks_on_both_shells() -> None:
     hooks = yaml.safe_load((PROJECT_ROOT / "azure.yaml").read_text())["hooks"]
-    assert set(hooks) == {"postdeploy"}
-    posix, windows = hooks["postdeploy"]["posix"], hooks["postdeploy"]["windows"]
-    assert posix["shell"] == "sh" and (PROJECT_ROOT / posix["run"]).resolve() == HOOK_SH
-    assert windows["shell"] == "pwsh" and (PROJECT_ROOT / windows["run"]).resolve() == HOOK_PS1
-    assert posix["continueOnError"] is False and windows["continueOnError"] is False
-    assert os.access(HOOK_SH, os.X_OK)
+    assert set(hooks) == {"postprovision", "postdeploy"}
+    for name, sh, ps1 in (("postdeploy", HOOK_SH, HOOK_PS1), ("postprovision", HOOK_PROVISION_SH, HOOK_PROVISION_PS1)):
+        posix, windows = hooks[name]["posix"], hooks[name]["windows"]
+        assert posix["shell"] == "sh" and (PROJECT_ROOT / posix["run"]).resolve() == sh
+        assert windows["shell"] == "pwsh" and (PROJECT_ROOT / windows["run"]).resolve() == ps1
+        assert posix["continueOnError"] is False and windows["continueOnError"] is False
+        assert os.access(sh, os.X_OK)
 
 
 def test_the_hook_deploys_exactly_the_parameters_events_bicep_declares() -> None:
@@ -266,6 +308,12 @@ case "$1 $2" in
     done
     [ "$n" -ge "${FAKE_DEPLOY_FAILURES:-0}" ] || exit 1
     exit 0 ;;
+  "extension show") [ "${FAKE_ML_EXTENSION:-yes}" = yes ] || exit 1; exit 0 ;;
+  "ml environment")
+    case "$3" in
+      show) [ "${FAKE_ENVIRONMENT_REGISTERED:-no}" = yes ] || exit 1; exit 0 ;;
+      create) exit "${FAKE_CREATE_STATUS:-0}" ;;
+    esac ;;
 esac
 exit 2
 """
@@ -277,8 +325,10 @@ exit 1
 """
 
 
-def run_hook(tmp_path: Path, **env: str) -> tuple[subprocess.CompletedProcess[str], list[str], Path]:
-    """Run postdeploy.sh under dash (POSIX sh) with a fake az/azd on PATH."""
+def run_hook(
+    tmp_path: Path, hook: Path = HOOK_SH, **env: str
+) -> tuple[subprocess.CompletedProcess[str], list[str], Path]:
+    """Run a posix hook (postdeploy.sh by default) under dash (POSIX sh) with a fake az/azd on PATH."""
     bin_dir, state = tmp_path / "bin", tmp_path / "state"
     bin_dir.mkdir()
     state.mkdir()
@@ -295,7 +345,7 @@ def run_hook(tmp_path: Path, **env: str) -> tuple[subprocess.CompletedProcess[st
         **env,
     }
     shell = shutil.which("dash") or "sh"
-    result = subprocess.run([shell, str(HOOK_SH)], env=environment, capture_output=True, text=True, timeout=60)
+    result = subprocess.run([shell, str(hook)], env=environment, capture_output=True, text=True, timeout=60)
     calls = log.read_text().splitlines() if log.exists() else []
     return result, calls, state
 
@@ -307,10 +357,71 @@ PARAMETERS = json.dumps(
     }
 )
 AZD_ENV = {
+    "AZURE_SUBSCRIPTION_ID": "00000000-0000-0000-0000-00000000beef",
     "AZURE_RESOURCE_GROUP": "rg-aztrain",
     "AZURE_FUNCTION_APP_NAME": "aztrain-func-x",
     "AZTRAIN_EVENTS_PARAMETERS": PARAMETERS,
 }
+
+
+def test_every_hook_names_azds_subscription_on_every_az_call() -> None:
+    for hook in (HOOK_SH, HOOK_PS1, HOOK_PROVISION_SH, HOOK_PROVISION_PS1):
+        calls = [
+            line for line in hook.read_text().splitlines() if re.search(r"^\s*(until |if )?(! )?az (?!extension)", line)
+        ]
+        assert calls and all("--subscription" in line or "$where" in line for line in calls), hook
+
+
+PROVISIONED = {
+    "AZURE_SUBSCRIPTION_ID": "00000000-0000-0000-0000-00000000beef",
+    "AZURE_RESOURCE_GROUP": "rg-aztrain",
+    "AZURE_ML_WORKSPACE_NAME": "mlw-aztrain",
+    "AZURE_ML_ENVIRONMENT_NAME": "aztrain-horovod",
+}
+
+
+def test_postprovision_registers_the_trainer_environment_from_its_build_context(tmp_path: Path) -> None:
+    result, calls, _ = run_hook(tmp_path, HOOK_PROVISION_SH, **PROVISIONED)
+    assert result.returncode == 0, result.stderr
+    create = next(c for c in calls if c.startswith("ml environment create"))
+    where = (
+        "--subscription 00000000-0000-0000-0000-00000000beef --resource-group rg-aztrain --workspace-name mlw-aztrain"
+    )
+    assert where in create and "--name aztrain-horovod" in create and "--dockerfile-path Dockerfile" in create
+    assert f"--build-context {HOOK_PROVISION_SH.parent}/../../trainer/environment " in create
+    assert (HOOK_PROVISION_SH.parent / "../../trainer/environment/Dockerfile").is_file()
+    assert "registered" in result.stdout
+
+
+def test_postprovision_leaves_a_registered_environment_alone(tmp_path: Path) -> None:
+    result, calls, _ = run_hook(tmp_path, HOOK_PROVISION_SH, FAKE_ENVIRONMENT_REGISTERED="yes", **PROVISIONED)
+    assert result.returncode == 0 and not [c for c in calls if c.startswith("ml environment create")]
+
+
+@pytest.mark.parametrize(
+    ("env", "says"),
+    [({"FAKE_ML_EXTENSION": "no"}, "az extension add --name ml"), ({"FAKE_CREATE_STATUS": "1"}, "could not register")],
+)
+def test_postprovision_fails_loudly_naming_the_step(tmp_path: Path, env: dict[str, str], says: str) -> None:
+    result, _, _ = run_hook(tmp_path, HOOK_PROVISION_SH, **env, **PROVISIONED)
+    assert result.returncode == 1 and says in result.stderr
+
+
+def test_the_app_uses_the_environment_the_hook_registers() -> None:
+    from aztrain.service.settings import Settings
+
+    main = bicep("main.bicep")
+    name = var(main, "trainerEnvironment")
+    assert "AZTRAIN_AML_ENVIRONMENT: '${trainerEnvironment}@latest'" in main
+    assert "output AZURE_ML_ENVIRONMENT_NAME string = trainerEnvironment" in main
+    assert Settings().aml_environment == f"{name}@latest"
+
+
+def test_postdeploy_hook_refuses_to_run_without_azds_subscription(tmp_path: Path) -> None:
+    env = {k: v for k, v in AZD_ENV.items() if k != "AZURE_SUBSCRIPTION_ID"}
+    result, calls, _ = run_hook(tmp_path, **env)
+    assert result.returncode == 1 and calls == []
+    assert "AZURE_SUBSCRIPTION_ID is not set" in result.stderr
 
 
 def test_postdeploy_hook_waits_for_the_functions_then_deploys_the_subscriptions(tmp_path: Path) -> None:
@@ -321,6 +432,8 @@ def test_postdeploy_hook_waits_for_the_functions_then_deploys_the_subscriptions(
     assert len(shows) == 4 and "--function-name on_blob_created" in shows[0]  # two misses, then each function
     assert "--function-name on_run_status_changed" in shows[-1]
     assert all("--resource-group rg-aztrain --name aztrain-func-x" in c for c in shows)
+    # az may be signed in to another subscription than azd: every call names azd's.
+    assert all(f"--subscription {AZD_ENV['AZURE_SUBSCRIPTION_ID']} " in c for c in calls), calls
     assert len(deploys) == 1 and calls[-1] == deploys[0]  # only once the functions are listed
     assert "--resource-group rg-aztrain --name aztrain-events" in deploys[0]
     assert f"--template-file {HOOK_SH.parent}/../events.bicep " in deploys[0]
@@ -491,15 +604,40 @@ def test_every_checkov_skip_in_the_bicep_has_a_written_reason() -> None:
 # ---------------------------------------------------------------- the azure-functions pin
 
 
-def test_requirements_and_pyproject_pin_azure_functions_below_2() -> None:
-    """2.x requires Python 3.13; the app runs 3.11 (functionapp.bicep). Both files install the same range."""
-    requirement = next(
-        line.strip() for line in (PROJECT_ROOT / "requirements.txt").read_text().splitlines()
-        if line.startswith("azure-functions")
-    )  # fmt: skip
+def _requirements() -> dict[str, Requirement]:
+    """requirements.txt, by lower-case name."""
+    lines = [line.strip() for line in (PROJECT_ROOT / "requirements.txt").read_text().splitlines()]
+    found = [Requirement(line) for line in lines if line and not line.startswith("#")]
+    return {r.name.lower(): r for r in found}
+
+
+def _declared() -> dict[str, Requirement]:
+    """pyproject.toml's dependencies, by lower-case name."""
     project = tomllib.loads((PROJECT_ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
-    declared = next(d for d in project if re.match(r"azure-functions\b", d))
-    assert requirement == declared == "azure-functions>=1.20,<2"
-    specifier = SpecifierSet(declared.removeprefix("azure-functions"))
-    assert "1.24.0" in specifier and "2.0.0" not in specifier
+    return {r.name.lower(): r for r in map(Requirement, project)}
+
+
+def _pinned(requirement: Requirement) -> str | None:
+    """The one version `==` pins, or None for anything looser."""
+    specs = list(requirement.specifier)
+    return specs[0].version if len(specs) == 1 and specs[0].operator == "==" else None
+
+
+def test_the_deployment_installs_exactly_the_tested_releases() -> None:
+    """Flex's remote build installs requirements.txt on every deploy: a range would ship untested releases."""
+    requirements, declared = _requirements(), _declared()
+    assert [str(r) for r in requirements.values() if _pinned(r) is None] == [], "pin exactly what the suite tests"
+    for name, requirement in requirements.items():
+        assert declared[name].specifier.contains(_pinned(requirement) or ""), f"{requirement} is outside pyproject.toml"
+
+
+def test_azure_ai_ml_is_pinned_to_the_release_its_private_call_was_checked_against() -> None:
+    from aztrain.adapters.compute.azureml import RUN_HISTORY_SDK_VERSION
+
+    assert _pinned(_requirements()["azure-ai-ml"]) == _pinned(_declared()["azure-ai-ml"]) == RUN_HISTORY_SDK_VERSION
+
+
+def test_azure_functions_stays_below_2() -> None:
+    """2.x requires Python 3.13; the app runs 3.11 (functionapp.bicep)."""
+    assert SpecifierSet("<2").contains(_pinned(_requirements()["azure-functions"]) or "2")
     assert "version: '3.11'" in bicep("modules/functionapp.bicep")

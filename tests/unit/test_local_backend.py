@@ -32,3 +32,13 @@ def test_a_profile_only_this_machine_knows_is_a_cluster_of_its_own(backend: Loca
 def test_more_nodes_than_the_simulated_cluster_has_are_refused(backend: LocalBackend) -> None:
     with pytest.raises(ManifestError, match=r"compute\.nodes: 3 is more than the 2 node"):
         backend.cluster_for(ComputeSpec(profile="e2e", nodes=3))
+
+
+def test_a_deployment_that_allows_some_profiles_refuses_the_others_naming_them(tmp_path: Path) -> None:
+    settings = Settings(local_state_dir=tmp_path, allowed_profiles=("gpu-small",))
+    backend = LocalBackend(settings)
+    assert backend.cluster_for(ComputeSpec(profile="gpu-small", nodes=1)).nodes == 1
+    with pytest.raises(
+        ManifestError, match="'gpu-a100' is not a compute profile this deployment offers; use one of: gpu-small"
+    ):
+        backend.cluster_for(ComputeSpec(profile="gpu-a100", nodes=1))

@@ -1,11 +1,13 @@
 import json
+from typing import get_args
 
 import pytest
 import yaml
 
+import trainer.distributed
 from aztrain.domain import documents
 from aztrain.domain.errors import ManifestError
-from aztrain.domain.manifest import manifest_schema, parse_duration, parse_manifest
+from aztrain.domain.manifest import Distribution, manifest_schema, parse_duration, parse_manifest
 from aztrain.service.settings import PROJECT_ROOT
 
 VALID = """
@@ -116,6 +118,18 @@ def test_schema_is_generated_from_the_model_and_forbids_extras():
     assert schema["additionalProperties"] is False
     assert set(schema["required"]) == {"apiVersion", "kind", "name", "data"}
     assert schema["$defs"]["ComputeSpec"]["properties"]["nodes"]["maximum"] == 64
+
+
+def test_the_distribution_defaults_to_horovod_and_is_one_the_trainer_runs_under():
+    assert parse_manifest(VALID).trainer.distribution == "horovod"
+    assert parse_manifest(VALID + "trainer: {distribution: pytorch}\n").trainer.distribution == "pytorch"
+    assert problems(VALID + "trainer: {distribution: mpi}\n") == [
+        "trainer.distribution: input should be 'horovod' or 'pytorch'"
+    ]
+    # The manifest offers exactly the distributions the trainer implements (it runs where aztrain is not installed).
+    assert get_args(Distribution) == trainer.distributed.NAMES
+    schema = manifest_schema()["$defs"]["TrainerSpec"]["properties"]["distribution"]
+    assert schema["enum"] == ["horovod", "pytorch"] and schema["default"] == "horovod"
 
 
 def test_trainer_arguments_are_checked_at_submit_by_the_entrypoint():

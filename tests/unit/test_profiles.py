@@ -34,13 +34,17 @@ def problems(raw: object) -> str:
 
 def test_default_profiles():
     profiles = load_profiles()
-    assert {name: (p.vm_size, p.gpus_per_node, p.tier) for name, p in profiles.items()} == {
-        "gpu-small": ("Standard_NC4as_T4_v3", 1, "dedicated"),
-        "gpu-small-low": ("Standard_NC4as_T4_v3", 1, "low_priority"),
-        "gpu-a100": ("Standard_NC24ads_A100_v4", 1, "dedicated"),
-        "gpu-h100": ("Standard_NC40ads_H100_v5", 1, "dedicated"),
-        "cpu-debug": ("Standard_DS3_v2", 0, "dedicated"),
+    assert {name: (p.vm_size, p.gpus_per_node, p.placement) for name, p in profiles.items()} == {
+        "gpu-small": ("Standard_NC4as_T4_v3", 1, "cluster"),
+        "gpu-small-low": ("Standard_NC4as_T4_v3", 1, "cluster"),
+        "gpu-a100": ("Standard_NC24ads_A100_v4", 1, "cluster"),
+        "gpu-h100": ("Standard_NC40ads_H100_v5", 1, "cluster"),
+        "cpu-debug": ("Standard_DS3_v2", 0, "cluster"),
+        "serverless-t4": ("Standard_NC4as_T4_v3", 1, "serverless"),
+        "serverless-a100": ("Standard_NC24ads_A100_v4", 1, "serverless"),
     }
+    assert profiles["gpu-small-low"].tier == "low_priority"
+    assert (profiles["gpu-small"].vcpus_per_node, profiles["gpu-small"].vm_family) == (4, "standardNCASv3_T4Family")
     for profile in DEFAULT_PROFILES:
         assert profile.cluster == f"aztrain-{profile.name}"
         assert 3 <= len(profile.cluster) <= 24  # Azure ML's limit on compute names
@@ -146,7 +150,10 @@ def test_a_vm_size_maps_to_the_profile_offering_it():
 @pytest.mark.parametrize(
     ("fields", "expected"),
     [
-        ({"profile": "gpu-huge"}, "compute.profile: 'gpu-huge' is not a compute profile; use one of: cpu-debug,"),
+        (
+            {"profile": "gpu-huge"},
+            "compute.profile: 'gpu-huge' is not a compute profile this deployment offers; use one of: cpu-debug,",
+        ),
         (
             {"vm_size": "Standard_ND96asr_v4"},
             "compute.vm_size: no compute profile runs Standard_ND96asr_v4 on dedicated",
@@ -276,3 +283,30 @@ def test_the_compute_name_rule_is_the_rest_specs():
     valid = ["abc", "aztrain-gpu-small-low", "a" * 24, "a-1b"]
     invalid = ["ab", "a" * 25, "1abc", "abc-1", "ab_c", "aztrain-gpu-100"]
     assert [n for n in valid + invalid if re.fullmatch(COMPUTE_NAME_PATTERN, n)] == valid
+
+
+# ---------------------------------------------------------------- what a deployment offers
+
+
+def test_a_deployment_offers_only_its_allowed_profiles_and_names_them() -> None:
+    profiles = load_profiles("", allowed=("gpu-small",))
+    assert list(profiles) == ["gpu-small"]
+    with pytest.raises(
+        ManifestError, match=r"'gpu-a100' is not a compute profile this deployment offers; use one of: gpu-small$"
+    ):
+        select_profile(profiles, compute(profile="gpu-a100"))
+    with pytest.raises(
+        ManifestError, match=r"compute.priority: no compute profile runs .* low_priority .* gpu-small \("
+    ):
+        select_profile(profiles, compute(priority="low"))  # gpu-small-low exists, but is not offered
+
+
+def test_an_allowed_profile_that_does_not_exist_fails_the_app_at_startup() -> None:
+    with pytest.raises(ConfigError, match="AZTRAIN_ALLOWED_PROFILES names no profile gpu-tiny"):
+        load_profiles("", allowed=("gpu-small", "gpu-tiny"))
+
+
+def test_the_setting_is_a_comma_separated_list() -> None:
+    settings = Settings.from_env({"AZTRAIN_ALLOWED_PROFILES": " gpu-small, gpu-a100 ,"})
+    assert settings.allowed_profiles == ("gpu-small", "gpu-a100")
+    assert Settings.from_env({}).allowed_profiles == ()  # every profile, as for local development

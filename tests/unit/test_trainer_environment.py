@@ -72,6 +72,16 @@ def test_the_image_builds_horovod_for_gpus_and_mpi():
     assert "COPY conda.yaml" in dockerfile
 
 
+def test_mpi_starts_as_root_and_the_build_proves_two_ranks():
+    """Azure ML runs containers as root, which OpenMPI refuses without both variables."""
+    dockerfile = (ENVIRONMENT / "Dockerfile").read_text()
+    assert re.search(r"^ENV OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1$", dockerfile, re.MULTILINE)
+    steps = horovod_run_step(dockerfile)
+    check = steps.index("mpirun -np 2 python /opt/aztrain/check_mpi_ranks.py")
+    assert steps.index("python /opt/aztrain/check_horovod_build.py") < check < steps.index("ldconfig")
+    assert (ENVIRONMENT / "check_mpi_ranks.py").is_file()
+
+
 def test_horovod_is_built_against_the_cuda_stubs_and_the_build_fails_without_mpi_and_nccl():
     """As upstream's docker/horovod/Dockerfile: stubs on the loader path for the build and the import check,
     then a plain `ldconfig` drops them; the check script, not `horovodrun --check-build` (exit 0 always), gates."""
@@ -82,7 +92,7 @@ def test_horovod_is_built_against_the_cuda_stubs_and_the_build_fails_without_mpi
     assert steps.index(f"ldconfig {STUBS}") < install < check  # one RUN: a failed check fails the build
     assert steps[-1] == "ldconfig"  # the stubs leave the loader cache again
     assert "HOROVOD_GPU_OPERATIONS=NCCL" in steps[install] and "HOROVOD_WITH_MPI=1" in steps[install]
-    assert "COPY check_horovod_build.py /opt/aztrain/check_horovod_build.py" in dockerfile
+    assert "COPY check_horovod_build.py check_mpi_ranks.py /opt/aztrain/" in dockerfile
     assert dockerfile.index("COPY check_horovod_build.py") < dockerfile.index(f"ldconfig {STUBS}")
 
 

@@ -1,4 +1,10 @@
-"""`ComputeBackend` on Azure Machine Learning: one AmlCompute cluster per compute profile, Horovod as MPI jobs.
+"""`ComputeBackend` on Azure Machine Learning: one AmlCompute cluster per compute profile, jobs as command jobs.
+
+A job's distribution picks how Azure ML starts its processes: Horovod as an MPI job
+(`MpiDistribution`, mpirun), PyTorch DDP as a PyTorch job (`PyTorchDistribution`), where Azure ML
+starts `process_count_per_instance` processes per node and sets `MASTER_ADDR`, `MASTER_PORT`,
+`WORLD_SIZE`, `NODE_RANK`, `RANK` and `LOCAL_RANK` for `env://` initialisation
+(learn.microsoft.com/azure/machine-learning/how-to-train-distributed-gpu, "PyTorch").
 
 The local backend's Azure twin. Clusters are created on first need with `min_instances=0`, so
 Azure ML allocates nodes when a job is queued and releases them after the profile's idle time;
@@ -29,11 +35,12 @@ from typing import Any
 import yaml
 from azure.core.exceptions import HttpResponseError, ResourceExistsError, ResourceNotFoundError
 
+from aztrain.adapters.compute.aml_quota import Usages
 from aztrain.domain.errors import BackendError, ConfigError
 from aztrain.domain.manifest import ComputeSpec
-from aztrain.domain.profiles import ComputeProfile, cluster_for, load_profiles
+from aztrain.domain.profiles import JOB_TIER_FOR_PRIORITY, ComputeProfile, cluster_for, load_profiles
 from aztrain.domain.program import Places, program_argv, program_env
-from aztrain.domain.records import ClusterSpec, JobObservation, JobPhase, JobSubmission, ModelVersion
+from aztrain.domain.records import ClusterSpec, JobObservation, JobPhase, JobSubmission, ModelVersion, Quota
 from aztrain.service.code_snapshots import materialise
 from aztrain.service.ports import DataStore
 from aztrain.service.settings import PROJECT_ROOT, Settings
@@ -175,9 +182,13 @@ def build_compute(profile: ComputeProfile, *, identity: str = "") -> Any:
     )
 
 
-def build_job(job: JobSubmission, *, environment: Any, code: Path) -> Any:
-    """The command job for a submission: Horovod over MPI, data and its snapshot read-only, outputs read-write."""
-    from azure.ai.ml import Input, MpiDistribution, Output, command
+def build_job(job: JobSubmission, *, environment: Any, code: Path, identity: str = "") -> Any:
+    """The command job for a submission: its distribution, data and its snapshot read-only, outputs read-write.
+
+    On a cluster profile it runs on the profile's cluster; on a serverless one (`serverless_resources`)
+    on nodes Azure ML provisions for it alone.
+    """
+    from azure.ai.ml import Input, Output, command
 
     return command(
         name=job.name,
@@ -185,10 +196,14 @@ def build_job(job: JobSubmission, *, environment: Any, code: Path) -> Any:
         experiment_name=job.job,
         code=str(code),
         command=trainer_command(job),
-        environment=environment,  # `environment_for`'s
-        compute=job.cluster.name,
+        environment=environment,  # what `environment_for` made of the job's
+        **(
+            serverless_resources(job.cluster, identity=identity)
+            if job.cluster.serverless
+            else {"compute": job.cluster.name}
+        ),
         instance_count=job.cluster.nodes,
-        distribution=MpiDistribution(process_count_per_instance=job.cluster.processes_per_node),
+        distribution=distribution_for(job),
         inputs={
             DATA_INPUT: Input(
                 type="uri_folder", path=datastore_uri(job.data_container, job.data_prefix), mode="ro_mount"
@@ -208,6 +223,39 @@ def build_job(job: JobSubmission, *, environment: Any, code: Path) -> Any:
         timeout=job.max_runtime_seconds,
         tags=job.tags,
     )
+
+
+def serverless_resources(spec: ClusterSpec, *, identity: str) -> dict[str, Any]:
+    """`command()`'s arguments for serverless compute: no compute, the VM size, the job tier, the identity.
+
+    A command job without a compute target runs on serverless compute, sized by
+    `resources.instance_type` and `instance_count`, on the spot or standard tier of
+    `queue_settings.job_tier` (learn.microsoft.com/azure/machine-learning/how-to-use-serverless-compute;
+    azure-ai-ml 1.35.2 `command(instance_type=, instance_count=, job_tier=)`, which builds the job's
+    `JobResourceConfiguration` and `QueueSettings`). The job runs as `identity`, the user-assigned
+    identity attached to the workspace (infra/modules/aml.bicep), which reads the datastores.
+    """
+    from azure.ai.ml.entities import ManagedIdentityConfiguration
+
+    return {
+        "instance_type": spec.vm_size,
+        "job_tier": JOB_TIER_FOR_PRIORITY[spec.priority],
+        "identity": ManagedIdentityConfiguration(resource_id=identity) if identity else None,
+    }
+
+
+def distribution_for(job: JobSubmission) -> Any:
+    """`MpiDistribution` for Horovod, `PyTorchDistribution` for DDP: `processes_per_node` processes on each node.
+
+    The SDK sends them as `{"distributionType": "Mpi" | "PyTorch", "processCountPerInstance": n}`
+    (the REST spec's `DistributionConfiguration` subtypes `Mpi` and `PyTorch`; azure-ai-ml's
+    `PyTorchDistribution(process_count_per_instance=...)`,
+    learn.microsoft.com/python/api/azure-ai-ml/azure.ai.ml.pytorchdistribution).
+    """
+    from azure.ai.ml import MpiDistribution, PyTorchDistribution
+
+    kinds = {"horovod": MpiDistribution, "pytorch": PyTorchDistribution}
+    return kinds[job.distribution](process_count_per_instance=job.cluster.processes_per_node)
 
 
 def build_model(model: ModelVersion) -> Any:
@@ -300,17 +348,18 @@ def connect(settings: Settings, credential: Any = None, **client_kwargs: Any) ->
 
 
 class AzureMLBackend:
-    """Clusters and Horovod jobs in an Azure ML workspace."""
+    """Clusters and distributed training jobs (Horovod over MPI, or PyTorch DDP) in an Azure ML workspace."""
 
     name = "azureml"
 
     def __init__(self, settings: Settings, *, client: Any = None, data: DataStore | None = None) -> None:
         require_workspace(settings)  # at startup, not halfway through a run's first step
         self._settings = settings
-        self._profiles = load_profiles(settings.compute_profiles)
+        self._profiles = load_profiles(settings.compute_profiles, settings.allowed_profiles)
         self._by_cluster = {p.cluster: p for p in self._profiles.values()}
         self._client = client
         self._data = data
+        self._usages = Usages(lambda: self._ml)
 
     @property
     def _ml(self) -> Any:
@@ -323,12 +372,19 @@ class AzureMLBackend:
     def cluster_for(self, compute: ComputeSpec) -> ClusterSpec:
         return cluster_for(self._profiles, compute)
 
+    def quota(self, spec: ClusterSpec) -> Quota | None:
+        """The workspace region's vCPU quota `spec`'s nodes count against (`MLClient.compute.list_usage`)."""
+        return self._usages.quota(spec)
+
     def ensure_cluster(self, spec: ClusterSpec) -> int:
         """Create the cluster on first need. Returns `spec.nodes` once it is provisioned, else 0.
 
         With `min_instances=0` Azure ML allocates nodes when a job is queued, so a provisioned
         cluster that can grow to `spec.nodes` is ready: waiting for idle nodes first would wait forever.
+        Serverless nodes need no cluster: they are ready at once, and nothing is created.
         """
+        if spec.serverless:
+            return spec.nodes
         profile = self._by_cluster[spec.name]
         cluster = self._get_cluster(spec.name)
         if cluster is None:
@@ -380,12 +436,18 @@ class AzureMLBackend:
         existing = self._get_job(job.name)
         if existing is not None:
             return str(existing.name)
-        definition = build_job(job, environment=self._environment(job), code=self._code(job))
+        definition = build_job(
+            job,
+            environment=self._environment(job),
+            code=self._code(job),
+            identity=self._settings.aml_compute_identity_id,
+        )
         try:
             created = self._ml.jobs.create_or_update(definition)
         except ResourceExistsError:  # a concurrent submit of the same run won
             return job.name
-        log.info("azureml job %s: submitted to %s", job.name, job.cluster.name)
+        where = f"serverless {job.cluster.vm_size}" if job.cluster.serverless else job.cluster.name
+        log.info("azureml job %s: submitted to %s", job.name, where)
         return str(created.name)
 
     def _code(self, job: JobSubmission) -> Path:

@@ -17,6 +17,7 @@ each of the eleven tables needs its own entity mapper, kept beside the queries t
 | active      | `active`     | run id                    |
 | watches     | `watches`    | job name                  |
 | inbox       | `inbox`      | intake key (time + event) |
+| runsbytime  | time bucket  | run id (newest first)     |
 
 `active` indexes the runs that are not finished, or whose events are not yet published: a copy
 of each such run's row, kept by `add_run`/`save_run` (and `refresh_active` after an outbox is
@@ -29,12 +30,15 @@ on the copy whether a step could be due, decides again on the run's own row befo
 refreshes a copy it finds behind. `watches` does
 the same for jobs watching data, so a data upload reads the jobs that watch its container, not
 every job. `inbox` holds blob events as they arrive (one insert each, in one partition read oldest
-first) until the reconciler acts on them.
+first) until the reconciler acts on them. `runsbytime` is the run list: a copy of every run's row,
+partitioned by when the run was made (a run id's leading digits), kept like `active` but never dropped,
+so a page of runs, newest first, is one range read from the start of the table or from a token's run.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import itertools
 import json
@@ -48,6 +52,7 @@ from azure.core import MatchConditions
 from azure.core.exceptions import ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
 from azure.data.tables import TableClient, TableEntity, TableServiceClient, TableTransactionError, UpdateMode
 
+from aztrain.domain.cost import Rate
 from aztrain.domain.errors import ConcurrencyError
 from aztrain.domain.manifest import JobManifest
 from aztrain.domain.records import Arrival, ClusterRecord, DeadLetter, Intake, JobRecord, ModelVersion
@@ -66,19 +71,22 @@ TABLES = (
     "active",
     "watches",
     "inbox",
+    "runsbytime",
 )
 _ACTIVE = "active"  # the one partition of the `active` index: read whole, it holds only active runs
 _WATCHES = "watches"  # the one partition of the `watches` index: the jobs that watch data, by name
 _INBOX = "inbox"  # the one partition of the `inbox`: blob events not yet acted on, oldest first
+#: A run id's leading digits name its partition in `runsbytime`: 10^8 ms (about 28 hours) of creation times.
+_BUCKET_DIGITS = 5
 _SAFE_KEY = re.compile(r"^[A-Za-z0-9._:@=-]{1,512}$")
 _BATCH = 100  # Table Storage's limit on operations in one transaction
 _REMEMBERED = 100_000  # run ids whose job a store remembers (a few MB), forgotten all at once beyond
 T = TypeVar("T")
-_OUTBOX_DETAIL = 1000  # characters of a transition's detail kept in the outbox (history keeps 16000)
+_OUTBOX_DETAIL = 500  # characters of a transition's detail kept in the outbox (history keeps 16000)
 
 
 class TableControlStore:
-    """Every role of `ControlStore` in ten tables of one storage account."""
+    """Every role of `ControlStore` in the tables of one storage account."""
 
     def __init__(self, service: TableServiceClient, *, prefix: str = "") -> None:
         self._service = service
@@ -94,15 +102,30 @@ class TableControlStore:
         self._active = self._table("active")
         self._watches = self._table("watches")
         self._inbox = self._table("inbox")
+        self._listed = self._table("runsbytime")
         self._job_of: dict[str, str] = {}  # run id -> job, for the runs this process has seen
 
     def _table(self, name: str) -> TableClient:
         return self._service.get_table_client(self._prefix + name)
 
     def create_tables(self) -> None:
-        """Create the tables if missing (the dev host and tests; `infra/` does it in Azure)."""
+        """Create the tables if missing (the dev host and tests; `infra/` does it in Azure), and list old runs."""
         for name in TABLES:
             self._service.create_table_if_not_exists(self._prefix + name)
+        self.list_unlisted_runs()
+
+    def list_unlisted_runs(self) -> int:
+        """Copy every run into `runsbytime` when it holds none yet: runs stored before it existed.
+
+        Two reads when there is nothing to do; once, a read of the whole `runs` table. Returns how many were copied.
+        """
+        if next(iter(self._listed.list_entities(results_per_page=1, select=["RowKey"])), None) is not None:
+            return 0
+        copied = 0
+        for entity in self._runs.list_entities():
+            _insert_once(self._listed, listed_entity(_run_from_entity(entity)))  # a run saved meanwhile wins
+            copied += 1
+        return copied
 
     # ---------------------------------------------------------------- jobs
     def get_job(self, name: str) -> JobRecord | None:
@@ -146,13 +169,14 @@ class TableControlStore:
         # Before the run, so the index never misses one; inserted, never replaced: a second add of
         # the same run (a race, a retry) must not put a creation copy over a later step's.
         _insert_once(self._active, active_entity(run))
+        _insert_once(self._listed, listed_entity(run))
         faults.checkpoint("runs.after-index")
-        return self._remember(replace(run, etag=self._write(self._runs, _run_to_entity(run), None, f"run {run.id}")))
+        return self._remember(replace(run, etag=self._write(self._runs, run_entity(run), None, f"run {run.id}")))
 
     def save_run(self, run: Run) -> Run:
         if run.etag is None:
             raise ValueError("save_run needs a run read from the store (it has no ETag)")
-        stored = replace(run, etag=self._write(self._runs, _run_to_entity(run), run.etag, f"run {run.id}"))
+        stored = replace(run, etag=self._write(self._runs, run_entity(run), run.etag, f"run {run.id}"))
         self._append_history(stored)
         self._index(stored)
         return stored
@@ -161,7 +185,8 @@ class TableControlStore:
         self._index(run)
 
     def _index(self, run: Run) -> None:
-        """Keep a copy of the run in `active` while it is active or has events to publish; drop it after."""
+        """Copy the run to the list, and to `active` while it is active or has events to publish (dropped after)."""
+        self._listed.upsert_entity(listed_entity(run), mode=UpdateMode.REPLACE)
         if run.is_terminal and not run.outbox:
             with contextlib.suppress(ResourceNotFoundError):
                 self._active.delete_entity(_ACTIVE, run.id)
@@ -210,25 +235,63 @@ class TableControlStore:
             clauses.append("Cluster eq @cluster")
             params["cluster"] = cluster
         if states is not None:
-            wanted = sorted(s.value for s in states)
-            if not wanted:
+            if not set(states):
                 return []
-            clauses.append(
-                "(" + " or ".join(f"State eq @s{i}" for i in range(len(wanted))) + " )"
-            )  # the SDK needs a space before ")"
-            params.update({f"s{i}": state for i, state in enumerate(wanted)})
+            clauses.append(_in_states(states, params))
         # One partition comes back in RowKey order, which is newest first: its first `limit` rows are the answer.
         first = limit if limit is not None and (table is self._active or job is not None) else None
+        # A copy in the index is read for deciding, never for publishing: leave its outbox on the wire.
+        select = copy_columns() if table is self._active else None
         entities: Iterable[TableEntity] = (
-            table.query_entities(" and ".join(clauses), parameters=params, results_per_page=first)
+            table.query_entities(" and ".join(clauses), parameters=params, results_per_page=first, select=select)
             if clauses
-            else table.list_entities(results_per_page=first)
+            else table.list_entities(results_per_page=first, select=select)
         )
         if first is not None:
             entities = itertools.islice(entities, first)
         read = _indexed_run_from_entity if table is self._active else _run_from_entity
         runs = sorted((self._remember(read(e)) for e in entities), key=lambda r: r.id)
         return runs[:limit] if limit is not None else runs
+
+    def page_of_runs(
+        self,
+        *,
+        job: str | None = None,
+        states: Iterable[RunState] | None = None,
+        after: str | None = None,
+        limit: int,
+    ) -> list[Run]:
+        wanted = set(states) if states is not None else None
+        if wanted is not None and wanted <= ACTIVE_STATES:  # the active index holds them all: it grows with them
+            active = self.find_runs(states=wanted)
+            return [r for r in active if job in (None, r.job) and (after is None or r.id > after)][:limit]
+        # Rows come back in key order, which is newest first, in one partition (a job's) or across the list's
+        # partitions: a page is the first `limit` rows from the start, or from just after the token's run.
+        table, clauses, params = (self._runs, ["PartitionKey eq @job"], {"job": job}) if job else (self._listed, [], {})
+        if after is not None:
+            if job is None:  # where the range starts: the token's partition (partitions sort as their runs)
+                clauses.append("PartitionKey ge @bucket")
+                params["bucket"] = _bucket(after)
+            clauses.append("RowKey gt @after")
+            params["after"] = after
+        if wanted is not None:  # rows not in these states are read past, on the server, until the page is full
+            clauses.append(_in_states(wanted, params))
+        rows: Iterable[TableEntity] = (
+            table.query_entities(" and ".join(clauses), parameters=params, results_per_page=limit)
+            if clauses
+            else table.list_entities(results_per_page=limit)
+        )
+        read = _run_from_entity if job else _indexed_run_from_entity
+        return [self._remember(read(e)) for e in itertools.islice(rows, limit)]
+
+    def runs_by_prefix(self, prefix: str, limit: int) -> list[Run]:
+        # A prefix longer than a partition's names one partition, whose run ids it bounds from below and above.
+        rows = self._listed.query_entities(
+            "PartitionKey eq @bucket and RowKey ge @prefix and RowKey lt @end",
+            parameters={"bucket": _bucket(prefix), "prefix": prefix, "end": prefix + "~"},  # "~" sorts after id chars
+            results_per_page=limit,
+        )
+        return [_indexed_run_from_entity(e) for e in itertools.islice(rows, limit)]
 
     # -------------------------------------------------------------- outbox
     def save_outbox(self, run: Run) -> Run:
@@ -246,7 +309,7 @@ class TableControlStore:
     def unpublished_runs(self) -> list[Run]:
         # The index, not the runs table: a finished run keeps its copy there until its outbox is drained.
         rows = self._active.query_entities(
-            "PartitionKey eq @active and Unpublished eq true", parameters={"active": _ACTIVE}
+            "PartitionKey eq @active and Unpublished eq true", parameters={"active": _ACTIVE}, select=copy_columns()
         )
         return sorted((_indexed_run_from_entity(e) for e in rows), key=lambda r: r.id)
 
@@ -392,6 +455,13 @@ def _transact_or_one_by_one(
                 alone(entity)
 
 
+def _in_states(states: Iterable[RunState], params: dict[str, Any]) -> str:
+    """A filter for runs in one of `states`, its values added to `params`."""
+    wanted = sorted(s.value for s in states)
+    params.update({f"s{i}": state for i, state in enumerate(wanted)})
+    return "(" + " or ".join(f"State eq @s{i}" for i in range(len(wanted))) + " )"  # the SDK needs a space before ")"
+
+
 def _insert_once(table: TableClient, entity: dict[str, Any]) -> None:
     """Insert the row unless one with its keys is there already."""
     with contextlib.suppress(ResourceExistsError):
@@ -448,7 +518,7 @@ def _job_from_entity(e: Any) -> JobRecord:
     )
 
 
-def _run_to_entity(run: Run) -> dict[str, Any]:
+def run_entity(run: Run) -> dict[str, Any]:
     return {
         "PartitionKey": run.job,
         "RowKey": run.id,
@@ -464,19 +534,27 @@ def _run_to_entity(run: Run) -> dict[str, Any]:
         "BackendJobId": run.backend_job_id,
         "SnapshotId": run.snapshot_id,
         "Attempt": run.attempt,
+        "WaitingReason": run.waiting_reason or "",
         "Error": run.error[:16000],
         "Metrics": json.dumps(run.metrics),
         "Seq": run.seq,
         "Last": json.dumps(run.last.to_json()) if run.last else "",
         "Correlation": run.correlation,
+        "Team": run.team,
+        "SubmittedBy": run.submitted_by,
+        "Priority": run.priority,
+        "PlacedAt": run.placed_at,
+        "Rate": json.dumps(run.rate.to_json()) if run.rate else "",
         **_outbox_columns(run),
     }
 
 
 def _outbox_columns(run: Run) -> dict[str, Any]:
-    # `Unpublished` makes the backstop a filtered query; details are cut so the column stays under 64 KiB.
+    # `Unpublished` makes the backstop a filtered query. Details are cut, and kept as characters rather than
+    # \u escapes (6 characters each), so the column stays under the 32K-character property limit
+    # (MAX_PREEMPTION_ATTEMPTS_BOUND).
     staged = [s.to_json(max_detail=_OUTBOX_DETAIL) for s in run.outbox]
-    return {"Outbox": json.dumps(staged), "Unpublished": bool(run.outbox)}
+    return {"Outbox": json.dumps(staged, ensure_ascii=False), "Unpublished": bool(run.outbox)}
 
 
 def _run_from_entity(e: Any) -> Run:
@@ -495,23 +573,50 @@ def _run_from_entity(e: Any) -> Run:
         backend_job_id=e.get("BackendJobId", ""),
         snapshot_id=e.get("SnapshotId", ""),
         attempt=int(e.get("Attempt", 1)),
+        waiting_reason=e.get("WaitingReason") or None,
         error=e.get("Error", ""),
         metrics=json.loads(e.get("Metrics") or "{}"),
         seq=int(e.get("Seq", 0)),
         last=Transition.from_json(json.loads(e["Last"])) if e.get("Last") else None,
         correlation=e.get("Correlation") or e.get("Cause", ""),
+        team=e.get("Team", ""),
+        submitted_by=e.get("SubmittedBy", ""),
+        priority=int(e.get("Priority", 0)),
+        placed_at=_utc(e.get("PlacedAt")),
+        rate=Rate.from_json(json.loads(e["Rate"])) if e.get("Rate") else None,
         outbox=tuple(Staged.from_json(s) for s in json.loads(e.get("Outbox") or "[]")),
         etag=e.metadata["etag"],
     )
 
 
+@functools.cache
+def copy_columns() -> list[str]:
+    """What a reader of the `active` index needs of a copy: every column but the outbox.
+
+    The outbox can grow to 64 KiB while the topic is down, and it is only ever published from the run
+    itself (`publishing.drain`). Derived from the mapper, so a new column is never left behind.
+    """
+    sample = Run.create(job="j", state=RunState.ACCEPTED, at=datetime.now(UTC), trigger="http", cause="c")
+    return [column for column in active_entity(sample) if column != "Outbox"]
+
+
 def active_entity(run: Run) -> dict[str, Any]:
     """A run's row in the `active` index: a copy of its `runs` row, keyed for reading all active runs at once."""
-    return _run_to_entity(run) | {"PartitionKey": _ACTIVE, "Job": run.job}
+    return run_entity(run) | {"PartitionKey": _ACTIVE, "Job": run.job}
+
+
+def listed_entity(run: Run) -> dict[str, Any]:
+    """A run's row in `runsbytime`: a copy of its `runs` row, in the partition of when it was made."""
+    return run_entity(run) | {"PartitionKey": _bucket(run.id), "Job": run.job}
+
+
+def _bucket(run_id: str) -> str:
+    # A prefix of the run id: partitions sort as their runs do, newest first, and hold a run id prefix's matches.
+    return run_id[:_BUCKET_DIGITS]
 
 
 def _indexed_run_from_entity(e: Any) -> Run:
-    """A run from its copy in `active`: no ETag, so it is read again (`get_run`) before it is saved."""
+    """A run from its copy in an index (`active`, `runsbytime`): no ETag, so it is read again before it is saved."""
     return replace(_run_from_entity(e), job=e["Job"], etag=None)
 
 

@@ -2,7 +2,8 @@
 
 A cluster's desired size is the largest active run on it; when that falls to zero the backend
 is told at once to release its nodes, and the reconciler keeps asking until it sees zero,
-recording how long it took.
+recording how long it took. Serverless runs have no cluster (their `cluster` is empty): no record,
+no scale-down and no idle tail, since their nodes go with the job.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ def sync_cluster(ctx: Context, run: Run, *, sized: dict[str, int] | None = None)
     if run.is_terminal:
         if not _any_active(ctx, run.cluster):  # never scale down under an active run
             reconcile_cluster(ctx, _record(ctx, run.cluster), [])
-    elif run.last is not None and run.last.from_state is RunState.ACCEPTED:
+    elif run.last is not None and run.last.to_state is RunState.PROVISIONING:  # arrived, admitted
         known = {} if sized is None else sized
         nodes = _nodes(ctx, run)
         if known.get(run.cluster, 0) >= nodes:

@@ -7,6 +7,11 @@ one), and a malformed one becomes a REJECTED run carrying the error, so it is vi
 A watching job whose prefix holds no data yet starts no run: it is registered, and its first upload
 opens a retraining window. Intake only records: a new run is stored ACCEPTED, and the reconciler
 takes it from there (`progress.advance_all`).
+
+Every run belongs to a team and records who submitted it: an HTTP submit's signed-in user and the
+team the manifest names (or their only team); a dropped manifest's folder (`manifests/<team>/...`,
+the default team directly under `manifests/`). The team is written into the job's manifest, so a
+retraining run belongs to its job's team, and a job name belongs to one team.
 """
 
 from __future__ import annotations
@@ -19,14 +24,16 @@ from pathlib import PurePosixPath
 
 from aztrain.domain.documents import peek_name
 from aztrain.domain.errors import ConcurrencyError, ManifestError
+from aztrain.domain.identity import Principal
 from aztrain.domain.layout import new_run_id
 from aztrain.domain.manifest import JobManifest, parse_manifest
 from aztrain.domain.records import JobRecord
 from aztrain.domain.retrain import snapshot_of
 from aztrain.domain.runs import ACTIVE_STATES, Run, RunState
+from aztrain.domain.teams import dropped_team, shown_team
 from aztrain.service import faults
 from aztrain.service.code_snapshots import check_code
-from aztrain.service.usecases import publishing
+from aztrain.service.usecases import admission, publishing
 from aztrain.service.usecases.context import SAVE_ATTEMPTS, Context
 
 log = logging.getLogger(__name__)
@@ -84,18 +91,33 @@ def submit(
     force: bool = False,
     run_id: str | None = None,
     correlation: str = "",
+    by: Principal | None = None,
 ) -> Submitted:
     """Accept a manifest and start a run of it (see the module docstring for the rules).
 
     `correlation` (default: `cause`) follows the run into its job's tags, its log and its events.
+    `by`: the signed-in submitter (`Forbidden` if they may not submit for the manifest's team);
+    None for a manifest dropped into storage, which belongs to the team of its folder.
     """
     try:
-        manifest = parse_manifest(manifest_text, source=source, max_bytes=ctx.settings.max_manifest_bytes)
+        parsed = parse_manifest(manifest_text, source=source, max_bytes=ctx.settings.max_manifest_bytes)
+        team = by.submitting_team(parsed.team) if by else dropped_team(source, _drop_prefix(ctx), parsed.team)
+        manifest = parsed.model_copy(update={"team": team})  # the job's team: its retraining runs' too
         ctx.backend.cluster_for(manifest.compute)
         check_code(ctx.data, ctx.settings.runs_container, manifest)  # its entrypoint exists before anything runs
+        admission.refuse(ctx, manifest)  # a wait that could never end is a refusal now
     except ManifestError as exc:
         return _reject(
-            ctx, exc, manifest_text, trigger=trigger, cause=cause, source=source, run_id=run_id, correlation=correlation
+            ctx,
+            exc,
+            manifest_text,
+            trigger=trigger,
+            cause=cause,
+            source=source,
+            run_id=run_id,
+            correlation=correlation,
+            team=by.teams[0] if by and len(by.teams) == 1 else shown_team(source, _drop_prefix(ctx)),
+            by=by,
         )
     given = run_id is not None
     run_id = run_id or new_run_id(ctx.now())
@@ -107,6 +129,19 @@ def submit(
         existing = ctx.store.get_run(mine) if given and job and job.last_run_id and mine >= job.last_run_id else None
         if existing:
             return Submitted(existing, created=False, reason="already processed")
+        if job and job.spec.team and job.spec.team != team:
+            return _reject(
+                ctx,
+                ManifestError([f"name: job {manifest.name} belongs to team {job.spec.team}; choose another name"]),
+                manifest_text,
+                trigger=trigger,
+                cause=cause,
+                source=source,
+                run_id=run_id,
+                correlation=correlation,
+                team=team,
+                by=by,
+            )
         if job and job.manifest_hash == manifest.content_hash and job.last_run_id and not force:
             last = ctx.store.get_run(job.last_run_id)
             # The job's latest run, unless it FAILED or was CANCELED and no other run of this manifest is active.
@@ -141,6 +176,9 @@ def submit(
         source=source,
         spec=manifest,
         manifest_hash=manifest.content_hash,
+        team=team,
+        submitted_by=by.user if by else "",
+        priority=manifest.queue_priority or 0,
     )
     created = run_id == mine
     stored = record_run(ctx, run)
@@ -192,6 +230,8 @@ def _reject(
     source: str,
     run_id: str | None,
     correlation: str,
+    team: str,
+    by: Principal | None,
 ) -> Submitted:
     log.warning("rejected manifest from %s: %s", source, exc)
     run = Run.create(
@@ -204,11 +244,17 @@ def _reject(
         correlation=correlation,
         source=source,
         error=str(exc),
+        team=team,
+        submitted_by=by.user if by else "",
     )
     try:
         return Submitted(publishing.drain(ctx, ctx.store.add_run(run)), created=True)
     except ConcurrencyError:  # redelivered: the rejection is already recorded
         return Submitted(ctx.store.get_run(run.id) or run, created=False, reason="already processed")
+
+
+def _drop_prefix(ctx: Context) -> str:
+    return f"{ctx.settings.jobs_container}/{ctx.settings.manifests_prefix}"
 
 
 def _save_job(ctx: Context, manifest: JobManifest, job: JobRecord | None, run_id: str, since: datetime) -> None:

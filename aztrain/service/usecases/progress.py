@@ -8,70 +8,28 @@ in the index at once and advances only those whose step could be due.
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import replace
 from typing import Any
 
 from aztrain.domain.errors import InvalidTransition
+from aztrain.domain.identity import DEFAULT_TEAM, Principal
 from aztrain.domain.layout import backend_job_name, run_id_of, run_output_prefix, snapshot_blob
-from aztrain.domain.records import BlobInfo, ClusterSpec, JobObservation, JobPhase, JobSubmission
-from aztrain.domain.retrain import Snapshot, covered, snapshot_of
+from aztrain.domain.records import ClusterSpec, JobObservation, JobPhase, JobSubmission
+from aztrain.domain.retrain import covered
 from aztrain.domain.runs import ACTIVE_STATES, Run, RunState, can_transition, state_for_phase
 from aztrain.service import faults
 from aztrain.service.usecases import capacity, intake, publishing, registry
 from aztrain.service.usecases.context import Context, read_decide_write
+from aztrain.service.usecases.looks import Looks
 
 log = logging.getLogger(__name__)
 
 
-#: Steps one `advance` may take in a row: ACCEPTED → PROVISIONING → SUBMITTED when the nodes are already up.
+#: Steps one `advance` may take in a row: ACCEPTED (or an admitted QUEUED) → PROVISIONING → SUBMITTED when
+#: the nodes are already up.
 MAX_STEPS = 3
-
-
-@dataclass
-class _Looks:
-    """What one pass has asked already: each cluster, job and data prefix once, however many runs ask.
-
-    An answer only ages within a pass (nodes come, jobs move, data lands), so reusing it at
-    worst leaves a step to the next pass; each run's step is still decided on its own row.
-    """
-
-    ctx: Context
-    nodes: dict[ClusterSpec, int] = field(default_factory=dict)
-    seen: dict[str, JobObservation] = field(default_factory=dict)
-    listings: dict[tuple[str, str], list[BlobInfo]] = field(default_factory=dict)
-    snapshots: set[str] = field(default_factory=set)  # ids stored in this pass
-    sized: dict[str, int] = field(default_factory=dict)  # `capacity.sync_cluster`: records known to hold so many
-
-    def ready(self, spec: ClusterSpec, *, again: bool = False) -> int:
-        """Nodes ready for `spec`; the first ask also starts growing the cluster.
-
-        `again`: a run about to submit asks afresh unless the nodes were already seen up, so a
-        cluster that came up during the pass is used at once (one ask per run that moves).
-        """
-        if spec not in self.nodes or (again and self.nodes[spec] < spec.nodes):
-            self.nodes[spec] = self.ctx.backend.ensure_cluster(spec)
-        return self.nodes[spec]
-
-    def observe(self, backend_job_id: str) -> JobObservation:
-        if backend_job_id not in self.seen:
-            self.seen[backend_job_id] = self.ctx.backend.observe(backend_job_id)
-        return self.seen[backend_job_id]
-
-    def snapshot(self, run: Run) -> Snapshot:
-        """The run's data as listed now, stored immutably under its content hash."""
-        data = run.manifest.data
-        where = (data.container, data.prefix)
-        if where not in self.listings:
-            self.listings[where] = self.ctx.data.list(*where)
-        snapshot = snapshot_of(run.manifest, self.listings[where])
-        if snapshot.id not in self.snapshots:
-            document = json.dumps(snapshot.to_json()).encode()
-            self.ctx.data.write(self.ctx.settings.runs_container, snapshot_blob(snapshot.id), document)
-            self.snapshots.add(snapshot.id)
-        return snapshot
 
 
 def advance(ctx: Context, run_id: str, *, held: Run | None = None) -> Run:
@@ -80,7 +38,7 @@ def advance(ctx: Context, run_id: str, *, held: Run | None = None) -> Run:
     A step whose next one may be due at once (PROVISIONING, when the nodes are up) is followed by it,
     up to `MAX_STEPS`; the run's events are published once, after the last.
     """
-    return _advance(ctx, run_id, held=held, looks=_Looks(ctx))[0]
+    return _advance(ctx, run_id, held=held, looks=Looks(ctx))[0]
 
 
 def advance_all(ctx: Context) -> list[Run]:
@@ -91,8 +49,9 @@ def advance_all(ctx: Context) -> list[Run]:
     run, never ahead, so a step it shows due is decided again on the run itself; a copy found behind
     is refreshed. One run that fails is logged and does not stall the others.
     """
-    looks, after = _Looks(ctx), []
-    for copy in ctx.store.find_runs(states=ACTIVE_STATES):
+    copies = ctx.store.find_runs(states=ACTIVE_STATES)
+    looks, after = Looks(ctx, active={c.id: c for c in copies}), []
+    for copy in copies:
         faults.checkpoint("progress.mid-reconcile")
         try:
             run = copy
@@ -101,6 +60,7 @@ def advance_all(ctx: Context) -> list[Run]:
                 run, wrote = _advance(ctx, copy.id, held=held, looks=looks)
                 if not wrote and run.seq != copy.seq:  # behind: a crash or a race between its two writes
                     ctx.store.refresh_active(run)
+                looks.moved(run)
             if not run.is_terminal:
                 after.append(run)
         except Exception:  # left out of `after`: its state is unknown (a scale-down reads the index again)
@@ -108,10 +68,12 @@ def advance_all(ctx: Context) -> list[Run]:
     return after
 
 
-def _due(ctx: Context, copy: Run, looks: _Looks) -> bool:
+def _due(ctx: Context, copy: Run, looks: Looks) -> bool:
     """Whether a step could be due for a run, judged on its copy in the index: no storage read."""
     if copy.state is RunState.ACCEPTED or (copy.state is RunState.CANCEL_REQUESTED and not copy.backend_job_id):
         return True
+    if copy.awaiting_admission:  # admitted now, or waiting for another reason
+        return looks.waiting_reason(copy) != copy.waiting_reason
     if copy.state is RunState.PROVISIONING:
         spec = ctx.backend.cluster_for(copy.manifest.compute)
         return looks.ready(spec) >= spec.nodes
@@ -124,7 +86,7 @@ def _moves(run: Run, seen: JobObservation) -> bool:
     return target is not None and target is not run.state
 
 
-def _advance(ctx: Context, run_id: str, *, held: Run | None, looks: _Looks) -> tuple[Run, bool]:
+def _advance(ctx: Context, run_id: str, *, held: Run | None, looks: Looks) -> tuple[Run, bool]:
     """`advance`, saying whether it wrote."""
 
     def step(current: Run) -> Run | None:
@@ -157,10 +119,15 @@ def on_job_status(ctx: Context, backend_job_id: str, phase: JobPhase, *, cause: 
     return update_run(ctx, run.id, decide)
 
 
-def cancel(ctx: Context, run_id: str, *, cause: str) -> Run:
-    """Ask a run to stop. Idempotent for runs already stopping; `InvalidTransition` for finished ones."""
+def cancel(ctx: Context, run_id: str, *, cause: str, by: Principal | None = None) -> Run:
+    """Ask a run to stop. Idempotent for runs already stopping; `InvalidTransition` for finished ones.
+
+    `by`: the signed-in caller, `Forbidden` unless an admin or a submitter in the run's team.
+    """
 
     def decide(run: Run) -> Run | None:
+        if by is not None:
+            by.require_canceller(run.team or DEFAULT_TEAM)
         if run.state in (RunState.CANCEL_REQUESTED, RunState.CANCELED):
             return None
         if run.is_terminal:
@@ -215,12 +182,13 @@ def submission_for(run: Run, spec: ClusterSpec, *, runs_container: str, attempt:
         snapshot_id=run.snapshot_id,
         manifest_hash=run.manifest_hash,
         correlation=run.correlation,
+        distribution=manifest.trainer.distribution,
         code_snapshot=manifest.trainer.code or "",
         environment=manifest.trainer.environment.model_dump(exclude_none=True) if manifest.trainer.environment else {},
     )
 
 
-def _next_step(ctx: Context, run: Run, looks: _Looks) -> Run | None:
+def _next_step(ctx: Context, run: Run, looks: Looks) -> Run | None:
     now = ctx.now()
     if run.is_terminal:
         return None
@@ -238,15 +206,29 @@ def _next_step(ctx: Context, run: Run, looks: _Looks) -> Run | None:
             )
         if run.manifest.watches_data:  # a run of any trigger serves the uploads its snapshot holds
             ctx.store.consume_arrivals(run.job, covered(snapshot, ctx.store.pending_arrivals(run.job)), by=run.id)
+        taken = f"snapshot {snapshot.id}: {len(snapshot.blobs)} blob(s)"
+        reason = looks.waiting_reason(run)
+        if reason:
+            return run.moved(
+                RunState.QUEUED,
+                cause="admission",
+                at=now,
+                snapshot_id=snapshot.id,
+                waiting_reason=reason,
+                detail=f"{taken}; waiting: {reason}",
+            )
         looks.ready(spec)  # starts growing the cluster
+        detail = "; ".join(filter(None, [taken, _placement(spec)]))
         return run.moved(
-            RunState.PROVISIONING,
-            cause="reconciler",
-            at=now,
-            cluster=spec.name,
-            snapshot_id=snapshot.id,
-            detail=f"snapshot {snapshot.id}: {len(snapshot.blobs)} blob(s)",
+            RunState.PROVISIONING, cause="reconciler", at=now, snapshot_id=snapshot.id, detail=detail, **_placed(spec)
         )
+    if run.awaiting_admission:
+        reason = looks.waiting_reason(run)
+        if reason:  # still waiting: only a changed reason is written (no transition)
+            return None if reason == run.waiting_reason else replace(run, waiting_reason=reason, updated_at=now)
+        looks.ready(spec)
+        detail = "; ".join(filter(None, ["admitted", _placement(spec)]))
+        return run.moved(RunState.PROVISIONING, cause="admission", at=now, detail=detail, **_placed(spec))
     if run.state is RunState.PROVISIONING:
         if looks.ready(spec, again=True) < spec.nodes:
             return None
@@ -256,6 +238,18 @@ def _next_step(ctx: Context, run: Run, looks: _Looks) -> Run | None:
         return run.moved(RunState.CANCELED, cause="reconciler", at=now)
     observed = looks.observe(run.backend_job_id)
     return _follow(ctx, run, observed, cause=f"backend:{observed.status}") if _moves(run, observed) else None
+
+
+def _placed(spec: ClusterSpec) -> dict[str, str]:
+    """The run's `cluster`: its profile's cluster, or none for serverless nodes (no cluster row, no scale-down)."""
+    return {"cluster": "" if spec.serverless else spec.name}
+
+
+def _placement(spec: ClusterSpec) -> str:
+    """Where serverless nodes come from, in the run's history ('' for a cluster: its name is the run's `cluster`)."""
+    if spec.serverless:
+        return f"serverless: {spec.nodes} x {spec.vm_size} for this run alone, released when it ends; no cluster"
+    return ""
 
 
 def _submit(ctx: Context, run: Run, spec: ClusterSpec, *, attempt: int) -> str:

@@ -10,6 +10,7 @@ import logging
 from dataclasses import replace
 
 from aztrain.domain.errors import NotFound
+from aztrain.domain.identity import DEFAULT_TEAM
 from aztrain.domain.layout import new_run_id
 from aztrain.domain.records import Arrival, JobRecord
 from aztrain.domain.retrain import Window, checked_launch, decide_window, snapshot_of
@@ -93,6 +94,8 @@ def _reconcile_window(ctx: Context, job: JobRecord) -> None:
             source=f"{job.watch_container}/{pending[-1].blob} (+{len(pending) - 1} more)",
             spec=job.spec,
             manifest_hash=job.manifest_hash,
+            team=job.spec.team or DEFAULT_TEAM,  # a retraining run belongs to its job's team
+            priority=job.spec.queue_priority or 0,
         ),
     )
     # The first step at once: a window's run takes its snapshot in the pass that fired it, over what it saw.

@@ -1,15 +1,22 @@
-"""`ComputeBackend` on this machine: a simulated GPU cluster that runs real `horovodrun`.
+"""`ComputeBackend` on this machine: a simulated GPU cluster that runs real `horovodrun` or `torchrun`.
 
 Nodes are simulated (they "provision" after a configurable delay and count down to zero when
 released); the training is not: each job is a supervisor process (`local.job`) that downloads exactly
-the blobs of the run's snapshot, runs `horovodrun --gloo`, streams logs to blob storage, uploads
-outputs and writes Azure ML-style statuses to `status.json`. Job folders live under the state dir, so
-the backend survives a restart of the host.
+the blobs of the run's snapshot, runs its distribution's launcher (`local.launchers`), streams logs to
+blob storage, uploads outputs and writes Azure ML-style statuses to `status.json`. Job folders live
+under the state dir, so the backend survives a restart of the host.
 
 Each simulated cluster has a fixed number of nodes (`AZTRAIN_LOCAL_CLUSTER_NODES`). As on
 Azure ML, a job that does not fit on the nodes left waits in `Queued` and starts, oldest
 first, when running jobs free theirs; a cluster's member jobs are indexed in a folder of
 its own, so scheduling costs grow with the jobs on the cluster, never with history.
+
+A serverless profile plays Azure ML's serverless compute: no simulated cluster, the job's nodes
+provisioned for it alone when it is submitted and released when it ends. The nodes held count
+against a simulated quota per VM family (`AZTRAIN_LOCAL_QUOTA`, `local.quota`), as on Azure ML.
+
+It runs past 300 lines because it plays both of Azure ML's placements (a cluster with its queue,
+and serverless nodes) beside the supervisor bookkeeping each job needs; the quota is its own module.
 """
 
 from __future__ import annotations
@@ -31,10 +38,19 @@ from typing import Any
 
 import psutil
 
+from aztrain.adapters.compute.local.quota import SimulatedQuota, cluster_quota_fields
 from aztrain.domain.errors import ManifestError
 from aztrain.domain.manifest import ComputeSpec
-from aztrain.domain.profiles import gpu_problem, load_profiles
-from aztrain.domain.records import ClusterSpec, JobObservation, JobPhase, JobSubmission, ModelVersion, cluster_spec
+from aztrain.domain.profiles import gpu_problem, load_profiles, select_profile
+from aztrain.domain.records import (
+    ClusterSpec,
+    JobObservation,
+    JobPhase,
+    JobSubmission,
+    ModelVersion,
+    Quota,
+    cluster_spec,
+)
 from aztrain.service.settings import PROJECT_ROOT, Settings
 
 log = logging.getLogger(__name__)
@@ -83,7 +99,7 @@ def job_processes(job_name: str) -> list[psutil.Process]:
 
 
 class LocalBackend:
-    """A simulated cluster per compute profile; jobs run as real Horovod processes."""
+    """A simulated cluster per compute profile; jobs run as real Horovod or PyTorch DDP processes."""
 
     name = "local"
 
@@ -95,29 +111,49 @@ class LocalBackend:
         self._clusters_dir.mkdir(parents=True, exist_ok=True)
         self._jobs_dir.mkdir(parents=True, exist_ok=True)
         self._child_env = child_env if child_env is not None else dict(os.environ)
-        self._profiles = load_profiles(settings.compute_profiles)
+        self._profiles = load_profiles(settings.compute_profiles, settings.allowed_profiles)
         self._lock = threading.Lock()
         self._children: dict[str, subprocess.Popen[bytes]] = {}
+        self._quota = SimulatedQuota(
+            settings.local_quota, self._clusters_dir, self._root / "serverless", self._holds_nodes
+        )
 
     # ------------------------------------------------------------ clusters
     def cluster_for(self, compute: ComputeSpec) -> ClusterSpec:
-        """A simulated cluster named after the profile; a known profile's GPUs per node bound the processes."""
+        """A simulated cluster named after the profile, or serverless nodes for a serverless profile.
+
+        A known profile's GPUs per node bound the processes, and its size's vCPUs and family are
+        what the simulated quota counts; serverless nodes are bounded by the profile's `max_nodes`.
+        """
         profile = self._profiles.get(compute.profile)
+        if self._settings.allowed_profiles:  # a deployment's profiles are decided as the Azure ML backend does
+            select_profile(self._profiles, compute)
         problem = gpu_problem(profile, compute) if profile else None
         if problem:
             raise ManifestError([problem])
+        serverless = profile is not None and profile.serverless
         return cluster_spec(
             compute,
             name=f"local-{compute.profile}",
             vm_size=compute.vm_size or "Local_CPU",
-            max_nodes=self._settings.local_cluster_nodes,
+            max_nodes=profile.max_nodes if profile and serverless else self._settings.local_cluster_nodes,
+            placement=profile.placement if profile else "cluster",
+            vm_family=profile.vm_family if profile else "",
+            vcpus_per_node=profile.vcpus_per_node if profile else 0,
         )
 
+    def quota(self, spec: ClusterSpec) -> Quota | None:
+        """The simulated quota of the spec's family (`AZTRAIN_LOCAL_QUOTA`), with the nodes held now."""
+        return self._quota.of(spec)
+
     def ensure_cluster(self, spec: ClusterSpec) -> int:
+        if spec.serverless:  # no cluster: the nodes are provisioned with the job
+            return spec.nodes
         with self._lock:
             state = self._cluster_state(spec.name)
             if state["target"] < spec.nodes:
                 state.update(target=spec.nodes, change_at=time.time() + self._settings.local_provision_seconds)
+                state.update(cluster_quota_fields(spec))
                 write_json_atomic(self._cluster_file(spec.name), state)
                 log.info("local cluster %s: provisioning %d node(s)", spec.name, spec.nodes)
             return self._settle(spec.name, state)
@@ -159,6 +195,11 @@ class LocalBackend:
             return job.name
         write_json_atomic(folder / "submission.json", asdict(job))
         write_json_atomic(folder / "status.json", {"status": "Queued", "error": ""})
+        if job.cluster.serverless:  # nodes for this job alone, released when it ends: it never waits for others
+            self._quota.hold(job.name, job.cluster)
+            with self._lock:
+                self._spawn(job.name)
+            return job.name
         members = self._members(job.cluster.name)
         members.mkdir(parents=True, exist_ok=True)
         # The marker's creation order is the queue order; it holds the nodes the job needs.
@@ -214,7 +255,7 @@ class LocalBackend:
         if not folder.is_dir():
             return JobObservation(JobPhase.FAILED, "NotFound", f"local job {backend_job_id} does not exist")
         submission = read_json(folder / "submission.json")
-        if submission:  # each look at a job also lets the queue of its cluster move on
+        if submission and submission["cluster"].get("placement") != "serverless":  # its cluster's queue moves on
             self._start_queued(submission["cluster"]["name"])
         status = self._status(backend_job_id)
         word = str(status.get("status", "NotStarted"))
@@ -248,6 +289,12 @@ class LocalBackend:
 
     def publish_model(self, model: ModelVersion) -> None:
         """Nothing to do: on this machine the `models` table and the runs container are the registry."""
+
+    def _holds_nodes(self, job_name: str) -> bool:
+        """Whether a serverless job still holds its nodes: until it ends, or its supervisor is gone."""
+        if PHASES.get(str(self._status(job_name).get("status")), JobPhase.UNKNOWN).is_final:
+            return False
+        return self._pid(job_name) is None or self._supervisor_alive(job_name)
 
     def _status(self, job_name: str) -> dict[str, Any]:
         return read_json(self._jobs_dir / job_name / "status.json")

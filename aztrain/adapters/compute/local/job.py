@@ -1,10 +1,11 @@
 """Supervisor of one local job: `python -m aztrain.adapters.compute.local.job <job folder>`.
 
 Plays the part of Azure ML's job runtime on this machine: mounts the data (downloads
-exactly the blobs of the run's snapshot into the prefix's folder), runs `horovodrun --gloo`,
+exactly the blobs of the run's snapshot into the prefix's folder), runs the trainer under its
+distribution's launcher (`horovodrun --gloo` or `torchrun`: `launchers`),
 streams the log to blob storage, enforces `max_runtime`, uploads outputs, and reports the statuses
 Azure ML would (Preparing → Running → Finalizing → Completed | Failed | Canceled).
-On SIGTERM (cancel) it stops the whole Horovod process tree, leaving nothing behind.
+On SIGTERM (cancel) it stops the whole process tree, launcher and ranks, leaving nothing behind.
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ import contextlib
 import json
 import logging
 import os
-import re
 import shutil
 import signal
 import subprocess
@@ -26,6 +26,8 @@ from types import FrameType
 import psutil
 
 from aztrain.adapters.compute.local.backend import job_processes, write_json_atomic
+from aztrain.adapters.compute.local.environments import EnvironmentFailed, python_for
+from aztrain.adapters.compute.local.launchers import LAUNCHERS, Launcher
 from aztrain.domain.errors import DataChanged
 from aztrain.domain.program import Places, program_argv, program_env
 from aztrain.domain.records import JobSubmission
@@ -46,18 +48,19 @@ _STOP_GRACE_SECONDS = 10.0
 #: regardless: storage may be gone (a stopped Azurite is retried for minutes by the SDK).
 _SHUTDOWN_SECONDS = 5.0
 _ERROR_TAIL_LINES = 20
-#: The trainer reports bad input as one "error: ..." line (horovodrun prefixes it with "[0]<stderr>:").
-_TRAINER_ERROR = re.compile(r"^(?:\[\d+\]<stderr>:)?error: ")
-#: horovodrun exits 1 whenever a process fails and prints each one's own code: 75 is the trainer saying
-#: "preempted, checkpoint written" (`trainer.exit_codes`), which a next attempt resumes from.
-_PREEMPTED_EXIT = re.compile(rf"Exit code: {EXIT_PREEMPTED}\b")
 
 
 class LogStreamer:
-    """Tee a child's output to a local file and, in batches, to an append blob."""
+    """Tee a launcher's output to a local file and, in batches, to an append blob, reading it as it goes.
 
-    def __init__(self, data: DataStore, container: str, blob: str, local: Path) -> None:
+    The trainer reports bad input as one "error: ..." line; the launcher exits 1 whenever a
+    process fails and names each one's own code, 75 being the trainer's "preempted, checkpoint
+    written" (`trainer.exit_codes`), which a next attempt resumes from.
+    """
+
+    def __init__(self, data: DataStore, container: str, blob: str, local: Path, launcher: Launcher) -> None:
         self._data, self._container, self._blob = data, container, blob
+        self._error_line, self._preempted_line = launcher.error_line(), launcher.preempted_line()
         self._local = local.open("ab")
         self._pending = bytearray()
         self._last_flush = time.monotonic()
@@ -71,9 +74,9 @@ class LogStreamer:
         self._pending += line
         text = line.decode(errors="replace").rstrip()
         self.tail = [*self.tail[-(_ERROR_TAIL_LINES - 1) :], text]
-        self.preempted = self.preempted or bool(_PREEMPTED_EXIT.search(text))
-        if not self.first_error and _TRAINER_ERROR.search(text):
-            self.first_error = _TRAINER_ERROR.split(text, maxsplit=1)[-1]
+        self.preempted = self.preempted or bool(self._preempted_line.search(text))
+        if not self.first_error and self._error_line.search(text):
+            self.first_error = self._error_line.split(text, maxsplit=1)[-1]
         if len(self._pending) >= _LOG_FLUSH_BYTES or time.monotonic() - self._last_flush >= _LOG_FLUSH_SECONDS:
             self.flush()
 
@@ -99,6 +102,7 @@ class Supervisor:
         self.data = data
         self.submission = JobSubmission.from_json(json.loads((folder / "submission.json").read_text()))
         self.name = self.submission.name
+        self.launcher = LAUNCHERS[self.submission.distribution]
         self.canceled = threading.Event()
         self.child: subprocess.Popen[bytes] | None = None
 
@@ -116,7 +120,9 @@ class Supervisor:
     def run(self) -> int:
         sub = self.submission
         prefix = sub.output_prefix
-        streamer = LogStreamer(self.data, sub.output_container, prefix + "logs/driver.log", self.folder / "driver.log")
+        streamer = LogStreamer(
+            self.data, sub.output_container, prefix + "logs/driver.log", self.folder / "driver.log", self.launcher
+        )
         # The log's header: what links these lines to the run, its events and its request or upload.
         streamer.write(f"aztrain: run {sub.run_id} job {sub.name} correlation id {sub.correlation}\n".encode())
         try:
@@ -161,7 +167,7 @@ class Supervisor:
                 reason = streamer.first_error or " | ".join(streamer.tail[-5:])
                 self.set_status("Failed", f"trainer exited with code {rc}: {reason}")
             return 0
-        except DataChanged as exc:
+        except (DataChanged, EnvironmentFailed) as exc:
             self.set_status("Failed", str(exc))
             return 0
         except Exception as exc:
@@ -178,28 +184,35 @@ class Supervisor:
         processes = min(requested, slots)
         if processes < requested:
             streamer.write(
-                f"aztrain: local backend runs {processes} of {requested} requested Horovod processes "
+                f"aztrain: local backend runs {processes} of {requested} requested processes "
                 f"(AZTRAIN_LOCAL_MAX_SLOTS={slots})\n".encode()
             )
         python = os.environ.get("AZTRAIN_LOCAL_PYTHON") or sys.executable
-        horovodrun = str(Path(python).parent / "horovodrun")
+        launcher = self.launcher.argv(Path(python), processes)  # the project's launcher, whatever the program's Python
         places = Places(str(data_dir), str(snapshot_file), str(out_dir), str(out_dir / "checkpoints"))
-        program = program_argv(sub, places, python=python)
+        shared = self.folder.parent.parent  # what the jobs of this machine share: code, environments, data cache
+        code = None
         if sub.code_snapshot:  # the user's code, run from its own folder as Azure ML runs it from the job's code
-            cwd = materialise(self.data, sub.output_container, sub.code_snapshot, self.folder.parent.parent / "code")
-            streamer.write(f"aztrain: code snapshot {sub.code_snapshot} in {cwd}\n".encode())
-        else:
-            cwd = Path.cwd()
+            code = materialise(self.data, sub.output_container, sub.code_snapshot, shared / "code")
+            streamer.write(f"aztrain: code snapshot {sub.code_snapshot} in {code}\n".encode())
+
+        def log(text: str) -> None:
+            streamer.write(text.encode())
+
+        python = python_for(sub.environment, python=python, code=code, cache=shared / "environments", log=log)
+        program = program_argv(sub, places, python=python)
+        if code is None:
             # The simulated nodes share this machine's disk, so they share one node-local cache too.
-            program += ["--cache-dir", str(self.folder.parent.parent / "node-cache")]
-        command = [horovodrun, "--gloo", "-np", str(processes), "-H", f"localhost:{processes}", *program]
-        streamer.write(f"aztrain: {' '.join(command[:6])} ... {' '.join(program[1:3])}\n".encode())
+            program += ["--cache-dir", str(shared / "node-cache")]
+        cwd = code or Path.cwd()
+        streamer.write(f"aztrain: {' '.join(launcher)} ... {' '.join(program[1:3])}\n".encode())
         self.child = subprocess.Popen(
-            command,
+            [*launcher, *program],
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             cwd=cwd,
-            env={**os.environ, **program_env(sub, places)},  # horovodrun passes them on to every process
+            # The launcher passes the contract's variables on to every process.
+            env={**os.environ, **self.launcher.env, **program_env(sub, places)},
         )
         if self.canceled.is_set():  # SIGTERM arrived while we were starting it
             stop_tree(self.child.pid)
