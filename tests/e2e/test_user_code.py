@@ -29,7 +29,7 @@ def cli(stack: Stack, *args: str) -> Any:
     """`aztrain --url STACK ... --json` as a user runs it, with the stack's storage; its JSON answer."""
     env = {**os.environ, "AZTRAIN_STORAGE_CONNECTION_STRING": stack.connection_string}
     done = subprocess.run(
-        [sys.executable, "-m", "aztrain.cli", "--url", stack.url, *args, "--json"],
+        [sys.executable, "-m", "aztrain.cli.main", "--url", stack.url, *args, "--json"],
         capture_output=True, text=True, timeout=TRAINING_TIMEOUT, env=env, check=False,
     )  # fmt: skip
     assert done.returncode == 0, done.stdout + done.stderr
