@@ -50,8 +50,10 @@ screenshots: setup /usr/bin/chromium
 
 bench: setup
 	$(PY) bench/control_plane.py
+	$(PY) bench/intake.py
 	$(PY) bench/upload.py
 	$(PY) bench/run_list.py
+	$(PY) bench/scheduler.py
 
 clean:
 	rm -rf .aztrain .azurite .pytest_cache .mypy_cache .ruff_cache

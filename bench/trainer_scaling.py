@@ -1,22 +1,25 @@
-"""Trainer benchmark: Horovod scaling on the CPU, the node-local cache, and the trainer against a plain loop.
+"""Trainer benchmark: Horovod and PyTorch DDP scaling side by side, the node-local cache, trainer against plain loop.
 
-    python bench/trainer_scaling.py [--epochs N] [--batch-size B] [--sections cpu_scaling,cache,trainer_vs_plain]
+    python bench/trainer_scaling.py [--epochs N] [--batch-sizes B,B] [--distributions horovod,pytorch]
+        [--sections cpu_scaling,gpu_scaling,cache,trainer_vs_plain]
 
 Prints one JSON object:
 
-- `cpu_scaling`: samples/s of `horovodrun -np 1` (pinned to one core) and `-np 2` (two
-  cores) on the digits, and the efficiency samples/s(2) / (2 x samples/s(1)). For
-  context, also one process given every core.
+- `cpu_scaling`: for each distribution, launched as the local backend launches it
+  (`horovodrun --gloo` or `torchrun`), samples/s of 1 process (pinned to one core) and of 2
+  (two cores) on the digits, and the efficiency samples/s(2) / (2 x samples/s(1)), at each
+  per-process batch size: the default 64, where the allreduce's latency weighs, and 512,
+  where compute dominates. For context, also one process given every core.
+- `gpu_scaling` (only where there are GPUs): the same, 1 -> N processes, one GPU each, NCCL.
 - `cache`: loading a generated image folder the first time (decode with Pillow, write
   the cache) against every later time (read the cache), and the speedup.
 - `trainer_vs_plain`: the trainer's training step at world size 1 (its `main()`, in this
-  process) against a plain PyTorch loop over the same model and data, on the GPU when
-  there is one, else the CPU; the ratio of their samples/s. Without Horovod installed (a
-  GPU box may lack it), the trainer runs on a world-size-1 stand-in for `horovod.torch`,
-  which is what Horovod itself reduces to at world size 1: DistributedOptimizer then
-  registers no allreduce hooks.
+  process, as a PyTorch group of one: nothing to average, so no DDP wrapper, as Horovod's
+  optimizer registers no hooks at size 1) against a plain PyTorch loop over the same model
+  and data, on the GPU when there is one, else the CPU; the ratio of their samples/s.
 
-Throughputs are medians over the epochs after the first (warm-up) epoch.
+A distribution whose library is missing (Horovod, on a machine that never built it) is
+reported as skipped. Throughputs are medians over the epochs after the first (warm-up) epoch.
 """
 
 from __future__ import annotations
@@ -31,7 +34,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import types
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -44,7 +46,9 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # run as a script from anywhere: the trainer package lives beside bench/
 
-SECTIONS = ("cpu_scaling", "cache", "trainer_vs_plain")
+from aztrain.adapters.compute.local.launchers import LAUNCHERS  # noqa: E402  # after the path is set
+
+SECTIONS = ("cpu_scaling", "gpu_scaling", "cache", "trainer_vs_plain")
 _CACHE_IMAGES = 3000
 _COMPARE_ROUNDS = 4
 # The digits repeated: enough steps per epoch at large batches for an epoch's time to mean something.
@@ -55,27 +59,32 @@ _IMAGE_SIZE = 32
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--epochs", type=int, default=6, help="epochs per measured run (the first is warm-up)")
-    parser.add_argument(
-        "--batch-sizes", default="64,512", help="per-process batch sizes for cpu_scaling, comma-separated"
-    )
+    parser.add_argument("--batch-sizes", default="64,512", help="per-process batch sizes for scaling, comma-separated")
+    parser.add_argument("--distributions", default="horovod,pytorch", help="for scaling, comma-separated")
     parser.add_argument("--sections", default=",".join(SECTIONS), help=f"comma-separated, of {', '.join(SECTIONS)}")
     cli = parser.parse_args(argv)
-    hvd_version = _horovod_version()  # before anything imports the trainer: it may install the stand-in
+    gpus = torch.cuda.device_count()
     report: dict[str, Any] = {
         "machine": {
             "cpus": len(os.sched_getaffinity(0)),
             "processor": platform.processor() or platform.machine(),
-            "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
+            "gpus": [torch.cuda.get_device_name(i) for i in range(gpus)],
             "torch": torch.__version__,
-            "horovod": hvd_version,
+            "horovod": _horovod_version(),
         }
     }
+    batch_sizes = [int(b) for b in cli.batch_sizes.split(",")]
+    distributions = [d for d in cli.distributions.split(",") if d]
     with tempfile.TemporaryDirectory(prefix="trainer-bench-") as tmp:
         work = Path(tmp)
         for section in cli.sections.split(","):
             if section == "cpu_scaling":
-                batch_sizes = [int(b) for b in cli.batch_sizes.split(",")]
-                report[section] = cpu_scaling(work, epochs=cli.epochs, batch_sizes=batch_sizes)
+                report[section] = scaling(work, distributions, epochs=cli.epochs, batch_sizes=batch_sizes, gpus=0)
+            elif section == "gpu_scaling":
+                if gpus:
+                    report[section] = scaling(
+                        work, distributions, epochs=cli.epochs, batch_sizes=batch_sizes, gpus=gpus
+                    )
             elif section == "cache":
                 report[section] = cache_speedup(work)
             elif section == "trainer_vs_plain":
@@ -86,23 +95,35 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def cpu_scaling(work: Path, *, epochs: int, batch_sizes: list[int]) -> dict[str, Any]:
-    """horovodrun with 1 process on 1 core and 2 processes on 2 cores (and 1 on all cores), per batch size."""
+def scaling(work: Path, distributions: list[str], *, epochs: int, batch_sizes: list[int], gpus: int) -> dict[str, Any]:
+    """Per distribution and batch size: 1 process against 2 on the CPU (1 and 2 cores), or 1 against `gpus` GPUs.
+
+    The runs of one batch size alternate between the distributions, so drift on a shared
+    machine falls on both alike.
+    """
     data = write_digits(work / "digits-data", repeat=_DIGITS_REPEAT)
-    runs = {}
+    runnable = [d for d in distributions if d != "horovod" or _horovod_version() is not None]
+    many = gpus or 2
+    results: dict[str, Any] = {d: {} for d in runnable}
     for batch_size in batch_sizes:
         args = {"epochs": epochs, "batch_size": batch_size}
-        one = _horovodrun(1, data, work / f"np1-b{batch_size}", args, cores=[0])
-        two = _horovodrun(2, data, work / f"np2-b{batch_size}", args, cores=[0, 1])
-        whole = _horovodrun(1, data, work / f"np1all-b{batch_size}", args, cores=None)
-        runs[str(batch_size)] = {
-            "samples_per_second": {"1": round(one), "2": round(two), "1_on_all_cores": round(whole)},
-            "efficiency": round(two / (2 * one), 3),
-        }
+        for distribution in runnable:
+            run = f"{distribution}-b{batch_size}"
+            one = _launch(distribution, 1, data, work / f"{run}-1", args, cores=None if gpus else [0])
+            several = _launch(distribution, many, data, work / f"{run}-{many}", args, cores=None if gpus else [0, 1])
+            rates = {"1": round(one), str(many): round(several)}
+            if not gpus:  # for context: one process with every core as threads
+                rates["1_on_all_cores"] = round(_launch(distribution, 1, data, work / f"{run}-all", args, cores=None))
+            results[distribution][str(batch_size)] = {
+                "samples_per_second": rates,
+                "efficiency": round(several / (many * one), 3),
+            }
     return {
         "data": f"digits (1x8x8) x {_DIGITS_REPEAT}",
+        "processes": [1, many],
         "epochs": epochs,
-        "by_batch_size_per_process": runs,
+        "by_distribution_and_batch_size_per_process": results,
+        "skipped": {d: "not installed" for d in distributions if d not in runnable},
         "target": 0.7,
     }
 
@@ -156,6 +177,7 @@ def trainer_vs_plain(work: Path, *, epochs: int) -> dict[str, Any]:
     def run_trainer(round_: int) -> list[float]:
         out = work / f"compare-out-{round_}"
         argv = ["--data-dir", str(data), "--output-dir", str(out), "--cache-dir", str(cache_dir)]
+        argv += ["--distribution", "pytorch"]  # a group of one, whatever is installed
         with contextlib.redirect_stdout(sys.stderr):  # stdout is this report's; the trainer's log goes beside it
             code = train.main([*argv, "--args-json", json.dumps(args)])
         assert code == 0, f"the trainer exited with {code}"
@@ -236,19 +258,29 @@ def write_image_folder(dest: Path, *, count: int, size: int, classes: int = 10) 
     return dest
 
 
-def _horovodrun(processes: int, data: Path, out: Path, args: dict[str, Any], cores: list[int] | None) -> float:
-    """Median samples/s over the epochs after the first of one horovodrun, on `cores` (None: all)."""
-    bin_dir = Path(sys.executable).parent
+def _launch(
+    distribution: str, processes: int, data: Path, out: Path, args: dict[str, Any], cores: list[int] | None
+) -> float:
+    """Median samples/s over the epochs after the first of one launch, as the local backend launches, on `cores`."""
+    launcher = LAUNCHERS[distribution]  # type: ignore[index]  # one of the names the CLI was given
     command = [
-        str(bin_dir / "horovodrun"), "--gloo", "-np", str(processes), "-H", f"localhost:{processes}",
-        sys.executable, "-m", "trainer.train", "--data-dir", str(data), "--output-dir", str(out),
-        "--cache-dir", str(out.parent / "cache"), "--args-json", json.dumps(args),
+        *launcher.argv(Path(sys.executable), processes),
+        sys.executable, "-m", "trainer.train", "--distribution", distribution, "--data-dir", str(data),
+        "--output-dir", str(out), "--cache-dir", str(out.parent / "cache"), "--args-json", json.dumps(args),
     ]  # fmt: skip
-    # The affinity is inherited by every process horovodrun starts, and the trainer sizes its threads to it.
+    # The affinity is inherited by every process the launcher starts, and the trainer sizes its threads to it.
     restrict: Callable[[], None] | None = (lambda: os.sched_setaffinity(0, cores)) if cores is not None else None
-    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, check=False, preexec_fn=restrict)
+    result = subprocess.run(
+        command,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+        preexec_fn=restrict,
+        env={**os.environ, **launcher.env},
+    )
     if result.returncode != 0:
-        raise RuntimeError(f"horovodrun -np {processes} failed:\n{result.stdout}\n{result.stderr}")
+        raise RuntimeError(f"{distribution}, {processes} process(es), failed:\n{result.stdout}\n{result.stderr}")
     return statistics.median(_epoch_rates(out))
 
 
@@ -258,57 +290,13 @@ def _epoch_rates(out: Path) -> list[float]:
     return [float(json.loads(line)["samples_per_second"]) for line in lines[1:]]
 
 
-def _horovod_version() -> str:
-    """Horovod's version, or "stand-in" after installing the world-size-1 stand-in where it is missing."""
+def _horovod_version() -> str | None:
+    """Horovod's version, or None where it is not installed."""
     try:
         import horovod
     except ImportError:
-        sys.modules["horovod"] = types.ModuleType("horovod")
-        sys.modules["horovod.torch"] = _single_process_horovod()
-        return "stand-in (world size 1)"
-    return str(horovod.__version__)
-
-
-def _single_process_horovod() -> types.ModuleType:
-    """The part of `horovod.torch` the trainer uses, at world size 1: every collective returns its input."""
-    hvd = types.ModuleType("horovod.torch")
-
-    def distributed_optimizer(optimizer: torch.optim.Optimizer, **_: object) -> torch.optim.Optimizer:
-        optimizer.synchronize = lambda: None  # type: ignore[attr-defined]
-        optimizer.skip_synchronize = contextlib.nullcontext  # type: ignore[attr-defined]
-        return optimizer
-
-    def identity(value: Any, *_: object, **__: object) -> Any:
-        return value
-
-    def nothing(*_: object, **__: object) -> None:
         return None
-
-    def one_rank_list(value: Any, *_: object, **__: object) -> list[Any]:
-        return [value]
-
-    members: dict[str, object] = {
-        "init": nothing,
-        "rank": lambda: 0,
-        "local_rank": lambda: 0,
-        "size": lambda: 1,
-        "local_size": lambda: 1,
-        "allreduce": identity,
-        "grouped_allreduce_": identity,
-        "broadcast_object": identity,
-        "allgather_object": one_rank_list,
-        "broadcast_parameters": nothing,
-        "broadcast_optimizer_state": nothing,
-        "barrier": nothing,
-        "DistributedOptimizer": distributed_optimizer,
-        "Compression": types.SimpleNamespace(none=None, fp16=None),
-        "Average": "average",
-        "Sum": "sum",
-        "Max": "max",
-    }
-    for name, member in members.items():
-        setattr(hvd, name, member)
-    return hvd
+    return str(horovod.__version__)
 
 
 if __name__ == "__main__":

@@ -50,7 +50,9 @@ def blob_subject(container: str, name: str) -> str:
 
 @dataclass(frozen=True)
 class Subscription:
-    """An Event Grid subscription on the storage account, delivering to one Event Grid function.
+    """An Event Grid subscription on the storage account, delivering to one Event Grid function
+    (`function_name`: the webhook, an `AzureFunction` endpoint) or to a storage queue (`queue_name`: a
+    `StorageQueue` endpoint, which a queue-triggered function reads).
 
     Filters are Azure's: `subject_begins_with` is a full subject prefix such as
     `/blobServices/default/containers/jobs/blobs/manifests/` (empty: the whole container);
@@ -63,8 +65,11 @@ class Subscription:
     container: str
     subject_begins_with: str = ""
     subject_ends_with: tuple[str, ...] = ()
+    queue_name: str = ""
 
     def __post_init__(self) -> None:
+        if bool(self.function_name) == bool(self.queue_name):
+            raise ValueError(f"subscription {self.name}: give exactly one endpoint, a function_name or a queue_name")
         own = blob_subject(self.container, "")
         if self.subject_begins_with and not self.subject_begins_with.casefold().startswith(own.casefold()):
             # It would never match: the watcher only reads this subscription's container.

@@ -1,4 +1,4 @@
-"""Index a `FunctionApp` the way the Python worker does: once, into HTTP, Event Grid and timer functions.
+"""Index a `FunctionApp` the way the Python worker does: once, into HTTP, Event Grid, queue and timer functions.
 
 The trigger of each function is read through its function.json form
 (`Trigger.get_dict_repr()`), which is exactly what the Functions host sees, so
@@ -22,6 +22,7 @@ log = logging.getLogger(__name__)
 HTTP_TRIGGER = "httpTrigger"
 EVENT_GRID_TRIGGER = "eventGridTrigger"
 TIMER_TRIGGER = "timerTrigger"
+QUEUE_TRIGGER = "queueTrigger"
 
 #: The parameter name the worker fills with a `func.Context`, when a function declares it.
 CONTEXT_PARAMETER = "context"
@@ -106,6 +107,14 @@ class EventGridFunction(IndexedFunction):
 
 
 @dataclass(frozen=True)
+class QueueFunction(IndexedFunction):
+    """A Storage queue trigger: invoked on each message of `queue_name`, in the account `connection` names."""
+
+    queue_name: str
+    connection: str
+
+
+@dataclass(frozen=True)
 class TimerFunction(IndexedFunction):
     """A timer trigger. The dev host runs it at a fixed interval; `schedule` is kept for display."""
 
@@ -130,6 +139,7 @@ class FunctionIndex:
     http: list[HttpFunction] = field(default_factory=list)
     event_grid: dict[str, EventGridFunction] = field(default_factory=dict)
     timers: list[TimerFunction] = field(default_factory=list)
+    queues: list[QueueFunction] = field(default_factory=list)
     #: Functions whose trigger the dev host does not run (name -> trigger type).
     unsupported: dict[str, str] = field(default_factory=dict)
 
@@ -196,6 +206,13 @@ class FunctionIndex:
                     **common, schedule=str(spec.get("schedule", "")), run_on_startup=bool(spec.get("runOnStartup"))
                 )
             )
+        elif kind == QUEUE_TRIGGER:
+            queue = QueueFunction(
+                **common, queue_name=str(spec.get("queueName", "")), connection=str(spec.get("connection", ""))
+            )
+            if "%" in queue.queue_name:  # an app-setting expression: the host would resolve it from settings
+                raise ValueError(f"function {name}: queue name {queue.queue_name!r} must be literal on the dev host")
+            self.queues.append(queue)
         else:
             self.unsupported[name] = kind
             log.warning("function %s has a %s trigger, which the dev host does not run", name, kind)

@@ -5,18 +5,21 @@ from __future__ import annotations
 import logging
 import signal
 import threading
+import time
 from collections.abc import Sequence
 from types import FrameType, TracebackType
 
 import azure.functions as func
 
-from devhost.blob_events import BlobWatcher, Subscription, storage_log
+from devhost.blob_events import BlobWatcher, Event, Subscription, storage_log
 from devhost.blob_front_door import BlobFrontDoor
 from devhost.delivery import WebhookSender
 from devhost.functions_index import FunctionIndex
 from devhost.http_triggers import HttpTriggers
 from devhost.identity import LocalUsers
 from devhost.invoke import Invoker
+from devhost.queue_delivery import QueueSender
+from devhost.queue_triggers import QueueSettings, QueueTriggers
 from devhost.server import DevServer, Dispatcher
 from devhost.timers import TimerRunner
 from devhost.webhook import EventGridWebhook
@@ -32,8 +35,11 @@ class DevHost:
     * the Event Grid webhook `POST /runtime/webhooks/EventGrid?functionName=<fn>`;
     * timer triggers every `timer_interval` seconds instead of their schedule (None: only
       when `run_timers_once()` is called);
+    * queue triggers on Azurite's queue service, with the `queue_settings` of the app's host.json
+      (`queue_triggers`);
     * `BlobCreated` events for uploads to the `subscriptions`' containers, POSTed to the
-      webhook with Event Grid's retries. With `blob_front_door_port`, clients upload through
+      webhook with Event Grid's retries, or written to the subscription's queue as Event Grid
+      writes to a `StorageQueue` endpoint. With `blob_front_door_port`, clients upload through
       a front door on that port, which raises each event as the write is acknowledged, and the
       containers are listed once, at start, for what was written while the host was down;
       without it, they are listed every `blob_poll_interval` seconds.
@@ -55,11 +61,19 @@ class DevHost:
         blob_front_door_port: int | None = None,
         route_prefix: str = "api",
         users: LocalUsers | None = None,
+        queue_settings: QueueSettings | None = None,
+        queue_lease: float = 30.0,
     ) -> None:
         self.index = FunctionIndex.from_app(app)
         self.subscriptions = list(subscriptions)
+        served = {function.queue_name for function in self.index.queues}
         for subscription in self.subscriptions:
-            if subscription.function_name not in self.index.event_grid:
+            if subscription.queue_name and subscription.queue_name not in served:
+                raise ValueError(
+                    f"subscription {subscription.name} writes to queue {subscription.queue_name!r}, which no queue "
+                    f"function of the app reads (those read: {', '.join(sorted(served)) or 'none'})"
+                )
+            if subscription.function_name and subscription.function_name not in self.index.event_grid:
                 raise ValueError(
                     f"subscription {subscription.name} targets {subscription.function_name!r}, which is not an "
                     f"Event Grid function of the app (those are: {', '.join(sorted(self.index.event_grid)) or 'none'})"
@@ -77,6 +91,10 @@ class DevHost:
         )
         self._server = DevServer(dispatcher, host=host, port=port)
         self._timers = TimerRunner(self.index.timers, self._invoker, interval=timer_interval)
+        self._queue_settings = queue_settings or QueueSettings()
+        self._queue_lease = queue_lease
+        self._queues: QueueTriggers | None = None
+        self._queue_sender: QueueSender | None = None
         self._sender: WebhookSender | None = None
         self._watcher: BlobWatcher | None = None
         self._front_door: BlobFrontDoor | None = None
@@ -98,23 +116,35 @@ class DevHost:
             self._stop_requested.clear()
             try:
                 self._server.start()
+                if self.index.queues:
+                    self._queues = QueueTriggers.from_connection_string(
+                        self.index.queues,
+                        self._invoker,
+                        self._connection_string,
+                        settings=self._queue_settings,
+                        lease=self._queue_lease,
+                    )
+                    self._queues.start()
                 if self.subscriptions:
                     self._sender = WebhookSender(self.url)
                     self._sender.start()
+                    self._queue_sender = QueueSender.from_connection_string(
+                        self._connection_string, written=self._queues.nudge if self._queues else lambda _: None
+                    )
                     if self._blob_front_door_port is not None:
                         from azure.storage.blob import BlobServiceClient  # lazy: see blob_events.from_connection_string
 
                         self._front_door = BlobFrontDoor(
                             BlobServiceClient.from_connection_string(self._connection_string, logger=storage_log),
                             self.subscriptions,
-                            self._sender.submit,
+                            self._deliver,
                             port=self._blob_front_door_port,
                         )
                         self._front_door.start()
                     self._watcher = BlobWatcher.from_connection_string(
                         self._connection_string,
                         self.subscriptions,
-                        self._sender.submit,
+                        self._deliver,
                         poll_interval=None if self._front_door else self._blob_poll_interval,
                     )
                     self._watcher.start()
@@ -124,10 +154,11 @@ class DevHost:
                 raise
         self._log_functions()
         log.info(
-            "dev host on %s: %d HTTP, %d Event Grid, %d timer function(s); %d subscription(s)",
+            "dev host on %s: %d HTTP, %d Event Grid, %d queue, %d timer function(s); %d subscription(s)",
             self.url,
             len(self.index.http),
             len(self.index.event_grid),
+            len(self.index.queues),
             len(self.index.timers),
             len(self.subscriptions),
         )
@@ -148,7 +179,11 @@ class DevHost:
             if self._sender is not None:
                 self._sender.stop()
                 self._sender = None
+            self._queue_sender = None
             self._timers.stop()
+            if self._queues is not None:
+                self._queues.stop()
+                self._queues = None
             self._server.stop()
             self._invoker.close()
         log.info("dev host stopped")
@@ -180,15 +215,17 @@ class DevHost:
     def drain(self, timeout: float = 10.0) -> None:
         """Poll the watched containers now and wait until every resulting delivery is settled.
 
-        Settled means acknowledged or given up on; retries are waited for. Raises
-        TimeoutError after `timeout` seconds. Meant for tests and scripts that upload a blob
-        and then need its event handled.
+        Settled means acknowledged or given up on (for a queue: every served queue empty, nothing in
+        flight); retries are waited for. Raises TimeoutError after `timeout` seconds. Meant for
+        tests and scripts that upload a blob and then need its event handled.
         """
-        if self._watcher is None or self._sender is None:
-            return
-        self._watcher.poll_once()
-        if not self._sender.wait_idle(timeout):
-            raise TimeoutError(f"event deliveries still pending after {timeout:.0f} s")
+        deadline = time.monotonic() + timeout
+        if self._watcher is not None and self._sender is not None:
+            self._watcher.poll_once()
+            if not self._sender.wait_idle(timeout):
+                raise TimeoutError(f"event deliveries still pending after {timeout:.0f} s")
+        if self._queues is not None and not self._queues.wait_idle(max(0.0, deadline - time.monotonic())):
+            raise TimeoutError(f"queue messages still pending after {timeout:.0f} s")
 
     def __enter__(self) -> DevHost:
         self.start()
@@ -209,6 +246,23 @@ class DevHost:
         for name in self.index.event_grid:
             targets = [s.name for s in self.subscriptions if s.function_name == name]
             log.info("  %s: eventGridTrigger (subscriptions: %s)", name, ", ".join(targets) or "none")
+        for queue in self.index.queues:
+            targets = [s.name for s in self.subscriptions if s.queue_name == queue.queue_name]
+            log.info(
+                "  %s: queueTrigger on %s (subscriptions: %s)",
+                queue.name,
+                queue.queue_name,
+                ", ".join(targets) or "none",
+            )
+
+    def _deliver(self, subscription: Subscription, event: Event) -> None:
+        """Hand `event` to its subscription's endpoint: a queue write, or a webhook delivery."""
+        if subscription.queue_name:
+            assert self._queue_sender is not None
+            self._queue_sender.submit(subscription, event)
+        else:
+            assert self._sender is not None
+            self._sender.submit(subscription, event)
 
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
         log.info("received %s; stopping", signal.Signals(signum).name)

@@ -41,6 +41,7 @@ from devhost.azurite import Azurite, azurite_connection_string
 from devhost.blob_events import Subscription
 from devhost.host import DevHost
 from devhost.identity import USERS_ENV, LocalUsers
+from devhost.queue_triggers import QueueSettings
 from devhost.topic import LocalTopic, load_subscribers
 
 log = logging.getLogger(__name__)
@@ -57,11 +58,15 @@ _SignalHandler = Callable[[int, FrameType | None], Any] | int | None
 
 
 def subscriptions(settings: Settings) -> list[Subscription]:
-    """Event Grid subscriptions as deployed: manifests in the jobs container, and every data container."""
+    """Event Grid subscriptions as deployed: manifests in the jobs container, and every data container,
+    each writing to the blob-events queue (a `StorageQueue` endpoint, infra/events.bicep)."""
+    from functions.blob_queue import BLOB_EVENTS_QUEUE  # the queue its trigger reads
+
     blobs = "/blobServices/default/containers/{}/blobs/"
     manifests = Subscription(
         name="manifests",
-        function_name="on_blob_created",
+        function_name="",
+        queue_name=BLOB_EVENTS_QUEUE,
         container=settings.jobs_container,
         subject_begins_with=blobs.format(settings.jobs_container) + settings.manifests_prefix,
         subject_ends_with=MANIFEST_SUFFIXES,
@@ -69,7 +74,8 @@ def subscriptions(settings: Settings) -> list[Subscription]:
     data = [
         Subscription(
             name=f"data-{container}",
-            function_name="on_blob_created",
+            function_name="",
+            queue_name=BLOB_EVENTS_QUEUE,
             container=container,
             subject_begins_with=blobs.format(container),
         )
@@ -191,6 +197,7 @@ class LocalStack:
             timer_interval=self.timer_interval,
             blob_front_door_port=self.azurite_port,
             users=self._users(),
+            queue_settings=QueueSettings.from_host_json(PROJECT_ROOT / "host.json"),
         )
         self._host.start()
 

@@ -1,4 +1,4 @@
-"""Event Grid triggers: blobs created (manifests, data) and Azure ML run status changes.
+"""Event Grid trigger: Azure ML run status changes (blob events come through a queue: `blob_queue`).
 
 A handler that cannot act on an event decides which kind of failure it is. Storage or backend
 trouble raises, so Event Grid redelivers. An event no retry can fix (a wrong type, a subject that
@@ -9,25 +9,17 @@ reason, and acknowledged: redelivering it would only burn retries.
 from __future__ import annotations
 
 import logging
-from datetime import UTC, datetime
 from typing import Any
 
 import azure.functions as func
 
 from aztrain.domain.layout import is_run_id, run_id_of
-from aztrain.service import telemetry
 from aztrain.service.bootstrap import control_plane
-from aztrain.service.facade import BlobEvent
 
 bp = func.Blueprint()
 log = logging.getLogger(__name__)
 
-BLOB_CREATED = "Microsoft.Storage.BlobCreated"
 RUN_STATUS_CHANGED = "Microsoft.MachineLearningServices.RunStatusChanged"
-
-
-def _utc(value: datetime | None) -> datetime | None:
-    return value.replace(tzinfo=UTC) if value is not None and value.tzinfo is None else value
 
 
 def _data(event: func.EventGridEvent) -> dict[str, Any]:
@@ -44,30 +36,6 @@ def _dead_letter(function: str, event: func.EventGridEvent, reason: str) -> None
         subject=str(event.subject or ""),
         reason=reason,
     )
-
-
-@bp.event_grid_trigger(arg_name="event")
-def on_blob_created(event: func.EventGridEvent) -> None:
-    """Record what the blob means and return quickly; errors raise so Event Grid redelivers."""
-    if event.event_type != BLOB_CREATED:
-        _dead_letter("on_blob_created", event, f"not a {BLOB_CREATED} event")
-        return
-    try:
-        blob = BlobEvent.from_subject(
-            str(event.id or ""),
-            str(event.subject or ""),
-            etag=str(_data(event).get("eTag", "")),
-            time=_utc(event.event_time),
-        )
-    except ValueError as exc:
-        _dead_letter("on_blob_created", event, str(exc))
-        return
-    # The event's id is the correlation id of the runs it starts: in their history, job tags, logs and events.
-    with telemetry.span("aztrain.blob_created", {"correlation_id": blob.id, "blob": f"{blob.container}/{blob.name}"}):
-        control_plane().on_blob_created(blob)
-    if blob.time is not None:
-        telemetry.event_handled("blob_created", (datetime.now(UTC) - blob.time).total_seconds())
-    log.info("event %s (%s/%s): recorded [correlation id %s]", event.id, blob.container, blob.name, blob.id)
 
 
 @bp.event_grid_trigger(arg_name="event")

@@ -1,5 +1,5 @@
 """HTTP triggers: submit jobs; list and inspect runs, their logs and metrics; cancel; jobs, models, clusters,
-dead letters; health.
+dead letters; teams and cost; health.
 
 Every route parameter, query value and header is checked against its shape before any storage call,
 and every error is an RFC 9457 problem (`functions/problems.py`). Routes are declared with `_route`,
@@ -19,8 +19,10 @@ import azure.functions as func
 from pydantic import BaseModel, ValidationError
 
 from aztrain.api import models as api
+from aztrain.api import teams as teams_api
 from aztrain.domain.errors import InvalidTransition
 from aztrain.domain.runs import RunState
+from aztrain.domain.teams import TEAM_PATTERN, Team
 from aztrain.service.bootstrap import control_plane
 from aztrain.service.queries import Queries
 from functions import not_allowed, submission
@@ -34,7 +36,9 @@ log = logging.getLogger(__name__)
 #: Every route this blueprint serves, as the OpenAPI document describes it.
 OPERATIONS: list[Operation] = []
 
-RUN_ID = PathParameter(api.RUN_REF_PATTERN, "a run id, or a unique prefix of one (at least 6 characters)")
+RUN_ID = PathParameter(
+    api.RUN_REF_PATTERN, "a run id, its short id (6 hex digits), or a unique prefix of the id (at least 6 characters)"
+)
 NAME = PathParameter(api.NAME_PATTERN, "a job (and model) name: 3-63 lowercase letters, digits or '-'")
 VERSION = PathParameter(r"^[1-9][0-9]{0,8}$", "a version number, from 1")
 _BYTES = r"^[0-9]+$"
@@ -109,7 +113,7 @@ def _run_route(
 
 
 def _json(body: BaseModel, status: int = 200) -> func.HttpResponse:
-    return submission.Answer(status, body.model_dump(mode="json", by_alias=True)).response()
+    return submission.Answer(status=status, body=body.model_dump(mode="json", by_alias=True)).response()
 
 
 def _queries() -> Queries:
@@ -144,8 +148,8 @@ def _run_ref(req: func.HttpRequest) -> str:
     "POST",
     "jobs",
     "Submit a manifest (JSON or YAML); starts a run, returns the run of an identical manifest, "
-    "or registers a watching job that waits for its data",
-    {202: api.Submitted, 200: api.Submitted},
+    "or registers a watching job that waits for its data; with ?dry_run=true, what it would do (200 DryRunView)",
+    {202: api.Submitted, 200: (api.Submitted, teams_api.DryRunView)},
     errors=(400, 413, 415, 422),
     access=Access.SUBMIT,
     query=api.SubmitQuery,
@@ -154,8 +158,14 @@ def _run_ref(req: func.HttpRequest) -> str:
     response_headers={202: (submission.LOCATION, submission.REPLAYED), 200: (submission.REPLAYED,)},
 )
 def submit_job(req: func.HttpRequest) -> func.HttpResponse:
-    """202 with a new run (or `waiting`), 200 with an existing one; 422 (with the REJECTED run) if invalid."""
-    return submission.submit(req, control_plane(), force=_query(api.SubmitQuery, req).force, by=caller(req))
+    """202 with a new run (or `waiting`), 200 with an existing one; 422 (with the REJECTED run) if invalid.
+
+    `?dry_run=true`: 200 with what would happen; nothing is recorded (an invalid manifest is a 422 without a run).
+    """
+    query = _query(api.SubmitQuery, req)
+    if query.dry_run:
+        return _json(submission.dry_run(req, control_plane(), by=caller(req)))
+    return submission.submit(req, control_plane(), force=query.force, by=caller(req))
 
 
 @_route(
@@ -294,6 +304,72 @@ def run_metrics(req: func.HttpRequest) -> func.HttpResponse:
     return _json(_queries().metrics(_run_ref(req)))
 
 
+# ------------------------------------------------------------------------------------ cost, teams
+
+
+@_route(
+    "GET",
+    "cost",
+    "A month's spend per team, per job and per day: finished runs' final cost and active runs' live cost",
+    {200: teams_api.CostReport},
+    errors=(400,),
+    query=teams_api.CostQuery,
+)
+def cost(req: func.HttpRequest) -> func.HttpResponse:
+    query = _query(teams_api.CostQuery, req)
+    return _json(_queries().cost(query.month, team=query.team))
+
+
+TEAM = PathParameter(TEAM_PATTERN, "a team's name: 3-32 lowercase letters, digits or '-', starting with a letter")
+
+
+@_route(
+    "GET", "teams", "Every team and its bounds (GPUs, GPU-hours, budget, priorities, weight)", {200: teams_api.TeamList}
+)
+def list_teams(req: func.HttpRequest) -> func.HttpResponse:
+    return _json(teams_api.TeamList(teams=[_team_view(t) for t in control_plane().teams()]))
+
+
+@_route(
+    "PUT",
+    "teams/{team}",
+    "Create a team or replace its bounds (a bound left out or null does not bound)",
+    {200: teams_api.TeamView},
+    errors=(400,),
+    access=Access.ADMIN,
+    path={"team": TEAM},
+    json_body=teams_api.TeamBounds,
+)
+def put_team(req: func.HttpRequest) -> func.HttpResponse:
+    name = _param(req, "team", TEAM)
+    try:
+        bounds = teams_api.TeamBounds.model_validate_json(req.get_body() or b"{}")
+    except ValidationError as exc:
+        raise bad_request(exc) from None
+    team = control_plane().set_team(Team(name=name, **bounds.model_dump()), by=caller(req))
+    return _json(_team_view(team))
+
+
+@_route(
+    "DELETE",
+    "teams/{team}",
+    "Forget a team's bounds (its runs keep their team)",
+    {200: teams_api.TeamList},
+    errors=(400,),
+    access=Access.ADMIN,
+    path={"team": TEAM},
+)
+def delete_team(req: func.HttpRequest) -> func.HttpResponse:
+    service = control_plane()
+    service.delete_team(_param(req, "team", TEAM), by=caller(req))
+    return _json(teams_api.TeamList(teams=[_team_view(t) for t in service.teams()]))
+
+
+def _team_view(team: Team) -> teams_api.TeamView:
+    fields = {name: getattr(team, name) for name in teams_api.TeamBounds.model_fields}
+    return teams_api.TeamView(name=team.name, **fields)
+
+
 # ---------------------------------------------------------------------------------------- the rest
 
 
@@ -332,7 +408,7 @@ def health(req: func.HttpRequest) -> func.HttpResponse:
     access=Access.PUBLIC,
 )
 def openapi(req: func.HttpRequest) -> func.HttpResponse:
-    return submission.Answer(200, _document()).response()
+    return submission.Answer(status=200, body=_document()).response()
 
 
 @functools.cache

@@ -48,7 +48,8 @@ class Header:
 
 
 #: A response: a model (JSON), a media type whose body is text, or None (no body).
-Body = type[BaseModel] | str | None
+#: A JSON model, a media type, nothing, or one of several models (the query decides which).
+Body = type[BaseModel] | str | None | tuple[type[BaseModel], ...]
 
 
 @dataclass(frozen=True)
@@ -64,6 +65,7 @@ class Operation:
     query: type[BaseModel] | None = None
     path: dict[str, PathParameter] = field(default_factory=dict)
     manifest_body: bool = False
+    json_body: type[BaseModel] | None = None  # a JSON request body other than a manifest
     request_headers: tuple[Header, ...] = ()
     response_headers: dict[int, tuple[Header, ...]] = field(default_factory=dict)
     access: str = ""  # the role the caller needs (`functions.identity.Access`), as docs/api.md words it
@@ -76,9 +78,11 @@ class Operation:
 def document(operations: list[Operation]) -> dict[str, Any]:
     """The OpenAPI document for `operations`."""
     requests: set[type[BaseModel]] = {JobManifest, *(op.query for op in operations if op.query)}
+    requests.update(op.json_body for op in operations if op.json_body)
     replies: set[type[BaseModel]] = {api.Problem}
     for op in operations:
         replies.update(body for body in op.responses.values() if isinstance(body, type))
+        replies.update(model for body in op.responses.values() if isinstance(body, tuple) for model in body)
     modes: list[tuple[type[BaseModel], Literal["validation", "serialization"]]] = [
         *((model, "validation") for model in sorted(requests, key=lambda m: m.__name__)),
         *((model, "serialization") for model in sorted(replies, key=lambda m: m.__name__)),
@@ -128,6 +132,9 @@ def _operation(op: Operation, schemas: dict[str, Any]) -> dict[str, Any]:
     if op.access:
         spec["x-aztrain-access"] = op.access
         spec["description"] = f"Needs: {op.access}."
+    if op.json_body:
+        body = {"schema": {"$ref": _REF.format(model=op.json_body.__name__)}}
+        spec["requestBody"] = {"required": True, "content": {"application/json": body}}
     if op.manifest_body:
         manifest = {"schema": {"$ref": _REF.format(model="JobManifest")}}
         spec["requestBody"] = {"required": True, "content": dict.fromkeys(MANIFEST_TYPES, manifest)}
@@ -197,6 +204,9 @@ def _response(op: Operation, status: int, body: Body) -> dict[str, Any]:
     response: dict[str, Any] = {"description": _SUCCESS_DESCRIPTIONS.get(status, "OK")}
     if isinstance(body, type):
         response["content"] = {"application/json": {"schema": {"$ref": _REF.format(model=body.__name__)}}}
+    elif isinstance(body, tuple):
+        one_of = [{"$ref": _REF.format(model=model.__name__)} for model in body]
+        response["content"] = {"application/json": {"schema": {"oneOf": one_of}}}
     elif isinstance(body, str):  # a media type: text, or a JSON document this API does not model (itself)
         response["content"] = {body: {"schema": {"type": "string" if body.startswith("text/") else "object"}}}
     headers = op.response_headers.get(status, ())

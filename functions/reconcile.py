@@ -9,9 +9,11 @@ from aztrain.service.bootstrap import control_plane
 bp = func.Blueprint()
 
 
-# Every 10 s: handlers only record runs, so this pass takes each new run's first steps. A pass
-# reads the active runs in one query, so running it often costs little (see README, Benchmarks).
-@bp.timer_trigger(schedule="*/10 * * * * *", arg_name="timer", run_on_startup=False, use_monitor=True)
+# Every minute, a backstop: events drive the work (the blob-events queue, backend status events), so an
+# idle control plane runs this and nothing else: 43,200 executions a month, inside Flex Consumption's
+# free grant (docs/architecture.md, "Cost while idle"). No schedule monitor: a missed minute is caught
+# by the next one, and the monitor would cost a blob write per tick.
+@bp.timer_trigger(schedule="0 * * * * *", arg_name="timer", run_on_startup=False, use_monitor=False)
 def reconcile(timer: func.TimerRequest) -> None:
-    """Every 10 s in Azure (the dev host runs it every few seconds): advance runs, scale idle clusters to zero."""
+    """Once a minute in Azure (the dev host runs it every few seconds, for the local backend's jobs)."""
     control_plane().reconcile()

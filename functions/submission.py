@@ -2,23 +2,22 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 import uuid
-from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
 import azure.functions as func
+from pydantic import BaseModel, Field
 
 from aztrain.api import models as api
+from aztrain.api.teams import DryRunView
+from aztrain.domain.errors import SYNTAX, ManifestError
 from aztrain.domain.identity import Principal
-from aztrain.domain.layout import new_run_id
-from aztrain.domain.runs import Run, RunState
+from aztrain.domain.runs import RunState
 from aztrain.service import telemetry
-from aztrain.service.facade import ControlPlane
+from aztrain.service.facade import ControlPlane, KeyReused
 from functions.openapi import Header
 from functions.problems import PROBLEM_TYPE, ApiProblem, invalid, problem_body
 
@@ -44,20 +43,15 @@ REPLAYED = Header(
 MANIFEST_MEDIA_TYPES = frozenset(
     {"application/json", "application/yaml", "application/x-yaml", "text/yaml", "text/x-yaml", "text/plain"}
 )
-#: The service's message for a document that is not YAML or JSON at all: malformed (400), not invalid (422).
-_NOT_YAML = "not valid YAML or JSON"
-_IDEMPOTENCY_SCOPE = "http-idempotency"
-_REPLY_SCOPE = "http-replies"
 
 
-@dataclass(frozen=True)
-class Answer:
+class Answer(BaseModel):
     """A reply as data, so the first answer to an idempotent request can be stored and replayed."""
 
     status: int
     body: dict[str, Any]
     media_type: str = "application/json"
-    headers: dict[str, str] = field(default_factory=dict)
+    headers: dict[str, str] = Field(default_factory=dict)
 
     def response(self, **headers: str) -> func.HttpResponse:
         return func.HttpResponse(
@@ -91,7 +85,7 @@ def submit(req: func.HttpRequest, service: ControlPlane, *, force: bool, by: Pri
         )
         run = result.run
         if run and run.state is RunState.REJECTED:
-            return _rejected(run, service.queries.view(run), path)
+            return _rejected(service.queries.view(run), path)
         body = {
             "run": service.queries.view(run).model_dump(mode="json", by_alias=True) if run else None,
             "created": result.created,
@@ -100,15 +94,30 @@ def submit(req: func.HttpRequest, service: ControlPlane, *, force: bool, by: Pri
             "waiting": result.waiting,
         }
         if not (result.created or result.waiting):
-            return Answer(200, body)
+            return Answer(status=200, body=body)
         # A job waiting for data has no run to point at yet: its window says what will start one.
         location = f"/api/runs/{run.id}" if run else f"/api/jobs/{result.job}/window"
-        return Answer(202, body, headers={"Location": location})
+        return Answer(status=202, body=body, headers={"Location": location})
 
     if key is None:
         return answer(None).response()
-    digest = hashlib.sha256(f"force={force}\n".encode() + manifest).hexdigest()[:32]
-    return _idempotent(service, key, digest, answer)
+    try:
+        first = service.once(key, f"force={force}\n".encode() + manifest, answer, keep=lambda mine: mine.status < 400)
+    except KeyReused as exc:
+        raise ApiProblem(422, "idempotency-key-reused", str(exc)) from None
+    return first.answer.response(**{REPLAYED.name: "true"} if first.replayed else {})
+
+
+def dry_run(req: func.HttpRequest, service: ControlPlane, *, by: Principal) -> DryRunView:
+    """What submitting the request's manifest would do now; an invalid manifest is a 422 problem, nothing recorded."""
+    manifest = _manifest(req, service.settings.max_manifest_bytes)
+    try:
+        return service.dry_run(manifest, by=by)
+    except ManifestError as exc:
+        syntax = any(problem.field == SYNTAX for problem in exc.problems)
+        status, slug = (400, "malformed-manifest") if syntax else (422, "invalid-manifest")
+        errors = [api.FieldError(field=problem.field, message=problem.message) for problem in exc.problems]
+        raise ApiProblem(status, slug, str(exc), errors=errors) from None
 
 
 def _manifest(req: func.HttpRequest, limit: int) -> bytes:
@@ -128,31 +137,17 @@ def _manifest(req: func.HttpRequest, limit: int) -> bytes:
     return body
 
 
-def _rejected(run: Run, view: api.RunView, path: str) -> Answer:
-    """A manifest the service recorded as REJECTED, as a problem carrying the run."""
-    syntax = _NOT_YAML in run.error
+def _rejected(view: api.RunView, path: str) -> Answer:
+    """A manifest the service recorded as REJECTED, as a problem carrying the run and its problems."""
+    syntax = any(problem.field == SYNTAX for problem in view.problems)  # not YAML or JSON at all: malformed
     problem = ApiProblem(
         400 if syntax else 422,
         "malformed-manifest" if syntax else "invalid-manifest",
-        run.error,
-        errors=_field_errors(run.error),
+        view.error,
+        errors=view.problems,
         run=view,
     )
-    return Answer(problem.status, problem_body(problem, path), PROBLEM_TYPE)
-
-
-_ERROR_PREFIX = re.compile(r"^invalid manifest(?: \([^)]*\))?: ")
-_FIELD = r"[\w.\[\]()-]+"
-
-
-def _field_errors(error: str) -> list[api.FieldError]:
-    """The service's `invalid manifest: <field>: <message>; ...` as one entry per field."""
-    errors = []
-    for problem in re.split(rf"; (?={_FIELD}: )", _ERROR_PREFIX.sub("", error, count=1)):
-        match = re.fullmatch(rf"({_FIELD}): (.*)", problem, flags=re.DOTALL)
-        field_name, message = match.groups() if match else ("(document)", problem)
-        errors.append(api.FieldError(field=field_name, message=message))
-    return errors
+    return Answer(status=problem.status, body=problem_body(problem, path), media_type=PROBLEM_TYPE)
 
 
 def _idempotency_key(req: func.HttpRequest) -> str | None:
@@ -173,29 +168,3 @@ def _request_id(req: func.HttpRequest) -> str:
     if not re.fullmatch(REQUEST_ID.pattern, given):
         raise invalid(REQUEST_ID.name, "use 1-128 visible ASCII characters, e.g. a UUID")
     return given
-
-
-def _idempotent(service: ControlPlane, key: str, digest: str, answer: Callable[[str], Answer]) -> func.HttpResponse:
-    """The first answer for `key`: its run id is claimed before the run exists, its reply after.
-
-    A retry finds the claimed run id (so the service returns that run rather than making another) and
-    the stored reply. A rejection is not stored: its run never changes, so it is answered the same again.
-    """
-    store = service.store
-    claimed = store.claim(_IDEMPOTENCY_SCOPE, key, f"{new_run_id(service.now())} {digest}")
-    run_id, first_digest = claimed.split(" ", 1)
-    if first_digest != digest:
-        raise ApiProblem(
-            422,
-            "idempotency-key-reused",
-            "this Idempotency-Key was used for a different request; use a new key for a new request",
-        )
-    mine = answer(run_id)
-    if mine.status >= 400:
-        return mine.response()
-    reply = {"status": mine.status, "body": mine.body, "headers": mine.headers}
-    first = json.loads(store.claim(_REPLY_SCOPE, key, json.dumps(reply)))
-    replayed = first != reply
-    return Answer(first["status"], first["body"], headers=first["headers"]).response(
-        **{REPLAYED.name: "true"} if replayed else {}
-    )

@@ -1,5 +1,6 @@
-// Event Grid subscriptions: blob events -> `on_blob_created`, Azure ML job events ->
-// `on_run_status_changed` (functions/events.py).
+// Event Grid subscriptions: blob events -> the `blob-events` storage queue, read by the queue trigger
+// `on_blob_event` (functions/blob_queue.py); Azure ML job events -> `on_run_status_changed`
+// (functions/events.py).
 //
 // Not part of `azd provision`: Event Grid checks that an AzureFunction destination exists when a
 // subscription is created, and the functions exist only after `azd deploy` has published the code.
@@ -38,6 +39,9 @@ param dataContainers array
 @description('Container receiving events that could not be delivered.')
 param deadLetterContainer string
 
+@description('The storage queue the blob subscriptions write to (functions/blob_queue.py BLOB_EVENTS_QUEUE).')
+param blobEventsQueue string = 'blob-events'
+
 resource functionApp 'Microsoft.Web/sites@2024-04-01' existing = {
   name: functionAppName
 }
@@ -57,16 +61,28 @@ resource workspaceTopic 'Microsoft.EventGrid/systemTopics@2022-06-15' existing =
 var blobsOf = '/blobServices/default/containers/'
 var manifestSuffixes = ['.yaml', '.yml', '.json']
 
-// What both blob subscriptions share. One event per call: the handler records the blob, takes one
-// cheap step and returns; a failure raises, so Event Grid retries just that event.
-var destination = {
-  endpointType: 'AzureFunction'
-  properties: {
-    resourceId: '${functionApp.id}/functions/on_blob_created'
-    maxEventsPerBatch: 1
-    preferredBatchSizeInKilobytes: 64
+// What both blob subscriptions share: every event becomes one message of the blob-events queue,
+// written with the system topic's identity (Storage Queue Data Message Sender, rbac.bicep), and the
+// queue trigger takes them in batches, many at once (host.json `extensions.queues`). A storm waits in
+// the queue, however long the function is down: the message time-to-live is infinite (-1), so no
+// event is dropped by the queue. Sources: "Storage queue as an event handler for Azure Event Grid
+// events" (learn.microsoft.com/azure/event-grid/handler-storage-queues) and the REST property
+// StorageQueueEventSubscriptionDestinationProperties.queueMessageTimeToLiveInSeconds ("-1 to indicate
+// that the Time To Live of the message is Infinite"); Event Grid writes the messages base64-encoded,
+// as the queue trigger expects (MicrosoftDocs/azure-docs#102923).
+var queueDelivery = {
+  identity: { type: 'SystemAssigned' }
+  destination: {
+    endpointType: 'StorageQueue'
+    properties: {
+      resourceId: storage.id
+      queueName: blobEventsQueue
+      queueMessageTimeToLiveInSeconds: -1
+    }
   }
 }
+// Event Grid's own retries (a queue write that fails: storage throttling or an outage), then the
+// dead-letter container: an event is never lost silently.
 var retryPolicy = {
   maxDeliveryAttempts: 30
   eventTimeToLiveInMinutes: 1440
@@ -87,7 +103,7 @@ resource manifests 'Microsoft.EventGrid/systemTopics/eventSubscriptions@2022-06-
   parent: topic
   name: 'manifests'
   properties: {
-    destination: destination
+    deliveryWithResourceIdentity: queueDelivery
     eventDeliverySchema: 'EventGridSchema'
     filter: {
       includedEventTypes: ['Microsoft.Storage.BlobCreated']
@@ -111,7 +127,7 @@ resource data 'Microsoft.EventGrid/systemTopics/eventSubscriptions@2022-06-15' =
     parent: topic
     name: 'data-${container}'
     properties: {
-      destination: destination
+      deliveryWithResourceIdentity: queueDelivery
       eventDeliverySchema: 'EventGridSchema'
       filter: {
         includedEventTypes: ['Microsoft.Storage.BlobCreated']
@@ -123,8 +139,9 @@ resource data 'Microsoft.EventGrid/systemTopics/eventSubscriptions@2022-06-15' =
   }
 ]
 
-// Azure ML job status -> `on_run_status_changed`: a hint that makes runs move at once. The
-// reconciler polls anyway, so a lost event costs a minute, not a run. Only aztrain's jobs.
+// Azure ML job status -> `on_run_status_changed`: what moves runs, at once. The reconciler's slow
+// backstop polls a job not heard from at most once a minute, so a lost event costs a minute, not a
+// run. Only aztrain's jobs.
 resource runStatus 'Microsoft.EventGrid/systemTopics/eventSubscriptions@2022-06-15' = {
   parent: workspaceTopic
   name: 'run-status'

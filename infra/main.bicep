@@ -79,11 +79,15 @@ var jobsContainer = 'jobs'
 var manifestsPrefix = 'manifests/'
 var runsContainer = 'runs'
 var dataContainers = ['datasets']
-var tables = ['jobs', 'runs', 'runhistory', 'claims', 'clusters', 'arrivals', 'models', 'deadletters', 'active', 'watches', 'inbox', 'runsbytime']
+var tables = ['jobs', 'runs', 'runhistory', 'claims', 'clusters', 'arrivals', 'models', 'deadletters', 'active', 'watches', 'runsbytime', 'costs', 'teams', 'runaliases']
+// The queue the BlobCreated subscriptions write to, and the one its trigger moves poison messages to
+// (functions/blob_queue.py BLOB_EVENTS_QUEUE, POISON_QUEUE).
+var blobEventsQueue = 'blob-events'
+var poisonQueue = '${blobEventsQueue}-poison'
 var deadLetterContainer = 'deadletter'
 // The trainer's Azure ML environment (aztrain.service.settings's default name), registered from
 // trainer/environment by the postprovision hook; the app's jobs use its latest version.
-var trainerEnvironment = 'aztrain-horovod'
+var trainerEnvironment = 'aztrain-trainer'
 var deploymentContainer = 'app-package'
 // The name the azureml backend gives the `gpu-small` profile's cluster (aztrain.domain.profiles.CLUSTER_PREFIX).
 var gpuClusterName = 'aztrain-gpu-small'
@@ -116,6 +120,7 @@ module storage 'modules/storage.bicep' = {
     previousVersionRetentionDays: previousVersionRetentionDays
     containers: concat([jobsContainer, runsContainer, deadLetterContainer, deploymentContainer], dataContainers)
     tables: tables
+    queues: [blobEventsQueue, poisonQueue]
   }
 }
 
@@ -224,6 +229,8 @@ module rbac 'modules/rbac.bicep' = {
     runsContainer: runsContainer
     dataContainers: dataContainers
     deadLetterContainer: deadLetterContainer
+    blobEventsQueue: blobEventsQueue
+    poisonQueue: poisonQueue
     userPrincipalId: principalId
   }
 }
@@ -251,5 +258,6 @@ output AZTRAIN_EVENTS_PARAMETERS string = string({
     manifestsPrefix: { value: manifestsPrefix }
     dataContainers: { value: dataContainers }
     deadLetterContainer: { value: deadLetterContainer }
+    blobEventsQueue: { value: blobEventsQueue }
   }
 })

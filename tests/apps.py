@@ -15,15 +15,16 @@ import function_app
 from aztrain.service.bootstrap import control_plane, ensure_storage
 from aztrain.service.facade import ControlPlane
 from aztrain.service.ports import ComputeBackend
-from aztrain.service.settings import Settings
+from aztrain.service.settings import PROJECT_ROOT, Settings
 from devhost import DevHost
 from devhost.identity import LocalUsers
-from functions import dashboard, events, http_api, reconcile
+from devhost.queue_triggers import QueueSettings
+from functions import blob_queue, dashboard, events, http_api, outputs, reconcile
 
 
 def fresh_function_app() -> func.FunctionApp:
     """`function_app.app` built anew, blueprints included, whatever other tests in the session have indexed."""
-    for blueprints in (http_api, events, reconcile, dashboard):
+    for blueprints in (http_api, outputs, events, blob_queue, reconcile, dashboard):  # outputs: on http_api.bp
         importlib.reload(blueprints)
     return importlib.reload(function_app).app
 
@@ -36,11 +37,14 @@ def hosted_app(
     state_dir: Path,
     backend: ComputeBackend | None = None,
     users: LocalUsers | None = None,
+    queue_lease: float = 30.0,
 ) -> Iterator[tuple[DevHost, ControlPlane]]:
     """A freshly built `function_app` on the dev host over Azurite, timers off, and the service it uses.
 
     Settings come from the environment, as in Azure; `backend` replaces the configured one (e.g. a scripted fake);
-    `users`: who the dev host signs callers in as (default: every caller is the local admin).
+    `users`: who the dev host signs callers in as (default: every caller is the local admin);
+    `queue_lease`: how long a queue message stays invisible while its function runs (a host that dies
+    holding one is relieved of it after that).
     """
     env = {
         "AZTRAIN_STORAGE_CONNECTION_STRING": azurite,
@@ -55,10 +59,28 @@ def hosted_app(
         service = control_plane()
         if backend is not None:
             patch.setattr(service, "ctx", replace(service.ctx, backend=backend))
+        _empty_queues(azurite)
         try:
             with DevHost(
-                fresh_function_app(), connection_string=azurite, port=0, timer_interval=None, users=users
+                fresh_function_app(),
+                connection_string=azurite,
+                port=0,
+                timer_interval=None,
+                users=users,
+                queue_settings=QueueSettings.from_host_json(PROJECT_ROOT / "host.json"),
+                queue_lease=queue_lease,
             ) as host:
                 yield host, service
         finally:
             control_plane.cache_clear()
+
+
+def _empty_queues(azurite: str) -> None:
+    """The blob-events queues as a new deployment has them: empty (the session's Azurite is shared by its tests)."""
+    from azure.core.exceptions import ResourceNotFoundError
+    from azure.storage.queue import QueueServiceClient
+
+    service = QueueServiceClient.from_connection_string(azurite)
+    for name in (blob_queue.BLOB_EVENTS_QUEUE, blob_queue.POISON_QUEUE):
+        with contextlib.suppress(ResourceNotFoundError):
+            service.get_queue_client(name).clear_messages()

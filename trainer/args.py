@@ -14,11 +14,12 @@ _PREFIX = "trainer.args"
 
 
 class ArgsError(ValueError):
-    """The trainer arguments are invalid. `problems` names each bad argument and what it expects."""
+    """The trainer arguments are invalid. `problems` names each bad argument (`trainer.args.<name>`) and what
+    it expects, as (field, message) pairs."""
 
-    def __init__(self, problems: list[str]) -> None:
+    def __init__(self, problems: list[tuple[str, str]]) -> None:
         self.problems = problems
-        super().__init__("; ".join(problems))
+        super().__init__("; ".join(f"{field}: {message}" for field, message in problems))
 
 
 @dataclass(frozen=True)
@@ -56,18 +57,18 @@ def parse_args(raw: dict[str, Any]) -> TrainArgs:
     Raises `ArgsError` naming every unknown or ill-typed argument and every value out of range.
     """
     if not isinstance(raw, dict):
-        raise ArgsError([f"{_PREFIX}: expected a JSON object, got {type(raw).__name__}"])
-    problems: list[str] = []
+        raise ArgsError([(_PREFIX, f"expected a JSON object, got {type(raw).__name__}")])
+    problems: list[tuple[str, str]] = []
     values: dict[str, Any] = {}
     for name, value in raw.items():
         expected = _TYPES.get(name)
         if expected is None:
-            problems.append(f"{_PREFIX}.{name}: unknown argument; known: {', '.join(sorted(_TYPES))}")
+            problems.append((f"{_PREFIX}.{name}", f"unknown argument; known: {', '.join(sorted(_TYPES))}"))
             continue
         try:
             values[name] = _coerce(name, value, expected)
         except ValueError as exc:
-            problems.append(f"{_PREFIX}.{name}: {exc}")
+            problems.append((f"{_PREFIX}.{name}", str(exc)))
     if problems:
         raise ArgsError(problems)
     return TrainArgs(**values)

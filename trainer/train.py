@@ -316,7 +316,7 @@ def _decode(args_json: str) -> Any:
     try:
         raw = json.loads(args_json)
     except json.JSONDecodeError as exc:
-        raise ArgsError([f"trainer.args: --args-json is not valid JSON: {exc}"]) from exc
+        raise ArgsError([("trainer.args", f"--args-json is not valid JSON: {exc}")]) from exc
     return raw  # any JSON value: parse_args says so if it is not an object
 
 

@@ -14,8 +14,9 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from aztrain.domain.cost import CostEntry
 from aztrain.domain.errors import ConcurrencyError, DataChanged, NotFound
-from aztrain.domain.layout import local_path
+from aztrain.domain.layout import local_path, short_run_id
 from aztrain.domain.manifest import ComputeSpec
 from aztrain.domain.records import (
     Arrival,
@@ -23,7 +24,6 @@ from aztrain.domain.records import (
     ClusterRecord,
     ClusterSpec,
     DeadLetter,
-    Intake,
     JobObservation,
     JobPhase,
     JobRecord,
@@ -34,6 +34,7 @@ from aztrain.domain.records import (
     cluster_spec,
 )
 from aztrain.domain.runs import Run, RunState, Transition
+from aztrain.domain.teams import Team
 
 _etags = itertools.count(1)
 
@@ -54,7 +55,8 @@ class InMemoryControlStore:
         self._arrivals: dict[tuple[str, str], Arrival] = {}
         self._models: dict[tuple[str, int], ModelVersion] = {}
         self._dead_letters: dict[tuple[str, str], DeadLetter] = {}
-        self._inbox: dict[str, Intake] = {}
+        self._costs: dict[tuple[str, str], CostEntry] = {}
+        self._teams: dict[str, Team] = {}
 
     def get_job(self, name: str) -> JobRecord | None:
         return self._jobs.get(name)
@@ -93,6 +95,9 @@ class InMemoryControlStore:
 
     def get_run(self, run_id: str) -> Run | None:
         return self._runs.get(run_id)
+
+    def runs_by_short_id(self, short_id: str) -> list[Run]:
+        return [run for run in self._runs.values() if short_run_id(run.id) == short_id]
 
     def save_outbox(self, run: Run) -> Run:
         current = self._runs.get(run.id)
@@ -145,16 +150,6 @@ class InMemoryControlStore:
     def claim(self, scope: str, key: str, value: str) -> str:
         return self._claims.setdefault((scope, key), value)
 
-    def record_intake(self, intake: Intake) -> None:
-        self._inbox.setdefault(intake.key, intake)
-
-    def intakes(self, limit: int) -> list[Intake]:
-        return [self._inbox[key] for key in sorted(self._inbox)[:limit]]
-
-    def remove_intakes(self, keys: Sequence[str]) -> None:
-        for key in keys:
-            self._inbox.pop(key, None)
-
     def record_arrivals(self, arrivals: Sequence[Arrival]) -> None:
         for arrival in arrivals:
             self._arrivals.setdefault((arrival.job, arrival.key), arrival)
@@ -191,6 +186,30 @@ class InMemoryControlStore:
 
     def dead_letters(self) -> list[DeadLetter]:
         return sorted(self._dead_letters.values(), key=lambda d: (d.at, d.function, d.event_id))
+
+    def record_cost(self, entry: CostEntry) -> None:
+        self._costs.setdefault((entry.month, entry.run_id), entry)
+
+    def costs(self, month: str, team: str | None = None) -> list[CostEntry]:
+        entries = [e for (m, _), e in self._costs.items() if m == month and team in (None, e.team)]
+        return sorted(entries, key=lambda e: (e.team, e.run_id))
+
+    def get_team(self, name: str) -> Team | None:
+        return self._teams.get(name)
+
+    def put_team(self, team: Team) -> Team:
+        current = self._teams.get(team.name)
+        if (current.etag if current else None) != team.etag:
+            raise ConcurrencyError(f"team {team.name}")
+        stored = replace(team, etag=_etag())
+        self._teams[team.name] = stored
+        return stored
+
+    def delete_team(self, name: str) -> None:
+        self._teams.pop(name, None)
+
+    def list_teams(self) -> list[Team]:
+        return sorted(self._teams.values(), key=lambda t: t.name)
 
 
 class RecordingEventSink:

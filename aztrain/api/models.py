@@ -2,18 +2,30 @@
 
 The same models validate requests, shape the JSON views (`aztrain.service.views`) and generate
 the OpenAPI document (`functions/openapi.py`), so what is documented is what is checked.
-It runs past 300 lines because it is the whole wire contract, one model per query and body.
+It runs past 300 lines because it is the whole wire contract, one model per query and body;
+the teams' and cost bodies are in `aztrain.api.teams`.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    SerializerFunctionWrapHandler,
+    model_serializer,
+    model_validator,
+)
 
 from aztrain.api.query_values import QUERY_BOOLEAN, QUERY_INTEGER, states
-from aztrain.domain.layout import JOB_NAME_PATTERN, RUN_ID_PATTERN
+from aztrain.domain.layout import JOB_NAME_PATTERN, RUN_ID_PATTERN, SHORT_RUN_ID_PATTERN
 from aztrain.domain.retrain import BlockerKind, WindowAction
 from aztrain.domain.runs import RunState
 
@@ -21,8 +33,8 @@ from aztrain.domain.runs import RunState
 MAX_PAGE = 500
 #: Run ids may be shortened to a unique prefix of at least this many characters.
 MIN_RUN_PREFIX = 6
-#: A run id, or a prefix of one: 6-13 digits, or 13 digits, '-' and up to 6 hex digits.
-RUN_REF_PATTERN = rf"^(?:{RUN_ID_PATTERN}|\d{{{MIN_RUN_PREFIX},13}}|\d{{13}}-[0-9a-f]{{0,5}})$"
+#: A run id, its short id (6 hex digits), or a prefix of the id: 6-13 digits, or 13 digits, '-' and up to 6 hex digits.
+RUN_REF_PATTERN = rf"^(?:{RUN_ID_PATTERN}|{SHORT_RUN_ID_PATTERN}|\d{{{MIN_RUN_PREFIX},13}}|\d{{13}}-[0-9a-f]{{0,5}})$"
 NAME_PATTERN = rf"^{JOB_NAME_PATTERN}$"
 #: What a run's job may be called: a manifest name, or what a rejected manifest was filed under.
 RUN_JOB_PATTERN = r"^[A-Za-z0-9._-]{1,63}$"
@@ -88,6 +100,9 @@ class SubmitQuery(_Query):
     force: Annotated[bool, QUERY_BOOLEAN] = Field(
         default=False, description="Run again even if an identical manifest's run is active or COMPLETED"
     )
+    dry_run: Annotated[bool, QUERY_BOOLEAN] = Field(
+        default=False, description="Answer what would happen (placement, cost, admission, wait); record nothing"
+    )
 
 
 class RunQuery(_Query):
@@ -136,8 +151,26 @@ class TransitionView(_Body):
     detail: str
 
 
+class RunCost(_Body):
+    """What a run costs: nodes x billed seconds x the price table's node-hour price (docs/teams.md)."""
+
+    amount: float = Field(description="Money so far; final once the run has ended")
+    final: bool
+    currency: str
+    billed_seconds: float = Field(description="From when its nodes were asked for (PROVISIONING) to its end, or now")
+    nodes: int
+    gpus: int
+    vm_size: str
+    tier: str
+    region: str
+    node_hour: float = Field(description="The price table's price of one node-hour of this size and tier")
+
+
 class RunView(_Body):
     id: str
+    short_id: str = Field(
+        description="The id's last 6 hex digits: what the CLI and the dashboard show, and accept wherever a run id goes"
+    )
     job: str
     state: RunState
     terminal: bool
@@ -156,6 +189,9 @@ class RunView(_Body):
     attempt: int
     manifest_hash: str
     error: str
+    problems: list[FieldError] = Field(
+        default_factory=list, description="A REJECTED run's manifest problems: each field and how to fix it"
+    )
     waiting_reason: str | None = Field(None, description="Why a QUEUED run is not admitted yet; null once admitted")
     metrics: dict[str, Any]
     outputs: RunOutputs | None = Field(description="Null for a rejected run, which never ran")
@@ -164,6 +200,7 @@ class RunView(_Body):
         description="The signed-in user who submitted it; empty for a dropped manifest or retraining"
     )
     priority: int = Field(description="Its place among its team's waiting runs, higher first")
+    cost: RunCost | None = Field(description="Null until the run is placed (it has asked for no nodes yet)")
 
 
 class RunDetail(RunView):
@@ -272,21 +309,98 @@ class ModelVersions(_Body):
     versions: list[ModelView]
 
 
+class SnapshotBlobView(_Body):
+    name: str
+    size: int
+    etag: str
+    version_id: str = Field(description="Set where blob versioning is on")
+    read: bool | None = Field(default=None, description="Whether the trainer reported reading it; null: not reported")
+
+
+class CodeFileView(_Body):
+    path: str
+    size: int
+    sha256: str
+
+
+class CodeSnapshotView(_Body):
+    """A code snapshot: its files, named by their content."""
+
+    id: str
+    files: list[CodeFileView]
+
+
+class SnapshotView(_Body):
+    """The immutable list of blobs a run trained on."""
+
+    id: str
+    container: str
+    prefix: str
+    blobs: list[SnapshotBlobView]
+
+
 class Lineage(_Body):
     """model → run → code and data snapshots → blobs (`read`: reported read by the trainer; null: unknown)."""
 
     model: ModelView
     run: RunView
-    snapshot: dict[str, Any] = Field(description="The data snapshot: id, container, prefix, blobs")
-    data_read: list[str] | None = Field(description="The blobs the trainer reported reading; null: not reported")
-    code: dict[str, Any] | None = Field(description="The run's code snapshot: id, files; null: the built-in trainer")
+    snapshot: SnapshotView
+    data_read: list[str] | None = Field(
+        default=None, description="The blobs the trainer reported reading; null: not reported"
+    )
+    code: CodeSnapshotView | None = Field(
+        default=None, description="The run's code snapshot; null: the built-in trainer"
+    )
+
+
+class EpochMetrics(BaseModel):
+    """One completed epoch, as the trainer wrote it: the figures below, and any others it adds."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    epoch: int | None = None
+    loss: float | None = None
+    accuracy: float | None = None
+    samples_per_second: float | None = None
+
+    @model_serializer(mode="wrap")
+    def _as_written(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        """Only the figures the row has: a figure the trainer did not write is left out, not null."""
+        written = self.model_fields_set | set(self.model_extra or {})
+        return {name: value for name, value in handler(self).items() if name in written}
 
 
 class Metrics(_Body):
     run_id: str
     state: RunState
-    epochs: list[dict[str, Any]] = Field(description="One row per completed epoch (epoch, loss, accuracy, ...)")
+    epochs: list[EpochMetrics] = Field(description="One row per completed epoch (epoch, loss, accuracy, ...)")
     final: dict[str, Any] | None = Field(description="The final figures once the run completed")
+
+
+#: A file at the top of a run's outputs folder: `model.pt`, `metrics.json`, ...
+OUTPUT_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,254}$"
+
+
+class OutputFile(_Body):
+    name: str = Field(description="The file's name: GET /api/runs/{id}/outputs/{name} streams it")
+    size: int = Field(description="Bytes")
+    path: str = Field(description="Where it is, as `container/blob`")
+
+
+class OutputList(_Body):
+    """What a run wrote to its outputs folder (its checkpoints, below it, are left out)."""
+
+    run_id: str
+    files: list[OutputFile]
+
+
+@dataclass(frozen=True)
+class LogChunk:
+    """What `GET /api/runs/{id}/logs` answers: log text from `offset`, and where the next read continues."""
+
+    text: str
+    offset: int
+    next_offset: int
 
 
 class Health(_Body):

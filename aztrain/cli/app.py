@@ -1,6 +1,6 @@
 """The `aztrain` typer app: global options, the session they make, and what every command shares.
 
-The commands live in `cli_runs`, `cli_catalog` and `cli_data` and register themselves on `app`; `cli.main` runs it.
+The commands live in `cli.runs`, `cli.catalog` and `cli.data` and register themselves on `app`; `cli.main` runs it.
 """
 
 from __future__ import annotations
@@ -16,8 +16,9 @@ from typer import _click as click
 from typer._click.exceptions import NoSuchOption  # typer vendors click; its parse errors are these
 from typer.core import TyperGroup
 
+from aztrain.api.models import MIN_RUN_PREFIX
 from aztrain.cli import config as cli_config
-from aztrain.cli.client import MIN_RUN_PREFIX, Client
+from aztrain.cli.client import LAST_RUN, Client
 from aztrain.cli.output import EXIT_MEANINGS, Out
 from aztrain.domain.manifest import parse_duration
 
@@ -26,13 +27,53 @@ EXIT_CODES_HELP = "\n\n".join(
         "[bold]Exit codes[/bold]",
         "\n".join(f"{code.value:>3}  {meaning}" for code, meaning in EXIT_MEANINGS.items()),
         "Connection: flags, then environment (AZTRAIN_URL, AZTRAIN_FUNCTION_KEY, ...), then the config file "
-        "($AZTRAIN_CONFIG or ~/.config/aztrain/config.toml), then the local stack. Docs: docs/cli.md",
+        "($AZTRAIN_CONFIG or ~/.config/aztrain/config.toml), then the local stack. The global options "
+        "(--url, --function-key, --config, --user) and --json may come anywhere on the command line. Docs: docs/cli.md",
     ]
 )
 
 
+#: The global options that take a value; `_Commands` accepts them anywhere on the command line.
+GLOBAL_VALUE_OPTIONS = ("--url", "--function-key", "--config", "--user")
+#: Every command that answers has `--json`; given before the command's name, it is moved after it.
+_JSON = "--json"
+
+
+def global_options_first(args: list[str]) -> list[str]:
+    """`args` with the global options moved before the command and `--json` after it, wherever they were given.
+
+    So `aztrain runs --url U --json` and `aztrain --url U --json runs` mean the same. Nothing after `--` moves.
+    """
+    hoisted: list[str] = []
+    rest: list[str] = []
+    moved_json = False
+    index = 0
+    while index < len(args):
+        arg = args[index]
+        if arg == "--":
+            rest += args[index:]
+            break
+        if arg.split("=", 1)[0] in GLOBAL_VALUE_OPTIONS:
+            takes_next = "=" not in arg and index + 1 < len(args)
+            hoisted += args[index : index + (2 if takes_next else 1)]
+            index += 2 if takes_next else 1
+            continue
+        if arg == _JSON and not any(not a.startswith("-") for a in rest):  # before the command's name
+            moved_json = True
+        else:
+            rest.append(arg)
+        index += 1
+    if moved_json:
+        end = rest.index("--") if "--" in rest else len(rest)
+        rest.insert(end, _JSON)
+    return hoisted + rest
+
+
 class _Commands(TyperGroup):
-    """A mistyped option is answered with the subcommand's usage and a "did you mean"."""
+    """Global options anywhere; a mistyped option is answered with the subcommand's usage and a "did you mean"."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        return super().parse_args(ctx, global_options_first(list(args)))
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
@@ -96,8 +137,10 @@ def _duration(value: str | int) -> int:
 
 
 def _run_ref(value: str) -> str:
-    if len(value) < MIN_RUN_PREFIX:
-        raise typer.BadParameter(f"give the run id, or at least its first {MIN_RUN_PREFIX} characters")
+    if value != LAST_RUN and len(value) < MIN_RUN_PREFIX:
+        raise typer.BadParameter(
+            f"give the run's short id (6 characters, as `aztrain runs` shows it), its id, or {LAST_RUN!r}"
+        )
     return value
 
 
@@ -114,7 +157,9 @@ TimeoutOption = Annotated[
 RunIdArgument = Annotated[
     str,
     typer.Argument(
-        parser=_run_ref, metavar="RUN", help=f"Run id, or a unique prefix of at least {MIN_RUN_PREFIX} characters."
+        parser=_run_ref,
+        metavar="RUN",
+        help=f"The run's short id (as `aztrain runs` shows it), its full id, or {LAST_RUN!r} for the newest run.",
     ),
 ]
 ManifestArgument = Annotated[

@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 import sys
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 import yaml
 from rich.text import Text
 
+from aztrain.api import models as api
 from aztrain.cli.app import JsonOption, ManifestArgument, app, begin, examples
-from aztrain.cli.output import ExitCode, clip, summarise_metrics
+from aztrain.cli.output import ExitCode, clip, headline_metrics, moment, origin, summarise_metrics
+from aztrain.domain.compute_rules import compute_rules
 from aztrain.domain.errors import ManifestError
+from aztrain.domain.layout import short_run_id
 from aztrain.domain.manifest import manifest_schema, parse_manifest
-from aztrain.domain.profiles import cluster_for, load_profiles
 from aztrain.service.settings import PROJECT_ROOT, Settings, load_local_settings
 
 
@@ -24,14 +26,9 @@ def jobs(ctx: typer.Context, as_json: JsonOption = False) -> None:
     out.listing("jobs", session.client.jobs(), ("JOB", "WATCHES", "LAST RUN", "MANIFEST", "UPDATED"), _job_row)
 
 
-def _job_row(job: dict[str, Any]) -> list[str | Text]:
-    return [
-        job["name"],
-        job["watch"] or "—",
-        job["last_run_id"] or "—",
-        job["manifest_hash"][:12],
-        job["updated_at"][:19],
-    ]
+def _job_row(job: api.JobView) -> list[str | Text]:
+    last = short_run_id(job.last_run_id) if job.last_run_id else "—"
+    return [job.name, job.watch or "—", last, job.manifest_hash[:12], moment(job.updated_at)]
 
 
 @app.command(epilog=examples("aztrain clusters", "aztrain clusters --json"))
@@ -40,17 +37,25 @@ def clusters(ctx: typer.Context, as_json: JsonOption = False) -> None:
     session, out = begin(ctx, as_json)
     columns = ("BACKEND", "CLUSTER", "DESIRED", "OBSERVED", "ACTIVE RUNS", "LAST SCALE", "TO ZERO")
     out.listing("clusters", session.client.clusters(), columns, _cluster_row)
+    out.note(SERVERLESS_NOTE)
 
 
-def _cluster_row(c: dict[str, Any]) -> list[str | Text]:
-    zero = f"{c['seconds_to_zero']:.1f} s" if c["seconds_to_zero"] is not None else "—"
+#: What `aztrain clusters` cannot show: serverless runs have no cluster, so no row here.
+SERVERLESS_NOTE = (
+    "runs on serverless profiles (e.g. serverless-t4) have no cluster and no row here: their nodes are "
+    "provisioned for each run and released when it ends, so they leave no idle tail (aztrain runs lists them)"
+)
+
+
+def _cluster_row(c: api.ClusterView) -> list[str | Text]:
+    zero = f"{c.seconds_to_zero:.1f} s" if c.seconds_to_zero is not None else "—"
     return [
-        c["backend"],
-        c["name"],
-        str(c["desired_nodes"]),
-        str(c["observed_nodes"]),
-        str(c["active_runs"]),
-        c["last_scale_action"] or "—",
+        c.backend,
+        c.name,
+        str(c.desired_nodes),
+        str(c.observed_nodes),
+        str(c.active_runs),
+        c.last_scale_action or "—",
         zero,
     ]
 
@@ -63,8 +68,8 @@ def deadletters(ctx: typer.Context, as_json: JsonOption = False) -> None:
     out.listing("deadletters", session.client.dead_letters(), columns, _dead_letter_row)
 
 
-def _dead_letter_row(d: dict[str, Any]) -> list[str | Text]:
-    return [d["at"][:19], d["function"], clip(d["event_id"], 36), clip(d["subject"], 60), d["reason"]]
+def _dead_letter_row(d: api.DeadLetterView) -> list[str | Text]:
+    return [moment(d.at), d.function, clip(d.event_id, 36), clip(d.subject, 60), d.reason]
 
 
 @app.command(epilog=examples("aztrain window digits-classifier"))
@@ -79,16 +84,15 @@ def window(
     if as_json:
         out.json(found)
         return
-    blockers = found.get("blockers") or []
-    when = f", fires at {found['fires_at'][:19]}" if found["fires_at"] and found["action"] == "wait" else ""
+    when = f", fires at {moment(found.fires_at)}" if found.fires_at and found.action == "wait" else ""
     # With blockers, each gets its own line below: the headline says only what the window does.
-    headline = found["action"] if blockers else found["reason"]
-    out.line(f"{found['job']}: {found['arrivals']} new blob(s) pending — {headline}{when}")
-    for blocker in blockers:
-        until = f" (until {blocker['until'][:19]})" if blocker["until"] else ""
-        out.line(f"  {blocker['kind']}: {blocker['reason']}{until}")
-    if found.get("next"):
-        out.line(f"  next: {found['next']}")
+    headline = found.action if found.blockers else found.reason
+    out.line(f"{found.job}: {found.arrivals} new blob(s) pending — {headline}{when}")
+    for blocker in found.blockers:
+        until = f" (until {moment(blocker.until)})" if blocker.until else ""
+        out.line(f"  - {blocker.reason}{until}")  # each reason names its kind ("debouncing: ...")
+    if found.next:
+        out.line(f"  next: {found.next}")
 
 
 @app.command(epilog=examples("aztrain models", "aztrain models digits-classifier --json"))
@@ -106,10 +110,10 @@ def models(
     out.listing("models", session.client.models(name), columns, _model_row)
 
 
-def _model_row(m: dict[str, Any]) -> list[str | Text]:
-    promoted = "yes" if m["promoted"] else ""
-    metrics = summarise_metrics(m["metrics"], 40) or "—"
-    return [m["name"], str(m["version"]), promoted, m["run_id"], metrics, clip(m["gate"], 50)]
+def _model_row(m: api.ModelView) -> list[str | Text]:
+    promoted = "yes" if m.promoted else ""
+    metrics = summarise_metrics(m.metrics, 40) or "—"
+    return [m.name, str(m.version), promoted, short_run_id(m.run_id), metrics, clip(m.gate, 50)]
 
 
 def _model_ref(value: str) -> str:
@@ -132,23 +136,21 @@ def lineage(
     if as_json:
         out.json(found)
         return
-    version, run, snap = found["model"], found["run"], found["snapshot"]
-    promoted = "(promoted) " if version["promoted"] else ""
-    out.line(f"model    {version['name']}@{version['version']}  {promoted}{version['artifact']}")
-    out.line(f"  run    {run['id']}  {run['state']}  {run['trigger']} from {run['source']}")
-    out.line(f"         manifest {run['manifest_hash'][:12]}  metrics {summarise_metrics(version['metrics'], 100)}")
-    code = found.get("code")
-    trainer = f"code snapshot {code['id']}, {len(code['files'])} file(s)" if code else "the built-in trainer"
-    out.line(f"  code   {trainer}")
-    out.line(f"  data   {snap['id']}  {len(snap['blobs'])} blob(s) in {snap['container']}/{snap['prefix']}")
-    read = found.get("data_read")
-    if read is None:
+    version, run, snap = found.model, found.run, found.snapshot
+    promoted = "(promoted) " if version.promoted else ""
+    out.line(f"model    {version.name}@{version.version}  {promoted}{version.artifact}")
+    out.line(f"  run    {run.short_id}  {run.state}  {origin(run)}")
+    out.line(f"         manifest {run.manifest_hash[:12]}  metrics {headline_metrics(version.metrics)}")
+    code = found.code
+    out.line(f"  code   {f'code snapshot {code.id}, {len(code.files)} file(s)' if code else 'the built-in trainer'}")
+    out.line(f"  data   {snap.id}  {len(snap.blobs)} blob(s) in {snap.container}/{snap.prefix}")
+    if found.data_read is None:
         out.line("         the trainer did not report which files it read")
     else:
-        out.line(f"         the trainer read {sum(1 for b in snap['blobs'] if b.get('read'))} of them")
-    for blob in snap["blobs"]:
-        mark = {True: "read", False: "NOT READ"}.get(blob.get("read"), "")
-        out.line(f"    {blob['name']}  {blob['size']} B  etag {blob['etag']}  {mark}".rstrip())
+        out.line(f"         the trainer read {sum(1 for b in snap.blobs if b.read)} of them")
+    for blob in snap.blobs:
+        mark = {True: "read", False: "NOT READ"}.get(blob.read, "") if blob.read is not None else ""
+        out.line(f"    {blob.name}  {blob.size} B  etag {blob.etag}  {mark}".rstrip())
 
 
 # ---- manifests, offline -------------------------------------------------------------------------------------
@@ -163,20 +165,31 @@ def validate(
     ] = False,
     as_json: JsonOption = False,
 ) -> None:
-    """Check a manifest offline: every problem named, with its fix, including what its compute profile allows."""
+    """Check a manifest offline as the app would: every problem at once, its compute against the app's backend."""
     _, out = begin(ctx, as_json)
-    load_local_settings(PROJECT_ROOT / "local.settings.json")  # the same profiles as the app and `plan`
+    settings_file = PROJECT_ROOT / "local.settings.json"
+    load_local_settings(settings_file)  # the same settings as the app and `plan`: its backend and profiles
+    settings = Settings.from_env()
+    check, rules = compute_rules(
+        settings.backend,
+        profiles_setting=settings.compute_profiles,
+        allowed=settings.allowed_profiles,
+        local_cluster_nodes=settings.local_cluster_nodes,
+    )
+    read_from = str(settings_file) if settings_file.is_file() else "the environment (no local.settings.json)"
+    checked = f"compute checked as {rules} decides; settings from {read_from}; AZTRAIN_BACKEND=azureml|local chooses"
     try:
-        spec = parse_manifest(manifest.read_bytes(), source=str(manifest))
-        settings = Settings.from_env()
-        cluster_for(load_profiles(settings.compute_profiles, settings.allowed_profiles), spec.compute)
+        spec = parse_manifest(manifest.read_bytes(), source=str(manifest), compute_check=check)
     except ManifestError as exc:
         if as_json:
-            out.json({"file": str(manifest), "valid": False, "problems": exc.problems})
+            out.json(
+                {"file": str(manifest), "valid": False, "problems": [str(p) for p in exc.problems], "checked": checked}
+            )
         else:
             out.errors.print(f"{manifest}: invalid", markup=False)
             for problem in exc.problems:
                 out.errors.print(f"  - {problem}", markup=False, soft_wrap=True)
+            out.note(checked)
         raise typer.Exit(ExitCode.FAILED) from None
     if as_json:
         out.json(
@@ -186,11 +199,13 @@ def validate(
                 "job": spec.name,
                 "hash": spec.content_hash,
                 "problems": [],
+                "checked": checked,
                 "normalised": spec.normalised(),
             }
         )
         return
     out.line(f"{manifest}: valid (job {spec.name}, hash {spec.content_hash[:12]})")
+    out.note(checked)
     if normalised:
         out.json(spec.normalised())
 
@@ -209,7 +224,7 @@ def plan(ctx: typer.Context, manifest: ManifestArgument, as_json: JsonOption = F
     try:
         rendered = render_plan(manifest.read_bytes(), Settings.from_env())
     except ManifestError as exc:
-        out.error(f"{manifest}: cannot run on Azure ML", problems=exc.problems, code=ExitCode.FAILED)
+        out.error(f"{manifest}: cannot run on Azure ML", problems=[str(p) for p in exc.problems], code=ExitCode.FAILED)
         raise typer.Exit(ExitCode.FAILED) from None
     header = [line for line in rendered.splitlines() if line.startswith("#")]
     compute, job = yaml.safe_load_all(rendered)

@@ -1,5 +1,9 @@
 """A small HTTP client for the aztrain API (the CLI and the demo use it; so can scripts).
 
+Answers come back as the `aztrain.api` models the service builds them from (`cli.answers`), so no
+caller reads a response by string key. It runs past 300 lines because it has one short method per
+API route, beside the two error shapes it reads and the retry of a submit whose answer was lost.
+
 Errors are read in both shapes the API has answered with: RFC 9457 problem details
 (`application/problem+json`: `title`, `detail`, `errors: [{field, message}]`) and the
 older `{"error": ...}`. An endpoint this API version does not serve yet raises an
@@ -18,19 +22,23 @@ import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from http import HTTPStatus
-from typing import Any
+from typing import Any, TypeVar
 
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from aztrain.api import models as api
+from aztrain.api.models import LogChunk
 from aztrain.api.principal import USER_HEADER
+from aztrain.cli.answers import known_fields, parse_answer
 from aztrain.domain.errors import AztrainError
 
 DEFAULT_URL = "http://127.0.0.1:7071"
-#: The shortest run id prefix the API (and this client) resolves.
-MIN_RUN_PREFIX = 6
-#: How many recent runs the client searches for a prefix when the API cannot resolve prefixes itself.
-_PREFIX_SEARCH_LIMIT = 500
+#: What a run reference may say instead of an id: the newest run (one page of one run, whatever the history).
+LAST_RUN = "last"
 #: Attempts of a POST /api/jobs whose answer was lost; the Idempotency-Key makes them one submit.
 _SUBMIT_ATTEMPTS = 3
 _RETRY_STATUSES = frozenset({502, 503, 504})
+M = TypeVar("M", bound=BaseModel)
 
 
 class ApiUnreachable(AztrainError):
@@ -45,38 +53,54 @@ class ApiUnreachable(AztrainError):
 
 
 class AmbiguousRunId(AztrainError):
-    """A run id prefix matches more than one run."""
+    """A run reference (short id or prefix) matches more than one run."""
 
-    def __init__(self, prefix: str, matches: list[str]) -> None:
+    def __init__(self, ref: str, matches: list[str]) -> None:
         shown = ", ".join(matches[:5]) + (", …" if len(matches) > 5 else "")
-        super().__init__(f"run id prefix {prefix!r} matches {len(matches)} runs ({shown}); give more characters")
+        super().__init__(f"run {ref!r} matches {len(matches)} runs ({shown}); give the full id of the one you mean")
         self.matches = matches
 
 
+class _ErrorAnswer(BaseModel):
+    """An error body in either shape the API has used; every field optional, unknown ones ignored."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    title: str = ""
+    detail: str = ""
+    error: str = ""
+    errors: list[api.FieldError] = []
+    run: api.RunView | None = None
+    candidates: list[str] = []
+
+
 class ApiError(AztrainError):
-    """The API answered with an error status; `body` holds its JSON document as sent."""
+    """The API answered with an error status; `body` holds its JSON document as sent (for scripts)."""
 
     def __init__(self, status: int, body: dict[str, Any], *, path: str = "") -> None:
         self.status = status
         self.body = body
         self.path = path
+        try:
+            self.answer = _ErrorAnswer.model_validate(known_fields(_ErrorAnswer, body))
+        except ValidationError:  # an error body of no shape we know: the status says it
+            self.answer = _ErrorAnswer()
         super().__init__(self.message)
 
     @property
     def message(self) -> str:
         """What went wrong, in the API's words (problem `detail`, old-style `error`, or the status phrase)."""
-        for key in ("detail", "error", "title"):
-            if isinstance(self.body.get(key), str) and self.body[key]:
-                return str(self.body[key])
-        return _phrase(self.status)
+        return self.answer.detail or self.answer.error or self.answer.title or _phrase(self.status)
 
     @property
     def problems(self) -> list[str]:
         """Field-level problems of a problem+json answer, as `field: message`."""
-        found = self.body.get("errors")
-        if not isinstance(found, list):
-            return []
-        return [f"{p['field']}: {p['message']}" if p.get("field") else str(p.get("message")) for p in found]
+        return [f"{p.field}: {p.message}" if p.field else p.message for p in self.answer.errors]
+
+    @property
+    def rejected_run(self) -> api.RunView | None:
+        """The REJECTED run a refused manifest was recorded as."""
+        return self.answer.run
 
     @property
     def endpoint_missing(self) -> bool:
@@ -93,15 +117,6 @@ class Response:
 
     def json(self) -> dict[str, Any]:
         return dict(json.loads(self.body or b"{}"))
-
-
-@dataclass(frozen=True)
-class LogChunk:
-    """Log text from `offset` on; `next_offset` is where the next read continues."""
-
-    text: str
-    offset: int
-    next_offset: int
 
 
 class Client:
@@ -144,16 +159,21 @@ class Client:
             ) from None
 
     def request(self, method: str, path: str, body: bytes | None = None, **params: str) -> dict[str, Any]:
-        """One request whose answer is JSON."""
+        """One request whose answer is JSON, as sent (for scripts; the methods below answer models)."""
         return self.send(method, path, body, params=params).json()
 
-    def submit(self, manifest: bytes, *, force: bool = False, idempotency_key: str = "") -> dict[str, Any]:
-        """POST a manifest: `{run, created, reason, job, waiting}`. Retried when the answer is lost, as one submit."""
+    def get(self, model: type[M], path: str, *, method: str = "GET", **params: str) -> M:
+        """One request whose answer is `model`."""
+        return parse_answer(model, self.send(method, path, params=params).json(), path=path)
+
+    def submit(self, manifest: bytes, *, force: bool = False, idempotency_key: str = "") -> api.Submitted:
+        """POST a manifest. Retried when the answer is lost, as one submit (the Idempotency-Key)."""
         headers = {"Idempotency-Key": idempotency_key or str(uuid.uuid4())}
         params = {"force": "true" if force else ""}
 
-        def post() -> dict[str, Any]:
-            return self.send("POST", "jobs", manifest, headers=headers, params=params).json()
+        def post() -> api.Submitted:
+            answer = self.send("POST", "jobs", manifest, headers=headers, params=params).json()
+            return parse_answer(api.Submitted, answer, path="jobs")
 
         for attempt in range(1, _SUBMIT_ATTEMPTS):
             try:
@@ -167,39 +187,32 @@ class Client:
             time.sleep(0.5 * attempt)  # a restarting host or a dropped connection: give it a moment
         return post()
 
-    def runs_page(
-        self, *, job: str = "", state: str = "", limit: int = 50, continuation: str = ""
-    ) -> tuple[list[dict[str, Any]], str | None]:
-        """One page of runs, newest first, and the token of the next page (None when there is none)."""
-        page = self.request("GET", "runs", job=job, state=state, limit=str(limit), continuation=continuation)
-        return list(page["runs"]), page.get("next") or None
+    def runs_page(self, *, job: str = "", state: str = "", limit: int = 50, continuation: str = "") -> api.RunList:
+        """One page of runs, newest first, with the token of the next page (`next`, None when there is none)."""
+        return self.get(api.RunList, "runs", job=job, state=state, limit=str(limit), continuation=continuation)
 
-    def runs(self, *, job: str = "", state: str = "", limit: int = 50) -> list[dict[str, Any]]:
-        return self.runs_page(job=job, state=state, limit=limit)[0]
+    def runs(self, *, job: str = "", state: str = "", limit: int = 50) -> list[api.RunView]:
+        return self.runs_page(job=job, state=state, limit=limit).runs
 
-    def run(self, run_id: str, *, all_history: bool = False) -> dict[str, Any]:
-        """A run with its history, by id or by a unique prefix of at least `MIN_RUN_PREFIX` characters.
+    def run(self, ref: str, *, all_history: bool = False) -> api.RunDetail:
+        """A run with its history, by id, short id, unique prefix, or `last` (the newest run).
 
         The history leaves out refused transitions unless `all_history`.
         """
-        shown = "true" if all_history else ""
+        if ref == LAST_RUN:
+            newest = self.runs(limit=1)
+            if not newest:
+                raise AztrainError("there is no run yet: `aztrain submit FILE` starts one")
+            ref = newest[0].id
         try:
-            return self.request("GET", f"runs/{urllib.parse.quote(run_id)}", all=shown)
+            return self.get(api.RunDetail, f"runs/{urllib.parse.quote(ref)}", all="true" if all_history else "")
         except ApiError as exc:
-            if exc.status == 409:  # the API resolves prefixes and found several
-                raise AmbiguousRunId(run_id, _run_ids(exc.body.get("candidates"))) from None
-            if exc.status != 404 or len(run_id) < MIN_RUN_PREFIX:
-                raise
-            # An API that predates prefixes: find the prefix among recent runs.
-            matches = [r["id"] for r in self.runs(limit=_PREFIX_SEARCH_LIMIT) if r["id"].startswith(run_id)]
-            if len(matches) > 1:
-                raise AmbiguousRunId(run_id, matches) from None
-            if not matches or matches[0] == run_id:
-                raise
-            return self.request("GET", f"runs/{urllib.parse.quote(matches[0])}", all=shown)
+            if exc.status == 409 and exc.answer.candidates:  # a short id or prefix several runs have
+                raise AmbiguousRunId(ref, exc.answer.candidates) from None
+            raise
 
-    def cancel(self, run_id: str) -> dict[str, Any]:
-        return self.request("POST", f"runs/{urllib.parse.quote(run_id)}/cancel")
+    def cancel(self, run_id: str) -> api.RunView:
+        return self.get(api.RunView, f"runs/{urllib.parse.quote(run_id)}/cancel", method="POST")
 
     def logs(self, run_id: str, *, offset: int = 0, tail: int = 0) -> LogChunk:
         """The run's log from byte `offset` on, or its last `tail` lines."""
@@ -213,36 +226,47 @@ class Client:
         next_offset = int(headers.get("x-log-next-offset") or headers.get("x-log-offset") or offset + len(reply.body))
         return LogChunk(reply.body.decode(errors="replace"), offset, next_offset)
 
-    def metrics(self, run_id: str) -> dict[str, Any]:
-        """Per-epoch metrics so far and the final ones: `{epochs: [...], final: {...}}`."""
-        return self.request("GET", f"runs/{urllib.parse.quote(run_id)}/metrics")
+    def output_files(self, run_id: str) -> list[api.OutputFile]:
+        """The files at the top of a run's outputs folder (model, metrics)."""
+        return self.get(api.OutputList, f"runs/{urllib.parse.quote(run_id)}/outputs").files
 
-    def jobs(self) -> list[dict[str, Any]]:
-        return list(self.request("GET", "jobs")["jobs"])
+    def output(self, run_id: str, name: str) -> bytes:
+        """One of a run's output files (`model.pt`, `metrics.json`, ...)."""
+        return self.send("GET", f"runs/{urllib.parse.quote(run_id)}/outputs/{urllib.parse.quote(name)}").body
 
-    def clusters(self) -> list[dict[str, Any]]:
-        return list(self.request("GET", "clusters")["clusters"])
+    def metrics(self, run_id: str) -> api.Metrics:
+        """Per-epoch metrics so far and the final ones."""
+        return self.get(api.Metrics, f"runs/{urllib.parse.quote(run_id)}/metrics")
 
-    def dead_letters(self) -> list[dict[str, Any]]:
-        return list(self.request("GET", "deadletters")["deadletters"])
+    def jobs(self) -> list[api.JobView]:
+        return self.get(api.JobList, "jobs").jobs
 
-    def window(self, job: str) -> dict[str, Any]:
-        return self.request("GET", f"jobs/{urllib.parse.quote(job)}/window")
+    def clusters(self) -> list[api.ClusterView]:
+        return self.get(api.ClusterList, "clusters").clusters
 
-    def models(self, name: str = "") -> list[dict[str, Any]]:
-        if name:
-            return list(self.model(name)["versions"])
-        return list(self.request("GET", "models")["models"])
+    def dead_letters(self) -> list[api.DeadLetterView]:
+        return self.get(api.DeadLetterList, "deadletters").deadletters
 
-    def model(self, name: str) -> dict[str, Any]:
-        """One model: `{name, current, versions}`."""
-        return self.request("GET", f"models/{urllib.parse.quote(name)}")
+    def window(self, job: str) -> api.WindowView:
+        return self.get(api.WindowView, f"jobs/{urllib.parse.quote(job)}/window")
 
-    def lineage(self, name: str, version: int) -> dict[str, Any]:
-        return self.request("GET", f"models/{urllib.parse.quote(name)}/versions/{version}")
+    def models(self, name: str = "") -> list[api.ModelView]:
+        return self.model(name).versions if name else self.get(api.ModelList, "models").models
 
-    def health(self) -> dict[str, Any]:
-        return self.request("GET", "health")
+    def model(self, name: str) -> api.ModelVersions:
+        """One model: its versions and the current (promoted) one."""
+        return self.get(api.ModelVersions, f"models/{urllib.parse.quote(name)}")
+
+    def lineage(self, name: str, version: int) -> api.Lineage:
+        return self.get(api.Lineage, f"models/{urllib.parse.quote(name)}/versions/{version}")
+
+    def health(self) -> api.Health:
+        try:
+            return self.get(api.Health, "health")
+        except ApiError as exc:
+            if exc.status != 503:
+                raise
+            return parse_answer(api.Health, exc.body, path="health")  # unhealthy, and says why
 
     def watch(
         self,
@@ -250,21 +274,21 @@ class Client:
         *,
         timeout: float = 900.0,
         interval: float = 0.5,
-        on_change: Callable[[dict[str, Any]], None] | None = None,
-    ) -> dict[str, Any]:
+        on_change: Callable[[api.TransitionView], None] | None = None,
+    ) -> api.RunDetail:
         """Poll a run until it is terminal, calling `on_change` with each new history row. Returns the run."""
         deadline = time.monotonic() + timeout
         seen = 0
         while True:
             run = self.run(run_id)
-            for row in run.get("history", [])[seen:]:
+            for row in run.history[seen:]:
                 if on_change:
                     on_change(row)
-            seen = len(run.get("history", []))
-            if run["terminal"]:
+            seen = len(run.history)
+            if run.terminal:
                 return run
             if time.monotonic() > deadline:
-                raise TimeoutError(f"run {run_id} still {run['state']} after {timeout:.0f} s")
+                raise TimeoutError(f"run {run.short_id} still {run.state} after {timeout:.0f} s")
             time.sleep(interval)
 
 
@@ -274,11 +298,6 @@ def _error_body(payload: bytes) -> dict[str, Any]:
     except ValueError:
         return {"error": payload.decode(errors="replace").strip()}
     return decoded if isinstance(decoded, dict) else {"error": decoded}
-
-
-def _run_ids(matches: Any) -> list[str]:
-    """The run ids a 409 lists as `candidates`, if it does."""
-    return [str(m) for m in matches] if isinstance(matches, list) else []
 
 
 def _phrase(status: int) -> str:

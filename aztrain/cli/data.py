@@ -1,26 +1,34 @@
-"""`aztrain upload | seed-digits | config`: data into blob storage, and where the CLI connects."""
+"""`aztrain upload | seed-digits | drop | config`: data and manifests into blob storage, and where the CLI connects."""
 
 from __future__ import annotations
 
+import contextlib
 import tempfile
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.table import Table
 
 from aztrain.cli import config as cli_config
 from aztrain.cli.app import (
     AccountUrlOption,
     ConnectionStringOption,
     JsonOption,
+    ManifestArgument,
     Session,
+    TimeoutOption,
     WorkersOption,
     app,
     begin,
     examples,
 )
-from aztrain.cli.output import ExitCode, Out, UploadBar
-from aztrain.domain.errors import AztrainError
+from aztrain.cli.output import STATE_EXIT, ExitCode, Out, UploadBar
+from aztrain.cli.runs import follow_to_end, wait_for_new_run
+from aztrain.domain.errors import AztrainError, ManifestError
+from aztrain.domain.layout import blob_path_problem
+from aztrain.domain.manifest import parse_manifest
 
 
 def _blob_service(session: Session, connection_string: str | None, account_url: str | None, workers: int) -> Any:
@@ -94,6 +102,80 @@ def seed_digits(
         _upload(out, service, Path(tmp), container, prefix, workers=2)
 
 
+@app.command(
+    epilog=examples(
+        "aztrain drop examples/digits.yaml",
+        "aztrain drop examples/digits.yaml --wait",
+        "aztrain drop job.yaml --account-url https://ACCOUNT.blob.core.windows.net",
+    )
+)
+def drop(
+    ctx: typer.Context,
+    manifest: ManifestArgument,
+    container: Annotated[
+        str, typer.Option(envvar="AZTRAIN_JOBS_CONTAINER", help="The jobs container the app watches.")
+    ] = "jobs",
+    prefix: Annotated[
+        str, typer.Option(envvar="AZTRAIN_MANIFESTS_PREFIX", help="Where in it manifests are dropped.")
+    ] = "manifests/",
+    wait: Annotated[
+        bool, typer.Option("--wait", help="Wait for the run the drop starts, and follow it to its end.")
+    ] = False,
+    timeout: TimeoutOption = 3600,
+    connection_string: ConnectionStringOption = None,
+    account_url: AccountUrlOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Drop a manifest into the jobs container (what Event Grid turns into a run); checked offline first."""
+    session, out = begin(ctx, as_json)
+    try:
+        spec = parse_manifest(manifest.read_bytes(), source=str(manifest))
+    except ManifestError as exc:  # the app would record it REJECTED: say why now instead
+        out.error(
+            f"{manifest}: invalid; nothing dropped", problems=[str(p) for p in exc.problems], code=ExitCode.FAILED
+        )
+        raise typer.Exit(ExitCode.FAILED) from None
+    name = prefix.rstrip("/") + "/" + manifest.name if prefix.strip("/") else manifest.name
+    if problem := blob_path_problem(name):
+        raise typer.BadParameter(f"{name!r} {problem}", param_hint="--prefix")
+    dropped_at = datetime.now(UTC)
+    _put_file(_blob_service(session, connection_string, account_url, workers=1), manifest, container, name)
+    out.line(f"dropped {container}/{name} (job {spec.name}); its run appears at the app's next reconcile")
+    if not wait:
+        if as_json:
+            out.json({"container": container, "blob": name, "job": spec.name})
+        out.note(f"see it: aztrain runs --job {spec.name}  ·  or drop with --wait to follow it")
+        return
+    run = wait_for_new_run(session.client, spec.name, since=dropped_at, timeout=min(timeout, _APPEARS_SECONDS))
+    out.line(f"run {run.short_id} of job {run.job}: {run.state}")
+    final, metrics = follow_to_end(out, session.client, run, timeout=timeout)
+    if as_json:
+        out.json({"container": container, "blob": name, "job": spec.name, "run": final, "metrics": metrics})
+    raise typer.Exit(STATE_EXIT.get(final.state, ExitCode.OK))
+
+
+def _put_file(service: Any, path: Path, container: str, name: str) -> None:
+    """One small file as one blob (replacing what is there), with its Content-MD5; the container made if missing."""
+    from azure.core.exceptions import ResourceExistsError
+    from azure.storage.blob import ContentSettings
+
+    from aztrain.cli.upload import file_md5
+
+    client = service.get_container_client(container)
+    with contextlib.suppress(ResourceExistsError):
+        client.create_container()
+    settings = ContentSettings(content_md5=bytearray(file_md5(path)))
+    client.upload_blob(name, path.read_bytes(), overwrite=True, content_settings=settings)
+
+
+#: How long a dropped manifest's run may take to appear (an event, then a reconcile: seconds, unless busy).
+_APPEARS_SECONDS = 120
+
+
+#: The widest `aztrain config` prints, whatever the terminal: it is read, not scanned.
+CONFIG_WIDTH = 100
+
+
 @app.command("config", epilog=examples("aztrain config", "aztrain --url https://my-app.azurewebsites.net config"))
 def show_config(ctx: typer.Context, as_json: JsonOption = False) -> None:
     """Where this CLI connects, and where each setting came from (flag, env, config file, default)."""
@@ -113,10 +195,16 @@ def show_config(ctx: typer.Context, as_json: JsonOption = False) -> None:
             }
         )
         return
-    out.line(f"config file: {cli_config.config_path(session.config)}")
-    table = out.table("SETTING", "VALUE", "FROM")
+    config_file = cli_config.config_path(session.config)
+    out.line(f"config file: {config_file}" + ("" if config_file.is_file() else " (none there)"))
+    # Long values (a connection string) wrap inside their column: the table fits 100 columns.
+    table = Table(box=None, pad_edge=False, header_style="bold", width=min(out.console.width, CONFIG_WIDTH))
+    table.add_column("SETTING", no_wrap=True)
+    table.add_column("VALUE", overflow="fold", ratio=1)
+    table.add_column("FROM", no_wrap=True)
     for key, value in values.items():
-        table.add_row(key, value or "—", conn.sources[key])
+        source = conn.sources[key]
+        table.add_row(key, value or "—", "config file" if source.startswith("config ") else source)
     out.console.print(table)
 
 

@@ -5,11 +5,12 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Callable, Iterator
-from typing import Any
 
 from rich.status import Status
 
-from aztrain.cli.client import ApiError, Client, LogChunk
+from aztrain.api import models as api
+from aztrain.api.models import LogChunk
+from aztrain.cli.client import ApiError, Client
 from aztrain.cli.output import Out, epoch_line, transition_line
 from aztrain.domain.errors import AztrainError
 
@@ -22,8 +23,8 @@ _TRAINING = frozenset({"RUNNING", "CANCEL_REQUESTED", "COMPLETED", "FAILED", "CA
 class WaitTimedOut(AztrainError):
     """A followed run did not end within the time given; `run` is how it was last seen."""
 
-    def __init__(self, run: dict[str, Any], seconds: float) -> None:
-        super().__init__(f"run {run['id']} still {run['state']} after {seconds:.0f} s")
+    def __init__(self, run: api.RunDetail, seconds: float) -> None:
+        super().__init__(f"run {run.short_id} still {run.state} after {seconds:.0f} s")
         self.run = run
 
 
@@ -34,28 +35,28 @@ class RunFollower:
         self.client = client
         self.out = out
         self.total_epochs = total_epochs
-        self.metrics: dict[str, Any] | None = None
+        self.metrics: api.Metrics | None = None
         self._rows = 0
         self._epochs = 0
         self._metrics_served = True
 
-    def follow(self, run_id: str, *, timeout: float) -> dict[str, Any]:
+    def follow(self, run_id: str, *, timeout: float) -> api.RunDetail:
         """The run once terminal, with `self.metrics` its last per-epoch metrics; `WaitTimedOut` after `timeout`."""
         started = time.monotonic()
         with self._status() as status:
             while True:
                 run = self.client.run(run_id)
                 self._show_history(run)
-                if run["state"] in _TRAINING:
+                if run.state in _TRAINING:
                     self._show_epochs(run_id)
-                if run["terminal"]:
+                if run.terminal:
                     return run
                 elapsed = time.monotonic() - started
                 if elapsed > timeout:
                     raise WaitTimedOut(run, timeout)
                 if status is not None:
                     epoch = f" · epoch {self._epochs}" + (f"/{self.total_epochs}" if self.total_epochs else "")
-                    status.update(f"{run['state']}{epoch if self._epochs else ''} · {elapsed:.0f} s · run {run['id']}")
+                    status.update(f"{run.state}{epoch if self._epochs else ''} · {elapsed:.0f} s · run {run.short_id}")
                 time.sleep(POLL_SECONDS)
 
     def _status(self) -> contextlib.AbstractContextManager[Status | None]:
@@ -64,8 +65,8 @@ class RunFollower:
             return contextlib.nullcontext()
         return self.out.console.status("following the run", spinner="dots")
 
-    def _show_history(self, run: dict[str, Any]) -> None:
-        rows = run.get("history", [])
+    def _show_history(self, run: api.RunDetail) -> None:
+        rows = run.history
         for row in rows[self._rows :]:
             self.out.line(transition_line(row))
         self._rows = len(rows)
@@ -79,7 +80,7 @@ class RunFollower:
             # An API without the metrics endpoint: follow the states alone.
             self._metrics_served = not exc.endpoint_missing
             return
-        epochs = self.metrics.get("epochs") or []
+        epochs = self.metrics.epochs
         for row in epochs[self._epochs :]:
             self.out.line(epoch_line(row, self.total_epochs))
         self._epochs = len(epochs)

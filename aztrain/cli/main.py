@@ -15,7 +15,8 @@ from urllib.parse import urlsplit
 
 import typer
 
-from aztrain.cli import catalog, code_snapshots, data, events, runs  # noqa: F401  (they register their commands on `app`)
+from aztrain.cli import catalog, code_snapshots, data, events, outputs, runs, teams  # noqa: F401  (they register commands on `app`)
+from aztrain.cli.answers import UnexpectedAnswer
 from aztrain.cli.app import app, current_out, examples
 from aztrain.cli.client import AmbiguousRunId, ApiError, ApiUnreachable
 from aztrain.cli.output import ExitCode
@@ -97,6 +98,8 @@ def main(argv: list[str] | None = None) -> int:
             else exc.message
         )
         return _failed(message, ExitCode.API_ERROR, problems=exc.problems, status=exc.status)
+    except UnexpectedAnswer as exc:
+        return _failed(str(exc), ExitCode.API_ERROR)
     except ApiUnreachable as exc:
         return _failed(f"{exc}; is `aztrain dev` running, or is --url / AZTRAIN_URL right?", ExitCode.UNREACHABLE)
     except ConfigError as exc:

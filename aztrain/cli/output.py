@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from enum import IntEnum
-from typing import Any
+from typing import Any, TypeVar
 
+from pydantic import BaseModel
 from rich.console import Console
 from rich.progress import (
     BarColumn,
@@ -21,6 +22,10 @@ from rich.progress import (
 )
 from rich.table import Table
 from rich.text import Text
+
+from aztrain.api import models as api
+
+M = TypeVar("M")
 
 
 class ExitCode(IntEnum):
@@ -85,7 +90,8 @@ class Out:
         self.errors = _console(stderr=True)
 
     def json(self, value: Any) -> None:
-        print(json.dumps(value, indent=2), flush=True)
+        """One JSON document; models in it are written as the API writes them (wire names, ISO 8601 times)."""
+        print(json.dumps(plain(value), indent=2), flush=True)
 
     def line(self, text: str | Text = "", *, style: str | None = None) -> None:
         """A line of human output; nothing in JSON mode, whose stdout is one document."""
@@ -109,9 +115,9 @@ class Out:
     def listing(
         self,
         key: str,
-        items: list[dict[str, Any]],
+        items: Sequence[M],
         columns: tuple[str, ...],
-        row: Callable[[dict[str, Any]], list[str | Text]],
+        row: Callable[[M], list[str | Text]],
         **extra: Any,
     ) -> None:
         """`{key: items, **extra}` in JSON mode; otherwise a table of one `row(item)` per item, or `no <key>`."""
@@ -147,11 +153,12 @@ def clip(text: str, width: int) -> str:
 _FIRST_FIGURES = ("accuracy", "loss", "epochs", "samples_per_second", "world_size")
 
 
-def summarise_metrics(metrics: dict[str, Any], width: int = 60) -> str:
-    """`accuracy=0.9611 loss=0.1234 epochs=5 …`: the main figures first, cut with an ellipsis."""
+def summarise_metrics(metrics: dict[str, Any], width: int | None = 60) -> str:
+    """`accuracy=0.9611 loss=0.1234 epochs=5 …`: the main figures first, cut to `width` (None: whole)."""
     first = [k for k in _FIRST_FIGURES if k in metrics]
     keys = first + sorted(k for k in metrics if k not in first)
-    return clip(" ".join(f"{k}={_figure(metrics[k])}" for k in keys), width)
+    text = " ".join(f"{k}={_figure(metrics[k])}" for k in keys)
+    return text if width is None else clip(text, width)
 
 
 def _figure(value: Any) -> str:
@@ -160,60 +167,86 @@ def _figure(value: Any) -> str:
     return json.dumps(value) if isinstance(value, (dict, list)) else str(value)
 
 
-def transition_line(row: dict[str, Any]) -> str:
+def plain(value: Any) -> Any:
+    """`value` with every model in it as the JSON the API sends (aliases such as `from`, ISO 8601 times)."""
+    if isinstance(value, BaseModel):
+        return value.model_dump(mode="json", by_alias=True)
+    if isinstance(value, dict):
+        return {k: plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [plain(v) for v in value]
+    return value
+
+
+def clock(at: datetime) -> str:
+    """`09:12:31.042`: the time of day, to the millisecond (runs move in seconds)."""
+    return at.strftime("%H:%M:%S.%f")[:12]
+
+
+def moment(at: datetime | None) -> str:
+    """`2026-11-28 09:12:31`: a date and time, to the second."""
+    return at.strftime("%Y-%m-%d %H:%M:%S") if at else "—"
+
+
+def transition_line(row: api.TransitionView) -> str:
     """One history row: time, from → to, cause (and why, for a refused or detailed one)."""
-    mark = "" if row["applied"] else "  (ignored)"
-    before = row["from"] or "·"
-    detail = f"  {row['detail']}" if row.get("detail") and row["applied"] else ""
-    return f"  {row['at'][11:23]}  {before:>16} → {row['to']:<16} {row['cause']}{mark}{detail}"
+    mark = "" if row.applied else "  (ignored)"
+    before = row.from_state or "·"
+    detail = f"  {row.detail}" if row.detail and row.applied else ""
+    return f"  {clock(row.at)}  {before:>16} → {row.to:<16} {row.cause}{mark}{detail}"
 
 
-def print_transition(row: dict[str, Any]) -> None:
+def print_transition(row: api.TransitionView) -> None:
     """One history row, as the CLI and the demo show it."""
     print(transition_line(row), flush=True)
 
 
-def epoch_line(row: dict[str, Any], total: int | None) -> str:
+def epoch_line(row: api.EpochMetrics, total: int | None) -> str:
     """`epoch 3/5  loss 0.1265  accuracy 0.8944  10,057 samples/s` from one per-epoch metrics row."""
-    parts = [f"epoch {row.get('epoch', '?')}" + (f"/{total}" if total else "")]
-    for key in ("loss", "accuracy"):
-        if isinstance(row.get(key), (int, float)):
-            parts.append(f"{key} {row[key]:.4f}")
-    speed = row.get("samples_per_s", row.get("samples_per_second"))
-    if isinstance(speed, (int, float)):
-        parts.append(f"{speed:,.0f} samples/s")
+    parts = [f"epoch {row.epoch if row.epoch is not None else '?'}" + (f"/{total}" if total else "")]
+    for name, value in (("loss", row.loss), ("accuracy", row.accuracy)):
+        if value is not None:
+            parts.append(f"{name} {value:.4f}")
+    if row.samples_per_second is not None:
+        parts.append(f"{row.samples_per_second:,.0f} samples/s")
     return "  " + "  ".join(parts)
 
 
-def seconds_between(start: str | None, end: str | None) -> float | None:
-    if not start or not end:
-        return None
-    return (datetime.fromisoformat(end) - datetime.fromisoformat(start)).total_seconds()
+def origin(run: api.RunView) -> str:
+    """What started a run and from where: `http`, `manifest from jobs/manifests/x.yaml`."""
+    return run.trigger if run.source in ("", run.trigger) else f"{run.trigger} from {run.source}"
 
 
-def outcome_line(run: dict[str, Any]) -> str:
-    """How a run ended, never an empty reason: `COMPLETED in 26 s: accuracy=…`, `FAILED: …`, `CANCELED: …`."""
-    state = run["state"]
-    took = seconds_between(run.get("created_at"), run.get("updated_at"))
-    head = f"{state} after {took:.0f} s" if took is not None and state != "REJECTED" else state
-    if state == "COMPLETED":
-        return f"{head}: {summarise_metrics(run['metrics'], 100)}" if run.get("metrics") else head
-    if state == "CANCELED":
-        requested = [r for r in run.get("history", []) if r["to"] == "CANCEL_REQUESTED" and r["applied"]]
-        return f"{head}: cancel requested by {requested[-1]['cause']}" if requested else f"{head}: canceled"
-    first = (run.get("error") or "").strip().splitlines()
+def outcome_line(run: api.RunDetail) -> str:
+    """How a run ended, never an empty reason: `COMPLETED after 26 s: accuracy=…`, `FAILED: …`, `CANCELED: …`."""
+    took = (run.updated_at - run.created_at).total_seconds()
+    head = f"{run.state} after {took:.0f} s" if run.state != "REJECTED" else str(run.state)
+    if run.state == "COMPLETED":
+        # The figures a reader looks for, whole; `aztrain show` lists the rest.
+        return f"{head}: {headline_metrics(run.metrics)}" if run.metrics else head
+    if run.state == "CANCELED":
+        requested = [r for r in run.history if r.to == "CANCEL_REQUESTED" and r.applied]
+        return f"{head}: cancel requested by {requested[-1].cause}" if requested else f"{head}: canceled"
+    first = run.error.strip().splitlines()
     return f"{head}: {first[0]}" if first else head
 
 
-def outputs_lines(run: dict[str, Any]) -> list[str]:
+def headline_metrics(metrics: dict[str, Any]) -> str:
+    """`accuracy=0.9611 loss=0.1234 epochs=5 …`: only the main figures, never cut."""
+    return " ".join(f"{k}={_figure(metrics[k])}" for k in _FIRST_FIGURES if k in metrics)
+
+
+def outputs_lines(run: api.RunDetail) -> list[str]:
     """Where the run's model, metrics and log are (the run view's `outputs`), as far as it wrote them."""
-    outputs = run.get("outputs") or {}
-    labels = {"model": "model", "metrics": "metrics", "epochs": "epochs", "logs": "log"}
-    if run["state"] != "COMPLETED":
+    if run.outputs is None:
+        return []
+    where = {"model": run.outputs.model, "metrics": run.outputs.metrics, "epochs": run.outputs.epochs}
+    if run.state != "COMPLETED":
         # No model or metrics; a log only if the job was started.
-        started = any(r["to"] in ("SUBMITTED", "RUNNING") for r in run.get("history", []))
-        labels = {"logs": "log"} if started else {}
-    return [f"  {label:<8} {outputs[key]}" for key, label in labels.items() if outputs.get(key)]
+        where = {}
+    if run.state == "COMPLETED" or any(r.to in ("SUBMITTED", "RUNNING") for r in run.history):
+        where["log"] = run.outputs.logs
+    return [f"  {label:<8} {path}" for label, path in where.items()]
 
 
 class UploadBar:

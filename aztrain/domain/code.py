@@ -150,12 +150,16 @@ def entry_files(entrypoint: str) -> tuple[str, ...]:
 def check_program_args(args: dict[str, str | int | float | bool]) -> None:
     """A user program's `trainer.args`: each becomes `--name value`, so names must be flag names and no
     string value may read as an option. `ArgsError` names every bad one."""
-    problems = []
+    problems: list[tuple[str, str]] = []
     for name, value in args.items():
         if not _ARG_NAME.fullmatch(name):
-            problems.append(f"trainer.args.{name}: not a flag name; use letters, digits, '-' and '_' from a letter on")
+            problems.append(
+                (f"trainer.args.{name}", "not a flag name; use letters, digits, '-' and '_' from a letter on")
+            )
         elif isinstance(value, str) and value.startswith("-"):
-            problems.append(f"trainer.args.{name}: {value!r} starts with '-': the program would read it as an option")
+            problems.append(
+                (f"trainer.args.{name}", f"{value!r} starts with '-': the program would read it as an option")
+            )
     if problems:
         raise ArgsError(problems)
 

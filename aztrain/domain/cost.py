@@ -95,3 +95,32 @@ def billed_seconds(placed_at: datetime | None, ended_at: datetime | None, now: d
 def money(amount: float) -> float:
     """An amount as shown and stored: to the cent's hundredth, so sums of many short runs stay exact enough."""
     return round(amount, 4)
+
+
+@dataclass(frozen=True)
+class CostEntry:
+    """A finished run's final cost (`costs` table: one partition per month of its end, UTC)."""
+
+    run_id: str
+    job: str
+    team: str
+    submitted_by: str
+    ended_at: datetime
+    billed_seconds: float
+    gpu_seconds: float
+    cost: float
+    vm_size: str
+    tier: str
+
+    @property
+    def month(self) -> str:
+        return month_of(self.ended_at)
+
+    @property
+    def day(self) -> str:
+        return self.ended_at.date().isoformat()
+
+
+def month_of(at: datetime) -> str:
+    """`YYYY-MM`: the calendar month (UTC) budgets and the ledger are kept by."""
+    return f"{at.year:04d}-{at.month:02d}"

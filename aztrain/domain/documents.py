@@ -12,7 +12,7 @@ from typing import Any
 
 import yaml
 
-from aztrain.domain.errors import ManifestError
+from aztrain.domain.errors import DOCUMENT, SYNTAX, FieldProblem, ManifestError
 
 
 class _UniqueKeys:
@@ -55,28 +55,33 @@ def _load(text: str | bytes) -> Any:
     return yaml.load(text, Loader=_PureUniqueKeyLoader)  # noqa: S506 - raises the same refusal, described alike
 
 
+def _refused(message: str, source: str, *, field: str = DOCUMENT) -> ManifestError:
+    return ManifestError([FieldProblem(field, message)], source=source)
+
+
 def read_document(text: str | bytes, *, source: str = "", max_bytes: int = 64 * 1024) -> object:
     """The decoded YAML or JSON document, or `ManifestError` naming the limit or the syntax error."""
     size = len(text.encode() if isinstance(text, str) else text)
     if size > max_bytes:
-        raise ManifestError([f"document is {size} bytes; the limit is {max_bytes} bytes"], source=source)
+        raise _refused(f"document is {size} bytes; the limit is {max_bytes} bytes", source)
     if size == 0:
-        raise ManifestError(["document is empty; see `aztrain schema` or examples/digits.yaml"], source=source)
+        raise _refused("document is empty; see `aztrain schema` or examples/digits.yaml", source)
     depth = _nesting(text if isinstance(text, bytes) else text.encode())
     if depth > MAX_NESTING:
-        raise ManifestError([f"document nests {depth} levels deep; the limit is {MAX_NESTING}"], source=source)
+        raise _refused(f"document nests {depth} levels deep; the limit is {MAX_NESTING}", source)
     try:
         document = _load(text)
     except yaml.YAMLError as exc:
         where = getattr(exc, "problem_mark", None)
         at = f" at line {where.line + 1}, column {where.column + 1}" if where else ""
-        raise ManifestError([f"not valid YAML or JSON{at}: {getattr(exc, 'problem', exc)}"], source=source) from None
+        raise _refused(f"not valid YAML or JSON{at}: {getattr(exc, 'problem', exc)}", source, field=SYNTAX) from None
     except RecursionError:  # block-style nesting the bracket count does not see
-        raise ManifestError([f"document nests too deeply; the limit is {MAX_NESTING} levels"], source=source) from None
+        raise _refused(f"document nests too deeply; the limit is {MAX_NESTING} levels", source) from None
     if _repeats_a_node(document):
-        raise ManifestError(
-            ["document repeats a list or mapping through a YAML alias (*name); write it out"], source=source
-        )
+        raise _refused("document repeats a list or mapping through a YAML alias (*name); write it out", source)
+    chars = _text_chars(document)
+    if chars > MAX_CHARS:  # only aliases that repeat a string get this far: counted before anything copies them
+        raise _refused(f"document's text comes to {chars:,} characters; the limit is {MAX_CHARS:,}", source)
     return document
 
 
@@ -98,6 +103,12 @@ def peek_name(text: str | bytes, *, max_bytes: int) -> str | None:
 
 #: Deepest nesting a manifest may have: the schema itself needs 4 levels.
 MAX_NESTING = 32
+#: The most characters a manifest may come to: its text once parsed, and its normalised JSON, which is
+#: what the store keeps of it in one row (Table Storage: 1 MiB an entity; `adapters.storage.tables`
+#: spreads the JSON over 64 KiB string properties). Four times the default document limit (64 KiB):
+#: JSON of a YAML or JSON document is at most about three times its size, so every manifest under the
+#: document limit fits, unless YAML aliases repeat a long string.
+MAX_CHARS = 256_000
 
 
 def _nesting(text: bytes) -> int:
@@ -110,6 +121,21 @@ def _nesting(text: bytes) -> int:
 
 
 _NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
+
+
+def _text_chars(document: object) -> int:
+    """Characters of the document's keys and scalar values (aliases of a string count each time)."""
+    total, pending = 0, [document]
+    while pending:
+        node = pending.pop()
+        if isinstance(node, dict):
+            pending.extend(node.keys())
+            pending.extend(node.values())
+        elif isinstance(node, list):
+            pending.extend(node)
+        else:
+            total += len(str(node))
+    return total
 
 
 def _repeats_a_node(document: object) -> bool:

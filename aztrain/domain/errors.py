@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
+
 
 class AztrainError(Exception):
     """Base of every error the control plane raises on purpose."""
@@ -15,14 +18,35 @@ class ConfigError(AztrainError):
         self.setting = setting
 
 
+#: The field of a problem with the document as a whole, and of one that is not YAML or JSON at all.
+DOCUMENT = "(document)"
+SYNTAX = "(syntax)"
+
+
+@dataclass(frozen=True)
+class FieldProblem:
+    """One thing wrong with a manifest: the field at fault (a dotted path, or `DOCUMENT`/`SYNTAX`) and the fix."""
+
+    field: str
+    message: str
+
+    def __str__(self) -> str:
+        return self.message if self.field in (DOCUMENT, SYNTAX) else f"{self.field}: {self.message}"
+
+
 class ManifestError(AztrainError):
     """A manifest was rejected. `problems` lists each field and how to fix it."""
 
-    def __init__(self, problems: list[str], *, source: str = "") -> None:
-        self.problems = problems
+    def __init__(self, problems: Sequence[FieldProblem], *, source: str = "") -> None:
+        self.problems = list(problems)
         self.source = source
         where = f" ({source})" if source else ""
-        super().__init__(f"invalid manifest{where}: " + "; ".join(problems))
+        super().__init__(f"invalid manifest{where}: " + "; ".join(str(p) for p in problems))
+
+    @classmethod
+    def at(cls, field: str, message: str) -> ManifestError:
+        """A rejection for one problem."""
+        return cls([FieldProblem(field, message)])
 
 
 class NotFound(AztrainError):

@@ -13,6 +13,9 @@ from pathlib import Path
 
 #: What `new_run_id` makes: 13 digits, a hyphen, 6 hex digits.
 RUN_ID_PATTERN = r"\d{13}-[0-9a-f]{6}"
+#: A run's short id: its last 6 hex digits (random, or from its event's id), what people see and type.
+#: The 13 digits before them are an inverted time, so runs of one day share them; the end tells runs apart.
+SHORT_RUN_ID_PATTERN = r"[0-9a-f]{6}"
 #: A job (and model) name: DNS-label style, 3-63 characters.
 JOB_NAME_PATTERN = r"[a-z0-9][a-z0-9-]{1,61}[a-z0-9]"
 #: Backend job names are derived from run ids, so status events name their run.
@@ -60,13 +63,17 @@ def event_run_id(event_id: str, raised: datetime) -> str:
     return f"{_inverted_millis(raised):013d}-{hashlib.sha256(event_id.encode()).hexdigest()[:6]}"
 
 
-def intake_key(event_id: str, raised: datetime) -> str:
-    """An intake's key: when its event was raised, then a hash of the event's id; sorts oldest first."""
-    return f"{int(raised.timestamp() * 1000):013d}-{hashlib.sha256(event_id.encode()).hexdigest()[:12]}"
-
-
 def _inverted_millis(at: datetime) -> int:
     return 10**13 - int(at.timestamp() * 1000)
+
+
+def short_run_id(run_id: str) -> str:
+    """The short id people see and type: the random end of the run id (`8204141234567-3fa9c2` -> `3fa9c2`)."""
+    return run_id.rsplit("-", 1)[-1]
+
+
+def is_short_run_id(value: str) -> bool:
+    return re.fullmatch(SHORT_RUN_ID_PATTERN, value) is not None
 
 
 def is_run_id(value: str) -> bool:

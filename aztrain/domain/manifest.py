@@ -4,7 +4,9 @@ A manifest arrives as YAML (a blob dropped into `manifests/`) or JSON (HTTP).
 Validation is strict: unknown keys, wrong types and out-of-range numbers are
 rejected with a message naming the field and the fix, because a manifest that
 is silently "fixed" trains the wrong thing on expensive GPUs. The guards that run
-before the YAML parser (size, nesting, aliases) live in `documents`.
+before the YAML parser (size, nesting, aliases) live in `documents`. It runs past 300 lines
+because one answer names every problem: a section that is well-formed is checked further
+(its arguments, its compute) even when another is not, beside the model it checks.
 """
 
 from __future__ import annotations
@@ -12,7 +14,8 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from typing import Annotated, Any, Literal
+from collections.abc import Callable
+from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import (
     BaseModel,
@@ -35,8 +38,8 @@ from aztrain.domain.code import (
     entrypoint_problem,
     registered_shorthand,
 )
-from aztrain.domain.documents import read_document
-from aztrain.domain.errors import ManifestError
+from aztrain.domain.documents import MAX_CHARS, read_document
+from aztrain.domain.errors import DOCUMENT, FieldProblem, ManifestError
 from aztrain.domain.layout import blob_path_problem
 from aztrain.domain.teams import MAX_PRIORITY, TEAM_PATTERN
 from trainer.args import ArgsError
@@ -44,6 +47,7 @@ from trainer.args import parse_args as parse_trainer_args
 
 _DURATION = re.compile(r"^(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
 _NAME = r"^[a-z0-9]([a-z0-9-]{1,61}[a-z0-9])$"
+S = TypeVar("S", bound=BaseModel)
 
 
 def parse_duration(value: object, *, allow_zero: bool = False) -> int:
@@ -145,7 +149,7 @@ class TrainerSpec(_Strict):
 
 
 class ComputeSpec(_Strict):
-    """The cluster shape: a named profile (or VM size), nodes and Horovod processes per node."""
+    """The cluster shape: a named profile (or VM size), nodes and training processes per node."""
 
     profile: str = "gpu-small"
     vm_size: str | None = None
@@ -241,51 +245,91 @@ class JobManifest(_Strict):
 
     @property
     def content_hash(self) -> str:
-        """sha256 of the canonical form: equal manifests have equal hashes however they were written."""
-        canonical = json.dumps(self.normalised(), sort_keys=True, separators=(",", ":"))
-        return hashlib.sha256(canonical.encode()).hexdigest()
+        """sha256 of what the manifest sets: equal manifests have equal hashes however they were written.
+
+        A value equal to its default counts as unset, so a field the schema gains later, with a default,
+        changes no hash: an identical manifest resubmitted after an upgrade is still identical.
+        """
+        chosen = self.model_dump(mode="json", by_alias=True, exclude_defaults=True)
+        return hashlib.sha256(json.dumps(chosen, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
     @property
     def watches_data(self) -> bool:
         return bool(self.retrain and self.retrain.on_data_arrival)
 
 
-def parse_manifest(text: str | bytes, *, source: str = "", max_bytes: int = 64 * 1024) -> JobManifest:
-    """Parse YAML or JSON text into a validated manifest, or raise `ManifestError`."""
-    return manifest_from_dict(read_document(text, source=source, max_bytes=max_bytes), source=source)
+#: A check of a manifest's `compute` against where it would run (the backend's profiles): raises `ManifestError`.
+ComputeCheck = Callable[[ComputeSpec], object]
 
 
-def manifest_from_dict(document: object, *, source: str = "") -> JobManifest:
-    """Validate an already-decoded document."""
-    if not isinstance(document, dict):
-        raise ManifestError(
-            [f"expected a mapping with apiVersion, kind, name, data; got {type(document).__name__}"], source=source
-        )
-    try:
-        manifest = JobManifest.model_validate(document)
-    except ValidationError as exc:
-        raise ManifestError([_describe(err) for err in exc.errors()], source=source) from None
-    args = dict(manifest.trainer.args)
-    try:
-        parse_trainer_args(args) if manifest.trainer.builtin else check_program_args(args)
-    except ArgsError as exc:  # each problem already names its trainer.args.<name>
-        raise ManifestError(exc.problems, source=source) from None
+def parse_manifest(
+    text: str | bytes, *, source: str = "", max_bytes: int = 64 * 1024, compute_check: ComputeCheck | None = None
+) -> JobManifest:
+    """Parse YAML or JSON text into a validated manifest, or raise `ManifestError` naming every problem."""
+    document = read_document(text, source=source, max_bytes=max_bytes)
+    manifest = manifest_from_dict(document, source=source, compute_check=compute_check)
+    stored = len(json.dumps(manifest.normalised()))
+    if stored > MAX_CHARS:  # what the store can hold of one manifest (documents.MAX_CHARS)
+        too_long = f"manifest comes to {stored:,} characters as normalised JSON; the limit is {MAX_CHARS:,}"
+        raise ManifestError([FieldProblem(DOCUMENT, too_long)], source=source)
     return manifest
 
 
-def _describe(error: Any) -> str:
-    field = ".".join(str(part) for part in error["loc"]) or "(document)"
+def manifest_from_dict(document: object, *, source: str = "", compute_check: ComputeCheck | None = None) -> JobManifest:
+    """Validate an already-decoded document: the schema, the trainer's arguments and `compute_check`, all at once.
+
+    Each section that is well-formed on its own is checked further even when another section is not,
+    so one answer names every problem, not the first layer of them.
+    """
+    if not isinstance(document, dict):
+        expected = f"expected a mapping with apiVersion, kind, name, data; got {type(document).__name__}"
+        raise ManifestError([FieldProblem(DOCUMENT, expected)], source=source)
+    problems: list[FieldProblem] = []
+    try:
+        manifest: JobManifest | None = JobManifest.model_validate(document)
+    except ValidationError as exc:
+        manifest = None
+        problems += [_describe(err) for err in exc.errors()]
+    trainer = manifest.trainer if manifest else _section(TrainerSpec, document.get("trainer", {}))
+    if trainer is not None:
+        try:
+            (parse_trainer_args if trainer.builtin else check_program_args)(dict(trainer.args))
+        except ArgsError as exc:  # each problem names its trainer.args.<name>
+            problems += [FieldProblem(field, message) for field, message in exc.problems]
+    compute = manifest.compute if manifest else _section(ComputeSpec, document.get("compute", {}))
+    if compute is not None and compute_check is not None:
+        try:
+            compute_check(compute)
+        except ManifestError as exc:
+            problems += exc.problems
+    if problems or manifest is None:
+        raise ManifestError(problems, source=source)
+    return manifest
+
+
+def _section(model: type[S], value: object) -> S | None:
+    """One section of a manifest on its own, or None where it has problems (already named by the whole)."""
+    try:
+        return model.model_validate(value)
+    except ValidationError:
+        return None
+
+
+def _describe(error: Any) -> FieldProblem:
+    field = ".".join(str(part) for part in error["loc"]) or DOCUMENT
     kind = error["type"]
     if kind == "extra_forbidden":
-        return f"{field}: unknown field; remove it or check its spelling against `aztrain schema`"
+        return FieldProblem(field, "unknown field; remove it or check its spelling against `aztrain schema`")
     if kind == "missing":
-        return f"{field}: required field is missing"
+        return FieldProblem(field, "required field is missing")
     if kind == "literal_error":
-        return f"{field}: {error['msg'].lower()}"
+        return FieldProblem(field, error["msg"].lower())
     if kind == "string_pattern_mismatch" and field == "name":
-        return "name: use 3-63 lowercase letters, digits or '-', starting and ending with a letter or digit"
+        return FieldProblem(
+            field, "use 3-63 lowercase letters, digits or '-', starting and ending with a letter or digit"
+        )
     message = error["msg"].removeprefix("Value error, ")
-    return f"{field}: {message[:1].lower()}{message[1:]} (got {error.get('input')!r})"
+    return FieldProblem(field, f"{message[:1].lower()}{message[1:]} (got {error.get('input')!r})")
 
 
 def manifest_schema() -> dict[str, Any]:

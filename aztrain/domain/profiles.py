@@ -26,7 +26,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
-from aztrain.domain.errors import ConfigError, ManifestError
+from aztrain.domain.errors import ConfigError, FieldProblem, ManifestError
 from aztrain.domain.manifest import ComputeSpec
 from aztrain.domain.records import ClusterSpec, cluster_spec
 from aztrain.domain.sizes import GPUS_PER_NODE, SIZES, retirement_notice
@@ -214,12 +214,12 @@ def select_profile(profiles: Mapping[str, ComputeProfile], compute: ComputeSpec)
     manifest names a VM size Azure has retired.
     """
     if compute.vm_size and (notice := retirement_notice(compute.vm_size)):
-        raise ManifestError([f"compute.vm_size: {notice}"])
+        raise ManifestError.at("compute.vm_size", notice)
     named = profiles.get(compute.profile)
     if named is None:
         known = ", ".join(sorted(profiles))
-        problem = f"compute.profile: {compute.profile!r} is not a compute profile this deployment offers"
-        raise ManifestError([f"{problem}; use one of: {known}"])
+        problem = f"{compute.profile!r} is not a compute profile this deployment offers"
+        raise ManifestError.at("compute.profile", f"{problem}; use one of: {known}")
     tier = named.tier if named.serverless else TIER_FOR_PRIORITY[compute.priority]
     wanted = (compute.vm_size or named.vm_size, tier)
     same_placement = [p for p in sorted(profiles.values(), key=lambda p: p.name) if p.placement == named.placement]
@@ -228,8 +228,8 @@ def select_profile(profiles: Mapping[str, ComputeProfile], compute: ComputeSpec)
         field = "compute.vm_size" if wanted[0] != named.vm_size else "compute.priority"
         offered = ", ".join(f"{p.name} ({p.vm_size}, {p.tier})" for p in same_placement)
         nodes = f"{named.placement} nodes" if named.serverless else f"{wanted[1]} nodes"
-        raise ManifestError(
-            [f"{field}: no compute profile runs {wanted[0]} on {nodes}; profiles: {offered} ({SETTING})"]
+        raise ManifestError.at(
+            field, f"no compute profile runs {wanted[0]} on {nodes}; profiles: {offered} ({SETTING})"
         )
     return match
 
@@ -238,14 +238,17 @@ def cluster_for(profiles: Mapping[str, ComputeProfile], compute: ComputeSpec) ->
     """The nodes for a manifest's `compute`: its profile's cluster, or serverless nodes named after the profile.
 
     `ManifestError` naming every problem: no profile fits, more nodes than the profile allows, or
-    more Horovod processes per node than its nodes have GPUs (each process needs its own).
+    more training processes per node than its nodes have GPUs (each process needs its own).
     """
     profile = select_profile(profiles, compute)
     problems = []
     if compute.nodes > profile.max_nodes:
         problems.append(
-            f"compute.nodes: {compute.nodes} is more than the {profile.max_nodes} node(s) "
-            f"compute profile {profile.name} allows; ask for fewer or raise its max_nodes ({SETTING})"
+            FieldProblem(
+                "compute.nodes",
+                f"{compute.nodes} is more than the {profile.max_nodes} node(s) compute profile {profile.name} "
+                f"allows; ask for fewer or raise its max_nodes ({SETTING})",
+            )
         )
     gpus = gpu_problem(profile, compute)
     if gpus:
@@ -263,13 +266,14 @@ def cluster_for(profiles: Mapping[str, ComputeProfile], compute: ComputeSpec) ->
     )
 
 
-def gpu_problem(profile: ComputeProfile, compute: ComputeSpec) -> str | None:
-    """Why `compute` asks for more Horovod processes per node than the profile's nodes have GPUs, or None."""
+def gpu_problem(profile: ComputeProfile, compute: ComputeSpec) -> FieldProblem | None:
+    """Why `compute` asks for more training processes per node than the profile's nodes have GPUs, or None."""
     if not profile.gpus_per_node or compute.processes_per_node <= profile.gpus_per_node:
         return None
-    return (
-        f"compute.processes_per_node: {compute.processes_per_node} is more than the {profile.gpus_per_node} "
-        f"GPU(s) per node of compute profile {profile.name} ({profile.vm_size}), and each Horovod process "
+    return FieldProblem(
+        "compute.processes_per_node",
+        f"{compute.processes_per_node} is more than the {profile.gpus_per_node} "
+        f"GPU(s) per node of compute profile {profile.name} ({profile.vm_size}), and each training process "
         f"needs its own GPU; ask for at most {profile.gpus_per_node} per node and more nodes, or a profile "
-        f"with more GPUs per node"
+        f"with more GPUs per node",
     )

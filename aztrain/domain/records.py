@@ -73,22 +73,6 @@ class Arrival:
 
 
 @dataclass(frozen=True)
-class Intake:
-    """A blob event as it arrived, recorded for the reconciler to act on (`usecases.intake`).
-
-    `key` orders intakes oldest first and is the same on every delivery of the event (see
-    `layout.intake_key`), so a redelivery before the intake is acted on records nothing new.
-    """
-
-    key: str
-    event_id: str
-    container: str
-    name: str
-    etag: str = ""
-    raised: datetime | None = None  # when storage raised the event
-
-
-@dataclass(frozen=True)
 class DeadLetter:
     """An event that can never succeed (`deadletters` table): recorded with why, then acknowledged.
 
@@ -157,7 +141,7 @@ def cluster_spec(
 ) -> ClusterSpec:
     """The `ClusterSpec` for a manifest's `compute`, or `ManifestError` if it asks for more than `max_nodes`."""
     if compute.nodes > max_nodes:
-        raise ManifestError([f"compute.nodes: {compute.nodes} is more than the {max_nodes} node(s) {name} allows"])
+        raise ManifestError.at("compute.nodes", f"{compute.nodes} is more than the {max_nodes} node(s) {name} allows")
     return ClusterSpec(
         name=name,
         nodes=compute.nodes,

@@ -22,6 +22,7 @@ from enum import StrEnum
 from typing import Any
 
 from aztrain.domain.cost import Rate
+from aztrain.domain.errors import FieldProblem
 from aztrain.domain.layout import new_run_id
 from aztrain.domain.manifest import JobManifest
 from aztrain.domain.records import JobPhase
@@ -180,6 +181,8 @@ class Run:
     #: Why a run in QUEUED is not admitted yet (a quota, a team's share); None once it may take nodes.
     waiting_reason: str | None = None
     error: str = ""
+    #: A REJECTED run's manifest problems, each field and its fix (`error` says the same in words).
+    problems: tuple[FieldProblem, ...] = ()
     team: str = ""  # whose quota and budget it uses (docs/teams.md); "" only for rows stored before teams
     submitted_by: str = ""  # the signed-in user who submitted it; "" for a dropped manifest or a retraining run
     priority: int = 0  # its place among its team's waiting runs, higher first

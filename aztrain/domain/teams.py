@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from aztrain.domain.errors import ManifestError
+from aztrain.domain.errors import DOCUMENT, ManifestError
 from aztrain.domain.identity import DEFAULT_TEAM
 
 TEAM_PATTERN = r"^[a-z][a-z0-9-]{1,30}[a-z0-9]$"
@@ -58,11 +58,11 @@ def dropped_team(source: str, prefix: str, asked: str | None) -> str:
     """
     folder = _folder(source, prefix)
     if folder is not None and (problem := team_problem(folder)):
-        raise ManifestError([f"folder {folder}/: {problem}"])
+        raise ManifestError.at(DOCUMENT, f"folder {folder}/: {problem}")
     team = folder or DEFAULT_TEAM
     if asked and asked != team:
-        says = f"team: the manifest says {asked} but was dropped into team {team}'s folder"
-        raise ManifestError([f"{says}; drop it under {prefix}{asked}/"])
+        says = f"the manifest says {asked} but was dropped into team {team}'s folder"
+        raise ManifestError.at("team", f"{says}; drop it under {prefix}{asked}/")
     return team
 
 

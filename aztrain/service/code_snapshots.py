@@ -16,7 +16,7 @@ import tempfile
 from pathlib import Path
 
 from aztrain.domain.code import CODE_FOLDER, CodeSnapshot, code_listing_blob, entry_files
-from aztrain.domain.errors import DataChanged, ManifestError, NotFound
+from aztrain.domain.errors import DataChanged, FieldProblem, ManifestError, NotFound
 from aztrain.domain.manifest import JobManifest
 from aztrain.service.ports import DataStore
 
@@ -41,20 +41,27 @@ def check_code(data: DataStore, container: str, manifest: JobManifest) -> None:
     try:
         snapshot = read_code_snapshot(data, container, trainer.code)
     except NotFound:
-        raise ManifestError(
-            [f"trainer.code: code snapshot {trainer.code} does not exist; push the folder with `aztrain code push DIR`"]
+        raise ManifestError.at(
+            "trainer.code", f"code snapshot {trainer.code} does not exist; push the folder with `aztrain code push DIR`"
         ) from None
-    paths, problems = snapshot.paths(), []
+    paths, problems = snapshot.paths(), list[FieldProblem]()
     wanted = entry_files(trainer.entrypoint)
     if not paths.intersection(wanted):
         problems.append(
-            f"trainer.entrypoint: {trainer.entrypoint!r} is not in code snapshot {trainer.code}: "
-            f"expected {' or '.join(wanted)} among its {len(paths)} file(s)"
+            FieldProblem(
+                "trainer.entrypoint",
+                f"{trainer.entrypoint!r} is not in code snapshot {trainer.code}: "
+                f"expected {' or '.join(wanted)} among its {len(paths)} file(s)",
+            )
         )
     environment = trainer.environment
     needed = (environment.requirements or environment.conda) if environment else None
     if environment and needed and needed not in paths:
-        problems.append(f"trainer.environment.{environment.kind}: {needed!r} is not in code snapshot {trainer.code}")
+        problems.append(
+            FieldProblem(
+                f"trainer.environment.{environment.kind}", f"{needed!r} is not in code snapshot {trainer.code}"
+            )
+        )
     if problems:
         raise ManifestError(problems)
 

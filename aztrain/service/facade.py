@@ -1,29 +1,50 @@
-"""The service layer's facade: the entry points triggers, the CLI and tests call.
+"""The service layer's facade: the entry points triggers and tests call (the CLI calls the HTTP API).
 
-Each method delegates to a use-case module in `aztrain.service.usecases` (intake, progress,
-retraining, registry, capacity), all sharing one `Context`. Every use case is idempotent
-and quick: handlers record intent and take one cheap step; `reconcile` drives runs forward
-from backend state and is the backstop for every lost or late event.
+Each method delegates to a use-case module in `aztrain.service.usecases` (intake, idempotency,
+progress, retraining, registry, capacity), all sharing one `Context`; reads for display go through
+`queries` (`aztrain.service.queries`). Every use case is idempotent and quick: handlers record
+intent and take the cheap steps due; `reconcile` is the slow backstop for every lost or late event.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime
+from typing import TypeVar
 
+from pydantic import BaseModel
+
+from aztrain.api.teams import DryRunView
 from aztrain.domain.identity import Principal
 from aztrain.domain.records import DeadLetter, JobPhase, ModelVersion
 from aztrain.domain.retrain import Snapshot, Window
 from aztrain.domain.runs import Run
+from aztrain.domain.teams import Team
+from aztrain.service import views
 from aztrain.service.ports import ComputeBackend, ControlStore, DataStore, EventSink
 from aztrain.service.queries import AmbiguousRun, InvalidContinuation, Queries
 from aztrain.service.settings import Settings
-from aztrain.service.usecases import deadletters, inbox, intake, progress, reconciler, registry, retraining
+from aztrain.service.usecases import (
+    blob_events,
+    costing,
+    deadletters,
+    dryrun,
+    idempotency,
+    intake,
+    progress,
+    reconciler,
+    registry,
+    retraining,
+    teamadmin,
+)
+from aztrain.service.usecases.blob_events import BlobEvent
 from aztrain.service.usecases.context import Context
-from aztrain.service.usecases.inbox import BlobEvent
+from aztrain.service.usecases.idempotency import KeyReused, Once
 from aztrain.service.usecases.intake import Submitted
 
-__all__ = ["AmbiguousRun", "BlobEvent", "ControlPlane", "InvalidContinuation", "Submitted"]
+__all__ = ["AmbiguousRun", "BlobEvent", "ControlPlane", "InvalidContinuation", "KeyReused", "Once", "Submitted"]
+
+A = TypeVar("A", bound=BaseModel)
 
 
 class ControlPlane:
@@ -95,13 +116,13 @@ class ControlPlane:
             by=by,
         )
 
-    def on_blob_created(self, event: BlobEvent) -> None:
-        """A blob landed: recorded for the reconciler, whose next pass starts its job or records its data."""
-        inbox.on_blob_created(self.ctx, event)
+    def once(self, key: str, request: bytes, answer: Callable[[str], A], *, keep: Callable[[A], bool]) -> Once[A]:
+        """`answer(run_id)` once per idempotency key: a retry of the same `request` gets the first answer."""
+        return idempotency.once(self.ctx, key, request, answer, keep=keep)
 
-    def process_inbox(self) -> int:
-        """Act on the blob events recorded so far (the reconciler's first step); returns how many."""
-        return inbox.process_inbox(self.ctx)
+    def on_blob_created(self, event: BlobEvent) -> None:
+        """A blob landed: a manifest starts its job and run (first steps at once), an upload becomes arrivals."""
+        blob_events.on_blob_created(self.ctx, event)
 
     def dead_letter(self, *, function: str, event_id: str, event_type: str, subject: str, reason: str) -> DeadLetter:
         """Record an event that can never succeed, so its handler can acknowledge it."""
@@ -146,6 +167,27 @@ class ControlPlane:
     def current_model(self, name: str) -> ModelVersion | None:
         """The latest promoted version of a model."""
         return registry.current_model(self.ctx, name)
+
+    # ------------------------------------------------------------ teams, cost
+    def teams(self) -> list[Team]:
+        """Every team and its bounds, by name."""
+        return self.ctx.store.list_teams()
+
+    def dry_run(self, manifest_text: str | bytes, *, by: Principal) -> DryRunView:
+        """What submitting the manifest would do now (placement, cost, admission, wait), recording nothing."""
+        return views.dry_run_view(dryrun.dry_run(self.ctx, manifest_text, by=by))
+
+    def set_team(self, team: Team, *, by: Principal) -> Team:
+        """Create a team or replace its bounds (admins only: `Forbidden` otherwise)."""
+        return teamadmin.set_team(self.ctx, team, by=by)
+
+    def delete_team(self, name: str, *, by: Principal) -> None:
+        """Forget a team's bounds (admins only)."""
+        teamadmin.delete_team(self.ctx, name, by=by)
+
+    def cost_report(self, month: str | None = None, *, team: str | None = None) -> costing.Report:
+        """A month's spend (default: this month's) per team, job and day: its ledger plus active runs' live cost."""
+        return costing.report(self.ctx, month, team=team)
 
     # --------------------------------------------------------------- reconcile
     def reconcile(self) -> None:

@@ -64,8 +64,9 @@ def render_plan(manifest_text: str | bytes, settings: Settings) -> str:
     if profile.serverless and identity:  # the SDK's YAML form keeps the identity's type, not which one
         where += f"\n# the job runs as the workspace's user-assigned identity {identity}"
     header = (
-        f"# aztrain plan for job {manifest.name} (manifest {manifest.content_hash[:12]}) on compute profile "
-        f"{profile.name}, {where}\n# {RUN_ID} and {SNAPSHOT_ID} are assigned when the run starts.\n"
+        f"# aztrain plan for job {manifest.name} (manifest {manifest.content_hash[:12]}, distribution "
+        f"{manifest.trainer.distribution}) on compute profile {profile.name}, {where}\n"
+        f"# {RUN_ID} and {SNAPSHOT_ID} are assigned when the run starts.\n"
         f"# environment: {which}\n"
     )
     return header + yaml.safe_dump_all(documents, sort_keys=False, explicit_start=True)

@@ -14,6 +14,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Protocol
 
+from aztrain.domain.cost import CostEntry
 from aztrain.domain.manifest import ComputeSpec
 from aztrain.domain.records import (
     Arrival,
@@ -21,7 +22,6 @@ from aztrain.domain.records import (
     ClusterRecord,
     ClusterSpec,
     DeadLetter,
-    Intake,
     JobObservation,
     JobPhase,
     JobRecord,
@@ -31,6 +31,7 @@ from aztrain.domain.records import (
     Quota,
 )
 from aztrain.domain.runs import Run, RunState, Transition
+from aztrain.domain.teams import Team
 
 
 class Runs(Protocol):
@@ -50,6 +51,10 @@ class Runs(Protocol):
 
     def get_run(self, run_id: str) -> Run | None:
         """A run by id alone (point reads, not a table scan)."""
+        ...
+
+    def runs_by_short_id(self, short_id: str) -> list[Run]:
+        """The runs whose id ends in `short_id` (`layout.short_run_id`): an index read, then a point read each."""
         ...
 
     def find_runs(
@@ -138,22 +143,6 @@ class Claims(Protocol):
         ...
 
 
-class Inbox(Protocol):
-    """Blob events recorded as they arrive, one write each, for the reconciler to act on (`inbox`)."""
-
-    def record_intake(self, intake: Intake) -> None:
-        """Store the intake unless its key is already there (a redelivery changes nothing)."""
-        ...
-
-    def intakes(self, limit: int) -> list[Intake]:
-        """The oldest `limit` intakes not yet acted on, oldest first."""
-        ...
-
-    def remove_intakes(self, keys: Sequence[str]) -> None:
-        """Forget intakes that were acted on (a key already gone is no error)."""
-        ...
-
-
 class Arrivals(Protocol):
     """Data uploads under watched prefixes, pending until a run consumes them (`arrivals`)."""
 
@@ -206,7 +195,37 @@ class DeadLetters(Protocol):
         ...
 
 
-class ControlStore(Runs, Outbox, Jobs, Claims, Inbox, Arrivals, Models, Clusters, DeadLetters, Protocol):
+class Costs(Protocol):
+    """The cost ledger (`costs`): each finished run's final cost, kept by the month it ended in."""
+
+    def record_cost(self, entry: CostEntry) -> None:
+        """Store the entry unless its run's is already there (a repeated record changes nothing)."""
+        ...
+
+    def costs(self, month: str, team: str | None = None) -> list[CostEntry]:
+        """The entries of runs that ended in `month` (`YYYY-MM`), optionally of one team only: one partition read."""
+        ...
+
+
+class Teams(Protocol):
+    """Teams and their bounds (`teams`, one small partition read whole); writes are ETag-conditional."""
+
+    def get_team(self, name: str) -> Team | None: ...
+
+    def put_team(self, team: Team) -> Team:
+        """Create (`etag is None`) or replace if unchanged since read; `ConcurrencyError` on a lost race."""
+        ...
+
+    def delete_team(self, name: str) -> None:
+        """Forget a team (its runs keep their team name); no error if it is gone."""
+        ...
+
+    def list_teams(self) -> list[Team]:
+        """Every team, by name."""
+        ...
+
+
+class ControlStore(Runs, Outbox, Jobs, Claims, Arrivals, Models, Clusters, DeadLetters, Costs, Teams, Protocol):
     """Every table the control plane keeps; one Table Storage account holds them all."""
 
 

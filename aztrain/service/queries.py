@@ -19,13 +19,22 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 from aztrain.api import models as api
+from aztrain.api import teams as teams_api
 from aztrain.api.models import MIN_RUN_PREFIX
 from aztrain.domain.errors import AztrainError, NotFound
-from aztrain.domain.layout import RUN_ID_PATTERN
+from aztrain.domain.layout import RUN_ID_PATTERN, is_short_run_id
 from aztrain.domain.runs import Run, RunState
 from aztrain.service import views
-from aztrain.service.run_outputs import LogChunk, RunFiles, read_log, read_metrics
-from aztrain.service.usecases import registry, retraining
+from aztrain.service.run_outputs import (
+    MAX_OUTPUT_BYTES,
+    LogChunk,
+    RunFiles,
+    output_files,
+    read_log,
+    read_metrics,
+    read_output,
+)
+from aztrain.service.usecases import costing, registry, retraining
 from aztrain.service.usecases.context import Context
 
 T = TypeVar("T")
@@ -40,8 +49,18 @@ class AmbiguousRun(AztrainError):
 
     def __init__(self, prefix: str, candidates: list[str]) -> None:
         count = f"more than {MAX_CANDIDATES}" if len(candidates) > MAX_CANDIDATES else str(len(candidates))
-        super().__init__(f"run id prefix {prefix!r} matches {count} runs; give more characters")
+        super().__init__(f"run id {prefix!r} matches {count} runs; give more of the id (the full id settles it)")
         self.candidates = candidates[:MAX_CANDIDATES]
+
+
+class OutputTooLarge(AztrainError):
+    """An output file beyond what one API answer carries: it is read from the runs container instead."""
+
+    def __init__(self, path: str) -> None:
+        super().__init__(
+            f"{path} is more than the {MAX_OUTPUT_BYTES // 2**20} MiB one answer carries; "
+            "download it from the runs container (az storage blob download, or the SDK)"
+        )
 
 
 class InvalidContinuation(AztrainError):
@@ -69,6 +88,13 @@ class Queries:
     def _container(self) -> str:
         return self._ctx.settings.runs_container
 
+    # ------------------------------------------------------------------ cost
+    def cost(self, month: str | None, *, team: str | None) -> teams_api.CostReport:
+        """A month's spend per team (with its budget), job and day: one ledger partition plus the active index."""
+        budgets = {t.name: t.monthly_budget for t in self._ctx.store.list_teams()}
+        report = costing.report(self._ctx, month, team=team)
+        return views.cost_report_view(report, region=self._ctx.settings.region, budgets=budgets)
+
     # ------------------------------------------------------------------ runs
     def runs(self, *, job: str | None, states: Sequence[RunState], limit: int, continuation: str | None) -> api.RunList:
         """A page of runs, newest first: one bounded read of storage, however many runs came before."""
@@ -79,12 +105,21 @@ class Queries:
         return api.RunList(runs=[self.view(r) for r in shown], next=_token(shown[-1].id) if len(runs) > limit else None)
 
     def run(self, ref: str) -> Run:
-        """A run by its id or a unique prefix of it; `NotFound`, or `AmbiguousRun` naming the candidates.
+        """A run by its id, short id or a unique prefix of its id; `NotFound`, or `AmbiguousRun` naming candidates.
 
-        A prefix is looked up in the run list's partition it names (one range read, at any history);
-        the run it matches is then read itself, as the list's copy may be a step behind.
+        A short id is looked up in its own index (`runaliases`: one partition read); a prefix in the run
+        list's partition it names (one range read); either at any history. The run found is then read
+        itself, as an index's copy may be a step behind.
         """
         store = self._ctx.store
+        if is_short_run_id(ref):  # the id's random end, what people see: its own index, one partition read
+            named = store.runs_by_short_id(ref)
+            if len(named) > 1:
+                raise AmbiguousRun(ref, [run.id for run in named])
+            if named:
+                return named[0]
+            if not ref.isdigit():  # six digits may still be the start of an id
+                raise NotFound("run", ref)
         if not re.fullmatch(RUN_ID_PATTERN, ref):
             if len(ref) < MIN_RUN_PREFIX:
                 raise NotFound("run", ref)
@@ -111,7 +146,26 @@ class Queries:
     def metrics(self, ref: str) -> api.Metrics:
         run = self.run(ref)
         epochs, final = read_metrics(self._ctx.data, RunFiles.of(run, self._container))
-        return api.Metrics(run_id=run.id, state=run.state, epochs=epochs, final=final or run.metrics or None)
+        rows = [api.EpochMetrics.model_validate(row) for row in epochs]
+        return api.Metrics(run_id=run.id, state=run.state, epochs=rows, final=final or run.metrics or None)
+
+    def output_files(self, ref: str) -> api.OutputList:
+        """The files at the top of the run's outputs folder (model, metrics): one listing of that folder."""
+        run = self.run(ref)
+        files = RunFiles.of(run, self._container)
+        found = [
+            api.OutputFile(name=blob.name.rsplit("/", 1)[-1], size=blob.size, path=f"{files.container}/{blob.name}")
+            for blob in output_files(self._ctx.data, files)
+        ]
+        return api.OutputList(run_id=run.id, files=found)
+
+    def output(self, ref: str, name: str) -> bytes:
+        """One output file's bytes; `NotFound`, or `OutputTooLarge` for one an answer cannot carry."""
+        files = RunFiles.of(self.run(ref), self._container)
+        body = read_output(self._ctx.data, files, name)
+        if len(body) > MAX_OUTPUT_BYTES:
+            raise OutputTooLarge(f"{files.container}/{files.output(name)}")
+        return body
 
     # --------------------------------------------------------- jobs, models
     def jobs(self, *, limit: int, continuation: str | None) -> api.JobList:

@@ -18,6 +18,7 @@ from typing import Any
 from aztrain.api.models import MAX_LOG_CHUNK, RunOutputs
 from aztrain.domain.errors import NotFound
 from aztrain.domain.layout import run_output_prefix
+from aztrain.domain.records import BlobInfo
 from aztrain.domain.runs import Run
 from aztrain.service.ports import DataStore
 
@@ -33,6 +34,8 @@ MODEL_FILE = "model.pt"
 DATA_FILES_FILE = "data_files.json"
 #: A listing of every image of a large image folder stays well below this.
 _MAX_DATA_FILES_BYTES = 16 * 1024 * 1024
+#: The largest output file one API answer carries (the digits model is 100 KB; a big one is read from the blob).
+MAX_OUTPUT_BYTES = 256 * 1024 * 1024
 #: Per-epoch rows are small; this bounds what one request reads however long a run trained.
 _MAX_EPOCHS_BYTES = 4 * 1024 * 1024
 #: How far back a `tail` reads per step while looking for enough line breaks.
@@ -106,6 +109,17 @@ def _tail(data: DataStore, files: RunFiles, lines: int) -> LogChunk:
             break
     kept = text[cut + 1 :]
     return LogChunk(kept, size - len(kept), size, size)
+
+
+def output_files(data: DataStore, files: RunFiles) -> list[BlobInfo]:
+    """The files at the top of the run's outputs folder (model, metrics); `checkpoints/` below it are not outputs."""
+    folder = files.output("")
+    return [b for b in data.list(files.container, folder) if "/" not in b.name.removeprefix(folder)]
+
+
+def read_output(data: DataStore, files: RunFiles, name: str) -> bytes:
+    """One output file's bytes, at most `MAX_OUTPUT_BYTES` + 1 (so a caller sees one too large); `NotFound`."""
+    return data.read(files.container, files.output(name), max_bytes=MAX_OUTPUT_BYTES)
 
 
 def read_metrics(data: DataStore, files: RunFiles) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:

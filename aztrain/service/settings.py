@@ -63,7 +63,7 @@ class Settings:
     aml_subscription_id: str = ""
     aml_resource_group: str = ""
     aml_workspace: str = ""
-    aml_environment: str = "aztrain-horovod@latest"
+    aml_environment: str = "aztrain-trainer@latest"
     #: Resource id of the user-assigned identity clusters run as (their jobs read and write datastores with it).
     aml_compute_identity_id: str = ""
     #: JSON adding or overriding compute profiles (`aztrain.domain.profiles`); empty: the defaults.
@@ -77,6 +77,8 @@ class Settings:
     events_topic_endpoint: str = ""
     events_topic_key: str = ""
     events_source: str = "/aztrain"
+    #: The Azure region whose prices a run's cost uses (`aztrain/domain/prices.json`, docs/teams.md).
+    region: str = "eastus"
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
@@ -126,6 +128,7 @@ class Settings:
             events_topic_endpoint=env.get("AZTRAIN_EVENTS_TOPIC_ENDPOINT", ""),
             events_topic_key=env.get("AZTRAIN_EVENTS_TOPIC_KEY", ""),
             events_source=env.get("AZTRAIN_EVENTS_SOURCE") or defaults.events_source,
+            region=env.get("AZTRAIN_REGION") or defaults.region,
         )
 
 

@@ -11,6 +11,8 @@
     jobs: () => "jobs",
     clusters: () => "clusters",
     models: () => "models",
+    cost: () => "cost",
+    deadletters: () => "deadletters",
   };
   let stop = () => {};
 

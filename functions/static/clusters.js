@@ -32,7 +32,13 @@
       "Last scale action",
       "Time to zero",
     ]);
-    root.append(h("h1", {}, "Clusters"), list.element);
+    const serverless = h(
+      "p",
+      { class: "muted", "data-serverless-note": "" },
+      "Runs on serverless profiles have no cluster, so no row here: their nodes are provisioned for each run " +
+        "and released when it ends, leaving no idle tail.",
+    );
+    root.append(h("h1", {}, "Clusters"), list.element, serverless);
     return poll(async () => {
       const { clusters } = await api.get("clusters");
       list.body.replaceChildren(

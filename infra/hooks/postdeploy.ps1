@@ -13,7 +13,7 @@ Set-StrictMode -Version Latest
 
 $template = Join-Path $PSScriptRoot '..' 'events.bicep'
 # The functions infra/events.bicep delivers to (tests/unit/test_infra.py keeps the lists equal).
-$functions = @('on_blob_created', 'on_run_status_changed')
+$functions = @('on_run_status_changed')
 $waitSeconds = if ($env:AZTRAIN_HOOK_WAIT_SECONDS) { [int]$env:AZTRAIN_HOOK_WAIT_SECONDS } else { 600 }
 $pollSeconds = if ($env:AZTRAIN_HOOK_POLL_SECONDS) { [int]$env:AZTRAIN_HOOK_POLL_SECONDS } else { 15 }
 

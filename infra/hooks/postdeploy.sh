@@ -14,7 +14,7 @@ set -eu
 here=$(CDPATH='' cd -- "$(dirname -- "$0")" && pwd)
 template="$here/../events.bicep"
 # The functions infra/events.bicep delivers to (tests/unit/test_infra.py keeps the lists equal).
-functions="on_blob_created on_run_status_changed"
+functions="on_run_status_changed"
 wait_seconds=${AZTRAIN_HOOK_WAIT_SECONDS:-600}
 poll_seconds=${AZTRAIN_HOOK_POLL_SECONDS:-15}
 

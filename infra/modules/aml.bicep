@@ -83,6 +83,10 @@ resource mlAppInsights 'Microsoft.Insights/components@2020-02-02' = {
   }
 }
 
+// The workspace keeps its system-assigned identity (its storage, key vault, studio's datastore reads)
+// and carries the training identity too: serverless jobs run as a user-assigned identity of the
+// workspace (learn.microsoft.com/azure/machine-learning/how-to-use-serverless-compute), and that
+// identity already holds the trainer's roles (rbac.bicep), as on the clusters it is attached to.
 resource workspace 'Microsoft.MachineLearningServices/workspaces@2024-04-01' = {
   name: workspaceName
   location: location
@@ -92,7 +96,10 @@ resource workspace 'Microsoft.MachineLearningServices/workspaces@2024-04-01' = {
     tier: 'Basic'
   }
   identity: {
-    type: 'SystemAssigned'
+    type: 'SystemAssigned,UserAssigned'
+    userAssignedIdentities: {
+      '${trainingIdentity.id}': {}
+    }
   }
   properties: {
     friendlyName: workspaceName

@@ -12,7 +12,7 @@ param functionPrincipalId string
 @description('The user-assigned identity training jobs run as.')
 param trainingPrincipalId string
 
-@description('The Event Grid system topic\'s identity, which writes dead letters.')
+@description('The Event Grid system topic\'s identity, which writes blob events to their queue and dead letters.')
 param eventGridPrincipalId string
 
 @description('The Azure ML workspace\'s system-assigned identity: studio reads the datastores with it.')
@@ -22,6 +22,12 @@ param jobsContainer string
 param runsContainer string
 param dataContainers array
 param deadLetterContainer string
+
+@description('The queue Event Grid writes blob events to, which the Function App\'s queue trigger reads.')
+param blobEventsQueue string
+
+@description('Where the Functions host moves a blob event that failed every attempt (its `<queue>-poison`).')
+param poisonQueue string
 
 @description('Optional: a user (object id) allowed to upload manifests and data and read run logs.')
 param userPrincipalId string = ''
@@ -37,6 +43,8 @@ var roles = {
   azureMLComputeOperator: 'e503ece1-11d0-4e8e-8e2c-7a6c3bf38815'
   managedIdentityOperator: 'f1a07417-d97a-45cb-824c-7a7467783830'
   eventGridDataSender: 'd5a91429-5739-47e2-a06b-3470a27159e7'
+  storageQueueDataContributor: '974c5e8b-45b9-4653-ba55-5f855dd0fb88'
+  storageQueueDataMessageSender: 'c6a89b2d-59bc-44d0-9896-0f6e12d7b80a'
 }
 
 resource storage 'Microsoft.Storage/storageAccounts@2023-05-01' existing = {
@@ -121,8 +129,8 @@ resource functionTables 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
   }
 }
 
-// No queue role: per the same table only blob triggers and Durable Functions make the host use queues,
-// and the app has neither (HTTP, Event Grid and timer triggers; it reads and writes no queue).
+// The host itself needs no queue role (per the same table only blob triggers and Durable Functions make
+// it use queues); the app's own queue triggers get theirs on the two queues they read (below).
 
 // Telemetry with Entra ID (Application Insights has local auth disabled).
 resource functionTelemetry 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
@@ -234,7 +242,53 @@ resource workspaceReadsDatastores 'Microsoft.Authorization/roleAssignments@2022-
   }
 ]
 
+// ---------------------------------------------------------------- the blob-events queues
+
+resource queueService 'Microsoft.Storage/storageAccounts/queueServices@2023-05-01' existing = {
+  parent: storage
+  name: 'default'
+}
+
+resource blobEvents 'Microsoft.Storage/storageAccounts/queueServices/queues@2023-05-01' existing = {
+  parent: queueService
+  name: blobEventsQueue
+}
+
+resource poisonEvents 'Microsoft.Storage/storageAccounts/queueServices/queues@2023-05-01' existing = {
+  parent: queueService
+  name: poisonQueue
+}
+
+// The queue trigger reads, updates and deletes messages of the blob-events queue, and writes the ones
+// that failed every attempt to the poison queue, whose own trigger reads them: Storage Queue Data
+// Contributor on those two queues only ("Azure Queue storage trigger": identity-based connections
+// need it, learn.microsoft.com/azure/azure-functions/functions-bindings-storage-queue-trigger).
+resource functionQueues 'Microsoft.Authorization/roleAssignments@2022-04-01' = [
+  for queue in [blobEvents, poisonEvents]: {
+    name: guid(queue.id, functionPrincipalId, roles.storageQueueDataContributor)
+    scope: queue
+    properties: {
+      roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.storageQueueDataContributor)
+      principalId: functionPrincipalId
+      principalType: 'ServicePrincipal'
+    }
+  }
+]
+
 // ---------------------------------------------------------------- Event Grid
+
+// Deliver blob events with the system topic's identity (deliveryWithResourceIdentity): it may add
+// messages to the blob-events queue, and nothing else there ("Storage queue as an event handler",
+// learn.microsoft.com/azure/event-grid/handler-storage-queues).
+resource eventGridSendsBlobEvents 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  name: guid(blobEvents.id, eventGridPrincipalId, roles.storageQueueDataMessageSender)
+  scope: blobEvents
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.storageQueueDataMessageSender)
+    principalId: eventGridPrincipalId
+    principalType: 'ServicePrincipal'
+  }
+}
 
 // Dead-letter undeliverable events: the dead-letter container only.
 resource eventGridDeadLetters 'Microsoft.Authorization/roleAssignments@2022-04-01' = {

@@ -13,6 +13,9 @@ param containers array
 @description('Tables to create; must equal aztrain.adapters.storage.tables.TABLES.')
 param tables array
 
+@description('Queues to create: the blob-events queue Event Grid writes to, and its poison queue.')
+param queues array
+
 @minValue(1)
 @description('Days a previous blob version (an overwritten or deleted manifest, log, output or checkpoint) is kept before lifecycle management deletes it.')
 param previousVersionRetentionDays int = 30
@@ -104,6 +107,18 @@ resource tableResources 'Microsoft.Storage/storageAccounts/tableServices/tables@
   for table in tables: {
     parent: tableService
     name: table
+  }
+]
+
+resource queueService 'Microsoft.Storage/storageAccounts/queueServices@2023-05-01' = {
+  parent: account
+  name: 'default'
+}
+
+resource queueResources 'Microsoft.Storage/storageAccounts/queueServices/queues@2023-05-01' = [
+  for queue in queues: {
+    parent: queueService
+    name: queue
   }
 ]
 

@@ -86,8 +86,8 @@ def test_run_page_plots_epochs_while_training_and_cancels_after_confirmation(
     stack: Stack, dashboard: Dashboard, digits_blob: bytes
 ) -> None:
     upload_data(stack, "web-live", digits_blob)
-    run = stack.client.submit(manifest("web-live", epochs=400))["run"]
-    page = dashboard.open(f"runs/{run['id']}")
+    run = stack.client.submit(manifest("web-live", epochs=400)).run
+    page = dashboard.open(f"runs/{run.id}")
 
     loss = page.locator("figure.chart").filter(has_text="Loss").locator(".point")
     expect(loss.first).to_be_attached(timeout=TRAINING_MS)
@@ -96,20 +96,20 @@ def test_run_page_plots_epochs_while_training_and_cancels_after_confirmation(
     dashboard.at_widths("run")
 
     dashboard.open("clusters")
-    busy = page.locator(f"tr[data-cluster={stack.client.run(run['id'])['cluster']}]")
+    busy = page.locator(f"tr[data-cluster={stack.client.run(run.id).cluster}]")
     expect(busy).to_contain_text("1 observed / 1 desired")
     expect(busy).to_contain_text("in use")
     dashboard.at_widths("clusters")
-    dashboard.open(f"runs/{run['id']}")
+    dashboard.open(f"runs/{run.id}")
 
     # Escape keeps the run; only the dialog's own button cancels it.
     page.get_by_role("button", name="Cancel run…").press("Enter")
     dialog = page.get_by_role("dialog")
-    expect(dialog).to_contain_text(f"Cancel run {run['id']}?")
+    expect(dialog).to_contain_text(f"Cancel run {run.id}?")
     expect(dialog.get_by_role("button", name="Keep running")).to_be_focused()
     page.keyboard.press("Escape")
     expect(dialog).to_have_count(0)
-    assert not stack.client.run(run["id"])["terminal"]
+    assert not stack.client.run(run.id).terminal
 
     page.get_by_role("button", name="Cancel run…").click()
     page.get_by_role("dialog").get_by_role("button", name="Cancel run").click()
@@ -117,7 +117,7 @@ def test_run_page_plots_epochs_while_training_and_cancels_after_confirmation(
     expect(page.locator(".run-head .badge")).to_have_text("CANCELED", timeout=60_000)
     expect(page.get_by_role("button", name="Cancel run…")).to_have_count(0)
     expect(page.locator(".timeline")).to_contain_text("CANCEL_REQUESTED")
-    assert stack.client.run(run["id"])["state"] == "CANCELED"
+    assert stack.client.run(run.id).state == "CANCELED"
 
 
 def test_jobs_page_shows_arrivals_in_the_pending_window(stack: Stack, dashboard: Dashboard) -> None:
@@ -130,7 +130,7 @@ def test_jobs_page_shows_arrivals_in_the_pending_window(stack: Stack, dashboard:
     expect(card).to_contain_text("web-watch")
     # A blob's event time is its Last-Modified, in whole seconds: one written in the very second the
     # watch began reads as older than the watch and is not an arrival. Upload from the next second on.
-    began = datetime.fromisoformat(next(j for j in stack.client.jobs() if j["name"] == "web-watch")["updated_at"])
+    began = next(j for j in stack.client.jobs() if j.name == "web-watch").updated_at
     wait_for(lambda: datetime.now(UTC) >= began.replace(microsecond=0) + timedelta(seconds=1), timeout=5, what="1 s")
 
     for name in ("a.npz", "b.npz"):
@@ -150,9 +150,30 @@ def test_clusters_page_shows_the_cluster_back_at_zero(stack: Stack, dashboard: D
     expect(row).to_contain_text("after the last run")
 
 
+def test_cost_page_shows_this_months_spend_and_where_the_prices_come_from(stack: Stack, dashboard: Dashboard) -> None:
+    page = dashboard.open("cost")
+    expect(page.get_by_role("heading", level=1)).to_have_text("Cost")
+    expect(page.get_by_text(re.compile(r"^\d{4}-\d{2}, in USD; prices: eastus, \d{4}-\d{2}-\d{2}$"))).to_be_visible()
+    teams = page.get_by_role("table", name="Spend per team this month")
+    expect(teams.locator("tbody tr").first).to_be_visible()  # a team's row, or that nothing was spent yet
+
+
+def test_dead_letters_page_shows_an_event_given_up_on_with_its_reason(stack: Stack, dashboard: Dashboard) -> None:
+    wrong = {
+        **test_local_loop.blob_created("datasets", "x.csv", "web-dead-1"),
+        "eventType": "Microsoft.Storage.BlobDeleted",
+    }
+    test_local_loop.enqueue(stack, wrong)  # through the blob-events queue, as Event Grid writes it
+    page = dashboard.open("deadletters")
+    expect(page.get_by_role("heading", level=1)).to_have_text("Dead letters")
+    row = page.locator("tr[data-event='web-dead-1']")
+    expect(row).to_contain_text("not a Microsoft.Storage.BlobCreated event", timeout=EVENT_MS)
+    expect(row).to_contain_text("on_blob_event")
+
+
 def test_models_page_compares_versions_and_shows_lineage_down_to_the_blobs(stack: Stack, dashboard: Dashboard) -> None:
-    second = stack.client.submit(manifest("web-drop", epochs=2, extra=GATED))["run"]  # another manifest: v2
-    wait_for(lambda: stack.client.run(second["id"])["terminal"], timeout=TRAINING_TIMEOUT, what="version 2")
+    second = stack.client.submit(manifest("web-drop", epochs=2, extra=GATED)).run  # another manifest: v2
+    wait_for(lambda: stack.client.run(second.id).terminal, timeout=TRAINING_TIMEOUT, what="version 2")
     page = dashboard.open("models/web-drop")
     card = page.locator("article[data-model=web-drop]")
     expect(card.locator("tr[data-version]")).to_have_count(2)
@@ -164,7 +185,7 @@ def test_models_page_compares_versions_and_shows_lineage_down_to_the_blobs(stack
     lineage = page.get_by_role("region", name="Lineage of web-drop v1")
     expect(lineage).to_contain_text("datasets/web-drop/digits.npz")
     first_run = stack.client.runs(job="web-drop")[-1]  # newest first
-    expect(lineage.get_by_role("link")).to_have_text(first_run["id"])
+    expect(lineage.get_by_role("link")).to_have_text(first_run.id)
     dashboard.at_widths("models")
 
 
@@ -185,7 +206,8 @@ def test_every_view_is_reachable_from_the_keyboard(dashboard: Dashboard) -> None
     expect(page.get_by_role("link", name="Skip to content")).to_be_focused()
     page.keyboard.press("Enter")
     expect(page.locator("main")).to_be_focused()
-    for link, heading in (("Jobs", "Jobs and retraining windows"), ("Clusters", "Clusters"), ("Models", "Models")):
+    views = (("Jobs", "Jobs and retraining windows"), ("Clusters", "Clusters"), ("Models", "Models"), ("Cost", "Cost"))
+    for link, heading in views:
         page.get_by_role("navigation").get_by_role("link", name=link).focus()
         page.keyboard.press("Enter")
         expect(page.get_by_role("heading", level=1)).to_have_text(heading)

@@ -49,14 +49,13 @@ def _plane(request: pytest.FixtureRequest) -> ControlPlane:
 
 
 def deliver(plane: ControlPlane, *events: BlobEvent) -> list[Run]:
-    """Deliver blob events as Event Grid does, then act on them as the reconciler's pass first does.
+    """Deliver blob events as the queue trigger hands them over, one after another.
 
     Returns the runs they made, oldest first (a redelivery, or a data upload, makes none).
     """
     before = {r.id for r in plane.store.find_runs()}
     for event in events:
         plane.on_blob_created(event)
-    plane.process_inbox()
     return sorted((r for r in plane.store.find_runs() if r.id not in before), key=lambda r: r.created_at)
 
 

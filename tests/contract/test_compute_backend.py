@@ -40,6 +40,8 @@ Outcome = Literal["complete", "fail", "long"]
 #: Phases in the order a job may pass through them; a job never goes back to an earlier one.
 ORDER = {JobPhase.PENDING: 0, JobPhase.RUNNING: 1, JobPhase.STOPPING: 2}
 COMPUTE = ComputeSpec(profile="gpu-small", nodes=1, processes_per_node=1, priority="low")
+#: The same on serverless nodes (spot: priority low), which come with the job and go with it.
+SERVERLESS = ComputeSpec(profile="serverless-t4", nodes=1, processes_per_node=1, priority="low")
 JOB = "contract"
 RUN_ID = "8232054399990-c0ffee"
 
@@ -49,6 +51,9 @@ class Driver(Protocol):
 
     @property
     def backend(self) -> ComputeBackend: ...
+
+    #: The nodes the scenarios ask for: a cluster profile's, or a serverless one's.
+    compute: ComputeSpec
 
     #: Polling: real time for a real backend; a scripted world moves on each `tick` instead.
     timeout: float
@@ -104,7 +109,8 @@ class FakeDriver:
     """`FakeComputeBackend`: each look at a job moves it one step along the script its outcome names."""
 
     distribution: Distribution
-    backend: FakeComputeBackend = field(default_factory=FakeComputeBackend)
+    compute: ComputeSpec = COMPUTE
+    backend: FakeComputeBackend = field(default_factory=lambda: FakeComputeBackend(vcpu_quota=64))
     timeout: float = 5.0
     interval: float = 0.0
     outcomes: dict[str, Outcome] = field(default_factory=dict)
@@ -142,6 +148,7 @@ class AzureMLDriver:
 
     fake: FakeAzureML
     distribution: Distribution
+    compute: ComputeSpec = COMPUTE
     backend: AzureMLBackend = field(init=False)
     timeout: float = 30.0
     interval: float = 0.0
@@ -194,6 +201,7 @@ class LocalDriver:
     state_dir: Path
     snapshots: dict[Outcome, str]  # the id of the data snapshot a job of each outcome reads
     distribution: Distribution
+    compute: ComputeSpec = COMPUTE
     timeout: float = 120.0
     interval: float = 0.2
 
@@ -250,7 +258,9 @@ def digits(tmp_path_factory: pytest.TempPathFactory) -> bytes:
     return export_digits(tmp_path_factory.mktemp("digits")).read_bytes()
 
 
-def local_driver(request: pytest.FixtureRequest, tmp_path: Path, distribution: Distribution) -> Iterator[LocalDriver]:
+def local_driver(
+    request: pytest.FixtureRequest, tmp_path: Path, distribution: Distribution, compute: ComputeSpec
+) -> Iterator[LocalDriver]:
     connection = request.getfixturevalue("azurite")
     data = request.getfixturevalue("data_store_on_azurite")
     data.write("datasets", f"{JOB}/digits.npz", request.getfixturevalue("digits"))
@@ -265,10 +275,15 @@ def local_driver(request: pytest.FixtureRequest, tmp_path: Path, distribution: D
         local_provision_seconds=0.5,
         local_cluster_nodes=2,
         local_max_slots=2,
+        local_quota=json.dumps({"standardNCASv3_T4Family": 64}),
     )
     backend = LocalBackend(settings, child_env={**os.environ, "AZTRAIN_STORAGE_CONNECTION_STRING": connection})
     driver = LocalDriver(
-        backend, settings.local_state_dir, {"complete": digits.id, "long": digits.id, "fail": missing.id}, distribution
+        backend,
+        settings.local_state_dir,
+        {"complete": digits.id, "long": digits.id, "fail": missing.id},
+        distribution,
+        compute,
     )
     yield driver
     jobs = [folder.name for folder in (settings.local_state_dir / "jobs").iterdir()]
@@ -286,26 +301,32 @@ def local_driver(request: pytest.FixtureRequest, tmp_path: Path, distribution: D
         pytest.param(("local", "pytorch"), marks=pytest.mark.azurite),
         ("azureml", "horovod"),
         ("azureml", "pytorch"),
+        # Serverless placement, on every backend (Horovod: the launcher is the distribution's business).
+        ("fake", "horovod", "serverless"),
+        pytest.param(("local", "horovod", "serverless"), marks=[pytest.mark.horovod, pytest.mark.azurite]),
+        ("azureml", "horovod", "serverless"),
     ],
     ids="-".join,
 )
-def driver(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Driver]:
-    backend, distribution = request.param
+def driver(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Driver]:
+    backend, distribution, *placement = request.param
+    compute = SERVERLESS if placement else COMPUTE
     if backend == "fake":
-        yield FakeDriver(distribution)
+        yield FakeDriver(distribution, compute)
     elif backend == "local":
-        yield from local_driver(request, tmp_path, distribution)
+        yield from local_driver(request, tmp_path, distribution, compute)
     else:
+        monkeypatch.setattr("aztrain.adapters.compute.aml_quota.READ_SECONDS", 0.0)  # the fake's time is not real
         service = FakeAzureML()
         with service.patch_blob_uploads():
-            yield AzureMLDriver(service, distribution)
+            yield AzureMLDriver(service, distribution, compute)
         assert service.unhandled == []
 
 
 # ------------------------------------------------------------------------------------ helpers
 def ready_cluster(driver: Driver) -> ClusterSpec:
     """The scenario's cluster, provisioned: what the control plane waits for before it submits."""
-    spec = driver.backend.cluster_for(COMPUTE)
+    spec = driver.backend.cluster_for(driver.compute)
 
     def ready() -> bool:
         driver.tick()
@@ -410,7 +431,7 @@ def test_a_preempted_job_fails_as_preempted_and_its_next_attempt_runs(driver):
     driver.preempt(job_id)
     last = watch(driver, job_id, final, "finished")[-1]
     assert (last.phase, last.preempted) == (JobPhase.FAILED, True) and last.error
-    spec = driver.backend.cluster_for(COMPUTE)
+    spec = driver.backend.cluster_for(driver.compute)
     retry = driver.backend.submit(driver.submission(spec, RUN_ID, "complete", attempt=2))
     assert retry == backend_job_name(RUN_ID, 2) != job_id
     assert watch(driver, retry, final, "finished")[-1].phase is JobPhase.COMPLETED
@@ -422,8 +443,10 @@ def test_a_job_the_backend_does_not_know_is_failed_with_a_reason(driver):
 
 
 def test_scale_to_zero_releases_every_node(driver):
+    if driver.compute.profile.startswith("serverless"):
+        pytest.skip("serverless nodes have no cluster to scale: the quota scenario sees them go with the job")
     job_id = started(driver, "long")
-    spec = driver.backend.cluster_for(COMPUTE)
+    spec = driver.backend.cluster_for(driver.compute)
     watch(driver, job_id, lambda o: o.phase is JobPhase.RUNNING, "running")
     assert driver.backend.cluster_nodes(spec.name) > 0
     driver.backend.cancel(job_id)  # the cluster's last job ends, as when the control plane scales down
@@ -435,3 +458,23 @@ def test_scale_to_zero_releases_every_node(driver):
         what=f"{spec.name} at zero nodes",
         interval=driver.interval,
     )
+
+
+def test_a_jobs_nodes_count_against_quota_while_it_works_and_are_released_after(driver):
+    spec = ready_cluster(driver)
+    assert driver.backend.quota(spec) is not None  # each driver's world sets a quota for the T4 family
+    job_id = driver.backend.submit(driver.submission(spec, RUN_ID, "long"))
+    watch(driver, job_id, lambda o: o.phase is JobPhase.RUNNING, "running")
+
+    def used() -> int:
+        driver.tick()
+        quota = driver.backend.quota(spec)
+        assert quota is not None
+        return quota.used
+
+    wait_for(lambda: used() >= spec.nodes * spec.vcpus_per_node, timeout=driver.timeout, what="the job's vCPUs in use")
+    driver.backend.cancel(job_id)
+    watch(driver, job_id, final, "finished")
+    if not spec.serverless:  # a cluster's nodes stay until it scales down; serverless ones go with the job
+        driver.backend.scale_to_zero(spec.name)
+    wait_for(lambda: used() == 0, timeout=driver.timeout, what="the job's vCPUs released", interval=driver.interval)

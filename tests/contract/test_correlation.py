@@ -9,6 +9,7 @@ import pytest
 
 from aztrain.adapters.compute.local.job import Supervisor
 from aztrain.adapters.memory import RecordingEventSink
+from aztrain.domain.identity import DEFAULT_TEAM, Principal
 from aztrain.service.facade import BlobEvent, ControlPlane
 from aztrain.service.telemetry import trace_id_of
 from aztrain.service.views import run_view
@@ -56,7 +57,9 @@ def test_a_blob_uploads_event_id_follows_the_run_through_history_tags_log_header
 )
 def test_an_http_submit_takes_the_callers_trace_id_else_its_request_id(plane: ControlPlane, headers, correlation):
     request = func.HttpRequest("POST", "http://localhost/api/jobs", headers=headers, body=MANIFEST)
-    reply = submission.submit(request, plane, force=False)
+    reply = submission.submit(
+        request, plane, force=False, by=Principal("alice", frozenset({"Runs.Submit", f"Team.{DEFAULT_TEAM}"}))
+    )
     run = json.loads(reply.get_body())["run"]
     assert run["correlation_id"] == correlation and run["cause"] == "http:req-9"
     assert plane.get_run(run["id"]).correlation == correlation

@@ -1,14 +1,15 @@
 """The ControlStore contract: the in-memory fake and Table Storage (on Azurite) behave the same."""
 
+import json
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 
-from aztrain.domain.errors import ConcurrencyError
-from aztrain.domain.manifest import JobManifest, manifest_from_dict
-from aztrain.domain.records import Arrival, ClusterRecord, DeadLetter, Intake, JobRecord, ModelVersion
+from aztrain.domain.errors import DOCUMENT, ConcurrencyError, FieldProblem
+from aztrain.domain.manifest import JobManifest, manifest_from_dict, parse_manifest
+from aztrain.domain.records import Arrival, ClusterRecord, DeadLetter, JobRecord, ModelVersion
 from aztrain.domain.runs import ACTIVE_STATES, Run, RunState
 from aztrain.service.ports import ControlStore
 
@@ -62,6 +63,14 @@ def test_a_run_id_is_one_jobs_only(run_store: ControlStore):
     assert run_store.find_runs(job="other-job") == []
 
 
+def test_a_short_id_finds_every_run_whose_id_ends_in_it_and_no_other(run_store: ControlStore):
+    twins = [run_store.add_run(a_run(job, f"500000000000{n}-c0ffee")) for n, job in ((2, "digits"), (3, "other-job"))]
+    single = run_store.add_run(a_run("digits", "5000000000004-beef01"))
+    assert sorted(r.id for r in run_store.runs_by_short_id("c0ffee")) == sorted(r.id for r in twins)
+    assert run_store.runs_by_short_id("beef01") == [single]
+    assert run_store.runs_by_short_id("000000") == []
+
+
 def test_adding_a_run_again_leaves_the_index_copy_of_its_later_steps_alone(run_store: ControlStore):
     run = run_store.add_run(a_run("digits", "5000000000001-abcdef"))
     run_store.save_run(run.moved(RunState.PROVISIONING, cause="r", at=T0, cluster="c1"))
@@ -69,18 +78,6 @@ def test_adding_a_run_again_leaves_the_index_copy_of_its_later_steps_alone(run_s
         run_store.add_run(a_run("digits", run.id))
     (copy,) = run_store.find_runs(states=ACTIVE_STATES, cluster="c1")
     assert (copy.id, copy.state) == (run.id, RunState.PROVISIONING)
-
-
-def test_the_inbox_keeps_one_intake_per_key_oldest_first_until_removed(run_store: ControlStore):
-    def intake(key: str, event_id: str) -> Intake:
-        return Intake(key, event_id, "jobs", f"manifests/{event_id}.yaml", '"0x1"', T0 if key < "2" else None)
-
-    for key, event_id in [("2000-b", "b"), ("1000-a", "a"), ("3000-c", "c"), ("1000-a", "a-again")]:
-        run_store.record_intake(intake(key, event_id))
-    assert run_store.intakes(10) == [intake("1000-a", "a"), intake("2000-b", "b"), intake("3000-c", "c")]
-    assert [i.key for i in run_store.intakes(2)] == ["1000-a", "2000-b"]
-    run_store.remove_intakes(["2000-b", "9999-gone", "1000-a"])  # one already gone: no error
-    assert [i.key for i in run_store.intakes(10)] == ["3000-c"]
 
 
 def test_stale_writes_lose(run_store: ControlStore):
@@ -124,6 +121,15 @@ def test_pages_of_runs_go_newest_first_from_a_run_id_across_time_and_jobs(run_st
     assert page(states=[RunState.ACCEPTED], after=ids[0], limit=5) == ids[2:]
     assert page(job="b", states=[RunState.ACCEPTED], limit=5) == [ids[0], ids[2]]
     assert page(states=[], limit=5) == []
+
+
+def test_a_rejected_run_keeps_its_problems_field_by_field(run_store: ControlStore):
+    problems = (FieldProblem("compute.nodes", "must be at least 1"), FieldProblem(DOCUMENT, "document is empty"))
+    rejected = Run.create(
+        job="digits", state=RunState.REJECTED, at=T0, trigger="http", cause="c", error="invalid", problems=problems
+    )
+    run_store.add_run(rejected)
+    assert run_store.get_run(rejected.id).problems == problems
 
 
 def test_runs_are_found_by_an_id_prefix(run_store: ControlStore):
@@ -289,3 +295,13 @@ def test_a_finished_run_is_listed_unpublished_until_its_outbox_is_cleared(run_st
     assert [r.id for r in run_store.find_runs(states=ACTIVE_STATES)] == [quiet.id]  # the finished one is not active
     run_store.refresh_active(run_store.save_outbox(replace(ended, outbox=())))
     assert run_store.unpublished_runs() == []
+
+
+def test_a_manifest_past_one_string_property_is_stored_and_read_back_whole(run_store: ControlStore):
+    include = [f"part-{i:05d}/*.npz" for i in range(3000)]  # about 60,000 characters of JSON: two parts
+    text = "apiVersion: aztrain/v1\nkind: TrainingJob\nname: long\ndata: {container: datasets, prefix: long/}\n"
+    spec = parse_manifest(text + f"retrain: {{on_data_arrival: true, include: {json.dumps(include)}}}\n")
+    run = run_store.add_run(replace(a_run("long", "5000000000001-abcdef"), spec=spec))
+    assert run_store.get_run(run.id).spec == spec  # type: ignore[union-attr]
+    (copy,) = run_store.find_runs(states=ACTIVE_STATES)
+    assert copy.spec == spec

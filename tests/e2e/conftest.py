@@ -36,7 +36,7 @@ class Stack:
     tables: TableControlStore
     local_state: Path
     log: Path
-    connection_string: str  # the stack's storage, for the CLI's commands that write to it
+    storage: str  # the connection string of its Azurite (through the blob front door)
 
 
 def wait_for(condition: Callable[[], Any], *, timeout: float, what: str, interval: float = 0.25) -> Any:
@@ -67,6 +67,8 @@ def running_stack(state_dir: Path) -> Iterator[Stack]:
         "AZTRAIN_LOCAL_PROVISION_SECONDS": "1",
         "AZTRAIN_LOCAL_MAX_SLOTS": "2",
         "AZTRAIN_LOCAL_CLUSTER_NODES": "2",
+        # Two serverless-t4 nodes' worth of T4 vCPUs; the other tests' profiles (e2e, queue) have no family.
+        "AZTRAIN_LOCAL_QUOTA": '{"standardNCASv3_T4Family": 8}',
         "PYTHONUNBUFFERED": "1",
     }
     command = [
@@ -92,16 +94,16 @@ def running_stack(state_dir: Path) -> Iterator[Stack]:
         if process.poll() is not None:
             raise AssertionError(f"aztrain dev exited with {process.returncode}:\n{log.read_text()[-3000:]}")
         try:
-            return client.health()["status"] == "ok"
+            return client.health().status == "ok"
         except Exception:
             return False
 
     try:
         wait_for(healthy, timeout=STARTUP_TIMEOUT, what="the dev host to report healthy")
-        connection_string = azurite_connection_string(
+        storage = azurite_connection_string(
             AZURITE_CONNECTION_STRING, blob_port=azurite_port, queue_port=azurite_port + 1, table_port=azurite_port + 2
         )
-        settings = Settings(storage_connection_string=connection_string)
+        settings = Settings(storage_connection_string=storage)
         yield Stack(
             url=url,
             client=client,
@@ -109,7 +111,7 @@ def running_stack(state_dir: Path) -> Iterator[Stack]:
             tables=build_control_store(settings),
             local_state=state_dir / "local",
             log=log,
-            connection_string=connection_string,
+            storage=storage,
         )
     finally:
         os.killpg(process.pid, signal.SIGTERM)

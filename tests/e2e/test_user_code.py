@@ -27,7 +27,7 @@ EXAMPLES = PROJECT_ROOT / "examples"
 
 def cli(stack: Stack, *args: str) -> Any:
     """`aztrain --url STACK ... --json` as a user runs it, with the stack's storage; its JSON answer."""
-    env = {**os.environ, "AZTRAIN_STORAGE_CONNECTION_STRING": stack.connection_string}
+    env = {**os.environ, "AZTRAIN_STORAGE_CONNECTION_STRING": stack.storage}
     done = subprocess.run(
         [sys.executable, "-m", "aztrain.cli.main", "--url", stack.url, *args, "--json"],
         capture_output=True, text=True, timeout=TRAINING_TIMEOUT, env=env, check=False,
@@ -75,24 +75,24 @@ def test_a_users_pytorch_script_trains_from_a_dropped_manifest_and_again_on_new_
         "jobs", f"manifests/{job}.yaml", (text + "retrain: {on_data_arrival: true, debounce: 1s}\n").encode()
     )
     first = wait_for(lambda: runs_of(stack, job), timeout=30, what="the dropped manifest's run")[0]
-    done = wait_terminal(stack, first["id"])
-    assert done["state"] == "COMPLETED", done["error"]
-    assert done["metrics"]["samples"] == 120 and done["metrics"]["accuracy"] > 0.9
-    log = stack.data.read("runs", f"{job}/{first['id']}/logs/driver.log").decode()
+    done = wait_terminal(stack, first.id)
+    assert done.state == "COMPLETED", done.error
+    assert done.metrics["samples"] == 120 and done.metrics["accuracy"] > 0.9
+    log = stack.data.read("runs", f"{job}/{first.id}/logs/driver.log").decode()
     assert f"code snapshot {pushed['id']}" in log and "data: 120 rows" in log
 
     stack.data.write("datasets", f"{job}/batch-2/rows.csv", rows(seed=1))  # new data arrives
     retrain = wait_for(
-        lambda: [r for r in runs_of(stack, job) if r["trigger"] == "data"], timeout=60, what="the retraining run"
+        lambda: [r for r in runs_of(stack, job) if r.trigger == "data"], timeout=60, what="the retraining run"
     )[0]
-    retrained = wait_terminal(stack, retrain["id"])
-    assert retrained["state"] == "COMPLETED", retrained["error"]
-    assert retrained["metrics"]["samples"] == 240  # it read the new file beside the first
+    retrained = wait_terminal(stack, retrain.id)
+    assert retrained.state == "COMPLETED", retrained.error
+    assert retrained.metrics["samples"] == 240  # it read the new file beside the first
     versions = stack.client.request("GET", f"models/{job}")["versions"]
-    assert [v["run_id"] for v in versions] == [first["id"], retrain["id"]]
+    assert [v["run_id"] for v in versions] == [first.id, retrain.id]
     assert versions[-1]["metrics"]["samples"] == 240
     lineage = stack.client.request("GET", f"models/{job}/versions/2")
-    assert lineage["code"]["id"] == pushed["id"] and lineage["run"]["id"] == retrain["id"]
+    assert lineage["code"]["id"] == pushed["id"] and lineage["run"]["id"] == retrain.id
     assert lineage["data_read"] == [f"{job}/batch-1/rows.csv", f"{job}/batch-2/rows.csv"]
     assert all(blob["read"] for blob in lineage["snapshot"]["blobs"])
 

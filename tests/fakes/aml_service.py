@@ -205,7 +205,7 @@ class FakeAzureML:
         self.clusters: dict[str, Cluster] = {}
         self.jobs: dict[str, Job] = {}
         self.code_versions: dict[tuple[str, str], dict[str, Any]] = {}
-        self.environments: dict[str, list[str]] = {"aztrain-horovod": ["1", "2"]}
+        self.environments: dict[str, list[str]] = {"aztrain-trainer": ["1", "2"]}
         self.models: dict[tuple[str, str], dict[str, Any]] = {}  # (name, version) → resource, in creation order
         #: Dedicated vCPU limits per family (`SIZES` names), and the regional totals per tier.
         self.quotas: dict[str, int] = {family: 64 for _, family in SIZES.values()}

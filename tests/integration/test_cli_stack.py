@@ -78,12 +78,15 @@ def test_submit_wait_trains_and_every_command_reads_the_run(stack: Stack, digits
     status, out, _ = cli(stack, capsys, "submit", manifest(tmp_path, "cli-job", epochs=2), "--wait")
     assert status == ExitCode.OK, out
     assert "epoch 1/2  loss" in out and "epoch 2/2  loss" in out and "RUNNING → COMPLETED" in out
-    run_id = out.split()[1]
+    short = out.split()[1]  # what the CLI shows and takes: the short id
+    run_id = stack.client.run(short).id
+    assert len(short) == 6 and run_id.endswith(f"-{short}")
     assert f"  model    runs/cli-job/{run_id}/outputs/model.pt" in out.splitlines()
     prefix = run_id[:10]
 
-    status, out, _ = cli(stack, capsys, "show", prefix)
-    assert status == ExitCode.OK and f"run {run_id}  job cli-job  COMPLETED" in out and "epoch 2/2" in out
+    status, out, _ = cli(stack, capsys, "show", short)
+    assert status == ExitCode.OK and f"run {short} ({run_id})  job cli-job  COMPLETED" in out and "epoch 2/2" in out
+    assert cli(stack, capsys, "show", "last")[1] == out  # the newest run
     status, out, _ = cli(stack, capsys, "show", prefix, "--json")
     shown = json.loads(out)
     assert shown["run"]["id"] == run_id and len(shown["metrics"]["epochs"]) == 2
@@ -113,7 +116,9 @@ def test_submit_wait_trains_and_every_command_reads_the_run(stack: Stack, digits
 def test_logs_follow_prints_lines_as_written_and_a_canceled_run_exits_3(stack: Stack, digits: bytes, tmp_path):
     stack.data.write("datasets", "cli-long/digits.npz", digits)
     path = Path(manifest(tmp_path, "cli-long", epochs=2000))
-    run_id = stack.client.submit(path.read_bytes())["run"]["id"]
+    submitted = stack.client.submit(path.read_bytes()).run
+    assert submitted is not None
+    run_id = submitted.id
     follower = cli_process(stack, "logs", "-f", run_id)
     waiter = cli_process(stack, "show", run_id, "--wait")
     try:

@@ -25,6 +25,7 @@ from jsonschema import Draft202012Validator
 from openapi_spec_validator import validate
 
 from aztrain.api.models import MAX_LOG_OFFSET
+from aztrain.cli.main import main
 from aztrain.domain.records import ModelVersion
 from aztrain.domain.runs import RunState
 from aztrain.service.facade import ControlPlane
@@ -149,7 +150,7 @@ def test_openapi_document_is_valid_and_lists_exactly_the_served_routes(api: Api)
 
 def test_every_undeclared_method_of_a_documented_path_is_405_with_allow_and_a_problem(api: Api) -> None:
     for template, operations in api.openapi["paths"].items():
-        path = template.format(run_id="0000000000000-000000", name="some-job", version="1")
+        path = template.format(run_id="0000000000000-000000", name="some-job", version="1", team="some-team")
         declared = sorted(method.upper() for method in operations)
         for method in set(not_allowed.HTTP_METHODS) - set(declared):
             response = api.call(method, path)
@@ -199,6 +200,10 @@ def test_an_invalid_manifest_is_a_422_problem_naming_each_field_with_the_rejecte
     assert problem["run"]["state"] == "REJECTED"
     assert problem["run"]["outputs"] is None
     assert problem["error"] == problem["detail"]  # what clients of the first API read
+    # The run keeps its problems as the same list, field by field: shown again wherever the run is.
+    shown = api.call("GET", f"/api/runs/{problem['run']['id']}").json()
+    assert shown["problems"] == problem["run"]["problems"] == problem["errors"]
+    assert any(e["message"].startswith("unknown field") for e in shown["problems"])
 
 
 def test_a_document_that_is_not_yaml_is_a_400_problem(api: Api) -> None:
@@ -206,6 +211,7 @@ def test_a_document_that_is_not_yaml_is_a_400_problem(api: Api) -> None:
     assert response.status == 400
     assert response.json()["type"].endswith("/malformed-manifest")
     assert response.json()["run"]["state"] == "REJECTED"
+    assert [e["field"] for e in response.json()["errors"]] == ["(syntax)"]
 
 
 def test_yaml_and_no_content_type_are_accepted_and_other_types_are_415(api: Api) -> None:
@@ -420,6 +426,46 @@ def test_runs_are_found_by_a_unique_prefix_and_an_ambiguous_one_is_a_409(api: Ap
         assert ambiguous.status == 409
         assert {first, second} <= set(ambiguous.json()["candidates"])
     assert api.call("GET", f"/api/runs/{first[:5]}").status == 400  # too short to mean anything
+
+
+def test_a_run_is_found_by_its_short_id_the_one_the_cli_and_dashboard_show(api: Api) -> None:
+    run = new_run(api)
+    assert run["short_id"] == run["id"].rsplit("-", 1)[1] and len(run["short_id"]) == 6
+    for method, route in ROUTES[:3]:  # the run, its cancel and its log
+        assert api.call(method, route.format(run["short_id"])).status in (200, 202), route
+    found = api.call("GET", f"/api/runs/{run['short_id']}")
+    assert found.status == 200 and found.json()["id"] == run["id"]
+
+
+def test_a_runs_output_files_are_listed_and_each_is_served_as_an_attachment(api: Api) -> None:
+    run = new_run(api)
+    files = RunFiles(api.service.settings.runs_container, f"{run['job']}/{run['id']}/")
+    assert api.call("GET", f"/api/runs/{run['short_id']}/outputs").json()["files"] == []
+    assert api.call("GET", f"/api/runs/{run['id']}/outputs/model.pt").status == 404
+    api.service.data.write(files.container, files.output("model.pt"), b"\x80weights")
+    api.service.data.write(files.container, files.output("checkpoints/epoch-1.pt"), b"not an output")
+    listed = api.call("GET", f"/api/runs/{run['id']}/outputs").json()["files"]
+    assert listed == [{"name": "model.pt", "size": 8, "path": f"{files.container}/{files.output('model.pt')}"}]
+    served = api.call("GET", f"/api/runs/{run['short_id']}/outputs/model.pt")
+    assert served.status == 200 and served.body == b"\x80weights"
+    assert served.headers["content-disposition"] == 'attachment; filename="model.pt"'
+    assert api.call("GET", f"/api/runs/{run['id']}/outputs/..model").status == 400
+
+
+def test_offline_validate_names_the_same_problems_as_the_service_all_at_once(
+    api: Api, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    body = manifest(unique("same"), compute={"nodes": 9}, trainer={"args": {"epochs": "five", "batchsize": 3}})
+    body["extra"] = 1
+    refused = api.submit(body)
+    assert refused.status == 422
+    served = [f"{p['field']}: {p['message']}" for p in refused.json()["errors"]]
+    path = tmp_path / "same.json"
+    path.write_text(json.dumps(body))
+    assert main(["validate", str(path), "--json"]) == 1
+    answer = json.loads(capsys.readouterr().out)
+    assert answer["problems"] == served and len(served) == 4, served  # extra, epochs, batchsize, nodes
+    assert "the local backend" in answer["checked"]
 
 
 def test_cancel_is_idempotent_and_a_finished_run_is_a_409(api: Api) -> None:

@@ -78,7 +78,7 @@ def test_stopping_aztrain_dev_ends_every_process_of_the_stack(tmp_path: Path, st
     def healthy() -> bool:
         assert process.poll() is None, f"aztrain dev exited with {process.returncode}:\n{log.read_text()[-3000:]}"
         try:
-            return bool(client.health()["status"] == "ok")
+            return bool(client.health().status == "ok")
         except Exception:
             return False
 
@@ -89,9 +89,10 @@ def test_stopping_aztrain_dev_ends_every_process_of_the_stack(tmp_path: Path, st
         )
         data = build_data_store(Settings(storage_connection_string=connection_string))
         data.write("datasets", "stop-job/digits.npz", export_digits(tmp_path / "digits").read_bytes())
-        run = client.submit(MANIFEST)["run"]
-        wait_for(lambda: client.run(run["id"])["state"] == "RUNNING", timeout=TRAINING_TIMEOUT, what="RUNNING")
-        driver_log = local_state / "jobs" / f"aztrain-{run['id']}" / "driver.log"
+        run = client.submit(MANIFEST).run
+        assert run is not None
+        wait_for(lambda: client.run(run.id).state == "RUNNING", timeout=TRAINING_TIMEOUT, what="RUNNING")
+        driver_log = local_state / "jobs" / f"aztrain-{run.id}" / "driver.log"
         wait_for(lambda: b"epoch 1/" in driver_log.read_bytes(), timeout=TRAINING_TIMEOUT, what="ranks training")
 
         stack = psutil.Process(process.pid)

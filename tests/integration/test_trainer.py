@@ -210,3 +210,18 @@ def test_under_a_launcher_an_invalid_argument_stops_every_process_before_trainin
     assert len(errors) == 1 and errors[0].endswith("error: trainer.args.lr: expected float, got str 'fast'")  # rank 0's
     assert re.search(started.exit_code.format(code=2), output)
     assert "epoch" not in output
+
+
+@pytest.mark.parametrize("distribution", DISTRIBUTIONS)
+def test_under_a_launcher_bad_data_found_by_one_rank_stops_every_rank_together(
+    tmp_path: Path, project_root: Path, distribution: str
+):
+    """Local rank 0 reads the data and finds none; the others learn it in the next collective, not by hanging."""
+    missing = tmp_path / "no-data"
+    command = [*launcher(distribution, 2), *trainer(missing, tmp_path / "out", "{}", distribution=distribution)]
+    result = run(command, project_root, TRAIN_TIMEOUT)
+    assert result.returncode != 0
+    output, started = result.stdout + result.stderr, LAUNCHERS[distribution]
+    errors = [line for line in output.splitlines() if started.error_line().search(line)]
+    assert len(errors) == 1 and str(missing) in errors[0]  # reported once, by rank 0, naming the folder
+    assert re.search(started.exit_code.format(code=2), output) and "epoch" not in output

@@ -29,7 +29,7 @@ from aztrain.domain.runs import ACTIVE_STATES, Run, RunState
 from aztrain.service.bootstrap import build_control_store, build_data_store
 from aztrain.service.facade import BlobEvent, ControlPlane
 from aztrain.service.settings import Settings
-from aztrain.service.usecases import capacity, inbox, progress, retraining
+from aztrain.service.usecases import capacity, progress, retraining
 from tests.clock import Clock
 from tests.conftest import CONTAINERS
 
@@ -151,7 +151,6 @@ class Scenario:
         """The reconciler (`ControlPlane.reconcile`'s steps), with `window` asked right before its window step."""
         self.plane.now.advance(seconds)  # type: ignore[attr-defined]  # the test Clock
         ctx = self.plane.ctx
-        inbox.process_inbox(ctx)
         said = None
         if self.plane.store.get_job(JOB):
             store = self.plane.store
@@ -205,7 +204,7 @@ class Scenario:
         served = set().union(*(self.snapshot(r.snapshot_id) for r in new)) if new else set()
         skipped = said is not None and said.window.action == "skip"
         taken: set[str] = set()  # consumed by a run that started in this step and trains on it
-        # Pending before this step, or recorded in it (the reconciler's pass acts on the inbox first).
+        # Pending before this step, or recorded in it (a delivery, or the window's step).
         for key, blob in (self.pending | (said.pending if said else {})).items():
             if key not in pending:  # consumed in this step: by a new run that trains on it, or a window's skip
                 assert blob in served or skipped, f"arrival {blob} left pending with no run that has it"

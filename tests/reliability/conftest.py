@@ -6,6 +6,7 @@ job per run, a complete history that never moved a run backwards, and no nodes l
 
 from __future__ import annotations
 
+import base64
 import itertools
 import json
 import uuid
@@ -13,6 +14,7 @@ from collections.abc import Iterable, Iterator
 from typing import Any
 
 import pytest
+from azure.storage.queue import QueueClient
 
 from aztrain.adapters.memory import FakeComputeBackend
 from aztrain.adapters.storage.blobs import BlobDataStore
@@ -21,6 +23,7 @@ from aztrain.domain.layout import backend_job_name
 from aztrain.domain.runs import ACTIVE_STATES, Run, RunState, can_transition
 from aztrain.service.facade import BlobEvent, ControlPlane
 from aztrain.service.settings import Settings
+from functions.blob_queue import BLOB_EVENTS_QUEUE
 from tests.apps import hosted_app
 from tests.clock import Clock
 from tests.integration.test_devhost import WEBHOOK, Response
@@ -72,7 +75,7 @@ def stack(azurite: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Ap
 
 
 def blob_created(event: BlobEvent) -> dict[str, Any]:
-    """The Event Grid schema of a BlobCreated event, as the webhook receives it."""
+    """The Event Grid schema of a BlobCreated event, as Event Grid writes it to the blob-events queue."""
     return {
         "id": event.id,
         "topic": "/subscriptions/s/resourceGroups/g/providers/Microsoft.Storage/storageAccounts/devstoreaccount1",
@@ -97,6 +100,21 @@ def run_status_changed(job_name: str, status: str) -> dict[str, Any]:
         "dataVersion": "2",
         "metadataVersion": "1",
     }
+
+
+def enqueue(stack: Api, *events: dict[str, Any] | bytes) -> None:
+    """Events written to the blob-events queue as Event Grid writes them (base64 JSON, one a message),
+    each as its own message; returns once the host has settled every one (handled or given up on)."""
+    queue = QueueClient.from_connection_string(stack.service.settings.storage_connection_string, BLOB_EVENTS_QUEUE)
+    for event in events:
+        body = event if isinstance(event, bytes) else json.dumps(event).encode()
+        queue.send_message(base64.b64encode(body).decode())
+    stack.host.drain(timeout=60)
+
+
+def retried(stack: Api) -> list[str]:
+    """Reasons of dead letters whose event failed attempt after attempt (input faults are decided at once)."""
+    return [d.reason for d in stack.service.store.dead_letters() if "attempts" in d.reason]
 
 
 def post_events(stack: Api, function: str, events: list[dict[str, Any]]) -> Response:

@@ -113,7 +113,6 @@ def test_every_handler_fails_loudly_while_storage_is_down(outage: Outage) -> Non
     plane = outage.plane
     event = drop_manifest(plane, "outage-down")
     plane.on_blob_created(event)
-    plane.process_inbox()
     (run,) = plane.store.find_runs(job="outage-down")
     outage.azurite.stop()
     attempts: list[Callable[[], object]] = [

@@ -31,7 +31,7 @@ def service_accepts_entrypoint(entrypoint: str) -> bool:
     try:
         manifest_from_dict({**document, "trainer": {"entrypoint": entrypoint, "code": "code-" + "0" * 24}})
     except ManifestError as refused:
-        return not any(problem.startswith("trainer.entrypoint") for problem in refused.problems)
+        return not any(problem.field == "trainer.entrypoint" for problem in refused.problems)
     return True
 
 

@@ -42,7 +42,7 @@ def workspace_settings(**fields: object) -> Settings:
         aml_subscription_id=SUBSCRIPTION,
         aml_resource_group=RESOURCE_GROUP,
         aml_workspace=WORKSPACE,
-        aml_environment="aztrain-horovod@latest",
+        aml_environment="aztrain-trainer@latest",
         aml_compute_identity_id=IDENTITY,
         compute_profiles=json.dumps(SPOT),
         **fields,  # type: ignore[arg-type]
@@ -117,7 +117,7 @@ def test_submit_creates_the_job_once_and_a_repeat_finds_it(backend, fake):
     assert fake.calls("PUT", f"{WS}/jobs/") == 1
     props = fake.jobs[job.name].resource["properties"]
     assert props["computeId"].endswith("/computes/aztrain-gpu-small")
-    assert props["environmentId"].endswith("/environments/aztrain-horovod/versions/2")  # @latest, resolved
+    assert props["environmentId"].endswith("/environments/aztrain-trainer/versions/2")  # @latest, resolved
     assert props["resources"]["instanceCount"] == 2 and props["distribution"]["processCountPerInstance"] == 1
     assert (
         props["inputs"]["data"]["mode"] == "ReadOnlyMount" and props["outputs"]["outputs"]["mode"] == "ReadWriteMount"

@@ -116,7 +116,7 @@ def test_job_passes_sdk_validation_and_its_rest_body_carries_the_run(profile, di
     from azure.ai.ml import load_job
 
     job = build_job(
-        submission(profile, distribution=distribution), environment="aztrain-horovod:3", code=trainer_code()
+        submission(profile, distribution=distribution), environment="aztrain-trainer:3", code=trainer_code()
     )
     assert job._validate().passed
     body = job._to_job()._to_rest_object().as_dict()["properties"]
@@ -151,7 +151,7 @@ def test_job_passes_sdk_validation_and_its_rest_body_carries_the_run(profile, di
     }
     assert body["limits"] == {"jobLimitsType": "Command", "timeout": "PT1H30M"}
     assert body["tags"] == TAGS
-    assert body["environmentId"] == "aztrain-horovod:3"
+    assert body["environmentId"] == "aztrain-trainer:3"
     # And the CLI schema accepts the job as YAML (what `aztrain plan` prints).
     reloaded = load_job(source=io.StringIO(yaml.safe_dump(plain(job._to_job()._to_dict()))))
     assert reloaded.resources.instance_count == profile.max_nodes

@@ -47,7 +47,7 @@ def test_plan_prints_the_cluster_and_the_job():
     assert job["resources"]["instance_count"] == 2
     assert job["distribution"] == {"type": "mpi", "process_count_per_instance": 1}
     assert job["limits"] == {"timeout": 2700}
-    assert job["environment"] == "azureml:aztrain-horovod@latest"
+    assert job["environment"] == "azureml:aztrain-trainer@latest"
     assert job["inputs"]["data"] == {
         "mode": "ro_mount",
         "type": "uri_folder",
@@ -67,6 +67,16 @@ def test_plan_prints_the_cluster_and_the_job():
     assert words[words.index("--snapshot-id") + 1] == "<snapshot-id>"
 
 
+def test_plan_shows_the_distribution_a_pytorch_manifest_is_submitted_with():
+    text = render_plan(MANIFEST.replace("trainer: {", "trainer: {distribution: pytorch, "), Settings())
+    assert text.startswith("# aztrain plan for job digits (manifest ") and "distribution pytorch) on" in text
+    job = list(yaml.safe_load_all(text))[1]
+    assert job["distribution"] == {"type": "pytorch", "process_count_per_instance": 1}
+    words = shlex.split(job["command"])
+    assert words[words.index("--distribution") + 1] == "pytorch"
+    assert "distribution horovod) on" in render_plan(MANIFEST, Settings()).splitlines()[0]
+
+
 def test_each_document_loads_back_with_the_sdk():
     from azure.ai.ml import load_compute, load_job
 
@@ -79,11 +89,11 @@ def test_plan_follows_configured_profiles_environment_and_identity():
     identity = "/subscriptions/s/resourceGroups/rg/providers/Microsoft.ManagedIdentity/userAssignedIdentities/id-train"
     settings = Settings(
         compute_profiles='{"gpu-a100": {"max_nodes": 8}}',
-        aml_environment="aztrain-horovod:4",
+        aml_environment="aztrain-trainer:4",
         aml_compute_identity_id=identity,
     )
     compute, job = yaml.safe_load_all(render_plan(MANIFEST, settings))
-    assert compute["max_instances"] == 8 and job["environment"] == "azureml:aztrain-horovod:4"
+    assert compute["max_instances"] == 8 and job["environment"] == "azureml:aztrain-trainer:4"
     assert compute["identity"] == {"type": "user_assigned", "user_assigned_identities": [{"resource_id": identity}]}
 
 
@@ -113,7 +123,7 @@ def test_the_example_plans_onto_a_current_gpu_with_no_more_processes_per_node_th
 def test_plan_refuses_more_processes_per_node_than_gpus_naming_both_numbers():
     with pytest.raises(ManifestError) as caught:
         render_plan(MANIFEST.replace("processes_per_node: 1", "processes_per_node: 2"), Settings())
-    assert caught.value.problems[0].startswith(
+    assert str(caught.value.problems[0]).startswith(
         "compute.processes_per_node: 2 is more than the 1 GPU(s) per node of compute profile gpu-a100"
     )
 
@@ -146,6 +156,6 @@ def test_a_serverless_plan_loads_back_with_the_sdk_as_a_serverless_job():
 def test_a_serverless_profile_refuses_more_processes_per_node_than_gpus_naming_both_numbers():
     with pytest.raises(ManifestError) as caught:
         render_plan(SERVERLESS.replace("processes_per_node: 1", "processes_per_node: 4"), Settings())
-    assert caught.value.problems[0].startswith(
+    assert str(caught.value.problems[0]).startswith(
         "compute.processes_per_node: 4 is more than the 1 GPU(s) per node of compute profile serverless-t4"
     )

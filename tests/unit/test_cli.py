@@ -15,6 +15,7 @@ import pytest
 import typer
 import yaml
 
+from aztrain.api import models as wire
 from aztrain.cli import follow as cli_follow
 from aztrain.cli.follow import RunFollower
 from aztrain.cli.main import app, main
@@ -23,6 +24,7 @@ from aztrain.cli.output import ExitCode
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = str(ROOT / "examples" / "digits.yaml")
 RUN_ID = "8204142846813-2a1d62"
+SHORT_ID = "2a1d62"
 OUTPUTS = {
     "container": "runs",
     "prefix": f"digits/{RUN_ID}/",
@@ -38,20 +40,29 @@ EPOCHS = [
 
 
 def row(seq: int, before: str | None, to: str, cause: str) -> dict[str, Any]:
-    at = f"2026-11-28T09:12:{30 + seq:02d}.000000+00:00"
+    at = f"2026-11-28T09:12:{30 + seq:02d}.250000+00:00"
     return {"seq": seq, "from": before, "to": to, "applied": True, "cause": cause, "at": at, "detail": ""}
 
 
 def run_view(state: str, *, history: list[dict[str, Any]] | None = None, **fields: Any) -> dict[str, Any]:
+    """A run as the API answers it (checked against its model, so the fake never drifts from the contract)."""
     terminal = state in ("COMPLETED", "FAILED", "CANCELED", "REJECTED")
-    return {
-        "id": RUN_ID,
+    run_id = fields.get("id", RUN_ID)
+    view = {
+        "id": run_id,
+        "short_id": run_id[-6:],
         "job": "digits",
         "state": state,
         "terminal": terminal,
         "trigger": "http",
         "source": "http",
         "cause": "http:1",
+        "correlation_id": "",
+        "team": "default",
+        "submitted_by": "",
+        "priority": 0,
+        "cost": None,
+        "problems": [],
         "created_at": "2026-11-28T09:12:31+00:00",
         "updated_at": "2026-11-28T09:12:52+00:00",
         "cluster": "local-gpu-small",
@@ -65,6 +76,20 @@ def run_view(state: str, *, history: list[dict[str, Any]] | None = None, **field
         "history": history if history is not None else [row(1, None, "ACCEPTED", "http:1")],
         **fields,
     }
+    return wire.RunDetail.model_validate(view).model_dump(mode="json", by_alias=True)
+
+
+def listed(run: dict[str, Any]) -> dict[str, Any]:
+    """A run as a list shows it: without its history."""
+    return {k: v for k, v in run.items() if k != "history"}
+
+
+def submitted(run: dict[str, Any], *, created: bool = True, reason: str = "") -> dict[str, Any]:
+    return {"run": run, "created": created, "reason": reason, "job": run["job"], "waiting": False}
+
+
+def metrics(epochs: list[dict[str, Any]], final: dict[str, Any] | None = None) -> dict[str, Any]:
+    return {"run_id": RUN_ID, "state": "RUNNING", "epochs": epochs, "final": final}
 
 
 class FakeApi:
@@ -147,10 +172,10 @@ def script_run_to(api: FakeApi, final: str, **fields: Any) -> None:
         ending += [row(3, "RUNNING", "CANCEL_REQUESTED", "http:cancel"), row(4, "CANCEL_REQUESTED", "CANCELED", "b")]
     else:
         ending.append(row(3, "RUNNING", final, "backend"))
-    api.on("POST", "jobs", {"run": accepted, "created": True, "reason": ""}, status=202)
+    api.on("POST", "jobs", submitted(accepted), status=202)
     api.on("GET", f"runs/{RUN_ID}", running, running, run_view(final, history=ending, **fields))
-    api.on("GET", f"runs/{RUN_ID}/metrics", {"epochs": EPOCHS[:1]}, {"epochs": EPOCHS, "final": None})
-    api.on("GET", "jobs", {"jobs": [{"name": "digits", "manifest": manifest_document(epochs=2)}]})
+    api.on("GET", f"runs/{RUN_ID}/metrics", metrics(EPOCHS[:1]), metrics(EPOCHS))
+    api.on("GET", "jobs", {"jobs": [{**job_view(), "manifest": manifest_document(epochs=2)}], "next": None})
 
 
 MANIFEST_TEXT = """\
@@ -193,7 +218,7 @@ def test_submit_wait_tells_states_epochs_and_outcome_and_exits_by_outcome(api, c
     status, out, _ = cli(capsys, "submit", manifest, "--wait", url=api.url)
     assert status == code
     lines = out.splitlines()
-    assert lines[0] == f"run {RUN_ID} of job digits: ACCEPTED — created"
+    assert lines[0] == f"run {SHORT_ID} of job digits: ACCEPTED — created"
     assert "ACCEPTED → RUNNING" in out
     assert [line.split()[1] for line in lines if line.strip().startswith("epoch ")] == ["1/2", "2/2"]
     assert "epoch 2/2  loss 0.1000  accuracy 0.9500  10,211 samples/s" in out
@@ -208,8 +233,9 @@ def test_submit_wait_json_is_one_document_with_the_final_run_and_its_epochs(api,
     status, out, _ = cli(capsys, "submit", manifest, "--wait", "--json", url=api.url)
     assert status == ExitCode.OK
     document = json.loads(out)
-    assert set(document) == {"run", "created", "reason", "metrics"}
-    assert document["run"]["state"] == "COMPLETED" and document["metrics"]["epochs"] == EPOCHS
+    assert set(document) == {"run", "created", "reason", "job", "waiting", "metrics"}
+    assert document["run"]["state"] == "COMPLETED"
+    assert [{k: v for k, v in row.items() if v is not None} for row in document["metrics"]["epochs"]] == EPOCHS
 
 
 @pytest.mark.parametrize(
@@ -242,12 +268,12 @@ def test_a_rejected_manifest_exits_4_naming_the_problem(api, capsys, manifest, b
 
 
 def test_wait_past_its_timeout_exits_5_and_says_the_run_goes_on(api, capsys, manifest):
-    api.on("POST", "jobs", {"run": run_view("RUNNING"), "created": True, "reason": ""}, status=202)
+    api.on("POST", "jobs", submitted(run_view("RUNNING")), status=202)
     api.on("GET", f"runs/{RUN_ID}", run_view("RUNNING"))
-    api.on("GET", "jobs", {"jobs": []})
+    api.on("GET", "jobs", {"jobs": [], "next": None})
     status, _, err = cli(capsys, "submit", manifest, "--wait", "--timeout", "1s", url=api.url)
     assert status == ExitCode.TIMED_OUT
-    assert f"run {RUN_ID} still RUNNING after 1 s" in err and f"aztrain cancel {RUN_ID}" in err
+    assert f"run {SHORT_ID} still RUNNING after 1 s" in err and f"aztrain cancel {SHORT_ID}" in err
 
 
 def test_ctrl_c_while_waiting_exits_130_and_says_how_to_cancel(api, capsys, monkeypatch, manifest):
@@ -258,7 +284,7 @@ def test_ctrl_c_while_waiting_exits_130_and_says_how_to_cancel(api, capsys, monk
     script_run_to(api, "COMPLETED")
     status, _, err = cli(capsys, "submit", manifest, "--wait", url=api.url)
     assert status == ExitCode.INTERRUPTED
-    assert f"run {RUN_ID} goes on" in err and f"cancel it: aztrain cancel {RUN_ID}" in err
+    assert f"run {SHORT_ID} goes on" in err and f"cancel it: aztrain cancel {SHORT_ID}" in err
 
 
 def test_api_errors_exit_6_in_the_apis_words_in_both_shapes(api, capsys):
@@ -286,7 +312,7 @@ def test_an_unreachable_api_exits_7(capsys):
     [
         (["submit", EXAMPLE, "--forse"], "Did you mean --force?"),
         (["submit", EXAMPLE, "--wait", "--timeout", "soon"], "'soon' is not a duration"),
-        (["show", "82041"], "at least its first 6 characters"),
+        (["show", "82041"], "give the run's short id"),
         (["runs", "--state", "RUNING"], "unknown state(s) RUNING"),
         (["lineage", "digits"], "NAME@VERSION"),
         (["submit", "no-such-file.yaml"], "does not exist"),
@@ -298,11 +324,15 @@ def test_usage_errors_exit_2_with_the_subcommands_usage(capsys, args, says):
     assert f"Usage: aztrain {args[0]}" in err and says in " ".join(err.split())
 
 
-def test_run_ids_resolve_from_a_prefix_and_an_ambiguous_one_is_a_usage_error(api, capsys):
-    api.on("GET", "runs/820414", {"error": "run '820414' not found"}, status=404)  # an API without prefixes
-    api.on("GET", "runs", {"runs": [run_view("COMPLETED"), run_view("FAILED", id="7999999999999-000000")]})
+def test_a_short_id_or_last_names_a_run_and_an_ambiguous_one_is_a_usage_error(api, capsys):
+    api.on("GET", f"runs/{SHORT_ID}", run_view("COMPLETED"))  # the API resolves short ids
     api.on("GET", f"runs/{RUN_ID}", run_view("COMPLETED"))
-    assert cli(capsys, "show", "820414", url=api.url)[0] == ExitCode.OK
+    api.on("GET", f"runs/{RUN_ID}/metrics", metrics([]))
+    api.on("GET", "runs", {"runs": [listed(run_view("COMPLETED"))], "next": None})
+    status, out, _ = cli(capsys, "show", SHORT_ID, url=api.url)
+    assert status == ExitCode.OK and out.startswith(f"run {SHORT_ID} ({RUN_ID})")
+    assert cli(capsys, "show", "last", url=api.url)[0] == ExitCode.OK
+    assert api.requests[-3][2]["limit"] == ["1"]  # `last`: one page of one run, newest first
     candidates = [RUN_ID, "8204142846999-ffffff"]
     api.on("GET", "runs/8204142", {"status": 409, "detail": "ambiguous", "candidates": candidates}, status=409)
     status, _, err = cli(capsys, "show", "8204142", url=api.url)
@@ -311,9 +341,9 @@ def test_run_ids_resolve_from_a_prefix_and_an_ambiguous_one_is_a_usage_error(api
 
 def test_every_listing_has_a_table_and_a_stable_json_shape(api, capsys):
     long_metrics = {"accuracy": 0.9917, "loss": 0.0098, "data_snapshot": "snap-" + "f" * 40, "epochs": 5}
-    runs = [run_view("COMPLETED", metrics=long_metrics)]
+    runs = [listed(run_view("COMPLETED", metrics=long_metrics))]
     api.on("GET", "runs", {"runs": runs, "next": "token-2"})
-    api.on("GET", "jobs", {"jobs": [{**job_view(), "manifest": {}}]})
+    api.on("GET", "jobs", {"jobs": [{**job_view(), "manifest": {}}], "next": None})
     cluster = {
         "backend": "local",
         "name": "local-gpu-small",
@@ -328,9 +358,12 @@ def test_every_listing_has_a_table_and_a_stable_json_shape(api, capsys):
     expectations = {
         "runs": (
             {"runs": runs, "next": "token-2"},
-            ["accuracy=0.9917 loss=0.0098 epochs=5 data_snapshot=snap-ff", "…"],
+            [SHORT_ID, "accuracy=0.9917 loss=0.0098 epochs=5 data_snapshot=snap-ff", "…"],
         ),
-        "jobs": ({"jobs": [{**job_view(), "manifest": {}}]}, ["digits", "datasets/digits/", "abababababab"]),
+        "jobs": (
+            {"jobs": [{**job_view(), "manifest": {}}]},
+            ["digits", "datasets/digits/", "abababababab", SHORT_ID],
+        ),
         "clusters": ({"clusters": [cluster]}, ["local-gpu-small", "scale-to-0", "0.6 s"]),
     }
     for command, (document, shown) in expectations.items():
@@ -358,10 +391,19 @@ def test_show_cancel_window_models_and_lineage_answer_in_both_forms(api, capsys)
     done = run_view("COMPLETED", history=history, correlation_id="corr-1")
     api.on("GET", f"runs/{RUN_ID}", done)
     api.on("GET", f"runs/{RUN_ID[:8]}", done)  # the API resolves a prefix
-    api.on("GET", f"runs/{RUN_ID}/metrics", {"epochs": EPOCHS, "final": {"accuracy": 0.95}})
-    api.on("GET", "jobs", {"jobs": []})
-    api.on("POST", f"runs/{RUN_ID}/cancel", run_view("CANCEL_REQUESTED"), status=202)
-    window = {"job": "digits", "action": "wait", "reason": "debounce", "arrivals": 3, "fires_at": "2026-11-28T10:00:00"}
+    api.on("GET", f"runs/{RUN_ID}/metrics", metrics(EPOCHS, {"accuracy": 0.95}))
+    api.on("GET", "jobs", {"jobs": [], "next": None})
+    cancel_requested = listed(run_view("CANCEL_REQUESTED"))
+    api.on("POST", f"runs/{RUN_ID}/cancel", cancel_requested, status=202)
+    window = {
+        "job": "digits",
+        "action": "wait",
+        "reason": "debounce",
+        "arrivals": 3,
+        "fires_at": "2026-11-28T10:00:00+00:00",
+        "blockers": [],
+        "next": "starts a run",
+    }
     api.on("GET", "jobs/digits/window", window)
     model = {
         "name": "digits",
@@ -371,19 +413,20 @@ def test_show_cancel_window_models_and_lineage_answer_in_both_forms(api, capsys)
         "manifest_hash": "ab" * 32,
         "artifact": OUTPUTS["model"],
         "metrics": {"accuracy": 0.95},
-        "registered_at": None,
+        "registered_at": "2026-11-28T09:13:00+00:00",
         "promoted": True,
         "gate": "accuracy >= 0.9",
     }
-    api.on("GET", "models", {"models": [model]})
+    api.on("GET", "models", {"models": [model], "next": None})
     api.on("GET", "models/digits", {"name": "digits", "current": 1, "versions": [model]})
     snapshot = {"id": "snap-1", "container": "datasets", "prefix": "digits/", "blobs": []}
-    lineage = {"model": model, "run": done, "snapshot": snapshot}
+    lineage = {"model": model, "run": listed(done), "snapshot": snapshot, "data_read": None, "code": None}
     api.on("GET", "models/digits/versions/1", lineage)
+    epochs = [{"accuracy": None, "loss": None, "samples_per_second": None, **row} for row in EPOCHS]
     cases = {
-        ("show", RUN_ID[:8]): ({"run": done, "metrics": {"epochs": EPOCHS, "final": {"accuracy": 0.95}}}, "epoch 2 "),
-        ("cancel", RUN_ID): ({"run": run_view("CANCEL_REQUESTED")}, f"run {RUN_ID}: CANCEL_REQUESTED"),
-        ("window", "digits"): (window, "digits: 3 new blob(s) pending — debounce, fires at 2026-11-28T10:00:00"),
+        ("show", RUN_ID[:8]): ({"run": done, "metrics": metrics(epochs, {"accuracy": 0.95})}, "epoch 2 "),
+        ("cancel", RUN_ID): ({"run": cancel_requested}, f"run {SHORT_ID}: CANCEL_REQUESTED"),
+        ("window", "digits"): (window, "digits: 3 new blob(s) pending — debounce, fires at 2026-11-28 10:00:00"),
         ("models",): ({"models": [model]}, "accuracy >= 0.9"),
         ("models", "digits"): ({"name": "digits", "current": 1, "versions": [model]}, "yes"),
         ("lineage", "digits@1"): (lineage, "data   snap-1  0 blob(s) in datasets/digits/"),
@@ -502,6 +545,7 @@ def test_ctrl_c_during_an_upload_exits_130_and_says_how_to_resume(capsys, monkey
 
 
 def test_window_lists_every_blocker_with_what_happens_next(api, capsys):
+    debouncing = "debouncing: fires 60 s after the last arrival"
     window = {
         "job": "digits",
         "action": "wait",
@@ -509,8 +553,13 @@ def test_window_lists_every_blocker_with_what_happens_next(api, capsys):
         "arrivals": 1,
         "fires_at": None,
         "blockers": [
-            {"kind": "debounce", "reason": "fires 60 s after the last arrival", "until": "2026-11-28T10:00:00+00:00"},
-            {"kind": "active_run", "reason": f"queued behind active run {RUN_ID} (concurrency: queue)", "until": None},
+            {"kind": "debounce", "reason": debouncing, "until": "2026-11-28T10:00:00+00:00", "run": None},
+            {
+                "kind": "active_run",
+                "reason": f"queued behind active run {RUN_ID} (concurrency: queue)",
+                "until": None,
+                "run": RUN_ID,
+            },
         ],
         "next": f"starts a run over the new blob(s) once run {RUN_ID} has ended",
     }
@@ -518,8 +567,8 @@ def test_window_lists_every_blocker_with_what_happens_next(api, capsys):
     status, out, _ = cli(capsys, "window", "digits", url=api.url)
     assert status == ExitCode.OK
     assert "digits: 1 new blob(s) pending — wait\n" in out
-    assert "  debounce: fires 60 s after the last arrival (until 2026-11-28T10:00:00)\n" in out
-    assert f"  active_run: queued behind active run {RUN_ID} (concurrency: queue)\n" in out
+    assert f"  - {debouncing} (until 2026-11-28 10:00:00)\n" in out  # the kind is said once, not twice
+    assert f"  - queued behind active run {RUN_ID} (concurrency: queue)\n" in out
     assert f"  next: starts a run over the new blob(s) once run {RUN_ID} has ended\n" in out
 
 
@@ -541,3 +590,23 @@ def test_a_watching_job_without_data_is_reported_as_waiting_not_as_a_run(api, ca
     )
     status, out, _ = cli(capsys, "submit", EXAMPLE, "--wait", url=api.url)
     assert (status, reason in out) == (ExitCode.OK, True)
+
+
+def test_download_writes_the_model_or_every_output_into_the_folder(api, capsys, tmp_path):
+    api.on("GET", f"runs/{SHORT_ID}", run_view("COMPLETED"))
+    files = [
+        {"name": name, "size": len(body), "path": f"runs/digits/{RUN_ID}/outputs/{name}"}
+        for name, body in (("model.pt", "weights"), ("metrics.json", "{}"))
+    ]
+    api.on("GET", f"runs/{RUN_ID}/outputs", {"run_id": RUN_ID, "files": files})
+    api.on("GET", f"runs/{RUN_ID}/outputs/model.pt", "weights")
+    api.on("GET", f"runs/{RUN_ID}/outputs/metrics.json", "{}")
+    status, out, _ = cli(capsys, "download", SHORT_ID, "-o", str(tmp_path / "model"), url=api.url)
+    assert status == ExitCode.OK and (tmp_path / "model" / "model.pt").read_text() == "weights"
+    assert [p.name for p in (tmp_path / "model").iterdir()] == ["model.pt"] and "model.pt" in out
+    status, out, _ = cli(capsys, "download", SHORT_ID, "--outputs", "-o", str(tmp_path / "all"), "--json", url=api.url)
+    assert status == ExitCode.OK and sorted(f["name"] for f in json.loads(out)["files"]) == ["metrics.json", "model.pt"]
+    assert (tmp_path / "all" / "metrics.json").read_text() == "{}"
+    api.on("GET", f"runs/{RUN_ID}/outputs", {"run_id": RUN_ID, "files": []})
+    status, _, err = cli(capsys, "download", SHORT_ID, url=api.url)
+    assert status == ExitCode.FAILED and "has no model.pt" in err

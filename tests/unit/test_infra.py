@@ -25,7 +25,8 @@ from aztrain.domain.manifest import ComputeSpec
 from aztrain.domain.profiles import CLUSTER_PREFIX, DEFAULT_PROFILES, GPUS_PER_NODE, load_profiles, retirement_notice
 from aztrain.service.settings import PROJECT_ROOT, Settings
 from devhost.localstack import subscriptions
-from functions.events import BLOB_CREATED, RUN_STATUS_CHANGED
+from functions.blob_queue import BLOB_CREATED, BLOB_EVENTS_QUEUE, MAX_DEQUEUE_COUNT, POISON_QUEUE
+from functions.events import RUN_STATUS_CHANGED
 from tests.apps import fresh_function_app
 
 INFRA = PROJECT_ROOT / "infra"
@@ -41,6 +42,8 @@ BUILTIN_ROLES = {
     "e503ece1-11d0-4e8e-8e2c-7a6c3bf38815": "AzureML Compute Operator",
     "f1a07417-d97a-45cb-824c-7a7467783830": "Managed Identity Operator",
     "d5a91429-5739-47e2-a06b-3470a27159e7": "EventGrid Data Sender",
+    "974c5e8b-45b9-4653-ba55-5f855dd0fb88": "Storage Queue Data Contributor",
+    "c6a89b2d-59bc-44d0-9896-0f6e12d7b80a": "Storage Queue Data Message Sender",
 }
 
 
@@ -95,16 +98,30 @@ def test_event_subscriptions_match_the_dev_host_mirror() -> None:
     assert deployed == mirrored
 
 
-def test_subscriptions_deliver_events_one_at_a_time_to_registered_functions() -> None:
-    events = bicep("events.bicep")
+def test_blob_events_go_to_the_queue_the_trigger_reads_and_status_events_to_a_registered_function() -> None:
+    events, main = bicep("events.bicep"), bicep("main.bicep")
     targets = re.findall(r"resourceId: '\$\{functionApp\.id\}/functions/(\w+)'", events)
-    registered = [f.get_function_name() for f in fresh_function_app().get_functions()]
-    assert targets == ["on_blob_created", "on_run_status_changed"]
-    assert set(targets) <= set(registered)
+    functions = {f.get_function_name(): f for f in fresh_function_app().get_functions()}
+    assert targets == ["on_run_status_changed"] and set(targets) <= set(functions)
+    queues = {name: f.get_trigger().get_dict_repr().get("queueName") for name, f in functions.items()}
+    assert queues["on_blob_event"] == BLOB_EVENTS_QUEUE == var(main, "blobEventsQueue")
+    assert queues["on_blob_event_poison"] == POISON_QUEUE == f"{BLOB_EVENTS_QUEUE}-poison"
+    assert "poisonQueue = '${blobEventsQueue}-poison'" in main and "queues: [blobEventsQueue, poisonQueue]" in main
+    assert "blobEventsQueue: { value: blobEventsQueue }" in main  # the events.bicep parameter
+    # Both blob subscriptions: a StorageQueue endpoint, written with the topic's identity, never expiring.
+    assert events.count("deliveryWithResourceIdentity: queueDelivery") == 2
+    assert "endpointType: 'StorageQueue'" in events and "queueMessageTimeToLiveInSeconds: -1" in events
+    assert "identity: { type: 'SystemAssigned' }\n  destination:" in events
+    rbac = bicep("modules/rbac.bicep")
+    assert "scope: blobEvents" in rbac and "roles.storageQueueDataMessageSender" in rbac
+    assert "for queue in [blobEvents, poisonEvents]" in rbac and "roles.storageQueueDataContributor" in rbac
     assert events.count(f"includedEventTypes: ['{BLOB_CREATED}']") == 2
     assert events.count(f"includedEventTypes: ['{RUN_STATUS_CHANGED}']") == 1
     assert f"values: ['{BACKEND_JOB_PREFIX}']" in events  # only aztrain's own Azure ML jobs
-    assert events.count("maxEventsPerBatch: 1\n") == 2
+    assert events.count("maxEventsPerBatch: 1\n") == 1
+    queue_settings = json.loads((PROJECT_ROOT / "host.json").read_text())["extensions"]["queues"]
+    assert queue_settings["maxDequeueCount"] == MAX_DEQUEUE_COUNT  # the last attempt records its dead letter
+    assert queue_settings["messageEncoding"] == "base64"  # as Event Grid writes the messages
     # Created after the code is deployed (postdeploy hook), never by `azd provision`: no second provision.
     assert "eventSubscriptions@" not in bicep("modules/eventgrid.bicep")
     assert not re.search(r"deploy(Event)?Subscriptions", "\n".join(p.read_text() for p in INFRA.rglob("*.bicep")))
@@ -376,7 +393,7 @@ PROVISIONED = {
     "AZURE_SUBSCRIPTION_ID": "00000000-0000-0000-0000-00000000beef",
     "AZURE_RESOURCE_GROUP": "rg-aztrain",
     "AZURE_ML_WORKSPACE_NAME": "mlw-aztrain",
-    "AZURE_ML_ENVIRONMENT_NAME": "aztrain-horovod",
+    "AZURE_ML_ENVIRONMENT_NAME": "aztrain-trainer",
 }
 
 
@@ -387,7 +404,7 @@ def test_postprovision_registers_the_trainer_environment_from_its_build_context(
     where = (
         "--subscription 00000000-0000-0000-0000-00000000beef --resource-group rg-aztrain --workspace-name mlw-aztrain"
     )
-    assert where in create and "--name aztrain-horovod" in create and "--dockerfile-path Dockerfile" in create
+    assert where in create and "--name aztrain-trainer" in create and "--dockerfile-path Dockerfile" in create
     assert f"--build-context {HOOK_PROVISION_SH.parent}/../../trainer/environment " in create
     assert (HOOK_PROVISION_SH.parent / "../../trainer/environment/Dockerfile").is_file()
     assert "registered" in result.stdout
@@ -429,8 +446,7 @@ def test_postdeploy_hook_waits_for_the_functions_then_deploys_the_subscriptions(
     assert result.returncode == 0, result.stderr
     shows = [c for c in calls if c.startswith("functionapp function show")]
     deploys = [c for c in calls if c.startswith("deployment group create")]
-    assert len(shows) == 4 and "--function-name on_blob_created" in shows[0]  # two misses, then each function
-    assert "--function-name on_run_status_changed" in shows[-1]
+    assert len(shows) == 3 and all("--function-name on_run_status_changed" in c for c in shows)  # two misses, then it
     assert all("--resource-group rg-aztrain --name aztrain-func-x" in c for c in shows)
     # az may be signed in to another subscription than azd: every call names azd's.
     assert all(f"--subscription {AZD_ENV['AZURE_SUBSCRIPTION_ID']} " in c for c in calls), calls
@@ -452,7 +468,7 @@ def test_postdeploy_hook_retries_the_deployment_and_then_fails_loudly(tmp_path: 
 def test_postdeploy_hook_stops_when_the_functions_never_appear(tmp_path: Path) -> None:
     result, calls, _ = run_hook(tmp_path, FAKE_SHOW_FAILURES="1000", AZTRAIN_HOOK_WAIT_SECONDS="0", **AZD_ENV)
     assert result.returncode == 1
-    assert "does not list function on_blob_created" in result.stderr
+    assert "does not list function on_run_status_changed" in result.stderr
     assert not [c for c in calls if c.startswith("deployment group")]
 
 
@@ -495,7 +511,8 @@ def test_every_role_assignment_says_why() -> None:
 
 
 def test_function_app_has_what_host_storage_and_the_app_need_and_no_more() -> None:
-    """Blob Data Owner + Table Data Contributor on its storage account (Azure's host-storage table); no queues."""
+    """Blob Data Owner + Table Data Contributor on its storage account (Azure's host-storage table); queue
+    rights only on the two queues its triggers read."""
     grants = {(role, principal) for _, role, principal in role_assignments(bicep("modules/rbac.bicep"))}
     function_roles = {role for role, principal in grants if principal == "functionPrincipalId"}
     assert function_roles == {
@@ -506,10 +523,19 @@ def test_function_app_has_what_host_storage_and_the_app_need_and_no_more() -> No
         "azureMLComputeOperator",
         "managedIdentityOperator",
         "eventGridDataSender",  # outbound run events to the custom topic
+        "storageQueueDataContributor",  # the blob-events queue and its poison queue, nothing else
     }
     rbac = bicep("modules/rbac.bicep")
-    assert "storageQueueDataContributor" not in rbac
+    assert "scope: queue\n" in rbac and "for queue in [blobEvents, poisonEvents]" in rbac
     assert "functions-reference#connecting-to-host-storage-with-an-identity" in rbac  # the source, cited
+
+
+def test_the_workspace_carries_the_training_identity_serverless_jobs_run_as() -> None:
+    aml, rbac = bicep("modules/aml.bicep"), bicep("modules/rbac.bicep")
+    workspace = aml[aml.index("resource workspace ") : aml.index("resource trainingIdentity ")]
+    assert "type: 'SystemAssigned,UserAssigned'" in workspace and "'${trainingIdentity.id}': {}" in workspace
+    # ...the identity that already reads the data and writes the runs (the trainer's needs).
+    assert ("trainingWritesRuns", "storageBlobDataContributor", "trainingPrincipalId") in role_assignments(rbac)
 
 
 def test_workspace_identity_reads_the_datastores_for_studio() -> None:

@@ -3,11 +3,20 @@ from typing import get_args
 
 import pytest
 import yaml
+from pydantic import Field
 
 import trainer.distributed
 from aztrain.domain import documents
 from aztrain.domain.errors import ManifestError
-from aztrain.domain.manifest import Distribution, manifest_schema, parse_duration, parse_manifest
+from aztrain.domain.manifest import (
+    ComputeSpec,
+    Distribution,
+    JobManifest,
+    TrainerSpec,
+    manifest_schema,
+    parse_duration,
+    parse_manifest,
+)
 from aztrain.service.settings import PROJECT_ROOT
 
 VALID = """
@@ -30,14 +39,14 @@ def loader(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> N
 def problems(text: str, **kwargs: int) -> list[str]:
     with pytest.raises(ManifestError) as err:
         parse_manifest(text, source="manifests/x.yaml", **kwargs)
-    return err.value.problems
+    return [str(p) for p in err.value.problems]
 
 
 def test_example_manifest_parses_with_defaults_filled_in():
     manifest = parse_manifest((PROJECT_ROOT / "examples" / "digits.yaml").read_text())
     assert manifest.name == "digits-classifier"
     assert manifest.compute.max_runtime == 1800
-    assert manifest.retrain is not None and manifest.retrain.debounce == 600
+    assert manifest.retrain is not None and manifest.retrain.debounce == 20  # seconds, for a first try
     assert manifest.watches_data
 
 
@@ -56,6 +65,20 @@ def test_prefix_is_normalised_to_a_folder_and_hash_ignores_formatting():
     assert a.data.prefix == "digits/"
     assert a.content_hash == b.content_hash
     assert parse_manifest(VALID.replace("digits}", "other}")).content_hash != a.content_hash
+
+
+def test_a_defaulted_field_the_schema_gains_changes_no_hash_and_a_default_written_out_counts_as_unset():
+    class NewTrainer(TrainerSpec):
+        warm_start: bool = False  # a field a later version adds, with a default
+
+    class NewManifest(JobManifest):
+        trainer: NewTrainer = Field(default_factory=NewTrainer)
+        notes: str = ""
+
+    today = parse_manifest(VALID)
+    assert NewManifest.model_validate(today.normalised()).content_hash == today.content_hash
+    assert parse_manifest(VALID + "compute: {nodes: 1, profile: gpu-small}\n").content_hash == today.content_hash
+    assert parse_manifest(VALID + "compute: {nodes: 2}\n").content_hash != today.content_hash
 
 
 def test_unknown_fields_are_named_with_the_fix():
@@ -136,6 +159,17 @@ def test_trainer_arguments_are_checked_at_submit_by_the_entrypoint():
     found = problems(VALID + "trainer: {args: {epochs: five, lr: 0.1, dropout: 0.5}}\n")
     assert any(p.startswith("trainer.args.epochs: expected int, got str 'five'") for p in found)
     assert any(p.startswith("trainer.args.dropout: unknown argument; known: batch_size, epochs") for p in found)
+
+
+def test_every_problem_is_named_in_one_answer_schema_arguments_and_compute_alike():
+    def too_many_nodes(compute: ComputeSpec) -> None:
+        raise ManifestError.at("compute.nodes", f"{compute.nodes} is more than the 2 node(s) the profile allows")
+
+    text = VALID + "extra: 1\ntrainer: {args: {epochs: five, dropout: 0.5}}\ncompute: {nodes: 3}\n"
+    with pytest.raises(ManifestError) as refused:
+        parse_manifest(text.replace("digits-classifier", "Bad_Name"), compute_check=too_many_nodes)
+    fields = [problem.field for problem in refused.value.problems]
+    assert fields == ["name", "extra", "trainer.args.epochs", "trainer.args.dropout", "compute.nodes"]
 
 
 def test_duplicate_keys_are_rejected_not_silently_merged():

@@ -116,7 +116,7 @@ def test_settings_read_the_azure_ml_variables():
             "AZTRAIN_AML_SUBSCRIPTION_ID": "sub",
             "AZTRAIN_AML_RESOURCE_GROUP": "rg",
             "AZTRAIN_AML_WORKSPACE": "ws",
-            "AZTRAIN_AML_ENVIRONMENT": "aztrain-horovod:7",
+            "AZTRAIN_AML_ENVIRONMENT": "aztrain-trainer:7",
             "AZTRAIN_AML_COMPUTE_IDENTITY_ID": "/subscriptions/s/resourceGroups/rg/providers/x/id-train",
             "AZTRAIN_COMPUTE_PROFILES": '{"gpu-small": {"max_nodes": 2}}',
             "AZTRAIN_MAX_PREEMPTION_ATTEMPTS": "5",
@@ -128,10 +128,10 @@ def test_settings_read_the_azure_ml_variables():
         "rg",
         "ws",
     )
-    assert settings.aml_environment == "aztrain-horovod:7" and settings.max_preemption_attempts == 5
+    assert settings.aml_environment == "aztrain-trainer:7" and settings.max_preemption_attempts == 5
     assert settings.aml_compute_identity_id.endswith("/id-train")
     assert load_profiles(settings.compute_profiles)["gpu-small"].max_nodes == 2
-    assert Settings.from_env({}).aml_environment == "aztrain-horovod@latest"
+    assert Settings.from_env({}).aml_environment == "aztrain-trainer@latest"
 
 
 def test_a_manifest_runs_on_its_named_profile():
@@ -173,7 +173,7 @@ def test_a_manifest_no_profile_fits_is_rejected_naming_the_field(fields, expecte
 def test_nodes_beyond_the_profile_maximum_are_rejected_naming_the_field_and_the_maximum():
     with pytest.raises(ManifestError) as caught:
         cluster_for(load_profiles(), compute(profile="gpu-a100", nodes=3))
-    (problem,) = caught.value.problems
+    (problem,) = map(str, caught.value.problems)
     assert problem.startswith("compute.nodes: 3 is more than the 2 node(s) compute profile gpu-a100 allows")
 
 
@@ -213,7 +213,7 @@ def test_current_sizes_with_similar_names_are_not_retired():
 def test_a_retired_vm_size_in_a_manifest_is_rejected_naming_the_field_and_a_replacement():
     with pytest.raises(ManifestError) as caught:
         cluster_for(load_profiles(), compute(vm_size="Standard_NC6s_v3"))
-    (problem,) = caught.value.problems
+    (problem,) = map(str, caught.value.problems)
     assert problem.startswith("compute.vm_size: Standard_NC6s_v3 (NCv3 series) was retired by Azure on 30 Sep 2025")
     assert "use Standard_NC4as_T4_v3" in problem
 
@@ -240,7 +240,7 @@ def test_a_known_size_cannot_claim_other_gpus():
 def test_more_processes_per_node_than_gpus_is_rejected_naming_the_field_and_both_numbers():
     with pytest.raises(ManifestError) as caught:
         cluster_for(load_profiles(), compute(profile="gpu-small", nodes=1, processes_per_node=2))
-    (problem,) = caught.value.problems
+    (problem,) = map(str, caught.value.problems)
     assert problem.startswith(
         "compute.processes_per_node: 2 is more than the 1 GPU(s) per node of compute profile gpu-small "
         "(Standard_NC4as_T4_v3)"
@@ -250,7 +250,7 @@ def test_more_processes_per_node_than_gpus_is_rejected_naming_the_field_and_both
 def test_every_compute_problem_is_reported_at_once():
     with pytest.raises(ManifestError) as caught:
         cluster_for(load_profiles(), compute(profile="gpu-a100", nodes=3, processes_per_node=2))
-    assert [p.split(":")[0] for p in caught.value.problems] == ["compute.nodes", "compute.processes_per_node"]
+    assert [p.field for p in caught.value.problems] == ["compute.nodes", "compute.processes_per_node"]
 
 
 def test_processes_up_to_the_gpus_run_and_cpu_profiles_are_not_bound_to_gpus():

@@ -1,4 +1,7 @@
-"""The Azure ML environment builds what runs locally: the same Python, torch and Horovod, patched the same way."""
+"""The Azure ML environment builds what runs locally: the same Python, torch and Horovod, patched the same way.
+
+It carries both distributions, and its build checks both: torch for PyTorch DDP, Horovod for Horovod.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +11,7 @@ import subprocess
 import sys
 import tomllib
 from pathlib import Path
-from types import ModuleType
+from types import ModuleType, SimpleNamespace
 
 import pytest
 import yaml
@@ -18,9 +21,9 @@ ENVIRONMENT = ROOT / "trainer" / "environment"
 STUBS = "/usr/local/cuda/targets/x86_64-linux/lib/stubs"
 
 
-def load_check() -> ModuleType:
-    """trainer/environment/check_horovod_build.py, the script the image build runs (not a package module)."""
-    spec = importlib.util.spec_from_file_location("check_horovod_build", ENVIRONMENT / "check_horovod_build.py")
+def load_check(name: str = "check_horovod_build") -> ModuleType:
+    """trainer/environment/<name>.py, a script the image build runs (not a package module)."""
+    spec = importlib.util.spec_from_file_location(name, ENVIRONMENT / f"{name}.py")
     assert spec and spec.loader
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
@@ -135,3 +138,44 @@ def test_the_build_check_rejects_the_local_gloo_only_build():
     result = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=300)
     assert result.returncode == 1, result.stdout + result.stderr
     assert "built without MPI" in result.stderr and "built without NCCL" in result.stderr
+
+
+def test_the_image_checks_torch_for_pytorch_ddp_in_its_own_environment_before_building_horovod():
+    dockerfile = (ENVIRONMENT / "Dockerfile").read_text()
+    copy, run = (
+        "COPY check_torch_build.py /opt/aztrain/check_torch_build.py",
+        "RUN python /opt/aztrain/check_torch_build.py",
+    )
+    assert copy in dockerfile and run in dockerfile
+    # After the conda environment is first on PATH (its python and torchrun), before Horovod's long build.
+    assert dockerfile.index("ENV PATH=$CONDA_DIR/envs/aztrain/bin") < dockerfile.index(copy) < dockerfile.index(run)
+    assert dockerfile.index(run) < dockerfile.index('pip download --quiet --no-deps --no-binary=:all: "horovod')
+
+
+def fake_torch(**present: bool) -> ModuleType:
+    torch = ModuleType("torch")
+    torch.__version__ = "2.13.0+test"  # type: ignore[attr-defined]
+    torch.backends = SimpleNamespace(cuda=SimpleNamespace(is_built=lambda: present.get("cuda", True)))  # type: ignore[attr-defined]
+    torch.distributed = SimpleNamespace(  # type: ignore[attr-defined]
+        is_available=lambda: True,
+        is_nccl_available=lambda: present.get("nccl", True),
+        is_gloo_available=lambda: present.get("gloo", True),
+    )
+    return torch
+
+
+def test_the_torch_check_names_every_missing_feature():
+    check = load_check("check_torch_build")
+    assert check.missing(fake_torch()) == []
+    assert check.missing(fake_torch(cuda=False, nccl=False)) == ["CUDA", "NCCL"]
+    assert check.missing(fake_torch(gloo=False)) == ["Gloo"]
+
+
+def test_the_torch_check_rejects_this_machines_cpu_only_torch():
+    """The local venv's torch is a CPU build (no CUDA, no NCCL): exactly what the image must not ship."""
+    result = subprocess.run(
+        [sys.executable, str(ENVIRONMENT / "check_torch_build.py")], capture_output=True, text=True, timeout=300
+    )
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "lacks CUDA: needed for GPU tensors at all" in result.stderr and "lacks NCCL" in result.stderr
+    assert "lacks torchrun" not in result.stderr  # the venv has it beside its python, as the image's env does

@@ -33,11 +33,12 @@ class PyTorchGroup:
 
     def __init__(self) -> None:
         backend = "cpu:gloo,cuda:nccl" if torch.cuda.is_available() else "gloo"
-        if "WORLD_SIZE" in os.environ:
-            dist.init_process_group(backend)
-        else:  # run as a plain process: a group of one, which needs no rendezvous
-            dist.init_process_group(backend, store=HashStore(), rank=0, world_size=1)
-        atexit.register(dist.destroy_process_group)
+        if not dist.is_initialized():  # else `main()` runs again in one process (the benchmark): same group
+            if "WORLD_SIZE" in os.environ:
+                dist.init_process_group(backend)
+            else:  # run as a plain process: a group of one, which needs no rendezvous
+                dist.init_process_group(backend, store=HashStore(), rank=0, world_size=1)
+            atexit.register(dist.destroy_process_group)
         self._rank, self._size = dist.get_rank(), dist.get_world_size()
         self._local_rank = int(os.environ.get("LOCAL_RANK", "0"))
         # Counted, not read from LOCAL_WORLD_SIZE: torchrun sets that, Azure ML's documented variables do not.

@@ -1,8 +1,8 @@
 """`ControlStore` on Azure Table Storage (azure-data-tables), with ETag-conditional writes.
 
-One adapter implements every storage role (runs, jobs, claims, inbox, arrivals, models, clusters,
+One adapter implements every storage role (runs, jobs, claims, arrivals, models, clusters,
 dead letters): they share one account and the same entity mapping rules. It runs past 300 lines because
-each of the eleven tables needs its own entity mapper, kept beside the queries that read it.
+each of its tables needs its own entity mapper, kept beside the queries that read it.
 
 | table       | PartitionKey | RowKey                    |
 | ----------- | ------------ | ------------------------- |
@@ -16,8 +16,8 @@ each of the eleven tables needs its own entity mapper, kept beside the queries t
 | deadletters | function     | event id (hashed if odd)  |
 | active      | `active`     | run id                    |
 | watches     | `watches`    | job name                  |
-| inbox       | `inbox`      | intake key (time + event) |
 | runsbytime  | time bucket  | run id (newest first)     |
+| runaliases  | short run id | run id                    |
 
 `active` indexes the runs that are not finished, or whose events are not yet published: a copy
 of each such run's row, kept by `add_run`/`save_run` (and `refresh_active` after an outbox is
@@ -29,8 +29,7 @@ run (a crash between the two writes, or two writers racing), never ahead: the re
 on the copy whether a step could be due, decides again on the run's own row before writing, and
 refreshes a copy it finds behind. `watches` does
 the same for jobs watching data, so a data upload reads the jobs that watch its container, not
-every job. `inbox` holds blob events as they arrive (one insert each, in one partition read oldest
-first) until the reconciler acts on them. `runsbytime` is the run list: a copy of every run's row,
+every job. `runsbytime` is the run list: a copy of every run's row,
 partitioned by when the run was made (a run id's leading digits), kept like `active` but never dropped,
 so a page of runs, newest first, is one range read from the start of the table or from a token's run.
 """
@@ -52,11 +51,14 @@ from azure.core import MatchConditions
 from azure.core.exceptions import ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
 from azure.data.tables import TableClient, TableEntity, TableServiceClient, TableTransactionError, UpdateMode
 
-from aztrain.domain.cost import Rate
-from aztrain.domain.errors import ConcurrencyError
+from aztrain.domain.cost import CostEntry, Rate
+from aztrain.domain.documents import MAX_CHARS
+from aztrain.domain.errors import DOCUMENT, ConcurrencyError, FieldProblem
+from aztrain.domain.layout import short_run_id
 from aztrain.domain.manifest import JobManifest
-from aztrain.domain.records import Arrival, ClusterRecord, DeadLetter, Intake, JobRecord, ModelVersion
+from aztrain.domain.records import Arrival, ClusterRecord, DeadLetter, JobRecord, ModelVersion
 from aztrain.domain.runs import ACTIVE_STATES, Run, RunState, Staged, Transition
+from aztrain.domain.teams import Team
 from aztrain.service import faults
 
 TABLES = (
@@ -70,19 +72,24 @@ TABLES = (
     "deadletters",
     "active",
     "watches",
-    "inbox",
     "runsbytime",
+    "costs",
+    "teams",
+    "runaliases",
 )
 _ACTIVE = "active"  # the one partition of the `active` index: read whole, it holds only active runs
 _WATCHES = "watches"  # the one partition of the `watches` index: the jobs that watch data, by name
-_INBOX = "inbox"  # the one partition of the `inbox`: blob events not yet acted on, oldest first
 #: A run id's leading digits name its partition in `runsbytime`: 10^8 ms (about 28 hours) of creation times.
 _BUCKET_DIGITS = 5
+_TEAMS = "teams"  # the one partition of `teams`: a handful of rows, read whole
 _SAFE_KEY = re.compile(r"^[A-Za-z0-9._:@=-]{1,512}$")
 _BATCH = 100  # Table Storage's limit on operations in one transaction
 _REMEMBERED = 100_000  # run ids whose job a store remembers (a few MB), forgotten all at once beyond
 T = TypeVar("T")
+_PROBLEMS, _PROBLEM_CHARS = 50, 1000  # a REJECTED run's problems kept, and the characters of each
 _OUTBOX_DETAIL = 500  # characters of a transition's detail kept in the outbox (history keeps 16000)
+_PART_CHARS = 32_000  # characters of a manifest's JSON in one string property (`_manifest_columns`)
+_MANIFEST_PARTS = -(-MAX_CHARS // _PART_CHARS)  # the most parts a manifest within the domain's limit takes
 
 
 class TableControlStore:
@@ -101,8 +108,10 @@ class TableControlStore:
         self._dead_letters = self._table("deadletters")
         self._active = self._table("active")
         self._watches = self._table("watches")
-        self._inbox = self._table("inbox")
         self._listed = self._table("runsbytime")
+        self._costs = self._table("costs")
+        self._teams = self._table("teams")
+        self._aliases = self._table("runaliases")
         self._job_of: dict[str, str] = {}  # run id -> job, for the runs this process has seen
 
     def _table(self, name: str) -> TableClient:
@@ -170,6 +179,8 @@ class TableControlStore:
         # the same run (a race, a retry) must not put a creation copy over a later step's.
         _insert_once(self._active, active_entity(run))
         _insert_once(self._listed, listed_entity(run))
+        # The short id's row: a partition per short id, so finding what it names is one partition read.
+        _insert_once(self._aliases, {"PartitionKey": short_run_id(run.id), "RowKey": run.id, "Job": run.job})
         faults.checkpoint("runs.after-index")
         return self._remember(replace(run, etag=self._write(self._runs, run_entity(run), None, f"run {run.id}")))
 
@@ -213,6 +224,16 @@ class TableControlStore:
             self._job_of.clear()
         self._job_of[run.id] = run.job
         return run
+
+    def runs_by_short_id(self, short_id: str) -> list[Run]:
+        rows = self._aliases.query_entities("PartitionKey eq @short", parameters={"short": short_id})
+        found = []
+        for row in rows:  # one row per run, and two runs share a short id rarely (24 random bits)
+            self._job_of.setdefault(row["RowKey"], row["Job"])
+            run = self.get_run(row["RowKey"])
+            if run is not None:  # None: a crash between the alias row and the run's own row
+                found.append(run)
+        return found
 
     def find_runs(
         self,
@@ -326,32 +347,6 @@ class TableControlStore:
         except ResourceExistsError:  # someone claimed first: theirs is the answer
             return str(self._claims.get_entity(scope, row)["Value"])
 
-    # --------------------------------------------------------------- inbox
-    def record_intake(self, intake: Intake) -> None:
-        entity = {
-            "PartitionKey": _INBOX,
-            "RowKey": intake.key,
-            "EventId": intake.event_id,
-            "Container": intake.container,
-            "Name": intake.name,
-            "ETag": intake.etag,
-            **({"Raised": intake.raised} if intake.raised else {}),
-        }
-        _insert_once(self._inbox, entity)  # a redelivery before the reconciler acted on it changes nothing
-
-    def intakes(self, limit: int) -> list[Intake]:
-        rows = self._inbox.query_entities(
-            "PartitionKey eq @inbox", parameters={"inbox": _INBOX}, results_per_page=min(limit, 1000)
-        )
-        return [_intake_from_entity(e) for e in itertools.islice(rows, limit)]
-
-    def remove_intakes(self, keys: Sequence[str]) -> None:
-        def delete(entity: dict[str, Any]) -> None:
-            with contextlib.suppress(ResourceNotFoundError):  # gone already
-                self._inbox.delete_entity(_INBOX, entity["RowKey"])
-
-        _transact_or_one_by_one(self._inbox, "delete", [{"PartitionKey": _INBOX, "RowKey": k} for k in keys], delete)
-
     # ------------------------------------------------------------ arrivals
     def record_arrivals(self, arrivals: Sequence[Arrival]) -> None:
         unique = {(a.job, a.key): _arrival_to_entity(a) for a in reversed(arrivals)}  # the first of each key
@@ -421,6 +416,36 @@ class TableControlStore:
         return sorted(letters, key=lambda d: (d.at, d.function, d.event_id))
 
     # ------------------------------------------------------------- helpers
+    # ---------------------------------------------------------------- costs
+    def record_cost(self, entry: CostEntry) -> None:
+        _insert_once(self._costs, _cost_to_entity(entry))
+
+    def costs(self, month: str, team: str | None = None) -> list[CostEntry]:
+        query = "PartitionKey eq @month"
+        parameters = {"month": month}
+        if team is not None:  # the team's rows are one RowKey range: `<team>|...`
+            query += " and RowKey ge @low and RowKey lt @high"
+            parameters |= {"low": f"{team}|", "high": f"{team}}}"}  # "}" sorts right after "|"
+        rows = self._costs.query_entities(query, parameters=parameters)
+        return [_cost_from_entity(e) for e in rows]
+
+    # ---------------------------------------------------------------- teams
+    def get_team(self, name: str) -> Team | None:
+        try:
+            return _team_from_entity(self._teams.get_entity(_TEAMS, name))
+        except ResourceNotFoundError:
+            return None
+
+    def put_team(self, team: Team) -> Team:
+        return replace(team, etag=self._write(self._teams, _team_to_entity(team), team.etag, f"team {team.name}"))
+
+    def delete_team(self, name: str) -> None:
+        self._teams.delete_entity(_TEAMS, name)
+
+    def list_teams(self) -> list[Team]:
+        rows = self._teams.query_entities("PartitionKey eq @p", parameters={"p": _TEAMS})
+        return sorted((_team_from_entity(e) for e in rows), key=lambda t: t.name)
+
     @staticmethod
     def _write(table: TableClient, entity: dict[str, Any], etag: str | None, what: str) -> str:
         """Create when `etag` is None, else replace only if unchanged. Returns the new ETag."""
@@ -473,8 +498,25 @@ def _insert_once(table: TableClient, entity: dict[str, Any]) -> None:
 # added later with a default is filled in on rows written before it existed.
 
 
-def _manifest_to_json(spec: JobManifest | None) -> str:
-    return json.dumps(spec.normalised()) if spec is not None else ""
+def _manifest_columns(spec: JobManifest | None) -> dict[str, Any]:
+    """A manifest's normalised JSON as `Manifest`, `Manifest1`, ...: a string property holds 64 KiB, 32K
+    UTF-16 characters, and an entity 1 MiB (learn.microsoft.com/azure/storage/tables/scalability-targets;
+    learn.microsoft.com/rest/api/storageservices/understanding-the-table-service-data-model). json.dumps
+    writes ASCII, so a part of `_PART_CHARS` characters is 64,000 bytes, and a manifest within the
+    domain's limit (`documents.MAX_CHARS`: 8 parts, 512,000 bytes) leaves the row room for the rest."""
+    text = json.dumps(spec.normalised()) if spec is not None else ""
+    parts = [text[i : i + _PART_CHARS] for i in range(0, len(text), _PART_CHARS)] or [""]
+    return {
+        "Manifest": parts[0],
+        **{f"Manifest{n}": part for n, part in enumerate(parts[1:], start=1)},
+        "ManifestParts": len(parts),
+    }
+
+
+def _manifest_text(e: Any) -> str:
+    """The manifest JSON of a row, its parts joined (rows written before parts existed have one)."""
+    parts = int(e.get("ManifestParts") or 1)
+    return str(e.get("Manifest") or "") + "".join(str(e.get(f"Manifest{n}") or "") for n in range(1, parts))
 
 
 def _manifest_from_json(text: str | None) -> JobManifest | None:
@@ -494,7 +536,7 @@ def _job_to_entity(job: JobRecord) -> dict[str, Any]:
     return {
         "PartitionKey": job.name,
         "RowKey": "spec",
-        "Manifest": _manifest_to_json(job.spec),
+        **_manifest_columns(job.spec),
         "ManifestHash": job.manifest_hash,
         "UpdatedAt": job.updated_at,
         "WatchContainer": job.watch_container,
@@ -507,7 +549,7 @@ def _job_to_entity(job: JobRecord) -> dict[str, Any]:
 def _job_from_entity(e: Any) -> JobRecord:
     return JobRecord(
         name=e["PartitionKey"],
-        spec=JobManifest.model_validate(json.loads(e["Manifest"])),
+        spec=JobManifest.model_validate(json.loads(_manifest_text(e))),
         manifest_hash=e["ManifestHash"],
         updated_at=_utc(e["UpdatedAt"]) or datetime.now(UTC),
         watch_container=e.get("WatchContainer", ""),
@@ -528,7 +570,7 @@ def run_entity(run: Run) -> dict[str, Any]:
         "Trigger": run.trigger,
         "Cause": run.cause,
         "ManifestHash": run.manifest_hash,
-        "Manifest": _manifest_to_json(run.spec),
+        **_manifest_columns(run.spec),
         "Source": run.source,
         "Cluster": run.cluster,
         "BackendJobId": run.backend_job_id,
@@ -536,6 +578,8 @@ def run_entity(run: Run) -> dict[str, Any]:
         "Attempt": run.attempt,
         "WaitingReason": run.waiting_reason or "",
         "Error": run.error[:16000],
+        # Bounded like `Error`, so the column stays under 64 KiB however many problems a manifest has.
+        "Problems": json.dumps([[p.field, p.message[:_PROBLEM_CHARS]] for p in run.problems[:_PROBLEMS]]),
         "Metrics": json.dumps(run.metrics),
         "Seq": run.seq,
         "Last": json.dumps(run.last.to_json()) if run.last else "",
@@ -567,7 +611,7 @@ def _run_from_entity(e: Any) -> Run:
         trigger=e.get("Trigger", ""),
         cause=e.get("Cause", ""),
         manifest_hash=e.get("ManifestHash", ""),
-        spec=_manifest_from_json(e.get("Manifest")),
+        spec=_manifest_from_json(_manifest_text(e)),
         source=e.get("Source", ""),
         cluster=e.get("Cluster", ""),
         backend_job_id=e.get("BackendJobId", ""),
@@ -575,6 +619,7 @@ def _run_from_entity(e: Any) -> Run:
         attempt=int(e.get("Attempt", 1)),
         waiting_reason=e.get("WaitingReason") or None,
         error=e.get("Error", ""),
+        problems=_problems_from_json(e),
         metrics=json.loads(e.get("Metrics") or "{}"),
         seq=int(e.get("Seq", 0)),
         last=Transition.from_json(json.loads(e["Last"])) if e.get("Last") else None,
@@ -597,7 +642,15 @@ def copy_columns() -> list[str]:
     itself (`publishing.drain`). Derived from the mapper, so a new column is never left behind.
     """
     sample = Run.create(job="j", state=RunState.ACCEPTED, at=datetime.now(UTC), trigger="http", cause="c")
-    return [column for column in active_entity(sample) if column != "Outbox"]
+    parts = [f"Manifest{n}" for n in range(1, _MANIFEST_PARTS)]  # a long manifest's other parts
+    return [column for column in active_entity(sample) if column != "Outbox"] + parts
+
+
+def _problems_from_json(e: Any) -> tuple[FieldProblem, ...]:
+    """A REJECTED run's problems; a row stored before they were kept has its error as one, of the document."""
+    if "Problems" not in e:
+        return (FieldProblem(DOCUMENT, e["Error"]),) if e.get("State") == RunState.REJECTED and e.get("Error") else ()
+    return tuple(FieldProblem(field, message) for field, message in json.loads(e["Problems"]))
 
 
 def active_entity(run: Run) -> dict[str, Any]:
@@ -699,17 +752,6 @@ def _arrival_from_entity(e: Any) -> Arrival:
     )
 
 
-def _intake_from_entity(e: Any) -> Intake:
-    return Intake(
-        key=e["RowKey"],
-        event_id=e.get("EventId", ""),
-        container=e.get("Container", ""),
-        name=e.get("Name", ""),
-        etag=e.get("ETag", ""),
-        raised=_utc(e.get("Raised")),
-    )
-
-
 def _dead_letter_from_entity(e: Any) -> DeadLetter:
     return DeadLetter(
         function=e["PartitionKey"],
@@ -748,4 +790,66 @@ def _model_from_entity(e: Any) -> ModelVersion:
         registered_at=_utc(e["RegisteredAt"]) or datetime.now(UTC),
         promoted=bool(e.get("Promoted", False)),
         gate=e.get("Gate", ""),
+    )
+
+
+def _cost_to_entity(c: CostEntry) -> dict[str, Any]:
+    return {
+        "PartitionKey": c.month,
+        "RowKey": f"{c.team}|{c.run_id}",
+        "RunId": c.run_id,
+        "Job": c.job,
+        "Team": c.team,
+        "SubmittedBy": c.submitted_by,
+        "EndedAt": c.ended_at,
+        "BilledSeconds": c.billed_seconds,
+        "GpuSeconds": c.gpu_seconds,
+        "Cost": c.cost,
+        "VmSize": c.vm_size,
+        "Tier": c.tier,
+    }
+
+
+def _cost_from_entity(e: Any) -> CostEntry:
+    return CostEntry(
+        run_id=e["RunId"],
+        job=e["Job"],
+        team=e["Team"],
+        submitted_by=e.get("SubmittedBy", ""),
+        ended_at=_utc(e["EndedAt"]) or datetime.now(UTC),
+        billed_seconds=float(e["BilledSeconds"]),
+        gpu_seconds=float(e["GpuSeconds"]),
+        cost=float(e["Cost"]),
+        vm_size=e.get("VmSize", ""),
+        tier=e.get("Tier", ""),
+    )
+
+
+def _team_to_entity(t: Team) -> dict[str, Any]:
+    return {
+        "PartitionKey": _TEAMS,
+        "RowKey": t.name,
+        "Gpus": t.gpus,
+        "GpuHours": t.gpu_hours,
+        "MonthlyBudget": t.monthly_budget,
+        "DefaultPriority": t.default_priority,
+        "MaxPriority": t.max_priority,
+        "Weight": t.weight,
+    }
+
+
+def _team_from_entity(e: Any) -> Team:
+    def number(name: str) -> float | None:
+        return None if e.get(name) is None else float(e[name])
+
+    gpus = number("Gpus")
+    return Team(
+        name=e["RowKey"],
+        gpus=None if gpus is None else int(gpus),
+        gpu_hours=number("GpuHours"),
+        monthly_budget=number("MonthlyBudget"),
+        default_priority=int(e.get("DefaultPriority", 0)),
+        max_priority=int(e.get("MaxPriority", 0)),
+        weight=float(e.get("Weight", 1.0)),
+        etag=e.metadata["etag"],
     )

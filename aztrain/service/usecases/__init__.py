@@ -1,7 +1,8 @@
 """The control plane's use cases, one module per concern, each a set of functions over a `Context`.
 
-- `inbox`: blob events recorded as they arrive, and acted on (manifests submitted, uploads made arrivals).
-- `intake`: manifests in (HTTP, manifest blobs), jobs recorded, runs created; data uploads recorded.
+- `intake`: manifests in (HTTP, manifest blobs), jobs recorded, runs created.
+- `blob_events`: each delivered `BlobCreated`: a manifest submitted and started, an upload's arrivals.
+- `idempotency`: a request retried with its idempotency key gets the first answer and makes one run.
 - `progress`: runs driven forward from what the backend observes; cancel; preemption and resubmit.
 - `retraining`: a watched job's pending arrivals, the window that launches a run.
 - `registry`: a completed run's model version, its promotion, its lineage.

@@ -13,25 +13,24 @@ never be satisfied is no wait but a refusal at submit: `REFUSALS`, asked by `int
 The backend's quota gate: the vCPUs a run's nodes need, against the quota they count against
 (`ComputeBackend.quota`) less what is taken: the more of what the backend says is in use and what
 the runs already admitted need (a run admitted but not yet given its nodes is not in the backend's
-count; one that has them is in both), and then what older runs waiting for the same quota need
-(first come, first served).
+count; one that has them is in both), and then what runs ahead of it in the fair queue, waiting for
+the same quota, need (`teamgates.ahead`: first come, first served between runs of equal standing).
+The team gates (`teamgates`) come first: a team's own bounds hold its runs before any capacity does.
 """
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable, Sequence
 
-from aztrain.domain.errors import ManifestError
+from aztrain.domain.errors import FieldProblem, ManifestError
 from aztrain.domain.manifest import JobManifest
 from aztrain.domain.records import ClusterSpec, Quota
 from aztrain.domain.runs import Run, RunState
+from aztrain.service.usecases import teamgates
 from aztrain.service.usecases.context import Context
 
-log = logging.getLogger(__name__)
-
 Gate = Callable[[Context, Run, Sequence[Run]], str | None]
-Refusal = Callable[[Context, JobManifest], str | None]
+Refusal = Callable[[Context, JobManifest], list[FieldProblem]]
 
 
 def waiting_reason(ctx: Context, run: Run, active_copies: Sequence[Run]) -> str | None:
@@ -43,9 +42,9 @@ def waiting_reason(ctx: Context, run: Run, active_copies: Sequence[Run]) -> str 
     return None
 
 
-def refusals(ctx: Context, manifest: JobManifest) -> list[str]:
-    """Why a manifest can never be admitted (each refusal's reason); empty when it can."""
-    return [reason for refuse in REFUSALS if (reason := refuse(ctx, manifest))]
+def refusals(ctx: Context, manifest: JobManifest) -> list[FieldProblem]:
+    """Why a manifest can never be admitted (each refusal's field and reason); empty when it can."""
+    return [problem for refuse in REFUSALS for problem in refuse(ctx, manifest)]
 
 
 def refuse(ctx: Context, manifest: JobManifest) -> None:
@@ -65,8 +64,10 @@ def backend_quota(ctx: Context, run: Run, active_copies: Sequence[Run]) -> str |
     for other in active_copies:
         if other.id == run.id or other.spec is None or other.state is RunState.ACCEPTED:
             continue
-        if other.awaiting_admission and other.created_at >= run.created_at:
-            continue  # a newer run waits behind this one
+        if other.awaiting_admission and not teamgates.ahead(ctx, other, run, active_copies):
+            continue  # it waits behind this one in the fair queue
+        if other.awaiting_admission and (other.waiting_reason or "").startswith(teamgates.TEAM_REASON):
+            continue  # held by its own team's bounds: no capacity is kept for it
         other_spec = ctx.backend.cluster_for(other.manifest.compute)
         if (other_quota := _quota(ctx, other_spec)) is None or other_quota.name != quota.name:
             continue
@@ -81,18 +82,19 @@ def backend_quota(ctx: Context, run: Run, active_copies: Sequence[Run]) -> str |
     return f"needs {need} vCPUs of {quota.name}; {free} of {quota.limit} free"
 
 
-def backend_quota_refusal(ctx: Context, manifest: JobManifest) -> str | None:
+def backend_quota_refusal(ctx: Context, manifest: JobManifest) -> list[FieldProblem]:
     """Refuse a run whose nodes need more vCPUs than the whole quota they count against."""
     spec = ctx.backend.cluster_for(manifest.compute)
     quota = _quota(ctx, spec)
     need = needed_vcpus(spec)
     if quota is None or need <= quota.limit:
-        return None
+        return []
     what = "has no quota for it" if quota.limit == 0 else f"allows {quota.limit} in all"
-    return (
-        f"compute: needs {need} vCPUs of {quota.name} ({spec.nodes} x {spec.vm_size}); the subscription {what}: "
+    message = (
+        f"needs {need} vCPUs of {quota.name} ({spec.nodes} x {spec.vm_size}); the subscription {what}: "
         f"ask for fewer nodes, another size, or more quota (Azure portal: Quotas, Machine learning)"
     )
+    return [FieldProblem("compute", message)]
 
 
 def needed_vcpus(spec: ClusterSpec) -> int:
@@ -104,5 +106,5 @@ def _quota(ctx: Context, spec: ClusterSpec) -> Quota | None:
     return ctx.backend.quota(spec) if spec.vcpus_per_node else None
 
 
-GATES: list[Gate] = [backend_quota]
-REFUSALS: list[Refusal] = [backend_quota_refusal]
+GATES: list[Gate] = [*teamgates.GATES, backend_quota]
+REFUSALS: list[Refusal] = [teamgates.team_refusal, backend_quota_refusal]

@@ -33,7 +33,7 @@ from aztrain.domain.runs import ACTIVE_STATES, Run, RunState
 from aztrain.domain.teams import dropped_team, shown_team
 from aztrain.service import faults
 from aztrain.service.code_snapshots import check_code
-from aztrain.service.usecases import admission, publishing
+from aztrain.service.usecases import admission, publishing, teamgates
 from aztrain.service.usecases.context import SAVE_ATTEMPTS, Context
 
 log = logging.getLogger(__name__)
@@ -100,10 +100,15 @@ def submit(
     None for a manifest dropped into storage, which belongs to the team of its folder.
     """
     try:
-        parsed = parse_manifest(manifest_text, source=source, max_bytes=ctx.settings.max_manifest_bytes)
+        # The backend's placement is checked with the schema, so one answer names every problem.
+        parsed = parse_manifest(
+            manifest_text,
+            source=source,
+            max_bytes=ctx.settings.max_manifest_bytes,
+            compute_check=ctx.backend.cluster_for,
+        )
         team = by.submitting_team(parsed.team) if by else dropped_team(source, _drop_prefix(ctx), parsed.team)
         manifest = parsed.model_copy(update={"team": team})  # the job's team: its retraining runs' too
-        ctx.backend.cluster_for(manifest.compute)
         check_code(ctx.data, ctx.settings.runs_container, manifest)  # its entrypoint exists before anything runs
         admission.refuse(ctx, manifest)  # a wait that could never end is a refusal now
     except ManifestError as exc:
@@ -132,7 +137,7 @@ def submit(
         if job and job.spec.team and job.spec.team != team:
             return _reject(
                 ctx,
-                ManifestError([f"name: job {manifest.name} belongs to team {job.spec.team}; choose another name"]),
+                ManifestError.at("name", f"job {manifest.name} belongs to team {job.spec.team}; choose another name"),
                 manifest_text,
                 trigger=trigger,
                 cause=cause,
@@ -142,7 +147,13 @@ def submit(
                 team=team,
                 by=by,
             )
-        if job and job.manifest_hash == manifest.content_hash and job.last_run_id and not force:
+        job_is_newer = job is not None and job.spec.content_hash != manifest.content_hash and mine > job.last_run_id
+        if given and job and job.last_run_id and job_is_newer:
+            # Raised before the job's latest run: a late delivery of an older manifest (queue messages
+            # come in any order). It gets its run; the job keeps the newer manifest.
+            break
+        # Hashed again from the stored manifest: a hash stored by an earlier scheme never makes it look new.
+        if job and job.spec.content_hash == manifest.content_hash and job.last_run_id and not force:
             last = ctx.store.get_run(job.last_run_id)
             # The job's latest run, unless it FAILED or was CANCELED and no other run of this manifest is active.
             kept = last if last is None or last.state not in RETRIED else _active_run(ctx, manifest)
@@ -178,7 +189,7 @@ def submit(
         manifest_hash=manifest.content_hash,
         team=team,
         submitted_by=by.user if by else "",
-        priority=manifest.queue_priority or 0,
+        priority=teamgates.priority_for(ctx, manifest),
     )
     created = run_id == mine
     stored = record_run(ctx, run)
@@ -188,7 +199,7 @@ def submit(
 def _active_run(ctx: Context, manifest: JobManifest) -> Run | None:
     """A run of this manifest that is still active (one forced beside it may have been the last to fail)."""
     active = ctx.store.find_runs(job=manifest.name, states=ACTIVE_STATES)
-    return next((r for r in active if r.manifest_hash == manifest.content_hash), None)
+    return next((r for r in active if r.spec and r.spec.content_hash == manifest.content_hash), None)
 
 
 def _selected(ctx: Context, manifest: JobManifest) -> bool:
@@ -244,6 +255,7 @@ def _reject(
         correlation=correlation,
         source=source,
         error=str(exc),
+        problems=tuple(exc.problems),
         team=team,
         submitted_by=by.user if by else "",
     )

@@ -1,4 +1,4 @@
-"""What one reconciler pass has asked already (`progress.Looks`): each cluster, job and data prefix once.
+"""What one reconciler pass has asked already: each cluster, job, data prefix and admission once a run.
 
 Kept apart from `progress`, which decides the steps, so the answers a pass shares live in one place.
 """
@@ -7,12 +7,13 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from typing import Any
 
 from aztrain.domain.layout import snapshot_blob
 from aztrain.domain.records import BlobInfo, ClusterSpec, JobObservation
 from aztrain.domain.retrain import Snapshot, snapshot_of
 from aztrain.domain.runs import ACTIVE_STATES, Run
-from aztrain.service.usecases import admission
+from aztrain.service.usecases import admission, teamgates
 from aztrain.service.usecases.context import Context
 
 
@@ -33,11 +34,14 @@ class Looks:
     #: The active runs as this pass has them (each replaced once it moves), for the admission gates.
     active: dict[str, Run] | None = None
 
+    #: What the team gates read once a pass (`teamgates.Copies`).
+    memo: dict[str, Any] = field(default_factory=dict)
+
     def active_copies(self) -> list[Run]:
         """Every active run, as the pass has moved them; read from the index once if the pass did not."""
         if self.active is None:
             self.active = {r.id: r for r in self.ctx.store.find_runs(states=ACTIVE_STATES)}
-        return list(self.active.values())
+        return teamgates.Copies(self.active.values(), self.memo)
 
     def moved(self, run: Run) -> None:
         """A run as it now is, for the gates of the runs after it in the pass."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import replace
+from datetime import datetime
 from typing import Any
 
 from aztrain.domain.errors import InvalidTransition
@@ -20,7 +21,7 @@ from aztrain.domain.records import ClusterSpec, JobObservation, JobPhase, JobSub
 from aztrain.domain.retrain import covered
 from aztrain.domain.runs import ACTIVE_STATES, Run, RunState, can_transition, state_for_phase
 from aztrain.service import faults
-from aztrain.service.usecases import capacity, intake, publishing, registry
+from aztrain.service.usecases import capacity, costing, intake, publishing, registry
 from aztrain.service.usecases.context import Context, read_decide_write
 from aztrain.service.usecases.looks import Looks
 
@@ -220,7 +221,12 @@ def _next_step(ctx: Context, run: Run, looks: Looks) -> Run | None:
         looks.ready(spec)  # starts growing the cluster
         detail = "; ".join(filter(None, [taken, _placement(spec)]))
         return run.moved(
-            RunState.PROVISIONING, cause="reconciler", at=now, snapshot_id=snapshot.id, detail=detail, **_placed(spec)
+            RunState.PROVISIONING,
+            cause="reconciler",
+            at=now,
+            snapshot_id=snapshot.id,
+            detail=detail,
+            **_placed(ctx, run, spec, now),
         )
     if run.awaiting_admission:
         reason = looks.waiting_reason(run)
@@ -228,7 +234,9 @@ def _next_step(ctx: Context, run: Run, looks: Looks) -> Run | None:
             return None if reason == run.waiting_reason else replace(run, waiting_reason=reason, updated_at=now)
         looks.ready(spec)
         detail = "; ".join(filter(None, ["admitted", _placement(spec)]))
-        return run.moved(RunState.PROVISIONING, cause="admission", at=now, detail=detail, **_placed(spec))
+        return run.moved(
+            RunState.PROVISIONING, cause="admission", at=now, detail=detail, **_placed(ctx, run, spec, now)
+        )
     if run.state is RunState.PROVISIONING:
         if looks.ready(spec, again=True) < spec.nodes:
             return None
@@ -240,9 +248,11 @@ def _next_step(ctx: Context, run: Run, looks: Looks) -> Run | None:
     return _follow(ctx, run, observed, cause=f"backend:{observed.status}") if _moves(run, observed) else None
 
 
-def _placed(spec: ClusterSpec) -> dict[str, str]:
-    """The run's `cluster`: its profile's cluster, or none for serverless nodes (no cluster row, no scale-down)."""
-    return {"cluster": "" if spec.serverless else spec.name}
+def _placed(ctx: Context, run: Run, spec: ClusterSpec, now: datetime) -> dict[str, Any]:
+    """What placing a run records: its `cluster` (none for serverless nodes: no cluster row, no scale-down),
+    and when and at what rate billing starts (its nodes are asked for now)."""
+    cluster = "" if spec.serverless else spec.name
+    return {"cluster": cluster, "placed_at": now, "rate": costing.rate_for(ctx, run.manifest.compute)}
 
 
 def _placement(spec: ClusterSpec) -> str:

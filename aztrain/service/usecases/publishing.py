@@ -19,15 +19,20 @@ from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
+from aztrain.domain.cost import month_of
 from aztrain.domain.errors import ConcurrencyError
+from aztrain.domain.identity import DEFAULT_TEAM
 from aztrain.domain.records import ClusterRecord, ModelVersion, OutboundEvent
 from aztrain.domain.runs import Run, RunState, Staged, Transition
 from aztrain.service import faults, telemetry
+from aztrain.service.usecases import costing
 from aztrain.service.usecases.context import Context, read_decide_write
 
 log = logging.getLogger(__name__)
 
 PREFIX = "aztrain."
+#: Percent of a team's monthly budget whose crossing is an event.
+BUDGET_THRESHOLDS = (50, 80, 100)
 #: Runs waiting for their turn (the queue depth the reconciler reports).
 WAITING = (RunState.ACCEPTED, RunState.PROVISIONING, RunState.SUBMITTED, RunState.QUEUED)
 
@@ -36,6 +41,12 @@ def drain(ctx: Context, run: Run) -> Run:
     """Publish the run's staged events and clear them; if the topic fails they stay for the reconciler."""
     if not run.outbox:
         return run
+    if run.is_terminal:  # its final cost is in the ledger before the event that it ended is sent
+        try:
+            costing.record_final(ctx, run)
+        except Exception as exc:  # the events wait with it: the backstop records and sends them later
+            log.warning("run %s: final cost not recorded yet: %s", run.id, exc)
+            return run
     upto = run.outbox[-1].transition.seq
     events = run_events(ctx, run)
     faults.checkpoint("publishing.before-publish")
@@ -126,7 +137,52 @@ def run_events(ctx: Context, run: Run) -> list[OutboundEvent]:
         events.append(_event(ctx, run, t, _run_type(t), data))
         if t.to_state is RunState.COMPLETED:
             events.extend(_model_events(ctx, run, t))
+        if t.to_state.is_terminal and run.placed_at is not None:
+            events.extend(budget_events(ctx, run, t))
     return events
+
+
+def budget_events(ctx: Context, run: Run, t: Transition) -> list[OutboundEvent]:
+    """`aztrain.budget.threshold_crossed` for each of its team's budget thresholds this run's final cost crossed.
+
+    The month's ledger, ordered by end (then run id), says which run's cost crossed a threshold, so each
+    threshold is crossed by one run once a month, under one id (`budget:<team>:<month>:<percent>`).
+    """
+    team = ctx.store.get_team(run.team or DEFAULT_TEAM)
+    if team is None or not team.monthly_budget:
+        return []
+    month = month_of(run.updated_at)
+    entries = sorted(ctx.store.costs(month, team.name), key=lambda e: (e.ended_at, e.run_id))
+    before = 0.0
+    for entry in entries:
+        if entry.run_id == run.id:
+            after = before + entry.cost
+            break
+        before += entry.cost
+    else:
+        return []  # not in the ledger yet: the drain records it first
+    crossed = [p for p in BUDGET_THRESHOLDS if before < p / 100 * team.monthly_budget <= after]
+    return [
+        OutboundEvent(
+            id=f"budget:{team.name}:{month}:{percent}",
+            type=PREFIX + "budget.threshold_crossed",
+            source=ctx.settings.events_source,
+            subject=f"teams/{team.name}",
+            time=t.at,
+            data={
+                "team": team.name,
+                "month": month,
+                "threshold_percent": percent,
+                "budget": team.monthly_budget,
+                "spent": round(after, 4),
+                "run_id": run.id,
+                "job": run.job,
+            },
+            correlation=run.correlation,
+            cause=t.cause,
+        )
+        for percent in crossed
+    ]
 
 
 def cluster_event(ctx: Context, cluster: ClusterRecord) -> OutboundEvent:

@@ -93,7 +93,7 @@ def _reconcile_window(ctx: Context, job: JobRecord) -> None:
             cause=f"window:{pending[0].key}",
             source=f"{job.watch_container}/{pending[-1].blob} (+{len(pending) - 1} more)",
             spec=job.spec,
-            manifest_hash=job.manifest_hash,
+            manifest_hash=job.spec.content_hash,
             team=job.spec.team or DEFAULT_TEAM,  # a retraining run belongs to its job's team
             priority=job.spec.queue_priority or 0,
         ),
@@ -109,7 +109,8 @@ def _note_last_run(ctx: Context, run: Run) -> None:
     """The window's run is the job's latest, so resubmitting the same manifest finds it (and does not rerun it)."""
 
     def decide(job: JobRecord) -> JobRecord | None:
-        current = job.manifest_hash == run.manifest_hash and job.last_run_id != run.id
+        same = run.spec is not None and run.spec.content_hash == job.spec.content_hash  # hashed now: any scheme
+        current = same and job.last_run_id != run.id
         return replace(job, last_run_id=run.id) if current else None
 
     read_decide_write(lambda: _job(ctx, run.job), decide, ctx.store.put_job, what=f"job {run.job}")

@@ -39,9 +39,9 @@ from typing import Any
 import psutil
 
 from aztrain.adapters.compute.local.quota import SimulatedQuota, cluster_quota_fields
-from aztrain.domain.errors import ManifestError
+from aztrain.domain.compute_rules import local_cluster_for
 from aztrain.domain.manifest import ComputeSpec
-from aztrain.domain.profiles import gpu_problem, load_profiles, select_profile
+from aztrain.domain.profiles import load_profiles
 from aztrain.domain.records import (
     ClusterSpec,
     JobObservation,
@@ -49,7 +49,6 @@ from aztrain.domain.records import (
     JobSubmission,
     ModelVersion,
     Quota,
-    cluster_spec,
 )
 from aztrain.service.settings import PROJECT_ROOT, Settings
 
@@ -115,31 +114,21 @@ class LocalBackend:
         self._lock = threading.Lock()
         self._children: dict[str, subprocess.Popen[bytes]] = {}
         self._quota = SimulatedQuota(
-            settings.local_quota, self._clusters_dir, self._root / "serverless", self._holds_nodes
+            settings.local_quota,
+            self._clusters_dir,
+            self._root / "serverless",
+            nodes=self.cluster_nodes,
+            alive=self._holds_nodes,
         )
 
     # ------------------------------------------------------------ clusters
     def cluster_for(self, compute: ComputeSpec) -> ClusterSpec:
-        """A simulated cluster named after the profile, or serverless nodes for a serverless profile.
-
-        A known profile's GPUs per node bound the processes, and its size's vCPUs and family are
-        what the simulated quota counts; serverless nodes are bounded by the profile's `max_nodes`.
-        """
-        profile = self._profiles.get(compute.profile)
-        if self._settings.allowed_profiles:  # a deployment's profiles are decided as the Azure ML backend does
-            select_profile(self._profiles, compute)
-        problem = gpu_problem(profile, compute) if profile else None
-        if problem:
-            raise ManifestError([problem])
-        serverless = profile is not None and profile.serverless
-        return cluster_spec(
+        """A simulated cluster named after the profile, or serverless nodes (`profiles.local_cluster_for`)."""
+        return local_cluster_for(
+            self._profiles,
             compute,
-            name=f"local-{compute.profile}",
-            vm_size=compute.vm_size or "Local_CPU",
-            max_nodes=profile.max_nodes if profile and serverless else self._settings.local_cluster_nodes,
-            placement=profile.placement if profile else "cluster",
-            vm_family=profile.vm_family if profile else "",
-            vcpus_per_node=profile.vcpus_per_node if profile else 0,
+            cluster_nodes=self._settings.local_cluster_nodes,
+            offered_only=bool(self._settings.allowed_profiles),
         )
 
     def quota(self, spec: ClusterSpec) -> Quota | None:

@@ -42,14 +42,24 @@ def parse_quota(raw: str) -> dict[str, int]:
 class SimulatedQuota:
     """Per-family limits, and the vCPUs the local backend's clusters and serverless jobs hold.
 
+    A cluster holds the nodes `nodes` says it has now (a scale-down counts once it has settled).
     `serverless_dir` holds one marker per serverless job that holds nodes (its spec as JSON); a
     marker whose job has ended (`alive` says no) is removed as it is counted: its nodes are released.
     """
 
-    def __init__(self, raw: str, clusters_dir: Path, serverless_dir: Path, alive: Callable[[str], bool]) -> None:
+    def __init__(
+        self,
+        raw: str,
+        clusters_dir: Path,
+        serverless_dir: Path,
+        *,
+        nodes: Callable[[str], int],
+        alive: Callable[[str], bool],
+    ) -> None:
         self._limits = parse_quota(raw)
         self._clusters_dir = clusters_dir
         self._serverless_dir = serverless_dir
+        self._nodes = nodes
         self._alive = alive
         serverless_dir.mkdir(parents=True, exist_ok=True)
 
@@ -68,8 +78,9 @@ class SimulatedQuota:
         held = 0
         for state_file in self._clusters_dir.glob("*.json"):
             state = _read(state_file)
-            if state.get("vm_family") == family:
-                held += max(int(state.get("nodes", 0)), int(state.get("target", 0))) * int(state.get("vcpus", 0))
+            if state.get("vm_family") == family:  # nodes asked for count from the ask, as on Azure ML
+                nodes = max(self._nodes(state_file.stem), int(state.get("target", 0)))
+                held += nodes * int(state.get("vcpus", 0))
         for marker in self._serverless_dir.iterdir():
             if not self._alive(marker.name):
                 marker.unlink(missing_ok=True)  # the job ended: its nodes went with it
