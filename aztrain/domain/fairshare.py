@@ -48,6 +48,25 @@ class Waiting:
     since: datetime  # when it was submitted
 
 
+FairKey = tuple[bool, float, float, int, datetime, str]
+
+
+def fair_key(
+    w: Waiting, standing: Mapping[str, float], now: datetime, *, starvation: timedelta = STARVATION
+) -> FairKey:
+    """A waiting run's place in the fair queue: lower goes first."""
+    starving = now - w.since >= starvation
+    return (
+        not starving,
+        # Starving runs go oldest first; the others by their team's standing, then priority.
+        -(now - w.since).total_seconds() if starving else 0.0,
+        0.0 if starving else standing.get(w.team, 0.0),
+        -w.priority,
+        w.since,
+        w.run_id,
+    )
+
+
 def fair_order(
     waiting: Iterable[Waiting],
     standing: Mapping[str, float],
@@ -56,20 +75,7 @@ def fair_order(
     starvation: timedelta = STARVATION,
 ) -> list[Waiting]:
     """`waiting` in the order the fair queue admits them (see the module docstring)."""
-
-    def key(w: Waiting) -> tuple[bool, float, float, int, datetime, str]:
-        starving = now - w.since >= starvation
-        return (
-            not starving,
-            # Starving runs go oldest first; the others by their team's standing, then priority.
-            -(now - w.since).total_seconds() if starving else 0.0,
-            0.0 if starving else standing.get(w.team, 0.0),
-            -w.priority,
-            w.since,
-            w.run_id,
-        )
-
-    return sorted(waiting, key=key)
+    return sorted(waiting, key=lambda w: fair_key(w, standing, now, starvation=starvation))
 
 
 def standings(usage: Mapping[str, float], weights: Callable[[str], float]) -> dict[str, float]:

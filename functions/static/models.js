@@ -3,7 +3,7 @@
 "use strict";
 
 (() => {
-  const { h, route, api, poll, time, number, badge, table, num, emptyRow, lineChart } = window.AzTrain;
+  const { h, route, api, poll, time, number, badge, runLink, table, num, emptyRow, lineChart } = window.AzTrain;
   const REFRESH_MS = 5000;
 
   function versionsTable(name, versions, current, chosen) {
@@ -17,7 +17,7 @@
             { href: route("models", name, v.version), "aria-current": v.version === chosen ? "true" : null },
             `v${v.version}`,
           ),
-          h("a", { href: route("runs", v.run_id) }, v.run_id),
+          runLink(v.run_id),
           num(number(v.metrics.accuracy)),
           num(number(v.metrics.loss)),
           time(v.registered_at),
@@ -51,7 +51,7 @@
       "div",
       { class: "charts" },
       lineChart({ title: "Accuracy by version", series: series("accuracy"), xLabel: "version", yRange: [0, 1], empty }),
-      lineChart({ title: "Loss by version", series: series("loss"), xLabel: "version", empty }),
+      lineChart({ title: "Loss by version", series: series("loss"), xLabel: "version", empty, log: true }),
     );
   }
 
@@ -86,7 +86,7 @@
           "li",
           {},
           "Run ",
-          h("a", { href: route("runs", run.id) }, run.id),
+          runLink(run.id),
           " ",
           badge(run.state),
           ` (${run.trigger})`,

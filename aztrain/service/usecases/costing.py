@@ -14,12 +14,13 @@ import logging
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import cache
 
 from aztrain.domain.cost import CostEntry, Rate, billed_seconds, month_of, price_table
 from aztrain.domain.errors import AztrainError
 from aztrain.domain.identity import DEFAULT_TEAM
 from aztrain.domain.manifest import ComputeSpec
-from aztrain.domain.profiles import TIER_FOR_PRIORITY, load_profiles, select_profile
+from aztrain.domain.profiles import TIER_FOR_PRIORITY, ComputeProfile, load_profiles, select_profile
 from aztrain.domain.runs import ACTIVE_STATES, Run
 from aztrain.service.usecases.context import Context
 
@@ -35,7 +36,7 @@ def rate_for(ctx: Context, compute: ComputeSpec) -> Rate:
     spec = ctx.backend.cluster_for(compute)
     tier = TIER_FOR_PRIORITY[compute.priority]
     try:
-        profile = select_profile(load_profiles(ctx.settings.compute_profiles), compute)
+        profile = select_profile(_profiles(ctx.settings.compute_profiles), compute)
         vm_size, gpus = profile.vm_size, compute.nodes * profile.gpus_per_node
     except AztrainError:
         vm_size, gpus = spec.vm_size, compute.nodes * compute.processes_per_node  # a process per GPU
@@ -54,6 +55,12 @@ def rate_for(ctx: Context, compute: ComputeSpec) -> Rate:
         node_hour=node_hour,
         currency=table.currency,
     )
+
+
+@cache
+def _profiles(raw: str) -> dict[str, ComputeProfile]:
+    """The compute profiles a setting names, parsed once (the admission gates ask for every waiting run)."""
+    return load_profiles(raw)
 
 
 def ended_at(run: Run) -> datetime | None:

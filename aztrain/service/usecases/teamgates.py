@@ -14,6 +14,7 @@ passed forever by small ones.
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -21,7 +22,7 @@ from typing import Any
 
 from aztrain.domain.cost import month_of
 from aztrain.domain.errors import FieldProblem
-from aztrain.domain.fairshare import WINDOW, Usage, Waiting, decayed, fair_order
+from aztrain.domain.fairshare import WINDOW, FairKey, Usage, Waiting, decayed, fair_key
 from aztrain.domain.identity import DEFAULT_TEAM
 from aztrain.domain.manifest import JobManifest
 from aztrain.domain.runs import Run, RunState
@@ -87,8 +88,23 @@ def holds(run: Run) -> bool:
     return not run.is_terminal and run.state is not RunState.ACCEPTED and not run.awaiting_admission
 
 
-def gpus_of(ctx: Context, run: Run) -> int:
-    return run.rate.gpus if run.rate else costing.rate_for(ctx, run.manifest.compute).gpus
+def gpus_of(ctx: Context, run: Run, copies: Sequence[Run] = ()) -> int:
+    """The GPUs a run holds or would: its rate's, else its compute's (once a pass per run)."""
+    if run.rate:
+        return run.rate.gpus
+    cache: dict[str, int] = _memo(copies, "gpus")
+    if run.id not in cache:
+        cache[run.id] = costing.rate_for(ctx, run.manifest.compute).gpus
+    return cache[run.id]
+
+
+def _memo(copies: Sequence[Run], name: str) -> dict[Any, Any]:
+    """A table the pass keeps (a fresh one for a caller outside a pass)."""
+    memo = getattr(copies, "memo", None)
+    if memo is None:
+        return {}
+    table: dict[Any, Any] = memo.setdefault(name, {})
+    return table
 
 
 # ----------------------------------------------------------------------------------------- the queue
@@ -109,10 +125,37 @@ def standings(ctx: Context, copies: Sequence[Run]) -> dict[str, float]:
 
 def ahead(ctx: Context, other: Run, run: Run, copies: Sequence[Run]) -> bool:
     """Whether waiting `other` goes before waiting `run` in the fair queue."""
-    if other.id == run.id:
-        return False
-    first = fair_order([_waiting(other), _waiting(run)], standings(ctx, copies), book_of(ctx, copies).now)[0]
-    return first.run_id == other.id
+    return other.id != run.id and _key(ctx, other, copies) < _key(ctx, run, copies)
+
+
+def _key(ctx: Context, run: Run, copies: Sequence[Run]) -> FairKey:
+    keys: dict[str, FairKey] = _memo(copies, "keys")
+    if run.id not in keys:
+        keys[run.id] = fair_key(_waiting(run), standings(ctx, copies), book_of(ctx, copies).now)
+    return keys[run.id]
+
+
+def _gpus_ahead(ctx: Context, team: str, run: Run, copies: Sequence[Run]) -> int:
+    """GPUs the team's runs ahead of `run` in the queue wait for: its waiting runs sorted once a pass.
+
+    A run admitted earlier in the pass still counts here as well as among those held: at worst a run
+    waits one more pass.
+    """
+    queues: dict[str, tuple[list[FairKey], list[int]]] = _memo(copies, "queues")
+    if team not in queues:
+        waiting = sorted(
+            (
+                (_key(ctx, c, copies), gpus_of(ctx, c, copies))
+                for c in copies
+                if team_of(c) == team and c.awaiting_admission
+            ),
+        )
+        totals = [0]
+        for _, gpus in waiting:
+            totals.append(totals[-1] + gpus)
+        queues[team] = ([key for key, _ in waiting], totals)
+    keys, totals = queues[team]
+    return totals[bisect_left(keys, _key(ctx, run, copies))]
 
 
 def _waiting(run: Run) -> Waiting:
@@ -125,10 +168,9 @@ def team_gpus(ctx: Context, run: Run, copies: Sequence[Run]) -> str | None:
     team = book_of(ctx, copies).teams.get(team_of(run))
     if team is None or team.gpus is None:
         return None
-    mine = [c for c in copies if team_of(c) == team.name and c.id != run.id and c.spec is not None]
-    held = sum(gpus_of(ctx, c) for c in mine if holds(c))
-    before = sum(gpus_of(ctx, c) for c in mine if c.awaiting_admission and ahead(ctx, c, run, copies))
-    need = gpus_of(ctx, run)
+    held = sum(gpus_of(ctx, c, copies) for c in copies if team_of(c) == team.name and c.id != run.id and holds(c))
+    before = _gpus_ahead(ctx, team.name, run, copies)
+    need = gpus_of(ctx, run, copies)
     if held + before + need <= team.gpus:
         return None
     waits = f"; runs ahead of this one wait for {before} more" if before else ""
