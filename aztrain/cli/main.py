@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 
 import typer
 
-from aztrain.cli import catalog, data, events, outputs, runs, teams  # noqa: F401  (they register commands on `app`)
+from aztrain.cli import catalog, code_snapshots, data, events, outputs, runs, teams  # noqa: F401  (they register commands on `app`)
 from aztrain.cli.answers import UnexpectedAnswer
 from aztrain.cli.app import app, current_out, examples
 from aztrain.cli.client import AmbiguousRunId, ApiError, ApiUnreachable

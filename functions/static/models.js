@@ -56,15 +56,24 @@
   }
 
   async function lineage(name, version) {
-    const { model, run, snapshot } = await api.get(`models/${name}/versions/${version}`);
-    const blobs = table(`Blobs of snapshot ${snapshot.id}`, ["Blob", "Size (bytes)", "ETag"]);
+    const { model, run, snapshot, data_read, code } = await api.get(`models/${name}/versions/${version}`);
+    // What the trainer reported reading, beside what it was given: a skipped file never looks consumed.
+    const read = (b) => (b.read === null ? "not reported" : b.read ? "read" : "not read");
+    const blobs = table(`Blobs of snapshot ${snapshot.id}`, ["Blob", "Size (bytes)", "ETag", "Read by the trainer"]);
     blobs.body.append(
       ...(snapshot.blobs.length
         ? snapshot.blobs.map((b) =>
-            blobs.row({}, h("code", {}, `${snapshot.container}/${b.name}`), num(b.size), h("code", {}, b.etag)),
+            blobs.row(
+              {},
+              h("code", {}, `${snapshot.container}/${b.name}`),
+              num(b.size),
+              h("code", {}, b.etag),
+              read(b),
+            ),
           )
-        : [emptyRow(3, "The snapshot lists no blobs.")]),
+        : [emptyRow(4, "The snapshot lists no blobs.")]),
     );
+    const readCount = snapshot.blobs.filter((b) => b.read).length;
     return h(
       "section",
       { class: "lineage", "aria-label": `Lineage of ${name} v${version}` },
@@ -85,9 +94,17 @@
         h(
           "li",
           {},
+          "Code ",
+          code ? h("code", {}, code.id) : "the built-in trainer",
+          code ? ` (${code.files.length} file(s))` : "",
+        ),
+        h(
+          "li",
+          {},
           "Snapshot ",
           h("code", {}, snapshot.id),
-          ` of ${snapshot.container}/${snapshot.prefix}: ${snapshot.blobs.length} blob(s)`,
+          ` of ${snapshot.container}/${snapshot.prefix}: ${snapshot.blobs.length} blob(s), `,
+          data_read === null ? "the trainer did not report which it read" : `${readCount} read by the trainer`,
         ),
       ),
       blobs.element,

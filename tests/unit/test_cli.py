@@ -421,7 +421,7 @@ def test_show_cancel_window_models_and_lineage_answer_in_both_forms(api, capsys)
     api.on("GET", "models", {"models": [model], "next": None})
     api.on("GET", "models/digits", {"name": "digits", "current": 1, "versions": [model]})
     snapshot = {"id": "snap-1", "container": "datasets", "prefix": "digits/", "blobs": []}
-    lineage = {"model": model, "run": listed(done), "snapshot": snapshot}
+    lineage = {"model": model, "run": listed(done), "snapshot": snapshot, "data_read": None, "code": None}
     api.on("GET", "models/digits/versions/1", lineage)
     epochs = [{"accuracy": None, "loss": None, "samples_per_second": None, **row} for row in EPOCHS]
     cases = {
