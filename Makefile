@@ -10,9 +10,15 @@ STAMP := $(VENV)/.installed
 
 setup: $(STAMP) node_modules/.installed $(VENV)/.horovod
 
+# PyTorch from its CPU index first: PyPI's Linux wheel is the CUDA build (gigabytes the local backend never uses).
+# A GPU machine: make setup TORCH_INDEX=https://download.pytorch.org/whl/cu126 (an index from pytorch.org).
+TORCH_INDEX ?= https://download.pytorch.org/whl/cpu
+TORCH_PIN := $(shell grep -o 'torch==[0-9.]*' pyproject.toml)
+
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet "$(TORCH_PIN)" --index-url $(TORCH_INDEX)
 	$(PY) -m pip install --quiet -e ".[trainer,dev]"
 	touch $@
 

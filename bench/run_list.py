@@ -61,8 +61,12 @@ def main() -> None:
             ensure_storage(settings)
             import function_app
             from devhost.host import DevHost
+            from devhost.identity import LocalUsers
 
-            with DevHost(function_app.app, connection_string=connection_string, port=0, timer_interval=None) as dev:
+            sign_in = LocalUsers().signed_in  # no users file: the local admin, as `aztrain dev`
+            with DevHost(
+                function_app.app, connection_string=connection_string, port=0, timer_interval=None, sign_in=sign_in
+            ) as dev:
                 written = 0
                 for history in (int(n) for n in args.history.split(",")):
                     older = finished_runs(history - written, newest=NEWEST - timedelta(minutes=written))

@@ -7,8 +7,9 @@ runs timers on a short fixed interval, and turns Azurite uploads into real-schem
 
 It is a development tool, never deployed (`.funcignore` leaves it out). The host modules
 know nothing of aztrain: they are given the app, a connection string and the project
-root. Only `localstack` (aztrain's stack: Azurite, storage set-up, this host) and `demo`
-import the core, and nothing imports them but the `aztrain dev` / `aztrain demo` commands.
+root, and sign requests in through the function they are given. Only `localstack` (aztrain's
+stack: Azurite, storage set-up, this host), `demo` and `identity` (local users, signed in as App
+Service Authentication would) import the core, and only aztrain's wiring and tests import them.
 """
 
 from devhost.azurite import Azurite, AzuriteError, azurite_connection_string

@@ -16,11 +16,10 @@ from devhost.blob_front_door import BlobFrontDoor
 from devhost.delivery import WebhookSender
 from devhost.functions_index import FunctionIndex
 from devhost.http_triggers import HttpTriggers
-from devhost.identity import LocalUsers
 from devhost.invoke import Invoker
 from devhost.queue_delivery import QueueSender
 from devhost.queue_triggers import QueueSettings, QueueTriggers
-from devhost.server import DevServer, Dispatcher
+from devhost.server import DevServer, Dispatcher, SignIn
 from devhost.timers import TimerRunner
 from devhost.webhook import EventGridWebhook
 
@@ -31,7 +30,7 @@ class DevHost:
     """A local Functions host for `app`.
 
     * HTTP triggers under `/<route_prefix>/<route>` (auth levels are not enforced locally), each signed in
-      as one of `users` (their `X-MS-CLIENT-PRINCIPAL`, as App Service Authentication injects it);
+      by `sign_in` (which plays App Service Authentication: it injects `X-MS-CLIENT-PRINCIPAL`);
     * the Event Grid webhook `POST /runtime/webhooks/EventGrid?functionName=<fn>`;
     * timer triggers every `timer_interval` seconds instead of their schedule (None: only
       when `run_timers_once()` is called);
@@ -60,7 +59,7 @@ class DevHost:
         blob_poll_interval: float = 0.3,
         blob_front_door_port: int | None = None,
         route_prefix: str = "api",
-        users: LocalUsers | None = None,
+        sign_in: SignIn | None = None,
         queue_settings: QueueSettings | None = None,
         queue_lease: float = 30.0,
     ) -> None:
@@ -87,7 +86,7 @@ class DevHost:
             HttpTriggers(self.index, self._invoker),
             EventGridWebhook(self.index.event_grid, self._invoker),
             route_prefix=route_prefix,
-            users=users,
+            sign_in=sign_in,
         )
         self._server = DevServer(dispatcher, host=host, port=port)
         self._timers = TimerRunner(self.index.timers, self._invoker, interval=timer_interval)

@@ -25,6 +25,7 @@ from pathlib import Path
 
 from aztrain.api.principal import HEADER, USER_HEADER, encode
 from aztrain.domain.identity import ADMIN, DEFAULT_TEAM, SUBMITTER, team_role
+from devhost.server import SignInRefused
 
 #: Where `aztrain dev` finds its users file (else `<state dir>/users.toml`, else none).
 USERS_ENV = "AZTRAIN_DEV_USERS"
@@ -32,7 +33,7 @@ LOCAL_ADMIN = "dev"
 _PLATFORM_HEADERS = ("x-ms-client-principal", "x-ms-client-principal-id", "x-ms-client-principal-name")
 
 
-class UnknownUser(LookupError):
+class UnknownUser(SignInRefused):
     """The request names a user the users file does not know."""
 
 

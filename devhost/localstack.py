@@ -196,7 +196,7 @@ class LocalStack:
             port=self.port,
             timer_interval=self.timer_interval,
             blob_front_door_port=self.azurite_port,
-            users=self._users(),
+            sign_in=self._users().signed_in,
             queue_settings=QueueSettings.from_host_json(PROJECT_ROOT / "host.json"),
         )
         self._host.start()

@@ -5,17 +5,24 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 from devhost.http_triggers import HttpTriggers
-from devhost.identity import LocalUsers, UnknownUser
 from devhost.reply import Reply, correlation_id
 from devhost.webhook import EVENT_TYPE_HEADER, WEBHOOK_PATH, EventGridWebhook
 
 log = logging.getLogger(__name__)
+
+#: Signs a request in as the platform's authentication would: the headers the app is handed. The host
+#: knows no users itself; its caller brings them (aztrain's wiring: `devhost.identity`).
+SignIn = Callable[[Mapping[str, str]], dict[str, str]]
+
+
+class SignInRefused(LookupError):
+    """The request names a caller that cannot be signed in: answered 401 with the message."""
 
 
 class Dispatcher:
@@ -27,11 +34,11 @@ class Dispatcher:
         webhook: EventGridWebhook,
         *,
         route_prefix: str = "api",
-        users: LocalUsers | None = None,
+        sign_in: SignIn | None = None,
     ) -> None:
         self._http = http
         self._webhook = webhook
-        self._users = users or LocalUsers()
+        self._sign_in = sign_in
         self._prefix = "/" + route_prefix.strip("/") if route_prefix.strip("/") else ""
 
     def dispatch(self, *, method: str, target: str, base_url: str, headers: Mapping[str, str], body: bytes) -> Reply:
@@ -48,8 +55,8 @@ class Dispatcher:
         if self._prefix and not (path == self._prefix or path.startswith(self._prefix + "/")):
             return Reply.error(404, f"not found: {path}")
         try:  # signed in as App Service Authentication would: the platform's header, never the caller's
-            headers = self._users.signed_in(headers)
-        except UnknownUser as exc:
+            headers = self._sign_in(headers) if self._sign_in else dict(headers)
+        except SignInRefused as exc:
             return Reply.error(401, str(exc))
         return self._http.handle(
             method=method,

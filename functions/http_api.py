@@ -25,7 +25,7 @@ from aztrain.domain.runs import RunState
 from aztrain.domain.teams import TEAM_PATTERN, Team
 from aztrain.service.bootstrap import control_plane
 from aztrain.service.queries import Queries
-from functions import not_allowed, submission
+from functions import submission
 from functions.identity import Access, caller
 from functions.openapi import Body, Header, Operation, PathParameter, document
 from functions.problems import ApiProblem, Handler, bad_request, guarded, invalid
@@ -342,8 +342,11 @@ def list_teams(req: func.HttpRequest) -> func.HttpResponse:
 )
 def put_team(req: func.HttpRequest) -> func.HttpResponse:
     name = _param(req, "team", TEAM)
+    if not req.get_body():  # the document says the body is required: `{}` sets no bound, nothing is a 400
+        raise invalid("body", "send the team's bounds as a JSON object; {} sets none")
     try:
-        bounds = teams_api.TeamBounds.model_validate_json(req.get_body() or b"{}")
+        # Strict, as the document types it: `false` is not a number, `"2"` not an integer.
+        bounds = teams_api.TeamBounds.model_validate_json(req.get_body(), strict=True)
     except ValidationError as exc:
         raise bad_request(exc) from None
     team = control_plane().set_team(Team(name=name, **bounds.model_dump()), by=caller(req))
@@ -414,7 +417,3 @@ def openapi(req: func.HttpRequest) -> func.HttpResponse:
 @functools.cache
 def _document() -> dict[str, Any]:
     return document(OPERATIONS)
-
-
-# Last, once every route above is declared: 405 for each method a path leaves out.
-not_allowed.register(bp, OPERATIONS)

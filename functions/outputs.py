@@ -10,8 +10,7 @@ import azure.functions as func
 
 from aztrain.api import models as api
 from aztrain.service.queries import OutputTooLarge
-from functions import not_allowed
-from functions.http_api import OPERATIONS, RUN_ID, _json, _param, _queries, _route, _run_ref, _run_route, bp
+from functions.http_api import RUN_ID, _json, _param, _queries, _route, _run_ref, _run_route
 from functions.openapi import PathParameter
 from functions.problems import ApiProblem
 
@@ -41,7 +40,3 @@ def run_output_file(req: func.HttpRequest) -> func.HttpResponse:
     return func.HttpResponse(
         body, status_code=200, mimetype="application/octet-stream", headers={"Content-Disposition": disposition}
     )
-
-
-# http_api answered the other methods of its own paths at import; these paths are added after it.
-not_allowed.register(bp, [op for op in OPERATIONS if op.name in ("run_output_files", "run_output_file")])

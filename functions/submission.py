@@ -113,6 +113,9 @@ def submit(req: func.HttpRequest, service: ControlPlane, *, force: bool, by: Pri
 def dry_run(req: func.HttpRequest, service: ControlPlane, *, by: Principal) -> DryRunView:
     """What submitting the request's manifest would do now; an invalid manifest is a 422 problem, nothing recorded."""
     manifest = _manifest(req, service.settings.max_manifest_bytes)
+    # A dry run uses neither header, but checks them as the document says, as a submit would.
+    _idempotency_key(req)
+    _request_id(req)
     try:
         return service.dry_run(manifest, by=by)
     except ManifestError as exc:

@@ -67,7 +67,7 @@ def hosted_app(
                 connection_string=azurite,
                 port=0,
                 timer_interval=None,
-                users=users,
+                sign_in=(users or LocalUsers()).signed_in,
                 queue_settings=QueueSettings.from_host_json(PROJECT_ROOT / "host.json"),
                 queue_lease=queue_lease,
             ) as host:

@@ -17,10 +17,10 @@ from pathlib import Path
 
 import numpy as np
 
-from trainer.dataset import Dataset
+from trainer.dataset import Dataset, Part
 
 # Bump when the decoded representation changes: old entries then simply stop matching.
-_FORMAT_VERSION = 1
+_FORMAT_VERSION = 2  # 2: the files read and their samples are kept too
 _SUFFIX = ".npz"
 
 
@@ -58,6 +58,11 @@ class DataCache:
                     labels=npz["labels"],
                     classes=tuple(str(name) for name in npz["classes"]),
                     source=str(npz["source"]),
+                    parts=tuple(
+                        Part(str(path), int(samples))
+                        for path, samples in zip(npz["part_paths"], npz["part_samples"], strict=True)
+                    ),
+                    files=tuple(str(name) for name in npz["files"]),
                 )
         except (OSError, KeyError, ValueError, zipfile.BadZipFile):
             return None
@@ -78,6 +83,9 @@ class DataCache:
                     labels=dataset.labels,
                     classes=np.array(dataset.classes, dtype=np.str_),
                     source=np.array(dataset.source),
+                    part_paths=np.array([part.path for part in dataset.parts], dtype=np.str_),
+                    part_samples=np.array([part.samples for part in dataset.parts], dtype=np.int64),
+                    files=np.array(dataset.files, dtype=np.str_),
                 )
             os.replace(tmp, path)
         finally:

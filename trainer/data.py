@@ -1,7 +1,8 @@
 """The training data: find the format under a data folder, decode it through the node-local cache, and split it.
 
-Formats (see `trainer.digits` and `trainer.images`): a `digits.npz` anywhere under the
-folder, else a folder of class folders holding PNG/JPEG images.
+Formats (see `trainer.digits` and `trainer.images`): `.npz` archives of digits anywhere under
+the folder, else folders of class folders holding PNG/JPEG images. Every file found is read:
+the data set is all of them, concatenated, and says which files gave how many samples.
 """
 
 from __future__ import annotations
@@ -15,10 +16,10 @@ import torch
 from sklearn.model_selection import train_test_split
 
 from trainer.cache import DataCache, cache_key
-from trainer.dataset import DataError, Dataset
+from trainer.dataset import DataError, Dataset, concatenate
 from trainer.digits import DATA_FILE, find_digits, read_digits
 from trainer.digits import export_digits as export_digits  # the demo writes its data set through this module
-from trainer.images import EXTENSIONS, find_image_folder, read_image_folder
+from trainer.images import EXTENSIONS, find_image_folders, read_image_folder
 
 _TEST_FRACTION = 0.2
 # Fixed, and not the training seed: every run is scored on the same test images, so runs compare.
@@ -74,15 +75,19 @@ def load(data_dir: Path, *, cache: DataCache, snapshot_id: str | None, image_siz
 
 
 def decode(data_dir: Path, image_size: int) -> Dataset:
-    """Read the data set under `data_dir` in whichever format it holds; `DataError` names what is wrong."""
-    digits = find_digits(data_dir)
-    if digits is not None:
-        return read_digits(digits)
-    folder = find_image_folder(data_dir)
-    if folder is not None:
-        return read_image_folder(folder, image_size)
+    """Read every data file under `data_dir`, in whichever format it holds; `DataError` names what is wrong."""
+    digits, folders = find_digits(data_dir), find_image_folders(data_dir)
+    if digits and folders:
+        raise DataError(
+            f"{digits[0]} and the images in {folders[0].root} are two formats: "
+            "a data folder holds .npz digits or image folders, not both"
+        )
+    if digits:
+        return concatenate([read_digits(path, data_dir) for path in digits])
+    if folders:
+        return concatenate([read_image_folder(folder, image_size, data_dir) for folder in folders])
     raise DataError(
-        f"no data in data folder {data_dir}: expected a {DATA_FILE} (see trainer.data.export_digits) "
+        f"no data in data folder {data_dir}: expected .npz digits such as {DATA_FILE} (see trainer.data.export_digits) "
         f"or one folder per class of {'/'.join(sorted(EXTENSIONS))} images"
     )
 

@@ -1,4 +1,8 @@
-"""The digits format: scikit-learn's 8x8 digits as one `digits.npz` (what `make demo` uploads)."""
+"""The digits format: scikit-learn's 8x8 digits as `.npz` archives (`make demo` uploads one `digits.npz`).
+
+Every `.npz` under the data folder is one batch of digits: a retraining run after an upload
+reads the new archive beside the old ones.
+"""
 
 from __future__ import annotations
 
@@ -9,9 +13,10 @@ from pathlib import Path
 import numpy as np
 from sklearn.datasets import load_digits
 
-from trainer.dataset import DataError, Dataset
+from trainer.dataset import DataError, Dataset, Part
 
 DATA_FILE = "digits.npz"
+SUFFIX = ".npz"
 _SHAPE = (8, 8)
 _CLASSES = tuple(str(digit) for digit in range(10))
 
@@ -29,14 +34,13 @@ def export_digits(dest: Path) -> Path:
     return path
 
 
-def find_digits(data_dir: Path) -> Path | None:
-    """The shallowest `digits.npz` under `data_dir` (blobs arrive under their prefix: data_dir/digits/digits.npz)."""
-    found = sorted(data_dir.rglob(DATA_FILE), key=lambda p: (len(p.parts), p))
-    return found[0] if found else None
+def find_digits(data_dir: Path) -> list[Path]:
+    """Every `.npz` archive under `data_dir`, at any depth: shallowest first, then by path (the concatenation order)."""
+    return sorted((p for p in data_dir.rglob(f"*{SUFFIX}") if p.is_file()), key=lambda p: (len(p.parts), p))
 
 
-def read_digits(path: Path) -> Dataset:
-    """Check `path` and decode it: one channel, pixels scaled from [0, 1] to 0..255."""
+def read_digits(path: Path, data_dir: Path) -> Dataset:
+    """Check `path` (under `data_dir`) and decode it: one channel, pixels scaled from [0, 1] to 0..255."""
     arrays = _load(path)
     missing = sorted({"images", "labels"} - arrays.keys())
     if missing:
@@ -54,7 +58,15 @@ def read_digits(path: Path) -> Dataset:
     if not np.issubdtype(labels.dtype, np.integer) or labels.min() < 0 or labels.max() >= len(_CLASSES):
         raise DataError(f"{path}: labels must be integers in 0..{len(_CLASSES) - 1}")
     pixels = np.rint(images * 255).astype(np.uint8)[:, np.newaxis]  # add the channel axis
-    return Dataset(images=pixels, labels=labels.astype(np.int64), classes=_CLASSES, source="digits")
+    name = path.relative_to(data_dir).as_posix()
+    return Dataset(
+        images=pixels,
+        labels=labels.astype(np.int64),
+        classes=_CLASSES,
+        source="digits",
+        parts=(Part(name, n),),
+        files=(name,),
+    )
 
 
 def _load(path: Path) -> dict[str, np.ndarray]:

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from trainer.dataset import DataError, Dataset
+from trainer.dataset import DataError, Dataset, Part
 
 EXTENSIONS = frozenset({".png", ".jpg", ".jpeg"})
 # Pillow releases the GIL while it decodes, so threads decode in parallel; more than this only queue on the disk.
@@ -28,22 +28,30 @@ class ImageFolder:
     labels: tuple[int, ...]
 
 
-def find_image_folder(data_dir: Path) -> ImageFolder | None:
-    """The class folders under `data_dir` (at any depth, all siblings), or None if it holds no images.
+def find_image_folders(data_dir: Path) -> list[ImageFolder]:
+    """Every folder of class folders under `data_dir` (at any depth, side by side), or [] if it holds no images.
 
-    Raises `DataError` naming the file or folder when the layout is ambiguous or a class is empty.
+    Several folders (e.g. one per upload, `batch-1/<class>/`, `batch-2/<class>/`) are one data set:
+    `trainer.dataset.concatenate` checks that they hold the same classes. Raises `DataError` naming
+    the file or folder when the layout is ambiguous or a class is empty.
     """
     images = sorted(p for p in data_dir.rglob("*") if p.suffix.lower() in EXTENSIONS and p.is_file())
-    if not images:
-        return None
     stray = next((p for p in images if p.parent == data_dir), None)
     if stray is not None:
         raise DataError(f"{stray}: image outside any class folder; expected {data_dir}/<class>/<image>")
     roots = sorted({p.parent.parent for p in images})
-    if len(roots) > 1:
-        first, second = (next(p for p in images if p.parent.parent == root) for root in roots[:2])
-        raise DataError(f"images at different depths, {first} and {second}: expected one folder of class folders")
-    root = roots[0]
+    nested = next(
+        ((outer, inner) for outer in roots for inner in roots if inner != outer and inner.is_relative_to(outer)), None
+    )
+    if nested is not None:
+        first, second = (next(p for p in images if p.parent.parent == root) for root in nested)
+        raise DataError(
+            f"images at different depths, {first} and {second}: expected folders of class folders side by side"
+        )
+    return [_image_folder(root, [p for p in images if p.parent.parent == root]) for root in roots]
+
+
+def _image_folder(root: Path, images: list[Path]) -> ImageFolder:
     class_dirs = sorted(d for d in root.iterdir() if d.is_dir())
     by_class = {d: [p for p in images if p.parent == d] for d in class_dirs}
     empty = next((d for d, files in by_class.items() if not files), None)
@@ -60,7 +68,7 @@ def find_image_folder(data_dir: Path) -> ImageFolder | None:
     )
 
 
-def read_image_folder(folder: ImageFolder, image_size: int) -> Dataset:
+def read_image_folder(folder: ImageFolder, image_size: int, data_dir: Path) -> Dataset:
     """Decode every image as RGB, resized to `image_size` x `image_size`; `DataError` names an unreadable one."""
     workers = min(_MAX_DECODERS, len(os.sched_getaffinity(0)))
     with ThreadPoolExecutor(max_workers=workers) as pool:
@@ -70,6 +78,8 @@ def read_image_folder(folder: ImageFolder, image_size: int) -> Dataset:
         labels=np.array(folder.labels, dtype=np.int64),
         classes=folder.classes,
         source="image_folder",
+        parts=(Part(folder.root.relative_to(data_dir).as_posix() + "/", len(folder.files)),),
+        files=tuple(p.relative_to(data_dir).as_posix() for p in folder.files),
     )
 
 

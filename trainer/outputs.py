@@ -1,4 +1,4 @@
-"""What rank 0 writes into the output folder, each file atomically: model.pt, metrics.jsonl, metrics.json."""
+"""What rank 0 writes into the output folder, each file atomically: model, metrics, and the data files it read."""
 
 from __future__ import annotations
 
@@ -14,6 +14,8 @@ import torch
 MODEL_FILE = "model.pt"
 HISTORY_FILE = "metrics.jsonl"
 METRICS_FILE = "metrics.json"
+#: The files the trainer read, relative to its data folder: what lineage shows as consumed (see docs/trainer.md).
+DATA_FILES_FILE = "data_files.json"
 
 
 def write_atomic(path: Path, data: bytes) -> None:
@@ -47,3 +49,9 @@ def write_metrics(output_dir: Path, metrics: dict[str, Any]) -> None:
     """`metrics.json`, the final figures. Written last: its presence means the model beside it is complete."""
     output_dir.mkdir(parents=True, exist_ok=True)
     write_atomic(output_dir / METRICS_FILE, json.dumps(metrics, indent=2).encode())
+
+
+def write_data_files(output_dir: Path, files: list[str], samples: dict[str, int]) -> None:
+    """`data_files.json`: every file read (relative to the data folder) and the samples of each file or image folder."""
+    output_dir.mkdir(parents=True, exist_ok=True)
+    write_atomic(output_dir / DATA_FILES_FILE, json.dumps({"files": files, "samples": samples}, indent=1).encode())

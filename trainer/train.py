@@ -42,7 +42,7 @@ from trainer.distributed import DEFAULT, NAMES, Group, connect
 from trainer.exit_codes import EXIT_INVALID, EXIT_PREEMPTED
 from trainer.loop import Progress, Training
 from trainer.model import build_model, state_digest
-from trainer.outputs import save_model, write_history, write_metrics
+from trainer.outputs import save_model, write_data_files, write_history, write_metrics
 from trainer.preemption import Preemption
 from trainer.snapshot import pin
 from trainer.tracking import Tracker, start_tracking
@@ -231,9 +231,11 @@ class _Reporter:
         channels, height, width = dataset.input_shape
         print(
             f"data: {len(dataset.labels)} images, {len(dataset.classes)} classes, {dataset.source} "
-            f"{channels}x{height}x{width}; {self.loaded.note}",
+            f"{channels}x{height}x{width}; {self.loaded.note}; {_sources(dataset)}",
             flush=True,
         )
+        # Before training: what the run consumed is on record even if it fails or is preempted.
+        write_data_files(self.cli.output_dir, list(dataset.files), _samples(dataset))
         print(
             f"training: {size} process(es) on {device.type}, batch {args.batch_size} x "
             f"{args.gradient_accumulation_steps} pass(es) x {size}, lr {args.lr:g} -> {args.lr * size:g} "
@@ -277,6 +279,8 @@ class _Reporter:
             "epochs": progress.epoch,
             "world_size": self.size,
             "samples_per_second": round(samples / sum(e["epoch_seconds"] for e in progress.history), 1),
+            "samples": len(dataset.labels),
+            "data_sources": _samples(dataset),
             "data_from_cache": self.loaded.from_cache,
             "data_seconds": round(self.loaded.seconds, 3),
             "parameter_digest": digests[0],
@@ -291,6 +295,21 @@ class _Reporter:
         write_metrics(self.cli.output_dir, metrics)
         if self.tracker is not None:
             self.tracker.log_metrics({k: float(v) for k, v in metrics.items() if isinstance(v, int | float)})
+
+
+def _samples(dataset: Dataset) -> dict[str, int]:
+    """Samples per file (or image folder) read, relative to the data folder."""
+    return {part.path: part.samples for part in dataset.parts}
+
+
+_LOGGED_SOURCES = 10  # a data set of thousands of files is summed up, not listed, in the log
+
+
+def _sources(dataset: Dataset) -> str:
+    """`read 2 source(s): digits.npz (1797), batch-2/digits.npz (3594)`, the first few of many."""
+    shown = ", ".join(f"{part.path} ({part.samples})" for part in dataset.parts[:_LOGGED_SOURCES])
+    more = len(dataset.parts) - _LOGGED_SOURCES
+    return f"read {len(dataset.parts)} source(s): {shown}" + (f" and {more} more" if more > 0 else "")
 
 
 def _decode(args_json: str) -> Any:

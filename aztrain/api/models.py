@@ -314,6 +314,20 @@ class SnapshotBlobView(_Body):
     size: int
     etag: str
     version_id: str = Field(description="Set where blob versioning is on")
+    read: bool | None = Field(default=None, description="Whether the trainer reported reading it; null: not reported")
+
+
+class CodeFileView(_Body):
+    path: str
+    size: int
+    sha256: str
+
+
+class CodeSnapshotView(_Body):
+    """A code snapshot: its files, named by their content."""
+
+    id: str
+    files: list[CodeFileView]
 
 
 class SnapshotView(_Body):
@@ -326,11 +340,17 @@ class SnapshotView(_Body):
 
 
 class Lineage(_Body):
-    """model → run → snapshot → blobs."""
+    """model → run → code and data snapshots → blobs (`read`: reported read by the trainer; null: unknown)."""
 
     model: ModelView
     run: RunView
     snapshot: SnapshotView
+    data_read: list[str] | None = Field(
+        default=None, description="The blobs the trainer reported reading; null: not reported"
+    )
+    code: CodeSnapshotView | None = Field(
+        default=None, description="The run's code snapshot; null: the built-in trainer"
+    )
 
 
 class EpochMetrics(BaseModel):

@@ -141,9 +141,16 @@ def lineage(
     out.line(f"model    {version.name}@{version.version}  {promoted}{version.artifact}")
     out.line(f"  run    {run.short_id}  {run.state}  {origin(run)}")
     out.line(f"         manifest {run.manifest_hash[:12]}  metrics {headline_metrics(version.metrics)}")
+    code = found.code
+    out.line(f"  code   {f'code snapshot {code.id}, {len(code.files)} file(s)' if code else 'the built-in trainer'}")
     out.line(f"  data   {snap.id}  {len(snap.blobs)} blob(s) in {snap.container}/{snap.prefix}")
+    if found.data_read is None:
+        out.line("         the trainer did not report which files it read")
+    else:
+        out.line(f"         the trainer read {sum(1 for b in snap.blobs if b.read)} of them")
     for blob in snap.blobs:
-        out.line(f"    {blob.name}  {blob.size} B  etag {blob.etag}")
+        mark = {True: "read", False: "NOT READ"}.get(blob.read, "") if blob.read is not None else ""
+        out.line(f"    {blob.name}  {blob.size} B  etag {blob.etag}  {mark}".rstrip())
 
 
 # ---- manifests, offline -------------------------------------------------------------------------------------

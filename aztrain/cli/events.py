@@ -1,4 +1,4 @@
-"""`aztrain events tail`: the outbound run events the local topic accepted, live (docs/events.md)."""
+"""`aztrain events tail | notify`: the outbound run events the local topic accepted, live, or as chat messages."""
 
 from __future__ import annotations
 
@@ -43,6 +43,56 @@ def tail(
             for event in batch:
                 if not types or event.get("type") in types:
                     print(json.dumps(event) if as_json else _line(event), flush=True)
+            if once:
+                return
+            time.sleep(interval)
+    except KeyboardInterrupt:
+        return
+
+
+@events.command(
+    epilog=examples(
+        "aztrain events notify --webhook https://hooks.slack.com/services/T000/B000/XXXX",
+        "AZTRAIN_NOTIFY_WEBHOOK=https://....logic.azure.com/... aztrain events notify --chat teams",
+    )
+)
+def notify(
+    webhook: Annotated[
+        str,
+        typer.Option(
+            envvar="AZTRAIN_NOTIFY_WEBHOOK",
+            help="The chat's incoming webhook URL (a secret: prefer the environment variable).",
+            show_default=False,
+        ),
+    ],
+    chat: Annotated[str, typer.Option(help="What the webhook is: slack or teams (a Workflows webhook).")] = "slack",
+    topic: Annotated[
+        str, typer.Option(envvar="AZTRAIN_EVENTS_TOPIC_ENDPOINT", help="The local topic (`aztrain dev` serves it).")
+    ] = LOCAL_EVENTS_TOPIC,
+    key: Annotated[
+        str, typer.Option(envvar="AZTRAIN_EVENTS_TOPIC_KEY", help="The topic's key.")
+    ] = LOCAL_EVENTS_TOPIC_KEY,
+    once: Annotated[bool, typer.Option("--once", help="Post for the events so far and exit.")] = False,
+    interval: Annotated[float, typer.Option(help="Seconds between looks at the topic.")] = 1.0,
+) -> None:
+    """Post a chat message for each run that ends (completed, failed, canceled, rejected) and each budget alert."""
+    from aztrain.cli.notify import message, post
+
+    if chat not in ("slack", "teams"):
+        raise typer.BadParameter("use slack or teams", param_hint="--chat")
+    after = 0
+    try:
+        while True:
+            batch, after = _since(topic, key, after)
+            for event in batch:
+                text = message(event)
+                if text is None:
+                    continue
+                try:
+                    post(webhook, text, "teams" if chat == "teams" else "slack")
+                except OSError as exc:  # the URL is a secret: say what failed, not where
+                    raise AztrainError(f"the {chat} webhook did not take the message ({exc})") from None
+                print(f"posted: {text}", flush=True)
             if once:
                 return
             time.sleep(interval)

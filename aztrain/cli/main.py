@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 
 import typer
 
-from aztrain.cli import catalog, data, events, outputs, runs, teams  # noqa: F401  (they register commands on `app`)
+from aztrain.cli import catalog, code_snapshots, data, events, outputs, runs, teams  # noqa: F401  (they register commands on `app`)
 from aztrain.cli.answers import UnexpectedAnswer
 from aztrain.cli.app import app, current_out, examples
 from aztrain.cli.client import AmbiguousRunId, ApiError, ApiUnreachable
@@ -66,7 +66,7 @@ def first_steps(url: str, connection_string: str) -> str:
         "the stack starts empty; next, in another terminal:\n"
         "  aztrain seed-digits                          # the digits images into datasets/digits/\n"
         "  aztrain submit examples/digits.yaml --wait   # train it; or drop the file into jobs/manifests/\n"
-        "  aztrain runs   |   aztrain logs <run> -f   |   aztrain window digits-classifier\n"
+        "  aztrain runs   |   aztrain logs last -f   |   aztrain download last   |   aztrain window digits-classifier\n"
         f"  dashboard: {url}/api/dashboard"
     )
 

@@ -13,6 +13,7 @@ from rich.text import Text
 from aztrain.api import models as api
 from aztrain.cli.app import JsonOption, ManifestArgument, RunIdArgument, TimeoutOption, app, begin, examples
 from aztrain.cli.client import ApiError, Client
+from aztrain.cli.code_snapshots import manifest_with_code
 from aztrain.cli.follow import POLL_SECONDS, RunFollower, WaitTimedOut
 from aztrain.cli.output import (
     STATE_EXIT,
@@ -141,7 +142,9 @@ def submit(
 ) -> None:
     """Submit a manifest (POST /api/jobs); with --wait, follow the run to its end; --dry-run records nothing."""
     session, out = begin(ctx, as_json)
-    data = manifest.read_bytes()
+    data, pushed = manifest_with_code(session, manifest)
+    if pushed:
+        out.note(pushed)
     if dry_run:
         show_dry_run(out, session.client, data, as_json=as_json)
         return

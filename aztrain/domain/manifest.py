@@ -23,11 +23,21 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationError,
+    ValidationInfo,
     WithJsonSchema,
     field_validator,
     model_validator,
 )
 
+from aztrain.domain.code import (
+    BUILTIN_ENTRYPOINT,
+    ENTRYPOINT_PATTERN,
+    EnvironmentSpec,
+    check_program_args,
+    code_id_problem,
+    entrypoint_problem,
+    registered_shorthand,
+)
 from aztrain.domain.documents import MAX_CHARS, read_document
 from aztrain.domain.errors import DOCUMENT, FieldProblem, ManifestError
 from aztrain.domain.layout import blob_path_problem
@@ -35,10 +45,6 @@ from aztrain.domain.teams import MAX_PRIORITY, TEAM_PATTERN
 from trainer.args import ArgsError
 from trainer.args import parse_args as parse_trainer_args
 
-#: Entry points a manifest may name, each with its argument validator. Never a shell string: the
-#: backend runs `python -m <entrypoint>`. Validating here rejects bad arguments before any GPU is paid for.
-ARGS_VALIDATORS: dict[str, Callable[[dict[str, Any]], object]] = {"trainer.train": parse_trainer_args}
-ALLOWED_ENTRYPOINTS = tuple(ARGS_VALIDATORS)
 _DURATION = re.compile(r"^(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
 _NAME = r"^[a-z0-9]([a-z0-9-]{1,61}[a-z0-9])$"
 S = TypeVar("S", bound=BaseModel)
@@ -103,21 +109,43 @@ Distribution = Literal["horovod", "pytorch"]
 
 
 class TrainerSpec(_Strict):
-    """Which allowlisted program to run, its arguments (validated by the trainer itself) and its distribution."""
+    """What to run (the built-in trainer, or an entrypoint of a code snapshot), its arguments and environment."""
 
-    # The document lists what the validator below allows, so what the schema says is what is checked.
-    entrypoint: str = Field(default="trainer.train", json_schema_extra={"enum": list(ALLOWED_ENTRYPOINTS)})
+    # `code` comes first: the checks of the fields after it depend on it.
+    code: str | None = Field(default=None, description="A code snapshot id: `aztrain code push DIR` prints it")
+    # The document gives the entrypoint's syntax; whether it is in the snapshot is checked at submit.
+    entrypoint: str = Field(default=BUILTIN_ENTRYPOINT, json_schema_extra={"pattern": ENTRYPOINT_PATTERN})
     args: dict[str, str | int | float | bool] = Field(default_factory=dict)
+    environment: Annotated[EnvironmentSpec | None, BeforeValidator(registered_shorthand)] = None
     distribution: Distribution = Field(
         default="horovod", description="horovod (horovodrun / MPI) or pytorch (DDP: torchrun / PyTorchDistribution)"
     )
 
+    @field_validator("code")
+    @classmethod
+    def _snapshot_id(cls, value: str | None) -> str | None:
+        if value is not None and (problem := code_id_problem(value)):
+            raise ValueError(problem)
+        return value
+
     @field_validator("entrypoint")
     @classmethod
-    def _allowlisted(cls, value: str) -> str:
-        if value not in ALLOWED_ENTRYPOINTS:
-            raise ValueError(f"{value!r} is not allowed; use one of: {', '.join(ALLOWED_ENTRYPOINTS)}")
+    def _in_code(cls, value: str, info: ValidationInfo) -> str:
+        if problem := entrypoint_problem(value, code=info.data.get("code")):
+            raise ValueError(problem)
         return value
+
+    @field_validator("environment")
+    @classmethod
+    def _files_in_code(cls, value: EnvironmentSpec | None, info: ValidationInfo) -> EnvironmentSpec | None:
+        if value is not None and value.kind in ("requirements", "conda") and info.data.get("code") is None:
+            raise ValueError(f"{value.kind} names a file of trainer.code, which is not set")
+        return value
+
+    @property
+    def builtin(self) -> bool:
+        """Whether this runs the built-in trainer (no code snapshot)."""
+        return self.code is None
 
 
 class ComputeSpec(_Strict):
@@ -265,7 +293,7 @@ def manifest_from_dict(document: object, *, source: str = "", compute_check: Com
     trainer = manifest.trainer if manifest else _section(TrainerSpec, document.get("trainer", {}))
     if trainer is not None:
         try:
-            ARGS_VALIDATORS[trainer.entrypoint](dict(trainer.args))
+            (parse_trainer_args if trainer.builtin else check_program_args)(dict(trainer.args))
         except ArgsError as exc:  # each problem names its trainer.args.<name>
             problems += [FieldProblem(field, message) for field, message in exc.problems]
     compute = manifest.compute if manifest else _section(ComputeSpec, document.get("compute", {}))

@@ -7,7 +7,7 @@ and apart from `runs`, which owns the run and its state machine.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 from typing import Any, Literal
@@ -183,16 +183,19 @@ class JobSubmission:
     manifest_hash: str
     correlation: str = ""  # the run's correlation id: in the job's tags and its log header
     distribution: Distribution = "horovod"  # which launcher starts the processes (each backend picks its own)
+    code_snapshot: str = ""  # the user's code snapshot id; '' runs the built-in trainer
+    environment: dict[str, str] = field(default_factory=dict)  # the manifest's trainer.environment; {}: default
 
     @property
     def tags(self) -> dict[str, str]:
-        """What links the backend's job back to its run: run, job, manifest hash, data snapshot and correlation."""
+        """What links the backend's job back to its run: run, job, manifest, data (and code) snapshot, correlation."""
         return {
             "aztrain.run": self.run_id,
             "aztrain.job": self.job,
             "aztrain.manifest": self.manifest_hash,
             "aztrain.snapshot": self.snapshot_id,
             "aztrain.correlation": self.correlation,
+            **({"aztrain.code": self.code_snapshot} if self.code_snapshot else {}),
         }
 
     @classmethod

@@ -182,8 +182,8 @@ class ControlPlane:
     def snapshot(self, snapshot_id: str) -> Snapshot:
         return registry.snapshot(self.ctx, snapshot_id)
 
-    def lineage(self, name: str, version: int) -> tuple[ModelVersion, Run, Snapshot]:
-        """model → the run that trained it → the snapshot it read."""
+    def lineage(self, name: str, version: int) -> registry.Lineage:
+        """model → the run that trained it → the snapshot it was given and the files its trainer read."""
         return registry.lineage(self.ctx, name, version)
 
     def current_model(self, name: str) -> ModelVersion | None:

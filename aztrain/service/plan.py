@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import yaml
 
 from aztrain.domain.manifest import parse_manifest
 from aztrain.domain.profiles import cluster_for, load_profiles, select_profile
+from aztrain.domain.records import JobSubmission
 from aztrain.domain.runs import Run, RunState
 from aztrain.service.settings import Settings
 from aztrain.service.usecases.progress import submission_for
@@ -51,7 +53,9 @@ def render_plan(manifest_text: str | bytes, settings: Settings) -> str:
         run, cluster_for(profiles, manifest.compute), runs_container=settings.runs_container, attempt=1
     )
     identity = settings.aml_compute_identity_id
-    job = build_job(submission, environment=settings.aml_environment, code=trainer_code(), identity=identity)
+    code = trainer_code() if manifest.trainer.builtin else Path(f"<code snapshot {manifest.trainer.code}>")
+    environment, which = plan_environment(submission, settings)
+    job = build_job(submission, environment=environment, code=code, identity=identity)
     documents = [{"$schema": JOB_SCHEMA, **_plain(job._to_job()._to_dict())}]
     if not profile.serverless:
         compute = {"$schema": COMPUTE_SCHEMA, **_plain(build_compute(profile, identity=identity)._to_dict())}
@@ -63,8 +67,30 @@ def render_plan(manifest_text: str | bytes, settings: Settings) -> str:
         f"# aztrain plan for job {manifest.name} (manifest {manifest.content_hash[:12]}, distribution "
         f"{manifest.trainer.distribution}) on compute profile {profile.name}, {where}\n"
         f"# {RUN_ID} and {SNAPSHOT_ID} are assigned when the run starts.\n"
+        f"# environment: {which}\n"
     )
     return header + yaml.safe_dump_all(documents, sort_keys=False, explicit_start=True)
+
+
+def plan_environment(submission: JobSubmission, settings: Settings) -> tuple[Any, str]:
+    """The job's environment as far as it is known offline, and in words which kind it is."""
+    from aztrain.adapters.compute.azureml import BASE_IMAGE, environment_for
+
+    spec = submission.environment
+    source = spec.get("requirements") or spec.get("conda")
+    if source:  # the file is in the code snapshot, which is in storage
+        return f"<built from {source}>", (
+            f"built from {source} of code snapshot {submission.code_snapshot} on {BASE_IMAGE}, "
+            "registered once as aztrain-<hash of the file>:1"
+        )
+    which = (
+        f"registered Azure ML environment {spec['registered']}"
+        if "registered" in spec
+        else f"the container image {spec['image']}"
+        if "image" in spec
+        else f"the control plane's default, {settings.aml_environment}"
+    )
+    return environment_for(submission, default=settings.aml_environment, code=Path()), which
 
 
 def _plain(value: Any) -> Any:

@@ -196,7 +196,7 @@ class Queries:
         )
 
     def lineage(self, name: str, version: int) -> api.Lineage:
-        return views.lineage_view(*registry.lineage(self._ctx, name, version), runs_container=self._container)
+        return views.lineage_view(registry.lineage(self._ctx, name, version), runs_container=self._container)
 
     # ---------------------------------------------------------- the rest
     def health(self) -> api.Health:

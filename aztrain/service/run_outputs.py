@@ -30,6 +30,10 @@ OUTPUTS_FOLDER = "outputs/"
 EPOCHS_FILE = "metrics.jsonl"
 METRICS_FILE = "metrics.json"
 MODEL_FILE = "model.pt"
+#: The files the trainer says it read, relative to its data folder (`trainer.outputs.DATA_FILES_FILE`).
+DATA_FILES_FILE = "data_files.json"
+#: A listing of every image of a large image folder stays well below this.
+_MAX_DATA_FILES_BYTES = 16 * 1024 * 1024
 #: The largest output file one API answer carries (the digits model is 100 KB; a big one is read from the blob).
 MAX_OUTPUT_BYTES = 256 * 1024 * 1024
 #: Per-epoch rows are small; this bounds what one request reads however long a run trained.
@@ -130,6 +134,19 @@ def read_metrics(data: DataStore, files: RunFiles) -> tuple[list[dict[str, Any]]
     except NotFound:
         final = None
     return epochs, final
+
+
+def read_data_files(data: DataStore, files: RunFiles) -> list[str] | None:
+    """The files the run's trainer reported reading (relative to its data folder), or None if it reported none."""
+    try:
+        raw = data.read(files.container, files.output(DATA_FILES_FILE), max_bytes=_MAX_DATA_FILES_BYTES)
+    except NotFound:
+        return None
+    document = _json_object(raw[:_MAX_DATA_FILES_BYTES])
+    listed = document.get("files") if document else None
+    if not isinstance(listed, list):
+        return None
+    return [name for name in listed if isinstance(name, str)]
 
 
 def _json_object(raw: bytes) -> dict[str, Any] | None:

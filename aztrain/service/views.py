@@ -16,10 +16,11 @@ from aztrain.domain.cost import billed_seconds, money, price_table
 from aztrain.domain.identity import DEFAULT_TEAM
 from aztrain.domain.layout import short_run_id
 from aztrain.domain.records import ClusterRecord, DeadLetter, JobRecord, ModelVersion
-from aztrain.domain.retrain import Snapshot, Window
+from aztrain.domain.retrain import Window
 from aztrain.domain.runs import Run, RunState, Transition
 from aztrain.service.run_outputs import RunFiles
 from aztrain.service.usecases import costing, dryrun
+from aztrain.service.usecases.registry import Lineage
 
 
 def dump(model: BaseModel) -> dict[str, Any]:
@@ -127,12 +128,17 @@ def model_view(model: ModelVersion) -> api.ModelView:
     return api.ModelView.model_validate(model, from_attributes=True)
 
 
-def lineage_view(model: ModelVersion, run: Run, snapshot: Snapshot, *, runs_container: str) -> api.Lineage:
-    """model → run → snapshot → blobs."""
+def lineage_view(found: Lineage, *, runs_container: str) -> api.Lineage:
+    """model → run → snapshot → blobs, each blob marked with whether the trainer reported reading it."""
+    read = None if found.data_read is None else set(found.data_read)
+    snapshot = found.snapshot.to_json()
+    snapshot["blobs"] = [{**blob, "read": None if read is None else blob["name"] in read} for blob in snapshot["blobs"]]
     return api.Lineage(
-        model=model_view(model),
-        run=run_view(run, runs_container=runs_container),
-        snapshot=api.SnapshotView.model_validate(snapshot.to_json()),
+        model=model_view(found.model),
+        run=run_view(found.run, runs_container=runs_container),
+        snapshot=api.SnapshotView.model_validate(snapshot),
+        data_read=None if found.data_read is None else list(found.data_read),
+        code=api.CodeSnapshotView.model_validate(found.code.to_json()) if found.code else None,
     )
 
 

@@ -11,7 +11,11 @@
   function extent(values, fixed) {
     let [low, high] = [Math.min(...values), Math.max(...values)];
     if (fixed) [low, high] = [Math.min(low, fixed[0]), Math.max(high, fixed[1])];
-    if (low === high) [low, high] = [low - 0.5, high + 0.5]; // one point still gets an axis
+    if (low === high) {
+      // A constant series gets an axis around its value, on its own scale, never below 0 for a positive value.
+      const pad = Math.abs(low) * 0.1 || 0.5;
+      [low, high] = [low >= 0 ? Math.max(0, low - pad) : low - pad, high + pad];
+    }
     return [low, high];
   }
 
@@ -25,7 +29,7 @@
    * A figure titled `title` plotting `series` ([{name, points: [[x, y]]}]), or `empty` when no series
    * has a point. `yRange` widens the y axis to at least that range (accuracy: [0, 1]).
    */
-  function lineChart({ title, series, xLabel, yRange, empty }) {
+  function lineChart({ title, series, xLabel, yRange, empty, log }) {
     const points = series.flatMap((s) => s.points);
     const figure = h("figure", { class: "chart" }, h("figcaption", {}, title));
     if (!points.length) {
@@ -34,12 +38,17 @@
     }
 
     const [x0, x1] = extent(points.map(([x]) => x));
-    const [y0, y1] = extent(
-      points.map(([, y]) => y),
-      yRange,
+    // A loss falls by orders of magnitude: on a log axis its later epochs stay readable (values must be > 0).
+    const logScale = Boolean(log) && points.every(([, y]) => y > 0);
+    figure.dataset.scale = logScale ? "log" : "linear";
+    const along = logScale ? Math.log10 : (y) => y;
+    const [v0, v1] = extent(
+      points.map(([, y]) => along(y)),
+      yRange && yRange.map(along),
     );
     const sx = (x) => PAD.left + ((x - x0) / (x1 - x0)) * (WIDTH - PAD.left - PAD.right);
-    const sy = (y) => HEIGHT - PAD.bottom - ((y - y0) / (y1 - y0)) * (HEIGHT - PAD.top - PAD.bottom);
+    const sy = (y) => HEIGHT - PAD.bottom - ((along(y) - v0) / (v1 - v0)) * (HEIGHT - PAD.top - PAD.bottom);
+    const [y0, y1] = logScale ? [10 ** v0, 10 ** v1] : [v0, v1];
     const bottom = HEIGHT - PAD.bottom;
 
     const plot = svg(
@@ -51,7 +60,11 @@
         svg("text", { class: "tick", x: PAD.left - 6, y: sy(y) + 4, "text-anchor": "end" }, label(y)),
       ),
       [x0, x1].map((x) => svg("text", { class: "tick", x: sx(x), y: bottom + 16, "text-anchor": "middle" }, label(x))),
-      svg("text", { class: "tick", x: (WIDTH + PAD.left) / 2, y: HEIGHT - 4, "text-anchor": "middle" }, xLabel),
+      svg(
+        "text",
+        { class: "tick", x: (WIDTH + PAD.left) / 2, y: HEIGHT - 4, "text-anchor": "middle" },
+        logScale ? `${xLabel} (log scale)` : xLabel,
+      ),
       series.map((s, index) =>
         svg(
           "g",

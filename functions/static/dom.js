@@ -106,7 +106,17 @@ window.AzTrain = (() => {
     get: async (path, params) => (await call("GET", path, params)).json(),
     post: async (path, params) => (await call("POST", path, params)).json(),
     raw: (path, params) => call("GET", path, params),
+    /** The URL of an API path with the page's key, for a link (a download) rather than a call. */
+    href: (path, params) => url(path, params),
   };
+
+  /** A link to a run, by its short id (what the CLI shows too), its full id in the tooltip. */
+  function runLink(id) {
+    return h("a", { href: route("runs", id), title: id, class: "run-id" }, shortId(id));
+  }
+
+  /** A run id's last 6 hex digits: the short id the API, the CLI and this page accept and show. */
+  const shortId = (id) => String(id).split("-").pop();
 
   /** Show (or, with null, clear) a problem in the page's alert region. */
   function problem(message) {
@@ -203,6 +213,8 @@ window.AzTrain = (() => {
     number,
     runDuration,
     badge,
+    runLink,
+    shortId,
     api,
     ApiError,
     problem,

@@ -3,7 +3,7 @@
 "use strict";
 
 (() => {
-  const { h, route, api, poll, seconds, since, time, number, badge, runDuration, table, num, emptyRow } =
+  const { h, route, api, poll, seconds, since, time, number, badge, runLink, runDuration, table, num, emptyRow } =
     window.AzTrain;
   const REFRESH_MS = 3000;
   const LAST_RUNS = 5;
@@ -24,7 +24,7 @@
       { "data-kind": b.kind },
       b.reason,
       b.until ? [" (until ", time(b.until), `, ${fromNow(b.until)})`] : "",
-      b.run ? [" ", h("a", { href: route("runs", b.run) }, b.run)] : "",
+      b.run ? [" ", runLink(b.run)] : "",
     );
   }
 
@@ -58,7 +58,7 @@
         ? runs.map((run) =>
             list.row(
               {},
-              h("a", { href: route("runs", run.id) }, run.id),
+              runLink(run.id),
               badge(run.state),
               run.trigger,
               runDuration(run),

@@ -3,7 +3,7 @@
 "use strict";
 
 (() => {
-  const { h, route, api, poll, time, number, badge, table, num, emptyRow, lineChart } = window.AzTrain;
+  const { h, route, api, poll, time, number, badge, runLink, table, num, emptyRow, lineChart } = window.AzTrain;
   const REFRESH_MS = 5000;
 
   function versionsTable(name, versions, current, chosen) {
@@ -17,7 +17,7 @@
             { href: route("models", name, v.version), "aria-current": v.version === chosen ? "true" : null },
             `v${v.version}`,
           ),
-          h("a", { href: route("runs", v.run_id) }, v.run_id),
+          runLink(v.run_id),
           num(number(v.metrics.accuracy)),
           num(number(v.metrics.loss)),
           time(v.registered_at),
@@ -51,20 +51,29 @@
       "div",
       { class: "charts" },
       lineChart({ title: "Accuracy by version", series: series("accuracy"), xLabel: "version", yRange: [0, 1], empty }),
-      lineChart({ title: "Loss by version", series: series("loss"), xLabel: "version", empty }),
+      lineChart({ title: "Loss by version", series: series("loss"), xLabel: "version", empty, log: true }),
     );
   }
 
   async function lineage(name, version) {
-    const { model, run, snapshot } = await api.get(`models/${name}/versions/${version}`);
-    const blobs = table(`Blobs of snapshot ${snapshot.id}`, ["Blob", "Size (bytes)", "ETag"]);
+    const { model, run, snapshot, data_read, code } = await api.get(`models/${name}/versions/${version}`);
+    // What the trainer reported reading, beside what it was given: a skipped file never looks consumed.
+    const read = (b) => (b.read === null ? "not reported" : b.read ? "read" : "not read");
+    const blobs = table(`Blobs of snapshot ${snapshot.id}`, ["Blob", "Size (bytes)", "ETag", "Read by the trainer"]);
     blobs.body.append(
       ...(snapshot.blobs.length
         ? snapshot.blobs.map((b) =>
-            blobs.row({}, h("code", {}, `${snapshot.container}/${b.name}`), num(b.size), h("code", {}, b.etag)),
+            blobs.row(
+              {},
+              h("code", {}, `${snapshot.container}/${b.name}`),
+              num(b.size),
+              h("code", {}, b.etag),
+              read(b),
+            ),
           )
-        : [emptyRow(3, "The snapshot lists no blobs.")]),
+        : [emptyRow(4, "The snapshot lists no blobs.")]),
     );
+    const readCount = snapshot.blobs.filter((b) => b.read).length;
     return h(
       "section",
       { class: "lineage", "aria-label": `Lineage of ${name} v${version}` },
@@ -77,7 +86,7 @@
           "li",
           {},
           "Run ",
-          h("a", { href: route("runs", run.id) }, run.id),
+          runLink(run.id),
           " ",
           badge(run.state),
           ` (${run.trigger})`,
@@ -85,9 +94,17 @@
         h(
           "li",
           {},
+          "Code ",
+          code ? h("code", {}, code.id) : "the built-in trainer",
+          code ? ` (${code.files.length} file(s))` : "",
+        ),
+        h(
+          "li",
+          {},
           "Snapshot ",
           h("code", {}, snapshot.id),
-          ` of ${snapshot.container}/${snapshot.prefix}: ${snapshot.blobs.length} blob(s)`,
+          ` of ${snapshot.container}/${snapshot.prefix}: ${snapshot.blobs.length} blob(s), `,
+          data_read === null ? "the trainer did not report which it read" : `${readCount} read by the trainer`,
         ),
       ),
       blobs.element,

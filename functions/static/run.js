@@ -3,7 +3,7 @@
 "use strict";
 
 (() => {
-  const { h, route, api, ApiError, poll, seconds, since, time, number, badge, runDuration, table, lineChart } =
+  const { h, route, api, ApiError, poll, seconds, since, time, number, badge, shortId, runDuration, table, lineChart } =
     window.AzTrain;
   const REFRESH_MS = 1500;
   const FIRST_LOG_LINES = 200;
@@ -102,6 +102,7 @@
           title: "Loss per epoch",
           series: series("loss"),
           xLabel: "epoch",
+          log: true,
           empty: "No epoch finished yet.",
         }),
         lineChart({
@@ -127,12 +128,22 @@
   function outputs(run) {
     if (!run.outputs) return h("p", { class: "muted" }, "A rejected manifest never ran: it has no files.");
     const { container, prefix, ...files } = run.outputs;
+    // A finished run's files download through the API with the page's key, as `aztrain download` does.
+    const download = (kind, path) => {
+      const name = path.split("/").pop();
+      if (run.state !== "COMPLETED" || kind === "logs") return "";
+      const href = api.href(`runs/${encodeURIComponent(run.id)}/outputs/${encodeURIComponent(name)}`);
+      return [" ", h("a", { href, download: name, class: "download" }, `download ${name}`)];
+    };
     return h(
       "dl",
       { class: "facts" },
       h("dt", {}, "Folder"),
       h("dd", {}, h("code", {}, `${container}/${prefix}`)),
-      Object.entries(files).flatMap(([name, path]) => [h("dt", {}, name), h("dd", {}, h("code", {}, path))]),
+      Object.entries(files).flatMap(([kind, path]) => [
+        h("dt", {}, kind),
+        h("dd", {}, h("code", {}, path), download(kind, path)),
+      ]),
     );
   }
 
@@ -184,7 +195,7 @@
   }
 
   window.AzTrain.views.run = (root, params, [id]) => {
-    const heading = h("h1", {}, "Run ", h("code", {}, id));
+    const heading = h("h1", {}, "Run ", h("code", { title: id }, shortId(id)));
     const status = h("p", { class: "status", role: "status" });
     const actions = h("div", { class: "actions" });
     const parts = {

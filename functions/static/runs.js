@@ -2,7 +2,7 @@
 "use strict";
 
 (() => {
-  const { h, route, api, poll, problem, table, num, emptyRow, badge, runDuration, number, time } = window.AzTrain;
+  const { h, api, poll, problem, table, num, emptyRow, badge, runLink, runDuration, number, time } = window.AzTrain;
   const STATES = [
     "ACCEPTED",
     "PROVISIONING",
@@ -30,9 +30,19 @@
     );
   }
 
+  /** Its accuracy, or why it has none: the first problem of a rejected manifest, an error, a wait. */
+  function outcome(run) {
+    const problems = run.problems || [];
+    const first = problems.length ? `${problems[0].field}: ${problems[0].message}` : "";
+    const why = first || (run.error || "").split("\n")[0] || (run.waiting_reason ? `waiting: ${run.waiting_reason}` : "");
+    if (!why) return num(number(run.metrics.accuracy));
+    const more = problems.length > 1 ? ` (and ${problems.length - 1} more)` : "";
+    return h("td", { class: "why", title: run.error || why }, why + more);
+  }
+
   window.AzTrain.views.runs = (root, params) => {
     const filters = { job: params.get("job") || "", state: params.get("state") || "" };
-    const runs = table("Runs, newest first", ["Run", "Job", "State", "Trigger", "Created", "Duration", "Accuracy"]);
+    const runs = table("Runs, newest first", ["Run", "Job", "State", "Trigger", "Created", "Duration", "Accuracy / why"]);
     const jobs = select("job", "Job", [["", "all jobs"]], filters.job, changed);
     const states = select("state", "State", [["", "all states"], ...STATES.map((s) => [s, s])], filters.state, changed);
     root.append(h("h1", {}, "Runs"), h("form", { class: "filters", role: "search" }, jobs, states), runs.element);
@@ -67,13 +77,13 @@
           ? found.map((run) =>
               runs.row(
                 { "data-run": run.id },
-                h("a", { href: route("runs", run.id) }, run.id),
+                runLink(run.id),
                 run.job,
                 h("td", { class: "state", title: run.waiting_reason || "" }, badge(run.state)),
                 run.trigger,
                 time(run.created_at),
                 runDuration(run),
-                num(number(run.metrics.accuracy)),
+                outcome(run),
               ),
             )
           : [emptyRow(7, "No runs match.")]),

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
+
 import pytest
 
 from aztrain.adapters.memory import FakeComputeBackend, InMemoryControlStore, InMemoryDataStore
+from aztrain.domain.code import CodeFile, code_file_blob, code_listing_blob, code_snapshot
 from aztrain.domain.runs import Run
 from aztrain.service.facade import BlobEvent, ControlPlane
 from aztrain.service.settings import Settings
@@ -59,3 +63,14 @@ def drive(plane: ControlPlane, times: int = 6) -> None:
     """Run the reconciler a few times: enough for the scripted backend to finish a run."""
     for _ in range(times):
         plane.reconcile()
+
+
+def push_code(plane: ControlPlane, files: dict[str, bytes]) -> str:
+    """Store a code snapshot as `aztrain code push` does (files, then the listing); returns its id."""
+    snapshot = code_snapshot(
+        [CodeFile(path, len(data), hashlib.sha256(data).hexdigest()) for path, data in files.items()]
+    )
+    for path, data in files.items():
+        plane.data.write("runs", code_file_blob(snapshot.id, path), data)
+    plane.data.write("runs", code_listing_blob(snapshot.id), json.dumps(snapshot.to_json()).encode())
+    return snapshot.id

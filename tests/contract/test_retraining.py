@@ -8,6 +8,7 @@ manifest returns its run only while it is active or completed.
 
 from __future__ import annotations
 
+import json
 import random
 
 import pytest
@@ -232,7 +233,25 @@ def test_models_are_registered_with_lineage_and_promoted_by_the_gate(plane, gate
     assert latest.artifact == f"runs/digits/{run.id}/outputs/model.pt"
     assert {b.name for b in plane.snapshot(latest.snapshot_id).blobs} == {"digits/0.npz", "digits/1.npz", SEED_BLOB}
     assert plane.current_model("digits") == versions[1 if all(promoted) else 0]
+    assert plane.lineage("digits", 1).data_read is None  # its trainer reported nothing
     assert plane.backend.published == {("digits", v.version): v for v in versions}  # the backend's registry too
+
+
+def test_lineage_marks_the_snapshot_files_the_trainer_did_not_read(plane):
+    upload(plane, "digits/new.npz")
+    run = plane.submit(manifest(), trigger="http", cause="c", source="http", force=True).run
+    plane.reconcile()
+    outputs = f"digits/{run.id}/outputs/"
+    plane.data.write(
+        "runs", outputs + "data_files.json", json.dumps({"files": [SEED_BLOB.removeprefix("digits/")]}).encode()
+    )
+    plane.data.write("runs", outputs + "metrics.json", b'{"accuracy": 0.9}')
+    plane.backend.jobs[plane.get_run(run.id).backend_job_id].phases = [JobPhase.COMPLETED]
+    plane.reconcile()
+    (version,) = plane.store.model_versions("digits")
+    found = plane.lineage("digits", version.version)
+    assert found.data_read == (SEED_BLOB,)
+    assert {b.name for b in found.snapshot.blobs} == {SEED_BLOB, "digits/new.npz"}  # given, but not read
 
 
 def test_uploads_from_before_the_watch_began_are_not_new_data(plane):

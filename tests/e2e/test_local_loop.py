@@ -213,14 +213,23 @@ def test_new_data_under_a_watched_prefix_starts_one_retraining_run(stack: Stack,
         lambda: [r for r in runs_of(stack, "watch-job") if r.trigger == "data"], timeout=30, what="a retraining run"
     )
     assert len(retrain) == 1 and retrain[0].source.startswith("datasets/watch-job/more/digits-2.npz")
-    assert wait_terminal(stack, retrain[0].id).state == "COMPLETED"
+    retrained = wait_terminal(stack, retrain[0].id)
+    assert retrained.state == "COMPLETED"
+    # The retraining run trained on the upload beside the first file: twice the samples.
+    assert stack.client.run(first.id).metrics["samples"] == 1797
+    assert retrained.metrics["samples"] == 2 * 1797
+    assert retrained.metrics["data_sources"] == {"digits.npz": 1797, "more/digits-2.npz": 1797}
     # Its own outputs and logs (written by now) were never recorded as new data.
     assert stack.client.request("GET", "jobs/watch-job/window")["reason"] == "no new data"
     assert len(runs_of(stack, "watch-job")) == 2
     models = stack.client.request("GET", "models/watch-job")["versions"]
     assert [m["run_id"] for m in models] == [first.id, retrain[0].id]
     lineage = stack.client.request("GET", f"models/watch-job/versions/{models[-1]['version']}")
-    assert {b["name"] for b in lineage["snapshot"]["blobs"]} == {"watch-job/digits.npz", "watch-job/more/digits-2.npz"}
+    assert {b["name"]: b["read"] for b in lineage["snapshot"]["blobs"]} == {
+        "watch-job/digits.npz": True,
+        "watch-job/more/digits-2.npz": True,
+    }
+    assert lineage["data_read"] == ["watch-job/digits.npz", "watch-job/more/digits-2.npz"]
 
 
 def test_the_same_event_delivered_twice_creates_one_run(stack: Stack, digits_blob: bytes):

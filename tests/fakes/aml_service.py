@@ -104,6 +104,13 @@ _SPEC_DEFINITIONS = json.loads((Path(__file__).parents[1] / "fixtures" / "aml" /
 _DISTRIBUTION = Draft202012Validator(
     {"$defs": _SPEC_DEFINITIONS["$defs"], "$ref": "#/$defs/mfe-2024-01-01-preview.DistributionConfiguration"}
 )
+#: The spec's `CommandJob` properties the job's program rests on: `codeId`, `command` (required, at least one
+#: word character) and `environmentId` (required, likewise), each checked by its own schema.
+_COMMAND_JOB = _SPEC_DEFINITIONS["$defs"]["mfe-2024-01-01-preview.CommandJob"]
+_PROGRAM_FIELDS = {
+    name: Draft202012Validator({"$defs": _SPEC_DEFINITIONS["$defs"], **_COMMAND_JOB["properties"][name]})
+    for name in ("codeId", "command", "environmentId")
+}
 PROVISION_SECONDS = 60
 DELETE_SECONDS = 90
 
@@ -173,6 +180,18 @@ class Job:
     @property
     def status(self) -> str:
         return str(self.resource["properties"]["status"])
+
+
+def program_problem(props: dict[str, Any]) -> str:
+    """Why a command job's code, command or environment is not of the spec's `CommandJob` ("" if they are)."""
+    missing = [name for name in _COMMAND_JOB["required"] if name not in props]
+    if missing:
+        return f"CommandJob: {', '.join(missing)} required"
+    for name, validator in _PROGRAM_FIELDS.items():
+        wrong = next(validator.iter_errors(props.get(name)), None)
+        if wrong:
+            return f"{name}: {wrong.message}"
+    return ""
 
 
 def distribution_problem(distribution: Any) -> str:
@@ -590,6 +609,8 @@ class FakeAzureML:
         """What the service would refuse: unknown compute, code or environment; a distribution not of the spec."""
         if props.get("jobType") != "Command":
             return "the fake runs command jobs only"
+        if problem := program_problem(props):
+            return problem
         if not props.get("computeId"):
             problem = self._serverless_problem(props)
             if problem:

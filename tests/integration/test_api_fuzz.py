@@ -26,7 +26,7 @@ pytestmark = [pytest.mark.azurite, pytest.mark.fuzz]
 
 SEED = 21
 #: Per operation and phase: enough to reach each parameter's edges, within about a minute on two cores.
-MAX_EXAMPLES = 25
+MAX_EXAMPLES = 15
 CHECKS = (
     "not_a_server_error",
     "status_code_conformance",

@@ -285,6 +285,12 @@ def test_a_header_not_of_its_documented_shape_is_a_400_naming_it(api: Api, heade
     assert response.json()["errors"][0]["field"] == header
 
 
+def test_a_required_body_sent_empty_is_a_400_naming_it(api: Api) -> None:
+    response = api.call("PUT", "/api/teams/empty-body", b"", {"Content-Type": "application/json"})
+    assert response.status == 400
+    assert response.json()["errors"][0]["field"] == "body"
+
+
 def test_a_quoted_idempotency_key_is_the_key_between_the_quotes(api: Api) -> None:
     name, key = unique("idem-quoted"), str(uuid.uuid4())
     first = api.submit(manifest(name), "?force=true", **{"Idempotency-Key": f'"{key}"'})

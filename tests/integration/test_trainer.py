@@ -90,7 +90,13 @@ def test_two_processes_train_to_high_accuracy_in_step_and_rank_0_writes_the_outp
         False,
     )
     assert metrics["ranks_in_sync"] is True  # every rank's parameters hashed identically at the end
-    assert sorted(p.name for p in out.iterdir()) == ["checkpoints", "metrics.json", "metrics.jsonl", "model.pt"]
+    assert sorted(p.name for p in out.iterdir()) == [
+        "checkpoints",
+        "data_files.json",
+        "metrics.json",
+        "metrics.jsonl",
+        "model.pt",
+    ]
     assert sorted(p.name for p in (out / "checkpoints").iterdir()) == [
         "checkpoint-e0004-s000000.pt",
         "checkpoint-e0005-s000000.pt",
@@ -137,6 +143,23 @@ def test_a_second_run_on_the_same_snapshot_reads_the_node_cache_and_a_new_snapsh
     runs = [train("snap-a", "first"), train("snap-a", "second"), train("snap-b", "third")]
     assert [metrics["data_from_cache"] for _, metrics in runs] == [False, True, False]
     assert "decoded from" in runs[0][0] and "read from cache" in runs[1][0] and "decoded from" in runs[2][0]
+
+
+def test_the_trainer_reads_every_data_file_and_reports_each_ones_samples(tmp_path: Path, project_root: Path):
+    """An upload beside the first file is trained on: the log, metrics.json and data_files.json say so."""
+    data, out = write_digits(tmp_path / "data"), tmp_path / "outputs"
+    export_digits(data / "digits" / "batch-2")
+    result = run(
+        trainer(data, out, '{"epochs": 1}', "--cache-dir", str(tmp_path / "cache")), project_root, TRAIN_TIMEOUT
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "data: 3594 images" in result.stdout
+    assert "read 2 source(s): digits/digits.npz (1797), digits/batch-2/digits.npz (1797)" in result.stdout
+    metrics = json.loads((out / "metrics.json").read_text())
+    sources = {"digits/digits.npz": 1797, "digits/batch-2/digits.npz": 1797}
+    assert (metrics["samples"], metrics["data_sources"]) == (3594, sources)
+    read = json.loads((out / "data_files.json").read_text())
+    assert read == {"files": ["digits/digits.npz", "digits/batch-2/digits.npz"], "samples": sources}
 
 
 @pytest.mark.parametrize(

@@ -13,7 +13,7 @@ from PIL import Image
 from tests.integration.test_trainer import INVALID_TIMEOUT, TRAIN_TIMEOUT, run, trainer
 from trainer.data import decode
 from trainer.dataset import DataError
-from trainer.images import find_image_folder
+from trainer.images import find_image_folders
 
 COLOURS = {"blue": (40, 40, 220), "green": (40, 200, 40), "red": (220, 40, 40)}
 
@@ -33,8 +33,8 @@ def write_image_folder(root: Path, *, per_class: int = 40, size: int = 20) -> Pa
 def test_classes_are_the_sorted_folder_names_and_images_decode_to_rgb_bytes(tmp_path: Path):
     data = write_image_folder(tmp_path, per_class=4)
     Image.new("L", (30, 10), color=128).save(data / "shapes" / "red" / "grey.PNG")  # greyscale, not square
-    folder = find_image_folder(data)
-    assert folder is not None and folder.root == data / "shapes" and folder.classes == ("blue", "green", "red")
+    (folder,) = find_image_folders(data)
+    assert folder.root == data / "shapes" and folder.classes == ("blue", "green", "red")
     dataset = decode(data, image_size=16)
     assert dataset.source == "image_folder" and dataset.classes == ("blue", "green", "red")
     assert dataset.images.dtype == np.uint8 and dataset.images.shape == (13, 3, 16, 16)
@@ -42,6 +42,19 @@ def test_classes_are_the_sorted_folder_names_and_images_decode_to_rgb_bytes(tmp_
     red = dataset.images[dataset.labels == 2][:4]
     assert red[:, 0].mean() > 150 > red[:, 2].mean()  # channel 0 is red: RGB order, channels first
     assert np.all(dataset.images[-1] == 128)  # the grey image, resized, in all three channels
+
+
+def test_every_image_folder_is_read_and_they_must_hold_the_same_classes(tmp_path: Path):
+    """One folder of class folders per upload: all of them are the data set."""
+    data = write_image_folder(tmp_path / "batch-1", per_class=2).parent
+    write_image_folder(tmp_path / "batch-2", per_class=3)
+    dataset = decode(data, image_size=8)
+    assert [(p.path, p.samples) for p in dataset.parts] == [("batch-1/shapes/", 6), ("batch-2/shapes/", 9)]
+    assert len(dataset.files) == 15 and dataset.files[0] == "batch-1/shapes/blue/000.jpg"
+    assert np.bincount(dataset.labels).tolist() == [5, 5, 5]
+    (data / "batch-2" / "shapes" / "red").rename(data / "batch-2" / "shapes" / "yellow")
+    with pytest.raises(DataError, match=r"batch-2/shapes/ .* does not agree with batch-1/shapes/"):
+        decode(data, image_size=8)
 
 
 def test_a_corrupt_image_is_named(tmp_path: Path):

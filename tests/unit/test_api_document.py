@@ -26,16 +26,21 @@ def schema_allows(schema: dict[str, Any], value: object) -> bool:
 
 
 def service_accepts_entrypoint(entrypoint: str) -> bool:
+    """Whether the entrypoint's syntax is accepted (with a code snapshot; without one only the built-in runs)."""
     document = {"apiVersion": "aztrain/v1", "kind": "TrainingJob", "name": "doc-check", "data": {"container": "d"}}
     try:
-        manifest_from_dict({**document, "trainer": {"entrypoint": entrypoint}})
+        manifest_from_dict({**document, "trainer": {"entrypoint": entrypoint, "code": "code-" + "0" * 24}})
     except ManifestError as refused:
         return not any(problem.field == "trainer.entrypoint" for problem in refused.problems)
     return True
 
 
 @pytest.mark.parametrize(
-    "entrypoint", ["trainer.train", "trainer.evaluate", "train.py", "rm -rf /", "", "trainer.train; ls", "../x"]
+    "entrypoint",
+    [
+        *("trainer.train", "trainer.evaluate", "train.py", "src/train.py", "rm -rf /", "", "trainer.train; ls"),
+        *("../x", "../x.py", "/abs.py", "a//b.py", "./x.py", "x.py\n", "a/.py", "a\\b.py"),
+    ],
 )
 def test_the_document_allows_the_entrypoints_the_service_accepts(entrypoint: str) -> None:
     schema = DOCUMENT["components"]["schemas"]["TrainerSpec"]["properties"]["entrypoint"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Iterator
 from dataclasses import replace
@@ -9,6 +10,8 @@ from dataclasses import replace
 import pytest
 
 from aztrain.adapters.compute.azureml import AzureMLBackend, connect
+from aztrain.adapters.memory import InMemoryDataStore
+from aztrain.domain.code import CodeFile, code_file_blob, code_listing_blob, code_snapshot
 from aztrain.domain.errors import BackendError, ConfigError
 from aztrain.domain.manifest import ComputeSpec, Distribution
 from aztrain.domain.records import ClusterSpec, JobObservation, JobPhase, JobSubmission
@@ -302,3 +305,37 @@ def test_the_workspace_settings_are_required_up_front():
             build()
         assert caught.value.setting == "AZTRAIN_AML_RESOURCE_GROUP"
         assert "AZTRAIN_AML_WORKSPACE" in str(caught.value)
+
+
+def test_user_code_runs_from_its_snapshot_with_its_entrypoint_args_and_registered_environment(fake):
+    """The job Azure ML gets for user code: the snapshot's folder as its code, the program quoted, the environment."""
+    data, source = InMemoryDataStore(), b"print('training')\n"
+    snapshot = code_snapshot([CodeFile("train.py", len(source), hashlib.sha256(source).hexdigest())])
+    data.write("runs", code_file_blob(snapshot.id, "train.py"), source)
+    data.write("runs", code_listing_blob(snapshot.id), json.dumps(snapshot.to_json()).encode())
+    settings = workspace_settings()
+    client = connect(settings, credential=FakeCredential(), transport=fake.transport())
+    backend = AzureMLBackend(settings, client=client, data=data)
+    spec = backend.cluster_for(ComputeSpec(nodes=1))
+    backend.ensure_cluster(spec)
+    fake.advance(PROVISION_SECONDS)
+    fake.environments["team-env"] = ["3"]
+    job = submission(spec)
+    mine = JobSubmission(
+        **{
+            **job.__dict__,
+            "entrypoint": "train.py",
+            "args": {"epochs": 1, "note": "$(reboot)"},
+            "code_snapshot": snapshot.id,
+            "environment": {"registered": "team-env@3"},
+        }
+    )
+    backend.submit(mine)  # the fake refuses a code, command or environment not of the REST spec's CommandJob
+    props = fake.jobs[mine.name].resource["properties"]
+    assert props["command"].endswith("python train.py --epochs 1 --note '$(reboot)'")
+    assert (
+        "AZTRAIN_DATA_DIR=${{inputs.data}}" in props["command"]
+        and f"AZTRAIN_CODE_SNAPSHOT={snapshot.id}" in props["command"]
+    )
+    assert props["environmentId"].endswith("/environments/team-env/versions/3")
+    assert props["tags"]["aztrain.code"] == snapshot.id and "/codes/" in props["codeId"]

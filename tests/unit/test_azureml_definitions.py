@@ -11,7 +11,15 @@ from typing import Any
 import pytest
 import yaml
 
-from aztrain.adapters.compute.azureml import build_compute, build_job, datastore_for, trainer_code, trainer_command
+from aztrain.adapters.compute.azureml import (
+    BASE_IMAGE,
+    build_compute,
+    build_job,
+    datastore_for,
+    environment_for,
+    trainer_code,
+    trainer_command,
+)
 from aztrain.domain.manifest import ComputeSpec, Distribution
 from aztrain.domain.profiles import DEFAULT_PROFILES, ComputeProfile, cluster_for, load_profiles
 from aztrain.domain.records import JobSubmission
@@ -149,9 +157,38 @@ def test_job_passes_sdk_validation_and_its_rest_body_carries_the_run(profile, di
     assert reloaded.resources.instance_count == profile.max_nodes
 
 
-def test_the_yaml_style_environment_prefix_is_accepted():
-    job = build_job(submission(DEFAULT_PROFILES[0]), environment="azureml:aztrain-trainer@latest", code=trainer_code())
-    assert job._to_job()._to_rest_object().as_dict()["properties"]["environmentId"] == "aztrain-trainer@latest"
+@pytest.mark.parametrize(
+    "environment, reference",
+    [
+        ({}, "aztrain-horovod@latest"),  # the default, given in the YAML style (`azureml:` prefix)
+        ({"registered": "team-env@7"}, "team-env:7"),
+        ({"registered": "team-env@latest"}, "team-env@latest"),
+    ],
+)
+def test_registered_environments_become_the_sdks_references(environment, reference):
+    job = JobSubmission(**{**submission(DEFAULT_PROFILES[0]).__dict__, "environment": environment})
+    assert environment_for(job, default="azureml:aztrain-horovod@latest", code=trainer_code()) == reference
+
+
+def test_an_environment_from_the_snapshots_requirements_is_named_by_its_content(tmp_path):
+    (tmp_path / "requirements.txt").write_text("# pinned\nscikit-learn==1.6.1\n")
+    job = JobSubmission(
+        **{**submission(DEFAULT_PROFILES[0]).__dict__, "environment": {"requirements": "requirements.txt"}}
+    )
+    built = environment_for(job, default="unused", code=tmp_path)
+    assert built.image == BASE_IMAGE and built.version == "1" and built.name.startswith("aztrain-")
+    assert built.conda_file["dependencies"][-1] == {"pip": ["scikit-learn==1.6.1"]}
+    assert environment_for(job, default="unused", code=tmp_path).name == built.name  # built once per distinct file
+    (tmp_path / "requirements.txt").write_text("scikit-learn==1.7.0\n")
+    assert environment_for(job, default="unused", code=tmp_path).name != built.name
+
+
+def command_words(job: JobSubmission) -> tuple[dict[str, str], list[str]]:
+    """The command's `env` assignments and the program's words after them."""
+    words = shlex.split(trainer_command(job))
+    assert words[0] == "env"
+    assignments = [w for w in words[1:] if "=" in w and w.split("=", 1)[0].isupper()]
+    return dict(w.split("=", 1) for w in assignments), words[1 + len(assignments) :]
 
 
 @pytest.mark.parametrize(
@@ -163,8 +200,8 @@ def test_the_yaml_style_environment_prefix_is_accepted():
     ],
 )
 def test_trainer_arguments_are_one_quoted_word_that_decodes_to_the_manifest_args(args):
-    command = trainer_command(submission(DEFAULT_PROFILES[0], args=args))
-    words = shlex.split(command)
+    env, words = command_words(submission(DEFAULT_PROFILES[0], args=args))
+    assert env["AZTRAIN_DATA_DIR"] == "${{inputs.data}}" and env["AZTRAIN_OUTPUT_DIR"] == "${{outputs.outputs}}"
     assert words[:3] == ["python", "-m", "trainer.train"]
     assert words[3:9] == [
         "--data-dir", "${{inputs.data}}", "--output-dir", "${{outputs.outputs}}",
@@ -177,10 +214,34 @@ def test_trainer_arguments_are_one_quoted_word_that_decodes_to_the_manifest_args
     ]  # fmt: skip
 
 
-def test_only_allowlisted_entrypoints_become_commands():
-    job = submission(DEFAULT_PROFILES[0])
-    with pytest.raises(ValueError, match="not allowed"):
-        trainer_command(JobSubmission(**{**job.__dict__, "entrypoint": "os.system"}))
+def test_user_code_runs_its_entrypoint_with_each_argument_as_a_quoted_flag():
+    args = {"epochs": 3, "lr": 0.5, "fast": False, "note": "$(reboot); echo pwned"}
+    job = JobSubmission(
+        **{
+            **submission(DEFAULT_PROFILES[0], args=args).__dict__,
+            "entrypoint": "src/train.py",
+            "code_snapshot": "code-1",
+        }
+    )
+    env, words = command_words(job)
+    assert (
+        env["AZTRAIN_CHECKPOINT_DIR"] == "${{outputs.outputs}}/checkpoints" and env["AZTRAIN_CODE_SNAPSHOT"] == "code-1"
+    )
+    assert words == [
+        "python",
+        "src/train.py",
+        "--epochs",
+        "3",
+        "--lr",
+        "0.5",
+        "--fast",
+        "false",
+        "--note",
+        args["note"],
+    ]
+    assert "'$(reboot); echo pwned'" in trainer_command(job)  # one quoted word: the shell never runs it
+    module = JobSubmission(**{**job.__dict__, "entrypoint": "mypkg.train", "args": {}})
+    assert command_words(module)[1] == ["python", "-m", "mypkg.train"]
 
 
 def test_code_snapshot_is_the_trainer_package_alone():

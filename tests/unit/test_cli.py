@@ -331,6 +331,7 @@ def test_a_short_id_or_last_names_a_run_and_an_ambiguous_one_is_a_usage_error(ap
     api.on("GET", "runs", {"runs": [listed(run_view("COMPLETED"))], "next": None})
     status, out, _ = cli(capsys, "show", SHORT_ID, url=api.url)
     assert status == ExitCode.OK and out.startswith(f"run {SHORT_ID} ({RUN_ID})")
+    assert "  (http)  " in out and "http from http" not in out  # where it came from, said once
     assert cli(capsys, "show", "last", url=api.url)[0] == ExitCode.OK
     assert api.requests[-3][2]["limit"] == ["1"]  # `last`: one page of one run, newest first
     candidates = [RUN_ID, "8204142846999-ffffff"]
@@ -420,7 +421,7 @@ def test_show_cancel_window_models_and_lineage_answer_in_both_forms(api, capsys)
     api.on("GET", "models", {"models": [model], "next": None})
     api.on("GET", "models/digits", {"name": "digits", "current": 1, "versions": [model]})
     snapshot = {"id": "snap-1", "container": "datasets", "prefix": "digits/", "blobs": []}
-    lineage = {"model": model, "run": listed(done), "snapshot": snapshot}
+    lineage = {"model": model, "run": listed(done), "snapshot": snapshot, "data_read": None, "code": None}
     api.on("GET", "models/digits/versions/1", lineage)
     epochs = [{"accuracy": None, "loss": None, "samples_per_second": None, **row} for row in EPOCHS]
     cases = {
@@ -610,3 +611,10 @@ def test_download_writes_the_model_or_every_output_into_the_folder(api, capsys, 
     api.on("GET", f"runs/{RUN_ID}/outputs", {"run_id": RUN_ID, "files": []})
     status, _, err = cli(capsys, "download", SHORT_ID, url=api.url)
     assert status == ExitCode.FAILED and "has no model.pt" in err
+
+
+def test_config_fits_100_columns_even_with_a_long_connection_string(capsys, monkeypatch):
+    monkeypatch.setenv("AZTRAIN_STORAGE_CONNECTION_STRING", "DefaultEndpointsProtocol=https;AccountName=" + "x" * 240)
+    status, out, _ = cli(capsys, "config")
+    assert status == ExitCode.OK and max(len(line) for line in out.splitlines()) <= 100, out
+    assert out.count("x") == 240  # the value wraps inside its column: nothing of it is cut

@@ -20,5 +20,5 @@ def test_the_first_steps_name_the_storage_and_only_commands_that_exist():
         for part in line.split("|")
         if part.strip().startswith("aztrain ")
     }
-    assert suggested == {"seed-digits", "submit", "runs", "logs", "window"}
+    assert suggested == {"seed-digits", "submit", "runs", "logs", "download", "window"}
     assert suggested <= commands

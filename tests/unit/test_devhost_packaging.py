@@ -10,8 +10,9 @@ import sys
 import devhost
 from aztrain.service.settings import PROJECT_ROOT
 
-#: The two modules that wire aztrain's own stack on top of the host; the rest know nothing of aztrain.
-AZTRAIN_WIRING = {"devhost.localstack", "devhost.demo"}
+#: The modules that wire aztrain's own stack on top of the host (its stack, its demo, its local users);
+#: the rest know nothing of aztrain.
+AZTRAIN_WIRING = {"devhost.localstack", "devhost.demo", "devhost.identity"}
 
 
 def loaded_modules(code: str) -> list[str]:

@@ -184,3 +184,35 @@ def test_tags_are_refused():
 
 def test_deep_nesting_is_refused_before_parsing():
     assert problems(VALID + "x: " + "[" * 40 + "]" * 40 + "\n") == ["document nests 40 levels deep; the limit is 32"]
+
+
+CODE = "code-" + "0" * 24
+
+
+@pytest.mark.parametrize(
+    "trainer, problem",
+    [
+        ({"entrypoint": "train.py"}, "trainer.entrypoint: 'train.py' is not allowed without trainer.code"),
+        ({"code": "./src"}, "trainer.code: './src' is not a code snapshot id"),
+        ({"code": CODE, "entrypoint": "../train.py"}, "trainer.entrypoint: '../train.py': a path inside the code"),
+        ({"code": CODE, "entrypoint": "/abs/train.py"}, "must not start with '/'"),
+        ({"code": CODE, "entrypoint": "rm -rf /"}, "neither a module"),
+        ({"code": CODE, "args": {"a b": 1}}, "trainer.args.a b: not a flag name"),
+        ({"code": CODE, "args": {"mode": "--evil"}}, "trainer.args.mode: '--evil' starts with '-'"),
+        ({"environment": {"image": "x", "registered": "y@1"}}, "trainer.environment: name exactly one of"),
+        ({"environment": "no-version"}, "trainer.environment.registered: string should match pattern"),
+        ({"environment": {"requirements": "requirements.txt"}}, "requirements names a file of trainer.code"),
+        ({"code": CODE, "environment": {"requirements": "../r.txt"}}, "a path inside the code snapshot"),
+    ],
+)
+def test_user_code_entrypoints_args_and_environments_are_checked(trainer, problem):
+    found = problems(json.dumps({**yaml.safe_load(VALID), "trainer": trainer}))
+    assert any(problem.lower() in p.lower() for p in found), found
+
+
+def test_a_user_programs_typed_args_and_a_registered_environment_shorthand_parse():
+    trainer = {"code": CODE, "entrypoint": "pkg.train", "args": {"epochs": 3, "lr": 0.1, "fast": True, "name": "x"}}
+    manifest = parse_manifest(json.dumps({**yaml.safe_load(VALID), "trainer": {**trainer, "environment": "env@3"}}))
+    assert manifest.trainer.code == CODE and not manifest.trainer.builtin
+    assert manifest.trainer.environment is not None and manifest.trainer.environment.registered == "env@3"
+    assert manifest.trainer.environment.kind == "registered"

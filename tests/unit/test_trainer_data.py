@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from trainer.data import decode, export_digits, split
-from trainer.dataset import DataError, Dataset
+from trainer.dataset import DataError, Dataset, Part, concatenate
 from trainer.loader import batch_count, batches, shard_order
 
 
@@ -38,6 +38,29 @@ def test_digits_are_found_at_any_depth_and_decoded_to_one_channel_of_bytes(digit
     assert dataset.images.dtype == np.uint8 and dataset.input_shape == (1, 8, 8)
     np.testing.assert_array_equal(dataset.images[:, 0], np.rint(floats * 255))
     np.testing.assert_array_equal(dataset.labels, labels)
+
+
+def test_every_npz_under_the_folder_is_read_and_each_files_samples_are_reported(digits_dir: Path, tmp_path: Path):
+    """A retraining run after an upload trains on the new batch beside the old one, not on the shallowest file."""
+    data = tmp_path / "data"
+    export_digits(data / "digits")
+    export_digits(data / "digits" / "batch-2")
+    one = decode(digits_dir, image_size=32)
+    both = decode(data, image_size=32)
+    assert len(both.labels) == 2 * len(one.labels)
+    assert [(p.path, p.samples) for p in both.parts] == [
+        ("digits/digits.npz", len(one.labels)),
+        ("digits/batch-2/digits.npz", len(one.labels)),
+    ]
+    assert both.files == ("digits/digits.npz", "digits/batch-2/digits.npz")
+    np.testing.assert_array_equal(both.images[: len(one.labels)], one.images)
+
+
+def test_data_sets_that_disagree_are_refused_naming_both(tmp_path: Path):
+    digits = Dataset(np.zeros((2, 1, 8, 8), np.uint8), np.array([0, 1]), ("0", "1"), "digits", (Part("a.npz", 2),))
+    other = Dataset(np.zeros((2, 3, 8, 8), np.uint8), np.array([0, 1]), ("0", "1"), "digits", (Part("b.npz", 2),))
+    with pytest.raises(DataError, match=r"b\.npz .* does not agree with a\.npz"):
+        concatenate([digits, other])
 
 
 def test_the_split_is_80_20_stratified_and_the_same_every_time(digits_dir: Path):

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import json
 import logging
 import os
 import re
@@ -31,13 +32,17 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+import yaml
 from azure.core.exceptions import HttpResponseError, ResourceExistsError, ResourceNotFoundError
 
 from aztrain.adapters.compute.aml_quota import Usages
 from aztrain.domain.errors import BackendError, ConfigError
-from aztrain.domain.manifest import ALLOWED_ENTRYPOINTS, ComputeSpec
+from aztrain.domain.manifest import ComputeSpec
 from aztrain.domain.profiles import JOB_TIER_FOR_PRIORITY, ComputeProfile, cluster_for, load_profiles
+from aztrain.domain.program import Places, program_argv, program_env
 from aztrain.domain.records import ClusterSpec, JobObservation, JobPhase, JobSubmission, ModelVersion, Quota
+from aztrain.service.code_snapshots import materialise
+from aztrain.service.ports import DataStore
 from aztrain.service.settings import PROJECT_ROOT, Settings
 
 log = logging.getLogger(__name__)
@@ -87,20 +92,69 @@ def datastore_uri(container: str, path: str) -> str:
     return f"azureml://datastores/{datastore_for(container)}/paths/{path}"
 
 
-def trainer_command(job: JobSubmission) -> str:
-    """`python -m <entrypoint>` on the mounted data and output folders, then the trainer's flags, each shell-quoted.
+class Binding(str):
+    """A place in the command that Azure ML fills in (`${{inputs.data}}`): ours, so it is left unquoted."""
 
-    The whole data prefix is mounted; `--snapshot-file` makes the trainer read only the blobs
-    the run's snapshot lists. Never a free-form command: the entrypoint is allowlisted and no
-    argument can leave its quotes.
+    __slots__ = ()
+
+
+#: Where Azure ML puts the run's files: the command's input and output bindings, substituted before it runs.
+PLACES = Places(
+    data_dir=Binding(f"${{{{inputs.{DATA_INPUT}}}}}"),
+    snapshot_file=Binding(f"${{{{inputs.{SNAPSHOT_INPUT}}}}}"),
+    output_dir=Binding(f"${{{{outputs.{OUTPUT}}}}}"),
+    checkpoint_dir=Binding(f"${{{{outputs.{OUTPUT}}}}}/checkpoints"),
+)
+
+
+def trainer_command(job: JobSubmission) -> str:
+    """The job's program (`aztrain.domain.program`) as Azure ML's command string, every part shell-quoted.
+
+    `env` sets the contract's variables (docs/trainer.md), then the program runs: the built-in
+    trainer with its flags, or the user's entrypoint with `--name value` per argument. The whole
+    data prefix is mounted; the snapshot file names the blobs the run reads. Only the bindings
+    stay unquoted, for Azure ML to substitute; no part taken from a manifest can leave its quotes.
     """
-    if job.entrypoint not in ALLOWED_ENTRYPOINTS:
-        raise ValueError(f"entrypoint {job.entrypoint!r} is not allowed; use one of: {', '.join(ALLOWED_ENTRYPOINTS)}")
-    flags = " ".join(shlex.quote(flag) for flag in job.trainer_flags())
-    return (
-        f"python -m {job.entrypoint} --data-dir ${{{{inputs.{DATA_INPUT}}}}} "
-        f"--output-dir ${{{{outputs.{OUTPUT}}}}} --snapshot-file ${{{{inputs.{SNAPSHOT_INPUT}}}}} {flags}"
-    )
+    env = [
+        f"{name}={value}" if isinstance(value, Binding) else shlex.quote(f"{name}={value}")
+        for name, value in program_env(job, PLACES).items()
+    ]
+    program = [word if isinstance(word, Binding) else shlex.quote(word) for word in program_argv(job, PLACES)]
+    return " ".join(["env", *env, *program])
+
+
+#: Where user code snapshots are laid out for upload; Azure ML names code by content too, so each is sent once.
+_CODE_CACHE = Path(tempfile.gettempdir()) / "aztrain-code" / "snapshots"
+#: The image an environment built from a requirements or conda file starts from: Azure ML's OpenMPI image
+#: (mcr.microsoft.com/azureml/openmpi4.1.0-ubuntu22.04, the base of its curated training environments).
+BASE_IMAGE = "mcr.microsoft.com/azureml/openmpi4.1.0-ubuntu22.04:latest"
+
+
+def environment_for(job: JobSubmission, *, default: str, code: Path) -> Any:
+    """The job's environment: a registered one's reference, an image, or one built from a file of the code snapshot.
+
+    A registered `name@version` is the SDK's `name:version` (`name@latest` it resolves itself);
+    a requirements file becomes a conda file with those pip requirements. A built environment is
+    named by the file's hash, so it is built and registered once per distinct file.
+    """
+    from azure.ai.ml.entities import Environment
+
+    spec = job.environment
+    if not spec:
+        return default.removeprefix("azureml:")  # the SDK resolves `name@label` only without the YAML-style prefix
+    if "registered" in spec:
+        name, _, version = spec["registered"].partition("@")
+        return spec["registered"] if version == "latest" else f"{name}:{version}"
+    if "image" in spec:
+        return Environment(image=spec["image"])
+    text = (code / (spec.get("requirements") or spec["conda"])).read_text()
+    if "requirements" in spec:
+        pip = [line.strip() for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")]
+        conda: dict[str, Any] = {"name": "aztrain", "dependencies": ["python=3.11", "pip", {"pip": pip}]}
+    else:
+        conda = yaml.safe_load(text)
+    digest = hashlib.sha256(json.dumps([BASE_IMAGE, conda], sort_keys=True).encode()).hexdigest()[:16]
+    return Environment(name=f"aztrain-{digest}", version="1", image=BASE_IMAGE, conda_file=conda)
 
 
 def build_compute(profile: ComputeProfile, *, identity: str = "") -> Any:
@@ -128,7 +182,7 @@ def build_compute(profile: ComputeProfile, *, identity: str = "") -> Any:
     )
 
 
-def build_job(job: JobSubmission, *, environment: str, code: Path, identity: str = "") -> Any:
+def build_job(job: JobSubmission, *, environment: Any, code: Path, identity: str = "") -> Any:
     """The command job for a submission: its distribution, data and its snapshot read-only, outputs read-write.
 
     On a cluster profile it runs on the profile's cluster; on a serverless one (`serverless_resources`)
@@ -142,8 +196,7 @@ def build_job(job: JobSubmission, *, environment: str, code: Path, identity: str
         experiment_name=job.job,
         code=str(code),
         command=trainer_command(job),
-        # The SDK resolves `name@label` only without the YAML-style `azureml:` prefix.
-        environment=environment.removeprefix("azureml:"),
+        environment=environment,  # what `environment_for` made of the job's
         **(
             serverless_resources(job.cluster, identity=identity)
             if job.cluster.serverless
@@ -299,12 +352,13 @@ class AzureMLBackend:
 
     name = "azureml"
 
-    def __init__(self, settings: Settings, *, client: Any = None) -> None:
+    def __init__(self, settings: Settings, *, client: Any = None, data: DataStore | None = None) -> None:
         require_workspace(settings)  # at startup, not halfway through a run's first step
         self._settings = settings
         self._profiles = load_profiles(settings.compute_profiles, settings.allowed_profiles)
         self._by_cluster = {p.cluster: p for p in self._profiles.values()}
         self._client = client
+        self._data = data
         self._usages = Usages(lambda: self._ml)
 
     @property
@@ -384,8 +438,8 @@ class AzureMLBackend:
             return str(existing.name)
         definition = build_job(
             job,
-            environment=self._settings.aml_environment,
-            code=trainer_code(),
+            environment=self._environment(job),
+            code=self._code(job),
             identity=self._settings.aml_compute_identity_id,
         )
         try:
@@ -395,6 +449,28 @@ class AzureMLBackend:
         where = f"serverless {job.cluster.vm_size}" if job.cluster.serverless else job.cluster.name
         log.info("azureml job %s: submitted to %s", job.name, where)
         return str(created.name)
+
+    def _code(self, job: JobSubmission) -> Path:
+        """The folder Azure ML uploads as the job's code: the user's snapshot (laid out once), or the trainer."""
+        if not job.code_snapshot:
+            return trainer_code()
+        from aztrain.service.bootstrap import build_data_store  # the composition root, imported on first need
+
+        if self._data is None:
+            self._data = build_data_store(self._settings)
+        return materialise(self._data, job.output_container, job.code_snapshot, _CODE_CACHE)
+
+    def _environment(self, job: JobSubmission) -> Any:
+        """The job's environment, built and registered first when it comes from a file of the code snapshot."""
+        built = environment_for(job, default=self._settings.aml_environment, code=self._code(job))
+        if isinstance(built, str) or built.name is None:  # registered, or an image Azure ML resolves itself
+            return built
+        try:
+            self._ml.environments.get(built.name, version=built.version)
+        except ResourceNotFoundError:  # built once per distinct file: its name is the file's hash
+            log.info("azureml environment %s:%s: registering from the code snapshot", built.name, built.version)
+            self._ml.environments.create_or_update(built)
+        return f"{built.name}:{built.version}"
 
     def observe(self, backend_job_id: str) -> JobObservation:
         """One GET of the job; a failed job's reason (and whether it was preempted) from its run history."""

@@ -32,6 +32,7 @@ from aztrain.domain.retrain import snapshot_of
 from aztrain.domain.runs import ACTIVE_STATES, Run, RunState
 from aztrain.domain.teams import dropped_team, shown_team
 from aztrain.service import faults
+from aztrain.service.code_snapshots import check_code
 from aztrain.service.usecases import admission, publishing, teamgates
 from aztrain.service.usecases.context import SAVE_ATTEMPTS, Context
 
@@ -108,6 +109,7 @@ def submit(
         )
         team = by.submitting_team(parsed.team) if by else dropped_team(source, _drop_prefix(ctx), parsed.team)
         manifest = parsed.model_copy(update={"team": team})  # the job's team: its retraining runs' too
+        check_code(ctx.data, ctx.settings.runs_container, manifest)  # its entrypoint exists before anything runs
         admission.refuse(ctx, manifest)  # a wait that could never end is a refusal now
     except ManifestError as exc:
         return _reject(

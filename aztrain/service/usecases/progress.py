@@ -184,6 +184,8 @@ def submission_for(run: Run, spec: ClusterSpec, *, runs_container: str, attempt:
         manifest_hash=run.manifest_hash,
         correlation=run.correlation,
         distribution=manifest.trainer.distribution,
+        code_snapshot=manifest.trainer.code or "",
+        environment=manifest.trainer.environment.model_dump(exclude_none=True) if manifest.trainer.environment else {},
     )
 
 

@@ -8,13 +8,17 @@ from __future__ import annotations
 
 import json
 import logging
+from dataclasses import dataclass
 from typing import Any
 
+from aztrain.domain.code import CodeSnapshot
 from aztrain.domain.errors import BackendError, ConcurrencyError, NotFound
 from aztrain.domain.layout import run_output_prefix, snapshot_blob
 from aztrain.domain.records import ModelVersion
 from aztrain.domain.retrain import Snapshot, judge_promotion
 from aztrain.domain.runs import Run
+from aztrain.service.code_snapshots import read_code_snapshot
+from aztrain.service.run_outputs import RunFiles, read_data_files
 from aztrain.service.usecases.context import SAVE_ATTEMPTS, Context
 
 log = logging.getLogger(__name__)
@@ -81,12 +85,38 @@ def snapshot(ctx: Context, snapshot_id: str) -> Snapshot:
     return Snapshot.from_json(json.loads(raw))
 
 
-def lineage(ctx: Context, name: str, version: int) -> tuple[ModelVersion, Run, Snapshot]:
-    """model → the run that trained it → the snapshot it read (whose blobs are listed)."""
+@dataclass(frozen=True)
+class Lineage:
+    """Where a model version came from: the run that trained it and the data snapshot it was given.
+
+    `data_read` is what the run's trainer reported reading, as blob names: a snapshot blob missing
+    from it was never trained on. None when the trainer reported nothing. `code` is the run's code
+    snapshot (None: the built-in trainer).
+    """
+
+    model: ModelVersion
+    run: Run
+    snapshot: Snapshot
+    data_read: tuple[str, ...] | None
+    code: CodeSnapshot | None
+
+
+def lineage(ctx: Context, name: str, version: int) -> Lineage:
+    """model → the run that trained it → the snapshot it read (whose blobs are listed) and the files it read."""
     model = next((v for v in ctx.store.model_versions(name) if v.version == version), None)
     if model is None:
         raise NotFound("model version", f"{name}@{version}")
-    return model, ctx.get_run(model.run_id), snapshot(ctx, model.snapshot_id)
+    run, data = ctx.get_run(model.run_id), snapshot(ctx, model.snapshot_id)
+    read = read_data_files(ctx.data, RunFiles.of(run, ctx.settings.runs_container))
+    # The trainer names files below its data folder, which is the snapshot's prefix.
+    code = run.manifest.trainer.code
+    return Lineage(
+        model,
+        run,
+        data,
+        None if read is None else tuple(data.prefix + name for name in read),
+        read_code_snapshot(ctx.data, ctx.settings.runs_container, code) if code else None,
+    )
 
 
 def current_model(ctx: Context, name: str) -> ModelVersion | None:

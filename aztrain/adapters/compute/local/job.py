@@ -26,11 +26,14 @@ from types import FrameType
 import psutil
 
 from aztrain.adapters.compute.local.backend import job_processes, write_json_atomic
+from aztrain.adapters.compute.local.environments import EnvironmentFailed, python_for
 from aztrain.adapters.compute.local.launchers import LAUNCHERS, Launcher
 from aztrain.domain.errors import DataChanged
+from aztrain.domain.program import Places, program_argv, program_env
 from aztrain.domain.records import JobSubmission
 from aztrain.domain.retrain import Snapshot
 from aztrain.service.bootstrap import build_data_store
+from aztrain.service.code_snapshots import materialise
 from aztrain.service.ports import DataStore
 from aztrain.service.run_outputs import LiveMetrics, RunFiles
 from aztrain.service.settings import Settings
@@ -164,7 +167,7 @@ class Supervisor:
                 reason = streamer.first_error or " | ".join(streamer.tail[-5:])
                 self.set_status("Failed", f"trainer exited with code {rc}: {reason}")
             return 0
-        except DataChanged as exc:
+        except (DataChanged, EnvironmentFailed) as exc:
             self.set_status("Failed", str(exc))
             return 0
         except Exception as exc:
@@ -185,21 +188,31 @@ class Supervisor:
                 f"(AZTRAIN_LOCAL_MAX_SLOTS={slots})\n".encode()
             )
         python = os.environ.get("AZTRAIN_LOCAL_PYTHON") or sys.executable
-        launcher = self.launcher.argv(Path(python), processes)
-        program = [
-            python, "-m", sub.entrypoint,
-            "--data-dir", str(data_dir), "--output-dir", str(out_dir), "--snapshot-file", str(snapshot_file),
-            *sub.trainer_flags(),
+        launcher = self.launcher.argv(Path(python), processes)  # the project's launcher, whatever the program's Python
+        places = Places(str(data_dir), str(snapshot_file), str(out_dir), str(out_dir / "checkpoints"))
+        shared = self.folder.parent.parent  # what the jobs of this machine share: code, environments, data cache
+        code = None
+        if sub.code_snapshot:  # the user's code, run from its own folder as Azure ML runs it from the job's code
+            code = materialise(self.data, sub.output_container, sub.code_snapshot, shared / "code")
+            streamer.write(f"aztrain: code snapshot {sub.code_snapshot} in {code}\n".encode())
+
+        def log(text: str) -> None:
+            streamer.write(text.encode())
+
+        python = python_for(sub.environment, python=python, code=code, cache=shared / "environments", log=log)
+        program = program_argv(sub, places, python=python)
+        if code is None:
             # The simulated nodes share this machine's disk, so they share one node-local cache too.
-            "--cache-dir", str(self.folder.parent.parent / "node-cache"),
-        ]  # fmt: skip
-        streamer.write(f"aztrain: {' '.join(launcher)} ... -m {sub.entrypoint}\n".encode())
+            program += ["--cache-dir", str(shared / "node-cache")]
+        cwd = code or Path.cwd()
+        streamer.write(f"aztrain: {' '.join(launcher)} ... {' '.join(program[1:3])}\n".encode())
         self.child = subprocess.Popen(
             [*launcher, *program],
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
-            cwd=Path.cwd(),
-            env={**os.environ, **self.launcher.env},
+            cwd=cwd,
+            # The launcher passes the contract's variables on to every process.
+            env={**os.environ, **self.launcher.env, **program_env(sub, places)},
         )
         if self.canceled.is_set():  # SIGTERM arrived while we were starting it
             stop_tree(self.child.pid)
