@@ -6,10 +6,12 @@ import json
 import time
 import urllib.error
 import urllib.request
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
+from pydantic import ValidationError
 
+from aztrain.api.events import CloudEvent, TopicPage
 from aztrain.cli.app import app, examples
 from aztrain.domain.errors import AztrainError
 from aztrain.service.settings import LOCAL_EVENTS_TOPIC, LOCAL_EVENTS_TOPIC_KEY
@@ -41,8 +43,9 @@ def tail(
         while True:
             batch, after = _since(topic, key, after)
             for event in batch:
-                if not types or event.get("type") in types:
-                    print(json.dumps(event) if as_json else _line(event), flush=True)
+                if not types or event.type in types:
+                    shown = json.dumps(event.model_dump(mode="json", exclude_unset=True)) if as_json else _line(event)
+                    print(shown, flush=True)
             if once:
                 return
             time.sleep(interval)
@@ -100,16 +103,17 @@ def notify(
         return
 
 
-def _since(topic: str, key: str, after: int) -> tuple[list[dict[str, Any]], int]:
+def _since(topic: str, key: str, after: int) -> tuple[list[CloudEvent], int]:
     request = urllib.request.Request(f"{topic}?after={after}", headers={"aeg-sas-key": key})
     try:
         with urllib.request.urlopen(request, timeout=10) as response:
-            body = json.loads(response.read())
+            page = TopicPage.model_validate_json(response.read())
     except (urllib.error.URLError, OSError) as exc:
         raise AztrainError(f"cannot read events from {topic} ({exc}); is `aztrain dev` running?") from None
-    return body["events"], int(body["next"])
+    except ValidationError as exc:
+        raise AztrainError(f"{topic} did not answer with a page of events: {exc.errors()[0]['msg']}") from None
+    return page.events, page.next
 
 
-def _line(event: dict[str, Any]) -> str:
-    correlation = event.get("correlationid", "")
-    return f"{event.get('time', '')[:23]}  {event['type']:<32} {event.get('subject', '')}  {event['id']}  {correlation}"
+def _line(event: CloudEvent) -> str:
+    return f"{event.time[:23]}  {event.type:<32} {event.subject}  {event.id}  {event.correlationid}"

@@ -15,8 +15,9 @@ from __future__ import annotations
 
 import json
 import urllib.request
-from collections.abc import Mapping
 from typing import Any, Literal
+
+from aztrain.api.events import CloudEvent
 
 #: The events worth a message: a run's end, and a team's budget threshold crossed.
 NOTIFIED = (
@@ -29,23 +30,23 @@ NOTIFIED = (
 Chat = Literal["slack", "teams"]
 
 
-def message(event: Mapping[str, Any]) -> str | None:
+def message(event: CloudEvent) -> str | None:
     """The chat line for one CloudEvent, or None for an event not worth one."""
-    kind, data = str(event.get("type", "")), event.get("data") or {}
-    if kind not in NOTIFIED or not isinstance(data, dict):
+    kind, data = event.type, event.data
+    if kind not in NOTIFIED:
         return None
     if kind == "aztrain.budget.threshold_crossed":
         return (
-            f"team {data.get('team')} has spent {data.get('spent')} of its {data.get('budget')} budget for "
-            f"{data.get('month')} ({data.get('threshold_percent')} %), last by run {_short(data.get('run_id'))}"
+            f"team {data.team} has spent {data.spent} of its {data.budget} budget for "
+            f"{data.month} ({data.threshold_percent} %), last by run {_short(data.run_id)}"
         )
-    run = f"run {_short(data.get('run_id'))} of job {data.get('job')}"
-    state = str(data.get("state", kind.rsplit(".", 1)[-1].upper()))
+    run = f"run {_short(data.run_id)} of job {data.job}"
+    state = data.state or kind.rsplit(".", 1)[-1].upper()
     if state == "COMPLETED":
-        figures = data.get("metrics") or {}
+        figures = data.metrics
         shown = ", ".join(f"{k} {figures[k]:.4f}" for k in ("accuracy", "loss") if isinstance(figures.get(k), float))
         return f"{run} COMPLETED" + (f": {shown}" if shown else "")
-    reason = str(data.get("error") or "").strip().splitlines()
+    reason = (data.error or "").strip().splitlines()
     return f"{run} {state}" + (f": {reason[0]}" if reason else "")
 
 
