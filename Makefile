@@ -18,7 +18,7 @@ TORCH_PIN := $(shell grep -o 'torch==[0-9.]*' pyproject.toml)
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet "$(TORCH_PIN)" --index-url $(TORCH_INDEX)
+	$(PY) -m pip install --quiet --no-deps "$(TORCH_PIN)" --index-url $(TORCH_INDEX)  # its dependencies come from PyPI below
 	$(PY) -m pip install --quiet -e ".[trainer,dev]"
 	touch $@
 
