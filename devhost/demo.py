@@ -44,7 +44,8 @@ def run_demo(*, port: int, azurite_port: int) -> int:
             count = stack.data.upload_folder(Path(tmp), "datasets", "digits/")
         print(f"    {count} blob(s) uploaded")
 
-        _step(f"dropping {MANIFEST.relative_to(PROJECT_ROOT)} into jobs/manifests/ (Event Grid → queue → on_blob_event)")
+        manifest = MANIFEST.relative_to(PROJECT_ROOT)
+        _step(f"dropping {manifest} into jobs/manifests/ (Event Grid → blob-events queue → on_blob_event)")
         stack.data.write("jobs", "manifests/digits.yaml", MANIFEST.read_bytes())
         run = _wait_for_run(client, job="digits-classifier")
         print(f"    run {run.short_id} created by event {run.cause}")
