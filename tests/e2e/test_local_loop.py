@@ -200,7 +200,7 @@ def test_cancel_of_a_running_run_leaves_no_process_and_zero_nodes(stack: Stack, 
     assert final.state == "CANCELED"
     assert wait_for(lambda: not job_processes(f"aztrain-{run.id}"), timeout=30, what="no process of the job")
     wait_cluster_zero(stack, final.cluster)
-    assert stack.client.request("POST", f"runs/{run['id']}/cancel")["state"] == "CANCELED"  # idempotent
+    assert stack.client.cancel(run.id).state == "CANCELED"  # idempotent
 
 
 def test_new_data_under_a_watched_prefix_starts_one_retraining_run(stack: Stack, digits_blob: bytes):
