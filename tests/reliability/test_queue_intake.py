@@ -7,21 +7,16 @@ host.json's batch, retry and poison settings; behaviour only, never timings.
 from __future__ import annotations
 
 import random
-import threading
 import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 import yaml
 
-from aztrain.adapters.memory import FakeComputeBackend
 from aztrain.domain.documents import MAX_CHARS
 from aztrain.domain.runs import RunState
-from aztrain.service import faults
 from functions.blob_queue import MAX_DEQUEUE_COUNT
-from tests.apps import hosted_app
 from tests.integration.test_http_api import Api
 from tests.reliability.conftest import assert_converged, blob_created, drop_manifest, enqueue, settle
 
@@ -132,50 +127,3 @@ def test_a_manifest_the_store_cannot_hold_is_refused_naming_the_limit_over_http_
     enqueue(stack, blob_created(blob))
     (run,) = [r for r in stack.service.store.find_runs() if r.cause == blob.id]
     assert run.state is RunState.REJECTED and f"the limit is {MAX_CHARS:,}" in run.error
-
-
-@pytest.fixture
-def leased(azurite: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Api]:
-    """The app on the dev host whose queue messages are held for 2 s only: a host that hangs is relieved of them."""
-    prefix = "crash" + uuid.uuid4().hex[:8]
-    state_dir = tmp_path_factory.mktemp("crash-local")
-    backend = FakeComputeBackend(provision_polls=0)
-    with hosted_app(azurite, table_prefix=prefix, state_dir=state_dir, backend=backend, queue_lease=2) as (host, plane):
-        yield Api(host.url, host, plane)
-
-
-def test_a_host_that_dies_between_receiving_a_message_and_acting_on_it_is_relieved_and_the_run_converges(
-    leased: Api,
-) -> None:
-    plane, job = leased.service, f"crashed-{uuid.uuid4().hex[:6]}"
-    event = drop_manifest(plane, job)
-    frozen, redelivered = threading.Event(), threading.Event()
-
-    def die_once(point: str) -> None:
-        if point != "intake.after-job" or frozen.is_set():
-            return
-        frozen.set()  # the first worker stops here, holding the message, as a host that died would
-        redelivered.wait(timeout=60)
-        raise faults.InjectedFault(point)  # and never acts: its invocation ends without a run
-
-    def run_made() -> bool:
-        if plane.store.find_runs(job=job):
-            redelivered.set()
-        return redelivered.is_set()
-
-    with faults.injected(die_once):
-        enqueue_and_watch(leased, blob_created(event), run_made)
-    settle(plane)
-    assert frozen.is_set()
-    assert_converged(plane, [job])
-
-
-def enqueue_and_watch(api: Api, event: dict[str, Any], done: Any) -> None:
-    """Enqueue `event` in a thread and wait until `done()` (the run the redelivery makes)."""
-    writer = threading.Thread(target=enqueue, args=(api, event))
-    writer.start()
-    deadline = datetime.now(UTC) + timedelta(seconds=90)
-    while not done() and datetime.now(UTC) < deadline:
-        threading.Event().wait(0.1)
-    writer.join(timeout=90)
-    assert done(), "the message was never delivered again"
