@@ -18,21 +18,10 @@ functions="on_run_status_changed"
 wait_seconds=${AZTRAIN_HOOK_WAIT_SECONDS:-600}
 poll_seconds=${AZTRAIN_HOOK_POLL_SECONDS:-15}
 
-for tool in az azd; do
-  if ! command -v "$tool" >/dev/null 2>&1; then
-    echo "postdeploy: '$tool' is not installed; see Prerequisites in docs/deploy.md" >&2
-    exit 1
-  fi
-done
-
-# azd exports the environment's values to its hooks; `azd env get-value` covers a manual run.
-env_value() {
-  value=$(printenv "$1" 2>/dev/null || true)
-  if [ -z "$value" ]; then
-    value=$(azd env get-value "$1" 2>/dev/null || true)
-  fi
-  printf '%s' "$value"
-}
+hook=postdeploy
+# shellcheck source=infra/hooks/common.sh
+. "$here/common.sh"
+require_tools
 
 # az and azd keep separate sign-ins, possibly to different subscriptions: name azd's on every az call.
 subscription=$(env_value AZURE_SUBSCRIPTION_ID)

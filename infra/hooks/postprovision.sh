@@ -10,20 +10,10 @@ set -eu
 here=$(CDPATH='' cd -- "$(dirname -- "$0")" && pwd)
 context="$here/../../trainer/environment"
 
-for tool in az azd; do
-  if ! command -v "$tool" >/dev/null 2>&1; then
-    echo "postprovision: '$tool' is not installed; see Prerequisites in docs/deploy.md" >&2
-    exit 1
-  fi
-done
-
-env_value() {
-  value=$(printenv "$1" 2>/dev/null || true)
-  if [ -z "$value" ]; then
-    value=$(azd env get-value "$1" 2>/dev/null || true)
-  fi
-  printf '%s' "$value"
-}
+hook=postprovision
+# shellcheck source=infra/hooks/common.sh
+. "$here/common.sh"
+require_tools
 
 subscription=$(env_value AZURE_SUBSCRIPTION_ID)
 resource_group=$(env_value AZURE_RESOURCE_GROUP)
